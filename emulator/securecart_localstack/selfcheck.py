@@ -1,0 +1,36 @@
+"""Install-time check that LocalStack's plugin loader (plux) finds SecureCart's plugins; exits non-zero if not."""
+
+import sys
+
+PROVIDERS = ("rds:default", "elbv2:default", "autoscaling:default")
+EXECUTORS = ()
+
+
+def main() -> int:
+    from plux import PluginManager
+
+    problems = []
+    providers = PluginManager("localstack.aws.provider")
+    by_name = {spec.name: spec for spec in providers.list_plugin_specs()}
+    for name in PROVIDERS:
+        spec = by_name.get(name)
+        if spec is None:
+            problems.append(f"provider {name} not discovered")
+        elif not spec.factory.__module__.startswith("securecart_localstack"):
+            problems.append(f"provider {name} resolves to {spec.factory.__module__}, not securecart_localstack")
+    executors = PluginManager("localstack.lambda.runtime_executor")
+    for name in EXECUTORS:
+        if not executors.exists(name):
+            problems.append(f"lambda runtime executor {name} not discovered")
+    # Building one service proves the provider module imports against this LocalStack/moto.
+    if not problems:
+        providers.load("rds:default").load()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print("securecart_localstack plugins discovered: " + ", ".join(PROVIDERS + EXECUTORS))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

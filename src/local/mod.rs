@@ -1,0 +1,444 @@
+//! The bundled LocalStack emulator behind `--local` and `securecart local`: install on first use, start detached, check, stop.
+//!
+//! Layout under the cache folder (`$SECURECART_CACHE_DIR`, else the user cache dir + `securecart`):
+//! - `emulator-<recipe hash>/`: `venv/`, `recipe/` (the embedded `emulator/` files), `install.log`,
+//!   `installed.json` (written last; marks the install complete). A changed recipe gets a new folder.
+//! - `run/<port>/`: `emulator.pid`, `emulator.log`, `fs/` (LocalStack's data), `start.lock`.
+//! - `install.lock`.
+
+mod health;
+mod install;
+mod lock;
+mod python;
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use health::Probe;
+
+/// Port LocalStack listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 4566;
+/// Name of the Lambda runtime executor plugin in `emulator/securecart_localstack`; `None` until it exists.
+const LAMBDA_EXECUTOR: Option<&str> = None;
+/// How long a fresh start may take before giving up; a cold start on a busy 2-core machine
+/// (importing LocalStack without cached bytecode) has been seen to take ~10 s.
+const START_TIMEOUT: Duration = Duration::from_secs(180);
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(
+        "no Python 3.13 or 3.12 found for the local emulator (LocalStack 4.14 needs one; tried: {tried}).\n\
+         Install Python 3.13 or 3.12 with its venv module, e.g. `apt-get install python3.12 python3.12-venv`, \
+         `brew install python@3.13`, `pyenv install 3.13` or `uv python install 3.13`, \
+         or set SECURECART_PYTHON to such an interpreter"
+    )]
+    PythonNotFound { tried: String },
+    #[error("SECURECART_PYTHON={} cannot run the local emulator: {reason}; point it at Python 3.13 or 3.12", path.display())]
+    BadPythonOverride { path: PathBuf, reason: String },
+    #[error("installing the local emulator failed ({step}); full log: {}\n{tail}", log.display())]
+    Install { step: String, log: PathBuf, tail: String },
+    #[error("the local emulator did not answer on {endpoint} within {secs} s; last lines of {}:\n{tail}", log.display())]
+    NotReady { endpoint: String, secs: u64, log: PathBuf, tail: String },
+    #[error("the local emulator exited while starting ({status}); last lines of {}:\n{tail}", log.display())]
+    Exited { status: String, log: PathBuf, tail: String },
+    #[error("port {port} on 127.0.0.1 is taken by something that is not LocalStack ({what}); pick another port with --port or SECURECART_LOCAL_PORT")]
+    PortInUse { port: u16, what: String },
+    #[error("the LocalStack at {endpoint} was not started by securecart (no pid file at {}); stop it the way it was started", pid_file.display())]
+    NotManaged { endpoint: String, pid_file: PathBuf },
+    #[error("the local emulator (pid {pid}) did not stop within {secs} s")]
+    StopTimeout { pid: u32, secs: u64 },
+    #[error("could not {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LocalError {
+    let path = path.to_path_buf();
+    move |source| LocalError::Io { action, path, source }
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub port: u16,
+    pub cache_dir: PathBuf,
+}
+
+impl LocalOptions {
+    /// Port: the argument, else `$SECURECART_LOCAL_PORT`, else 4566. Cache: `$SECURECART_CACHE_DIR`,
+    /// else the platform cache dir + `securecart`.
+    pub fn from_env(port: Option<u16>) -> Self {
+        let port = port
+            .or_else(|| std::env::var("SECURECART_LOCAL_PORT").ok().and_then(|p| p.trim().parse().ok()))
+            .unwrap_or(DEFAULT_PORT);
+        let cache_dir = std::env::var_os("SECURECART_CACHE_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| dirs::cache_dir().map(|d| d.join("securecart")))
+            .unwrap_or_else(|| std::env::temp_dir().join("securecart-cache"));
+        Self { port, cache_dir }
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.cache_dir.join("run").join(self.port.to_string())
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.run_dir().join("emulator.pid")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.run_dir().join("emulator.log")
+    }
+}
+
+pub fn endpoint_url(opts: &LocalOptions) -> String {
+    format!("http://127.0.0.1:{}", opts.port)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LocalStatus {
+    pub running: bool,
+    pub endpoint: String,
+    /// Pid of the emulator that securecart started on this port; `None` when not running or when
+    /// the LocalStack answering there was started some other way.
+    pub pid: Option<u32>,
+    pub version: Option<String>,
+    /// Services the running emulator serves, sorted.
+    pub services: Vec<String>,
+    /// Where the embedded recipe is (or would be) installed.
+    pub install_dir: PathBuf,
+    pub installed: bool,
+    pub log_file: PathBuf,
+}
+
+/// What the pid file records about the emulator that securecart started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PidRecord {
+    pid: u32,
+    install_dir: PathBuf,
+}
+
+fn parse_pid_record(text: &str) -> Option<PidRecord> {
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok()?;
+    let install_dir = PathBuf::from(lines.next().unwrap_or("").trim());
+    Some(PidRecord { pid, install_dir })
+}
+
+fn read_pid_record(opts: &LocalOptions) -> Option<PidRecord> {
+    parse_pid_record(&fs::read_to_string(opts.pid_file()).ok()?)
+}
+
+/// The recorded process still exists and is a LocalStack runtime (not a recycled pid).
+fn pid_is_emulator(pid: u32) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    if Path::new("/proc/self/stat").exists() {
+        let Ok(stat) = fs::read_to_string(proc_dir.join("stat")) else {
+            return false;
+        };
+        if stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')) {
+            return false;
+        }
+        return fs::read(proc_dir.join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains("localstack.runtime.main"));
+    }
+    // Without /proc (macOS), `kill -0` at least tells whether the pid exists.
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn live_pid_record(opts: &LocalOptions) -> Option<PidRecord> {
+    read_pid_record(opts).filter(|r| pid_is_emulator(r.pid))
+}
+
+/// Last `n` lines of a (log) file, or a note that it cannot be read.
+fn tail_lines(path: &Path, n: usize) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return format!("({} cannot be read)", path.display());
+    };
+    // Only the end of a log matters, and LocalStack logs can grow large.
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    last_lines(&String::from_utf8_lossy(&buf), n)
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub fn status(opts: &LocalOptions) -> Result<LocalStatus, LocalError> {
+    Ok(status_with(opts, health::probe(opts.port, PROBE_TIMEOUT)))
+}
+
+fn status_with(opts: &LocalOptions, probe: Probe) -> LocalStatus {
+    let install_dir = install::install_dir(opts);
+    let installed = install::is_installed(&install_dir);
+    let (running, version, services) = match probe {
+        Probe::LocalStack(h) => (true, h.version, h.services.into_keys().collect()),
+        _ => (false, None, Vec::new()),
+    };
+    let pid = if running { live_pid_record(opts).map(|r| r.pid) } else { None };
+    LocalStatus {
+        running,
+        endpoint: endpoint_url(opts),
+        pid,
+        version,
+        services,
+        install_dir,
+        installed,
+        log_file: opts.log_file(),
+    }
+}
+
+/// Installs the emulator if needed, starts it if it is not running and waits until it answers.
+/// When it already runs from the current recipe this is one HTTP GET and a file read.
+pub fn ensure_running(opts: &LocalOptions, progress: &mut dyn FnMut(&str)) -> Result<LocalStatus, LocalError> {
+    let wanted_install = install::install_dir(opts);
+    let current = |opts: &LocalOptions, probe: &Probe| -> Option<bool> {
+        // Some(true): ours and current; Some(false): ours but from another recipe; None: not ours.
+        matches!(probe, Probe::LocalStack(_))
+            .then(|| live_pid_record(opts))
+            .flatten()
+            .map(|r| r.install_dir == wanted_install)
+    };
+    let probe = health::probe(opts.port, PROBE_TIMEOUT);
+    if current(opts, &probe) == Some(true) {
+        return Ok(status_with(opts, probe));
+    }
+
+    let _guard = lock::acquire(&opts.run_dir().join("start.lock"), progress, "starting the emulator")?;
+    // Whoever held the lock may have just started it.
+    let probe = health::probe(opts.port, PROBE_TIMEOUT);
+    match (&probe, current(opts, &probe)) {
+        (_, Some(true)) => return Ok(status_with(opts, probe)),
+        (_, Some(false)) => {
+            progress("the running emulator was installed from an older recipe; restarting it");
+            stop_locked(opts)?;
+        }
+        // A LocalStack someone started by hand is used as it is.
+        (Probe::LocalStack(_), None) => return Ok(status_with(opts, probe)),
+        (Probe::Foreign(what), None) => {
+            return Err(LocalError::PortInUse { port: opts.port, what: what.clone() });
+        }
+        (Probe::Unresponsive, None) if live_pid_record(opts).is_none() => {
+            return Err(LocalError::PortInUse { port: opts.port, what: "accepts connections but does not answer".into() });
+        }
+        _ => {}
+    }
+    if let Some(stale) = live_pid_record(opts) {
+        // Ours, alive, but not answering (hung or still starting after a crash of its starter).
+        progress(&format!("the emulator (pid {}) does not answer; restarting it", stale.pid));
+        stop_locked(opts)?;
+    }
+
+    let install_dir = install::ensure_installed(opts, progress)?;
+    start(opts, &install_dir, progress)?;
+    status(opts)
+}
+
+fn start(opts: &LocalOptions, install_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError> {
+    let run_dir = opts.run_dir();
+    let fs_root = run_dir.join("fs");
+    fs::create_dir_all(&fs_root).map_err(io_err("create", &fs_root))?;
+    let log_path = opts.log_file();
+    let log = File::create(&log_path).map_err(io_err("create", &log_path))?;
+    let log_err = log.try_clone().map_err(io_err("open", &log_path))?;
+    let endpoint = endpoint_url(opts);
+    progress(&format!(
+        "starting LocalStack {} on {endpoint} (log: {})",
+        install::pinned_localstack_version(),
+        log_path.display()
+    ));
+
+    let python = install::venv_python(install_dir);
+    let mut cmd = Command::new(&python);
+    cmd.args(["-m", "localstack.runtime.main"])
+        .current_dir(&run_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .env("GATEWAY_LISTEN", format!("127.0.0.1:{}", opts.port))
+        .env("DISABLE_EVENTS", "1")
+        .env("SKIP_SSL_CERT_DOWNLOAD", "1")
+        // Its DNS server would try port 53 and an upstream resolver; nothing here needs it.
+        .env("DNS_ADDRESS", "0")
+        .env("FILESYSTEM_ROOT", &fs_root)
+        .env("LOCALSTACK_VOLUME_DIR", run_dir.join("volume"))
+        .env("PYTHONUNBUFFERED", "1")
+        // Cached bytecode roughly halves later start times; an inherited opt-out would prevent it.
+        .env_remove("PYTHONDONTWRITEBYTECODE")
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env_remove("VIRTUAL_ENV");
+    if let Some(executor) = LAMBDA_EXECUTOR {
+        cmd.env("LAMBDA_RUNTIME_EXECUTOR", executor);
+    }
+    // Its own process group keeps it alive when the CLI exits or the terminal sends SIGINT, and
+    // lets `stop` signal it together with the Lambda processes it spawns.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(io_err("run", &python))?;
+    let record = format!("{}\n{}\n", child.id(), install_dir.display());
+    fs::write(opts.pid_file(), record).map_err(io_err("write", &opts.pid_file()))?;
+
+    loop {
+        if let Ok(Some(exit)) = child.try_wait() {
+            let _ = fs::remove_file(opts.pid_file());
+            return Err(LocalError::Exited { status: exit.to_string(), log: log_path.clone(), tail: tail_lines(&log_path, 20) });
+        }
+        if let Probe::LocalStack(_) = health::probe(opts.port, PROBE_TIMEOUT) {
+            progress(&format!("LocalStack ready on {endpoint} after {:.1} s", started.elapsed().as_secs_f64()));
+            return Ok(());
+        }
+        if started.elapsed() > START_TIMEOUT {
+            let tail = tail_lines(&log_path, 20);
+            signal_group(child.id(), "KILL");
+            let _ = child.wait();
+            let _ = fs::remove_file(opts.pid_file());
+            return Err(LocalError::NotReady { endpoint, secs: START_TIMEOUT.as_secs(), log: log_path, tail });
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Sends a signal to the emulator's whole process group (LocalStack and any Lambda processes).
+fn signal_group(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), "--".into(), format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Stops the emulator that securecart started on this port; `Ok(true)` if one was running.
+pub fn stop(opts: &LocalOptions) -> Result<bool, LocalError> {
+    let _guard = lock::acquire(&opts.run_dir().join("start.lock"), &mut |_| {}, "starting the emulator")?;
+    stop_locked(opts)
+}
+
+fn stop_locked(opts: &LocalOptions) -> Result<bool, LocalError> {
+    let Some(record) = live_pid_record(opts) else {
+        let _ = fs::remove_file(opts.pid_file());
+        if let Probe::LocalStack(_) = health::probe(opts.port, PROBE_TIMEOUT) {
+            return Err(LocalError::NotManaged { endpoint: endpoint_url(opts), pid_file: opts.pid_file() });
+        }
+        return Ok(false);
+    };
+    // SIGTERM lets LocalStack shut its services down; SIGKILL is the fallback for a hung one.
+    signal_group(record.pid, "TERM");
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while pid_is_emulator(record.pid) {
+        if Instant::now() > deadline {
+            signal_group(record.pid, "KILL");
+            std::thread::sleep(Duration::from_millis(500));
+            if pid_is_emulator(record.pid) {
+                return Err(LocalError::StopTimeout { pid: record.pid, secs: STOP_TIMEOUT.as_secs() });
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Lambda processes left in the group go with it.
+    signal_group(record.pid, "KILL");
+    let _ = fs::remove_file(opts.pid_file());
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_from_arguments_and_defaults() {
+        let o = LocalOptions { port: 4599, cache_dir: PathBuf::from("/c") };
+        assert_eq!(endpoint_url(&o), "http://127.0.0.1:4599");
+        assert_eq!(o.pid_file(), PathBuf::from("/c/run/4599/emulator.pid"));
+        assert_eq!(o.log_file(), PathBuf::from("/c/run/4599/emulator.log"));
+        // An explicit port wins over the environment.
+        assert_eq!(LocalOptions::from_env(Some(5001)).port, 5001);
+    }
+
+    #[test]
+    fn pid_records_round_trip() {
+        assert_eq!(
+            parse_pid_record("1234\n/c/emulator-abc\n"),
+            Some(PidRecord { pid: 1234, install_dir: PathBuf::from("/c/emulator-abc") })
+        );
+        assert_eq!(parse_pid_record("1234"), Some(PidRecord { pid: 1234, install_dir: PathBuf::new() }));
+        assert_eq!(parse_pid_record("garbage"), None);
+        assert_eq!(parse_pid_record(""), None);
+    }
+
+    #[test]
+    fn last_lines_keeps_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(last_lines("a", 5), "a");
+        assert_eq!(last_lines("", 5), "");
+    }
+
+    #[test]
+    fn own_process_is_not_taken_for_the_emulator() {
+        assert!(!pid_is_emulator(std::process::id()));
+    }
+
+    #[test]
+    fn status_without_emulator_reports_not_running() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let opts = LocalOptions { port, cache_dir: std::env::temp_dir().join("sc-status-test-empty") };
+        let st = status(&opts).unwrap();
+        assert!(!st.running);
+        assert_eq!(st.pid, None);
+        assert!(!st.installed);
+        assert!(st.services.is_empty());
+        assert!(!stop(&opts).unwrap());
+        let _ = fs::remove_dir_all(&opts.cache_dir);
+    }
+
+    /// The real thing: installs (minutes on an empty cache), starts, checks and stops the emulator.
+    /// Run with `cargo test local::tests::emulator_end_to_end -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "installs LocalStack (~0.5 GB) and starts it"]
+    fn emulator_end_to_end() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let opts = LocalOptions::from_env(Some(port));
+        let mut say = |m: &str| eprintln!("{m}");
+        let st = ensure_running(&opts, &mut say).unwrap();
+        assert!(st.running && st.installed && st.pid.is_some(), "{st:?}");
+        for svc in ["ec2", "rds", "elbv2", "autoscaling", "sqs", "events", "stepfunctions", "lambda"] {
+            assert!(st.services.iter().any(|s| s == svc), "{svc} missing from {:?}", st.services);
+        }
+        let again = Instant::now();
+        ensure_running(&opts, &mut say).unwrap();
+        assert!(again.elapsed() < Duration::from_secs(2));
+
+        let smoke = st.install_dir.join("recipe").join("smoke_test.py");
+        let out = Command::new(install::venv_python(&st.install_dir))
+            .arg(&smoke)
+            .env("ENDPOINT", &st.endpoint)
+            .output()
+            .unwrap();
+        eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let stopped = stop(&opts).unwrap();
+        assert!(out.status.success(), "smoke test failed");
+        assert!(stopped);
+        assert!(!status(&opts).unwrap().running);
+        assert!(!stop(&opts).unwrap());
+    }
+}
