@@ -1,0 +1,337 @@
+//! The executor: walks a plan's steps as a dependency graph with bounded concurrency.
+//! A step starts once everything it needs is done; a failure skips its dependents while
+//! independent branches finish; Ctrl-C stops starting new steps and lets running ones end.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value as Json;
+use tokio::task::JoinSet;
+
+use crate::aws::Aws;
+use crate::blueprint::refs::{self, Ref};
+use crate::blueprint::Blueprint;
+use crate::plan::{self, Action, Plan, StackInfo};
+use crate::report::{Event, Op, Outcome, Reporter};
+use crate::resources::{self, Kind, Live, OpCx};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub id: String,
+    pub kind: String,
+    pub op: Op,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub elapsed_ms: u128,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyResult {
+    pub steps: Vec<StepResult>,
+    pub interrupted: bool,
+    /// Attributes of every resource of the stack after the run (for outputs).
+    #[serde(skip)]
+    pub resources: HashMap<String, BTreeMap<String, Json>>,
+}
+
+impl ApplyResult {
+    pub fn failed(&self) -> impl Iterator<Item = &StepResult> {
+        self.steps.iter().filter(|s| matches!(s.outcome, Outcome::Failed { .. }))
+    }
+
+    pub fn ok(&self) -> bool {
+        !self.interrupted && self.steps.iter().all(|s| matches!(s.outcome, Outcome::Done))
+    }
+}
+
+/// One thing to do: the plan action it belongs to and what to do.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    action: usize,
+    op: Op,
+}
+
+/// Steps and, for each, the steps it waits for.
+fn steps_of(plan: &Plan, live: &[Live]) -> (Vec<Step>, Vec<BTreeSet<usize>>) {
+    let mut steps = Vec::new();
+    let mut put_of: HashMap<usize, usize> = HashMap::new();
+    let mut del_of: HashMap<usize, usize> = HashMap::new();
+    for (i, a) in plan.actions.iter().enumerate() {
+        if matches!(a.action, Action::Replace | Action::Delete) {
+            del_of.insert(i, steps.len());
+            steps.push(Step { action: i, op: Op::Delete });
+        }
+        let op = match a.action {
+            Action::Create | Action::Replace => Op::Create,
+            Action::Update => Op::Update,
+            _ => continue,
+        };
+        put_of.insert(i, steps.len());
+        steps.push(Step { action: i, op });
+    }
+    let action_by_id: HashMap<&str, usize> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.action != Action::Delete)
+        .map(|(i, a)| (a.id.as_str(), i))
+        .collect();
+    let live_deps = plan::live_dependencies(live);
+    let mut waits = vec![BTreeSet::new(); steps.len()];
+    for (s, step) in steps.iter().enumerate() {
+        let a = &plan.actions[step.action];
+        match step.op {
+            Op::Create | Op::Update => {
+                for d in &a.depends_on {
+                    if let Some(p) = action_by_id.get(d.as_str()).and_then(|j| put_of.get(j)) {
+                        waits[s].insert(*p);
+                    }
+                }
+                // The old copy goes first: names are unique in most services.
+                for (j, b) in plan.actions.iter().enumerate() {
+                    if b.id == a.id {
+                        if let Some(&d) = del_of.get(&j) {
+                            waits[s].insert(d);
+                        }
+                    }
+                }
+            }
+            Op::Delete => {
+                // Whatever refers to this resource is deleted before it.
+                let Some(li) = a.live else { continue };
+                for (&j, &d) in &del_of {
+                    if let Some(lj) = plan.actions[j].live {
+                        if live_deps[lj].contains(&li) {
+                            waits[s].insert(d);
+                        }
+                    }
+                }
+            }
+        }
+        waits[s].remove(&s);
+    }
+    (steps, waits)
+}
+
+pub struct Executor<'a> {
+    pub aws: &'a Aws,
+    pub stack: &'a StackInfo,
+    pub blueprint: Option<&'a Blueprint>,
+    pub parallelism: usize,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    Waiting,
+    Running,
+    Finished(bool),
+}
+
+impl Executor<'_> {
+    pub async fn run(&self, plan: &Plan, live: &[Live]) -> ApplyResult {
+        let (steps, waits) = steps_of(plan, live);
+        let mut known: HashMap<String, Option<BTreeMap<String, Json>>> = HashMap::new();
+        for a in &plan.actions {
+            let out = match (a.action, a.live) {
+                (Action::NoOp | Action::Update, Some(li)) => Some(live[li].outputs.clone()),
+                (Action::Delete, _) => continue,
+                _ => None,
+            };
+            known.insert(a.id.clone(), out);
+        }
+        let kinds: HashMap<String, String> = plan
+            .actions
+            .iter()
+            .filter(|a| a.action != Action::Delete)
+            .map(|a| (a.id.clone(), a.kind.clone()))
+            .collect();
+
+        let mut state = vec![State::Waiting; steps.len()];
+        let mut results: Vec<Option<StepResult>> = vec![None; steps.len()];
+        let mut tasks: JoinSet<(usize, Result<Option<Live>, String>, Duration)> = JoinSet::new();
+        let mut interrupted = false;
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+
+        loop {
+            // Skip everything downstream of a failure, then start what is ready.
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for s in 0..steps.len() {
+                    if state[s] != State::Waiting {
+                        continue;
+                    }
+                    let blocked = waits[s].iter().find(|&&w| state[w] == State::Finished(false));
+                    if let Some(&w) = blocked {
+                        let why = if interrupted {
+                            "the run was interrupted".to_string()
+                        } else {
+                            let b = &plan.actions[steps[w].action];
+                            format!("{} of `{}` did not succeed", steps[w].op.verb(), b.id)
+                        };
+                        self.finish(plan, &steps, s, Outcome::Skipped { because: why }, Duration::ZERO, &mut results);
+                        state[s] = State::Finished(false);
+                        changed = true;
+                    }
+                }
+            }
+            if !interrupted {
+                for s in 0..steps.len() {
+                    if tasks.len() >= self.parallelism.max(1) {
+                        break;
+                    }
+                    if state[s] != State::Waiting || !waits[s].iter().all(|&w| state[w] == State::Finished(true)) {
+                        continue;
+                    }
+                    state[s] = State::Running;
+                    match self.prepare(plan, live, &steps[s], &known, &kinds) {
+                        Ok(job) => {
+                            let reporter = self.reporter.clone();
+                            let aws = self.aws.clone();
+                            let stack = self.stack.name.clone();
+                            let a = &plan.actions[steps[s].action];
+                            reporter.event(Event::StepStarted { id: &a.id, kind: &a.kind, op: steps[s].op });
+                            tasks.spawn(async move {
+                                let t = Instant::now();
+                                let r = job.run(&aws, &stack, reporter).await;
+                                (s, r, t.elapsed())
+                            });
+                        }
+                        Err(e) => {
+                            self.finish(plan, &steps, s, Outcome::Failed { error: e }, Duration::ZERO, &mut results);
+                            state[s] = State::Finished(false);
+                        }
+                    }
+                }
+            }
+            if tasks.is_empty() {
+                if state.iter().any(|s| *s == State::Waiting) && !interrupted {
+                    // Every waiting step depends on something that will never finish.
+                    for s in 0..steps.len() {
+                        if state[s] == State::Waiting {
+                            self.finish(plan, &steps, s, Outcome::Skipped { because: "a dependency could not run".into() }, Duration::ZERO, &mut results);
+                            state[s] = State::Finished(false);
+                        }
+                    }
+                }
+                if interrupted {
+                    for s in 0..steps.len() {
+                        if state[s] == State::Waiting {
+                            self.finish(plan, &steps, s, Outcome::Skipped { because: "the run was interrupted".into() }, Duration::ZERO, &mut results);
+                            state[s] = State::Finished(false);
+                        }
+                    }
+                }
+                break;
+            }
+            tokio::select! {
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { continue };
+                    let (s, r, elapsed) = match joined {
+                        Ok(v) => v,
+                        Err(e) => {
+                            // A panicking step must not take the run down with it.
+                            let s = state.iter().position(|x| *x == State::Running).unwrap_or(0);
+                            (s, Err(format!("internal error: {e}")), Duration::ZERO)
+                        }
+                    };
+                    let a = &plan.actions[steps[s].action];
+                    match r {
+                        Ok(done) => {
+                            if let Some(l) = done {
+                                known.insert(a.id.clone(), Some(l.outputs));
+                            }
+                            self.finish(plan, &steps, s, Outcome::Done, elapsed, &mut results);
+                            state[s] = State::Finished(true);
+                        }
+                        Err(e) => {
+                            self.finish(plan, &steps, s, Outcome::Failed { error: e }, elapsed, &mut results);
+                            state[s] = State::Finished(false);
+                        }
+                    }
+                }
+                _ = &mut ctrl_c, if !interrupted => {
+                    interrupted = true;
+                    self.reporter.event(Event::Note { message: "interrupted: waiting for the steps in progress to finish (nothing new starts)" });
+                }
+            }
+        }
+        let resources = known.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+        ApplyResult {
+            steps: results.into_iter().flatten().collect(),
+            interrupted,
+            resources,
+        }
+    }
+
+    fn finish(&self, plan: &Plan, steps: &[Step], s: usize, outcome: Outcome, elapsed: Duration, results: &mut [Option<StepResult>]) {
+        let a = &plan.actions[steps[s].action];
+        self.reporter.event(Event::StepFinished { id: &a.id, kind: &a.kind, op: steps[s].op, outcome: &outcome, elapsed });
+        results[s] = Some(StepResult {
+            id: a.id.clone(),
+            kind: a.kind.clone(),
+            op: steps[s].op,
+            outcome,
+            elapsed_ms: elapsed.as_millis(),
+        });
+    }
+
+    /// Resolves the step's references with the values known now.
+    fn prepare(&self, plan: &Plan, live: &[Live], step: &Step, known: &HashMap<String, Option<BTreeMap<String, Json>>>, kinds: &HashMap<String, String>) -> Result<Job, String> {
+        let a = &plan.actions[step.action];
+        let old = a.live.map(|i| live[i].clone());
+        if step.op == Op::Delete {
+            let old = old.ok_or("nothing to delete")?;
+            let kind = resources::kind(old.kind).ok_or("unknown kind")?;
+            return Ok(Job { id: a.id.clone(), op: Op::Delete, kind, live: Some(old), desired: Json::Null });
+        }
+        let kind = resources::kind(&a.kind).ok_or_else(|| format!("unknown kind {}", a.kind))?;
+        let bp = self.blueprint.ok_or("no blueprint")?;
+        let r = bp.resources.get(&a.id).ok_or("not in the blueprint")?;
+        let lookup = |rf: &Ref| plan::resolve_ref(rf, self.stack, known, &resources::kind, kinds);
+        let config = refs::substitute(&r.config, &lookup);
+        if refs::has_unknown(&config) {
+            return Err("a value it refers to is still unknown".into());
+        }
+        let desired = kind.desired(&self.stack.name, &a.id, &config)?;
+        // A replaced resource is created afresh: the old copy is gone by now.
+        let live = if step.op == Op::Update { old } else { None };
+        Ok(Job { id: a.id.clone(), op: step.op, kind, live, desired })
+    }
+}
+
+struct Job {
+    id: String,
+    op: Op,
+    kind: &'static dyn Kind,
+    live: Option<Live>,
+    desired: Json,
+}
+
+impl Job {
+    async fn run(self, aws: &Aws, stack: &str, reporter: Arc<dyn Reporter>) -> Result<Option<Live>, String> {
+        let id = self.id.clone();
+        let op = self.op;
+        let progress = move |m: String| reporter.event(Event::StepProgress { id: &id, op, message: &m });
+        let cx = OpCx { stack, id: &self.id, progress: &progress };
+        let r = match (self.op, &self.live) {
+            (Op::Create, _) => self.kind.create(aws, &cx, &self.desired).await.map(Some),
+            (Op::Update, Some(l)) => {
+                let changed: Vec<String> = plan::diff(&self.desired, &l.attrs, &[], &BTreeSet::new()).into_iter().map(|c| c.attribute).collect();
+                if changed.is_empty() {
+                    Ok(Some(l.clone()))
+                } else {
+                    self.kind.update(aws, &cx, l, &self.desired, &changed).await.map(Some)
+                }
+            }
+            (Op::Delete, Some(l)) => self.kind.delete(aws, &cx, l).await.map(|_| None),
+            _ => return Err("nothing to act on".into()),
+        };
+        r.map_err(|e| e.to_string())
+    }
+}
+

@@ -1,0 +1,246 @@
+//! AWS clients for every service securecart manages, built once from the standard
+//! credential chain, with an interceptor that counts API calls for `--stats`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use tokio::sync::OnceCell;
+
+/// Where and as whom to call AWS (resolved from flags and environment in `settings`).
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// Talking to the bundled emulator: fixed test credentials, default region.
+    pub local: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no AWS region configured: pass --region, set AWS_REGION, or set a region in your AWS profile")]
+    NoRegion,
+}
+
+/// API calls made, by service and operation, and retried attempts.
+#[derive(Debug, Default)]
+pub struct Stats {
+    calls: Mutex<BTreeMap<(String, String), u64>>,
+    attempts: Mutex<u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallCount {
+    pub service: String,
+    pub operation: String,
+    pub count: u64,
+    pub mutating: bool,
+}
+
+impl Stats {
+    fn record(&self, service: &str, operation: &str) {
+        let mut c = self.calls.lock().expect("stats lock");
+        *c.entry((service.to_string(), operation.to_string())).or_default() += 1;
+    }
+
+    pub fn calls(&self) -> Vec<CallCount> {
+        self.calls
+            .lock()
+            .expect("stats lock")
+            .iter()
+            .map(|((s, o), n)| CallCount {
+                service: s.clone(),
+                operation: o.clone(),
+                count: *n,
+                mutating: is_mutating(o),
+            })
+            .collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.calls.lock().expect("stats lock").values().sum()
+    }
+
+    pub fn mutating(&self) -> u64 {
+        self.calls().iter().filter(|c| c.mutating).map(|c| c.count).sum()
+    }
+
+    /// Attempts beyond the first of each call: the SDK's retries.
+    pub fn retries(&self) -> u64 {
+        self.attempts
+            .lock()
+            .expect("stats lock")
+            .saturating_sub(self.total())
+    }
+}
+
+/// Reads never change anything; everything else counts as a mutating call.
+pub fn is_mutating(operation: &str) -> bool {
+    !["Describe", "List", "Get", "Search", "Lookup", "Test", "Validate"]
+        .iter()
+        .any(|p| operation.starts_with(p))
+}
+
+#[derive(Debug)]
+struct Counter(Arc<Stats>);
+
+impl Intercept for Counter {
+    fn name(&self) -> &'static str {
+        "securecart-stats"
+    }
+
+    fn read_before_execution(
+        &self,
+        _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(m) = cfg.load::<Metadata>() {
+            self.0.record(m.service(), m.name());
+        }
+        Ok(())
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        *self.0.attempts.lock().expect("stats lock") += 1;
+        Ok(())
+    }
+}
+
+/// One client per service, sharing one configuration and one call counter.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    sts: aws_sdk_sts::Client,
+    pub region: String,
+    pub local: bool,
+    pub stats: Arc<Stats>,
+    account: Arc<OnceCell<String>>,
+}
+
+macro_rules! client {
+    ($krate:ident, $sdk:expr, $icpt:expr) => {
+        $krate::Client::from_conf(
+            $krate::config::Builder::from($sdk)
+                .interceptor($icpt.clone())
+                .build(),
+        )
+    };
+}
+
+impl Aws {
+    pub async fn connect(s: &AwsSettings) -> Result<Aws, ConnectError> {
+        // Throttling on a 50-resource apply is normal; the SDK's 3 attempts lose calls
+        // (see shared notes), so allow more with the standard backoff.
+        let retry = RetryConfig::standard()
+            .with_max_attempts(if s.local { 4 } else { 12 })
+            .with_initial_backoff(Duration::from_millis(if s.local { 100 } else { 500 }))
+            .with_max_backoff(Duration::from_secs(20));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .operation_attempt_timeout(Duration::from_secs(120))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(retry)
+            .timeout_config(timeouts);
+        if let Some(p) = &s.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &s.region {
+            loader = loader.region(Region::new(r.clone()));
+        } else if s.local {
+            loader = loader.region(Region::new("us-east-1"));
+        }
+        if let Some(u) = &s.endpoint_url {
+            loader = loader.endpoint_url(u);
+        }
+        if s.local {
+            loader = loader.credentials_provider(aws_sdk_sts::config::Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "securecart-local",
+            ));
+        }
+        let sdk = loader.load().await;
+        let region = sdk.region().ok_or(ConnectError::NoRegion)?.to_string();
+        let stats = Arc::new(Stats::default());
+        let icpt = SharedInterceptor::new(Counter(stats.clone()));
+        Ok(Aws {
+            ec2: client!(aws_sdk_ec2, &sdk, icpt),
+            sqs: client!(aws_sdk_sqs, &sdk, icpt),
+            events: client!(aws_sdk_eventbridge, &sdk, icpt),
+            sfn: client!(aws_sdk_sfn, &sdk, icpt),
+            lambda: client!(aws_sdk_lambda, &sdk, icpt),
+            iam: client!(aws_sdk_iam, &sdk, icpt),
+            elbv2: client!(aws_sdk_elasticloadbalancingv2, &sdk, icpt),
+            autoscaling: client!(aws_sdk_autoscaling, &sdk, icpt),
+            rds: client!(aws_sdk_rds, &sdk, icpt),
+            ssm: client!(aws_sdk_ssm, &sdk, icpt),
+            logs: client!(aws_sdk_cloudwatchlogs, &sdk, icpt),
+            sts: client!(aws_sdk_sts, &sdk, icpt),
+            region,
+            local: s.local,
+            stats,
+            account: Arc::new(OnceCell::new()),
+        })
+    }
+
+    /// The caller's account id (one STS call, made only when something needs it).
+    pub async fn account_id(&self) -> Result<String, crate::resources::Error> {
+        self.account
+            .get_or_try_init(|| async {
+                let out = self
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(crate::resources::aws_error("GetCallerIdentity"))?;
+                Ok(out.account().unwrap_or_default().to_string())
+            })
+            .await
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_mutating_operations() {
+        assert!(!is_mutating("DescribeVpcs"));
+        assert!(!is_mutating("GetQueueAttributes"));
+        assert!(!is_mutating("ListTagsForResource"));
+        assert!(is_mutating("CreateVpc"));
+        assert!(is_mutating("SetQueueAttributes"));
+        assert!(is_mutating("TagQueue"));
+    }
+}

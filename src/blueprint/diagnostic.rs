@@ -1,0 +1,173 @@
+//! Blueprint problems as positioned diagnostics: collected all at once, printed as
+//! `file:line:column: message` in logs and as annotated source snippets on a terminal.
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{LabeledSpan, NamedSource, SourceSpan};
+
+use super::source::{Pos, SourceFile};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in a blueprint.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// Value path inside the blueprint, e.g. `resources.web.ingress[0].port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    #[serde(skip)]
+    pub span: Option<(usize, usize)>,
+}
+
+impl Problem {
+    pub fn error(message: impl Into<String>) -> Self {
+        Problem {
+            severity: Severity::Error,
+            message: message.into(),
+            help: None,
+            path: None,
+            line: None,
+            column: None,
+            span: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+
+    pub fn at_pos(mut self, pos: Pos) -> Self {
+        self.line = Some(pos.line);
+        self.column = Some(pos.column);
+        self.span = Some((pos.offset, pos.len));
+        self
+    }
+
+    /// Points the problem at the value (or, with `key`, the key) found at `path`.
+    pub fn at(mut self, file: &SourceFile, path: &str, key: bool) -> Self {
+        self.path = Some(path.to_string());
+        if let Some(l) = file.locate(path) {
+            let exact = file.locate_exact(path).is_some();
+            let pos = match (key || !exact, l.key) {
+                (true, Some(k)) => k,
+                _ => l.value,
+            };
+            self = self.at_pos(pos);
+        }
+        self
+    }
+}
+
+/// Every problem found in one blueprint file.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    pub file: Arc<SourceFile>,
+    pub problems: Vec<Problem>,
+}
+
+impl Diagnostics {
+    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    /// The plain form: one `file:line:column: severity: message` line per problem.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file.name)?;
+            if let (Some(l), Some(c)) = (p.line, p.column) {
+                write!(f, ":{l}:{c}")?;
+            }
+            let sev = match p.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            write!(f, ": {sev}: {}", p.message)?;
+            if let Some(h) = &p.help {
+                write!(f, " ({h})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One problem as a miette diagnostic, for the annotated-snippet rendering.
+#[derive(Debug)]
+pub struct ProblemReport {
+    problem: Problem,
+    src: NamedSource<String>,
+}
+
+impl ProblemReport {
+    pub fn all(d: &Diagnostics) -> Vec<ProblemReport> {
+        d.problems
+            .iter()
+            .map(|p| ProblemReport {
+                problem: p.clone(),
+                src: NamedSource::new(d.file.name.clone(), d.file.text.clone()).with_language("yaml"),
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for ProblemReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem.message)
+    }
+}
+
+impl std::error::Error for ProblemReport {}
+
+impl miette::Diagnostic for ProblemReport {
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.problem.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.problem
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.problem.span.map(|_| &self.src as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let (offset, len) = self.problem.span?;
+        let span = SourceSpan::new(offset.into(), len);
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            Some("here".to_string()),
+            span,
+        ))))
+    }
+}

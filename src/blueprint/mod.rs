@@ -1,0 +1,757 @@
+//! Blueprints: loading a YAML file, substituting parameters and validating everything
+//! (structure, types, references, cycles, per-kind rules) before any AWS call.
+//! Nothing here knows AWS; per-kind rules come in through the [`Catalog`] trait.
+
+pub mod diagnostic;
+pub mod refs;
+pub mod schema;
+pub mod source;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+
+pub use diagnostic::{Diagnostics, Problem, Severity};
+use refs::Ref;
+pub use source::SourceFile;
+
+/// What the blueprint layer needs to know about resource kinds.
+pub trait Catalog {
+    fn kinds(&self) -> Vec<&'static str>;
+    fn has_kind(&self, kind: &str) -> bool;
+    /// Attributes that `${id.attribute}` may name; the first is what `${id}` means.
+    fn attributes(&self, kind: &str) -> &'static [&'static str];
+    /// JSON Schema of the kind's fields (an object schema, with `$defs`).
+    fn schema(&self, kind: &str) -> Json;
+    /// Typed and semantic checks of one resource's fields.
+    fn check(&self, kind: &str, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue>;
+}
+
+/// A problem a kind found in its fields; `path` is relative to the resource.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub path: String,
+    pub message: String,
+    pub help: Option<String>,
+    pub warning: bool,
+}
+
+impl Issue {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Issue {
+            path: path.into(),
+            message: message.into(),
+            help: None,
+            warning: false,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn warning(mut self) -> Self {
+        self.warning = true;
+        self
+    }
+}
+
+/// Lets a kind's checks look at the resources its fields refer to.
+pub struct CheckCx<'a> {
+    pub resources: &'a IndexMap<String, Resource>,
+}
+
+impl CheckCx<'_> {
+    /// The resource a field like `${main.id}` points at, if it is a plain reference.
+    pub fn referenced(&self, value: &str) -> Option<&Resource> {
+        match refs::scan(value).ok()?.as_slice() {
+            [refs::Piece::Ref(r)] => self.resources.get(&r.target),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Number,
+    Boolean,
+}
+
+#[derive(Debug, Clone)]
+pub struct Parameter {
+    pub ty: ParamType,
+    pub description: Option<String>,
+    pub secret: bool,
+    pub value: Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub id: String,
+    pub kind: String,
+    /// Fields with parameters substituted; resource references still as `${...}`.
+    pub config: Json,
+    pub depends_on: Vec<String>,
+    /// References to other resources, with the field path where each appears.
+    pub refs: Vec<(String, Ref)>,
+    /// Top-level fields whose value came from a secret parameter.
+    pub secret_fields: BTreeSet<String>,
+}
+
+impl Resource {
+    /// Ids this resource must wait for: its references and `depends_on`.
+    pub fn dependencies(&self) -> BTreeSet<String> {
+        self.refs
+            .iter()
+            .map(|(_, r)| r.target.clone())
+            .chain(self.depends_on.iter().cloned())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub value: Json,
+    pub description: Option<String>,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Blueprint {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: Arc<SourceFile>,
+    /// Folder of the blueprint file: relative paths in fields start here.
+    pub dir: PathBuf,
+    pub parameters: IndexMap<String, Parameter>,
+    pub resources: IndexMap<String, Resource>,
+    pub outputs: IndexMap<String, Output>,
+    /// Warnings found while validating (never errors: those stop loading).
+    pub warnings: Vec<Problem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read blueprint {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// Where the blueprint file of a path argument is: the file itself, or `blueprint.yaml`
+/// inside a folder (so `securecart apply labs/01` works as typed).
+pub fn resolve_path(arg: &Path) -> Result<PathBuf, LoadError> {
+    if arg.is_dir() {
+        for name in ["blueprint.yaml", "blueprint.yml"] {
+            let p = arg.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        return Err(LoadError::Io {
+            path: arg.join("blueprint.yaml"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the folder holds no blueprint.yaml",
+            ),
+        });
+    }
+    Ok(arg.to_path_buf())
+}
+
+/// Reads, parses and validates a blueprint, with `vars` overriding parameter defaults.
+pub fn load(arg: &Path, vars: &[(String, String)], catalog: &dyn Catalog) -> Result<Blueprint, LoadError> {
+    let path = resolve_path(arg)?;
+    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = path.display().to_string();
+    parse(SourceFile::new(name, path.clone(), text), dir, vars, catalog)
+}
+
+/// Parses and validates blueprint text (the pure part of [`load`]).
+pub fn parse(
+    file: SourceFile,
+    dir: PathBuf,
+    vars: &[(String, String)],
+    catalog: &dyn Catalog,
+) -> Result<Blueprint, LoadError> {
+    let file = Arc::new(file);
+    let mut v = Validator {
+        file: file.clone(),
+        problems: Vec::new(),
+    };
+    let bp = v.run(dir, vars, catalog);
+    let diags = Diagnostics {
+        file,
+        problems: v.problems,
+    };
+    match bp {
+        Some(mut bp) if !diags.has_errors() => {
+            bp.warnings = diags.problems;
+            Ok(bp)
+        }
+        _ => Err(LoadError::Invalid(diags)),
+    }
+}
+
+const TOP_LEVEL: &[&str] = &["name", "description", "parameters", "resources", "outputs"];
+const RESOURCE_META: &[&str] = &["type", "depends_on"];
+
+/// Closest candidate by edit distance, for "did you mean" hints.
+pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(given, c), c))
+        .filter(|(s, _)| *s > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+struct Validator {
+    file: Arc<SourceFile>,
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn error(&mut self, path: &str, key: bool, message: impl Into<String>, help: Option<String>) {
+        let p = Problem::error(message).with_help(help).at(&self.file, path, key);
+        self.problems.push(p);
+    }
+
+    fn run(&mut self, dir: PathBuf, vars: &[(String, String)], catalog: &dyn Catalog) -> Option<Blueprint> {
+        let yaml: serde_yaml::Value = match serde_yaml::from_str(&self.file.text) {
+            Ok(v) => v,
+            Err(e) => {
+                let mut p = Problem::error(format!("invalid YAML: {}", strip_location(&e.to_string())));
+                if let Some(loc) = e.location() {
+                    p = p.at_pos(source::Pos {
+                        line: loc.line(),
+                        column: loc.column(),
+                        offset: loc.index(),
+                        len: 1,
+                    });
+                }
+                self.problems.push(p);
+                return None;
+            }
+        };
+        let root = match serde_json::to_value(&yaml) {
+            Ok(Json::Object(m)) => m,
+            Ok(Json::Null) => {
+                self.error("", false, "the blueprint is empty", Some("it needs at least `name` and `resources`".into()));
+                return None;
+            }
+            Ok(_) => {
+                self.error("", false, "a blueprint must be a mapping with `name` and `resources`", None);
+                return None;
+            }
+            Err(e) => {
+                self.error("", false, format!("unsupported YAML: {e}"), Some("keys must be strings; YAML tags are not supported".into()));
+                return None;
+            }
+        };
+        for key in root.keys() {
+            if !TOP_LEVEL.contains(&key.as_str()) {
+                let help = did_you_mean(key, TOP_LEVEL.iter().copied());
+                self.error(key, true, format!("unknown field `{key}`"), help);
+            }
+        }
+        let name = match root.get("name") {
+            Some(Json::String(s)) => {
+                if let Err(e) = check_stack_name(s) {
+                    self.error("name", false, format!("invalid blueprint name `{s}`: {e}"), None);
+                }
+                s.clone()
+            }
+            Some(_) => {
+                self.error("name", false, "`name` must be a string", None);
+                String::new()
+            }
+            None => {
+                self.error("", false, "missing field `name`", Some("the name is the default stack name, e.g. `name: securecart-network`".into()));
+                String::new()
+            }
+        };
+        let description = match root.get("description") {
+            None | Some(Json::Null) => None,
+            Some(Json::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.error("description", false, "`description` must be a string", None);
+                None
+            }
+        };
+        let parameters = self.parameters(root.get("parameters"), vars);
+        let resources = self.resources(root.get("resources"), &parameters, catalog);
+        let outputs = self.outputs(root.get("outputs"), &parameters, &resources, catalog);
+        self.cycles(&resources);
+        Some(Blueprint {
+            name,
+            description,
+            source: self.file.clone(),
+            dir,
+            parameters,
+            resources,
+            outputs,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn parameters(&mut self, value: Option<&Json>, vars: &[(String, String)]) -> IndexMap<String, Parameter> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(rename = "type", default = "default_type")]
+            ty: ParamType,
+            #[serde(default)]
+            default: Option<Json>,
+            #[serde(default)]
+            description: Option<String>,
+            #[serde(default)]
+            secret: bool,
+            #[serde(default)]
+            allowed: Option<Vec<Json>>,
+        }
+        fn default_type() -> ParamType {
+            ParamType::String
+        }
+        let mut out = IndexMap::new();
+        let map = match value {
+            None | Some(Json::Null) => serde_json::Map::new(),
+            Some(Json::Object(m)) => m.clone(),
+            Some(_) => {
+                self.error("parameters", false, "`parameters` must be a mapping of name → definition", None);
+                serde_json::Map::new()
+            }
+        };
+        for (name, def) in &map {
+            let path = format!("parameters.{name}");
+            let raw: Raw = match serde_path_to_error::deserialize(def) {
+                Ok(r) => r,
+                Err(e) => {
+                    let p = join_path(&path, &e.path().to_string());
+                    self.error(&p, false, format!("invalid parameter: {}", e.inner()), None);
+                    continue;
+                }
+            };
+            let given = vars.iter().rev().find(|(k, _)| k == name);
+            let value = match (given, &raw.default) {
+                (Some((_, v)), _) => match coerce(raw.ty, v) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.error(&path, true, format!("--var {name}={}: {e}", if raw.secret { "(secret)" } else { v }), None);
+                        continue;
+                    }
+                },
+                (None, Some(d)) => {
+                    if !type_matches(raw.ty, d) {
+                        self.error(&format!("{path}.default"), false, format!("default does not match type {:?}", raw.ty).to_lowercase(), None);
+                        continue;
+                    }
+                    d.clone()
+                }
+                (None, None) => {
+                    self.error(&path, true, format!("parameter `{name}` has no default and no value"), Some(format!("pass --var {name}=VALUE")));
+                    continue;
+                }
+            };
+            if let Some(allowed) = &raw.allowed {
+                if !allowed.contains(&value) {
+                    let shown = if raw.secret { "(secret)".to_string() } else { value.to_string() };
+                    self.error(&path, true, format!("parameter `{name}` = {shown} is not one of the allowed values {}", Json::Array(allowed.clone())), None);
+                }
+            }
+            out.insert(
+                name.clone(),
+                Parameter {
+                    ty: raw.ty,
+                    description: raw.description,
+                    secret: raw.secret,
+                    value,
+                },
+            );
+        }
+        for (k, _) in vars {
+            if !map.contains_key(k) {
+                let help = did_you_mean(k, map.keys().map(String::as_str));
+                let mut p = Problem::error(format!("--var {k}: the blueprint has no parameter `{k}`"));
+                p.help = help;
+                self.problems.push(p);
+            }
+        }
+        out
+    }
+
+    fn resources(&mut self, value: Option<&Json>, params: &IndexMap<String, Parameter>, catalog: &dyn Catalog) -> IndexMap<String, Resource> {
+        let map = match value {
+            Some(Json::Object(m)) => m.clone(),
+            None | Some(Json::Null) => {
+                self.error("", false, "missing field `resources`", None);
+                return IndexMap::new();
+            }
+            Some(_) => {
+                self.error("resources", false, "`resources` must be a mapping of id → resource", None);
+                return IndexMap::new();
+            }
+        };
+        let mut out = IndexMap::new();
+        for (id, decl) in &map {
+            let path = format!("resources.{id}");
+            if let Err(e) = check_resource_id(id) {
+                self.error(&path, true, format!("invalid resource id `{id}`: {e}"), None);
+            }
+            let Json::Object(fields) = decl else {
+                self.error(&path, false, format!("resource `{id}` must be a mapping with a `type`"), None);
+                continue;
+            };
+            let kind = match fields.get("type") {
+                Some(Json::String(k)) if catalog.has_kind(k) => k.clone(),
+                Some(Json::String(k)) => {
+                    let help = did_you_mean(k, catalog.kinds()).or_else(|| Some(format!("known types: {}", catalog.kinds().join(", "))));
+                    self.error(&format!("{path}.type"), false, format!("unknown resource type `{k}`"), help);
+                    continue;
+                }
+                _ => {
+                    self.error(&path, true, format!("resource `{id}` has no `type`"), Some(format!("one of: {}", catalog.kinds().join(", "))));
+                    continue;
+                }
+            };
+            let depends_on = match fields.get("depends_on") {
+                None => Vec::new(),
+                Some(Json::Array(a)) if a.iter().all(Json::is_string) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+                Some(_) => {
+                    self.error(&format!("{path}.depends_on"), false, "`depends_on` must be a list of resource ids", None);
+                    Vec::new()
+                }
+            };
+            let mut config = serde_json::Map::new();
+            for (k, v) in fields {
+                if !RESOURCE_META.contains(&k.as_str()) {
+                    config.insert(k.clone(), v.clone());
+                }
+            }
+            let mut secret_fields = BTreeSet::new();
+            let mut config = Json::Object(config);
+            self.substitute_params(&path, &mut config, params, &mut secret_fields);
+            out.insert(
+                id.clone(),
+                Resource {
+                    id: id.clone(),
+                    kind,
+                    config,
+                    depends_on,
+                    refs: Vec::new(),
+                    secret_fields,
+                },
+            );
+        }
+        // References and kind checks need the whole set of resources.
+        let ids: Vec<String> = out.keys().cloned().collect();
+        for id in &ids {
+            let path = format!("resources.{id}");
+            let res = &out[id];
+            let mut found = Vec::new();
+            refs::collect(&res.config, "", &mut found);
+            let mut good = Vec::new();
+            for (p, r) in found {
+                let at = join_path(&path, &p);
+                match r {
+                    Err(e) => self.error(&at, false, e, None),
+                    Ok(r) => {
+                        if self.check_ref(&at, &r, Some(id), &out, catalog) {
+                            good.push((p, r));
+                        }
+                    }
+                }
+            }
+            for (i, d) in res.depends_on.clone().iter().enumerate() {
+                if !out.contains_key(d) {
+                    let help = did_you_mean(d, out.keys().map(String::as_str));
+                    self.error(&format!("{path}.depends_on[{i}]"), false, format!("`depends_on` names an unknown resource `{d}`"), help);
+                }
+            }
+            let kind = res.kind.clone();
+            let config = res.config.clone();
+            self.unknown_fields(&path, &config, &catalog.schema(&kind));
+            let issues = catalog.check(&kind, id, &config, &CheckCx { resources: &out });
+            for i in issues {
+                let mut p = Problem::error(i.message).with_help(i.help).at(&self.file, &join_path(&path, &i.path), false);
+                if i.warning {
+                    p.severity = Severity::Warning;
+                }
+                self.problems.push(p);
+            }
+            if let Some(r) = out.get_mut(id) {
+                r.refs = good;
+            }
+        }
+        out
+    }
+
+    fn outputs(&mut self, value: Option<&Json>, params: &IndexMap<String, Parameter>, resources: &IndexMap<String, Resource>, catalog: &dyn Catalog) -> IndexMap<String, Output> {
+        let mut out = IndexMap::new();
+        let map = match value {
+            None | Some(Json::Null) => return out,
+            Some(Json::Object(m)) => m.clone(),
+            Some(_) => {
+                self.error("outputs", false, "`outputs` must be a mapping of name → value", None);
+                return out;
+            }
+        };
+        for (name, v) in map {
+            let path = format!("outputs.{name}");
+            let (mut value, description, mut sensitive) = match v {
+                Json::Object(m) if m.contains_key("value") => {
+                    for k in m.keys() {
+                        if !["value", "description", "sensitive"].contains(&k.as_str()) {
+                            self.error(&format!("{path}.{k}"), true, format!("unknown field `{k}`"), Some("an output has `value`, `description` and `sensitive`".into()));
+                        }
+                    }
+                    (
+                        m["value"].clone(),
+                        m.get("description").and_then(Json::as_str).map(String::from),
+                        m.get("sensitive").and_then(Json::as_bool).unwrap_or(false),
+                    )
+                }
+                other => (other, None, false),
+            };
+            let mut secret = BTreeSet::new();
+            self.substitute_params(&path, &mut value, params, &mut secret);
+            sensitive |= !secret.is_empty();
+            let mut found = Vec::new();
+            refs::collect(&value, "", &mut found);
+            for (p, r) in found {
+                let at = join_path(&path, &p);
+                match r {
+                    Err(e) => self.error(&at, false, e, None),
+                    Ok(r) => {
+                        self.check_ref(&at, &r, None, resources, catalog);
+                    }
+                }
+            }
+            out.insert(name, Output { value, description, sensitive });
+        }
+        out
+    }
+
+    /// Replaces `${params.X}` and `${stack.name}`-free parameter references in place.
+    fn substitute_params(&mut self, path: &str, value: &mut Json, params: &IndexMap<String, Parameter>, secret: &mut BTreeSet<String>) {
+        let mut found = Vec::new();
+        refs::collect(value, "", &mut found);
+        let mut bad = false;
+        for (p, r) in &found {
+            let Ok(r) = r else { continue };
+            if r.target != refs::PARAMS {
+                continue;
+            }
+            let at = join_path(path, p);
+            match r.attribute.as_deref().and_then(|a| params.get(a).map(|x| (a, x))) {
+                Some((_, param)) => {
+                    if param.secret {
+                        secret.insert(p.split(['.', '[']).next().unwrap_or_default().to_string());
+                    }
+                }
+                None => {
+                    bad = true;
+                    let name = r.attribute.clone().unwrap_or_default();
+                    let help = did_you_mean(&name, params.keys().map(String::as_str));
+                    self.error(&at, false, format!("unknown parameter `{name}` in `{r}`"), help);
+                }
+            }
+        }
+        if bad || found.is_empty() {
+            return;
+        }
+        let lookup = |r: &Ref| {
+            if r.target != refs::PARAMS {
+                return None;
+            }
+            params
+                .get(r.attribute.as_deref()?)
+                .map(|p| refs::Resolved::Known(p.value.clone()))
+        };
+        *value = refs::substitute(value, &lookup);
+    }
+
+    /// Checks that a reference names a resource and one of its attributes.
+    fn check_ref(&mut self, at: &str, r: &Ref, from: Option<&str>, resources: &IndexMap<String, Resource>, catalog: &dyn Catalog) -> bool {
+        if r.target == refs::PARAMS {
+            return false;
+        }
+        if r.target == refs::STACK {
+            let ok = matches!(r.attribute.as_deref(), Some("name" | "region" | "account_id"));
+            if !ok {
+                self.error(at, false, format!("unknown stack attribute in `{r}`"), Some("use ${stack.name}, ${stack.region} or ${stack.account_id}".into()));
+            }
+            return false;
+        }
+        let Some(target) = resources.get(&r.target) else {
+            let help = did_you_mean(&r.target, resources.keys().map(String::as_str));
+            self.error(at, false, format!("reference `{r}` names an unknown resource `{}`", r.target), help);
+            return false;
+        };
+        if from == Some(r.target.as_str()) {
+            self.error(at, false, format!("resource `{}` refers to itself in `{r}`", r.target), None);
+            return false;
+        }
+        if let Some(a) = &r.attribute {
+            let attrs = catalog.attributes(&target.kind);
+            if !attrs.contains(&a.as_str()) {
+                let help = did_you_mean(a, attrs.iter().copied()).or_else(|| Some(format!("a {} has: {}", target.kind, attrs.join(", "))));
+                self.error(at, false, format!("`{}` ({}) has no attribute `{a}`", r.target, target.kind), help);
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reports every field that the kind's schema does not know, with a suggestion.
+    fn unknown_fields(&mut self, path: &str, value: &Json, schema: &Json) {
+        let defs = schema.get("$defs").cloned().unwrap_or(Json::Null);
+        self.walk_unknown(path, value, schema, &defs);
+    }
+
+    fn walk_unknown(&mut self, path: &str, value: &Json, schema: &Json, defs: &Json) {
+        let schema = resolve_schema(schema, defs);
+        if let Some(all) = schema.get("allOf").and_then(Json::as_array) {
+            if all.len() == 1 {
+                return self.walk_unknown(path, value, &all[0], defs);
+            }
+        }
+        match value {
+            Json::Object(map) => {
+                let Some(props) = schema.get("properties").and_then(Json::as_object) else {
+                    return;
+                };
+                let closed = schema.get("additionalProperties") == Some(&Json::Bool(false));
+                for (k, v) in map {
+                    let p = join_path(path, k);
+                    match props.get(k) {
+                        Some(s) => self.walk_unknown(&p, v, s, defs),
+                        None if closed => {
+                            let help = did_you_mean(k, props.keys().map(String::as_str))
+                                .or_else(|| Some(format!("known fields: {}", props.keys().cloned().collect::<Vec<_>>().join(", "))));
+                            self.error(&p, true, format!("unknown field `{k}`"), help);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            Json::Array(items) => {
+                if let Some(item) = schema.get("items") {
+                    for (i, v) in items.iter().enumerate() {
+                        self.walk_unknown(&format!("{path}[{i}]"), v, item, defs);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn cycles(&mut self, resources: &IndexMap<String, Resource>) {
+        let edges: Vec<(String, String)> = resources
+            .values()
+            .flat_map(|r| r.dependencies().into_iter().filter(|d| resources.contains_key(d)).map(move |d| (r.id.clone(), d)))
+            .collect();
+        for cycle in crate::graph::cycles(resources.keys().cloned(), &edges) {
+            let first = cycle[0].clone();
+            let mut shown = cycle.clone();
+            shown.push(first.clone());
+            self.error(&format!("resources.{first}"), true, format!("dependency cycle: {}", shown.join(" → ")), Some("remove one of the references or depends_on entries on this cycle".into()));
+        }
+    }
+}
+
+fn resolve_schema<'a>(schema: &'a Json, defs: &'a Json) -> &'a Json {
+    match schema.get("$ref").and_then(Json::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
+        Some(name) => defs.get(name).unwrap_or(schema),
+        None => schema,
+    }
+}
+
+/// Joins a base path and a relative one (`a.b` + `c[0]` → `a.b.c[0]`).
+pub fn join_path(base: &str, rel: &str) -> String {
+    let rel = if rel == "." { "" } else { rel };
+    match (base.is_empty(), rel.is_empty()) {
+        (_, true) => base.to_string(),
+        (true, false) => rel.to_string(),
+        (false, false) if rel.starts_with('[') => format!("{base}{rel}"),
+        _ => format!("{base}.{rel}"),
+    }
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+fn coerce(ty: ParamType, v: &str) -> Result<Json, String> {
+    match ty {
+        ParamType::String => Ok(Json::String(v.to_string())),
+        ParamType::Number => v
+            .parse::<i64>()
+            .map(Json::from)
+            .or_else(|_| v.parse::<f64>().map(Json::from))
+            .map_err(|_| "expected a number".to_string()),
+        ParamType::Boolean => v.parse::<bool>().map(Json::Bool).map_err(|_| "expected true or false".to_string()),
+    }
+}
+
+fn type_matches(ty: ParamType, v: &Json) -> bool {
+    matches!((ty, v), (ParamType::String, Json::String(_)) | (ParamType::Number, Json::Number(_)) | (ParamType::Boolean, Json::Bool(_)))
+}
+
+/// Stack names become part of every physical name, so they stay short and plain.
+pub fn check_stack_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 40 {
+        return Err("it must be 1 to 40 characters".into());
+    }
+    if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err("it must start with a letter".into());
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+        return Err(format!("`{c}` is not allowed: use letters, digits and `-`"));
+    }
+    if s.ends_with('-') || s.contains("--") {
+        return Err("it must not end with `-` or contain `--`".into());
+    }
+    Ok(())
+}
+
+fn check_resource_id(s: &str) -> Result<(), String> {
+    if s == refs::PARAMS || s == refs::STACK {
+        return Err(format!("`{s}` is reserved for ${{{s}.…}} references"));
+    }
+    if s.is_empty() || s.len() > 64 {
+        return Err("it must be 1 to 64 characters".into());
+    }
+    if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err("it must start with a letter".into());
+    }
+    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        return Err(format!("`{c}` is not allowed: use letters, digits, `_` and `-`"));
+    }
+    Ok(())
+}
+
+/// The stack's ids in the order they were declared, with each one's dependencies.
+pub fn dependency_map(bp: &Blueprint) -> HashMap<String, BTreeSet<String>> {
+    bp.resources.values().map(|r| (r.id.clone(), r.dependencies())).collect()
+}
+

@@ -1,0 +1,375 @@
+//! One function per command: load, read live state, plan, apply, and hand the results
+//! to `render`. Phases are timed here for `--stats`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+
+use crate::apply::{ApplyResult, Executor};
+use crate::aws::Aws;
+use crate::blueprint::{self, refs, Blueprint, LoadError};
+use crate::cli::{Command, GraphFormat, LocalAction};
+use crate::error::{Error, ExitCode};
+use crate::local;
+use crate::plan::{self, Plan, StackInfo};
+use crate::render;
+use crate::report::{Event, Reporter, Silent};
+use crate::resources::{self, Live};
+use crate::settings::Settings;
+
+struct Session<'a> {
+    s: &'a Settings,
+    reporter: Arc<dyn Reporter>,
+    phases: Vec<(String, Duration)>,
+}
+
+impl<'a> Session<'a> {
+    fn new(s: &'a Settings) -> Self {
+        let reporter: Arc<dyn Reporter> = if s.json {
+            Arc::new(Silent)
+        } else if s.tty_out {
+            Arc::new(render::ProgressReporter::new())
+        } else {
+            Arc::new(render::LineReporter::new())
+        };
+        Session { s, reporter, phases: Vec::new() }
+    }
+
+    async fn phase<T>(&mut self, name: &'static str, f: impl std::future::Future<Output = T>) -> T {
+        self.reporter.event(Event::PhaseStarted { phase: name });
+        let t = Instant::now();
+        let out = f.await;
+        let elapsed = t.elapsed();
+        self.reporter.event(Event::PhaseFinished { phase: name, elapsed });
+        self.phases.push((name.to_string(), elapsed));
+        out
+    }
+
+    fn load(&mut self, path: &Path) -> Result<Blueprint, Error> {
+        let t = Instant::now();
+        let bp = blueprint::load(path, &self.s.vars, &resources::Catalog)?;
+        self.phases.push(("validate".into(), t.elapsed()));
+        if !bp.warnings.is_empty() && !self.s.json {
+            let d = blueprint::Diagnostics { file: bp.source.clone(), problems: bp.warnings.clone() };
+            eprint!("{}", render::diagnostics(&d, false));
+        }
+        Ok(bp)
+    }
+
+    fn stack_name(&self, bp: Option<&Blueprint>) -> Result<String, Error> {
+        let name = match (&self.s.stack, bp) {
+            (Some(s), _) => s.clone(),
+            (None, Some(bp)) => bp.name.clone(),
+            (None, None) => return Err(Error::Usage("which stack? pass a blueprint or --stack NAME".into())),
+        };
+        blueprint::check_stack_name(&name).map_err(|why| Error::StackName { name: name.clone(), why })?;
+        Ok(name)
+    }
+
+    async fn connect(&mut self) -> Result<Aws, Error> {
+        let mut aws = self.s.aws.clone();
+        if aws.local {
+            let opts = local::LocalOptions::from_env(self.s.local_port);
+            let reporter = self.reporter.clone();
+            let status = self
+                .phase("emulator", async {
+                    tokio::task::spawn_blocking(move || {
+                        local::ensure_running(&opts, &mut |m: &str| reporter.event(Event::Note { message: m }))
+                    })
+                    .await
+                    .expect("emulator task")
+                })
+                .await?;
+            aws.endpoint_url = Some(status.endpoint);
+        }
+        Ok(Aws::connect(&aws).await?)
+    }
+
+    async fn read_live(&mut self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        let reads = resources::REGISTRY.iter().map(|k| async move { (k.name(), k.read(aws, stack).await) });
+        let results = self.phase("read", futures::future::join_all(reads)).await;
+        let mut live = Vec::new();
+        for (kind, r) in results {
+            live.extend(r.map_err(|source| Error::Read { kind, source })?);
+        }
+        Ok(live)
+    }
+
+    async fn stack_info(&self, aws: &Aws, name: &str, bp: Option<&Blueprint>) -> StackInfo {
+        let needs_account = bp.is_some_and(|b| b.source.text.contains("stack.account_id"));
+        let account_id = if needs_account { aws.account_id().await.ok() } else { None };
+        StackInfo { name: name.to_string(), region: aws.region.clone(), account_id }
+    }
+
+    fn stats_json(&self, aws: Option<&Aws>) -> Json {
+        let phases: serde_json::Map<String, Json> = self.phases.iter().map(|(p, d)| (p.clone(), json!(d.as_millis()))).collect();
+        match aws {
+            Some(a) => json!({
+                "calls": a.stats.calls(),
+                "total_calls": a.stats.total(),
+                "mutating_calls": a.stats.mutating(),
+                "retried_attempts": a.stats.retries(),
+                "phases_ms": phases,
+            }),
+            None => json!({ "phases_ms": phases }),
+        }
+    }
+
+    fn print_stats(&self, aws: &Aws) {
+        if self.s.stats && !self.s.json {
+            print!("{}", render::stats_text(&aws.stats.calls(), &self.phases, aws.stats.retries()));
+        }
+    }
+
+    /// Asks on the terminal; refuses without one unless --yes.
+    fn confirm(&self, question: &str) -> Result<(), Error> {
+        if self.s.yes {
+            return Ok(());
+        }
+        if !self.s.tty_in || self.s.json {
+            return Err(Error::Refused("not asking for confirmation without a terminal: pass --yes to go ahead".into()));
+        }
+        eprint!("{question} Type `yes` to go ahead: ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if line.trim() == "yes" {
+            Ok(())
+        } else {
+            Err(Error::Refused("cancelled: nothing was changed".into()))
+        }
+    }
+
+    async fn execute(&mut self, aws: &Aws, stack: &StackInfo, bp: Option<&Blueprint>, plan: &Plan, live: &[Live], phase: &'static str) -> ApplyResult {
+        let exec = Executor { aws, stack, blueprint: bp, parallelism: self.s.parallelism, reporter: self.reporter.clone() };
+        self.phase(phase, exec.run(plan, live)).await
+    }
+}
+
+pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
+    let mut ss = Session::new(s);
+    match cmd {
+        Command::Validate(a) => {
+            let bp = ss.load(&a.blueprint)?;
+            if s.json {
+                println!("{}", json!({ "valid": true, "name": bp.name, "resources": bp.resources.len(), "warnings": bp.warnings }));
+            } else {
+                println!("{} is valid: {} resource(s), {} output(s).", bp.source.name, bp.resources.len(), bp.outputs.len());
+            }
+            Ok(ExitCode::Ok)
+        }
+        Command::Plan(a) => {
+            let bp = ss.load(&a.blueprint)?;
+            let name = ss.stack_name(Some(&bp))?;
+            let aws = ss.connect().await?;
+            let live = ss.read_live(&aws, &name).await?;
+            let info = ss.stack_info(&aws, &name, Some(&bp)).await;
+            let t = Instant::now();
+            let plan = plan::plan(&info, &bp, &live, &resources::kind);
+            ss.phases.push(("plan".into(), t.elapsed()));
+            if s.json {
+                println!("{}", serde_json::to_string_pretty(&json!({ "region": aws.region, "plan": plan, "stats": ss.stats_json(Some(&aws)) })).unwrap_or_default());
+            } else {
+                print!("{}", render::plan_text(&plan, &aws.region, a.all));
+                ss.print_stats(&aws);
+            }
+            Ok(if !plan.errors.is_empty() {
+                ExitCode::Error
+            } else if plan.summary.has_changes() {
+                ExitCode::Changes
+            } else {
+                ExitCode::Ok
+            })
+        }
+        Command::Apply(a) => {
+            let bp = ss.load(&a.blueprint)?;
+            let name = ss.stack_name(Some(&bp))?;
+            let aws = ss.connect().await?;
+            let live = ss.read_live(&aws, &name).await?;
+            let info = ss.stack_info(&aws, &name, Some(&bp)).await;
+            let t = Instant::now();
+            let plan = plan::plan(&info, &bp, &live, &resources::kind);
+            ss.phases.push(("plan".into(), t.elapsed()));
+            if !s.json {
+                print!("{}", render::plan_text(&plan, &aws.region, false));
+            }
+            if !plan.errors.is_empty() {
+                return Err(Error::Refused("the plan has errors: nothing was changed".into()));
+            }
+            let result = if plan.summary.has_changes() {
+                ss.confirm(&format!("Apply these changes to stack `{name}` in {}?", aws.region))?;
+                Some(ss.execute(&aws, &info, Some(&bp), &plan, &live, "apply").await)
+            } else {
+                None
+            };
+            let outputs = match &result {
+                Some(r) => resolve_outputs(&bp, &info, &r.resources),
+                None => resolve_outputs(&bp, &info, &live.iter().map(|l| (l.id.clone(), l.outputs.clone())).collect()),
+            };
+            if s.json {
+                println!("{}", serde_json::to_string_pretty(&json!({ "region": aws.region, "plan": plan, "apply": result, "outputs": outputs, "stats": ss.stats_json(Some(&aws)) })).unwrap_or_default());
+            } else {
+                if let Some(r) = &result {
+                    print!("{}", render::apply_summary(r, "apply"));
+                }
+                print_outputs(&outputs);
+                ss.print_stats(&aws);
+            }
+            Ok(match &result {
+                Some(r) if r.interrupted => ExitCode::Interrupted,
+                Some(r) if !r.ok() => ExitCode::Error,
+                _ => ExitCode::Ok,
+            })
+        }
+        Command::Destroy(a) => {
+            let bp = match &a.blueprint {
+                Some(p) => Some(ss.load(p)?),
+                None => None,
+            };
+            let name = ss.stack_name(bp.as_ref())?;
+            let aws = ss.connect().await?;
+            let live = ss.read_live(&aws, &name).await?;
+            let info = ss.stack_info(&aws, &name, None).await;
+            let plan = plan::destroy_plan(&name, &live);
+            if !s.json {
+                print!("{}", render::plan_text(&plan, &aws.region, false));
+            }
+            let result = if plan.summary.has_changes() {
+                ss.confirm(&format!("Delete all {} resource(s) of stack `{name}` in {}?", plan.summary.delete, aws.region))?;
+                Some(ss.execute(&aws, &info, None, &plan, &live, "destroy").await)
+            } else {
+                None
+            };
+            if s.json {
+                println!("{}", serde_json::to_string_pretty(&json!({ "region": aws.region, "plan": plan, "destroy": result, "stats": ss.stats_json(Some(&aws)) })).unwrap_or_default());
+            } else {
+                if let Some(r) = &result {
+                    print!("{}", render::apply_summary(r, "destroy"));
+                }
+                ss.print_stats(&aws);
+            }
+            Ok(match &result {
+                Some(r) if r.interrupted => ExitCode::Interrupted,
+                Some(r) if !r.ok() => ExitCode::Error,
+                _ => ExitCode::Ok,
+            })
+        }
+        Command::Graph(a) => {
+            let bp = ss.load(&a.blueprint)?;
+            let nodes: Vec<crate::graph::Node> = bp.resources.values().map(|r| crate::graph::Node { id: &r.id, label: &r.kind }).collect();
+            let edges: BTreeMap<String, Vec<String>> = bp.resources.values().map(|r| (r.id.clone(), r.dependencies().into_iter().collect())).collect();
+            match a.format {
+                GraphFormat::Dot => print!("{}", crate::graph::to_dot(&bp.name, &nodes, &edges)),
+                GraphFormat::Mermaid => print!("{}", crate::graph::to_mermaid(&nodes, &edges)),
+            }
+            Ok(ExitCode::Ok)
+        }
+        Command::Outputs(a) => {
+            let bp = ss.load(&a.blueprint)?;
+            let name = ss.stack_name(Some(&bp))?;
+            let aws = ss.connect().await?;
+            let live = ss.read_live(&aws, &name).await?;
+            let info = ss.stack_info(&aws, &name, Some(&bp)).await;
+            let outputs = resolve_outputs(&bp, &info, &live.iter().map(|l| (l.id.clone(), l.outputs.clone())).collect());
+            if s.json {
+                println!("{}", serde_json::to_string_pretty(&outputs).unwrap_or_default());
+            } else {
+                print_outputs(&outputs);
+            }
+            Ok(ExitCode::Ok)
+        }
+        Command::Local { action } => {
+            let opts = local::LocalOptions::from_env(s.local_port);
+            let status = match action {
+                LocalAction::Start => {
+                    let reporter = ss.reporter.clone();
+                    tokio::task::spawn_blocking(move || local::ensure_running(&opts, &mut |m: &str| reporter.event(Event::Note { message: m })))
+                        .await
+                        .expect("emulator task")?
+                }
+                LocalAction::Stop => {
+                    let was = local::stop(&opts)?;
+                    if !s.json {
+                        println!("{}", if was { "The emulator is stopped." } else { "The emulator was not running." });
+                    }
+                    local::status(&opts)?
+                }
+                LocalAction::Status => local::status(&opts)?,
+            };
+            if s.json {
+                println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
+            } else if !matches!(action, LocalAction::Stop) {
+                if status.running {
+                    println!("LocalStack {} is running at {} (pid {}).", status.version.as_deref().unwrap_or("?"), status.endpoint, status.pid.map(|p| p.to_string()).unwrap_or("?".into()));
+                    println!("Services: {}", status.services.join(", "));
+                } else {
+                    println!("The emulator is not running ({}).", if status.installed { "installed" } else { "not installed yet" });
+                }
+                println!("Install: {}\nLog: {}", status.install_dir.display(), status.log_file.display());
+            }
+            Ok(if matches!(action, LocalAction::Status) && !status.running { ExitCode::Error } else { ExitCode::Ok })
+        }
+        Command::Schema => {
+            let schema = blueprint::schema::blueprint_schema(&resources::Catalog);
+            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            Ok(ExitCode::Ok)
+        }
+    }
+}
+
+/// Output values from the resources' attributes; secrets stay hidden.
+fn resolve_outputs(bp: &Blueprint, info: &StackInfo, resources: &HashMap<String, BTreeMap<String, Json>>) -> BTreeMap<String, Json> {
+    let known: HashMap<String, Option<BTreeMap<String, Json>>> = resources.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+    let kinds: HashMap<String, String> = bp.resources.values().map(|r| (r.id.clone(), r.kind.clone())).collect();
+    bp.outputs
+        .iter()
+        .map(|(name, o)| {
+            let lookup = |r: &refs::Ref| {
+                if r.target != refs::STACK && !known.contains_key(&r.target) {
+                    return Some(refs::Resolved::Known(Json::String("(not created)".into())));
+                }
+                plan::resolve_ref(r, info, &known, &resources::kind, &kinds)
+            };
+            let v = if o.sensitive { Json::String(plan::SENSITIVE.into()) } else { refs::substitute(&o.value, &lookup) };
+            (name.clone(), v)
+        })
+        .collect()
+}
+
+fn print_outputs(outputs: &BTreeMap<String, Json>) {
+    if outputs.is_empty() {
+        return;
+    }
+    println!("\nOutputs:");
+    let w = outputs.keys().map(String::len).max().unwrap_or(0);
+    for (k, v) in outputs {
+        println!("  {k:<w$} = {}", render::value(v));
+    }
+}
+
+/// Prints an error the way the user can act on it and returns the exit code.
+pub fn report_error(e: &Error, s: &Settings) -> ExitCode {
+    let code = match e {
+        Error::Usage(_) => ExitCode::Usage,
+        _ => ExitCode::Error,
+    };
+    if let Error::Blueprint(LoadError::Invalid(d)) = e {
+        if s.json {
+            println!("{}", json!({ "error": "invalid blueprint", "file": d.file.name, "problems": d.problems }));
+        } else {
+            use std::io::IsTerminal;
+            eprint!("{}", render::diagnostics(d, std::io::stderr().is_terminal()));
+        }
+        return code;
+    }
+    if s.json {
+        println!("{}", json!({ "error": e.to_string() }));
+    } else {
+        eprintln!("{}", render::error_line(&e.to_string()));
+    }
+    code
+}

@@ -1,0 +1,368 @@
+//! The planner: a pure function from the desired blueprint and the live resources of a
+//! stack to the actions (no-op, create, update, replace, delete) that reconcile them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::blueprint::refs::{self, Ref, Resolved, UNKNOWN};
+use crate::blueprint::Blueprint;
+use crate::graph::DepGraph;
+use crate::resources::{Kind, Live};
+
+/// Shown instead of any value that came from a secret parameter.
+pub const SENSITIVE: &str = "(sensitive)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl Action {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::NoOp => "no change",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One attribute that differs, before → after.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub attribute: String,
+    pub before: Json,
+    pub after: Json,
+    pub forces_replacement: bool,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedAction {
+    pub id: String,
+    pub kind: String,
+    pub action: Action,
+    /// Why: what forces a replacement, what changes, or why something goes.
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// Blueprint ids this action waits for (creates and updates).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Index into the live resources this action starts from (update, replace, delete).
+    #[serde(skip)]
+    pub live: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Warning {
+    pub id: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+}
+
+impl Summary {
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.replace + self.delete > 0
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub stack: String,
+    pub actions: Vec<PlannedAction>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<Warning>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub fn changes(&self) -> impl Iterator<Item = &PlannedAction> {
+        self.actions.iter().filter(|a| a.action != Action::NoOp)
+    }
+}
+
+/// Facts about the stack that `${stack.*}` references resolve to.
+#[derive(Debug, Clone)]
+pub struct StackInfo {
+    pub name: String,
+    pub region: String,
+    pub account_id: Option<String>,
+}
+
+impl StackInfo {
+    pub fn lookup(&self, attr: Option<&str>) -> Option<Resolved> {
+        let v = match attr? {
+            "name" => self.name.clone(),
+            "region" => self.region.clone(),
+            "account_id" => self.account_id.clone()?,
+            _ => return None,
+        };
+        Some(Resolved::Known(Json::String(v)))
+    }
+}
+
+/// The value a reference takes, given the outputs known so far and the default
+/// attribute of each kind. `None` outputs mean "only known after apply".
+pub fn resolve_ref(
+    r: &Ref,
+    stack: &StackInfo,
+    outputs: &HashMap<String, Option<BTreeMap<String, Json>>>,
+    kind_of: &dyn Fn(&str) -> Option<&'static dyn Kind>,
+    kinds: &HashMap<String, String>,
+) -> Option<Resolved> {
+    if r.target == refs::STACK {
+        return stack.lookup(r.attribute.as_deref());
+    }
+    let kind = kind_of(kinds.get(&r.target)?)?;
+    let attr = r.attribute.as_deref().unwrap_or(kind.attributes()[0]);
+    match outputs.get(&r.target)? {
+        None => Some(Resolved::Unknown),
+        Some(o) => Some(o.get(attr).cloned().map(Resolved::Known).unwrap_or(Resolved::Unknown)),
+    }
+}
+
+/// Diffs `desired` against `live`, returning the attributes that differ.
+pub fn diff(desired: &Json, live: &Json, replace_on: &[&str], secret: &BTreeSet<String>) -> Vec<Change> {
+    let mut out = Vec::new();
+    let Some(d) = desired.as_object() else { return out };
+    for (k, after) in d {
+        let before = live.get(k).cloned().unwrap_or(Json::Null);
+        if &before == after {
+            continue;
+        }
+        let sensitive = secret.contains(k);
+        out.push(Change {
+            attribute: k.clone(),
+            before: if sensitive { Json::String(SENSITIVE.into()) } else { before },
+            after: if sensitive && !refs::has_unknown(after) { Json::String(SENSITIVE.into()) } else { after.clone() },
+            forces_replacement: replace_on.contains(&k.as_str()),
+            sensitive,
+        });
+    }
+    out
+}
+
+/// Builds the plan for `bp` against the live resources of the stack.
+pub fn plan(
+    stack: &StackInfo,
+    bp: &Blueprint,
+    live: &[Live],
+    kind_of: &dyn Fn(&str) -> Option<&'static dyn Kind>,
+) -> Plan {
+    let mut actions = Vec::new();
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    let kinds: HashMap<String, String> = bp.resources.values().map(|r| (r.id.clone(), r.kind.clone())).collect();
+
+    // Live resources by blueprint id; the first of a kind is the one we keep.
+    let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, l) in live.iter().enumerate() {
+        by_id.entry(l.id.as_str()).or_default().push(i);
+    }
+    let mut claimed = vec![false; live.len()];
+
+    let edges: Vec<(String, String)> = bp
+        .resources
+        .values()
+        .flat_map(|r| r.dependencies().into_iter().map(move |d| (r.id.clone(), d)))
+        .collect();
+    let order = DepGraph::new(bp.resources.keys().cloned(), &edges)
+        .order()
+        .unwrap_or_else(|_| bp.resources.keys().cloned().collect());
+
+    let mut outputs: HashMap<String, Option<BTreeMap<String, Json>>> = HashMap::new();
+    for id in order {
+        let r = &bp.resources[&id];
+        let Some(kind) = kind_of(&r.kind) else { continue };
+        let lookup = |rf: &Ref| resolve_ref(rf, stack, &outputs, kind_of, &kinds);
+        let config = refs::substitute(&r.config, &lookup);
+        let desired = match kind.desired(&stack.name, &id, &config) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(Warning { id: id.clone(), message: e });
+                outputs.insert(id.clone(), None);
+                continue;
+            }
+        };
+        for w in kind.warnings(&desired) {
+            warnings.push(Warning { id: id.clone(), message: w });
+        }
+        let mut deps: Vec<String> = r.dependencies().into_iter().collect();
+        deps.sort();
+        let same_kind = by_id
+            .get(id.as_str())
+            .and_then(|v| v.iter().copied().find(|&i| live[i].kind == r.kind));
+        let Some(li) = same_kind else {
+            actions.push(PlannedAction {
+                id: id.clone(),
+                kind: r.kind.clone(),
+                action: Action::Create,
+                reason: "not found in AWS".into(),
+                physical_id: None,
+                changes: diff(&desired, &Json::Null, &[], &r.secret_fields),
+                depends_on: deps,
+                live: None,
+            });
+            outputs.insert(id.clone(), None);
+            continue;
+        };
+        claimed[li] = true;
+        let l = &live[li];
+        let changes = diff(&desired, &l.attrs, kind.replace_on(), &r.secret_fields);
+        let forcing: Vec<&str> = changes.iter().filter(|c| c.forces_replacement).map(|c| c.attribute.as_str()).collect();
+        let (action, reason) = if changes.is_empty() {
+            (Action::NoOp, "up to date".to_string())
+        } else if !forcing.is_empty() {
+            (Action::Replace, format!("{} cannot change in place", forcing.join(", ")))
+        } else {
+            let names: Vec<&str> = changes.iter().map(|c| c.attribute.as_str()).collect();
+            (Action::Update, format!("{} changes in place", names.join(", ")))
+        };
+        let out = match action {
+            Action::Replace => None,
+            Action::Update => {
+                let mut o = l.outputs.clone();
+                for c in &changes {
+                    if o.contains_key(&c.attribute) {
+                        o.insert(c.attribute.clone(), desired.get(&c.attribute).cloned().unwrap_or(Json::Null));
+                    }
+                }
+                Some(o)
+            }
+            _ => Some(l.outputs.clone()),
+        };
+        outputs.insert(id.clone(), out);
+        actions.push(PlannedAction {
+            id: id.clone(),
+            kind: r.kind.clone(),
+            action,
+            reason,
+            physical_id: Some(l.physical_id.clone()),
+            changes,
+            depends_on: deps,
+            live: Some(li),
+        });
+    }
+
+    for (i, l) in live.iter().enumerate() {
+        if claimed[i] {
+            continue;
+        }
+        let reason = match kinds.get(&l.id) {
+            None => "no longer in the blueprint".to_string(),
+            Some(k) if k != l.kind => format!("the blueprint declares `{}` as a {k} now", l.id),
+            Some(_) => format!("a duplicate of `{}` (another {} carries the same tags)", l.id, l.kind),
+        };
+        actions.push(delete_action(l, i, reason));
+    }
+    let summary = summarize(&actions);
+    Plan {
+        stack: stack.name.clone(),
+        actions,
+        warnings,
+        errors,
+        summary,
+    }
+}
+
+fn delete_action(l: &Live, i: usize, reason: String) -> PlannedAction {
+    PlannedAction {
+        id: l.id.clone(),
+        kind: l.kind.to_string(),
+        action: Action::Delete,
+        reason,
+        physical_id: Some(l.physical_id.clone()),
+        changes: Vec::new(),
+        depends_on: Vec::new(),
+        live: Some(i),
+    }
+}
+
+fn summarize(actions: &[PlannedAction]) -> Summary {
+    let mut summary = Summary::default();
+    for a in actions {
+        match a.action {
+            Action::NoOp => summary.unchanged += 1,
+            Action::Create => summary.create += 1,
+            Action::Update => summary.update += 1,
+            Action::Replace => summary.replace += 1,
+            Action::Delete => summary.delete += 1,
+        }
+    }
+    summary
+}
+
+/// Destroy: every live resource of the stack goes.
+pub fn destroy_plan(stack: &str, live: &[Live]) -> Plan {
+    let actions: Vec<_> = live.iter().enumerate().map(|(i, l)| delete_action(l, i, "destroying the stack".into())).collect();
+    Plan {
+        stack: stack.to_string(),
+        summary: summarize(&actions),
+        actions,
+        warnings: Vec::new(),
+        errors: Vec::new(),
+    }
+}
+
+/// For each live resource, the other live resources it refers to (found by their ids,
+/// ARNs or URLs inside its attributes): what must outlive it during deletes.
+pub fn live_dependencies(live: &[Live]) -> Vec<BTreeSet<usize>> {
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for (i, l) in live.iter().enumerate() {
+        owner.insert(l.physical_id.clone(), i);
+        for v in l.outputs.values() {
+            if let Some(s) = v.as_str() {
+                // Short outputs like a CIDR or a port would match by accident.
+                if s.len() > 8 && s != UNKNOWN {
+                    owner.entry(s.to_string()).or_insert(i);
+                }
+            }
+        }
+    }
+    live.iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut found = BTreeSet::new();
+            strings(&l.attrs, &mut |s| {
+                if let Some(&j) = owner.get(s) {
+                    if j != i {
+                        found.insert(j);
+                    }
+                }
+            });
+            found
+        })
+        .collect()
+}
+
+fn strings(v: &Json, f: &mut dyn FnMut(&str)) {
+    match v {
+        Json::String(s) => f(s),
+        Json::Array(a) => a.iter().for_each(|x| strings(x, f)),
+        Json::Object(m) => m.values().for_each(|x| strings(x, f)),
+        _ => {}
+    }
+}
+

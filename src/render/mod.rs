@@ -1,0 +1,193 @@
+//! Everything users see: plans, summaries, statistics and diagnostics as text, and the
+//! progress reporters. The only module that touches colours, indicatif or stdout.
+
+mod progress;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use console::Style;
+use serde_json::Value as Json;
+
+pub use progress::{LineReporter, ProgressReporter};
+
+use crate::apply::ApplyResult;
+use crate::aws::CallCount;
+use crate::blueprint::diagnostic::ProblemReport;
+use crate::blueprint::refs::UNKNOWN;
+use crate::blueprint::Diagnostics;
+use crate::plan::{Action, Plan, PlannedAction};
+use crate::report::Outcome;
+
+/// Turns colours off everywhere (--no-color, NO_COLOR, or not a terminal).
+pub fn set_color(enabled: bool) {
+    console::set_colors_enabled(enabled);
+    console::set_colors_enabled_stderr(enabled);
+}
+
+fn style(a: Action) -> (Style, &'static str) {
+    match a {
+        Action::Create => (Style::new().green(), "+"),
+        Action::Update => (Style::new().yellow(), "~"),
+        Action::Replace => (Style::new().magenta(), "±"),
+        Action::Delete => (Style::new().red(), "-"),
+        Action::NoOp => (Style::new().dim(), " "),
+    }
+}
+
+/// A value as a short human string: strings bare, everything else as compact JSON.
+pub fn value(v: &Json) -> String {
+    match v {
+        Json::Null => "(none)".into(),
+        Json::String(s) if s == UNKNOWN => s.clone(),
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The plan as text: one block per change, then warnings and a summary line.
+pub fn plan_text(plan: &Plan, region: &str, show_unchanged: bool) -> String {
+    let mut s = String::new();
+    let bold = Style::new().bold();
+    let dim = Style::new().dim();
+    let _ = writeln!(s, "{} {} {}", bold.apply_to("Stack"), bold.apply_to(&plan.stack), dim.apply_to(format!("({region})")));
+    let width = plan.actions.iter().map(|a| a.id.len()).max().unwrap_or(0);
+    for a in &plan.actions {
+        if a.action == Action::NoOp && !show_unchanged {
+            continue;
+        }
+        action_block(&mut s, a, width);
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(s, "\n{}", Style::new().yellow().bold().apply_to("Warnings"));
+        for w in &plan.warnings {
+            let _ = writeln!(s, "  {} {}: {}", Style::new().yellow().apply_to("!"), w.id, w.message);
+        }
+    }
+    if !plan.errors.is_empty() {
+        let _ = writeln!(s, "\n{}", Style::new().red().bold().apply_to("Errors"));
+        for w in &plan.errors {
+            let _ = writeln!(s, "  {} {}: {}", Style::new().red().apply_to("✗"), w.id, w.message);
+        }
+    }
+    let _ = writeln!(s, "\n{}", summary_line(plan));
+    s
+}
+
+fn action_block(s: &mut String, a: &PlannedAction, width: usize) {
+    let (st, sym) = style(a.action);
+    let dim = Style::new().dim();
+    let _ = writeln!(
+        s,
+        "  {} {:<7} {:<width$}  {:<16} {}",
+        st.apply_to(sym),
+        st.apply_to(a.action.verb()),
+        a.id,
+        dim.apply_to(&a.kind),
+        dim.apply_to(&a.reason),
+        width = width
+    );
+    if a.action == Action::Delete {
+        if let Some(p) = &a.physical_id {
+            let _ = writeln!(s, "      {}", dim.apply_to(p));
+        }
+        return;
+    }
+    let aw = a.changes.iter().map(|c| c.attribute.len()).max().unwrap_or(0);
+    for c in &a.changes {
+        let forced = if c.forces_replacement { Style::new().magenta().apply_to(" (forces replacement)").to_string() } else { String::new() };
+        if a.action == Action::Create {
+            let _ = writeln!(s, "      {:<aw$}  {}", c.attribute, value(&c.after), aw = aw);
+        } else {
+            let _ = writeln!(s, "      {:<aw$}  {} → {}{}", c.attribute, dim.apply_to(value(&c.before)), value(&c.after), forced, aw = aw);
+        }
+    }
+}
+
+pub fn summary_line(plan: &Plan) -> String {
+    let m = &plan.summary;
+    if !m.has_changes() {
+        return format!("No changes. {} resource(s) up to date.", m.unchanged);
+    }
+    format!(
+        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+        Style::new().green().apply_to(m.create),
+        Style::new().yellow().apply_to(m.update),
+        Style::new().magenta().apply_to(m.replace),
+        Style::new().red().apply_to(m.delete),
+        m.unchanged
+    )
+}
+
+/// After apply or destroy: counts, then every failure and skip with its reason.
+pub fn apply_summary(r: &ApplyResult, verb: &str) -> String {
+    let mut s = String::new();
+    let done = r.steps.iter().filter(|x| matches!(x.outcome, Outcome::Done)).count();
+    let failed: Vec<_> = r.failed().collect();
+    let skipped: Vec<_> = r.steps.iter().filter(|x| matches!(x.outcome, Outcome::Skipped { .. })).collect();
+    if r.ok() {
+        let _ = writeln!(s, "{} {verb} complete: {done} step(s) done.", Style::new().green().bold().apply_to("✓"));
+        return s;
+    }
+    let head = if r.interrupted { "interrupted" } else { "failed" };
+    let _ = writeln!(
+        s,
+        "{} {verb} {head}: {done} done, {} failed, {} skipped.",
+        Style::new().red().bold().apply_to("✗"),
+        failed.len(),
+        skipped.len()
+    );
+    for f in failed {
+        if let Outcome::Failed { error } = &f.outcome {
+            let _ = writeln!(s, "  {} {} {} ({}): {error}", Style::new().red().apply_to("✗"), f.op.verb(), f.id, f.kind);
+        }
+    }
+    for k in skipped {
+        if let Outcome::Skipped { because } = &k.outcome {
+            let _ = writeln!(s, "  {} {} {} ({}): skipped, {because}", Style::new().dim().apply_to("-"), k.op.verb(), k.id, k.kind);
+        }
+    }
+    let _ = writeln!(s, "Run the same command again to finish: securecart finds what exists by its tags.");
+    s
+}
+
+/// `--stats`: API calls by service and operation, and the time of each phase.
+pub fn stats_text(calls: &[CallCount], phases: &[(String, Duration)], retries: u64) -> String {
+    let mut s = String::new();
+    let total: u64 = calls.iter().map(|c| c.count).sum();
+    let mutating: u64 = calls.iter().filter(|c| c.mutating).map(|c| c.count).sum();
+    let _ = writeln!(s, "\nStatistics");
+    let _ = writeln!(s, "  AWS API calls: {total} ({mutating} mutating, {retries} retried attempts)");
+    for c in calls {
+        let _ = writeln!(s, "    {:<28} {:<36} {:>4}{}", c.service, c.operation, c.count, if c.mutating { "  *" } else { "" });
+    }
+    for (p, d) in phases {
+        let _ = writeln!(s, "  {:<14} {:>8.3}s", p, d.as_secs_f64());
+    }
+    s
+}
+
+/// Blueprint problems: annotated snippets on a terminal, `file:line:col` lines otherwise.
+pub fn diagnostics(d: &Diagnostics, fancy: bool) -> String {
+    if !fancy {
+        return format!("{d}\n");
+    }
+    let handler = miette::GraphicalReportHandler::new_themed(if console::colors_enabled_stderr() {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    });
+    let mut s = String::new();
+    for r in ProblemReport::all(d) {
+        let _ = handler.render_report(&mut s, &r);
+    }
+    // The plain lines too: they are what editors and CI logs can jump to.
+    let _ = writeln!(s, "{d}");
+    let n = d.errors().count();
+    let _ = writeln!(s, "{n} error(s) in {}", d.file.name);
+    s
+}
+
+pub fn error_line(msg: &str) -> String {
+    format!("{} {msg}", Style::new().red().bold().for_stderr().apply_to("error:"))
+}

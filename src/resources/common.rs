@@ -1,0 +1,271 @@
+//! Helpers every kind shares: the error type, physical names, tags, typed field parsing,
+//! waiting with backoff and bounded retries of eventual-consistency errors.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use super::{OpCx, TAG_RESOURCE, TAG_STACK};
+use crate::blueprint::refs::UNKNOWN;
+use crate::blueprint::Issue;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// An AWS API call failed (after the SDK's own retries).
+    #[error("{operation} failed: {message}")]
+    Aws {
+        operation: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// Something in AWS stands in the way and is not ours to change.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("timed out after {secs}s waiting for {what}")]
+    Timeout { what: String, secs: u64 },
+    /// The desired attributes cannot be turned into a request.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn is_code(&self, codes: &[&str]) -> bool {
+        self.code().is_some_and(|c| codes.contains(&c))
+    }
+}
+
+/// Maps an SDK error to [`Error`], keeping the service's error code and message.
+pub fn aws_error<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |e| {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let code = e.code().map(str::to_string);
+        let message = match (&e, e.message()) {
+            (_, Some(m)) => format!("{}{m}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default()),
+            (SdkError::DispatchFailure(d), None) => format!("cannot reach the AWS endpoint: {d:?}"),
+            (SdkError::TimeoutError(_), None) => "the request timed out".to_string(),
+            (_, None) => match &code {
+                Some(c) => c.clone(),
+                None => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
+            },
+        };
+        let message = if status == Some(501) {
+            format!("{message} (the endpoint does not implement {operation}; the bundled emulator lacks it)")
+        } else {
+            message
+        };
+        Error::Aws {
+            operation: operation.to_string(),
+            code,
+            message,
+        }
+    }
+}
+
+/// A deterministic physical name `stack-id`, within `max` characters (including
+/// `suffix`), using only characters `ok` accepts; too long → shortened with a hash.
+pub fn physical_name(stack: &str, id: &str, max: usize, ok: impl Fn(char) -> bool, suffix: &str) -> String {
+    let raw = format!("{stack}-{id}");
+    let clean: String = raw.chars().map(|c| if ok(c) { c } else { '-' }).collect();
+    let room = max.saturating_sub(suffix.len());
+    if clean.len() <= room {
+        return format!("{clean}{suffix}");
+    }
+    let hash = short_hash(&raw);
+    let keep = room.saturating_sub(hash.len() + 1);
+    format!("{}-{hash}{suffix}", &clean[..keep])
+}
+
+/// First 8 hex digits of SHA-256: stable across runs and machines.
+pub fn short_hash(s: &str) -> String {
+    hex::encode(&Sha256::digest(s.as_bytes())[..4])
+}
+
+/// A stable idempotency token for one create of one resource with given attributes,
+/// so a retried or re-run create never makes a second copy.
+pub fn client_token(stack: &str, id: &str, desired: &Json) -> String {
+    let h = Sha256::digest(format!("{stack}\0{id}\0{desired}").as_bytes());
+    format!("sc-{}", &hex::encode(h)[..48])
+}
+
+/// The tags securecart puts on everything: stack, resource id, and a Name.
+pub fn tags(stack: &str, id: &str, name: &str) -> Vec<(String, String)> {
+    vec![
+        (TAG_STACK.to_string(), stack.to_string()),
+        (TAG_RESOURCE.to_string(), id.to_string()),
+        ("Name".to_string(), name.to_string()),
+    ]
+}
+
+/// Deserialises a kind's fields, reporting the path of the first bad field.
+pub fn parse<T: DeserializeOwned>(config: &Json) -> Result<T, Issue> {
+    serde_path_to_error::deserialize(config).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        Issue::new(path, e.inner().to_string())
+    })
+}
+
+/// Like [`parse`] for desired attributes built by the kind itself: a failure is a bug
+/// in the kind or an unresolved value, reported as [`Error::Invalid`].
+pub fn from_desired<T: DeserializeOwned>(desired: &Json) -> Result<T, Error> {
+    serde_json::from_value(desired.clone()).map_err(|e| Error::Invalid(format!("cannot build the request: {e}")))
+}
+
+/// True when a resolved value is only known after apply.
+pub fn unknown(s: &str) -> bool {
+    s == UNKNOWN
+}
+
+/// Polls `check` with backoff (1 s → 10 s) until it yields a value, or times out.
+pub async fn wait_for<T, F, Fut>(cx: &OpCx<'_>, what: &str, timeout: Duration, mut check: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, Error>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if start.elapsed() >= timeout {
+            return Err(Error::Timeout {
+                what: what.to_string(),
+                secs: timeout.as_secs(),
+            });
+        }
+        cx.note(format!("waiting for {what}"));
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Runs `op` again while it fails with one of `codes` (a known eventual-consistency or
+/// dependency error), for at most `budget`, saying so in the progress line.
+pub async fn retry_on<T, F, Fut>(cx: &OpCx<'_>, codes: &[&str], budget: Duration, why: &str, mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match op().await {
+            Err(e) if e.is_code(codes) && start.elapsed() < budget => {
+                cx.note(format!("{why}; retrying ({})", e));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Parses a CIDR block, insisting on the network address (10.0.0.0/16, not 10.0.0.5/16).
+pub fn parse_cidr(s: &str) -> Result<ipnet::Ipv4Net, String> {
+    let net: ipnet::Ipv4Net = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a valid IPv4 CIDR block (like 10.0.0.0/16)"))?;
+    if net.network() != net.addr() {
+        return Err(format!("`{s}` has host bits set; the network address is {}", net.trunc()));
+    }
+    Ok(net)
+}
+
+/// The schema of a fields struct as JSON.
+pub fn schema_of<T: schemars::JsonSchema>() -> Json {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Json::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_and_bounded() {
+        let sqs = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        assert_eq!(physical_name("dev", "orders", 80, sqs, ""), "dev-orders");
+        assert_eq!(physical_name("dev", "orders", 80, sqs, ".fifo"), "dev-orders.fifo");
+        let long = "a".repeat(100);
+        let n = physical_name("dev", &long, 64, sqs, "");
+        assert_eq!(n.len(), 64);
+        assert_eq!(n, physical_name("dev", &long, 64, sqs, ""));
+        assert_ne!(n, physical_name("dev", &format!("{long}b"), 64, sqs, ""));
+        assert_eq!(physical_name("my.stack", "q", 80, sqs, ""), "my-stack-q");
+    }
+
+    #[test]
+    fn cidrs_must_be_network_addresses() {
+        assert!(parse_cidr("10.0.0.0/16").is_ok());
+        assert!(parse_cidr("10.0.0.5/16").unwrap_err().contains("10.0.0.0/16"));
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("banana").is_err());
+    }
+
+    #[test]
+    fn client_tokens_fit_ec2_limits() {
+        let t = client_token("s", "id", &serde_json::json!({"a": 1}));
+        assert!(t.len() <= 64);
+        assert_eq!(t, client_token("s", "id", &serde_json::json!({"a": 1})));
+    }
+}
+
+/// EC2 helpers: every EC2 kind finds its resources with one tag-filtered Describe call.
+pub mod ec2 {
+    use std::collections::BTreeMap;
+
+    use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+
+    use super::super::{TAG_RESOURCE, TAG_STACK};
+
+    /// The filter that selects exactly this stack's resources.
+    pub fn stack_filter(stack: &str) -> Filter {
+        Filter::builder().name(format!("tag:{TAG_STACK}")).values(stack).build()
+    }
+
+    pub fn tag_spec(rtype: ResourceType, tags: &[(String, String)]) -> TagSpecification {
+        let mut b = TagSpecification::builder().resource_type(rtype);
+        for (k, v) in tags {
+            b = b.tags(Tag::builder().key(k).value(v).build());
+        }
+        b.build()
+    }
+
+    pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+        tags.iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect()
+    }
+
+    /// The blueprint id of a resource tagged for `stack`, if it is one of ours.
+    pub fn owned_id(tags: &[Tag], stack: &str) -> Option<String> {
+        let m = tag_map(tags);
+        (m.get(TAG_STACK).map(String::as_str) == Some(stack))
+            .then(|| m.get(TAG_RESOURCE).cloned())
+            .flatten()
+    }
+
+    pub fn name_tag(tags: &[Tag]) -> Option<String> {
+        tag_map(tags).get("Name").cloned()
+    }
+
+    pub fn not_found(code: Option<&str>) -> bool {
+        code.is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound"))
+    }
+}

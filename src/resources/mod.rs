@@ -1,0 +1,135 @@
+//! AWS resource kinds: one file per kind implementing [`Kind`], all registered in
+//! [`REGISTRY`]. Adding a kind means adding a file here and a line in that list.
+
+pub mod common;
+// mod event_bus;
+// mod event_rule;
+// mod internet_gateway;
+// mod route_table;
+// mod security_group;
+// mod sqs_queue;
+// mod subnet;
+mod vpc;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::Value as Json;
+
+use crate::aws::Aws;
+use crate::blueprint::{CheckCx, Issue};
+
+pub use common::{aws_error, Error};
+
+/// Tag carrying the stack name on everything securecart creates.
+pub const TAG_STACK: &str = "securecart:stack";
+/// Tag carrying the blueprint id of the resource.
+pub const TAG_RESOURCE: &str = "securecart:resource";
+
+/// Every kind securecart knows, in the order `schema` and help list them.
+pub static REGISTRY: &[&dyn Kind] = &[
+    &vpc::Vpc,
+    // &subnet::Subnet,
+    // &internet_gateway::InternetGateway,
+    // &route_table::RouteTable,
+    // &security_group::SecurityGroup,
+    // &sqs_queue::SqsQueue,
+    // &event_bus::EventBus,
+    // &event_rule::EventRule,
+];
+
+pub fn kind(name: &str) -> Option<&'static dyn Kind> {
+    REGISTRY.iter().copied().find(|k| k.name() == name)
+}
+
+/// A resource as it exists in AWS, found by the stack's tags (or names).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Live {
+    /// The blueprint id, from the `securecart:resource` tag.
+    pub id: String,
+    pub kind: &'static str,
+    /// The id AWS knows it by (vpc-…, a queue URL, an ARN).
+    pub physical_id: String,
+    /// Normalised attributes, in the same shape that [`Kind::desired`] produces.
+    pub attrs: Json,
+    /// Values `${id.attribute}` resolves to.
+    pub outputs: BTreeMap<String, Json>,
+}
+
+/// Context of one create / update / delete: who it is for and where progress goes.
+pub struct OpCx<'a> {
+    pub stack: &'a str,
+    pub id: &'a str,
+    pub progress: &'a (dyn Fn(String) + Send + Sync),
+}
+
+impl OpCx<'_> {
+    pub fn note(&self, msg: impl Into<String>) {
+        (self.progress)(msg.into())
+    }
+}
+
+/// What a resource kind does: its fields, how they map to AWS, and the calls that
+/// read, create, change and delete it.
+#[async_trait]
+pub trait Kind: Send + Sync {
+    /// The `type:` of the kind in blueprints.
+    fn name(&self) -> &'static str;
+
+    /// Attributes `${id.attribute}` may name; the first one is what `${id}` means.
+    fn attributes(&self) -> &'static [&'static str];
+
+    /// JSON Schema of the fields (used for unknown-field checks and `securecart schema`).
+    fn schema(&self) -> Json;
+
+    /// Typed and semantic checks of the fields, without AWS.
+    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue>;
+
+    /// The normalised attributes the resource should have, from its fields with
+    /// references resolved (unknown ones hold [`crate::blueprint::refs::UNKNOWN`]).
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String>;
+
+    /// Attributes AWS cannot change in place: a change to one replaces the resource.
+    fn replace_on(&self) -> &'static [&'static str];
+
+    /// Security-baseline findings of the desired attributes, shown as plan warnings.
+    fn warnings(&self, _desired: &Json) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Everything of this kind that belongs to `stack`, with batched calls.
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error>;
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error>;
+
+    /// Brings `live` to `desired`; `changed` names the attributes that differ.
+    async fn update(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live, desired: &Json, changed: &[String]) -> Result<Live, Error>;
+
+    /// Deletes and waits until it is gone (a resource already gone is success).
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error>;
+}
+
+/// The registry seen by the blueprint layer, which knows nothing of AWS.
+pub struct Catalog;
+
+impl crate::blueprint::Catalog for Catalog {
+    fn kinds(&self) -> Vec<&'static str> {
+        REGISTRY.iter().map(|k| k.name()).collect()
+    }
+
+    fn has_kind(&self, name: &str) -> bool {
+        kind(name).is_some()
+    }
+
+    fn attributes(&self, name: &str) -> &'static [&'static str] {
+        kind(name).map(|k| k.attributes()).unwrap_or(&[])
+    }
+
+    fn schema(&self, name: &str) -> Json {
+        kind(name).map(|k| k.schema()).unwrap_or(Json::Null)
+    }
+
+    fn check(&self, name: &str, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        kind(name).map(|k| k.check(id, config, cx)).unwrap_or_default()
+    }
+}

@@ -1,0 +1,99 @@
+//! Shared test helpers: the emulator (started once per run), unique stack names, running
+//! the CLI, and SDK clients that check AWS directly rather than through securecart.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use assert_cmd::Command;
+
+/// Starts the bundled emulator once for the whole test run and returns its endpoint.
+pub fn emulator() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        let opts = securecart::local::LocalOptions::from_env(None);
+        let status = securecart::local::ensure_running(&opts, &mut |m: &str| eprintln!("emulator: {m}"))
+            .unwrap_or_else(|e| panic!("the bundled emulator did not start: {e}"));
+        status.endpoint
+    })
+}
+
+/// A stack name no other test (or earlier run) uses.
+pub fn stack(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("t-{prefix}-{:x}", (nanos as u64) & 0xffff_ffff)
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The CLI, pointed at the emulator, without colours.
+pub fn cli() -> Command {
+    let mut c = Command::cargo_bin("securecart").expect("binary");
+    c.env("NO_COLOR", "1").env_remove("AWS_ENDPOINT_URL").env_remove("SECURECART_STACK");
+    c
+}
+
+/// `securecart <args> --local --stack <stack>` as JSON.
+pub fn run_json(args: &[&str], stack: &str) -> (i32, serde_json::Value, String) {
+    emulator();
+    let out = cli()
+        .args(args)
+        .args(["--local", "--json", "--stack", stack])
+        .output()
+        .expect("run securecart");
+    let code = out.status.code().unwrap_or(-1);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}); exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    (code, json, stderr)
+}
+
+/// Copies a blueprint into a temp dir so a test can edit it.
+pub fn copy_blueprint(src: &Path) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dst = dir.path().join("blueprint.yaml");
+    std::fs::copy(src, &dst).expect("copy blueprint");
+    (dir, dst)
+}
+
+pub fn edit(path: &Path, from: &str, to: &str) {
+    let s = std::fs::read_to_string(path).expect("read");
+    assert!(s.contains(from), "blueprint has no `{from}`");
+    std::fs::write(path, s.replacen(from, to, 1)).expect("write");
+}
+
+/// Plan actions as (id, action) pairs, unchanged ones left out, sorted.
+pub fn changes(plan: &serde_json::Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = plan["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter(|a| a["action"] != "noop")
+        .map(|a| (a["id"].as_str().unwrap_or_default().to_string(), a["action"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn mutating_calls(out: &serde_json::Value) -> u64 {
+    out["stats"]["mutating_calls"].as_u64().expect("stats.mutating_calls")
+}
+
+/// SDK config for direct checks against the emulator.
+pub async fn sdk() -> aws_config::SdkConfig {
+    let endpoint = emulator();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sts::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary (every test binary links the whole AWS SDK, so there
+//! is only this one). Tests that need AWS run against the bundled emulator, which the
+//! first of them starts; each uses its own stack name so they run in parallel.
+
+mod common;
+mod emulator_lifecycle;
+mod interrupt;
+mod lookalike;
+mod network;
+mod validate;

@@ -1,0 +1,126 @@
+//! Bad blueprints: each fixture in tests/fixtures/bad states the errors it must produce
+//! (`# expect: LINE:COL message`), and `validate` must report all of them, exit 1, and
+//! never call AWS.
+
+use super::common::{cli, repo};
+
+#[test]
+fn every_bad_blueprint_reports_its_errors_with_positions() {
+    let dir = repo().join("tests/fixtures/bad");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("fixtures").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert!(files.len() >= 12, "fixtures missing");
+    let mut failures = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read fixture");
+        let expects: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .map(|e| {
+                let (pos, msg) = e.split_once(' ').expect("`# expect: LINE:COL message`");
+                (pos.to_string(), msg.to_string())
+            })
+            .collect();
+        assert!(!expects.is_empty(), "{} has no `# expect:` line", f.display());
+        // An endpoint that cannot answer: any AWS call would fail loudly.
+        let out = cli()
+            .arg("validate")
+            .arg(f)
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(1) {
+            failures.push(format!("{}: exit {:?}, expected 1\n{stderr}", f.display(), out.status.code()));
+        }
+        for (pos, msg) in &expects {
+            let want = format!("{}:{pos}: error: ", f.display());
+            let found = stderr.lines().any(|l| l.starts_with(&want) && l.contains(msg.as_str()));
+            if !found {
+                failures.push(format!("{}: expected `{want}…{msg}…` in:\n{stderr}", f.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn json_mode_reports_problems_as_data() {
+    let out = cli()
+        .args(["validate", "--json"])
+        .arg(repo().join("tests/fixtures/bad/unknown_field.yaml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["problems"][0]["line"], 6);
+    assert_eq!(v["problems"][0]["column"], 5);
+    assert_eq!(v["problems"][0]["path"], "resources.vpc.cidr_blok");
+}
+
+#[test]
+fn shipped_blueprints_are_valid() {
+    for bp in ["blueprints/network.yaml"] {
+        cli().arg("validate").arg(repo().join(bp)).assert().success();
+    }
+}
+
+#[test]
+fn a_folder_argument_uses_its_blueprint_yaml() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(repo().join("blueprints/network.yaml"), dir.path().join("blueprint.yaml")).expect("copy");
+    cli().arg("validate").arg(dir.path()).assert().success();
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = cli().arg("validate").arg(empty.path()).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blueprint.yaml"));
+}
+
+#[test]
+fn vars_override_parameters_and_unknown_vars_are_errors() {
+    let bp = repo().join("blueprints/network.yaml");
+    cli().args(["validate", "--var", "vpc_cidr=10.30.0.0/16"]).arg(&bp).assert().failure().code(1);
+    let out = cli().args(["validate", "--var", "nope=1"]).arg(&bp).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no parameter `nope`"));
+}
+
+#[test]
+fn schema_describes_every_kind() {
+    let out = cli().arg("schema").output().expect("run");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let kinds = v["properties"]["resources"]["additionalProperties"]["properties"]["type"]["enum"].as_array().expect("kinds").clone();
+    for k in ["vpc", "subnet", "internet_gateway", "route_table", "security_group", "sqs_queue", "event_bus", "event_rule"] {
+        assert!(kinds.iter().any(|x| x == k), "schema lacks {k}");
+        assert!(v["$defs"][format!("kind.{k}")].is_object(), "no definition for {k}");
+    }
+}
+
+#[test]
+fn graph_prints_dot_and_mermaid() {
+    let bp = repo().join("blueprints/network.yaml");
+    let out = cli().arg("graph").arg(&bp).output().expect("run");
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.starts_with("digraph"), "{dot}");
+    assert!(dot.contains("\"vpc\" -> \"public_a\""), "{dot}");
+    let out = cli().args(["graph", "--format", "mermaid"]).arg(&bp).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("igw --> public_routes"));
+}
+
+#[test]
+fn local_refuses_a_non_loopback_endpoint() {
+    let out = cli()
+        .args(["plan", "--local", "--endpoint-url", "https://ec2.us-east-1.amazonaws.com"])
+        .arg(repo().join("blueprints/network.yaml"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("non-loopback"));
+}
+
+#[test]
+fn usage_errors_have_their_own_exit_code() {
+    let out = cli().args(["plan"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(64));
+}
