@@ -196,6 +196,7 @@ pub fn parse(
         problems: Vec::new(),
     };
     let bp = v.run(dir, vars, catalog);
+    v.problems.sort_by_key(|p| (p.line.unwrap_or(0), p.column.unwrap_or(0)));
     let diags = Diagnostics {
         file,
         problems: v.problems,
@@ -409,6 +410,7 @@ impl Validator {
             }
         };
         let mut out = IndexMap::new();
+        let mut broken = BTreeSet::new();
         for (id, decl) in &map {
             let path = format!("resources.{id}");
             if let Err(e) = check_resource_id(id) {
@@ -446,7 +448,10 @@ impl Validator {
             }
             let mut secret_fields = BTreeSet::new();
             let mut config = Json::Object(config);
-            self.substitute_params(&path, &mut config, params, &mut secret_fields);
+            if !self.substitute_params(&path, &mut config, params, &mut secret_fields) {
+                // Kind checks would only repeat the parameter error in other words.
+                broken.insert(id.clone());
+            }
             out.insert(
                 id.clone(),
                 Resource {
@@ -485,11 +490,14 @@ impl Validator {
                 }
             }
             let kind = res.kind.clone();
-            let config = res.config.clone();
-            self.unknown_fields(&path, &config, &catalog.schema(&kind));
-            let issues = catalog.check(&kind, id, &config, &CheckCx { resources: &out });
+            let mut config = res.config.clone();
+            // Unknown fields are reported here with suggestions and removed, so the
+            // kind's typed parse does not report them a second time.
+            self.unknown_fields(&path, &mut config, &catalog.schema(&kind));
+            let issues = if broken.contains(id) { Vec::new() } else { catalog.check(&kind, id, &config, &CheckCx { resources: &out }) };
             for i in issues {
-                let mut p = Problem::error(i.message).with_help(i.help).at(&self.file, &join_path(&path, &i.path), false);
+                // A problem with the resource as a whole (a missing field) points at its id.
+                let mut p = Problem::error(i.message).with_help(i.help).at(&self.file, &join_path(&path, &i.path), i.path.is_empty());
                 if i.warning {
                     p.severity = Severity::Warning;
                 }
@@ -530,7 +538,7 @@ impl Validator {
                 other => (other, None, false),
             };
             let mut secret = BTreeSet::new();
-            self.substitute_params(&path, &mut value, params, &mut secret);
+            let _ = self.substitute_params(&path, &mut value, params, &mut secret);
             sensitive |= !secret.is_empty();
             let mut found = Vec::new();
             refs::collect(&value, "", &mut found);
@@ -549,7 +557,7 @@ impl Validator {
     }
 
     /// Replaces `${params.X}` and `${stack.name}`-free parameter references in place.
-    fn substitute_params(&mut self, path: &str, value: &mut Json, params: &IndexMap<String, Parameter>, secret: &mut BTreeSet<String>) {
+    fn substitute_params(&mut self, path: &str, value: &mut Json, params: &IndexMap<String, Parameter>, secret: &mut BTreeSet<String>) -> bool {
         let mut found = Vec::new();
         refs::collect(value, "", &mut found);
         let mut bad = false;
@@ -573,8 +581,11 @@ impl Validator {
                 }
             }
         }
-        if bad || found.is_empty() {
-            return;
+        if bad {
+            return false;
+        }
+        if found.is_empty() {
+            return true;
         }
         let lookup = |r: &Ref| {
             if r.target != refs::PARAMS {
@@ -585,6 +596,7 @@ impl Validator {
                 .map(|p| refs::Resolved::Known(p.value.clone()))
         };
         *value = refs::substitute(value, &lookup);
+        true
     }
 
     /// Checks that a reference names a resource and one of its attributes.
@@ -620,12 +632,12 @@ impl Validator {
     }
 
     /// Reports every field that the kind's schema does not know, with a suggestion.
-    fn unknown_fields(&mut self, path: &str, value: &Json, schema: &Json) {
+    fn unknown_fields(&mut self, path: &str, value: &mut Json, schema: &Json) {
         let defs = schema.get("$defs").cloned().unwrap_or(Json::Null);
         self.walk_unknown(path, value, schema, &defs);
     }
 
-    fn walk_unknown(&mut self, path: &str, value: &Json, schema: &Json, defs: &Json) {
+    fn walk_unknown(&mut self, path: &str, value: &mut Json, schema: &Json, defs: &Json) {
         let schema = resolve_schema(schema, defs);
         if let Some(all) = schema.get("allOf").and_then(Json::as_array) {
             if all.len() == 1 {
@@ -638,7 +650,8 @@ impl Validator {
                     return;
                 };
                 let closed = schema.get("additionalProperties") == Some(&Json::Bool(false));
-                for (k, v) in map {
+                let mut unknown = Vec::new();
+                for (k, v) in map.iter_mut() {
                     let p = join_path(path, k);
                     match props.get(k) {
                         Some(s) => self.walk_unknown(&p, v, s, defs),
@@ -646,14 +659,18 @@ impl Validator {
                             let help = did_you_mean(k, props.keys().map(String::as_str))
                                 .or_else(|| Some(format!("known fields: {}", props.keys().cloned().collect::<Vec<_>>().join(", "))));
                             self.error(&p, true, format!("unknown field `{k}`"), help);
+                            unknown.push(k.clone());
                         }
                         None => {}
                     }
                 }
+                for k in unknown {
+                    map.remove(&k);
+                }
             }
             Json::Array(items) => {
                 if let Some(item) = schema.get("items") {
-                    for (i, v) in items.iter().enumerate() {
+                    for (i, v) in items.iter_mut().enumerate() {
                         self.walk_unknown(&format!("{path}[{i}]"), v, item, defs);
                     }
                 }
