@@ -52,7 +52,8 @@ pub struct CallCount {
 impl Stats {
     fn record(&self, service: &str, operation: &str) {
         let mut c = self.calls.lock().expect("stats lock");
-        *c.entry((service.to_string(), operation.to_string())).or_default() += 1;
+        *c.entry((service.to_string(), operation.to_string()))
+            .or_default() += 1;
     }
 
     pub fn calls(&self) -> Vec<CallCount> {
@@ -74,7 +75,11 @@ impl Stats {
     }
 
     pub fn mutating(&self) -> u64 {
-        self.calls().iter().filter(|c| c.mutating).map(|c| c.count).sum()
+        self.calls()
+            .iter()
+            .filter(|c| c.mutating)
+            .map(|c| c.count)
+            .sum()
     }
 
     /// Attempts beyond the first of each call: the SDK's retries.
@@ -88,9 +93,11 @@ impl Stats {
 
 /// Reads never change anything; everything else counts as a mutating call.
 pub fn is_mutating(operation: &str) -> bool {
-    !["Describe", "List", "Get", "Search", "Lookup", "Test", "Validate"]
-        .iter()
-        .any(|p| operation.starts_with(p))
+    ![
+        "Describe", "List", "Get", "Search", "Lookup", "Test", "Validate",
+    ]
+    .iter()
+    .any(|p| operation.starts_with(p))
 }
 
 #[derive(Debug)]
@@ -101,9 +108,11 @@ impl Intercept for Counter {
         "securecart-stats"
     }
 
-    fn read_before_execution(
+    // The operation's metadata is in the config bag from serialization on, once per call.
+    fn read_before_serialization(
         &self,
         _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {

@@ -38,11 +38,17 @@ pub struct ApplyResult {
 
 impl ApplyResult {
     pub fn failed(&self) -> impl Iterator<Item = &StepResult> {
-        self.steps.iter().filter(|s| matches!(s.outcome, Outcome::Failed { .. }))
+        self.steps
+            .iter()
+            .filter(|s| matches!(s.outcome, Outcome::Failed { .. }))
     }
 
     pub fn ok(&self) -> bool {
-        !self.interrupted && self.steps.iter().all(|s| matches!(s.outcome, Outcome::Done))
+        !self.interrupted
+            && self
+                .steps
+                .iter()
+                .all(|s| matches!(s.outcome, Outcome::Done))
     }
 }
 
@@ -61,7 +67,10 @@ fn steps_of(plan: &Plan, live: &[Live]) -> (Vec<Step>, Vec<BTreeSet<usize>>) {
     for (i, a) in plan.actions.iter().enumerate() {
         if matches!(a.action, Action::Replace | Action::Delete) {
             del_of.insert(i, steps.len());
-            steps.push(Step { action: i, op: Op::Delete });
+            steps.push(Step {
+                action: i,
+                op: Op::Delete,
+            });
         }
         let op = match a.action {
             Action::Create | Action::Replace => Op::Create,
@@ -165,7 +174,9 @@ impl Executor<'_> {
                     if state[s] != State::Waiting {
                         continue;
                     }
-                    let blocked = waits[s].iter().find(|&&w| state[w] == State::Finished(false));
+                    let blocked = waits[s]
+                        .iter()
+                        .find(|&&w| state[w] == State::Finished(false));
                     if let Some(&w) = blocked {
                         let why = if interrupted {
                             "the run was interrupted".to_string()
@@ -173,7 +184,14 @@ impl Executor<'_> {
                             let b = &plan.actions[steps[w].action];
                             format!("{} of `{}` did not succeed", steps[w].op.verb(), b.id)
                         };
-                        self.finish(plan, &steps, s, Outcome::Skipped { because: why }, Duration::ZERO, &mut results);
+                        self.finish(
+                            plan,
+                            &steps,
+                            s,
+                            Outcome::Skipped { because: why },
+                            Duration::ZERO,
+                            &mut results,
+                        );
                         state[s] = State::Finished(false);
                         changed = true;
                     }
@@ -184,7 +202,9 @@ impl Executor<'_> {
                     if tasks.len() >= self.parallelism.max(1) {
                         break;
                     }
-                    if state[s] != State::Waiting || !waits[s].iter().all(|&w| state[w] == State::Finished(true)) {
+                    if state[s] != State::Waiting
+                        || !waits[s].iter().all(|&w| state[w] == State::Finished(true))
+                    {
                         continue;
                     }
                     state[s] = State::Running;
@@ -194,7 +214,11 @@ impl Executor<'_> {
                             let aws = self.aws.clone();
                             let stack = self.stack.name.clone();
                             let a = &plan.actions[steps[s].action];
-                            reporter.event(Event::StepStarted { id: &a.id, kind: &a.kind, op: steps[s].op });
+                            reporter.event(Event::StepStarted {
+                                id: &a.id,
+                                kind: &a.kind,
+                                op: steps[s].op,
+                            });
                             tasks.spawn(async move {
                                 let t = Instant::now();
                                 let r = job.run(&aws, &stack, reporter).await;
@@ -202,7 +226,14 @@ impl Executor<'_> {
                             });
                         }
                         Err(e) => {
-                            self.finish(plan, &steps, s, Outcome::Failed { error: e }, Duration::ZERO, &mut results);
+                            self.finish(
+                                plan,
+                                &steps,
+                                s,
+                                Outcome::Failed { error: e },
+                                Duration::ZERO,
+                                &mut results,
+                            );
                             state[s] = State::Finished(false);
                         }
                     }
@@ -213,7 +244,16 @@ impl Executor<'_> {
                     // Every waiting step depends on something that will never finish.
                     for s in 0..steps.len() {
                         if state[s] == State::Waiting {
-                            self.finish(plan, &steps, s, Outcome::Skipped { because: "a dependency could not run".into() }, Duration::ZERO, &mut results);
+                            self.finish(
+                                plan,
+                                &steps,
+                                s,
+                                Outcome::Skipped {
+                                    because: "a dependency could not run".into(),
+                                },
+                                Duration::ZERO,
+                                &mut results,
+                            );
                             state[s] = State::Finished(false);
                         }
                     }
@@ -221,7 +261,16 @@ impl Executor<'_> {
                 if interrupted {
                     for s in 0..steps.len() {
                         if state[s] == State::Waiting {
-                            self.finish(plan, &steps, s, Outcome::Skipped { because: "the run was interrupted".into() }, Duration::ZERO, &mut results);
+                            self.finish(
+                                plan,
+                                &steps,
+                                s,
+                                Outcome::Skipped {
+                                    because: "the run was interrupted".into(),
+                                },
+                                Duration::ZERO,
+                                &mut results,
+                            );
                             state[s] = State::Finished(false);
                         }
                     }
@@ -260,7 +309,10 @@ impl Executor<'_> {
                 }
             }
         }
-        let resources = known.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+        let resources = known
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
         ApplyResult {
             steps: results.into_iter().flatten().collect(),
             interrupted,
@@ -268,9 +320,23 @@ impl Executor<'_> {
         }
     }
 
-    fn finish(&self, plan: &Plan, steps: &[Step], s: usize, outcome: Outcome, elapsed: Duration, results: &mut [Option<StepResult>]) {
+    fn finish(
+        &self,
+        plan: &Plan,
+        steps: &[Step],
+        s: usize,
+        outcome: Outcome,
+        elapsed: Duration,
+        results: &mut [Option<StepResult>],
+    ) {
         let a = &plan.actions[steps[s].action];
-        self.reporter.event(Event::StepFinished { id: &a.id, kind: &a.kind, op: steps[s].op, outcome: &outcome, elapsed });
+        self.reporter.event(Event::StepFinished {
+            id: &a.id,
+            kind: &a.kind,
+            op: steps[s].op,
+            outcome: &outcome,
+            elapsed,
+        });
         results[s] = Some(StepResult {
             id: a.id.clone(),
             kind: a.kind.clone(),
@@ -281,13 +347,26 @@ impl Executor<'_> {
     }
 
     /// Resolves the step's references with the values known now.
-    fn prepare(&self, plan: &Plan, live: &[Live], step: &Step, known: &HashMap<String, Option<BTreeMap<String, Json>>>, kinds: &HashMap<String, String>) -> Result<Job, String> {
+    fn prepare(
+        &self,
+        plan: &Plan,
+        live: &[Live],
+        step: &Step,
+        known: &HashMap<String, Option<BTreeMap<String, Json>>>,
+        kinds: &HashMap<String, String>,
+    ) -> Result<Job, String> {
         let a = &plan.actions[step.action];
         let old = a.live.map(|i| live[i].clone());
         if step.op == Op::Delete {
             let old = old.ok_or("nothing to delete")?;
             let kind = resources::kind(old.kind).ok_or("unknown kind")?;
-            return Ok(Job { id: a.id.clone(), op: Op::Delete, kind, live: Some(old), desired: Json::Null });
+            return Ok(Job {
+                id: a.id.clone(),
+                op: Op::Delete,
+                kind,
+                live: Some(old),
+                desired: Json::Null,
+            });
         }
         let kind = resources::kind(&a.kind).ok_or_else(|| format!("unknown kind {}", a.kind))?;
         let bp = self.blueprint.ok_or("no blueprint")?;
@@ -300,7 +379,13 @@ impl Executor<'_> {
         let desired = kind.desired(&self.stack.name, &a.id, &config)?;
         // A replaced resource is created afresh: the old copy is gone by now.
         let live = if step.op == Op::Update { old } else { None };
-        Ok(Job { id: a.id.clone(), op: step.op, kind, live, desired })
+        Ok(Job {
+            id: a.id.clone(),
+            op: step.op,
+            kind,
+            live,
+            desired,
+        })
     }
 }
 
@@ -313,19 +398,41 @@ struct Job {
 }
 
 impl Job {
-    async fn run(self, aws: &Aws, stack: &str, reporter: Arc<dyn Reporter>) -> Result<Option<Live>, String> {
+    async fn run(
+        self,
+        aws: &Aws,
+        stack: &str,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Option<Live>, String> {
         let id = self.id.clone();
         let op = self.op;
-        let progress = move |m: String| reporter.event(Event::StepProgress { id: &id, op, message: &m });
-        let cx = OpCx { stack, id: &self.id, progress: &progress };
+        let progress = move |m: String| {
+            reporter.event(Event::StepProgress {
+                id: &id,
+                op,
+                message: &m,
+            })
+        };
+        let cx = OpCx {
+            stack,
+            id: &self.id,
+            progress: &progress,
+        };
         let r = match (self.op, &self.live) {
             (Op::Create, _) => self.kind.create(aws, &cx, &self.desired).await.map(Some),
             (Op::Update, Some(l)) => {
-                let changed: Vec<String> = plan::diff(&self.desired, &l.attrs, &[], &BTreeSet::new()).into_iter().map(|c| c.attribute).collect();
+                let changed: Vec<String> =
+                    plan::diff(&self.desired, &l.attrs, &[], &BTreeSet::new())
+                        .into_iter()
+                        .map(|c| c.attribute)
+                        .collect();
                 if changed.is_empty() {
                     Ok(Some(l.clone()))
                 } else {
-                    self.kind.update(aws, &cx, l, &self.desired, &changed).await.map(Some)
+                    self.kind
+                        .update(aws, &cx, l, &self.desired, &changed)
+                        .await
+                        .map(Some)
                 }
             }
             (Op::Delete, Some(l)) => self.kind.delete(aws, &cx, l).await.map(|_| None),
@@ -335,3 +442,5 @@ impl Job {
     }
 }
 
+#[cfg(test)]
+mod tests;

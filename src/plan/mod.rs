@@ -139,14 +139,26 @@ pub fn resolve_ref(
     let attr = r.attribute.as_deref().unwrap_or(kind.attributes()[0]);
     match outputs.get(&r.target)? {
         None => Some(Resolved::Unknown),
-        Some(o) => Some(o.get(attr).cloned().map(Resolved::Known).unwrap_or(Resolved::Unknown)),
+        Some(o) => Some(
+            o.get(attr)
+                .cloned()
+                .map(Resolved::Known)
+                .unwrap_or(Resolved::Unknown),
+        ),
     }
 }
 
 /// Diffs `desired` against `live`, returning the attributes that differ.
-pub fn diff(desired: &Json, live: &Json, replace_on: &[&str], secret: &BTreeSet<String>) -> Vec<Change> {
+pub fn diff(
+    desired: &Json,
+    live: &Json,
+    replace_on: &[&str],
+    secret: &BTreeSet<String>,
+) -> Vec<Change> {
     let mut out = Vec::new();
-    let Some(d) = desired.as_object() else { return out };
+    let Some(d) = desired.as_object() else {
+        return out;
+    };
     for (k, after) in d {
         let before = live.get(k).cloned().unwrap_or(Json::Null);
         if &before == after {
@@ -155,8 +167,16 @@ pub fn diff(desired: &Json, live: &Json, replace_on: &[&str], secret: &BTreeSet<
         let sensitive = secret.contains(k);
         out.push(Change {
             attribute: k.clone(),
-            before: if sensitive { Json::String(SENSITIVE.into()) } else { before },
-            after: if sensitive && !refs::has_unknown(after) { Json::String(SENSITIVE.into()) } else { after.clone() },
+            before: if sensitive {
+                Json::String(SENSITIVE.into())
+            } else {
+                before
+            },
+            after: if sensitive && !refs::has_unknown(after) {
+                Json::String(SENSITIVE.into())
+            } else {
+                after.clone()
+            },
             forces_replacement: replace_on.contains(&k.as_str()),
             sensitive,
         });
@@ -174,7 +194,11 @@ pub fn plan(
     let mut actions = Vec::new();
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
-    let kinds: HashMap<String, String> = bp.resources.values().map(|r| (r.id.clone(), r.kind.clone())).collect();
+    let kinds: HashMap<String, String> = bp
+        .resources
+        .values()
+        .map(|r| (r.id.clone(), r.kind.clone()))
+        .collect();
 
     // Live resources by blueprint id; the first of a kind is the one we keep.
     let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -195,19 +219,27 @@ pub fn plan(
     let mut outputs: HashMap<String, Option<BTreeMap<String, Json>>> = HashMap::new();
     for id in order {
         let r = &bp.resources[&id];
-        let Some(kind) = kind_of(&r.kind) else { continue };
+        let Some(kind) = kind_of(&r.kind) else {
+            continue;
+        };
         let lookup = |rf: &Ref| resolve_ref(rf, stack, &outputs, kind_of, &kinds);
         let config = refs::substitute(&r.config, &lookup);
         let desired = match kind.desired(&stack.name, &id, &config) {
             Ok(d) => d,
             Err(e) => {
-                errors.push(Warning { id: id.clone(), message: e });
+                errors.push(Warning {
+                    id: id.clone(),
+                    message: e,
+                });
                 outputs.insert(id.clone(), None);
                 continue;
             }
         };
         for w in kind.warnings(&desired) {
-            warnings.push(Warning { id: id.clone(), message: w });
+            warnings.push(Warning {
+                id: id.clone(),
+                message: w,
+            });
         }
         let mut deps: Vec<String> = r.dependencies().into_iter().collect();
         deps.sort();
@@ -231,14 +263,24 @@ pub fn plan(
         claimed[li] = true;
         let l = &live[li];
         let changes = diff(&desired, &l.attrs, kind.replace_on(), &r.secret_fields);
-        let forcing: Vec<&str> = changes.iter().filter(|c| c.forces_replacement).map(|c| c.attribute.as_str()).collect();
+        let forcing: Vec<&str> = changes
+            .iter()
+            .filter(|c| c.forces_replacement)
+            .map(|c| c.attribute.as_str())
+            .collect();
         let (action, reason) = if changes.is_empty() {
             (Action::NoOp, "up to date".to_string())
         } else if !forcing.is_empty() {
-            (Action::Replace, format!("{} cannot change in place", forcing.join(", ")))
+            (
+                Action::Replace,
+                format!("{} cannot change in place", forcing.join(", ")),
+            )
         } else {
             let names: Vec<&str> = changes.iter().map(|c| c.attribute.as_str()).collect();
-            (Action::Update, format!("{} changes in place", names.join(", ")))
+            (
+                Action::Update,
+                format!("{} changes in place", names.join(", ")),
+            )
         };
         let out = match action {
             Action::Replace => None,
@@ -246,7 +288,10 @@ pub fn plan(
                 let mut o = l.outputs.clone();
                 for c in &changes {
                     if o.contains_key(&c.attribute) {
-                        o.insert(c.attribute.clone(), desired.get(&c.attribute).cloned().unwrap_or(Json::Null));
+                        o.insert(
+                            c.attribute.clone(),
+                            desired.get(&c.attribute).cloned().unwrap_or(Json::Null),
+                        );
                     }
                 }
                 Some(o)
@@ -273,7 +318,10 @@ pub fn plan(
         let reason = match kinds.get(&l.id) {
             None => "no longer in the blueprint".to_string(),
             Some(k) if k != l.kind => format!("the blueprint declares `{}` as a {k} now", l.id),
-            Some(_) => format!("a duplicate of `{}` (another {} carries the same tags)", l.id, l.kind),
+            Some(_) => format!(
+                "a duplicate of `{}` (another {} carries the same tags)",
+                l.id, l.kind
+            ),
         };
         actions.push(delete_action(l, i, reason));
     }
@@ -316,7 +364,11 @@ fn summarize(actions: &[PlannedAction]) -> Summary {
 
 /// Destroy: every live resource of the stack goes.
 pub fn destroy_plan(stack: &str, live: &[Live]) -> Plan {
-    let actions: Vec<_> = live.iter().enumerate().map(|(i, l)| delete_action(l, i, "destroying the stack".into())).collect();
+    let actions: Vec<_> = live
+        .iter()
+        .enumerate()
+        .map(|(i, l)| delete_action(l, i, "destroying the stack".into()))
+        .collect();
     Plan {
         stack: stack.to_string(),
         summary: summarize(&actions),
@@ -366,3 +418,5 @@ fn strings(v: &Json, f: &mut dyn FnMut(&str)) {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod tests;

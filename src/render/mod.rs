@@ -50,7 +50,13 @@ pub fn plan_text(plan: &Plan, region: &str, show_unchanged: bool) -> String {
     let mut s = String::new();
     let bold = Style::new().bold();
     let dim = Style::new().dim();
-    let _ = writeln!(s, "{} {} {}", bold.apply_to("Stack"), bold.apply_to(&plan.stack), dim.apply_to(format!("({region})")));
+    let _ = writeln!(
+        s,
+        "{} {} {}",
+        bold.apply_to("Stack"),
+        bold.apply_to(&plan.stack),
+        dim.apply_to(format!("({region})"))
+    );
     let width = plan.actions.iter().map(|a| a.id.len()).max().unwrap_or(0);
     for a in &plan.actions {
         if a.action == Action::NoOp && !show_unchanged {
@@ -61,13 +67,25 @@ pub fn plan_text(plan: &Plan, region: &str, show_unchanged: bool) -> String {
     if !plan.warnings.is_empty() {
         let _ = writeln!(s, "\n{}", Style::new().yellow().bold().apply_to("Warnings"));
         for w in &plan.warnings {
-            let _ = writeln!(s, "  {} {}: {}", Style::new().yellow().apply_to("!"), w.id, w.message);
+            let _ = writeln!(
+                s,
+                "  {} {}: {}",
+                Style::new().yellow().apply_to("!"),
+                w.id,
+                w.message
+            );
         }
     }
     if !plan.errors.is_empty() {
         let _ = writeln!(s, "\n{}", Style::new().red().bold().apply_to("Errors"));
         for w in &plan.errors {
-            let _ = writeln!(s, "  {} {}: {}", Style::new().red().apply_to("✗"), w.id, w.message);
+            let _ = writeln!(
+                s,
+                "  {} {}: {}",
+                Style::new().red().apply_to("✗"),
+                w.id,
+                w.message
+            );
         }
     }
     let _ = writeln!(s, "\n{}", summary_line(plan));
@@ -93,13 +111,39 @@ fn action_block(s: &mut String, a: &PlannedAction, width: usize) {
         }
         return;
     }
-    let aw = a.changes.iter().map(|c| c.attribute.len()).max().unwrap_or(0);
+    let aw = a
+        .changes
+        .iter()
+        .map(|c| c.attribute.len())
+        .max()
+        .unwrap_or(0);
     for c in &a.changes {
-        let forced = if c.forces_replacement { Style::new().magenta().apply_to(" (forces replacement)").to_string() } else { String::new() };
-        if a.action == Action::Create {
-            let _ = writeln!(s, "      {:<aw$}  {}", c.attribute, value(&c.after), aw = aw);
+        let forced = if c.forces_replacement {
+            Style::new()
+                .magenta()
+                .apply_to(" (forces replacement)")
+                .to_string()
         } else {
-            let _ = writeln!(s, "      {:<aw$}  {} → {}{}", c.attribute, dim.apply_to(value(&c.before)), value(&c.after), forced, aw = aw);
+            String::new()
+        };
+        if a.action == Action::Create {
+            let _ = writeln!(
+                s,
+                "      {:<aw$}  {}",
+                c.attribute,
+                value(&c.after),
+                aw = aw
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "      {:<aw$}  {} → {}{}",
+                c.attribute,
+                dim.apply_to(value(&c.before)),
+                value(&c.after),
+                forced,
+                aw = aw
+            );
         }
     }
 }
@@ -122,14 +166,30 @@ pub fn summary_line(plan: &Plan) -> String {
 /// After apply or destroy: counts, then every failure and skip with its reason.
 pub fn apply_summary(r: &ApplyResult, verb: &str) -> String {
     let mut s = String::new();
-    let done = r.steps.iter().filter(|x| matches!(x.outcome, Outcome::Done)).count();
+    let done = r
+        .steps
+        .iter()
+        .filter(|x| matches!(x.outcome, Outcome::Done))
+        .count();
     let failed: Vec<_> = r.failed().collect();
-    let skipped: Vec<_> = r.steps.iter().filter(|x| matches!(x.outcome, Outcome::Skipped { .. })).collect();
+    let skipped: Vec<_> = r
+        .steps
+        .iter()
+        .filter(|x| matches!(x.outcome, Outcome::Skipped { .. }))
+        .collect();
     if r.ok() {
-        let _ = writeln!(s, "{} {verb} complete: {done} step(s) done.", Style::new().green().bold().apply_to("✓"));
+        let _ = writeln!(
+            s,
+            "{} {verb} complete: {done} step(s) done.",
+            Style::new().green().bold().apply_to("✓")
+        );
         return s;
     }
-    let head = if r.interrupted { "interrupted" } else { "failed" };
+    let head = if r.interrupted {
+        "interrupted"
+    } else {
+        "failed"
+    };
     let _ = writeln!(
         s,
         "{} {verb} {head}: {done} done, {} failed, {} skipped.",
@@ -139,15 +199,32 @@ pub fn apply_summary(r: &ApplyResult, verb: &str) -> String {
     );
     for f in failed {
         if let Outcome::Failed { error } = &f.outcome {
-            let _ = writeln!(s, "  {} {} {} ({}): {error}", Style::new().red().apply_to("✗"), f.op.verb(), f.id, f.kind);
+            let _ = writeln!(
+                s,
+                "  {} {} {} ({}): {error}",
+                Style::new().red().apply_to("✗"),
+                f.op.verb(),
+                f.id,
+                f.kind
+            );
         }
     }
     for k in skipped {
         if let Outcome::Skipped { because } = &k.outcome {
-            let _ = writeln!(s, "  {} {} {} ({}): skipped, {because}", Style::new().dim().apply_to("-"), k.op.verb(), k.id, k.kind);
+            let _ = writeln!(
+                s,
+                "  {} {} {} ({}): skipped, {because}",
+                Style::new().dim().apply_to("-"),
+                k.op.verb(),
+                k.id,
+                k.kind
+            );
         }
     }
-    let _ = writeln!(s, "Run the same command again to finish: securecart finds what exists by its tags.");
+    let _ = writeln!(
+        s,
+        "Run the same command again to finish: securecart finds what exists by its tags."
+    );
     s
 }
 
@@ -157,9 +234,19 @@ pub fn stats_text(calls: &[CallCount], phases: &[(String, Duration)], retries: u
     let total: u64 = calls.iter().map(|c| c.count).sum();
     let mutating: u64 = calls.iter().filter(|c| c.mutating).map(|c| c.count).sum();
     let _ = writeln!(s, "\nStatistics");
-    let _ = writeln!(s, "  AWS API calls: {total} ({mutating} mutating, {retries} retried attempts)");
+    let _ = writeln!(
+        s,
+        "  AWS API calls: {total} ({mutating} mutating, {retries} retried attempts)"
+    );
     for c in calls {
-        let _ = writeln!(s, "    {:<28} {:<36} {:>4}{}", c.service, c.operation, c.count, if c.mutating { "  *" } else { "" });
+        let _ = writeln!(
+            s,
+            "    {:<28} {:<36} {:>4}{}",
+            c.service,
+            c.operation,
+            c.count,
+            if c.mutating { "  *" } else { "" }
+        );
     }
     for (p, d) in phases {
         let _ = writeln!(s, "  {:<14} {:>8.3}s", p, d.as_secs_f64());
@@ -189,5 +276,11 @@ pub fn diagnostics(d: &Diagnostics, fancy: bool) -> String {
 }
 
 pub fn error_line(msg: &str) -> String {
-    format!("{} {msg}", Style::new().red().bold().for_stderr().apply_to("error:"))
+    format!(
+        "{} {msg}",
+        Style::new().red().bold().for_stderr().apply_to("error:")
+    )
 }
+
+#[cfg(test)]
+mod tests;

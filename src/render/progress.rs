@@ -10,12 +10,34 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::report::{Event, Outcome, Reporter};
 
-fn finished_line(id: &str, kind: &str, op: crate::report::Op, outcome: &Outcome, elapsed: Duration) -> String {
+fn finished_line(
+    id: &str,
+    kind: &str,
+    op: crate::report::Op,
+    outcome: &Outcome,
+    elapsed: Duration,
+) -> String {
     let t = format!("({:.1}s)", elapsed.as_secs_f64());
     match outcome {
-        Outcome::Done => format!("{} {} {id} {} {}", Style::new().green().apply_to("✓"), op.past(), Style::new().dim().apply_to(kind), Style::new().dim().apply_to(t)),
-        Outcome::Failed { error } => format!("{} {} {id} {} failed {}: {error}", Style::new().red().apply_to("✗"), op.verb(), Style::new().dim().apply_to(kind), t),
-        Outcome::Skipped { because } => format!("{} {} {id} skipped: {because}", Style::new().dim().apply_to("-"), op.verb()),
+        Outcome::Done => format!(
+            "{} {} {id} {} {}",
+            Style::new().green().apply_to("✓"),
+            op.past(),
+            Style::new().dim().apply_to(kind),
+            Style::new().dim().apply_to(t)
+        ),
+        Outcome::Failed { error } => format!(
+            "{} {} {id} {} failed {}: {error}",
+            Style::new().red().apply_to("✗"),
+            op.verb(),
+            Style::new().dim().apply_to(kind),
+            t
+        ),
+        Outcome::Skipped { because } => format!(
+            "{} {} {id} skipped: {because}",
+            Style::new().dim().apply_to("-"),
+            op.verb()
+        ),
     }
 }
 
@@ -46,7 +68,10 @@ impl Reporter for ProgressReporter {
         match e {
             Event::PhaseStarted { phase } => {
                 let pb = self.multi.add(ProgressBar::new_spinner());
-                pb.set_style(ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}").expect("template"));
+                pb.set_style(
+                    ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                        .expect("template"),
+                );
                 pb.set_message(phase.to_string());
                 pb.enable_steady_tick(Duration::from_millis(100));
                 bars.insert(format!("phase:{phase}"), pb);
@@ -57,11 +82,18 @@ impl Reporter for ProgressReporter {
                 }
             }
             Event::Note { message } => {
-                let _ = self.multi.println(format!("{} {message}", Style::new().cyan().apply_to("•")));
+                let _ = self
+                    .multi
+                    .println(format!("{} {message}", Style::new().cyan().apply_to("•")));
             }
             Event::StepStarted { id, kind, op } => {
                 let pb = self.multi.add(ProgressBar::new_spinner());
-                pb.set_style(ProgressStyle::with_template("{spinner:.cyan} {prefix} {msg:.dim} {elapsed:.dim}").expect("template"));
+                pb.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner:.cyan} {prefix} {msg:.dim} {elapsed:.dim}",
+                    )
+                    .expect("template"),
+                );
                 pb.set_prefix(format!("{} {id} ({kind})", op.progressive()));
                 pb.enable_steady_tick(Duration::from_millis(100));
                 bars.insert(format!("{}:{id}", op.verb()), pb);
@@ -71,11 +103,19 @@ impl Reporter for ProgressReporter {
                     pb.set_message(format!("— {message}"));
                 }
             }
-            Event::StepFinished { id, kind, op, outcome, elapsed } => {
+            Event::StepFinished {
+                id,
+                kind,
+                op,
+                outcome,
+                elapsed,
+            } => {
                 if let Some(pb) = bars.remove(&format!("{}:{id}", op.verb())) {
                     pb.finish_and_clear();
                 }
-                let _ = self.multi.println(finished_line(id, kind, op, outcome, elapsed));
+                let _ = self
+                    .multi
+                    .println(finished_line(id, kind, op, outcome, elapsed));
             }
         }
     }
@@ -110,9 +150,13 @@ impl Reporter for LineReporter {
     fn event(&self, e: Event<'_>) {
         match e {
             Event::PhaseStarted { .. } => {}
-            Event::PhaseFinished { phase, elapsed } => self.line(format!("{phase} done in {:.2}s", elapsed.as_secs_f64())),
+            Event::PhaseFinished { phase, elapsed } => {
+                self.line(format!("{phase} done in {:.2}s", elapsed.as_secs_f64()))
+            }
             Event::Note { message } => self.line(message.to_string()),
-            Event::StepStarted { id, kind, op } => self.line(format!("{} {id} ({kind})", op.progressive())),
+            Event::StepStarted { id, kind, op } => {
+                self.line(format!("{} {id} ({kind})", op.progressive()))
+            }
             Event::StepProgress { id, op, message } => {
                 // Waiters repeat themselves every poll; a log needs each message once.
                 let mut last = self.last.lock().expect("last lock");
@@ -123,7 +167,13 @@ impl Reporter for LineReporter {
                     self.line(format!("{} {id}: {message}", op.progressive()));
                 }
             }
-            Event::StepFinished { id, kind, op, outcome, elapsed } => self.line(finished_line(id, kind, op, outcome, elapsed)),
+            Event::StepFinished {
+                id,
+                kind,
+                op,
+                outcome,
+                elapsed,
+            } => self.line(finished_line(id, kind, op, outcome, elapsed)),
         }
     }
 }

@@ -1,0 +1,260 @@
+//! Planner tests: blueprints parsed for real, live state built by hand.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{json, Value as Json};
+
+use super::*;
+use crate::blueprint::{self, SourceFile};
+use crate::resources::{self, Live};
+
+pub(crate) const BP: &str = r#"
+name: shop
+parameters:
+  password:
+    type: string
+    secret: true
+    default: hunter2
+resources:
+  net:
+    type: vpc
+    cidr_block: 10.0.0.0/16
+  web:
+    type: subnet
+    vpc: ${net}
+    cidr_block: 10.0.1.0/24
+    availability_zone: ${stack.region}a
+"#;
+
+pub(crate) fn bp(text: &str) -> Blueprint {
+    let f = SourceFile::new("t.yaml".into(), PathBuf::from("t.yaml"), text.to_string());
+    match blueprint::parse(f, PathBuf::from("."), &[], &resources::Catalog) {
+        Ok(b) => b,
+        Err(blueprint::LoadError::Invalid(d)) => panic!("invalid test blueprint:\n{d}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+pub(crate) fn stack() -> StackInfo {
+    StackInfo {
+        name: "shop".into(),
+        region: "eu-west-1".into(),
+        account_id: None,
+    }
+}
+
+/// A live resource exactly as the blueprint would have made it.
+pub(crate) fn live_as_desired(
+    b: &Blueprint,
+    id: &str,
+    physical: &str,
+    known: &HashMap<String, Option<BTreeMap<String, Json>>>,
+) -> Live {
+    let r = &b.resources[id];
+    let kind = resources::kind(&r.kind).expect("kind");
+    let kinds: HashMap<String, String> = b
+        .resources
+        .values()
+        .map(|r| (r.id.clone(), r.kind.clone()))
+        .collect();
+    let lookup = |rf: &Ref| resolve_ref(rf, &stack(), known, &resources::kind, &kinds);
+    let cfg = refs::substitute(&r.config, &lookup);
+    let attrs = kind.desired("shop", id, &cfg).expect("desired");
+    let mut outputs = BTreeMap::new();
+    outputs.insert(kind.attributes()[0].to_string(), json!(physical));
+    Live {
+        id: id.into(),
+        kind: kind.name(),
+        physical_id: physical.into(),
+        attrs,
+        outputs,
+    }
+}
+
+fn live_world(b: &Blueprint) -> Vec<Live> {
+    let mut known = HashMap::new();
+    let net = live_as_desired(b, "net", "vpc-1", &known);
+    known.insert("net".to_string(), Some(net.outputs.clone()));
+    let web = live_as_desired(b, "web", "subnet-1", &known);
+    vec![net, web]
+}
+
+fn actions(p: &Plan) -> Vec<(String, Action)> {
+    p.actions.iter().map(|a| (a.id.clone(), a.action)).collect()
+}
+
+#[test]
+fn empty_world_creates_everything_in_dependency_order() {
+    let b = bp(BP);
+    let p = plan(&stack(), &b, &[], &resources::kind);
+    assert_eq!(
+        actions(&p),
+        vec![
+            ("net".into(), Action::Create),
+            ("web".into(), Action::Create)
+        ]
+    );
+    assert_eq!(
+        p.summary,
+        Summary {
+            create: 2,
+            ..Summary::default()
+        }
+    );
+    let web = &p.actions[1];
+    assert_eq!(web.depends_on, vec!["net".to_string()]);
+    // The subnet's VPC id only exists after apply; the region is known now.
+    let vpc = web
+        .changes
+        .iter()
+        .find(|c| c.attribute == "vpc")
+        .expect("vpc change");
+    assert_eq!(vpc.after, json!(refs::UNKNOWN));
+    let az = web
+        .changes
+        .iter()
+        .find(|c| c.attribute == "availability_zone")
+        .expect("az");
+    assert_eq!(az.after, json!("eu-west-1a"));
+}
+
+#[test]
+fn matching_world_is_all_noop() {
+    let b = bp(BP);
+    let live = live_world(&b);
+    let p = plan(&stack(), &b, &live, &resources::kind);
+    assert_eq!(
+        actions(&p),
+        vec![("net".into(), Action::NoOp), ("web".into(), Action::NoOp)]
+    );
+    assert!(!p.summary.has_changes());
+}
+
+#[test]
+fn in_place_change_is_an_update_with_before_and_after() {
+    let b = bp(&BP.replace(
+        "cidr_block: 10.0.0.0/16",
+        "cidr_block: 10.0.0.0/16\n    enable_dns_hostnames: false",
+    ));
+    let live = live_world(&bp(BP));
+    let p = plan(&stack(), &b, &live, &resources::kind);
+    assert_eq!(
+        actions(&p),
+        vec![("net".into(), Action::Update), ("web".into(), Action::NoOp)]
+    );
+    let c = &p.actions[0].changes;
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].attribute.as_str(), &c[0].before, &c[0].after),
+        ("enable_dns_hostnames", &json!(true), &json!(false))
+    );
+    assert!(!c[0].forces_replacement);
+    assert_eq!(p.actions[0].reason, "enable_dns_hostnames changes in place");
+}
+
+#[test]
+fn replacement_names_the_attribute_and_cascades_to_dependents() {
+    let b = bp(&BP
+        .replace("10.0.0.0/16", "10.1.0.0/16")
+        .replace("10.0.1.0/24", "10.1.1.0/24"));
+    let live = live_world(&bp(BP));
+    let p = plan(&stack(), &b, &live, &resources::kind);
+    assert_eq!(
+        actions(&p),
+        vec![
+            ("net".into(), Action::Replace),
+            ("web".into(), Action::Replace)
+        ]
+    );
+    assert_eq!(p.actions[0].reason, "cidr_block cannot change in place");
+    assert!(p.actions[0].changes[0].forces_replacement);
+    // The subnet must move to the new VPC, whose id is unknown until it exists.
+    assert!(
+        p.actions[1].reason.contains("vpc"),
+        "{}",
+        p.actions[1].reason
+    );
+}
+
+#[test]
+fn resources_gone_from_the_blueprint_are_deleted_with_a_reason() {
+    let b = bp(&BP[..BP.find("  web:").expect("web")]);
+    let live = live_world(&bp(BP));
+    let p = plan(&stack(), &b, &live, &resources::kind);
+    assert_eq!(
+        actions(&p),
+        vec![("net".into(), Action::NoOp), ("web".into(), Action::Delete)]
+    );
+    assert_eq!(p.actions[1].reason, "no longer in the blueprint");
+    assert_eq!(p.actions[1].physical_id.as_deref(), Some("subnet-1"));
+}
+
+#[test]
+fn duplicates_found_by_tag_are_planned_for_deletion() {
+    let b = bp(BP);
+    let mut live = live_world(&b);
+    let mut twin = live[0].clone();
+    twin.physical_id = "vpc-2".into();
+    live.push(twin);
+    let p = plan(&stack(), &b, &live, &resources::kind);
+    let del: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| a.action == Action::Delete)
+        .collect();
+    assert_eq!(del.len(), 1);
+    assert_eq!(del[0].physical_id.as_deref(), Some("vpc-2"));
+    assert!(del[0].reason.contains("duplicate"));
+}
+
+#[test]
+fn secret_values_never_reach_the_plan() {
+    let text = "name: shop\nparameters:\n  block:\n    secret: true\n    default: 10.7.0.0/16\nresources:\n  net:\n    type: vpc\n    cidr_block: ${params.block}\n";
+    let p = plan(&stack(), &bp(text), &[], &resources::kind);
+    let json = serde_json::to_string(&p).expect("json");
+    assert!(!json.contains("10.7.0.0"), "secret leaked: {json}");
+    let c = p.actions[0]
+        .changes
+        .iter()
+        .find(|c| c.attribute == "cidr_block")
+        .expect("cidr change");
+    assert!(c.sensitive);
+    assert_eq!(c.after, json!(SENSITIVE));
+}
+
+#[test]
+fn normalised_values_compare_equal() {
+    let d = json!({"a": [1, 2], "b": "x"});
+    assert!(diff(
+        &d,
+        &json!({"a": [1, 2], "b": "x", "extra": true}),
+        &[],
+        &Default::default()
+    )
+    .is_empty());
+    let c = diff(
+        &d,
+        &json!({"a": [2, 1], "b": "x"}),
+        &["a"],
+        &Default::default(),
+    );
+    assert_eq!(c.len(), 1);
+    assert!(c[0].forces_replacement);
+}
+
+#[test]
+fn destroy_plan_deletes_everything_live() {
+    let live = live_world(&bp(BP));
+    let p = destroy_plan("shop", &live);
+    assert_eq!(p.summary.delete, 2);
+    assert!(p.actions.iter().all(|a| a.action == Action::Delete));
+}
+
+#[test]
+fn live_dependencies_follow_ids_inside_attributes() {
+    let live = live_world(&bp(BP));
+    let deps = live_dependencies(&live);
+    assert!(deps[1].contains(&0), "the subnet refers to the VPC");
+    assert!(deps[0].is_empty());
+}
