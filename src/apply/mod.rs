@@ -3,9 +3,11 @@
 //! independent branches finish; Ctrl-C stops starting new steps and lets running ones end.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::task::JoinSet;
@@ -221,7 +223,11 @@ impl Executor<'_> {
                             });
                             tasks.spawn(async move {
                                 let t = Instant::now();
-                                let r = job.run(&aws, &stack, reporter).await;
+                                // A bug in one kind must fail its step, not the whole run.
+                                let r = AssertUnwindSafe(job.run(&aws, &stack, reporter))
+                                    .catch_unwind()
+                                    .await
+                                    .unwrap_or_else(|_| Err("internal error: this step panicked (a securecart bug; please report it)".into()));
                                 (s, r, t.elapsed())
                             });
                         }
@@ -280,14 +286,9 @@ impl Executor<'_> {
             tokio::select! {
                 joined = tasks.join_next() => {
                     let Some(joined) = joined else { continue };
-                    let (s, r, elapsed) = match joined {
-                        Ok(v) => v,
-                        Err(e) => {
-                            // A panicking step must not take the run down with it.
-                            let s = state.iter().position(|x| *x == State::Running).unwrap_or(0);
-                            (s, Err(format!("internal error: {e}")), Duration::ZERO)
-                        }
-                    };
+                    // Steps catch their own panics, and nothing aborts them: a join error
+                    // can only mean the runtime is shutting down.
+                    let Ok((s, r, elapsed)) = joined else { break };
                     let a = &plan.actions[steps[s].action];
                     match r {
                         Ok(done) => {

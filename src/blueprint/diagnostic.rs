@@ -129,7 +129,8 @@ impl ProblemReport {
             .iter()
             .map(|p| ProblemReport {
                 problem: p.clone(),
-                src: NamedSource::new(d.file.name.clone(), d.file.text.clone()).with_language("yaml"),
+                src: NamedSource::new(d.file.name.clone(), d.file.text.clone())
+                    .with_language("yaml"),
             })
             .collect()
     }
@@ -159,7 +160,9 @@ impl miette::Diagnostic for ProblemReport {
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.problem.span.map(|_| &self.src as &dyn miette::SourceCode)
+        self.problem
+            .span
+            .map(|_| &self.src as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {

@@ -75,7 +75,9 @@ impl CheckCx<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ParamType {
     String,
@@ -169,7 +171,11 @@ pub fn resolve_path(arg: &Path) -> Result<PathBuf, LoadError> {
 }
 
 /// Reads, parses and validates a blueprint, with `vars` overriding parameter defaults.
-pub fn load(arg: &Path, vars: &[(String, String)], catalog: &dyn Catalog) -> Result<Blueprint, LoadError> {
+pub fn load(
+    arg: &Path,
+    vars: &[(String, String)],
+    catalog: &dyn Catalog,
+) -> Result<Blueprint, LoadError> {
     let path = resolve_path(arg)?;
     let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
         path: path.clone(),
@@ -180,7 +186,12 @@ pub fn load(arg: &Path, vars: &[(String, String)], catalog: &dyn Catalog) -> Res
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let name = path.display().to_string();
-    parse(SourceFile::new(name, path.clone(), text), dir, vars, catalog)
+    parse(
+        SourceFile::new(name, path.clone(), text),
+        dir,
+        vars,
+        catalog,
+    )
 }
 
 /// Parses and validates blueprint text (the pure part of [`load`]).
@@ -196,7 +207,8 @@ pub fn parse(
         problems: Vec::new(),
     };
     let bp = v.run(dir, vars, catalog);
-    v.problems.sort_by_key(|p| (p.line.unwrap_or(0), p.column.unwrap_or(0)));
+    v.problems
+        .sort_by_key(|p| (p.line.unwrap_or(0), p.column.unwrap_or(0)));
     let diags = Diagnostics {
         file,
         problems: v.problems,
@@ -214,7 +226,10 @@ const TOP_LEVEL: &[&str] = &["name", "description", "parameters", "resources", "
 const RESOURCE_META: &[&str] = &["type", "depends_on"];
 
 /// Closest candidate by edit distance, for "did you mean" hints.
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(given, c), c))
@@ -230,15 +245,23 @@ struct Validator {
 
 impl Validator {
     fn error(&mut self, path: &str, key: bool, message: impl Into<String>, help: Option<String>) {
-        let p = Problem::error(message).with_help(help).at(&self.file, path, key);
+        let p = Problem::error(message)
+            .with_help(help)
+            .at(&self.file, path, key);
         self.problems.push(p);
     }
 
-    fn run(&mut self, dir: PathBuf, vars: &[(String, String)], catalog: &dyn Catalog) -> Option<Blueprint> {
+    fn run(
+        &mut self,
+        dir: PathBuf,
+        vars: &[(String, String)],
+        catalog: &dyn Catalog,
+    ) -> Option<Blueprint> {
         let yaml: serde_yaml::Value = match serde_yaml::from_str(&self.file.text) {
             Ok(v) => v,
             Err(e) => {
-                let mut p = Problem::error(format!("invalid YAML: {}", strip_location(&e.to_string())));
+                let mut p =
+                    Problem::error(format!("invalid YAML: {}", strip_location(&e.to_string())));
                 if let Some(loc) = e.location() {
                     p = p.at_pos(source::Pos {
                         line: loc.line(),
@@ -254,15 +277,30 @@ impl Validator {
         let root = match serde_json::to_value(&yaml) {
             Ok(Json::Object(m)) => m,
             Ok(Json::Null) => {
-                self.error("", false, "the blueprint is empty", Some("it needs at least `name` and `resources`".into()));
+                self.error(
+                    "",
+                    false,
+                    "the blueprint is empty",
+                    Some("it needs at least `name` and `resources`".into()),
+                );
                 return None;
             }
             Ok(_) => {
-                self.error("", false, "a blueprint must be a mapping with `name` and `resources`", None);
+                self.error(
+                    "",
+                    false,
+                    "a blueprint must be a mapping with `name` and `resources`",
+                    None,
+                );
                 return None;
             }
             Err(e) => {
-                self.error("", false, format!("unsupported YAML: {e}"), Some("keys must be strings; YAML tags are not supported".into()));
+                self.error(
+                    "",
+                    false,
+                    format!("unsupported YAML: {e}"),
+                    Some("keys must be strings; YAML tags are not supported".into()),
+                );
                 return None;
             }
         };
@@ -275,7 +313,12 @@ impl Validator {
         let name = match root.get("name") {
             Some(Json::String(s)) => {
                 if let Err(e) = check_stack_name(s) {
-                    self.error("name", false, format!("invalid blueprint name `{s}`: {e}"), None);
+                    self.error(
+                        "name",
+                        false,
+                        format!("invalid blueprint name `{s}`: {e}"),
+                        None,
+                    );
                 }
                 s.clone()
             }
@@ -284,7 +327,15 @@ impl Validator {
                 String::new()
             }
             None => {
-                self.error("", false, "missing field `name`", Some("the name is the default stack name, e.g. `name: securecart-network`".into()));
+                self.error(
+                    "",
+                    false,
+                    "missing field `name`",
+                    Some(
+                        "the name is the default stack name, e.g. `name: securecart-network`"
+                            .into(),
+                    ),
+                );
                 String::new()
             }
         };
@@ -312,7 +363,11 @@ impl Validator {
         })
     }
 
-    fn parameters(&mut self, value: Option<&Json>, vars: &[(String, String)]) -> IndexMap<String, Parameter> {
+    fn parameters(
+        &mut self,
+        value: Option<&Json>,
+        vars: &[(String, String)],
+    ) -> IndexMap<String, Parameter> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Raw {
@@ -335,7 +390,12 @@ impl Validator {
             None | Some(Json::Null) => serde_json::Map::new(),
             Some(Json::Object(m)) => m.clone(),
             Some(_) => {
-                self.error("parameters", false, "`parameters` must be a mapping of name → definition", None);
+                self.error(
+                    "parameters",
+                    false,
+                    "`parameters` must be a mapping of name → definition",
+                    None,
+                );
                 serde_json::Map::new()
             }
         };
@@ -354,26 +414,56 @@ impl Validator {
                 (Some((_, v)), _) => match coerce(raw.ty, v) {
                     Ok(v) => v,
                     Err(e) => {
-                        self.error(&path, true, format!("--var {name}={}: {e}", if raw.secret { "(secret)" } else { v }), None);
+                        self.error(
+                            &path,
+                            true,
+                            format!(
+                                "--var {name}={}: {e}",
+                                if raw.secret { "(secret)" } else { v }
+                            ),
+                            None,
+                        );
                         continue;
                     }
                 },
                 (None, Some(d)) => {
                     if !type_matches(raw.ty, d) {
-                        self.error(&format!("{path}.default"), false, format!("default does not match type {:?}", raw.ty).to_lowercase(), None);
+                        self.error(
+                            &format!("{path}.default"),
+                            false,
+                            format!("default does not match type {:?}", raw.ty).to_lowercase(),
+                            None,
+                        );
                         continue;
                     }
                     d.clone()
                 }
                 (None, None) => {
-                    self.error(&path, true, format!("parameter `{name}` has no default and no value"), Some(format!("pass --var {name}=VALUE")));
+                    self.error(
+                        &path,
+                        true,
+                        format!("parameter `{name}` has no default and no value"),
+                        Some(format!("pass --var {name}=VALUE")),
+                    );
                     continue;
                 }
             };
             if let Some(allowed) = &raw.allowed {
                 if !allowed.contains(&value) {
-                    let shown = if raw.secret { "(secret)".to_string() } else { value.to_string() };
-                    self.error(&path, true, format!("parameter `{name}` = {shown} is not one of the allowed values {}", Json::Array(allowed.clone())), None);
+                    let shown = if raw.secret {
+                        "(secret)".to_string()
+                    } else {
+                        value.to_string()
+                    };
+                    self.error(
+                        &path,
+                        true,
+                        format!(
+                            "parameter `{name}` = {shown} is not one of the allowed values {}",
+                            Json::Array(allowed.clone())
+                        ),
+                        None,
+                    );
                 }
             }
             out.insert(
@@ -389,7 +479,8 @@ impl Validator {
         for (k, _) in vars {
             if !map.contains_key(k) {
                 let help = did_you_mean(k, map.keys().map(String::as_str));
-                let mut p = Problem::error(format!("--var {k}: the blueprint has no parameter `{k}`"));
+                let mut p =
+                    Problem::error(format!("--var {k}: the blueprint has no parameter `{k}`"));
                 p.help = help;
                 self.problems.push(p);
             }
@@ -397,7 +488,12 @@ impl Validator {
         out
     }
 
-    fn resources(&mut self, value: Option<&Json>, params: &IndexMap<String, Parameter>, catalog: &dyn Catalog) -> IndexMap<String, Resource> {
+    fn resources(
+        &mut self,
+        value: Option<&Json>,
+        params: &IndexMap<String, Parameter>,
+        catalog: &dyn Catalog,
+    ) -> IndexMap<String, Resource> {
         let map = match value {
             Some(Json::Object(m)) => m.clone(),
             None | Some(Json::Null) => {
@@ -405,7 +501,12 @@ impl Validator {
                 return IndexMap::new();
             }
             Some(_) => {
-                self.error("resources", false, "`resources` must be a mapping of id → resource", None);
+                self.error(
+                    "resources",
+                    false,
+                    "`resources` must be a mapping of id → resource",
+                    None,
+                );
                 return IndexMap::new();
             }
         };
@@ -414,29 +515,58 @@ impl Validator {
         for (id, decl) in &map {
             let path = format!("resources.{id}");
             if let Err(e) = check_resource_id(id) {
-                self.error(&path, true, format!("invalid resource id `{id}`: {e}"), None);
+                self.error(
+                    &path,
+                    true,
+                    format!("invalid resource id `{id}`: {e}"),
+                    None,
+                );
             }
             let Json::Object(fields) = decl else {
-                self.error(&path, false, format!("resource `{id}` must be a mapping with a `type`"), None);
+                self.error(
+                    &path,
+                    false,
+                    format!("resource `{id}` must be a mapping with a `type`"),
+                    None,
+                );
                 continue;
             };
             let kind = match fields.get("type") {
                 Some(Json::String(k)) if catalog.has_kind(k) => k.clone(),
                 Some(Json::String(k)) => {
-                    let help = did_you_mean(k, catalog.kinds()).or_else(|| Some(format!("known types: {}", catalog.kinds().join(", "))));
-                    self.error(&format!("{path}.type"), false, format!("unknown resource type `{k}`"), help);
+                    let help = did_you_mean(k, catalog.kinds())
+                        .or_else(|| Some(format!("known types: {}", catalog.kinds().join(", "))));
+                    self.error(
+                        &format!("{path}.type"),
+                        false,
+                        format!("unknown resource type `{k}`"),
+                        help,
+                    );
                     continue;
                 }
                 _ => {
-                    self.error(&path, true, format!("resource `{id}` has no `type`"), Some(format!("one of: {}", catalog.kinds().join(", "))));
+                    self.error(
+                        &path,
+                        true,
+                        format!("resource `{id}` has no `type`"),
+                        Some(format!("one of: {}", catalog.kinds().join(", "))),
+                    );
                     continue;
                 }
             };
             let depends_on = match fields.get("depends_on") {
                 None => Vec::new(),
-                Some(Json::Array(a)) if a.iter().all(Json::is_string) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+                Some(Json::Array(a)) if a.iter().all(Json::is_string) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
                 Some(_) => {
-                    self.error(&format!("{path}.depends_on"), false, "`depends_on` must be a list of resource ids", None);
+                    self.error(
+                        &format!("{path}.depends_on"),
+                        false,
+                        "`depends_on` must be a list of resource ids",
+                        None,
+                    );
                     Vec::new()
                 }
             };
@@ -486,7 +616,12 @@ impl Validator {
             for (i, d) in res.depends_on.clone().iter().enumerate() {
                 if !out.contains_key(d) {
                     let help = did_you_mean(d, out.keys().map(String::as_str));
-                    self.error(&format!("{path}.depends_on[{i}]"), false, format!("`depends_on` names an unknown resource `{d}`"), help);
+                    self.error(
+                        &format!("{path}.depends_on[{i}]"),
+                        false,
+                        format!("`depends_on` names an unknown resource `{d}`"),
+                        help,
+                    );
                 }
             }
             let kind = res.kind.clone();
@@ -494,10 +629,18 @@ impl Validator {
             // Unknown fields are reported here with suggestions and removed, so the
             // kind's typed parse does not report them a second time.
             self.unknown_fields(&path, &mut config, &catalog.schema(&kind));
-            let issues = if broken.contains(id) { Vec::new() } else { catalog.check(&kind, id, &config, &CheckCx { resources: &out }) };
+            let issues = if broken.contains(id) {
+                Vec::new()
+            } else {
+                catalog.check(&kind, id, &config, &CheckCx { resources: &out })
+            };
             for i in issues {
                 // A problem with the resource as a whole (a missing field) points at its id.
-                let mut p = Problem::error(i.message).with_help(i.help).at(&self.file, &join_path(&path, &i.path), i.path.is_empty());
+                let mut p = Problem::error(i.message).with_help(i.help).at(
+                    &self.file,
+                    &join_path(&path, &i.path),
+                    i.path.is_empty(),
+                );
                 if i.warning {
                     p.severity = Severity::Warning;
                 }
@@ -510,13 +653,24 @@ impl Validator {
         out
     }
 
-    fn outputs(&mut self, value: Option<&Json>, params: &IndexMap<String, Parameter>, resources: &IndexMap<String, Resource>, catalog: &dyn Catalog) -> IndexMap<String, Output> {
+    fn outputs(
+        &mut self,
+        value: Option<&Json>,
+        params: &IndexMap<String, Parameter>,
+        resources: &IndexMap<String, Resource>,
+        catalog: &dyn Catalog,
+    ) -> IndexMap<String, Output> {
         let mut out = IndexMap::new();
         let map = match value {
             None | Some(Json::Null) => return out,
             Some(Json::Object(m)) => m.clone(),
             Some(_) => {
-                self.error("outputs", false, "`outputs` must be a mapping of name → value", None);
+                self.error(
+                    "outputs",
+                    false,
+                    "`outputs` must be a mapping of name → value",
+                    None,
+                );
                 return out;
             }
         };
@@ -526,12 +680,19 @@ impl Validator {
                 Json::Object(m) if m.contains_key("value") => {
                     for k in m.keys() {
                         if !["value", "description", "sensitive"].contains(&k.as_str()) {
-                            self.error(&format!("{path}.{k}"), true, format!("unknown field `{k}`"), Some("an output has `value`, `description` and `sensitive`".into()));
+                            self.error(
+                                &format!("{path}.{k}"),
+                                true,
+                                format!("unknown field `{k}`"),
+                                Some("an output has `value`, `description` and `sensitive`".into()),
+                            );
                         }
                     }
                     (
                         m["value"].clone(),
-                        m.get("description").and_then(Json::as_str).map(String::from),
+                        m.get("description")
+                            .and_then(Json::as_str)
+                            .map(String::from),
                         m.get("sensitive").and_then(Json::as_bool).unwrap_or(false),
                     )
                 }
@@ -551,13 +712,26 @@ impl Validator {
                     }
                 }
             }
-            out.insert(name, Output { value, description, sensitive });
+            out.insert(
+                name,
+                Output {
+                    value,
+                    description,
+                    sensitive,
+                },
+            );
         }
         out
     }
 
     /// Replaces `${params.X}` and `${stack.name}`-free parameter references in place.
-    fn substitute_params(&mut self, path: &str, value: &mut Json, params: &IndexMap<String, Parameter>, secret: &mut BTreeSet<String>) -> bool {
+    fn substitute_params(
+        &mut self,
+        path: &str,
+        value: &mut Json,
+        params: &IndexMap<String, Parameter>,
+        secret: &mut BTreeSet<String>,
+    ) -> bool {
         let mut found = Vec::new();
         refs::collect(value, "", &mut found);
         let mut bad = false;
@@ -567,7 +741,11 @@ impl Validator {
                 continue;
             }
             let at = join_path(path, p);
-            match r.attribute.as_deref().and_then(|a| params.get(a).map(|x| (a, x))) {
+            match r
+                .attribute
+                .as_deref()
+                .and_then(|a| params.get(a).map(|x| (a, x)))
+            {
                 Some((_, param)) => {
                     if param.secret {
                         secret.insert(p.split(['.', '[']).next().unwrap_or_default().to_string());
@@ -577,7 +755,12 @@ impl Validator {
                     bad = true;
                     let name = r.attribute.clone().unwrap_or_default();
                     let help = did_you_mean(&name, params.keys().map(String::as_str));
-                    self.error(&at, false, format!("unknown parameter `{name}` in `{r}`"), help);
+                    self.error(
+                        &at,
+                        false,
+                        format!("unknown parameter `{name}` in `{r}`"),
+                        help,
+                    );
                 }
             }
         }
@@ -600,31 +783,62 @@ impl Validator {
     }
 
     /// Checks that a reference names a resource and one of its attributes.
-    fn check_ref(&mut self, at: &str, r: &Ref, from: Option<&str>, resources: &IndexMap<String, Resource>, catalog: &dyn Catalog) -> bool {
+    fn check_ref(
+        &mut self,
+        at: &str,
+        r: &Ref,
+        from: Option<&str>,
+        resources: &IndexMap<String, Resource>,
+        catalog: &dyn Catalog,
+    ) -> bool {
         if r.target == refs::PARAMS {
             return false;
         }
         if r.target == refs::STACK {
-            let ok = matches!(r.attribute.as_deref(), Some("name" | "region" | "account_id"));
+            let ok = matches!(
+                r.attribute.as_deref(),
+                Some("name" | "region" | "account_id")
+            );
             if !ok {
-                self.error(at, false, format!("unknown stack attribute in `{r}`"), Some("use ${stack.name}, ${stack.region} or ${stack.account_id}".into()));
+                self.error(
+                    at,
+                    false,
+                    format!("unknown stack attribute in `{r}`"),
+                    Some("use ${stack.name}, ${stack.region} or ${stack.account_id}".into()),
+                );
             }
             return false;
         }
         let Some(target) = resources.get(&r.target) else {
             let help = did_you_mean(&r.target, resources.keys().map(String::as_str));
-            self.error(at, false, format!("reference `{r}` names an unknown resource `{}`", r.target), help);
+            self.error(
+                at,
+                false,
+                format!("reference `{r}` names an unknown resource `{}`", r.target),
+                help,
+            );
             return false;
         };
         if from == Some(r.target.as_str()) {
-            self.error(at, false, format!("resource `{}` refers to itself in `{r}`", r.target), None);
+            self.error(
+                at,
+                false,
+                format!("resource `{}` refers to itself in `{r}`", r.target),
+                None,
+            );
             return false;
         }
         if let Some(a) = &r.attribute {
             let attrs = catalog.attributes(&target.kind);
             if !attrs.contains(&a.as_str()) {
-                let help = did_you_mean(a, attrs.iter().copied()).or_else(|| Some(format!("a {} has: {}", target.kind, attrs.join(", "))));
-                self.error(at, false, format!("`{}` ({}) has no attribute `{a}`", r.target, target.kind), help);
+                let help = did_you_mean(a, attrs.iter().copied())
+                    .or_else(|| Some(format!("a {} has: {}", target.kind, attrs.join(", "))));
+                self.error(
+                    at,
+                    false,
+                    format!("`{}` ({}) has no attribute `{a}`", r.target, target.kind),
+                    help,
+                );
                 return false;
             }
         }
@@ -656,8 +870,13 @@ impl Validator {
                     match props.get(k) {
                         Some(s) => self.walk_unknown(&p, v, s, defs),
                         None if closed => {
-                            let help = did_you_mean(k, props.keys().map(String::as_str))
-                                .or_else(|| Some(format!("known fields: {}", props.keys().cloned().collect::<Vec<_>>().join(", "))));
+                            let help =
+                                did_you_mean(k, props.keys().map(String::as_str)).or_else(|| {
+                                    Some(format!(
+                                        "known fields: {}",
+                                        props.keys().cloned().collect::<Vec<_>>().join(", ")
+                                    ))
+                                });
                             self.error(&p, true, format!("unknown field `{k}`"), help);
                             unknown.push(k.clone());
                         }
@@ -682,19 +901,33 @@ impl Validator {
     fn cycles(&mut self, resources: &IndexMap<String, Resource>) {
         let edges: Vec<(String, String)> = resources
             .values()
-            .flat_map(|r| r.dependencies().into_iter().filter(|d| resources.contains_key(d)).map(move |d| (r.id.clone(), d)))
+            .flat_map(|r| {
+                r.dependencies()
+                    .into_iter()
+                    .filter(|d| resources.contains_key(d))
+                    .map(move |d| (r.id.clone(), d))
+            })
             .collect();
         for cycle in crate::graph::cycles(resources.keys().cloned(), &edges) {
             let first = cycle[0].clone();
             let mut shown = cycle.clone();
             shown.push(first.clone());
-            self.error(&format!("resources.{first}"), true, format!("dependency cycle: {}", shown.join(" → ")), Some("remove one of the references or depends_on entries on this cycle".into()));
+            self.error(
+                &format!("resources.{first}"),
+                true,
+                format!("dependency cycle: {}", shown.join(" → ")),
+                Some("remove one of the references or depends_on entries on this cycle".into()),
+            );
         }
     }
 }
 
 fn resolve_schema<'a>(schema: &'a Json, defs: &'a Json) -> &'a Json {
-    match schema.get("$ref").and_then(Json::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
+    match schema
+        .get("$ref")
+        .and_then(Json::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
         Some(name) => defs.get(name).unwrap_or(schema),
         None => schema,
     }
@@ -726,12 +959,20 @@ fn coerce(ty: ParamType, v: &str) -> Result<Json, String> {
             .map(Json::from)
             .or_else(|_| v.parse::<f64>().map(Json::from))
             .map_err(|_| "expected a number".to_string()),
-        ParamType::Boolean => v.parse::<bool>().map(Json::Bool).map_err(|_| "expected true or false".to_string()),
+        ParamType::Boolean => v
+            .parse::<bool>()
+            .map(Json::Bool)
+            .map_err(|_| "expected true or false".to_string()),
     }
 }
 
 fn type_matches(ty: ParamType, v: &Json) -> bool {
-    matches!((ty, v), (ParamType::String, Json::String(_)) | (ParamType::Number, Json::Number(_)) | (ParamType::Boolean, Json::Bool(_)))
+    matches!(
+        (ty, v),
+        (ParamType::String, Json::String(_))
+            | (ParamType::Number, Json::Number(_))
+            | (ParamType::Boolean, Json::Bool(_))
+    )
 }
 
 /// Stack names become part of every physical name, so they stay short and plain.
@@ -742,7 +983,10 @@ pub fn check_stack_name(s: &str) -> Result<(), String> {
     if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return Err("it must start with a letter".into());
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
         return Err(format!("`{c}` is not allowed: use letters, digits and `-`"));
     }
     if s.ends_with('-') || s.contains("--") {
@@ -761,14 +1005,24 @@ fn check_resource_id(s: &str) -> Result<(), String> {
     if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return Err("it must start with a letter".into());
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
-        return Err(format!("`{c}` is not allowed: use letters, digits, `_` and `-`"));
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "`{c}` is not allowed: use letters, digits, `_` and `-`"
+        ));
     }
     Ok(())
 }
 
 /// The stack's ids in the order they were declared, with each one's dependencies.
 pub fn dependency_map(bp: &Blueprint) -> HashMap<String, BTreeSet<String>> {
-    bp.resources.values().map(|r| (r.id.clone(), r.dependencies())).collect()
+    bp.resources
+        .values()
+        .map(|r| (r.id.clone(), r.dependencies()))
+        .collect()
 }
 
+#[cfg(test)]
+mod tests;

@@ -186,10 +186,17 @@ mod tests {
     fn scans_references_literals_and_escapes() {
         assert_eq!(
             scan("arn:${q.arn}/x").unwrap(),
-            vec![Piece::Lit("arn:".into()), r("q", Some("arn")), Piece::Lit("/x".into())]
+            vec![
+                Piece::Lit("arn:".into()),
+                r("q", Some("arn")),
+                Piece::Lit("/x".into())
+            ]
         );
         assert_eq!(scan("${vpc}").unwrap(), vec![r("vpc", None)]);
-        assert_eq!(scan("cost $5 $${lit}").unwrap(), vec![Piece::Lit("cost $5 ${lit}".into())]);
+        assert_eq!(
+            scan("cost $5 $${lit}").unwrap(),
+            vec![Piece::Lit("cost $5 ${lit}".into())]
+        );
         assert!(scan("${vpc").unwrap_err().contains("unterminated"));
         assert!(scan("${a b}").unwrap_err().contains("malformed"));
     }
@@ -204,7 +211,10 @@ mod tests {
         };
         let v = json!({"p": "${port}", "s": "id=${vpc}", "u": "x-${new.arn}", "k": ["${nope}"]});
         let out = substitute(&v, &lookup);
-        assert_eq!(out, json!({"p": 5432, "s": "id=vpc-1", "u": UNKNOWN, "k": ["${nope}"]}));
+        assert_eq!(
+            out,
+            json!({"p": 5432, "s": "id=vpc-1", "u": UNKNOWN, "k": ["${nope}"]})
+        );
         assert!(has_unknown(&out));
     }
 

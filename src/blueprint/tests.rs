@@ -1,0 +1,130 @@
+//! Loader tests: parameters, references and problems, through the real kind catalog.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::resources::Catalog as Kinds;
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<Blueprint, Diagnostics> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let f = SourceFile::new("t.yaml".into(), PathBuf::from("t.yaml"), text.to_string());
+    match parse(f, PathBuf::from("."), &vars, &Kinds) {
+        Ok(b) => Ok(b),
+        Err(LoadError::Invalid(d)) => Err(d),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn messages(d: &Diagnostics) -> Vec<String> {
+    d.problems
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{} {}",
+                p.line.unwrap_or(0),
+                p.column.unwrap_or(0),
+                p.message
+            )
+        })
+        .collect()
+}
+
+const PARAMS: &str = "name: p\nparameters:\n  block:\n    default: 10.0.0.0/16\n  hosts:\n    type: boolean\n    default: true\nresources:\n  net:\n    type: vpc\n    cidr_block: ${params.block}\n    enable_dns_hostnames: ${params.hosts}\n";
+
+#[test]
+fn parameters_take_defaults_and_typed_overrides() {
+    let b = load(PARAMS, &[]).expect("valid");
+    assert_eq!(b.resources["net"].config["cidr_block"], "10.0.0.0/16");
+    assert_eq!(b.resources["net"].config["enable_dns_hostnames"], true);
+    let b = load(PARAMS, &[("hosts", "false"), ("block", "10.1.0.0/16")]).expect("valid");
+    assert_eq!(b.resources["net"].config["enable_dns_hostnames"], false);
+    assert_eq!(b.resources["net"].config["cidr_block"], "10.1.0.0/16");
+}
+
+#[test]
+fn bad_overrides_and_missing_values_are_reported() {
+    let d = load(PARAMS, &[("hosts", "perhaps")]).unwrap_err();
+    assert!(
+        messages(&d)[0].contains("--var hosts=perhaps: expected true or false"),
+        "{d}"
+    );
+    let d = load(
+        &PARAMS.replace(
+            "    default: 10.0.0.0/16\n",
+            "    description: no default\n",
+        ),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        messages(&d)
+            .iter()
+            .any(|m| m.starts_with("3:3 parameter `block` has no default")),
+        "{d}"
+    );
+}
+
+#[test]
+fn secret_parameters_mark_the_fields_they_fill() {
+    let b = load(
+        &PARAMS.replace("  block:\n", "  block:\n    secret: true\n"),
+        &[],
+    )
+    .expect("valid");
+    assert!(b.resources["net"].secret_fields.contains("cidr_block"));
+    assert!(!b.resources["net"]
+        .secret_fields
+        .contains("enable_dns_hostnames"));
+}
+
+#[test]
+fn references_become_dependencies() {
+    let b = load("name: r\nresources:\n  net:\n    type: vpc\n    cidr_block: 10.0.0.0/16\n  sub:\n    type: subnet\n    vpc: ${net.id}\n    cidr_block: 10.0.1.0/24\n    availability_zone: ${stack.region}a\n", &[]).expect("valid");
+    assert_eq!(
+        b.resources["sub"]
+            .dependencies()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec!["net".to_string()]
+    );
+    assert_eq!(b.resources["sub"].refs[0].0, "vpc");
+}
+
+#[test]
+fn a_cycle_names_every_member_once() {
+    let d = load("name: c\nresources:\n  a:\n    type: vpc\n    cidr_block: 10.0.0.0/16\n    depends_on: [b]\n  b:\n    type: vpc\n    cidr_block: 10.1.0.0/16\n    depends_on: [a]\n", &[]).unwrap_err();
+    assert_eq!(messages(&d), vec!["3:3 dependency cycle: a → b → a"]);
+}
+
+#[test]
+fn self_references_and_reserved_ids_are_errors() {
+    let d = load(
+        "name: s\nresources:\n  params:\n    type: vpc\n    cidr_block: 10.0.0.0/16\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(messages(&d)[0].contains("reserved"), "{d}");
+}
+
+#[test]
+fn paths_join_like_the_position_index_expects() {
+    assert_eq!(
+        join_path("resources.a", "rules[0].port"),
+        "resources.a.rules[0].port"
+    );
+    assert_eq!(join_path("resources.a", "[2]"), "resources.a[2]");
+    assert_eq!(join_path("", "name"), "name");
+    assert_eq!(join_path("x", ""), "x");
+}
+
+#[test]
+fn suggestions_only_for_close_names() {
+    assert_eq!(
+        did_you_mean("cidr_blok", ["cidr_block", "vpc"]),
+        Some("did you mean `cidr_block`?".into())
+    );
+    assert_eq!(did_you_mean("zzz", ["cidr_block", "vpc"]), None);
+}
