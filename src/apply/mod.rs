@@ -377,7 +377,7 @@ impl Executor<'_> {
         if refs::has_unknown(&config) {
             return Err("a value it refers to is still unknown".into());
         }
-        let desired = kind.desired(&self.stack.name, &a.id, &config)?;
+        let desired = kind.desired_in(&self.stack.name, &a.id, &config, &bp.dir)?;
         // A replaced resource is created afresh: the old copy is gone by now.
         let live = if step.op == Op::Update { old } else { None };
         Ok(Job {

@@ -224,7 +224,7 @@ pub fn plan(
         };
         let lookup = |rf: &Ref| resolve_ref(rf, stack, &outputs, kind_of, &kinds);
         let config = refs::substitute(&r.config, &lookup);
-        let desired = match kind.desired(&stack.name, &id, &config) {
+        let desired = match kind.desired_in(&stack.name, &id, &config, &bp.dir) {
             Ok(d) => d,
             Err(e) => {
                 errors.push(Warning {
@@ -262,6 +262,9 @@ pub fn plan(
         };
         claimed[li] = true;
         let l = &live[li];
+        if let Err(e) = kind.check_change(&l.attrs, &desired) {
+            errors.push(Warning { id: id.clone(), message: e });
+        }
         let changes = diff(&desired, &l.attrs, kind.replace_on(), &r.secret_fields);
         let forcing: Vec<&str> = changes
             .iter()
@@ -286,6 +289,9 @@ pub fn plan(
             Action::Replace => None,
             Action::Update => {
                 let mut o = l.outputs.clone();
+                for v in kind.volatile_outputs() {
+                    o.insert(v.to_string(), Json::String(UNKNOWN.into()));
+                }
                 for c in &changes {
                     if o.contains_key(&c.attribute) {
                         o.insert(

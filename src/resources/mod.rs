@@ -2,16 +2,17 @@
 //! [`REGISTRY`]. Adding a kind means adding a file here and a line in that list.
 
 pub mod common;
-// mod event_bus;
-// mod event_rule;
-// mod internet_gateway;
-// mod route_table;
-// mod security_group;
-// mod sqs_queue;
-// mod subnet;
+mod event_bus;
+mod event_rule;
+mod internet_gateway;
+mod route_table;
+mod security_group;
+mod sqs_queue;
+mod subnet;
 mod vpc;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use async_trait::async_trait;
 use serde_json::Value as Json;
@@ -29,13 +30,13 @@ pub const TAG_RESOURCE: &str = "securecart:resource";
 /// Every kind securecart knows, in the order `schema` and help list them.
 pub static REGISTRY: &[&dyn Kind] = &[
     &vpc::Vpc,
-    // &subnet::Subnet,
-    // &internet_gateway::InternetGateway,
-    // &route_table::RouteTable,
-    // &security_group::SecurityGroup,
-    // &sqs_queue::SqsQueue,
-    // &event_bus::EventBus,
-    // &event_rule::EventRule,
+    &subnet::Subnet,
+    &internet_gateway::InternetGateway,
+    &route_table::RouteTable,
+    &security_group::SecurityGroup,
+    &sqs_queue::SqsQueue,
+    &event_bus::EventBus,
+    &event_rule::EventRule,
 ];
 
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
@@ -89,6 +90,23 @@ pub trait Kind: Send + Sync {
     /// references resolved (unknown ones hold [`crate::blueprint::refs::UNKNOWN`]).
     fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String>;
 
+    /// Like [`Kind::desired`], for kinds that read files beside the blueprint (user data,
+    /// function code): `dir` is the blueprint's folder. The planner and executor call this.
+    fn desired_in(&self, stack: &str, id: &str, config: &Json, _dir: &Path) -> Result<Json, String> {
+        self.desired(stack, id, config)
+    }
+
+    /// Outputs that an in-place update changes (a launch template's latest version):
+    /// whatever refers to them is updated after it.
+    fn volatile_outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Rejects, at plan time, a change AWS cannot make at all (shrinking storage, say).
+    fn check_change(&self, _live: &Json, _desired: &Json) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Attributes AWS cannot change in place: a change to one replaces the resource.
     fn replace_on(&self) -> &'static [&'static str];
 
@@ -103,7 +121,14 @@ pub trait Kind: Send + Sync {
     async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error>;
 
     /// Brings `live` to `desired`; `changed` names the attributes that differ.
-    async fn update(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live, desired: &Json, changed: &[String]) -> Result<Live, Error>;
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live: &Live,
+        desired: &Json,
+        changed: &[String],
+    ) -> Result<Live, Error>;
 
     /// Deletes and waits until it is gone (a resource already gone is success).
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error>;
@@ -130,6 +155,8 @@ impl crate::blueprint::Catalog for Catalog {
     }
 
     fn check(&self, name: &str, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        kind(name).map(|k| k.check(id, config, cx)).unwrap_or_default()
+        kind(name)
+            .map(|k| k.check(id, config, cx))
+            .unwrap_or_default()
     }
 }
