@@ -1,5 +1,5 @@
 """Smoke test of the emulator's control plane for the services SecureCart uses."""
-import json, os, sys, time
+import base64, io, json, os, sys, time, zipfile
 import boto3, uuid
 U = uuid.uuid4().hex[:6]
 
@@ -54,4 +54,64 @@ for _ in range(50):
     if d["status"] != "RUNNING": break
     time.sleep(0.2)
 print("sfn", d["status"], d.get("output"))
+
+# Lambda: a Python function run by the local executor, invoked directly and from Step Functions.
+CODE = """
+import json, os, time, boto3
+def handler(event, context):
+    print("event", json.dumps(event))
+    if event.get("fail"):
+        raise ValueError("boom: " + event["fail"])
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    queues = boto3.client("sqs").list_queues().get("QueueUrls", [])
+    return {"doubled": event.get("n", 0) * 2, "queues": len(queues), "fn": context.function_name,
+            "left_ms": context.get_remaining_time_in_millis() > 0}
+"""
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w") as z:
+    z.writestr("app.py", CODE)
+iam = c("iam")
+role = iam.create_role(RoleName=f"fn-{U}", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+lam = c("lambda")
+fn = lam.create_function(FunctionName=f"fn-{U}", Runtime="python3.12", Role=role, Handler="app.handler",
+                         Code={"ZipFile": buf.getvalue()}, Timeout=2)["FunctionArn"]
+lam.get_waiter("function_active_v2").wait(FunctionName=fn, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+print("lambda state", lam.get_function(FunctionName=fn)["Configuration"]["State"])
+t = time.time()
+r = lam.invoke(FunctionName=fn, Payload=json.dumps({"n": 21}), LogType="Tail")
+ok = json.loads(r["Payload"].read())
+print("lambda ok", r["StatusCode"], r.get("FunctionError"), ok, f"{time.time() - t:.2f}s")
+assert ok["doubled"] == 42 and ok["queues"] >= 1 and ok["fn"] == f"fn-{U}" and "FunctionError" not in r, ok
+assert "START RequestId" in base64.b64decode(r["LogResult"]).decode()
+r = lam.invoke(FunctionName=fn, Payload=json.dumps({"fail": "x"}))
+err = json.loads(r["Payload"].read())
+print("lambda error", r.get("FunctionError"), err["errorType"], err["errorMessage"], len(err["stackTrace"]))
+assert r["FunctionError"] == "Unhandled" and err["errorType"] == "ValueError" and err["errorMessage"] == "boom: x"
+r = lam.invoke(FunctionName=fn, Payload=json.dumps({"sleep": 5}))
+err = json.loads(r["Payload"].read())
+print("lambda timeout", r.get("FunctionError"), err)
+assert r["FunctionError"] == "Unhandled" and "timed out" in err["errorMessage"]
+r = lam.invoke(FunctionName=fn, Payload=json.dumps({"n": 1}))
+assert json.loads(r["Payload"].read())["doubled"] == 2 and "FunctionError" not in r, "no recovery after timeout"
+
+definition = {"StartAt": "Call", "States": {
+    "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+             "Parameters": {"FunctionName": fn, "Payload.$": "$"}, "OutputPath": "$.Payload",
+             "Retry": [{"ErrorEquals": ["ValueError"], "MaxAttempts": 1, "IntervalSeconds": 1}],
+             "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": True},
+    "Caught": {"Type": "Pass", "Result": "caught", "End": True}}}
+sm2 = sfn.create_state_machine(name=f"fnsm-{U}", roleArn="arn:aws:iam::000000000000:role/x", definition=json.dumps(definition))["stateMachineArn"]
+for inp, want in [({"n": 5}, 10), ({"fail": "y"}, "caught")]:
+    ex = sfn.start_execution(stateMachineArn=sm2, input=json.dumps(inp))["executionArn"]
+    for _ in range(150):
+        d = sfn.describe_execution(executionArn=ex)
+        if d["status"] != "RUNNING": break
+        time.sleep(0.2)
+    out = json.loads(d.get("output", "null"))
+    print("sfn->lambda", d["status"], out)
+    assert d["status"] == "SUCCEEDED" and (out == want or (isinstance(out, dict) and out.get("doubled") == want)), d
+logs = c("logs").filter_log_events(logGroupName=f"/aws/lambda/fn-{U}")["events"]
+print("lambda log lines", len(logs), [e["message"].strip() for e in logs if "event" in e["message"]][:1])
 print("OK")

@@ -3,7 +3,7 @@
 import sys
 
 PROVIDERS = ("rds:default", "elbv2:default", "autoscaling:default")
-EXECUTORS = ()
+EXECUTORS = ("securecart-local",)
 
 
 def main() -> int:
@@ -22,13 +22,23 @@ def main() -> int:
     for name in EXECUTORS:
         if not executors.exists(name):
             problems.append(f"lambda runtime executor {name} not discovered")
-    # Building one service proves the provider module imports against this LocalStack/moto.
+    servers = PluginManager("localstack.runtime.server")
+    if not servers.exists("securecart-twisted"):
+        problems.append("runtime server securecart-twisted not discovered")
+    # Building one service proves the provider module imports against this LocalStack/moto; the
+    # tagging and packages modules use Python 3.13 APIs (warnings.deprecated, threading.Lock | None),
+    # so importing them catches an interpreter LocalStack cannot run on.
     if not problems:
+        import localstack.packages.api  # noqa: F401
+        import localstack.utils.tagging  # noqa: F401
+
         providers.load("rds:default").load()
+        executors.load("securecart-local").load()
+        servers.load("securecart-twisted")
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:
-        print("securecart_localstack plugins discovered: " + ", ".join(PROVIDERS + EXECUTORS))
+        print("securecart_localstack plugins discovered: " + ", ".join(PROVIDERS + EXECUTORS + ("securecart-twisted",)))
     return 1 if problems else 0
 
 

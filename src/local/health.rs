@@ -48,7 +48,9 @@ pub(crate) fn probe(port: u16, timeout: Duration) -> Probe {
     if let Err(e) = stream.read_to_end(&mut raw) {
         if raw.is_empty() {
             return match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Probe::Unresponsive,
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    Probe::Unresponsive
+                }
                 _ => Probe::Down,
             };
         }
@@ -95,7 +97,12 @@ pub(crate) fn parse_http_response(raw: &[u8]) -> Option<HttpResponse> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         decode_chunked(rest)?
     } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
@@ -103,7 +110,11 @@ pub(crate) fn parse_http_response(raw: &[u8]) -> Option<HttpResponse> {
     } else {
         rest.to_vec()
     };
-    Some(HttpResponse { status, headers, body })
+    Some(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
@@ -184,7 +195,10 @@ mod tests {
             interpret(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
             Probe::Foreign(_)
         ));
-        assert!(matches!(interpret(b"SSH-2.0-OpenSSH_9.2\r\n"), Probe::Foreign(_)));
+        assert!(matches!(
+            interpret(b"SSH-2.0-OpenSSH_9.2\r\n"),
+            Probe::Foreign(_)
+        ));
         assert!(matches!(
             interpret(b"HTTP/1.0 200 OK\r\n\r\n{\"ok\": true}"),
             Probe::Foreign(_)
@@ -194,7 +208,11 @@ mod tests {
     #[test]
     fn closed_port_is_down() {
         // Bind then drop to get a port that is very likely closed.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         assert_eq!(probe(port, Duration::from_millis(500)), Probe::Down);
     }
 }

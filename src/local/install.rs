@@ -10,31 +10,29 @@ use sha2::{Digest, Sha256};
 
 use super::{io_err, lock, LocalError, LocalOptions};
 
+/// `(path under emulator/, contents)` for each listed path.
+macro_rules! recipe {
+    ($($path:literal),* $(,)?) => {
+        &[$(($path, include_str!(concat!("../../emulator/", $path)))),*]
+    };
+}
+
 /// Every file of `emulator/`, embedded so that an installed binary can set the emulator up by itself.
 /// A unit test checks that this list matches the folder.
-pub(crate) const RECIPE: &[(&str, &str)] = &[
-    ("requirements.txt", include_str!("../../emulator/requirements.txt")),
-    ("installer.txt", include_str!("../../emulator/installer.txt")),
-    ("smoke_test.py", include_str!("../../emulator/smoke_test.py")),
-    ("securecart_localstack/__init__.py", include_str!("../../emulator/securecart_localstack/__init__.py")),
-    ("securecart_localstack/providers.py", include_str!("../../emulator/securecart_localstack/providers.py")),
-    ("securecart_localstack/selfcheck.py", include_str!("../../emulator/securecart_localstack/selfcheck.py")),
-    (
-        "securecart_localstack-0.1.0.dist-info/METADATA",
-        include_str!("../../emulator/securecart_localstack-0.1.0.dist-info/METADATA"),
-    ),
-    (
-        "securecart_localstack-0.1.0.dist-info/entry_points.txt",
-        include_str!("../../emulator/securecart_localstack-0.1.0.dist-info/entry_points.txt"),
-    ),
-    (
-        "securecart_localstack-0.1.0.dist-info/INSTALLER",
-        include_str!("../../emulator/securecart_localstack-0.1.0.dist-info/INSTALLER"),
-    ),
-    (
-        "securecart_localstack-0.1.0.dist-info/RECORD",
-        include_str!("../../emulator/securecart_localstack-0.1.0.dist-info/RECORD"),
-    ),
+pub(crate) const RECIPE: &[(&str, &str)] = recipe![
+    "requirements.txt",
+    "installer.txt",
+    "smoke_test.py",
+    "securecart_localstack/__init__.py",
+    "securecart_localstack/providers.py",
+    "securecart_localstack/server.py",
+    "securecart_localstack/selfcheck.py",
+    "securecart_localstack/lambda_executor.py",
+    "securecart_localstack/lambda_worker.py",
+    "securecart_localstack-0.1.0.dist-info/METADATA",
+    "securecart_localstack-0.1.0.dist-info/entry_points.txt",
+    "securecart_localstack-0.1.0.dist-info/INSTALLER",
+    "securecart_localstack-0.1.0.dist-info/RECORD",
 ];
 
 /// Recipe files that belong in the venv's site-packages (the plugin and its registration).
@@ -73,7 +71,8 @@ fn requirement_version<'a>(requirements: &'a str, name: &str) -> Option<&'a str>
 }
 
 pub(crate) fn install_dir(opts: &LocalOptions) -> PathBuf {
-    opts.cache_dir.join(format!("emulator-{}", recipe_hash(RECIPE)))
+    opts.cache_dir
+        .join(format!("emulator-{}", recipe_hash(RECIPE)))
 }
 
 pub(crate) fn venv_python(install_dir: &Path) -> PathBuf {
@@ -104,13 +103,20 @@ fn venv_works(install_dir: &Path) -> bool {
 }
 
 /// Installs the emulator unless this recipe is already installed; concurrent callers wait on a lock.
-pub(crate) fn ensure_installed(opts: &LocalOptions, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, LocalError> {
+pub(crate) fn ensure_installed(
+    opts: &LocalOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, LocalError> {
     let dir = install_dir(opts);
     if is_installed(&dir) && venv_works(&dir) {
         return Ok(dir);
     }
     fs::create_dir_all(&opts.cache_dir).map_err(io_err("create", &opts.cache_dir))?;
-    let _guard = lock::acquire(&opts.cache_dir.join("install.lock"), progress, "installing the emulator")?;
+    let _guard = lock::acquire(
+        &opts.cache_dir.join("install.lock"),
+        progress,
+        "installing the emulator",
+    )?;
     if is_installed(&dir) {
         if venv_works(&dir) {
             return Ok(dir);
@@ -125,11 +131,13 @@ struct Installer<'a> {
     dir: &'a Path,
     log_path: PathBuf,
     log: File,
+    started: Instant,
 }
 
 impl Installer<'_> {
     fn note(&mut self, line: &str) {
-        let _ = writeln!(self.log, "== {line}");
+        let secs = self.started.elapsed().as_secs_f64();
+        let _ = writeln!(self.log, "== [{secs:6.1} s] {line}");
     }
 
     fn fail(&mut self, step: &str, detail: &str) -> LocalError {
@@ -152,17 +160,27 @@ impl Installer<'_> {
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), LocalError> {
         self.note(&format!("{step}: {cmd:?}"));
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => return Err(self.fail(step, &format!("could not run {:?}: {e}", cmd.get_program()))),
+            Err(e) => {
+                return Err(self.fail(step, &format!("could not run {:?}: {e}", cmd.get_program())))
+            }
         };
         // pip reports on stdout and uv on stderr; both streams go through one channel so that the
         // log keeps their order and `progress` (not Send) is only called on this thread.
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let readers: Vec<_> = [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -187,7 +205,9 @@ impl Installer<'_> {
         for reader in readers {
             let _ = reader.join();
         }
-        let status = child.wait().map_err(io_err("wait for", Path::new(cmd.get_program())))?;
+        let status = child
+            .wait()
+            .map_err(io_err("wait for", Path::new(cmd.get_program())))?;
         if status.success() {
             Ok(())
         } else {
@@ -204,8 +224,10 @@ fn relay_uv(line: &str) -> Option<String> {
 
 fn relay_pip(line: &str) -> Option<String> {
     let t = line.trim();
-    (t.starts_with("Collecting") || t.starts_with("Installing collected") || t.starts_with("Successfully"))
-        .then(|| format!("  {}", t.chars().take(100).collect::<String>()))
+    (t.starts_with("Collecting")
+        || t.starts_with("Installing collected")
+        || t.starts_with("Successfully"))
+    .then(|| format!("  {}", t.chars().take(100).collect::<String>()))
 }
 
 fn quiet(_: &str) -> Option<String> {
@@ -220,8 +242,17 @@ fn install(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError>
     }
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let log_path = install_log(dir);
-    let log = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_err("create", &log_path))?;
-    let mut inst = Installer { dir, log_path: log_path.clone(), log };
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io_err("create", &log_path))?;
+    let mut inst = Installer {
+        dir,
+        log_path: log_path.clone(),
+        log,
+        started,
+    };
     progress(&format!(
         "installing the local emulator (LocalStack {}) with Python {} into {} (about a minute the first time; log: {})",
         pinned_localstack_version(),
@@ -229,7 +260,11 @@ fn install(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError>
         dir.display(),
         log_path.display()
     ));
-    inst.note(&format!("python: {} ({})", python.path.display(), python.version_string()));
+    inst.note(&format!(
+        "python: {} ({})",
+        python.path.display(),
+        python.version_string()
+    ));
 
     let recipe_dir = dir.join("recipe");
     for (rel, content) in RECIPE {
@@ -240,25 +275,34 @@ fn install(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError>
     progress("  creating a Python virtual environment");
     let venv_result = inst.run(
         "create the virtual environment",
-        Command::new(&python.path).args(["-m", "venv"]).arg(&venv).env_remove("PYTHONPATH").env_remove("PYTHONHOME"),
+        Command::new(&python.path)
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME"),
         &quiet,
         progress,
     );
     if let Err(e) = venv_result {
         let (a, b, _) = python.version;
-        inst.note(&format!("hint: on Debian/Ubuntu the venv module is in the python{a}.{b}-venv package"));
+        inst.note(&format!(
+            "hint: on Debian/Ubuntu the venv module is in the python{a}.{b}-venv package"
+        ));
         return Err(e);
     }
     let vpy = venv_python(dir);
     let pip_env = |c: &mut Command| {
-        c.env_remove("PYTHONPATH").env_remove("PYTHONHOME").env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
+        c.env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME")
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1");
     };
 
     // uv installs the ~110 pinned packages about five times faster than pip; pip remains the
     // fallback for platforms where uv itself cannot be installed.
     progress("  installing the package installer (uv)");
     let mut cmd = Command::new(&vpy);
-    cmd.args(["-m", "pip", "install", "--no-deps", "-r"]).arg(recipe_dir.join("installer.txt"));
+    cmd.args(["-m", "pip", "install", "--no-deps", "-r"])
+        .arg(recipe_dir.join("installer.txt"));
     pip_env(&mut cmd);
     let have_uv = inst.run("install uv", &mut cmd, &quiet, progress).is_ok();
 
@@ -266,10 +310,15 @@ fn install(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError>
     if have_uv {
         progress("  installing LocalStack and its pinned dependencies");
         let mut cmd = Command::new(dir.join("venv").join("bin").join("uv"));
-        cmd.args(["pip", "install", "--no-deps", "--python"]).arg(&vpy).arg("-r").arg(&requirements);
+        cmd.args(["pip", "install", "--no-deps", "--python"])
+            .arg(&vpy)
+            .arg("-r")
+            .arg(&requirements);
         pip_env(&mut cmd);
         // uv does not read pip's settings; carry over the index so that mirrors keep working.
-        if std::env::var_os("UV_INDEX_URL").is_none() && std::env::var_os("UV_DEFAULT_INDEX").is_none() {
+        if std::env::var_os("UV_INDEX_URL").is_none()
+            && std::env::var_os("UV_DEFAULT_INDEX").is_none()
+        {
             if let Some(index) = std::env::var_os("PIP_INDEX_URL") {
                 cmd.env("UV_INDEX_URL", index);
             }
@@ -279,20 +328,43 @@ fn install(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError>
                 cmd.env("UV_EXTRA_INDEX_URL", extra);
             }
         }
-        // Copies rather than hard links: the uv cache may be on another file system or be pruned.
-        cmd.env("UV_LINK_MODE", "copy").env("UV_PYTHON_DOWNLOADS", "never").env_remove("VIRTUAL_ENV");
-        inst.run("install the pinned requirements with uv", &mut cmd, &relay_uv, progress)?;
+        // uv hard-links from its cache (copying when the cache is on another file system).
+        cmd.env("UV_PYTHON_DOWNLOADS", "never")
+            .env_remove("VIRTUAL_ENV");
+        inst.run(
+            "install the pinned requirements with uv",
+            &mut cmd,
+            &relay_uv,
+            progress,
+        )?;
     } else {
         progress("  uv could not be installed; installing with pip instead (a few minutes)");
         let mut cmd = Command::new(&vpy);
-        cmd.args(["-m", "pip", "install", "--no-deps", "--progress-bar", "off", "-r"]).arg(&requirements);
+        cmd.args([
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--progress-bar",
+            "off",
+            "-r",
+        ])
+        .arg(&requirements);
         pip_env(&mut cmd);
-        inst.run("install the pinned requirements with pip", &mut cmd, &relay_pip, progress)?;
+        inst.run(
+            "install the pinned requirements with pip",
+            &mut cmd,
+            &relay_pip,
+            progress,
+        )?;
     }
 
     progress("  installing the securecart LocalStack plugin");
     let out = Command::new(&vpy)
-        .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ])
         .stdin(Stdio::null())
         .output()
         .map_err(io_err("run", &vpy))?;
@@ -306,7 +378,11 @@ fn install(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError>
 
     progress("  checking that LocalStack discovers the plugin");
     let mut cmd = Command::new(&vpy);
-    cmd.args(["-m", "securecart_localstack.selfcheck"]).env_remove("PYTHONPATH").env_remove("PYTHONHOME");
+    // Bytecode cached while the check imports LocalStack makes the first start faster.
+    cmd.args(["-m", "securecart_localstack.selfcheck"])
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME")
+        .env_remove("PYTHONDONTWRITEBYTECODE");
     inst.run("check plugin discovery", &mut cmd, &quiet, progress)?;
 
     let secs = started.elapsed().as_secs_f64();
@@ -321,7 +397,10 @@ fn install(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError>
     inst.note(&format!("installed in {secs:.1} s"));
     // Written last and atomically: its presence is what marks the folder as usable.
     let tmp = inst.dir.join("installed.json.tmp");
-    write_file(&tmp, &serde_json::to_string_pretty(&info).unwrap_or_default())?;
+    write_file(
+        &tmp,
+        &serde_json::to_string_pretty(&info).unwrap_or_default(),
+    )?;
     fs::rename(&tmp, marker(dir)).map_err(io_err("write", &marker(dir)))?;
     progress(&format!("emulator installed in {secs:.0} s"));
     Ok(())
@@ -345,13 +424,22 @@ mod tests {
             for entry in fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
                 let name = path.file_name().unwrap().to_string_lossy().to_string();
-                if name == "__pycache__" || name.ends_with(".pyc") || name.starts_with('.') || name.ends_with('~') {
+                if name == "__pycache__"
+                    || name.ends_with(".pyc")
+                    || name.starts_with('.')
+                    || name.ends_with('~')
+                {
                     continue;
                 }
                 if path.is_dir() {
                     walk(root, &path, out);
                 } else {
-                    out.push(path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"));
+                    out.push(
+                        path.strip_prefix(root)
+                            .unwrap()
+                            .to_string_lossy()
+                            .replace('\\', "/"),
+                    );
                 }
             }
         }
@@ -366,7 +454,11 @@ mod tests {
     fn embedded_recipe_matches_the_emulator_folder() {
         let mut embedded: Vec<String> = RECIPE.iter().map(|(p, _)| p.to_string()).collect();
         embedded.sort();
-        assert_eq!(embedded, recipe_files_on_disk(), "update RECIPE in src/local/install.rs");
+        assert_eq!(
+            embedded,
+            recipe_files_on_disk(),
+            "update RECIPE in src/local/install.rs"
+        );
     }
 
     #[test]
@@ -383,33 +475,67 @@ mod tests {
     #[test]
     fn requirements_are_fully_pinned_and_name_localstack() {
         assert_eq!(pinned_localstack_version(), "4.14.0");
-        for line in RECIPE[0].1.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in RECIPE[0]
+            .1
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             assert!(line.contains("=="), "unpinned requirement {line:?}");
         }
-        assert_eq!(requirement_version(RECIPE[1].1, "uv").map(|v| !v.is_empty()), Some(true));
+        assert_eq!(
+            requirement_version(RECIPE[1].1, "uv").map(|v| !v.is_empty()),
+            Some(true)
+        );
     }
 
     #[test]
     fn plugin_files_are_recognised() {
         assert!(is_plugin_file("securecart_localstack/providers.py"));
-        assert!(is_plugin_file("securecart_localstack-0.1.0.dist-info/entry_points.txt"));
+        assert!(is_plugin_file(
+            "securecart_localstack-0.1.0.dist-info/entry_points.txt"
+        ));
         assert!(!is_plugin_file("requirements.txt"));
         assert!(!is_plugin_file("smoke_test.py"));
     }
 
     #[test]
     fn entry_points_register_the_three_providers() {
-        let eps = RECIPE.iter().find(|(p, _)| p.ends_with("entry_points.txt")).unwrap().1;
+        let eps = RECIPE
+            .iter()
+            .find(|(p, _)| p.ends_with("entry_points.txt"))
+            .unwrap()
+            .1;
         for name in ["rds:default", "elbv2:default", "autoscaling:default"] {
-            assert!(eps.contains(&format!("{name} = securecart_localstack.providers:")), "{name}");
+            assert!(
+                eps.contains(&format!("{name} = securecart_localstack.providers:")),
+                "{name}"
+            );
         }
+        assert!(eps.contains(&format!(
+            "[localstack.runtime.server]\n{} = ",
+            super::super::GATEWAY_SERVER
+        )));
+        let executor = super::super::LAMBDA_EXECUTOR;
+        assert!(
+            eps.contains(&format!(
+                "[localstack.lambda.runtime_executor]\n{executor} = "
+            )),
+            "{executor}"
+        );
     }
 
     #[test]
     fn relays_only_summary_lines() {
-        assert_eq!(relay_uv("Resolved 113 packages in 2ms").as_deref(), Some("  Resolved 113 packages in 2ms"));
+        assert_eq!(
+            relay_uv("Resolved 113 packages in 2ms").as_deref(),
+            Some("  Resolved 113 packages in 2ms")
+        );
         assert_eq!(relay_uv(" + boto3==1.42.54"), None);
         assert!(relay_pip("Collecting boto3==1.42.54").is_some());
-        assert_eq!(relay_pip("  Downloading boto3-1.42.54-py3-none-any.whl (140 kB)"), None);
+        assert_eq!(
+            relay_pip("  Downloading boto3-1.42.54-py3-none-any.whl (140 kB)"),
+            None
+        );
     }
 }

@@ -13,20 +13,33 @@ pub(crate) struct Guard {
 }
 
 /// Takes the lock at `path`, telling `progress` when another process holds it (then waits).
-pub(crate) fn acquire(path: &Path, progress: &mut dyn FnMut(&str), what: &str) -> Result<Guard, LocalError> {
+pub(crate) fn acquire(
+    path: &Path,
+    progress: &mut dyn FnMut(&str),
+    what: &str,
+) -> Result<Guard, LocalError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
     }
-    let file = OpenOptions::new()
+    let file = match OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(io_err("open the lock file", path))?;
+    {
+        Ok(f) => f,
+        // Another user's lock file in a shared temp dir: a read-only handle can still be locked.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            File::open(path).map_err(io_err("open the lock file", path))?
+        }
+        Err(e) => return Err(io_err("open the lock file", path)(e)),
+    };
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            progress(&format!("another securecart process is {what}; waiting for it"));
+            progress(&format!(
+                "another securecart process is {what}; waiting for it"
+            ));
             file.lock().map_err(io_err("lock", path))?;
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock", path)(e)),
@@ -57,7 +70,10 @@ mod tests {
         drop(first);
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         let said = waiter.join().unwrap();
-        assert_eq!(said, ["another securecart process is testing; waiting for it"]);
+        assert_eq!(
+            said,
+            ["another securecart process is testing; waiting for it"]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

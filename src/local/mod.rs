@@ -3,8 +3,8 @@
 //! Layout under the cache folder (`$SECURECART_CACHE_DIR`, else the user cache dir + `securecart`):
 //! - `emulator-<recipe hash>/`: `venv/`, `recipe/` (the embedded `emulator/` files), `install.log`,
 //!   `installed.json` (written last; marks the install complete). A changed recipe gets a new folder.
-//! - `run/<port>/`: `emulator.pid`, `emulator.log`, `fs/` (LocalStack's data), `start.lock`.
-//! - `install.lock`.
+//! - `run/<port>/`: `emulator.pid`, `emulator.log`, `fs/` (LocalStack's data), `tmp/` (unzipped Lambda code).
+//! - `install.lock`; starting and stopping lock `securecart-local-<port>.lock` in the temp dir.
 
 mod health;
 mod install;
@@ -21,8 +21,12 @@ use health::Probe;
 
 /// Port LocalStack listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 4566;
-/// Name of the Lambda runtime executor plugin in `emulator/securecart_localstack`; `None` until it exists.
-const LAMBDA_EXECUTOR: Option<&str> = None;
+/// The Lambda runtime executor plugin in `emulator/securecart_localstack` (runs functions as local
+/// processes, since there is no Docker).
+const LAMBDA_EXECUTOR: &str = "securecart-local";
+/// The gateway server plugin in `emulator/securecart_localstack`: LocalStack's own Twisted server
+/// would listen on all interfaces and keep running when the port is taken.
+const GATEWAY_SERVER: &str = "securecart-twisted";
 /// How long a fresh start may take before giving up; a cold start on a busy 2-core machine
 /// (importing LocalStack without cached bytecode) has been seen to take ~10 s.
 const START_TIMEOUT: Duration = Duration::from_secs(180);
@@ -32,20 +36,33 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     #[error(
-        "no Python 3.13 or 3.12 found for the local emulator (LocalStack 4.14 needs one; tried: {tried}).\n\
-         Install Python 3.13 or 3.12 with its venv module, e.g. `apt-get install python3.12 python3.12-venv`, \
-         `brew install python@3.13`, `pyenv install 3.13` or `uv python install 3.13`, \
-         or set SECURECART_PYTHON to such an interpreter"
+        "no Python 3.13 found for the local emulator (LocalStack 4.14 needs 3.13; tried: {tried}).\n\
+         Install Python 3.13 with its venv module, e.g. `pyenv install 3.13`, `uv python install 3.13`, \
+         `brew install python@3.13`, or `apt-get install python3.13 python3.13-venv` where your distribution \
+         has it; or set SECURECART_PYTHON to a Python 3.13 interpreter"
     )]
     PythonNotFound { tried: String },
-    #[error("SECURECART_PYTHON={} cannot run the local emulator: {reason}; point it at Python 3.13 or 3.12", path.display())]
+    #[error("SECURECART_PYTHON={} cannot run the local emulator: {reason}; point it at Python 3.13", path.display())]
     BadPythonOverride { path: PathBuf, reason: String },
     #[error("installing the local emulator failed ({step}); full log: {}\n{tail}", log.display())]
-    Install { step: String, log: PathBuf, tail: String },
+    Install {
+        step: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("the local emulator did not answer on {endpoint} within {secs} s; last lines of {}:\n{tail}", log.display())]
-    NotReady { endpoint: String, secs: u64, log: PathBuf, tail: String },
+    NotReady {
+        endpoint: String,
+        secs: u64,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("the local emulator exited while starting ({status}); last lines of {}:\n{tail}", log.display())]
-    Exited { status: String, log: PathBuf, tail: String },
+    Exited {
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("port {port} on 127.0.0.1 is taken by something that is not LocalStack ({what}); pick another port with --port or SECURECART_LOCAL_PORT")]
     PortInUse { port: u16, what: String },
     #[error("the LocalStack at {endpoint} was not started by securecart (no pid file at {}); stop it the way it was started", pid_file.display())]
@@ -63,7 +80,11 @@ pub enum LocalError {
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LocalError {
     let path = path.to_path_buf();
-    move |source| LocalError::Io { action, path, source }
+    move |source| LocalError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +98,11 @@ impl LocalOptions {
     /// else the platform cache dir + `securecart`.
     pub fn from_env(port: Option<u16>) -> Self {
         let port = port
-            .or_else(|| std::env::var("SECURECART_LOCAL_PORT").ok().and_then(|p| p.trim().parse().ok()))
+            .or_else(|| {
+                std::env::var("SECURECART_LOCAL_PORT")
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok())
+            })
             .unwrap_or(DEFAULT_PORT);
         let cache_dir = std::env::var_os("SECURECART_CACHE_DIR")
             .filter(|d| !d.is_empty())
@@ -97,6 +122,12 @@ impl LocalOptions {
 
     fn log_file(&self) -> PathBuf {
         self.run_dir().join("emulator.log")
+    }
+
+    /// Serialises starting and stopping on this port. It lives in the temp dir rather than the
+    /// cache folder because callers with different cache folders still share the port.
+    fn port_lock(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("securecart-local-{}.lock", self.port))
     }
 }
 
@@ -145,7 +176,10 @@ fn pid_is_emulator(pid: u32) -> bool {
         let Ok(stat) = fs::read_to_string(proc_dir.join("stat")) else {
             return false;
         };
-        if stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')) {
+        if stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+        {
             return false;
         }
         return fs::read(proc_dir.join("cmdline"))
@@ -192,7 +226,11 @@ fn status_with(opts: &LocalOptions, probe: Probe) -> LocalStatus {
         Probe::LocalStack(h) => (true, h.version, h.services.into_keys().collect()),
         _ => (false, None, Vec::new()),
     };
-    let pid = if running { live_pid_record(opts).map(|r| r.pid) } else { None };
+    let pid = if running {
+        live_pid_record(opts).map(|r| r.pid)
+    } else {
+        None
+    };
     LocalStatus {
         running,
         endpoint: endpoint_url(opts),
@@ -207,7 +245,10 @@ fn status_with(opts: &LocalOptions, probe: Probe) -> LocalStatus {
 
 /// Installs the emulator if needed, starts it if it is not running and waits until it answers.
 /// When it already runs from the current recipe this is one HTTP GET and a file read.
-pub fn ensure_running(opts: &LocalOptions, progress: &mut dyn FnMut(&str)) -> Result<LocalStatus, LocalError> {
+pub fn ensure_running(
+    opts: &LocalOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<LocalStatus, LocalError> {
     let wanted_install = install::install_dir(opts);
     let current = |opts: &LocalOptions, probe: &Probe| -> Option<bool> {
         // Some(true): ours and current; Some(false): ours but from another recipe; None: not ours.
@@ -221,7 +262,7 @@ pub fn ensure_running(opts: &LocalOptions, progress: &mut dyn FnMut(&str)) -> Re
         return Ok(status_with(opts, probe));
     }
 
-    let _guard = lock::acquire(&opts.run_dir().join("start.lock"), progress, "starting the emulator")?;
+    let _guard = lock::acquire(&opts.port_lock(), progress, "starting the emulator")?;
     // Whoever held the lock may have just started it.
     let probe = health::probe(opts.port, PROBE_TIMEOUT);
     match (&probe, current(opts, &probe)) {
@@ -233,16 +274,25 @@ pub fn ensure_running(opts: &LocalOptions, progress: &mut dyn FnMut(&str)) -> Re
         // A LocalStack someone started by hand is used as it is.
         (Probe::LocalStack(_), None) => return Ok(status_with(opts, probe)),
         (Probe::Foreign(what), None) => {
-            return Err(LocalError::PortInUse { port: opts.port, what: what.clone() });
+            return Err(LocalError::PortInUse {
+                port: opts.port,
+                what: what.clone(),
+            });
         }
         (Probe::Unresponsive, None) if live_pid_record(opts).is_none() => {
-            return Err(LocalError::PortInUse { port: opts.port, what: "accepts connections but does not answer".into() });
+            return Err(LocalError::PortInUse {
+                port: opts.port,
+                what: "accepts connections but does not answer".into(),
+            });
         }
         _ => {}
     }
     if let Some(stale) = live_pid_record(opts) {
         // Ours, alive, but not answering (hung or still starting after a crash of its starter).
-        progress(&format!("the emulator (pid {}) does not answer; restarting it", stale.pid));
+        progress(&format!(
+            "the emulator (pid {}) does not answer; restarting it",
+            stale.pid
+        ));
         stop_locked(opts)?;
     }
 
@@ -251,10 +301,16 @@ pub fn ensure_running(opts: &LocalOptions, progress: &mut dyn FnMut(&str)) -> Re
     status(opts)
 }
 
-fn start(opts: &LocalOptions, install_dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), LocalError> {
+fn start(
+    opts: &LocalOptions,
+    install_dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LocalError> {
     let run_dir = opts.run_dir();
     let fs_root = run_dir.join("fs");
-    fs::create_dir_all(&fs_root).map_err(io_err("create", &fs_root))?;
+    for dir in [fs_root.clone(), run_dir.join("tmp")] {
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+    }
     let log_path = opts.log_file();
     let log = File::create(&log_path).map_err(io_err("create", &log_path))?;
     let log_err = log.try_clone().map_err(io_err("open", &log_path))?;
@@ -273,21 +329,22 @@ fn start(opts: &LocalOptions, install_dir: &Path, progress: &mut dyn FnMut(&str)
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
         .env("GATEWAY_LISTEN", format!("127.0.0.1:{}", opts.port))
+        .env("GATEWAY_SERVER", GATEWAY_SERVER)
         .env("DISABLE_EVENTS", "1")
         .env("SKIP_SSL_CERT_DOWNLOAD", "1")
         // Its DNS server would try port 53 and an upstream resolver; nothing here needs it.
         .env("DNS_ADDRESS", "0")
         .env("FILESYSTEM_ROOT", &fs_root)
         .env("LOCALSTACK_VOLUME_DIR", run_dir.join("volume"))
+        // Unzipped Lambda code and other scratch files stay inside this emulator's folder.
+        .env("TMPDIR", run_dir.join("tmp"))
         .env("PYTHONUNBUFFERED", "1")
         // Cached bytecode roughly halves later start times; an inherited opt-out would prevent it.
         .env_remove("PYTHONDONTWRITEBYTECODE")
         .env_remove("PYTHONPATH")
         .env_remove("PYTHONHOME")
         .env_remove("VIRTUAL_ENV");
-    if let Some(executor) = LAMBDA_EXECUTOR {
-        cmd.env("LAMBDA_RUNTIME_EXECUTOR", executor);
-    }
+    cmd.env("LAMBDA_RUNTIME_EXECUTOR", LAMBDA_EXECUTOR);
     // Its own process group keeps it alive when the CLI exits or the terminal sends SIGINT, and
     // lets `stop` signal it together with the Lambda processes it spawns.
     #[cfg(unix)]
@@ -301,10 +358,17 @@ fn start(opts: &LocalOptions, install_dir: &Path, progress: &mut dyn FnMut(&str)
     loop {
         if let Ok(Some(exit)) = child.try_wait() {
             let _ = fs::remove_file(opts.pid_file());
-            return Err(LocalError::Exited { status: exit.to_string(), log: log_path.clone(), tail: tail_lines(&log_path, 20) });
+            return Err(LocalError::Exited {
+                status: exit.to_string(),
+                log: log_path.clone(),
+                tail: tail_lines(&log_path, 20),
+            });
         }
         if let Probe::LocalStack(_) = health::probe(opts.port, PROBE_TIMEOUT) {
-            progress(&format!("LocalStack ready on {endpoint} after {:.1} s", started.elapsed().as_secs_f64()));
+            progress(&format!(
+                "LocalStack ready on {endpoint} after {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
             return Ok(());
         }
         if started.elapsed() > START_TIMEOUT {
@@ -312,7 +376,12 @@ fn start(opts: &LocalOptions, install_dir: &Path, progress: &mut dyn FnMut(&str)
             signal_group(child.id(), "KILL");
             let _ = child.wait();
             let _ = fs::remove_file(opts.pid_file());
-            return Err(LocalError::NotReady { endpoint, secs: START_TIMEOUT.as_secs(), log: log_path, tail });
+            return Err(LocalError::NotReady {
+                endpoint,
+                secs: START_TIMEOUT.as_secs(),
+                log: log_path,
+                tail,
+            });
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -329,7 +398,11 @@ fn signal_group(pid: u32, signal: &str) {
 
 /// Stops the emulator that securecart started on this port; `Ok(true)` if one was running.
 pub fn stop(opts: &LocalOptions) -> Result<bool, LocalError> {
-    let _guard = lock::acquire(&opts.run_dir().join("start.lock"), &mut |_| {}, "starting the emulator")?;
+    let _guard = lock::acquire(
+        &opts.port_lock(),
+        &mut |_| {},
+        "starting or stopping the emulator",
+    )?;
     stop_locked(opts)
 }
 
@@ -337,7 +410,10 @@ fn stop_locked(opts: &LocalOptions) -> Result<bool, LocalError> {
     let Some(record) = live_pid_record(opts) else {
         let _ = fs::remove_file(opts.pid_file());
         if let Probe::LocalStack(_) = health::probe(opts.port, PROBE_TIMEOUT) {
-            return Err(LocalError::NotManaged { endpoint: endpoint_url(opts), pid_file: opts.pid_file() });
+            return Err(LocalError::NotManaged {
+                endpoint: endpoint_url(opts),
+                pid_file: opts.pid_file(),
+            });
         }
         return Ok(false);
     };
@@ -349,7 +425,10 @@ fn stop_locked(opts: &LocalOptions) -> Result<bool, LocalError> {
             signal_group(record.pid, "KILL");
             std::thread::sleep(Duration::from_millis(500));
             if pid_is_emulator(record.pid) {
-                return Err(LocalError::StopTimeout { pid: record.pid, secs: STOP_TIMEOUT.as_secs() });
+                return Err(LocalError::StopTimeout {
+                    pid: record.pid,
+                    secs: STOP_TIMEOUT.as_secs(),
+                });
             }
             break;
         }
@@ -367,7 +446,10 @@ mod tests {
 
     #[test]
     fn options_from_arguments_and_defaults() {
-        let o = LocalOptions { port: 4599, cache_dir: PathBuf::from("/c") };
+        let o = LocalOptions {
+            port: 4599,
+            cache_dir: PathBuf::from("/c"),
+        };
         assert_eq!(endpoint_url(&o), "http://127.0.0.1:4599");
         assert_eq!(o.pid_file(), PathBuf::from("/c/run/4599/emulator.pid"));
         assert_eq!(o.log_file(), PathBuf::from("/c/run/4599/emulator.log"));
@@ -379,9 +461,18 @@ mod tests {
     fn pid_records_round_trip() {
         assert_eq!(
             parse_pid_record("1234\n/c/emulator-abc\n"),
-            Some(PidRecord { pid: 1234, install_dir: PathBuf::from("/c/emulator-abc") })
+            Some(PidRecord {
+                pid: 1234,
+                install_dir: PathBuf::from("/c/emulator-abc")
+            })
         );
-        assert_eq!(parse_pid_record("1234"), Some(PidRecord { pid: 1234, install_dir: PathBuf::new() }));
+        assert_eq!(
+            parse_pid_record("1234"),
+            Some(PidRecord {
+                pid: 1234,
+                install_dir: PathBuf::new()
+            })
+        );
         assert_eq!(parse_pid_record("garbage"), None);
         assert_eq!(parse_pid_record(""), None);
     }
@@ -400,8 +491,15 @@ mod tests {
 
     #[test]
     fn status_without_emulator_reports_not_running() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let opts = LocalOptions { port, cache_dir: std::env::temp_dir().join("sc-status-test-empty") };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = LocalOptions {
+            port,
+            cache_dir: std::env::temp_dir().join("sc-status-test-empty"),
+        };
         let st = status(&opts).unwrap();
         assert!(!st.running);
         assert_eq!(st.pid, None);
@@ -416,13 +514,30 @@ mod tests {
     #[test]
     #[ignore = "installs LocalStack (~0.5 GB) and starts it"]
     fn emulator_end_to_end() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let opts = LocalOptions::from_env(Some(port));
         let mut say = |m: &str| eprintln!("{m}");
         let st = ensure_running(&opts, &mut say).unwrap();
         assert!(st.running && st.installed && st.pid.is_some(), "{st:?}");
-        for svc in ["ec2", "rds", "elbv2", "autoscaling", "sqs", "events", "stepfunctions", "lambda"] {
-            assert!(st.services.iter().any(|s| s == svc), "{svc} missing from {:?}", st.services);
+        for svc in [
+            "ec2",
+            "rds",
+            "elbv2",
+            "autoscaling",
+            "sqs",
+            "events",
+            "stepfunctions",
+            "lambda",
+        ] {
+            assert!(
+                st.services.iter().any(|s| s == svc),
+                "{svc} missing from {:?}",
+                st.services
+            );
         }
         let again = Instant::now();
         ensure_running(&opts, &mut say).unwrap();
@@ -434,7 +549,11 @@ mod tests {
             .env("ENDPOINT", &st.endpoint)
             .output()
             .unwrap();
-        eprintln!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stopped = stop(&opts).unwrap();
         assert!(out.status.success(), "smoke test failed");
         assert!(stopped);

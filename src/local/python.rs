@@ -1,13 +1,15 @@
-//! Finds a Python interpreter that can run localstack-core 4.14 (3.12 or 3.13).
+//! Finds a Python interpreter that can run localstack-core 4.14 (Python 3.13).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::LocalError;
 
-/// Minor versions of Python 3 that the pinned requirements resolve and run on. 3.11 lacks PEP 695
-/// syntax used by LocalStack; on 3.14 the pinned moto/aws-sam-translator set does not resolve.
-pub(crate) const SUPPORTED_MINORS: [u32; 2] = [13, 12];
+/// Minor versions of Python 3 that LocalStack 4.14 runs on with the pinned requirements. 3.11 lacks
+/// PEP 695 syntax; on 3.12 SQS, Events, Lambda and S3 fail to import `warnings.deprecated` and Step
+/// Functions fails on `threading.Lock | None` (both new in 3.13); on 3.14 the pinned
+/// moto/aws-sam-translator set does not resolve.
+pub(crate) const SUPPORTED_MINORS: [u32; 1] = [13];
 
 /// A Python interpreter that answered `--version` with a supported version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +33,10 @@ pub(crate) fn parse_version_output(output: &str) -> Option<(u32, u32, u32)> {
     let minor = parts.next()?.parse().ok()?;
     // The patch part may carry a suffix ("0rc1", "1+"); only its leading digits matter.
     let patch_text = parts.next().unwrap_or("0");
-    let digits: String = patch_text.chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = patch_text
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     let patch = digits.parse().unwrap_or(0);
     Some((major, minor, patch))
 }
@@ -74,12 +79,22 @@ fn probe(candidate: &Path) -> Result<(u32, u32, u32), String> {
         return Err(format!("exited with {}: {first}", out.status));
     }
     // Python 2 printed its version on stderr.
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    parse_version_output(&text).ok_or_else(|| format!("unexpected --version output {:?}", text.trim()))
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_version_output(&text)
+        .ok_or_else(|| format!("unexpected --version output {:?}", text.trim()))
 }
 
 fn pyenv_root() -> Option<PathBuf> {
-    if let Ok(out) = Command::new("pyenv").arg("root").stdin(Stdio::null()).stderr(Stdio::null()).output() {
+    if let Ok(out) = Command::new("pyenv")
+        .arg("root")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    {
         if out.status.success() {
             let root = String::from_utf8_lossy(&out.stdout).trim().to_string();
             if !root.is_empty() {
@@ -102,14 +117,19 @@ fn pyenv_candidates(root: &Path) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let v = parse_pyenv_dir_name(&e.file_name().to_string_lossy())?;
-            is_supported(v).then(|| (v, e.path().join("bin").join(format!("python{}.{}", v.0, v.1))))
+            is_supported(v).then(|| {
+                (
+                    v,
+                    e.path().join("bin").join(format!("python{}.{}", v.0, v.1)),
+                )
+            })
         })
         .collect();
     found.sort_by_key(|(v, _)| std::cmp::Reverse(*v));
     found.into_iter().map(|(_, p)| p).collect()
 }
 
-/// Looks in order at $SECURECART_PYTHON, python3.13/python3.12/python3 on PATH, then pyenv's
+/// Looks in order at $SECURECART_PYTHON, python3.13/python3 on PATH, then pyenv's
 /// installed versions (even when pyenv has another version selected).
 pub(crate) fn find_python() -> Result<Python, LocalError> {
     if let Some(path) = std::env::var_os("SECURECART_PYTHON").filter(|p| !p.is_empty()) {
@@ -126,13 +146,15 @@ pub(crate) fn find_python() -> Result<Python, LocalError> {
 
     let mut tried = Vec::new();
     let mut pyenv_note = None;
-    let mut candidates: Vec<PathBuf> =
-        SUPPORTED_MINORS.iter().map(|m| PathBuf::from(format!("python3.{m}"))).collect();
+    let mut candidates: Vec<PathBuf> = SUPPORTED_MINORS
+        .iter()
+        .map(|m| PathBuf::from(format!("python3.{m}")))
+        .collect();
     candidates.push(PathBuf::from("python3"));
     if let Some(root) = pyenv_root() {
         let under = pyenv_candidates(&root);
         if under.is_empty() {
-            pyenv_note = Some(format!("{}/versions/3.1{{3,2}}.*", root.display()));
+            pyenv_note = Some(format!("{}/versions/3.13.*", root.display()));
         }
         candidates.extend(under);
     }
@@ -148,7 +170,9 @@ pub(crate) fn find_python() -> Result<Python, LocalError> {
         }
     }
     tried.extend(pyenv_note);
-    Err(LocalError::PythonNotFound { tried: tried.join("; ") })
+    Err(LocalError::PythonNotFound {
+        tried: tried.join("; "),
+    })
 }
 
 fn resolve_on_path(name: &Path) -> Option<PathBuf> {
@@ -156,7 +180,9 @@ fn resolve_on_path(name: &Path) -> Option<PathBuf> {
         return Some(name.to_path_buf());
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 #[cfg(test)]
@@ -169,13 +195,16 @@ mod tests {
         assert_eq!(parse_version_output("Python 3.12.1+"), Some((3, 12, 1)));
         assert_eq!(parse_version_output("Python 3.14.0rc1"), Some((3, 14, 0)));
         assert_eq!(parse_version_output("Python 3.12"), Some((3, 12, 0)));
-        assert_eq!(parse_version_output("pyenv: python3.13: command not found"), None);
+        assert_eq!(
+            parse_version_output("pyenv: python3.13: command not found"),
+            None
+        );
         assert_eq!(parse_version_output(""), None);
     }
 
     #[test]
-    fn only_312_and_313_are_supported() {
-        assert!(is_supported((3, 12, 1)));
+    fn only_313_is_supported() {
+        assert!(!is_supported((3, 12, 1)));
         assert!(is_supported((3, 13, 0)));
         assert!(!is_supported((3, 11, 7)));
         assert!(!is_supported((3, 14, 0)));
@@ -195,7 +224,7 @@ mod tests {
     #[test]
     fn pyenv_candidates_prefer_newest_supported() {
         let root = std::env::temp_dir().join(format!("sc-pyenv-test-{}", std::process::id()));
-        for v in ["3.11.7", "3.12.1", "3.12.9", "3.13.0", "3.13.0t", "3.14.0"] {
+        for v in ["3.11.7", "3.12.9", "3.13.0", "3.13.2", "3.13.0t", "3.14.0"] {
             std::fs::create_dir_all(root.join("versions").join(v).join("bin")).unwrap();
         }
         let got: Vec<String> = pyenv_candidates(&root)
@@ -205,11 +234,7 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
         assert_eq!(
             got,
-            [
-                "versions/3.13.0/bin/python3.13",
-                "versions/3.12.9/bin/python3.12",
-                "versions/3.12.1/bin/python3.12"
-            ]
+            ["versions/3.13.2/bin/python3.13", "versions/3.13.0/bin/python3.13"]
         );
     }
 }
