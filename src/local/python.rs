@@ -234,7 +234,10 @@ mod tests {
         std::fs::remove_dir_all(&root).unwrap();
         assert_eq!(
             got,
-            ["versions/3.13.2/bin/python3.13", "versions/3.13.0/bin/python3.13"]
+            [
+                "versions/3.13.2/bin/python3.13",
+                "versions/3.13.0/bin/python3.13"
+            ]
         );
     }
 }
