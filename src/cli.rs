@@ -76,6 +76,8 @@ pub enum Command {
     Graph(GraphArgs),
     /// Print the blueprint's outputs, read from AWS.
     Outputs(BlueprintArg),
+    /// Start the blueprint's workflow (a state machine) and watch the path it takes.
+    Run(RunArgs),
     /// Manage the bundled LocalStack emulator.
     Local {
         #[command(subcommand)]
@@ -98,6 +100,21 @@ pub struct PlanArgs {
     /// Also list the resources that do not change.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A blueprint file, or a folder holding blueprint.yaml.
+    pub blueprint: PathBuf,
+    /// JSON input of the execution (default: `{}`).
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Which state machine, when the blueprint has several (its resource id).
+    #[arg(long, value_name = "ID")]
+    pub machine: Option<String>,
+    /// Give up watching after this many seconds (the execution goes on).
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 use crate::apply::{ApplyResult, Executor};
 use crate::aws::Aws;
 use crate::blueprint::{self, refs, Blueprint, LoadError};
-use crate::cli::{Command, GraphFormat, LocalAction};
+use crate::cli::{Command, GraphFormat, LocalAction, RunArgs};
 use crate::error::{Error, ExitCode};
 use crate::local;
 use crate::plan::{self, Plan, StackInfo};
@@ -36,7 +36,11 @@ impl<'a> Session<'a> {
         } else {
             Arc::new(render::LineReporter::new())
         };
-        Session { s, reporter, phases: Vec::new() }
+        Session {
+            s,
+            reporter,
+            phases: Vec::new(),
+        }
     }
 
     async fn phase<T>(&mut self, name: &'static str, f: impl std::future::Future<Output = T>) -> T {
@@ -44,7 +48,10 @@ impl<'a> Session<'a> {
         let t = Instant::now();
         let out = f.await;
         let elapsed = t.elapsed();
-        self.reporter.event(Event::PhaseFinished { phase: name, elapsed });
+        self.reporter.event(Event::PhaseFinished {
+            phase: name,
+            elapsed,
+        });
         self.phases.push((name.to_string(), elapsed));
         out
     }
@@ -54,7 +61,10 @@ impl<'a> Session<'a> {
         let bp = blueprint::load(path, &self.s.vars, &resources::Catalog)?;
         self.phases.push(("validate".into(), t.elapsed()));
         if !bp.warnings.is_empty() && !self.s.json {
-            let d = blueprint::Diagnostics { file: bp.source.clone(), problems: bp.warnings.clone() };
+            let d = blueprint::Diagnostics {
+                file: bp.source.clone(),
+                problems: bp.warnings.clone(),
+            };
             eprint!("{}", render::diagnostics(&d, false));
         }
         Ok(bp)
@@ -64,9 +74,16 @@ impl<'a> Session<'a> {
         let name = match (&self.s.stack, bp) {
             (Some(s), _) => s.clone(),
             (None, Some(bp)) => bp.name.clone(),
-            (None, None) => return Err(Error::Usage("which stack? pass a blueprint or --stack NAME".into())),
+            (None, None) => {
+                return Err(Error::Usage(
+                    "which stack? pass a blueprint or --stack NAME".into(),
+                ))
+            }
         };
-        blueprint::check_stack_name(&name).map_err(|why| Error::StackName { name: name.clone(), why })?;
+        blueprint::check_stack_name(&name).map_err(|why| Error::StackName {
+            name: name.clone(),
+            why,
+        })?;
         Ok(name)
     }
 
@@ -78,7 +95,9 @@ impl<'a> Session<'a> {
             let status = self
                 .phase("emulator", async {
                     tokio::task::spawn_blocking(move || {
-                        local::ensure_running(&opts, &mut |m: &str| reporter.event(Event::Note { message: m }))
+                        local::ensure_running(&opts, &mut |m: &str| {
+                            reporter.event(Event::Note { message: m })
+                        })
                     })
                     .await
                     .expect("emulator task")
@@ -90,7 +109,9 @@ impl<'a> Session<'a> {
     }
 
     async fn read_live(&mut self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
-        let reads = resources::REGISTRY.iter().map(|k| async move { (k.name(), k.read(aws, stack).await) });
+        let reads = resources::REGISTRY
+            .iter()
+            .map(|k| async move { (k.name(), k.read(aws, stack).await) });
         let results = self.phase("read", futures::future::join_all(reads)).await;
         let mut live = Vec::new();
         for (kind, r) in results {
@@ -101,12 +122,24 @@ impl<'a> Session<'a> {
 
     async fn stack_info(&self, aws: &Aws, name: &str, bp: Option<&Blueprint>) -> StackInfo {
         let needs_account = bp.is_some_and(|b| b.source.text.contains("stack.account_id"));
-        let account_id = if needs_account { aws.account_id().await.ok() } else { None };
-        StackInfo { name: name.to_string(), region: aws.region.clone(), account_id }
+        let account_id = if needs_account {
+            aws.account_id().await.ok()
+        } else {
+            None
+        };
+        StackInfo {
+            name: name.to_string(),
+            region: aws.region.clone(),
+            account_id,
+        }
     }
 
     fn stats_json(&self, aws: Option<&Aws>) -> Json {
-        let phases: serde_json::Map<String, Json> = self.phases.iter().map(|(p, d)| (p.clone(), json!(d.as_millis()))).collect();
+        let phases: serde_json::Map<String, Json> = self
+            .phases
+            .iter()
+            .map(|(p, d)| (p.clone(), json!(d.as_millis())))
+            .collect();
         match aws {
             Some(a) => json!({
                 "calls": a.stats.calls(),
@@ -121,7 +154,10 @@ impl<'a> Session<'a> {
 
     fn print_stats(&self, aws: &Aws) {
         if self.s.stats && !self.s.json {
-            print!("{}", render::stats_text(&aws.stats.calls(), &self.phases, aws.stats.retries()));
+            print!(
+                "{}",
+                render::stats_text(&aws.stats.calls(), &self.phases, aws.stats.retries())
+            );
         }
     }
 
@@ -131,7 +167,9 @@ impl<'a> Session<'a> {
             return Ok(());
         }
         if !self.s.tty_in || self.s.json {
-            return Err(Error::Refused("not asking for confirmation without a terminal: pass --yes to go ahead".into()));
+            return Err(Error::Refused(
+                "not asking for confirmation without a terminal: pass --yes to go ahead".into(),
+            ));
         }
         eprint!("{question} Type `yes` to go ahead: ");
         let _ = std::io::stderr().flush();
@@ -144,8 +182,22 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn execute(&mut self, aws: &Aws, stack: &StackInfo, bp: Option<&Blueprint>, plan: &Plan, live: &[Live], phase: &'static str) -> ApplyResult {
-        let exec = Executor { aws, stack, blueprint: bp, parallelism: self.s.parallelism, reporter: self.reporter.clone() };
+    async fn execute(
+        &mut self,
+        aws: &Aws,
+        stack: &StackInfo,
+        bp: Option<&Blueprint>,
+        plan: &Plan,
+        live: &[Live],
+        phase: &'static str,
+    ) -> ApplyResult {
+        let exec = Executor {
+            aws,
+            stack,
+            blueprint: bp,
+            parallelism: self.s.parallelism,
+            reporter: self.reporter.clone(),
+        };
         self.phase(phase, exec.run(plan, live)).await
     }
 }
@@ -156,9 +208,17 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
         Command::Validate(a) => {
             let bp = ss.load(&a.blueprint)?;
             if s.json {
-                println!("{}", json!({ "valid": true, "name": bp.name, "resources": bp.resources.len(), "warnings": bp.warnings }));
+                println!(
+                    "{}",
+                    json!({ "valid": true, "name": bp.name, "resources": bp.resources.len(), "warnings": bp.warnings })
+                );
             } else {
-                println!("{} is valid: {} resource(s), {} output(s).", bp.source.name, bp.resources.len(), bp.outputs.len());
+                println!(
+                    "{} is valid: {} resource(s), {} output(s).",
+                    bp.source.name,
+                    bp.resources.len(),
+                    bp.outputs.len()
+                );
             }
             Ok(ExitCode::Ok)
         }
@@ -198,17 +258,32 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
                 print!("{}", render::plan_text(&plan, &aws.region, false));
             }
             if !plan.errors.is_empty() {
-                return Err(Error::Refused("the plan has errors: nothing was changed".into()));
+                return Err(Error::Refused(
+                    "the plan has errors: nothing was changed".into(),
+                ));
             }
             let result = if plan.summary.has_changes() {
-                ss.confirm(&format!("Apply these changes to stack `{name}` in {}?", aws.region))?;
-                Some(ss.execute(&aws, &info, Some(&bp), &plan, &live, "apply").await)
+                ss.confirm(&format!(
+                    "Apply these changes to stack `{name}` in {}?",
+                    aws.region
+                ))?;
+                Some(
+                    ss.execute(&aws, &info, Some(&bp), &plan, &live, "apply")
+                        .await,
+                )
             } else {
                 None
             };
             let outputs = match &result {
                 Some(r) => resolve_outputs(&bp, &info, &r.resources),
-                None => resolve_outputs(&bp, &info, &live.iter().map(|l| (l.id.clone(), l.outputs.clone())).collect()),
+                None => resolve_outputs(
+                    &bp,
+                    &info,
+                    &live
+                        .iter()
+                        .map(|l| (l.id.clone(), l.outputs.clone()))
+                        .collect(),
+                ),
             };
             if s.json {
                 println!("{}", serde_json::to_string_pretty(&json!({ "region": aws.region, "plan": plan, "apply": result, "outputs": outputs, "stats": ss.stats_json(Some(&aws)) })).unwrap_or_default());
@@ -239,7 +314,10 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
                 print!("{}", render::plan_text(&plan, &aws.region, false));
             }
             let result = if plan.summary.has_changes() {
-                ss.confirm(&format!("Delete all {} resource(s) of stack `{name}` in {}?", plan.summary.delete, aws.region))?;
+                ss.confirm(&format!(
+                    "Delete all {} resource(s) of stack `{name}` in {}?",
+                    plan.summary.delete, aws.region
+                ))?;
                 Some(ss.execute(&aws, &info, None, &plan, &live, "destroy").await)
             } else {
                 None
@@ -260,8 +338,19 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
         }
         Command::Graph(a) => {
             let bp = ss.load(&a.blueprint)?;
-            let nodes: Vec<crate::graph::Node> = bp.resources.values().map(|r| crate::graph::Node { id: &r.id, label: &r.kind }).collect();
-            let edges: BTreeMap<String, Vec<String>> = bp.resources.values().map(|r| (r.id.clone(), r.dependencies().into_iter().collect())).collect();
+            let nodes: Vec<crate::graph::Node> = bp
+                .resources
+                .values()
+                .map(|r| crate::graph::Node {
+                    id: &r.id,
+                    label: &r.kind,
+                })
+                .collect();
+            let edges: BTreeMap<String, Vec<String>> = bp
+                .resources
+                .values()
+                .map(|r| (r.id.clone(), r.dependencies().into_iter().collect()))
+                .collect();
             match a.format {
                 GraphFormat::Dot => print!("{}", crate::graph::to_dot(&bp.name, &nodes, &edges)),
                 GraphFormat::Mermaid => print!("{}", crate::graph::to_mermaid(&nodes, &edges)),
@@ -274,57 +363,208 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             let aws = ss.connect().await?;
             let live = ss.read_live(&aws, &name).await?;
             let info = ss.stack_info(&aws, &name, Some(&bp)).await;
-            let outputs = resolve_outputs(&bp, &info, &live.iter().map(|l| (l.id.clone(), l.outputs.clone())).collect());
+            let outputs = resolve_outputs(
+                &bp,
+                &info,
+                &live
+                    .iter()
+                    .map(|l| (l.id.clone(), l.outputs.clone()))
+                    .collect(),
+            );
             if s.json {
-                println!("{}", serde_json::to_string_pretty(&outputs).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&outputs).unwrap_or_default()
+                );
             } else {
                 print_outputs(&outputs);
             }
             Ok(ExitCode::Ok)
         }
+        Command::Run(a) => run_workflow(&mut ss, &a).await,
         Command::Local { action } => {
             let opts = local::LocalOptions::from_env(s.local_port);
             let status = match action {
                 LocalAction::Start => {
                     let reporter = ss.reporter.clone();
-                    tokio::task::spawn_blocking(move || local::ensure_running(&opts, &mut |m: &str| reporter.event(Event::Note { message: m })))
-                        .await
-                        .expect("emulator task")?
+                    tokio::task::spawn_blocking(move || {
+                        local::ensure_running(&opts, &mut |m: &str| {
+                            reporter.event(Event::Note { message: m })
+                        })
+                    })
+                    .await
+                    .expect("emulator task")?
                 }
                 LocalAction::Stop => {
                     let was = local::stop(&opts)?;
                     if !s.json {
-                        println!("{}", if was { "The emulator is stopped." } else { "The emulator was not running." });
+                        println!(
+                            "{}",
+                            if was {
+                                "The emulator is stopped."
+                            } else {
+                                "The emulator was not running."
+                            }
+                        );
                     }
                     local::status(&opts)?
                 }
                 LocalAction::Status => local::status(&opts)?,
             };
             if s.json {
-                println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
             } else if !matches!(action, LocalAction::Stop) {
                 if status.running {
-                    println!("LocalStack {} is running at {} (pid {}).", status.version.as_deref().unwrap_or("?"), status.endpoint, status.pid.map(|p| p.to_string()).unwrap_or("?".into()));
+                    println!(
+                        "LocalStack {} is running at {} (pid {}).",
+                        status.version.as_deref().unwrap_or("?"),
+                        status.endpoint,
+                        status.pid.map(|p| p.to_string()).unwrap_or("?".into())
+                    );
                     println!("Services: {}", status.services.join(", "));
                 } else {
-                    println!("The emulator is not running ({}).", if status.installed { "installed" } else { "not installed yet" });
+                    println!(
+                        "The emulator is not running ({}).",
+                        if status.installed {
+                            "installed"
+                        } else {
+                            "not installed yet"
+                        }
+                    );
                 }
-                println!("Install: {}\nLog: {}", status.install_dir.display(), status.log_file.display());
+                println!(
+                    "Install: {}\nLog: {}",
+                    status.install_dir.display(),
+                    status.log_file.display()
+                );
             }
-            Ok(if matches!(action, LocalAction::Status) && !status.running { ExitCode::Error } else { ExitCode::Ok })
+            Ok(
+                if matches!(action, LocalAction::Status) && !status.running {
+                    ExitCode::Error
+                } else {
+                    ExitCode::Ok
+                },
+            )
         }
         Command::Schema => {
             let schema = blueprint::schema::blueprint_schema(&resources::Catalog);
-            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
             Ok(ExitCode::Ok)
         }
     }
 }
 
+/// `securecart run`: starts the state machine and follows its history until it ends.
+async fn run_workflow(ss: &mut Session<'_>, a: &RunArgs) -> Result<ExitCode, Error> {
+    let bp = ss.load(&a.blueprint)?;
+    let name = ss.stack_name(Some(&bp))?;
+    let machines: Vec<&str> = bp
+        .resources
+        .values()
+        .filter(|r| r.kind == "state_machine")
+        .map(|r| r.id.as_str())
+        .collect();
+    let id = match (&a.machine, machines.as_slice()) {
+        (Some(m), _) if machines.contains(&m.as_str()) => m.clone(),
+        (Some(m), _) => {
+            return Err(Error::Usage(format!(
+                "the blueprint has no state machine `{m}` (it has: {})",
+                machines.join(", ")
+            )))
+        }
+        (None, [one]) => one.to_string(),
+        (None, []) => {
+            return Err(Error::Usage(format!(
+                "{} declares no state_machine to run",
+                bp.source.name
+            )))
+        }
+        (None, _) => {
+            return Err(Error::Usage(format!(
+                "the blueprint has several state machines; pick one with --machine ({})",
+                machines.join(", ")
+            )))
+        }
+    };
+    let input = match &a.input {
+        None => "{}".to_string(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Error::Usage(format!("cannot read the input {}: {e}", p.display())))?;
+            if let Err(e) = serde_json::from_str::<Json>(&text) {
+                return Err(Error::Usage(format!(
+                    "{}:{}:{}: the input is not JSON: {e}",
+                    p.display(),
+                    e.line(),
+                    e.column()
+                )));
+            }
+            text
+        }
+    };
+    let kind = resources::kind("state_machine")
+        .ok_or_else(|| Error::Usage("this securecart has no state_machine kind".into()))?;
+    let aws = ss.connect().await?;
+    let live = kind.read(&aws, &name).await.map_err(|source| Error::Read {
+        kind: "state_machine",
+        source,
+    })?;
+    let arn = live
+        .iter()
+        .find(|l| l.id == id)
+        .map(|l| l.physical_id.clone())
+        .ok_or_else(|| Error::Refused(format!("state machine `{id}` does not exist in stack `{name}`: run `securecart apply` first")))?;
+    let t = Instant::now();
+    let view = crate::workflow::watch(
+        &aws,
+        &arn,
+        &input,
+        Duration::from_secs(a.timeout),
+        ss.reporter.as_ref(),
+    )
+    .await
+    .map_err(|e| Error::Refused(e.to_string()))?;
+    ss.phases.push(("run".into(), t.elapsed()));
+    if ss.s.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "execution": view, "stats": ss.stats_json(Some(&aws)) })
+            )
+            .unwrap_or_default()
+        );
+    } else {
+        print!("{}", render::execution_text(&view));
+        ss.print_stats(&aws);
+    }
+    Ok(if view.status == "SUCCEEDED" {
+        ExitCode::Ok
+    } else {
+        ExitCode::Error
+    })
+}
+
 /// Output values from the resources' attributes; secrets stay hidden.
-fn resolve_outputs(bp: &Blueprint, info: &StackInfo, resources: &HashMap<String, BTreeMap<String, Json>>) -> BTreeMap<String, Json> {
-    let known: HashMap<String, Option<BTreeMap<String, Json>>> = resources.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-    let kinds: HashMap<String, String> = bp.resources.values().map(|r| (r.id.clone(), r.kind.clone())).collect();
+fn resolve_outputs(
+    bp: &Blueprint,
+    info: &StackInfo,
+    resources: &HashMap<String, BTreeMap<String, Json>>,
+) -> BTreeMap<String, Json> {
+    let known: HashMap<String, Option<BTreeMap<String, Json>>> = resources
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    let kinds: HashMap<String, String> = bp
+        .resources
+        .values()
+        .map(|r| (r.id.clone(), r.kind.clone()))
+        .collect();
     bp.outputs
         .iter()
         .map(|(name, o)| {
@@ -334,7 +574,11 @@ fn resolve_outputs(bp: &Blueprint, info: &StackInfo, resources: &HashMap<String,
                 }
                 plan::resolve_ref(r, info, &known, &resources::kind, &kinds)
             };
-            let v = if o.sensitive { Json::String(plan::SENSITIVE.into()) } else { refs::substitute(&o.value, &lookup) };
+            let v = if o.sensitive {
+                Json::String(plan::SENSITIVE.into())
+            } else {
+                refs::substitute(&o.value, &lookup)
+            };
             (name.clone(), v)
         })
         .collect()
@@ -359,10 +603,16 @@ pub fn report_error(e: &Error, s: &Settings) -> ExitCode {
     };
     if let Error::Blueprint(LoadError::Invalid(d)) = e {
         if s.json {
-            println!("{}", json!({ "error": "invalid blueprint", "file": d.file.name, "problems": d.problems }));
+            println!(
+                "{}",
+                json!({ "error": "invalid blueprint", "file": d.file.name, "problems": d.problems })
+            );
         } else {
             use std::io::IsTerminal;
-            eprint!("{}", render::diagnostics(d, std::io::stderr().is_terminal()));
+            eprint!(
+                "{}",
+                render::diagnostics(d, std::io::stderr().is_terminal())
+            );
         }
         return code;
     }

@@ -14,6 +14,7 @@ pub mod render;
 pub mod report;
 pub mod resources;
 pub mod settings;
+pub mod workflow;
 
 use clap::Parser;
 
@@ -25,7 +26,11 @@ pub fn run() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::Usage as i32 } else { 0 };
+            return if e.use_stderr() {
+                ExitCode::Usage as i32
+            } else {
+                0
+            };
         }
     };
     let env = |k: &str| std::env::var(k).ok();
@@ -37,10 +42,16 @@ pub fn run() -> i32 {
         }
     };
     render::set_color(settings.color && settings.tty_out);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("{}", render::error_line(&format!("cannot start the async runtime: {e}")));
+            eprintln!(
+                "{}",
+                render::error_line(&format!("cannot start the async runtime: {e}"))
+            );
             return ExitCode::Error as i32;
         }
     };

@@ -254,6 +254,78 @@ pub fn stats_text(calls: &[CallCount], phases: &[(String, Duration)], retries: u
     s
 }
 
+/// `securecart run`: the path the workflow took, then its result.
+pub fn execution_text(v: &crate::workflow::ExecutionView) -> String {
+    use crate::workflow::StateOutcome;
+    let mut s = String::new();
+    let _ = writeln!(s, "\nExecution {}", Style::new().bold().apply_to(&v.name));
+    let w = v.states.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    for r in &v.states {
+        let (sym, st) = match r.outcome {
+            StateOutcome::Succeeded => ("✓", Style::new().green()),
+            StateOutcome::Caught => ("↪", Style::new().yellow()),
+            StateOutcome::Failed => ("✗", Style::new().red()),
+            StateOutcome::Running => ("…", Style::new().cyan()),
+        };
+        let took = r
+            .duration_ms
+            .map(|d| format!("{:.2}s", d as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        let retries = if r.attempts > 1 {
+            format!(" ({} attempts)", r.attempts)
+        } else {
+            String::new()
+        };
+        let outcome = format!("{:?}", r.outcome).to_lowercase();
+        let _ = write!(
+            s,
+            "  {} {:<w$}  {:<9} +{:>6.2}s {:>7}  {}{}",
+            st.apply_to(sym),
+            r.name,
+            Style::new().dim().apply_to(&r.ty),
+            r.started_ms as f64 / 1000.0,
+            took,
+            outcome,
+            retries,
+            w = w
+        );
+        if let Some(e) = &r.error {
+            let _ = write!(s, "  {}", Style::new().dim().apply_to(e));
+        }
+        let _ = writeln!(s);
+    }
+    let st = if v.status == "SUCCEEDED" {
+        Style::new().green().bold()
+    } else {
+        Style::new().red().bold()
+    };
+    let _ = writeln!(
+        s,
+        "\n{} in {:.2}s",
+        st.apply_to(&v.status),
+        v.duration_ms as f64 / 1000.0
+    );
+    if let Some(o) = &v.output {
+        let _ = writeln!(
+            s,
+            "Output: {}",
+            serde_json::to_string_pretty(o).unwrap_or_default()
+        );
+    }
+    if let Some(e) = &v.error {
+        let _ = writeln!(
+            s,
+            "Error: {e}{}",
+            v.cause
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(s, "Execution ARN: {}", v.execution_arn);
+    s
+}
+
 /// Blueprint problems: annotated snippets on a terminal, `file:line:col` lines otherwise.
 pub fn diagnostics(d: &Diagnostics, fancy: bool) -> String {
     if !fancy {
