@@ -124,7 +124,29 @@ pub(crate) fn ensure_installed(
         progress("the emulator's Python environment no longer runs; reinstalling");
     }
     install(&dir, progress)?;
+    prune_old_installs(opts, &dir, progress);
     Ok(dir)
+}
+
+/// Removes installs of earlier recipes (about 400 MB each) that no running emulator uses.
+fn prune_old_installs(opts: &LocalOptions, current: &Path, progress: &mut dyn FnMut(&str)) {
+    let in_use = super::live_install_dirs(opts);
+    let Ok(entries) = fs::read_dir(&opts.cache_dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with("emulator-") || path == current || in_use.contains(&path) {
+            continue;
+        }
+        if fs::remove_dir_all(&path).is_ok() {
+            progress(&format!(
+                "removed the emulator install of an earlier recipe: {}",
+                path.display()
+            ));
+        }
+    }
 }
 
 struct Installer<'a> {
@@ -523,6 +545,41 @@ mod tests {
             )),
             "{executor}"
         );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pruning_keeps_the_current_install_and_those_in_use() {
+        let cache = std::env::temp_dir().join(format!("sc-prune-test-{}", std::process::id()));
+        for d in ["emulator-old", "emulator-busy", "emulator-new", "other"] {
+            fs::create_dir_all(cache.join(d)).unwrap();
+        }
+        // A process whose command line looks like the emulator's stands in for a running one.
+        let mut busy = Command::new("sh")
+            .args(["-c", "sleep 30", "localstack.runtime.main"])
+            .spawn()
+            .unwrap();
+        let record = format!("{}\n{}\n", busy.id(), cache.join("emulator-busy").display());
+        write_file(&cache.join("run/4566/emulator.pid"), &record).unwrap();
+        write_file(&cache.join("run/4567/emulator.pid"), "999999999\n/x\n").unwrap();
+        let opts = LocalOptions {
+            port: 4566,
+            cache_dir: cache.clone(),
+        };
+        let mut said = Vec::new();
+        prune_old_installs(&opts, &cache.join("emulator-new"), &mut |m| {
+            said.push(m.to_string())
+        });
+        let _ = busy.kill();
+        let _ = busy.wait();
+        let mut left: Vec<String> = fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        fs::remove_dir_all(&cache).unwrap();
+        assert_eq!(left, ["emulator-busy", "emulator-new", "other", "run"]);
+        assert_eq!(said.len(), 1, "{said:?}");
     }
 
     #[test]

@@ -193,6 +193,20 @@ fn pid_is_emulator(pid: u32) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Install folders that emulators started from this cache folder (on any port) are running from.
+fn live_install_dirs(opts: &LocalOptions) -> Vec<PathBuf> {
+    let Ok(ports) = fs::read_dir(opts.cache_dir.join("run")) else {
+        return Vec::new();
+    };
+    ports
+        .filter_map(Result::ok)
+        .filter_map(|p| fs::read_to_string(p.path().join("emulator.pid")).ok())
+        .filter_map(|text| parse_pid_record(&text))
+        .filter(|r| pid_is_emulator(r.pid))
+        .map(|r| r.install_dir)
+        .collect()
+}
+
 fn live_pid_record(opts: &LocalOptions) -> Option<PidRecord> {
     read_pid_record(opts).filter(|r| pid_is_emulator(r.pid))
 }
