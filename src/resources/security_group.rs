@@ -1,0 +1,1565 @@
+//! `security_group`: a VPC security group and its ingress and egress rules. Also the
+//! delete retry the network kinds share for resources held by network interfaces.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType,
+    SecurityGroup as AwsGroup, UserIdGroupPair,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+
+use super::common::{self, aws_error, ec2, parse, Error};
+use super::subnet::{check_id_ref, has_ref, ref_key, set_name_tag};
+use super::{Kind, Live, OpCx};
+use crate::aws::Aws;
+use crate::blueprint::{CheckCx, Issue};
+
+pub struct SecurityGroup;
+
+/// A security group of a VPC: stateful firewall rules for what may reach (ingress) and
+/// leave (egress) the network interfaces that use it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// What the group is for, shown in the AWS console. Up to 255 characters: letters,
+    /// digits, spaces and `._-:/()#,@[]+=&;{}!$*`. AWS cannot change a description, so
+    /// changing it replaces the group. Default: `<id> (managed by securecart)`.
+    #[serde(default)]
+    description: Option<String>,
+    /// The VPC of the group: a reference like `${main_vpc}` or an existing VPC id
+    /// (`vpc-…`). Changing it replaces the group.
+    vpc: String,
+    /// Inbound rules; anything not allowed here is dropped. Changed in place.
+    #[serde(default)]
+    ingress: Vec<RuleField>,
+    /// Outbound rules. Leave it out for AWS's default (all traffic to 0.0.0.0/0); `[]`
+    /// allows nothing out. Changed in place.
+    #[serde(default)]
+    egress: Option<Vec<RuleField>>,
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Icmp,
+    /// Every protocol and port.
+    #[serde(alias = "-1")]
+    All,
+}
+
+/// One rule: a protocol and its ports, and exactly one of `cidr` or
+/// `source_security_group`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RuleField {
+    /// `tcp` (the default), `udp`, `icmp`, or `all` (every protocol and port).
+    #[serde(default)]
+    protocol: Protocol,
+    /// One port (tcp and udp). For a range use `from_port` and `to_port` instead.
+    #[serde(default)]
+    port: Option<i64>,
+    /// First port of a range (tcp, udp); for icmp the ICMP type (-1 or left out: all).
+    #[serde(default)]
+    from_port: Option<i64>,
+    /// Last port of a range (tcp, udp); for icmp the ICMP code (-1 or left out: all).
+    #[serde(default)]
+    to_port: Option<i64>,
+    /// The other end as one IPv4 or IPv6 CIDR block, like `10.0.0.0/16`; `0.0.0.0/0`
+    /// is anywhere on the internet.
+    #[serde(default)]
+    cidr: Option<String>,
+    /// The other end as a security group: traffic from (ingress) or to (egress) anything
+    /// that uses it. A reference like `${web_sg}`, an id (`sg-…`), or `self` for the
+    /// members of this group (a cluster talking to itself).
+    #[serde(default)]
+    source_security_group: Option<String>,
+    /// What the rule is for (same characters as the group description).
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// A rule as planned and as read: one peer per rule, canonical protocol ("-1" for all),
+/// ports only where they mean something, so AWS's grouping and order never show as a
+/// change.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Rule {
+    protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from_port: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to_port: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cidr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source_security_group: Option<String>,
+    /// A prefix-list rule added outside securecart: never desired, so it is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prefix_list: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+impl Rule {
+    /// What identifies the rule in AWS: everything but the description.
+    fn key(&self) -> Rule {
+        Rule {
+            description: None,
+            ..self.clone()
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Attrs {
+    name: String,
+    vpc: String,
+    description: String,
+    ingress: Vec<Rule>,
+    egress: Vec<Rule>,
+}
+
+/// Ports that must not be open to the whole internet (security baseline).
+const RISKY_PORTS: &[(i32, &str)] = &[
+    (22, "SSH"),
+    (3389, "RDP"),
+    (3306, "MySQL"),
+    (5432, "PostgreSQL"),
+    (1433, "SQL Server"),
+    (1521, "Oracle"),
+    (5439, "Redshift"),
+    (27017, "MongoDB"),
+    (6379, "Redis"),
+];
+const BASELINE: &str = "security baseline CKV_AWS_24/25/277 / EC2.19";
+/// `source_security_group` naming the group itself, which has no id before it exists.
+const SELF: &str = "self";
+
+#[async_trait]
+impl Kind for SecurityGroup {
+    fn name(&self) -> &'static str {
+        "security_group"
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &["id", "arn", "name"]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut issues = Vec::new();
+        issues.extend(check_id_ref("vpc", &f.vpc, cx, "vpc", "vpc-"));
+        if let Some(d) = &f.description {
+            issues.extend(check_text("description", d));
+        }
+        let vpc = ref_key(&f.vpc);
+        for (dir, rules) in [("ingress", Some(&f.ingress)), ("egress", f.egress.as_ref())] {
+            let Some(rules) = rules else { continue };
+            let mut seen: Vec<(Rule, usize)> = Vec::new();
+            for (i, r) in rules.iter().enumerate() {
+                let at = format!("{dir}[{i}]");
+                let found = check_rule(&at, r, cx, &vpc);
+                let clean = found.is_empty();
+                issues.extend(found);
+                if !clean {
+                    continue;
+                }
+                let Ok(rule) = to_rule(r) else { continue };
+                if let Some((_, j)) = seen.iter().find(|(k, _)| *k == rule.key()) {
+                    issues.push(Issue::new(
+                        &at,
+                        format!("the same rule as {dir}[{j}] (AWS keeps one rule per protocol, ports and peer)"),
+                    ));
+                    continue;
+                }
+                if dir == "ingress" {
+                    issues.extend(exposure(&at, &rule));
+                }
+                seen.push((rule.key(), i));
+            }
+        }
+        issues
+    }
+
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| i.message)?;
+        let rules = |list: &[RuleField]| -> Result<Vec<Rule>, String> {
+            let mut v = list.iter().map(to_rule).collect::<Result<Vec<_>, _>>()?;
+            v.sort();
+            v.dedup();
+            Ok(v)
+        };
+        let egress = match &f.egress {
+            Some(e) => rules(e)?,
+            None => default_egress(),
+        };
+        Ok(json!(Attrs {
+            name: format!("{stack}-{id}"),
+            vpc: f.vpc,
+            description: f.description.unwrap_or_else(|| default_description(id)),
+            ingress: rules(&f.ingress)?,
+            egress,
+        }))
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &["vpc", "description"]
+    }
+
+    fn warnings(&self, desired: &Json) -> Vec<String> {
+        let rules: Vec<Rule> = desired
+            .get("ingress")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        rules
+            .iter()
+            .filter_map(exposure_message)
+            .map(|m| format!("ingress {m}"))
+            .collect()
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        let groups = aws
+            .ec2
+            .describe_security_groups()
+            .filters(ec2::stack_filter(stack))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws_error("DescribeSecurityGroups"))?;
+        Ok(groups
+            .iter()
+            .filter_map(|g| {
+                let id = ec2::owned_id(g.tags(), stack)?;
+                Some(live(id, g, &aws.region))
+            })
+            .collect())
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let tags = common::tags(cx.stack, cx.id, &a.name);
+        let group_name = group_name(cx.stack, cx.id);
+        // No ClientToken here: the group name is unique per VPC, so a second try fails
+        // with InvalidGroup.Duplicate and the group carrying our tags is the first one.
+        let created = aws
+            .ec2
+            .create_security_group()
+            .group_name(&group_name)
+            .description(&a.description)
+            .vpc_id(&a.vpc)
+            .tag_specifications(ec2::tag_spec(ResourceType::SecurityGroup, &tags))
+            .send()
+            .await
+            .map_err(aws_error("CreateSecurityGroup"));
+        let group_id = match created {
+            Ok(out) => out
+                .group_id()
+                .ok_or_else(|| Error::Invalid("CreateSecurityGroup returned no group id".into()))?
+                .to_string(),
+            Err(e) if e.is_code(&["InvalidGroup.Duplicate"]) => {
+                adopt(aws, cx, &group_name, &a.vpc, e).await?
+            }
+            Err(e) => return Err(e),
+        };
+        // The rules AWS starts with (the default egress) come from AWS itself, not from
+        // an assumption: then the converge below is the same code update runs.
+        let group = common::wait_for(
+            cx,
+            "the security group to be visible",
+            Duration::from_secs(120),
+            || async {
+                match describe(aws, &group_id).await {
+                    Err(e) if ec2::not_found(e.code()) => Ok(None),
+                    other => other,
+                }
+            },
+        )
+        .await?;
+        let now = live(cx.id.to_string(), &group, &aws.region);
+        let now_attrs: Attrs = common::from_desired(&now.attrs)?;
+        converge_rules(
+            aws,
+            cx,
+            &group_id,
+            Direction::Ingress,
+            &now_attrs.ingress,
+            &a.ingress,
+        )
+        .await?;
+        converge_rules(
+            aws,
+            cx,
+            &group_id,
+            Direction::Egress,
+            &now_attrs.egress,
+            &a.egress,
+        )
+        .await?;
+        let mut l = now;
+        l.attrs = json!(a);
+        Ok(l)
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live_sg: &Live,
+        desired: &Json,
+        changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let now: Attrs = common::from_desired(&live_sg.attrs)?;
+        let group_id = &live_sg.physical_id;
+        let has = |f: &str| changed.iter().any(|c| c == f);
+        if has("ingress") {
+            converge_rules(
+                aws,
+                cx,
+                group_id,
+                Direction::Ingress,
+                &now.ingress,
+                &a.ingress,
+            )
+            .await?;
+        }
+        if has("egress") {
+            converge_rules(aws, cx, group_id, Direction::Egress, &now.egress, &a.egress).await?;
+        }
+        if has("name") {
+            set_name_tag(aws, group_id, &a.name).await?;
+        }
+        let mut l = live_sg.clone();
+        l.id = cx.id.to_string();
+        l.attrs = json!(a);
+        Ok(l)
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        let group_id = &live.physical_id;
+        release_references(aws, cx, group_id).await?;
+        delete_while_in_use(aws, cx, "security group", "group-id", group_id, || async {
+            aws.ec2
+                .delete_security_group()
+                .group_id(group_id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("DeleteSecurityGroup"))
+        })
+        .await
+    }
+}
+
+// ---- Fields → rules ---------------------------------------------------------------
+
+fn default_description(id: &str) -> String {
+    format!("{id} (managed by securecart)")
+}
+
+/// AWS's own default egress: everything, anywhere (IPv4).
+fn default_egress() -> Vec<Rule> {
+    vec![Rule {
+        protocol: "-1".into(),
+        from_port: None,
+        to_port: None,
+        cidr: Some("0.0.0.0/0".into()),
+        source_security_group: None,
+        prefix_list: None,
+        description: None,
+    }]
+}
+
+/// `{stack}-{id}`; group names starting with `sg-` are refused by AWS.
+fn group_name(stack: &str, id: &str) -> String {
+    let name = common::physical_name(stack, id, 255, allowed_char, "");
+    if name.to_ascii_lowercase().starts_with("sg-") {
+        common::physical_name("securecart", &name, 255, allowed_char, "")
+    } else {
+        name
+    }
+}
+
+/// Characters AWS accepts in VPC security group names and descriptions.
+fn allowed_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == ' ' || "._-:/()#,@[]+=&;{}!$*".contains(c)
+}
+
+fn check_text(path: &str, s: &str) -> Option<Issue> {
+    if s.len() > 255 {
+        return Some(Issue::new(
+            path,
+            format!("{} characters is too long: at most 255", s.len()),
+        ));
+    }
+    let bad: String = s.chars().filter(|c| !allowed_char(*c)).collect();
+    (!bad.is_empty()).then(|| {
+        Issue::new(path, format!("AWS does not accept `{bad}` here"))
+            .help("use letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*")
+    })
+}
+
+/// The canonical text of a CIDR (so `2001:DB8::/32` and `2001:db8::/32` agree); other
+/// text (an unresolved value) as it is.
+fn canonical_cidr(s: &str) -> String {
+    s.parse::<ipnet::IpNet>()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| s.to_string())
+}
+
+fn check_cidr(s: &str) -> Result<(), String> {
+    if s.contains(':') {
+        let net: ipnet::Ipv6Net = s
+            .parse()
+            .map_err(|_| format!("`{s}` is not a valid CIDR block (like 10.0.0.0/16 or ::/0)"))?;
+        if net.network() != net.addr() {
+            return Err(format!(
+                "`{s}` has host bits set; the network address is {}",
+                net.trunc()
+            ));
+        }
+        return Ok(());
+    }
+    common::parse_cidr(s).map(|_| ())
+}
+
+fn check_rule(at: &str, r: &RuleField, cx: &CheckCx, vpc: &str) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let p = |f: &str| format!("{at}.{f}");
+    match (&r.cidr, &r.source_security_group) {
+        (None, None) => issues.push(
+            Issue::new(at, "the rule names no peer")
+                .help("set `cidr` (addresses) or `source_security_group` (a group)"),
+        ),
+        (Some(_), Some(_)) => issues.push(
+            Issue::new(at, "set either `cidr` or `source_security_group`, not both")
+                .help("write two rules to allow both"),
+        ),
+        (Some(c), None) => {
+            if !has_ref(c) {
+                if let Err(e) = check_cidr(c) {
+                    issues.push(Issue::new(p("cidr"), e));
+                }
+            }
+        }
+        (None, Some(g)) if g == SELF => {}
+        (None, Some(g)) => {
+            match check_id_ref(&p("source_security_group"), g, cx, "security_group", "sg-") {
+                Some(i) => issues.push(i),
+                None => {
+                    let other = cx
+                        .referenced(g)
+                        .and_then(|s| s.config.get("vpc"))
+                        .and_then(Json::as_str)
+                        .map(ref_key);
+                    if let Some(other) = other.filter(|o| o != vpc) {
+                        issues.push(Issue::new(
+                            p("source_security_group"),
+                            format!("`{g}` is in VPC `{other}`, another VPC than this group's"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let port_ok = |f: &str, v: i64| -> Option<Issue> {
+        (!(0..=65535).contains(&v))
+            .then(|| Issue::new(p(f), format!("port {v} is out of range: 0 to 65535")))
+    };
+    match r.protocol {
+        Protocol::Tcp | Protocol::Udp => match (r.port, r.from_port, r.to_port) {
+            (Some(v), None, None) => issues.extend(port_ok("port", v)),
+            (None, Some(a), Some(b)) => {
+                let bad: Vec<Issue> = port_ok("from_port", a).into_iter().chain(port_ok("to_port", b)).collect();
+                if bad.is_empty() && a > b {
+                    issues.push(Issue::new(p("from_port"), format!("from_port {a} is above to_port {b}")));
+                }
+                issues.extend(bad);
+            }
+            (Some(_), _, _) => issues.push(Issue::new(p("port"), "give `port` or `from_port` and `to_port`, not both")),
+            (None, None, None) => issues.push(
+                Issue::new(at, "the rule has no port").help("set `port`, or `from_port` and `to_port` for a range; `protocol: all` for every port"),
+            ),
+            (None, _, _) => issues.push(Issue::new(at, "a port range needs both `from_port` and `to_port`")),
+        },
+        Protocol::Icmp => {
+            if r.port.is_some() {
+                issues.push(
+                    Issue::new(p("port"), "ICMP has no ports")
+                        .help("use `from_port` for the ICMP type and `to_port` for the code, or leave them out for all ICMP"),
+                );
+            }
+            for (f, v) in [("from_port", r.from_port), ("to_port", r.to_port)] {
+                if let Some(v) = v.filter(|v| !(-1..=255).contains(v)) {
+                    issues.push(Issue::new(p(f), format!("ICMP type and code are -1 (all) to 255, not {v}")));
+                }
+            }
+        }
+        Protocol::All => {
+            if r.port.is_some() || r.from_port.is_some() || r.to_port.is_some() {
+                issues.push(
+                    Issue::new(at, "`protocol: all` covers every port").help("remove `port`, `from_port` and `to_port`, or pick tcp or udp"),
+                );
+            }
+        }
+    }
+    if let Some(d) = &r.description {
+        issues.extend(check_text(&p("description"), d));
+    }
+    issues
+}
+
+/// A checked rule field in canonical form.
+fn to_rule(r: &RuleField) -> Result<Rule, String> {
+    let port = |v: i64| i32::try_from(v).map_err(|_| format!("port {v} is out of range"));
+    let (protocol, from_port, to_port) = match r.protocol {
+        Protocol::Tcp | Protocol::Udp => {
+            let (a, b) = match (r.port, r.from_port, r.to_port) {
+                (Some(v), None, None) => (v, v),
+                (None, Some(a), Some(b)) => (a, b),
+                _ => {
+                    return Err(
+                        "a tcp or udp rule needs `port`, or `from_port` and `to_port`".into(),
+                    )
+                }
+            };
+            let name = if r.protocol == Protocol::Tcp {
+                "tcp"
+            } else {
+                "udp"
+            };
+            (name, Some(port(a)?), Some(port(b)?))
+        }
+        Protocol::Icmp => (
+            "icmp",
+            Some(port(r.from_port.unwrap_or(-1))?),
+            Some(port(r.to_port.unwrap_or(-1))?),
+        ),
+        Protocol::All => ("-1", None, None),
+    };
+    Ok(Rule {
+        protocol: protocol.into(),
+        from_port,
+        to_port,
+        cidr: r.cidr.as_deref().map(canonical_cidr),
+        source_security_group: r.source_security_group.clone(),
+        prefix_list: None,
+        description: r.description.clone().filter(|d| !d.is_empty()),
+    })
+}
+
+/// The security-baseline warning for an ingress rule open to the whole internet on a
+/// remote-access or database port.
+fn exposure(at: &str, r: &Rule) -> Option<Issue> {
+    let msg = exposure_message(r)?;
+    Some(
+        Issue::new(format!("{at}.cidr"), msg)
+            .help("narrow `cidr` to the addresses that need it, use `source_security_group`, or reach hosts through SSM Session Manager")
+            .warning(),
+    )
+}
+
+fn exposure_message(r: &Rule) -> Option<String> {
+    let anywhere = matches!(r.cidr.as_deref(), Some("0.0.0.0/0" | "::/0"));
+    if !anywhere || !matches!(r.protocol.as_str(), "tcp" | "udp" | "-1") {
+        return None;
+    }
+    let (lo, hi) = match (r.from_port, r.to_port) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (0, 65535),
+    };
+    let hit: Vec<String> = RISKY_PORTS
+        .iter()
+        .filter(|(p, _)| (lo..=hi).contains(p))
+        .map(|(p, what)| format!("{p} ({what})"))
+        .collect();
+    if hit.is_empty() {
+        return None;
+    }
+    let cidr = r.cidr.as_deref().unwrap_or_default();
+    let ports = if r.protocol == "-1" {
+        "every port, including"
+    } else {
+        "port"
+    };
+    Some(format!(
+        "opens {ports} {} to the whole internet ({cidr}) — {BASELINE}",
+        hit.join(", ")
+    ))
+}
+
+// ---- AWS permissions ⇄ rules ------------------------------------------------------
+
+fn canonical_protocol(p: &str) -> String {
+    match p.to_ascii_lowercase().as_str() {
+        "6" => "tcp".into(),
+        "17" => "udp".into(),
+        "1" => "icmp".into(),
+        "all" => "-1".into(),
+        other => other.to_string(),
+    }
+}
+
+/// One rule per peer: AWS groups several ranges and groups under one permission.
+/// `own_id` is the group's id, which rules show as `self`.
+fn rules_of(perms: &[IpPermission], own_id: &str) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for p in perms {
+        let protocol = canonical_protocol(p.ip_protocol().unwrap_or("-1"));
+        let (from_port, to_port) = if protocol == "-1" {
+            (None, None)
+        } else {
+            (p.from_port(), p.to_port())
+        };
+        let rule = |cidr: Option<&str>,
+                    group: Option<&str>,
+                    prefix_list: Option<&str>,
+                    description: Option<&str>| Rule {
+            protocol: protocol.clone(),
+            from_port,
+            to_port,
+            cidr: cidr.map(canonical_cidr),
+            source_security_group: group.map(|g| if g == own_id { SELF } else { g }.to_string()),
+            prefix_list: prefix_list.map(str::to_string),
+            description: description.filter(|d| !d.is_empty()).map(str::to_string),
+        };
+        for r in p.ip_ranges() {
+            out.push(rule(r.cidr_ip(), None, None, r.description()));
+        }
+        for r in p.ipv6_ranges() {
+            out.push(rule(r.cidr_ipv6(), None, None, r.description()));
+        }
+        for g in p.user_id_group_pairs() {
+            out.push(rule(
+                None,
+                g.group_id().or(g.group_name()),
+                None,
+                g.description(),
+            ));
+        }
+        for l in p.prefix_list_ids() {
+            out.push(rule(None, None, l.prefix_list_id(), l.description()));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The AWS permission for one rule of group `own_id`.
+fn permission(r: &Rule, own_id: &str) -> IpPermission {
+    let d = r.description.clone();
+    let mut b = IpPermission::builder()
+        .ip_protocol(&r.protocol)
+        .set_from_port(r.from_port)
+        .set_to_port(r.to_port);
+    if let Some(c) = &r.cidr {
+        b = if c.contains(':') {
+            b.ipv6_ranges(
+                Ipv6Range::builder()
+                    .cidr_ipv6(c)
+                    .set_description(d.clone())
+                    .build(),
+            )
+        } else {
+            b.ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(c)
+                    .set_description(d.clone())
+                    .build(),
+            )
+        };
+    }
+    if let Some(g) = &r.source_security_group {
+        let g = if g == SELF { own_id } else { g };
+        b = b.user_id_group_pairs(
+            UserIdGroupPair::builder()
+                .group_id(g)
+                .set_description(d.clone())
+                .build(),
+        );
+    }
+    if let Some(l) = &r.prefix_list {
+        b = b.prefix_list_ids(
+            PrefixListId::builder()
+                .prefix_list_id(l)
+                .set_description(d)
+                .build(),
+        );
+    }
+    b.build()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+
+    async fn authorize(
+        self,
+        aws: &Aws,
+        group_id: &str,
+        perms: Vec<IpPermission>,
+    ) -> Result<(), Error> {
+        let perms = Some(perms);
+        match self {
+            Direction::Ingress => aws
+                .ec2
+                .authorize_security_group_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("AuthorizeSecurityGroupIngress")),
+            Direction::Egress => aws
+                .ec2
+                .authorize_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("AuthorizeSecurityGroupEgress")),
+        }
+    }
+
+    async fn revoke(
+        self,
+        aws: &Aws,
+        group_id: &str,
+        perms: Vec<IpPermission>,
+    ) -> Result<(), Error> {
+        let perms = Some(perms);
+        match self {
+            Direction::Ingress => aws
+                .ec2
+                .revoke_security_group_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("RevokeSecurityGroupIngress")),
+            Direction::Egress => aws
+                .ec2
+                .revoke_security_group_egress()
+                .group_id(group_id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("RevokeSecurityGroupEgress")),
+        }
+    }
+
+    async fn describe_rules(
+        self,
+        aws: &Aws,
+        group_id: &str,
+        perms: Vec<IpPermission>,
+    ) -> Result<(), Error> {
+        let perms = Some(perms);
+        match self {
+            Direction::Ingress => aws
+                .ec2
+                .update_security_group_rule_descriptions_ingress()
+                .group_id(group_id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("UpdateSecurityGroupRuleDescriptionsIngress")),
+            Direction::Egress => aws
+                .ec2
+                .update_security_group_rule_descriptions_egress()
+                .group_id(group_id)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("UpdateSecurityGroupRuleDescriptionsEgress")),
+        }
+    }
+}
+
+/// Authorizes the rules missing from `now`, fixes descriptions, then revokes the rules
+/// not wanted: only the difference changes, and adding first means a changed rule
+/// never leaves a gap in what is allowed.
+async fn converge_rules(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    group_id: &str,
+    dir: Direction,
+    now: &[Rule],
+    want: &[Rule],
+) -> Result<(), Error> {
+    let now_by: BTreeMap<Rule, &Rule> = now.iter().map(|r| (r.key(), r)).collect();
+    let want_by: BTreeMap<Rule, &Rule> = want.iter().map(|r| (r.key(), r)).collect();
+    let add: Vec<&Rule> = want_by
+        .iter()
+        .filter(|(k, _)| !now_by.contains_key(*k))
+        .map(|(_, r)| *r)
+        .collect();
+    let redescribe: Vec<&Rule> = want_by
+        .iter()
+        .filter(|(k, w)| {
+            now_by
+                .get(*k)
+                .is_some_and(|n| n.description != w.description)
+        })
+        .map(|(_, r)| *r)
+        .collect();
+    let remove: Vec<&Rule> = now_by
+        .iter()
+        .filter(|(k, _)| !want_by.contains_key(*k))
+        .map(|(_, r)| *r)
+        .collect();
+    let what = dir.name();
+
+    if !add.is_empty() {
+        cx.note(format!("adding {} {what} rule(s)", add.len()));
+        match dir
+            .authorize(
+                aws,
+                group_id,
+                add.iter().map(|r| permission(r, group_id)).collect(),
+            )
+            .await
+        {
+            Ok(()) => {}
+            // Some were added by an earlier, interrupted attempt: add the rest one by
+            // one, and make the description of the existing ones right.
+            Err(e) if e.is_code(&["InvalidPermission.Duplicate"]) => {
+                for r in &add {
+                    match dir
+                        .authorize(aws, group_id, vec![permission(r, group_id)])
+                        .await
+                    {
+                        Err(e) if e.is_code(&["InvalidPermission.Duplicate"]) => {
+                            dir.describe_rules(aws, group_id, vec![permission(r, group_id)])
+                                .await?
+                        }
+                        other => other?,
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !redescribe.is_empty() {
+        cx.note(format!(
+            "updating the description of {} {what} rule(s)",
+            redescribe.len()
+        ));
+        dir.describe_rules(
+            aws,
+            group_id,
+            redescribe.iter().map(|r| permission(r, group_id)).collect(),
+        )
+        .await?;
+    }
+    if !remove.is_empty() {
+        cx.note(format!("removing {} {what} rule(s)", remove.len()));
+        // With the description AWS has: some implementations match on it.
+        let perms = |rs: &[&Rule]| {
+            rs.iter()
+                .map(|r| permission(r, group_id))
+                .collect::<Vec<_>>()
+        };
+        // Already gone: revoked by an earlier attempt, or (InvalidGroup.NotFound) it
+        // pointed at a group that was replaced, whose delete took the rule with it. Our
+        // own group being gone would have failed the authorize above already.
+        let gone = ["InvalidPermission.NotFound", "InvalidGroup.NotFound"];
+        match dir.revoke(aws, group_id, perms(&remove)).await {
+            Ok(()) => {}
+            Err(e) if e.is_code(&gone) => {
+                for r in &remove {
+                    match dir.revoke(aws, group_id, perms(&[r])).await {
+                        Err(e) if e.is_code(&gone) => {}
+                        other => other?,
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Revokes the rules of this stack's other groups that point at `group_id`. AWS refuses
+/// to delete a group other rules refer to, and a replaced group is deleted before the
+/// groups that refer to it are updated to its successor (which re-adds those rules),
+/// so without this a replacement could never finish. Other stacks' groups are left
+/// alone: their rules keep the group in use, and the delete says so.
+async fn release_references(aws: &Aws, cx: &OpCx<'_>, group_id: &str) -> Result<(), Error> {
+    for (filter, dir) in [
+        ("ip-permission.group-id", Direction::Ingress),
+        ("egress.ip-permission.group-id", Direction::Egress),
+    ] {
+        let groups = aws
+            .ec2
+            .describe_security_groups()
+            .filters(Filter::builder().name(filter).values(group_id).build())
+            .filters(ec2::stack_filter(cx.stack))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws_error("DescribeSecurityGroups"))?;
+        for g in &groups {
+            let (Some(other), Some(owner)) = (g.group_id(), ec2::owned_id(g.tags(), cx.stack))
+            else {
+                continue;
+            };
+            if other == group_id {
+                continue;
+            }
+            let perms = match dir {
+                Direction::Ingress => g.ip_permissions(),
+                Direction::Egress => g.ip_permissions_egress(),
+            };
+            let refs: Vec<IpPermission> = rules_of(perms, other)
+                .iter()
+                .filter(|r| r.source_security_group.as_deref() == Some(group_id))
+                .map(|r| permission(r, other))
+                .collect();
+            if refs.is_empty() {
+                continue;
+            }
+            match dir.revoke(aws, other, refs).await {
+                Err(e) if e.is_code(&["InvalidPermission.NotFound"]) || ec2::not_found(e.code()) => {}
+                Err(e) => return Err(e),
+                Ok(()) => cx.note(format!(
+                    "removed the {} rule(s) of `{owner}` ({other}) that refer to {group_id}; its update adds them back for the new group",
+                    dir.name()
+                )),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn describe(aws: &Aws, group_id: &str) -> Result<Option<AwsGroup>, Error> {
+    let out = aws
+        .ec2
+        .describe_security_groups()
+        .group_ids(group_id)
+        .send()
+        .await
+        .map_err(aws_error("DescribeSecurityGroups"))?;
+    Ok(out.security_groups().first().cloned())
+}
+
+/// After InvalidGroup.Duplicate: the group an earlier attempt made is adopted; a group
+/// that only has the same name is not ours, and is left alone.
+async fn adopt(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    group_name: &str,
+    vpc: &str,
+    err: Error,
+) -> Result<String, Error> {
+    let out = aws
+        .ec2
+        .describe_security_groups()
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values(group_name)
+                .build(),
+        )
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .send()
+        .await
+        .map_err(aws_error("DescribeSecurityGroups"))?;
+    let Some(g) = out.security_groups().first() else {
+        return Err(err);
+    };
+    let gid = g.group_id().unwrap_or_default();
+    if ec2::owned_id(g.tags(), cx.stack).as_deref() == Some(cx.id) {
+        cx.note("found the security group an earlier attempt created");
+        return Ok(gid.to_string());
+    }
+    Err(Error::Conflict(format!(
+        "a security group named `{group_name}` already exists in {vpc} ({gid}) and this stack does not manage it; rename or delete it, or use another stack name"
+    )))
+}
+
+fn live(id: String, g: &AwsGroup, region: &str) -> Live {
+    let group_id = g.group_id().unwrap_or_default().to_string();
+    let attrs = Attrs {
+        name: ec2::name_tag(g.tags()).unwrap_or_default(),
+        vpc: g.vpc_id().unwrap_or_default().to_string(),
+        description: g.description().unwrap_or_default().to_string(),
+        ingress: rules_of(g.ip_permissions(), &group_id),
+        egress: rules_of(g.ip_permissions_egress(), &group_id),
+    };
+    let arn = g
+        .security_group_arn()
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            format!(
+                "arn:aws:ec2:{region}:{}:security-group/{group_id}",
+                g.owner_id().unwrap_or_default()
+            )
+        });
+    let outputs = [
+        ("id".to_string(), json!(group_id)),
+        ("arn".to_string(), json!(arn)),
+        (
+            "name".to_string(),
+            json!(g.group_name().unwrap_or_default()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    Live {
+        id,
+        kind: "security_group",
+        physical_id: group_id,
+        attrs: json!(attrs),
+        outputs,
+    }
+}
+
+// ---- Deleting what network interfaces still hold -------------------------------------
+
+/// Network interfaces may hold a subnet or security group for many minutes after what
+/// made them is gone (Lambda's: 45 minutes or more). Long, but bounded.
+const IN_USE_BUDGET: Duration = Duration::from_secs(20 * 60);
+
+/// Runs `op` (a delete) until it stops failing with DependencyViolation, saying which
+/// network interfaces (found with the filter `eni_filter` = `id`) still hold it, for at
+/// most [`IN_USE_BUDGET`]. Already gone counts as deleted.
+pub(super) async fn delete_while_in_use<F, Fut>(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    what: &str,
+    eni_filter: &str,
+    id: &str,
+    op: F,
+) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let held_by = || holders(aws, eni_filter, id);
+    retry_while_held(
+        cx,
+        what,
+        id,
+        IN_USE_BUDGET,
+        Duration::from_secs(2),
+        op,
+        held_by,
+    )
+    .await
+}
+
+async fn retry_while_held<F, Fut, H, HFut>(
+    cx: &OpCx<'_>,
+    what: &str,
+    id: &str,
+    budget: Duration,
+    first_delay: Duration,
+    mut op: F,
+    held_by: H,
+) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+    H: Fn() -> HFut,
+    HFut: Future<Output = String>,
+{
+    let start = Instant::now();
+    let mut delay = first_delay;
+    loop {
+        let e = match op().await {
+            Ok(()) => return Ok(()),
+            Err(e) if ec2::not_found(e.code()) => return Ok(()),
+            Err(e) if e.is_code(&["DependencyViolation"]) => e,
+            Err(e) => return Err(e),
+        };
+        let holders = held_by().await;
+        if start.elapsed() >= budget {
+            return Err(Error::Conflict(format!(
+                "{what} {id} is still in use after {}s ({holders}): delete or detach what uses it, then run again ({e})",
+                budget.as_secs()
+            )));
+        }
+        cx.note(format!(
+            "{what} {id} is still in use ({holders}); waiting for it to be released"
+        ));
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(15));
+    }
+}
+
+/// What holds a subnet or group, in words: its network interfaces and, for a group,
+/// the other groups whose rules refer to it.
+async fn holders(aws: &Aws, eni_filter: &str, id: &str) -> String {
+    let mut found = Vec::new();
+    let enis = aws
+        .ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name(eni_filter).values(id).build())
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await;
+    if let Ok(enis) = enis {
+        for n in enis {
+            let mut about: Vec<String> = Vec::new();
+            if let Some(d) = n.description().filter(|d| !d.is_empty()) {
+                about.push(d.to_string());
+            }
+            if let Some(t) = n.interface_type() {
+                about.push(t.as_str().to_string());
+            }
+            if let Some(s) = n.status() {
+                about.push(s.as_str().to_string());
+            }
+            let eni = n.network_interface_id().unwrap_or("?");
+            found.push(if about.is_empty() {
+                eni.to_string()
+            } else {
+                format!("{eni}: {}", about.join(", "))
+            });
+        }
+    }
+    if eni_filter == "group-id" {
+        for f in ["ip-permission.group-id", "egress.ip-permission.group-id"] {
+            let out = aws
+                .ec2
+                .describe_security_groups()
+                .filters(Filter::builder().name(f).values(id).build())
+                .send()
+                .await;
+            if let Ok(out) = out {
+                for g in out
+                    .security_groups()
+                    .iter()
+                    .filter(|g| g.group_id() != Some(id))
+                {
+                    found.push(format!(
+                        "rules of security group {}",
+                        g.group_id().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+    found.dedup();
+    if found.is_empty() {
+        "by something AWS does not list as a network interface".to_string()
+    } else {
+        format!("by {}", found.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::subnet::tests::problems;
+
+    fn sg(body: &str) -> Vec<String> {
+        problems(&format!(
+            "
+name: t
+resources:
+  main_vpc:
+    type: vpc
+    cidr_block: 10.0.0.0/16
+  lb:
+    type: security_group
+    vpc: ${{main_vpc}}
+    ingress:
+      - port: 443
+        cidr: 0.0.0.0/0
+  web:
+    type: security_group
+    vpc: ${{main_vpc}}
+{body}"
+        ))
+    }
+
+    #[test]
+    fn good_rules_pass() {
+        let p = sg("
+    description: Web servers
+    ingress:
+      - port: 80
+        source_security_group: ${lb}
+        description: from the load balancer
+      - protocol: udp
+        from_port: 1000
+        to_port: 2000
+        cidr: 10.0.0.0/16
+      - protocol: icmp
+        cidr: 10.0.0.0/16
+      - protocol: all
+        cidr: 10.0.0.0/8
+      - port: 7946
+        source_security_group: self
+    egress:
+      - port: 5432
+        cidr: ${main_vpc.cidr_block}
+");
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn bad_rules_are_explained() {
+        let p = sg("
+    description: \"naïve\"
+    ingress:
+      - port: 80
+      - port: 80
+        cidr: 10.0.0.0/16
+        source_security_group: ${lb}
+      - port: 70000
+        cidr: 10.0.0.1/16
+      - from_port: 90
+        to_port: 80
+        cidr: 10.0.0.0/16
+      - from_port: 90
+        cidr: 10.0.0.0/16
+      - protocol: all
+        port: 22
+        cidr: 10.0.0.0/16
+      - cidr: 10.0.0.0/16
+      - protocol: icmp
+        port: 8
+        cidr: 10.0.0.0/16
+      - port: 443
+        source_security_group: ${main_vpc}
+      - port: 443
+        source_security_group: sg-0abc
+      - port: 443
+        source_security_group: sg-0abc
+        description: same again
+");
+        let all = p.join("\n");
+        for want in [
+            "web.description: AWS does not accept `ï`",
+            "ingress[0]: the rule names no peer",
+            "ingress[1]: set either `cidr` or `source_security_group`, not both",
+            "ingress[2].port: port 70000 is out of range",
+            "ingress[2].cidr: `10.0.0.1/16` has host bits set",
+            "ingress[3].from_port: from_port 90 is above to_port 80",
+            "ingress[4]: a port range needs both",
+            "ingress[5]: `protocol: all` covers every port",
+            "ingress[6]: the rule has no port",
+            "ingress[7].port: ICMP has no ports",
+            "ingress[8].source_security_group: `${main_vpc}` refers to `main_vpc` (type vpc)",
+            "ingress[10]: the same rule as ingress[9]",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in\n{all}");
+        }
+        assert_eq!(p.len(), 12, "{all}");
+    }
+
+    #[test]
+    fn open_admin_and_database_ports_warn() {
+        let p = sg("
+    ingress:
+      - port: 22
+        cidr: 0.0.0.0/0
+      - from_port: 3000
+        to_port: 4000
+        cidr: ::/0
+      - port: 5432
+        cidr: 10.0.0.0/8
+      - protocol: all
+        cidr: 0.0.0.0/0
+      - port: 80
+        cidr: 0.0.0.0/0
+");
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p.iter()
+                .all(|m| m.starts_with("Warning") && m.contains("CKV_AWS_24/25/277 / EC2.19")),
+            "{p:?}"
+        );
+        assert!(
+            p[0].contains("ingress[0].cidr") && p[0].contains("22 (SSH)"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("3306 (MySQL)") && p[1].contains("3389 (RDP)") && p[1].contains("(::/0)"),
+            "{p:?}"
+        );
+        assert!(p[2].contains("every port"), "{p:?}");
+        let d = SecurityGroup
+            .desired("dev", "web", &json!({"vpc": "vpc-1", "ingress": [{"port": 22, "cidr": "0.0.0.0/0"}, {"port": 22, "cidr": "10.0.0.0/8"}]}))
+            .unwrap();
+        let w = SecurityGroup.warnings(&d);
+        assert_eq!(w, vec!["ingress opens port 22 (SSH) to the whole internet (0.0.0.0/0) — security baseline CKV_AWS_24/25/277 / EC2.19"]);
+    }
+
+    #[test]
+    fn desired_is_normalised_and_sorted() {
+        let d = SecurityGroup
+            .desired(
+                "dev",
+                "web",
+                &json!({"vpc": "vpc-1", "ingress": [
+                    {"port": 443, "cidr": "0.0.0.0/0"},
+                    {"protocol": "all", "source_security_group": "sg-lb", "description": ""},
+                    {"protocol": "icmp", "cidr": "2001:DB8::/32"},
+                    {"port": 443, "cidr": "0.0.0.0/0"},
+                ]}),
+            )
+            .unwrap();
+        assert_eq!(
+            d,
+            json!({
+                "name": "dev-web",
+                "vpc": "vpc-1",
+                "description": "web (managed by securecart)",
+                "ingress": [
+                    {"protocol": "-1", "source_security_group": "sg-lb"},
+                    {"protocol": "icmp", "from_port": -1, "to_port": -1, "cidr": "2001:db8::/32"},
+                    {"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr": "0.0.0.0/0"},
+                ],
+                "egress": [{"protocol": "-1", "cidr": "0.0.0.0/0"}],
+            })
+        );
+        let none = SecurityGroup
+            .desired("dev", "web", &json!({"vpc": "vpc-1", "egress": []}))
+            .unwrap();
+        assert_eq!(none["egress"], json!([]));
+    }
+
+    #[test]
+    fn aws_permissions_expand_to_the_same_rules() {
+        let want = SecurityGroup
+            .desired(
+                "dev",
+                "web",
+                &json!({"vpc": "vpc-1", "description": "Web", "ingress": [
+                    {"port": 443, "cidr": "10.0.0.0/16", "description": "office"},
+                    {"port": 443, "cidr": "10.1.0.0/16"},
+                    {"port": 443, "source_security_group": "sg-lb"},
+                    {"protocol": "all", "cidr": "10.2.0.0/16"},
+                    {"port": 9000, "source_security_group": "self"},
+                ]}),
+            )
+            .unwrap();
+        // AWS answers with ranges grouped per protocol and port, in its own order, with
+        // ports on "all" rules, and numbers for protocol names.
+        let g = AwsGroup::builder()
+            .group_id("sg-web")
+            .group_name("dev-web")
+            .vpc_id("vpc-1")
+            .description("Web")
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key("Name")
+                    .value("dev-web")
+                    .build(),
+            )
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("6")
+                    .from_port(443)
+                    .to_port(443)
+                    .ip_ranges(IpRange::builder().cidr_ip("10.1.0.0/16").build())
+                    .ip_ranges(
+                        IpRange::builder()
+                            .cidr_ip("10.0.0.0/16")
+                            .description("office")
+                            .build(),
+                    )
+                    .user_id_group_pairs(
+                        UserIdGroupPair::builder()
+                            .group_id("sg-lb")
+                            .user_id("123")
+                            .description("")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("-1")
+                    .from_port(-1)
+                    .to_port(-1)
+                    .ip_ranges(IpRange::builder().cidr_ip("10.2.0.0/16").build())
+                    .build(),
+            )
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(9000)
+                    .to_port(9000)
+                    .user_id_group_pairs(UserIdGroupPair::builder().group_id("sg-web").build())
+                    .build(),
+            )
+            .ip_permissions_egress(
+                IpPermission::builder()
+                    .ip_protocol("-1")
+                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .build(),
+            )
+            .build();
+        let l = live("web".into(), &g, "us-east-1");
+        assert_eq!(want, l.attrs);
+        assert_eq!(l.outputs["name"], json!("dev-web"));
+    }
+
+    #[test]
+    fn group_names_never_start_with_sg() {
+        assert_eq!(group_name("dev", "web"), "dev-web");
+        assert_eq!(group_name("sg", "web"), "securecart-sg-web");
+    }
+
+    #[test]
+    fn permissions_carry_descriptions_and_resolve_self() {
+        let r = Rule {
+            protocol: "tcp".into(),
+            from_port: Some(22),
+            to_port: Some(22),
+            cidr: Some("::/0".into()),
+            source_security_group: None,
+            prefix_list: None,
+            description: Some("x".into()),
+        };
+        let p = permission(&r.key(), "sg-1");
+        assert_eq!(p.ipv6_ranges()[0].cidr_ipv6(), Some("::/0"));
+        assert_eq!(p.ipv6_ranges()[0].description(), None);
+        assert_eq!(p.from_port(), Some(22));
+        assert_eq!(
+            permission(&r, "sg-1").ipv6_ranges()[0].description(),
+            Some("x")
+        );
+        let own = Rule {
+            cidr: None,
+            source_security_group: Some(SELF.into()),
+            ..r
+        };
+        assert_eq!(
+            permission(&own, "sg-1").user_id_group_pairs()[0].group_id(),
+            Some("sg-1")
+        );
+    }
+
+    fn dependency(msg: &str) -> Error {
+        Error::Aws {
+            operation: "DeleteSecurityGroup".into(),
+            code: Some("DependencyViolation".into()),
+            message: msg.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn deletes_wait_for_network_interfaces_and_name_them() {
+        let notes = std::sync::Mutex::new(Vec::<String>::new());
+        let progress = |m: String| notes.lock().unwrap().push(m);
+        let cx = OpCx {
+            stack: "dev",
+            id: "web",
+            progress: &progress,
+        };
+        let tries = std::sync::atomic::AtomicUsize::new(0);
+        let held = || async { "by eni-1: AWS Lambda VPC ENI, lambda, in-use".to_string() };
+        let op = || async {
+            match tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 | 1 => Err(dependency("resource sg-1 has a dependent object")),
+                _ => Ok(()),
+            }
+        };
+        let r = retry_while_held(
+            &cx,
+            "security group",
+            "sg-1",
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            op,
+            held,
+        )
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        let notes = notes.into_inner().unwrap();
+        assert_eq!(notes.len(), 2);
+        assert!(
+            notes[0].contains("sg-1 is still in use (by eni-1: AWS Lambda VPC ENI"),
+            "{notes:?}"
+        );
+
+        let quiet = |_: String| {};
+        let cx = OpCx {
+            stack: "dev",
+            id: "web",
+            progress: &quiet,
+        };
+        let always = || async { Err(dependency("in use")) };
+        let err = retry_while_held(
+            &cx,
+            "subnet",
+            "subnet-1",
+            Duration::from_millis(20),
+            Duration::from_millis(1),
+            always,
+            held,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)));
+        assert!(
+            err.to_string()
+                .contains("subnet subnet-1 is still in use after 0s (by eni-1"),
+            "{err}"
+        );
+
+        let gone = || async {
+            Err(Error::Aws {
+                operation: "DeleteSubnet".into(),
+                code: Some("InvalidSubnetID.NotFound".into()),
+                message: String::new(),
+            })
+        };
+        assert!(retry_while_held(
+            &cx,
+            "subnet",
+            "subnet-1",
+            Duration::ZERO,
+            Duration::ZERO,
+            gone,
+            held
+        )
+        .await
+        .is_ok());
+    }
+}
