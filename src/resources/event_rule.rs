@@ -1,0 +1,1134 @@
+//! `event_rule`: an Amazon EventBridge rule (an event pattern or a schedule) on the
+//! default bus or a custom one, with the targets it delivers to.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_eventbridge::types::{Rule, RuleState, SqsParameters, Tag, Target};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+
+use super::common::{self, aws_error, parse, Error};
+use super::event_bus::{bus_char, not_found, owned_id, stack_buses, tag_list, tags_of};
+use super::{Kind, Live, OpCx};
+use crate::aws::Aws;
+use crate::blueprint::refs::{self, Piece, Ref};
+use crate::blueprint::{CheckCx, Issue, Resource};
+
+pub struct EventRule;
+
+const KIND: &str = "event_rule";
+const DEFAULT_BUS: &str = "default";
+/// EventBridge's limit of targets per rule.
+const MAX_TARGETS: usize = 5;
+
+/// An EventBridge rule: matches events (or fires on a schedule) and sends them to targets.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// The event bus the rule listens on, as a reference like `${orders_bus.name}`.
+    /// Leave it out for the account's default bus. Changing it replaces the rule.
+    #[serde(default)]
+    bus: Option<String>,
+    /// The events to match, written as YAML: an EventBridge event pattern such as
+    /// `{source: [shop.orders], detail-type: [OrderPlaced]}`. Give this or `schedule`.
+    #[serde(default)]
+    event_pattern: Option<Json>,
+    /// Fire on a schedule instead: `rate(5 minutes)` or `cron(0 12 * * ? *)` (UTC).
+    /// Schedules run on the default bus only.
+    #[serde(default)]
+    schedule: Option<String>,
+    /// What the rule is for (up to 512 characters).
+    #[serde(default)]
+    description: Option<String>,
+    /// A disabled rule keeps its targets but sends nothing.
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Where matched events go (at most 5).
+    #[serde(default)]
+    targets: Vec<TargetField>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One target of a rule.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TargetField {
+    /// Id of the target within the rule; by default `target-1`, `target-2`, … by position.
+    #[serde(default)]
+    id: Option<String>,
+    /// ARN of the target, usually a reference like `${orders_queue.arn}`.
+    arn: String,
+    /// Fixed JSON to send instead of the matched event, written as YAML.
+    #[serde(default)]
+    input: Option<Json>,
+    /// ARN of the IAM role EventBridge assumes to call the target, as a reference like
+    /// `${events_role.arn}`: needed for Step Functions, Kinesis and ECS targets.
+    #[serde(default)]
+    role: Option<String>,
+    /// Message group id for a FIFO queue target (required by FIFO queues).
+    #[serde(default)]
+    sqs_message_group_id: Option<String>,
+}
+
+/// Normalised attributes: what `desired` builds and `read` finds, in one shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Attrs {
+    name: String,
+    bus: String,
+    event_pattern: Option<Json>,
+    schedule: Option<String>,
+    description: Option<String>,
+    enabled: bool,
+    /// Sorted by id: EventBridge lists targets in no particular order.
+    targets: Vec<TargetAttrs>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TargetAttrs {
+    id: String,
+    arn: String,
+    input: Option<Json>,
+    role: Option<String>,
+    sqs_message_group_id: Option<String>,
+}
+
+fn rule_name(stack: &str, id: &str) -> String {
+    common::physical_name(stack, id, 64, bus_char, "")
+}
+
+/// A bus given by name or by ARN, as its name; no bus is the default bus.
+fn bus_of(bus: Option<&str>) -> String {
+    match bus.map(str::trim).filter(|b| !b.is_empty()) {
+        None => DEFAULT_BUS.to_string(),
+        Some(b) if b.starts_with("arn:") => b
+            .rsplit_once("event-bus/")
+            .map(|(_, n)| n)
+            .unwrap_or(b)
+            .to_string(),
+        Some(b) => b.to_string(),
+    }
+}
+
+/// JSON with the keys of every mapping sorted, so that EventBridge's re-ordering of a
+/// pattern never shows as a change (and plan shows patterns in one stable order).
+fn sorted(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => {
+            let mut entries: Vec<(&String, &Json)> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Json::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted(v)))
+                    .collect(),
+            )
+        }
+        Json::Array(a) => Json::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// JSON text from AWS, normalised; text that is not JSON is kept as a string so a
+/// difference still shows.
+fn parse_json_text(s: &str) -> Json {
+    serde_json::from_str::<Json>(s)
+        .map(|v| sorted(&v))
+        .unwrap_or_else(|_| Json::String(s.to_string()))
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn target_id_ok(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.chars().all(bus_char)
+}
+
+#[async_trait]
+impl Kind for EventRule {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &["arn", "name"]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut out = Vec::new();
+        match (&f.event_pattern, &f.schedule) {
+            (Some(_), Some(_)) => out.push(
+                Issue::new(
+                    "schedule",
+                    "a rule has either `event_pattern` or `schedule`, not both",
+                )
+                .help("use two rules to react to events and to run on a schedule"),
+            ),
+            (None, None) => out.push(
+                Issue::new("", "a rule needs `event_pattern` or `schedule`").help(
+                    "e.g. `event_pattern: {source: [shop.orders]}` or `schedule: rate(5 minutes)`",
+                ),
+            ),
+            _ => {}
+        }
+        if let Some(p) = &f.event_pattern {
+            match p {
+                Json::Object(m) if m.is_empty() => out.push(Issue::new(
+                    "event_pattern",
+                    "an empty pattern matches nothing",
+                )),
+                Json::Object(_) => check_pattern(p, "event_pattern", &mut out),
+                _ => out.push(
+                    Issue::new("event_pattern", "an event pattern must be a mapping").help(
+                        "e.g. `event_pattern: {source: [shop.orders], detail-type: [OrderPlaced]}`",
+                    ),
+                ),
+            }
+        }
+        if let Some(s) = &f.schedule {
+            if let Err(e) = check_schedule(s) {
+                out.push(Issue::new("schedule", e));
+            }
+            if let Some(b) = &f.bus {
+                if bus_of(Some(b)) != DEFAULT_BUS {
+                    out.push(
+                        Issue::new("bus", "schedules only run on the default event bus")
+                            .help("remove `bus` from this rule"),
+                    );
+                }
+            }
+        }
+        if let Some(b) = &f.bus {
+            out.extend(check_bus(b, cx));
+        }
+        if f.description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 512)
+        {
+            out.push(Issue::new(
+                "description",
+                "a description has at most 512 characters",
+            ));
+        }
+        if f.targets.len() > MAX_TARGETS {
+            out.push(
+                Issue::new(
+                    "targets",
+                    format!(
+                        "a rule has at most {MAX_TARGETS} targets, not {}",
+                        f.targets.len()
+                    ),
+                )
+                .help("split the targets over several rules with the same pattern"),
+            );
+        }
+        let mut seen = BTreeMap::new();
+        for (i, t) in f.targets.iter().enumerate() {
+            let at = |field: &str| format!("targets[{i}].{field}");
+            let id = target_id(t, i);
+            if !target_id_ok(&id) {
+                out.push(Issue::new(
+                    at("id"),
+                    format!("target id `{id}` must be 1 to 64 letters, digits, `.`, `_` or `-`"),
+                ));
+            }
+            if let Some(j) = seen.insert(id.clone(), i) {
+                out.push(Issue::new(
+                    at("id"),
+                    format!("target id `{id}` is also used by targets[{j}]"),
+                ));
+            }
+            out.extend(check_target(t, cx).into_iter().map(|(field, issue)| Issue {
+                path: at(field),
+                ..issue
+            }));
+        }
+        out
+    }
+
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| {
+            if i.path.is_empty() {
+                i.message
+            } else {
+                format!("{}: {}", i.path, i.message)
+            }
+        })?;
+        let mut targets: Vec<TargetAttrs> = f
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TargetAttrs {
+                id: target_id(t, i),
+                arn: t.arn.clone(),
+                input: t.input.as_ref().map(sorted),
+                role: non_empty(t.role.as_deref()),
+                sqs_message_group_id: non_empty(t.sqs_message_group_id.as_deref()),
+            })
+            .collect();
+        targets.sort_by(|a, b| a.id.cmp(&b.id));
+        let a = Attrs {
+            name: rule_name(stack, id),
+            bus: bus_of(f.bus.as_deref()),
+            event_pattern: f.event_pattern.as_ref().map(sorted),
+            schedule: non_empty(f.schedule.as_deref()),
+            description: non_empty(f.description.as_deref()),
+            enabled: f.enabled,
+            targets,
+        };
+        serde_json::to_value(a).map_err(|e| e.to_string())
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &["bus", "name"]
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        // Rules live on a bus: the default one, or one of the stack's own.
+        let mut buses = vec![DEFAULT_BUS.to_string()];
+        buses.extend(
+            stack_buses(aws, stack)
+                .await?
+                .iter()
+                .filter_map(|b| b.name().map(str::to_string)),
+        );
+        let prefix = format!("{stack}-");
+        let per_bus: Vec<Vec<Rule>> = futures::stream::iter(buses)
+            .map(|bus| list_rules(aws, bus, &prefix))
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        // Tags and targets have no batched form: one call of each per rule.
+        let found: Vec<Option<Live>> = futures::stream::iter(per_bus.into_iter().flatten())
+            .map(|r| read_rule(aws, stack, r))
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let mut out: Vec<Live> = found.into_iter().flatten().collect();
+        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+        Ok(out)
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        // PutRule would silently overwrite a same-named rule: look first, and touch it only
+        // if it carries this resource's tags (left behind by an interrupted run).
+        if let Some(existing) = describe_rule(aws, &a.name, &a.bus).await? {
+            let arn = existing.arn().unwrap_or_default().to_string();
+            let tags = tags_of(aws, &arn).await?.unwrap_or_default();
+            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+                return Err(Error::Conflict(format!(
+                    "an EventBridge rule named `{}` already exists on bus `{}` and is not tagged as `{}` of stack `{}`; \
+                     securecart does not adopt or change it: delete it or use another resource id",
+                    a.name, a.bus, cx.id, cx.stack
+                )));
+            }
+            cx.note("the rule exists from an earlier run; bringing it up to date");
+            let targets = list_targets(aws, &a.name, &a.bus)
+                .await?
+                .unwrap_or_default();
+            let live_rule = live(cx.id.to_string(), &arn, attrs_of(&existing, &targets));
+            let changed: Vec<String> =
+                crate::plan::diff(desired, &live_rule.attrs, &[], &Default::default())
+                    .into_iter()
+                    .map(|c| c.attribute)
+                    .collect();
+            if changed.is_empty() {
+                return Ok(live_rule);
+            }
+            return self.update(aws, cx, &live_rule, desired, &changed).await;
+        }
+        let arn = put_rule(aws, &a, tag_list(cx.stack, cx.id, &a.name)?).await?;
+        // A crash before the targets are in leaves a tagged rule without them; the next
+        // plan finds it and update() adds them.
+        put_targets(aws, &a, &a.targets.iter().collect::<Vec<_>>()).await?;
+        Ok(live(cx.id.to_string(), &arn, a))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live_rule: &Live,
+        desired: &Json,
+        changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let old: Attrs = common::from_desired(&live_rule.attrs)?;
+        let has = |f: &str| changed.iter().any(|c| c == f);
+        let mut arn = live_rule
+            .outputs
+            .get("arn")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if ["event_pattern", "schedule", "enabled", "description"]
+            .iter()
+            .any(|f| has(f))
+        {
+            cx.note("updating the rule");
+            // PutRule replaces every setting of the rule (not its tags), so it gets all of them.
+            arn = put_rule(aws, &a, Vec::new()).await?;
+        }
+        if has("targets") {
+            let remove: Vec<String> = old
+                .targets
+                .iter()
+                .filter(|o| !a.targets.iter().any(|t| t.id == o.id))
+                .map(|o| o.id.clone())
+                .collect();
+            let put: Vec<&TargetAttrs> = a
+                .targets
+                .iter()
+                .filter(|t| !old.targets.contains(t))
+                .collect();
+            // Removed first: the limit of 5 targets counts old and new together.
+            if !remove.is_empty() {
+                cx.note(format!("removing targets {}", remove.join(", ")));
+                remove_targets(aws, &a.name, &a.bus, &remove).await?;
+            }
+            if !put.is_empty() {
+                cx.note(format!(
+                    "putting targets {}",
+                    put.iter()
+                        .map(|t| t.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                put_targets(aws, &a, &put).await?;
+            }
+        }
+        Ok(live(cx.id.to_string(), &arn, a))
+    }
+
+    async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live_rule: &Live) -> Result<(), Error> {
+        let a: Attrs = common::from_desired(&live_rule.attrs)?;
+        // A rule with targets cannot be deleted; the list is fresh, not the one read at plan time.
+        let Some(targets) = list_targets(aws, &a.name, &a.bus).await? else {
+            return Ok(());
+        };
+        let ids: Vec<String> = targets.iter().map(|t| t.id().to_string()).collect();
+        if !ids.is_empty() {
+            match remove_targets(aws, &a.name, &a.bus, &ids).await {
+                Err(e) if not_found(&e) => return Ok(()),
+                other => other?,
+            }
+        }
+        match aws
+            .events
+            .delete_rule()
+            .name(&a.name)
+            .event_bus_name(&a.bus)
+            .send()
+            .await
+            .map_err(aws_error("DeleteRule"))
+        {
+            Err(e) if not_found(&e) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+fn target_id(t: &TargetField, index: usize) -> String {
+    t.id.clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("target-{}", index + 1))
+}
+
+fn live(id: String, arn: &str, a: Attrs) -> Live {
+    let outputs: BTreeMap<String, Json> = [
+        ("arn".to_string(), json!(arn)),
+        ("name".to_string(), json!(a.name)),
+    ]
+    .into_iter()
+    .collect();
+    Live {
+        id,
+        kind: KIND,
+        physical_id: arn.to_string(),
+        attrs: json!(a),
+        outputs,
+    }
+}
+
+fn attrs_of(r: &Rule, targets: &[Target]) -> Attrs {
+    let mut targets: Vec<TargetAttrs> = targets
+        .iter()
+        .map(|t| TargetAttrs {
+            id: t.id().to_string(),
+            arn: t.arn().to_string(),
+            input: t.input().map(parse_json_text),
+            role: non_empty(t.role_arn()),
+            sqs_message_group_id: non_empty(t.sqs_parameters().and_then(|p| p.message_group_id())),
+        })
+        .collect();
+    targets.sort_by(|a, b| a.id.cmp(&b.id));
+    Attrs {
+        name: r.name().unwrap_or_default().to_string(),
+        bus: bus_of(r.event_bus_name()),
+        event_pattern: non_empty(r.event_pattern()).map(|p| parse_json_text(&p)),
+        schedule: non_empty(r.schedule_expression()),
+        description: non_empty(r.description()),
+        enabled: matches!(
+            r.state(),
+            Some(RuleState::Enabled | RuleState::EnabledWithAllCloudtrailManagementEvents)
+        ),
+        targets,
+    }
+}
+
+async fn read_rule(aws: &Aws, stack: &str, r: Rule) -> Result<Option<Live>, Error> {
+    // Rules that other AWS services manage on our buses are theirs.
+    if r.managed_by().is_some() {
+        return Ok(None);
+    }
+    let (Some(name), Some(arn)) = (r.name(), r.arn()) else {
+        return Ok(None);
+    };
+    let Some(tags) = tags_of(aws, arn).await? else {
+        return Ok(None);
+    };
+    let Some(id) = owned_id(&tags, stack) else {
+        return Ok(None);
+    };
+    let bus = bus_of(r.event_bus_name());
+    let Some(targets) = list_targets(aws, name, &bus).await? else {
+        return Ok(None);
+    };
+    Ok(Some(live(id, arn, attrs_of(&r, &targets))))
+}
+
+async fn list_rules(aws: &Aws, bus: String, prefix: &str) -> Result<Vec<Rule>, Error> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = aws
+            .events
+            .list_rules()
+            .event_bus_name(&bus)
+            .name_prefix(prefix)
+            .limit(100)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(aws_error("ListRules"));
+        let page = match page {
+            // The bus went away between listing buses and listing its rules.
+            Err(e) if not_found(&e) => return Ok(out),
+            other => other?,
+        };
+        out.extend(page.rules().iter().map(|r| {
+            // Some answers leave the bus out; the rule is on the bus we asked about.
+            if r.event_bus_name().is_none() {
+                let mut r = r.clone();
+                r.event_bus_name = Some(bus.clone());
+                r
+            } else {
+                r.clone()
+            }
+        }));
+        match page.next_token() {
+            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The rule's targets, or `None` when the rule does not exist.
+async fn list_targets(aws: &Aws, rule: &str, bus: &str) -> Result<Option<Vec<Target>>, Error> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = aws
+            .events
+            .list_targets_by_rule()
+            .rule(rule)
+            .event_bus_name(bus)
+            .limit(100)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(aws_error("ListTargetsByRule"));
+        let page = match page {
+            Err(e) if not_found(&e) => return Ok(None),
+            other => other?,
+        };
+        out.extend(page.targets().iter().cloned());
+        match page.next_token() {
+            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
+            _ => return Ok(Some(out)),
+        }
+    }
+}
+
+/// The rule called `name` on `bus`, as a [`Rule`], if it exists.
+async fn describe_rule(aws: &Aws, name: &str, bus: &str) -> Result<Option<Rule>, Error> {
+    let d = match aws
+        .events
+        .describe_rule()
+        .name(name)
+        .event_bus_name(bus)
+        .send()
+        .await
+        .map_err(aws_error("DescribeRule"))
+    {
+        Err(e) if not_found(&e) => return Ok(None),
+        other => other?,
+    };
+    Ok(Some(
+        Rule::builder()
+            .set_name(d.name().map(str::to_string))
+            .set_arn(d.arn().map(str::to_string))
+            .set_event_pattern(d.event_pattern().map(str::to_string))
+            .set_schedule_expression(d.schedule_expression().map(str::to_string))
+            .set_state(d.state().cloned())
+            .set_description(d.description().map(str::to_string))
+            .set_managed_by(d.managed_by().map(str::to_string))
+            .event_bus_name(d.event_bus_name().unwrap_or(bus))
+            .build(),
+    ))
+}
+
+/// Creates or replaces the rule's settings; `tags` only on create (PutRule ignores
+/// them for an existing rule anyway).
+async fn put_rule(aws: &Aws, a: &Attrs, tags: Vec<Tag>) -> Result<String, Error> {
+    let state = if a.enabled {
+        RuleState::Enabled
+    } else {
+        RuleState::Disabled
+    };
+    let mut req = aws
+        .events
+        .put_rule()
+        .name(&a.name)
+        .event_bus_name(&a.bus)
+        .state(state);
+    if let Some(p) = &a.event_pattern {
+        req = req.event_pattern(sorted(p).to_string());
+    }
+    if let Some(s) = &a.schedule {
+        req = req.schedule_expression(s);
+    }
+    if let Some(d) = &a.description {
+        req = req.description(d);
+    }
+    for t in tags {
+        req = req.tags(t);
+    }
+    let out = req.send().await.map_err(aws_error("PutRule"))?;
+    Ok(out.rule_arn().unwrap_or_default().to_string())
+}
+
+fn aws_target(t: &TargetAttrs) -> Result<Target, Error> {
+    let mut b = Target::builder().id(&t.id).arn(&t.arn);
+    if let Some(i) = &t.input {
+        b = b.input(sorted(i).to_string());
+    }
+    if let Some(r) = &t.role {
+        b = b.role_arn(r);
+    }
+    if let Some(g) = &t.sqs_message_group_id {
+        b = b.sqs_parameters(SqsParameters::builder().message_group_id(g).build());
+    }
+    b.build()
+        .map_err(|e| Error::Invalid(format!("target `{}`: {e}", t.id)))
+}
+
+/// PutTargets answers 200 even when targets fail: the failures are in the body.
+async fn put_targets(aws: &Aws, a: &Attrs, targets: &[&TargetAttrs]) -> Result<(), Error> {
+    for chunk in targets.chunks(10) {
+        let mut req = aws
+            .events
+            .put_targets()
+            .rule(&a.name)
+            .event_bus_name(&a.bus);
+        for t in chunk {
+            req = req.targets(aws_target(t)?);
+        }
+        let out = req.send().await.map_err(aws_error("PutTargets"))?;
+        if out.failed_entry_count() > 0 || !out.failed_entries().is_empty() {
+            let why: Vec<String> = out
+                .failed_entries()
+                .iter()
+                .map(|f| {
+                    format!(
+                        "target `{}`: {}{}",
+                        f.target_id().unwrap_or("?"),
+                        f.error_code().map(|c| format!("{c}: ")).unwrap_or_default(),
+                        f.error_message().unwrap_or("failed")
+                    )
+                })
+                .collect();
+            return Err(Error::Aws {
+                operation: "PutTargets".into(),
+                code: out
+                    .failed_entries()
+                    .first()
+                    .and_then(|f| f.error_code())
+                    .map(str::to_string),
+                message: why.join("; "),
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn remove_targets(aws: &Aws, rule: &str, bus: &str, ids: &[String]) -> Result<(), Error> {
+    for chunk in ids.chunks(100) {
+        let mut req = aws.events.remove_targets().rule(rule).event_bus_name(bus);
+        for id in chunk {
+            req = req.ids(id);
+        }
+        let out = req.send().await.map_err(aws_error("RemoveTargets"))?;
+        if out.failed_entry_count() > 0 || !out.failed_entries().is_empty() {
+            let why: Vec<String> = out
+                .failed_entries()
+                .iter()
+                .map(|f| {
+                    format!(
+                        "target `{}`: {}",
+                        f.target_id().unwrap_or("?"),
+                        f.error_message().unwrap_or("failed")
+                    )
+                })
+                .collect();
+            return Err(Error::Aws {
+                operation: "RemoveTargets".into(),
+                code: out
+                    .failed_entries()
+                    .first()
+                    .and_then(|f| f.error_code())
+                    .map(str::to_string),
+                message: why.join("; "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// EventBridge rejects a pattern whose leaves are not lists (`source: x` instead of
+/// `source: [x]`) with a terse message: say where and how to write it.
+fn check_pattern(v: &Json, path: &str, out: &mut Vec<Issue>) {
+    let Json::Object(m) = v else { return };
+    for (k, x) in m {
+        let p = format!("{path}.{k}");
+        match x {
+            Json::Object(_) => check_pattern(x, &p, out),
+            Json::Array(a) if a.is_empty() => {
+                out.push(Issue::new(p, format!("`{k}: []` matches nothing")))
+            }
+            Json::Array(_) => {}
+            other => out.push(
+                Issue::new(
+                    p,
+                    "pattern values are lists of values to match, not a single value",
+                )
+                .help(format!("write `{k}: [{other}]`")),
+            ),
+        }
+    }
+}
+
+/// `rate(N unit)` or `cron(min hour day-of-month month day-of-week year)`.
+fn check_schedule(s: &str) -> Result<(), String> {
+    let s = s.trim();
+    if let Some(body) = s.strip_prefix("rate(").and_then(|b| b.strip_suffix(')')) {
+        let parts: Vec<&str> = body.split_whitespace().collect();
+        let [n, unit] = parts.as_slice() else {
+            return Err(format!(
+                "`{s}`: a rate is a number and a unit, like `rate(5 minutes)`"
+            ));
+        };
+        let n: u64 = n
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{s}`: the rate must be a whole number above 0"))?;
+        let base = unit.strip_suffix('s').unwrap_or(unit);
+        if !["minute", "hour", "day"].contains(&base) {
+            return Err(format!("`{s}`: the unit is minute(s), hour(s) or day(s)"));
+        }
+        let want = if n == 1 {
+            base.to_string()
+        } else {
+            format!("{base}s")
+        };
+        if *unit != want {
+            return Err(format!("`{s}`: EventBridge wants `rate({n} {want})`"));
+        }
+        return Ok(());
+    }
+    if let Some(body) = s.strip_prefix("cron(").and_then(|b| b.strip_suffix(')')) {
+        let f: Vec<&str> = body.split_whitespace().collect();
+        if f.len() != 6 {
+            return Err(format!(
+                "`{s}`: a cron expression has 6 fields (minutes hours day-of-month month day-of-week year), like `cron(0 12 * * ? *)`"
+            ));
+        }
+        if (f[2] == "?") == (f[4] == "?") {
+            return Err(format!("`{s}`: exactly one of day-of-month (3rd field) and day-of-week (5th field) must be `?`"));
+        }
+        return Ok(());
+    }
+    Err(format!(
+        "`{s}` is not a schedule: use `rate(5 minutes)` or `cron(0 12 * * ? *)`"
+    ))
+}
+
+/// A field's value when it is exactly one reference, with the resource it names.
+fn reference<'a>(value: &str, cx: &'a CheckCx) -> Option<(Ref, &'a Resource)> {
+    match refs::scan(value).ok()?.as_slice() {
+        [Piece::Ref(r)] => cx.resources.get(&r.target).map(|res| (r.clone(), res)),
+        _ => None,
+    }
+}
+
+fn is_literal(value: &str) -> bool {
+    matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
+}
+
+fn check_bus(bus: &str, cx: &CheckCx) -> Vec<Issue> {
+    if let Some((r, res)) = reference(bus, cx) {
+        if res.kind != "event_bus" {
+            return vec![Issue::new(
+                "bus",
+                format!("`{r}` is a {}, not an event_bus", res.kind),
+            )];
+        }
+        return Vec::new();
+    }
+    if is_literal(bus) && !bus.starts_with("arn:") && !bus.chars().all(bus_char) {
+        return vec![
+            Issue::new("bus", format!("`{bus}` is not an event bus name or ARN")).help(
+                "use a reference like `${orders_bus.name}`, or leave `bus` out for the default bus",
+            ),
+        ];
+    }
+    Vec::new()
+}
+
+/// Checks of one target; the field each issue is about comes first.
+fn check_target(t: &TargetField, cx: &CheckCx) -> Vec<(&'static str, Issue)> {
+    let mut out = Vec::new();
+    if is_literal(&t.arn) && !t.arn.starts_with("arn:") {
+        out.push((
+            "arn",
+            Issue::new("", format!("`{}` is not an ARN", t.arn))
+                .help("use a reference like `${orders_queue.arn}`"),
+        ));
+    }
+    if let Some((r, res)) = reference(&t.arn, cx) {
+        if !matches!(r.attribute.as_deref(), None | Some("arn")) {
+            out.push((
+                "arn",
+                Issue::new("", format!("a target needs an ARN, not `{r}`"))
+                    .help(format!("use `${{{}.arn}}`", r.target)),
+            ));
+        }
+        if res.kind == "sqs_queue" {
+            let fifo = res
+                .config
+                .get("fifo")
+                .and_then(Json::as_bool)
+                .unwrap_or(false);
+            match (fifo, &t.sqs_message_group_id) {
+                (true, None) => out.push((
+                    "sqs_message_group_id",
+                    Issue::new(
+                        "",
+                        format!(
+                            "`{}` is a FIFO queue: its target needs `sqs_message_group_id`",
+                            r.target
+                        ),
+                    ),
+                )),
+                (false, Some(_)) => out.push((
+                    "sqs_message_group_id",
+                    Issue::new(
+                        "",
+                        format!(
+                            "`{}` is a standard queue: message groups are for FIFO queues",
+                            r.target
+                        ),
+                    ),
+                )),
+                _ => {}
+            }
+            let allows = res
+                .config
+                .get("allow_services")
+                .and_then(Json::as_array)
+                .is_some_and(|a| {
+                    a.iter()
+                        .any(|s| s.as_str().map(str::trim) == Some("events.amazonaws.com"))
+                });
+            if !allows {
+                out.push((
+                    "arn",
+                    Issue::new(
+                        "",
+                        format!("queue `{}` does not let EventBridge send to it", r.target),
+                    )
+                    .help(format!(
+                        "add `allow_services: [events.amazonaws.com]` to `{}`",
+                        r.target
+                    ))
+                    .warning(),
+                ));
+            }
+        }
+    }
+    if let Some(role) = &t.role {
+        if is_literal(role) && !role.starts_with("arn:") {
+            out.push((
+                "role",
+                Issue::new("", format!("`{role}` is not a role ARN"))
+                    .help("use a reference like `${events_role.arn}`"),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::{self, LoadError, Severity, SourceFile};
+
+    fn desired(config: Json) -> Json {
+        EventRule.desired("shop", "placed", &config).unwrap()
+    }
+
+    fn problems(resources: &str) -> Vec<(Severity, String, String)> {
+        let text = format!("name: shop\nresources:\n{resources}");
+        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
+        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
+            Ok(bp) => bp.warnings,
+            Err(LoadError::Invalid(d)) => d.problems,
+            Err(e) => panic!("{e}"),
+        };
+        problems
+            .into_iter()
+            .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
+            .collect()
+    }
+
+    #[test]
+    fn desired_normalises_and_fills_defaults() {
+        let d = desired(json!({
+            "bus": "arn:aws:events:eu-west-1:1:event-bus/shop-orders",
+            "event_pattern": {"source": ["shop"], "detail-type": ["OrderPlaced"], "detail": {"total": [{"numeric": [">", 0]}], "a": ["x"]}},
+            "targets": [{"arn": "arn:aws:sqs:eu-west-1:1:b"}, {"id": "a", "arn": "arn:aws:sqs:eu-west-1:1:a", "input": {"z": 1, "k": [2]}}],
+        }));
+        assert_eq!(
+            d,
+            json!({
+                "name": "shop-placed",
+                "bus": "shop-orders",
+                "event_pattern": {"detail": {"a": ["x"], "total": [{"numeric": [">", 0]}]}, "detail-type": ["OrderPlaced"], "source": ["shop"]},
+                "schedule": null,
+                "description": null,
+                "enabled": true,
+                "targets": [
+                    {"id": "a", "arn": "arn:aws:sqs:eu-west-1:1:a", "input": {"k": [2], "z": 1}, "role": null, "sqs_message_group_id": null},
+                    {"id": "target-1", "arn": "arn:aws:sqs:eu-west-1:1:b", "input": null, "role": null, "sqs_message_group_id": null},
+                ],
+            })
+        );
+        // Sorted keys, also in the text sent to AWS.
+        assert_eq!(
+            d["event_pattern"].to_string(),
+            r#"{"detail":{"a":["x"],"total":[{"numeric":[">",0]}]},"detail-type":["OrderPlaced"],"source":["shop"]}"#
+        );
+        assert_eq!(
+            desired(json!({"schedule": " rate(5 minutes) ", "description": ""}))["bus"],
+            "default"
+        );
+    }
+
+    #[test]
+    fn read_normalisation_matches_desired() {
+        let config = json!({
+            "bus": "shop-orders",
+            "event_pattern": {"source": ["shop"], "detail-type": ["OrderPlaced"]},
+            "description": "orders to the queue",
+            "enabled": false,
+            "targets": [
+                {"arn": "arn:aws:sqs:eu-west-1:1:q.fifo", "sqs_message_group_id": "orders", "input": {"b": 1, "a": 2}},
+                {"id": "flow", "arn": "arn:aws:states:eu-west-1:1:stateMachine:s", "role": "arn:aws:iam::1:role/r"},
+            ],
+        });
+        let rule = Rule::builder()
+            .name("shop-placed")
+            .arn("arn:aws:events:eu-west-1:1:rule/shop-orders/shop-placed")
+            // AWS re-orders and re-formats patterns.
+            .event_pattern(r#"{ "detail-type": ["OrderPlaced"], "source": ["shop"] }"#)
+            .state(RuleState::Disabled)
+            .description("orders to the queue")
+            .event_bus_name("shop-orders")
+            .build();
+        let targets = vec![
+            Target::builder()
+                .id("flow")
+                .arn("arn:aws:states:eu-west-1:1:stateMachine:s")
+                .role_arn("arn:aws:iam::1:role/r")
+                .build()
+                .unwrap(),
+            Target::builder()
+                .id("target-1")
+                .arn("arn:aws:sqs:eu-west-1:1:q.fifo")
+                .input(r#"{"a":2,"b":1}"#)
+                .sqs_parameters(SqsParameters::builder().message_group_id("orders").build())
+                .build()
+                .unwrap(),
+        ];
+        assert_eq!(json!(attrs_of(&rule, &targets)), desired(config));
+    }
+
+    #[test]
+    fn targets_round_trip_through_the_api_shape() {
+        let t = TargetAttrs {
+            id: "t".into(),
+            arn: "arn:aws:sqs:eu-west-1:1:q".into(),
+            input: Some(json!({"a": {"c": 1, "b": 2}})),
+            role: Some("arn:aws:iam::1:role/r".into()),
+            sqs_message_group_id: Some("g".into()),
+        };
+        let aws = aws_target(&t).unwrap();
+        assert_eq!(aws.input(), Some(r#"{"a":{"b":2,"c":1}}"#));
+        let rule = Rule::builder().name("n").build();
+        assert_eq!(attrs_of(&rule, &[aws]).targets, vec![t]);
+    }
+
+    #[test]
+    fn schedules() {
+        for ok in [
+            "rate(1 minute)",
+            "rate(5 minutes)",
+            "rate(2 days)",
+            "cron(0 12 * * ? *)",
+            "cron(0/15 * ? * MON-FRI *)",
+        ] {
+            assert_eq!(check_schedule(ok), Ok(()), "{ok}");
+        }
+        assert!(check_schedule("rate(1 minutes)")
+            .unwrap_err()
+            .contains("rate(1 minute)"));
+        assert!(check_schedule("rate(5 minute)")
+            .unwrap_err()
+            .contains("rate(5 minutes)"));
+        assert!(check_schedule("rate(0 hours)").is_err());
+        assert!(check_schedule("rate(5 weeks)").is_err());
+        assert!(check_schedule("cron(0 12 * * *)")
+            .unwrap_err()
+            .contains("6 fields"));
+        assert!(check_schedule("cron(0 12 * * * *)")
+            .unwrap_err()
+            .contains("`?`"));
+        assert!(check_schedule("every 5 minutes").is_err());
+    }
+
+    #[test]
+    fn checks_fields() {
+        let p = problems(concat!(
+            "  bus: {type: event_bus}\n",
+            "  q: {type: sqs_queue, fifo: true}\n",
+            "  both: {type: event_rule, event_pattern: {source: [a]}, schedule: rate(5 minutes)}\n",
+            "  neither: {type: event_rule}\n",
+            "  scalar: {type: event_rule, event_pattern: {source: shop, detail: {x: []}}}\n",
+            "  listy: {type: event_rule, event_pattern: [a]}\n",
+            "  sched: {type: event_rule, bus: '${bus.name}', schedule: 'cron(0 12 * * *)'}\n",
+            "  wrongbus: {type: event_rule, bus: '${q.name}', event_pattern: {source: [a]}}\n",
+            "  tg:\n    type: event_rule\n    event_pattern: {source: [a]}\n    targets:\n",
+            "      - {id: same, arn: '${q.arn}'}\n",
+            "      - {id: same, arn: not-an-arn}\n",
+            "      - {arn: '${q.url}', sqs_message_group_id: g}\n",
+            "      - {id: 'bad id', arn: 'arn:aws:sns:eu-west-1:1:t', role: admin}\n",
+        ));
+        let at = |path: &str| {
+            p.iter()
+                .filter(|(_, q, _)| q == path)
+                .map(|(_, _, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        assert!(at("resources.both.schedule").contains("not both"), "{p:?}");
+        assert!(
+            at("resources.neither").contains("needs `event_pattern` or `schedule`"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.scalar.event_pattern.source").contains("lists"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.scalar.event_pattern.detail.x").contains("matches nothing"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.listy.event_pattern").contains("must be a mapping"),
+            "{p:?}"
+        );
+        assert!(at("resources.sched.schedule").contains("6 fields"), "{p:?}");
+        assert!(
+            at("resources.sched.bus").contains("default event bus"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.wrongbus.bus").contains("not an event_bus"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.tg.targets[0].sqs_message_group_id").contains("FIFO queue"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.tg.targets[0].arn").contains("does not let EventBridge"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.tg.targets[1].id").contains("also used by targets[0]"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.tg.targets[1].arn").contains("not an ARN"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.tg.targets[2].arn").contains("needs an ARN"),
+            "{p:?}"
+        );
+        assert!(at("resources.tg.targets[3].id").contains("bad id"), "{p:?}");
+        assert!(
+            at("resources.tg.targets[3].role").contains("not a role ARN"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn valid_rules_have_no_problems() {
+        let p = problems(concat!(
+            "  bus: {type: event_bus}\n",
+            "  q: {type: sqs_queue, allow_services: [events.amazonaws.com]}\n",
+            "  r:\n    type: event_rule\n    bus: '${bus.name}'\n    event_pattern: {source: [shop], detail: {total: [{numeric: ['>', 0]}]}}\n",
+            "    targets: [{arn: '${q.arn}', input: {hello: world}}]\n",
+            "  tick: {type: event_rule, schedule: rate(1 hour), enabled: false}\n",
+        ));
+        assert!(p.is_empty(), "{p:?}");
+    }
+}

@@ -1,0 +1,1306 @@
+//! `sqs_queue`: an Amazon SQS queue (standard or FIFO) with its dead-letter redrive,
+//! at-rest encryption and the AWS services allowed to send to it.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::QueueAttributeName as Q;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Value as Json};
+
+use super::common::{self, aws_error, parse, Error};
+use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use crate::aws::Aws;
+use crate::blueprint::refs::{self, Piece};
+use crate::blueprint::{CheckCx, Issue};
+
+pub struct SqsQueue;
+
+const KIND: &str = "sqs_queue";
+
+/// An SQS queue.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// A FIFO queue: exactly-once processing, in order within a message group. Its
+    /// name ends in `.fifo`. Changing it replaces the queue (and loses its messages).
+    #[serde(default)]
+    fifo: bool,
+    /// FIFO queues only: deduplicate messages by a SHA-256 hash of their body, so
+    /// senders need not give a deduplication id.
+    #[serde(default)]
+    content_based_deduplication: bool,
+    /// Seconds a received message stays hidden from other consumers (0 to 43200).
+    #[serde(default = "default_visibility")]
+    visibility_timeout: u32,
+    /// Seconds a message is kept before SQS drops it (60 to 1209600, i.e. 14 days).
+    #[serde(default = "default_retention")]
+    message_retention: u32,
+    /// Seconds every new message waits before it can be received (0 to 900).
+    #[serde(default)]
+    delay: u32,
+    /// Largest message accepted, in bytes (1024 to 1048576).
+    #[serde(default = "default_max_size")]
+    max_message_size: u32,
+    /// Seconds a receive call waits for a message to arrive (long polling, 0 to 20).
+    #[serde(default)]
+    receive_wait_time: u32,
+    /// Move messages that keep failing to another queue.
+    #[serde(default)]
+    dead_letter: Option<DeadLetter>,
+    /// Encryption at rest: `sqs` (SQS-managed keys, the default), a mapping with
+    /// `kms_key` to use a KMS key, or `none`, which fails the security baseline
+    /// (CKV_AWS_27 / SQS.1) and must be written out explicitly.
+    #[serde(default)]
+    encryption: Encryption,
+    /// AWS services allowed to send messages to this queue for this account only, such
+    /// as `events.amazonaws.com` for EventBridge rules that target it.
+    #[serde(default)]
+    allow_services: Vec<String>,
+}
+
+fn default_visibility() -> u32 {
+    30
+}
+
+fn default_retention() -> u32 {
+    345_600
+}
+
+fn default_max_size() -> u32 {
+    262_144
+}
+
+fn default_max_receives() -> u32 {
+    5
+}
+
+fn default_reuse() -> u32 {
+    300
+}
+
+/// The redrive policy of a queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DeadLetter {
+    /// ARN of the dead-letter queue, usually a reference like `${orders_dlq.arn}`. It
+    /// must be FIFO if this queue is, and standard if this queue is.
+    queue: String,
+    /// Failed receives after which a message moves to the dead-letter queue (1 to 1000).
+    #[serde(default = "default_max_receives")]
+    max_receives: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+enum Encryption {
+    #[default]
+    Sqs,
+    Off,
+    Kms(KmsKey),
+}
+
+/// Encryption with a KMS key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct KmsKey {
+    /// The KMS key: an id, ARN or alias such as `alias/orders`.
+    kms_key: String,
+    /// Seconds SQS reuses a data key before calling KMS again (60 to 86400).
+    #[serde(default = "default_reuse")]
+    data_key_reuse_period: u32,
+}
+
+impl Serialize for Encryption {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Encryption::Sqs => s.serialize_str("sqs"),
+            Encryption::Off => s.serialize_str("none"),
+            Encryption::Kms(k) => k.serialize(s),
+        }
+    }
+}
+
+// Written by hand: an untagged enum's error ("did not match any variant") tells the
+// user nothing.
+impl<'de> Deserialize<'de> for Encryption {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let v = Json::deserialize(d)?;
+        match v {
+            Json::String(s) if s == "sqs" => Ok(Encryption::Sqs),
+            Json::String(s) if s == "none" => Ok(Encryption::Off),
+            Json::Object(_) => serde_json::from_value(v)
+                .map(Encryption::Kms)
+                .map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "expected `sqs`, `none` or a mapping with `kms_key`, not {other}"
+            ))),
+        }
+    }
+}
+
+impl schemars::JsonSchema for Encryption {
+    fn schema_name() -> Cow<'static, str> {
+        "Encryption".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Inline rather than a `$ref`: the blueprint schema moves each kind's `$defs`
+        // under prefixed names, and a reference from one definition to another would dangle.
+        let kms = <KmsKey as schemars::JsonSchema>::json_schema(g);
+        schemars::json_schema!({
+            "anyOf": [{"type": "string", "enum": ["sqs", "none"]}, kms],
+            "default": "sqs",
+        })
+    }
+}
+
+/// Normalised attributes: what `desired` builds and `read` finds, in one shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Attrs {
+    name: String,
+    fifo: bool,
+    content_based_deduplication: bool,
+    visibility_timeout: u32,
+    message_retention: u32,
+    delay: u32,
+    max_message_size: u32,
+    receive_wait_time: u32,
+    dead_letter: Option<DeadLetter>,
+    encryption: Encryption,
+    allow_services: Vec<String>,
+}
+
+fn queue_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+fn queue_name(stack: &str, id: &str, fifo: bool) -> String {
+    common::physical_name(stack, id, 80, queue_char, if fifo { ".fifo" } else { "" })
+}
+
+/// Sorted and without duplicates, so the order in the blueprint never shows as a change.
+fn normalise_services(services: &[String]) -> Vec<String> {
+    services
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn valid_service(s: &str) -> bool {
+    let host = s
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| s.strip_suffix(".amazonaws.com.cn"));
+    host.is_some_and(|h| {
+        !h.is_empty()
+            && h.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    })
+}
+
+impl Fields {
+    fn limits(&self) -> [(&'static str, u32, u32, u32); 5] {
+        [
+            ("visibility_timeout", self.visibility_timeout, 0, 43_200),
+            ("message_retention", self.message_retention, 60, 1_209_600),
+            ("delay", self.delay, 0, 900),
+            ("max_message_size", self.max_message_size, 1024, 1_048_576),
+            ("receive_wait_time", self.receive_wait_time, 0, 20),
+        ]
+    }
+}
+
+#[async_trait]
+impl Kind for SqsQueue {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &["arn", "url", "name"]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut out = Vec::new();
+        for (field, v, lo, hi) in f.limits() {
+            if !(lo..=hi).contains(&v) {
+                out.push(Issue::new(
+                    field,
+                    format!("`{field}` must be {lo} to {hi}, not {v}"),
+                ));
+            }
+        }
+        if f.content_based_deduplication && !f.fifo {
+            out.push(
+                Issue::new(
+                    "content_based_deduplication",
+                    "only FIFO queues deduplicate messages",
+                )
+                .help("set `fifo: true`, or remove `content_based_deduplication`"),
+            );
+        }
+        if let Some(dl) = &f.dead_letter {
+            if !(1..=1000).contains(&dl.max_receives) {
+                out.push(Issue::new(
+                    "dead_letter.max_receives",
+                    format!("`max_receives` must be 1 to 1000, not {}", dl.max_receives),
+                ));
+            }
+            out.extend(check_dead_letter(&dl.queue, f.fifo, cx));
+        }
+        match &f.encryption {
+            Encryption::Off => out.push(
+                Issue::new(
+                    "encryption",
+                    "messages in this queue are stored unencrypted: this fails the security baseline (CKV_AWS_27 / SQS.1)",
+                )
+                .help("remove `encryption: none` to get SQS-managed encryption, which costs nothing")
+                .warning(),
+            ),
+            Encryption::Kms(k) => {
+                if k.kms_key.trim().is_empty() {
+                    out.push(Issue::new("encryption.kms_key", "`kms_key` must name a KMS key (id, ARN or alias/…)"));
+                }
+                if !(60..=86_400).contains(&k.data_key_reuse_period) {
+                    out.push(Issue::new(
+                        "encryption.data_key_reuse_period",
+                        format!("`data_key_reuse_period` must be 60 to 86400, not {}", k.data_key_reuse_period),
+                    ));
+                }
+            }
+            Encryption::Sqs => {}
+        }
+        for (i, s) in f.allow_services.iter().enumerate() {
+            if !valid_service(s.trim()) {
+                out.push(
+                    Issue::new(format!("allow_services[{i}]"), format!("`{s}` is not an AWS service principal"))
+                        .help("service principals look like `events.amazonaws.com` or `sns.amazonaws.com`"),
+                );
+            }
+        }
+        out
+    }
+
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| {
+            if i.path.is_empty() {
+                i.message
+            } else {
+                format!("{}: {}", i.path, i.message)
+            }
+        })?;
+        let a = Attrs {
+            name: queue_name(stack, id, f.fifo),
+            fifo: f.fifo,
+            content_based_deduplication: f.fifo && f.content_based_deduplication,
+            visibility_timeout: f.visibility_timeout,
+            message_retention: f.message_retention,
+            delay: f.delay,
+            max_message_size: f.max_message_size,
+            receive_wait_time: f.receive_wait_time,
+            dead_letter: f.dead_letter,
+            encryption: f.encryption,
+            allow_services: normalise_services(&f.allow_services),
+        };
+        serde_json::to_value(a).map_err(|e| e.to_string())
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &["fifo", "name"]
+    }
+
+    fn warnings(&self, desired: &Json) -> Vec<String> {
+        if desired.get("encryption").and_then(Json::as_str) == Some("none") {
+            vec!["`encryption: none` stores messages unencrypted (security baseline CKV_AWS_27 / SQS.1)".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        let urls = aws
+            .sqs
+            .list_queues()
+            .queue_name_prefix(format!("{stack}-"))
+            .max_results(1000)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws_error("ListQueues"))?;
+        // SQS has no batched form of either call: one ListQueueTags per queue, then
+        // GetQueueAttributes only for the queues that are ours.
+        let found: Vec<Option<Live>> = futures::stream::iter(urls)
+            .map(|url| read_queue(aws, stack, url))
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let mut out: Vec<Live> = found.into_iter().flatten().collect();
+        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+        Ok(out)
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        // Looked up by name first: CreateQueue answers with the URL of an existing queue
+        // whose attributes happen to match, even when it belongs to someone else.
+        if let Some(url) = queue_url(aws, &a.name).await? {
+            let tags = list_tags(aws, &url).await?.unwrap_or_default();
+            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+                return Err(conflict(&a.name, cx));
+            }
+            // Ours from an interrupted run that read() did not see yet: converge it.
+            cx.note("the queue exists from an earlier run; bringing it up to date");
+            let attrs = get_attributes(aws, &url).await?;
+            let live = live_of(cx.id.to_string(), &url, &attrs)?;
+            let changed: Vec<String> =
+                crate::plan::diff(desired, &live.attrs, &[], &BTreeSet::new())
+                    .into_iter()
+                    .map(|c| c.attribute)
+                    .collect();
+            if changed.is_empty() {
+                return Ok(live);
+            }
+            return self.update(aws, cx, &live, desired, &changed).await;
+        }
+        let tags = common::tags(cx.stack, cx.id, &a.name);
+        let created = common::retry_on(
+            cx,
+            DELETED_RECENTLY,
+            Duration::from_secs(90),
+            "a queue of this name was deleted less than 60 s ago and SQS keeps the name until then",
+            || async {
+                let mut req = aws.sqs.create_queue().queue_name(&a.name);
+                for (k, v) in create_attributes(&a) {
+                    req = req.attributes(k, v);
+                }
+                for (k, v) in &tags {
+                    req = req.tags(k, v);
+                }
+                req.send().await.map_err(aws_error("CreateQueue"))
+            },
+        )
+        .await;
+        let created = match created {
+            Err(e) if e.is_code(&["QueueAlreadyExists", "QueueNameExists"]) => {
+                return Err(conflict(&a.name, cx))
+            }
+            other => other?,
+        };
+        let url = created
+            .queue_url()
+            .ok_or_else(|| Error::Aws {
+                operation: "CreateQueue".into(),
+                code: None,
+                message: format!("no queue URL in the answer for `{}`", a.name),
+            })?
+            .to_string();
+        // The policy names the queue ARN, known only now; until it is set the queue
+        // only refuses more, and a re-run after a crash here converges in update().
+        let attrs = get_attributes(aws, &url).await?;
+        let arn = attrs.get(&Q::QueueArn).cloned().unwrap_or_default();
+        if !a.allow_services.is_empty() {
+            let arn = require_arn(&arn, &a.name)?;
+            set_attributes(
+                aws,
+                &url,
+                vec![(Q::Policy, policy_document(arn, &a.allow_services))],
+            )
+            .await?;
+        }
+        Ok(live(cx.id.to_string(), &url, &arn, a))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live_q: &Live,
+        desired: &Json,
+        changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let old: Attrs = common::from_desired(&live_q.attrs)?;
+        let url = &live_q.physical_id;
+        let arn = live_q
+            .outputs
+            .get("arn")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let has = |f: &str| changed.iter().any(|c| c == f);
+        let mut set = Vec::new();
+        for (field, key, value) in [
+            (
+                "visibility_timeout",
+                Q::VisibilityTimeout,
+                a.visibility_timeout,
+            ),
+            (
+                "message_retention",
+                Q::MessageRetentionPeriod,
+                a.message_retention,
+            ),
+            ("delay", Q::DelaySeconds, a.delay),
+            (
+                "max_message_size",
+                Q::MaximumMessageSize,
+                a.max_message_size,
+            ),
+            (
+                "receive_wait_time",
+                Q::ReceiveMessageWaitTimeSeconds,
+                a.receive_wait_time,
+            ),
+        ] {
+            if has(field) {
+                set.push((key, value.to_string()));
+            }
+        }
+        // Standard queues reject the attribute, even set to false.
+        if has("content_based_deduplication") && a.fifo {
+            set.push((
+                Q::ContentBasedDeduplication,
+                a.content_based_deduplication.to_string(),
+            ));
+        }
+        if has("dead_letter") {
+            // An empty policy removes the redrive.
+            set.push((
+                Q::RedrivePolicy,
+                a.dead_letter
+                    .as_ref()
+                    .map(redrive_policy)
+                    .unwrap_or_default(),
+            ));
+        }
+        if has("encryption") {
+            set.extend(encryption_change(&old.encryption, &a.encryption));
+        }
+        if has("allow_services") {
+            let doc = if a.allow_services.is_empty() {
+                String::new()
+            } else {
+                policy_document(require_arn(&arn, &a.name)?, &a.allow_services)
+            };
+            set.push((Q::Policy, doc));
+        }
+        if !set.is_empty() {
+            cx.note(format!(
+                "setting {}",
+                set.iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            set_attributes(aws, url, set).await?;
+        }
+        Ok(live(cx.id.to_string(), url, &arn, a))
+    }
+
+    async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        match aws
+            .sqs
+            .delete_queue()
+            .queue_url(&live.physical_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = aws_error("DeleteQueue")(e);
+                if gone(&e) {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+const DELETED_RECENTLY: &[&str] = &[
+    "AWS.SimpleQueueService.QueueDeletedRecently",
+    "QueueDeletedRecently",
+];
+
+/// The queue no longer exists (deleted meanwhile, or already gone).
+fn gone(e: &Error) -> bool {
+    e.is_code(&[
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NonExistentQueue",
+    ])
+}
+
+fn conflict(name: &str, cx: &OpCx<'_>) -> Error {
+    Error::Conflict(format!(
+        "an SQS queue named `{name}` already exists and is not tagged as `{}` of stack `{}`; \
+         securecart does not adopt or change it: delete or rename that queue, or use another resource id",
+        cx.id, cx.stack
+    ))
+}
+
+fn require_arn<'a>(arn: &'a str, name: &str) -> Result<&'a str, Error> {
+    if arn.is_empty() {
+        Err(Error::Aws {
+            operation: "GetQueueAttributes".into(),
+            code: None,
+            message: format!("no QueueArn for `{name}`, which the access policy needs"),
+        })
+    } else {
+        Ok(arn)
+    }
+}
+
+fn owned_id(tags: &HashMap<String, String>, stack: &str) -> Option<String> {
+    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
+        .then(|| tags.get(TAG_RESOURCE).cloned())
+        .flatten()
+}
+
+/// The URL of the queue called `name`, if there is one.
+async fn queue_url(aws: &Aws, name: &str) -> Result<Option<String>, Error> {
+    match aws.sqs.get_queue_url().queue_name(name).send().await {
+        Ok(o) => Ok(o.queue_url().map(str::to_string)),
+        Err(e) => {
+            let e = aws_error("GetQueueUrl")(e);
+            if gone(&e) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The queue's tags, or `None` when it was deleted in the meantime.
+async fn list_tags(aws: &Aws, url: &str) -> Result<Option<HashMap<String, String>>, Error> {
+    match aws.sqs.list_queue_tags().queue_url(url).send().await {
+        Ok(o) => Ok(Some(o.tags().cloned().unwrap_or_default())),
+        Err(e) => {
+            let e = aws_error("ListQueueTags")(e);
+            if gone(&e) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn get_attributes(aws: &Aws, url: &str) -> Result<HashMap<Q, String>, Error> {
+    aws.sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(Q::All)
+        .send()
+        .await
+        .map(|o| o.attributes().cloned().unwrap_or_default())
+        .map_err(aws_error("GetQueueAttributes"))
+}
+
+async fn set_attributes(aws: &Aws, url: &str, attrs: Vec<(Q, String)>) -> Result<(), Error> {
+    let mut req = aws.sqs.set_queue_attributes().queue_url(url);
+    for (k, v) in attrs {
+        req = req.attributes(k, v);
+    }
+    req.send()
+        .await
+        .map(|_| ())
+        .map_err(aws_error("SetQueueAttributes"))
+}
+
+async fn read_queue(aws: &Aws, stack: &str, url: String) -> Result<Option<Live>, Error> {
+    let Some(tags) = list_tags(aws, &url).await? else {
+        return Ok(None);
+    };
+    let Some(id) = owned_id(&tags, stack) else {
+        return Ok(None);
+    };
+    let attrs = match get_attributes(aws, &url).await {
+        Ok(a) => a,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    live_of(id, &url, &attrs).map(Some)
+}
+
+/// Normalises GetQueueAttributes into [`Attrs`], filling in AWS's defaults for
+/// anything it leaves out.
+fn attrs_of(m: &HashMap<Q, String>, url: &str) -> Result<Attrs, Error> {
+    let num = |k: Q, default: u32| -> Result<u32, Error> {
+        match m.get(&k) {
+            None => Ok(default),
+            Some(s) => s.trim().parse().map_err(|_| Error::Aws {
+                operation: "GetQueueAttributes".into(),
+                code: None,
+                message: format!("{k} of {url} is `{s}`, not a whole number"),
+            }),
+        }
+    };
+    let flag = |k: Q| m.get(&k).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let arn = m.get(&Q::QueueArn).map(String::as_str).unwrap_or_default();
+    let name = arn
+        .rsplit(':')
+        .next()
+        .filter(|n| !n.is_empty())
+        .or_else(|| url.rsplit('/').next())
+        .unwrap_or_default()
+        .to_string();
+    let kms = m
+        .get(&Q::KmsMasterKeyId)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty());
+    let encryption = match kms {
+        Some(k) => Encryption::Kms(KmsKey {
+            kms_key: k.to_string(),
+            data_key_reuse_period: num(Q::KmsDataKeyReusePeriodSeconds, default_reuse())?,
+        }),
+        None if flag(Q::SqsManagedSseEnabled) => Encryption::Sqs,
+        None => Encryption::Off,
+    };
+    let fifo = flag(Q::FifoQueue);
+    Ok(Attrs {
+        name,
+        fifo,
+        content_based_deduplication: fifo && flag(Q::ContentBasedDeduplication),
+        visibility_timeout: num(Q::VisibilityTimeout, default_visibility())?,
+        message_retention: num(Q::MessageRetentionPeriod, default_retention())?,
+        delay: num(Q::DelaySeconds, 0)?,
+        max_message_size: num(Q::MaximumMessageSize, default_max_size())?,
+        receive_wait_time: num(Q::ReceiveMessageWaitTimeSeconds, 0)?,
+        dead_letter: dead_letter_of(m.get(&Q::RedrivePolicy).map(String::as_str)),
+        encryption,
+        allow_services: services_of_policy(m.get(&Q::Policy).map(String::as_str), arn),
+    })
+}
+
+fn live_of(id: String, url: &str, m: &HashMap<Q, String>) -> Result<Live, Error> {
+    let a = attrs_of(m, url)?;
+    let arn = m.get(&Q::QueueArn).cloned().unwrap_or_default();
+    Ok(live(id, url, &arn, a))
+}
+
+fn live(id: String, url: &str, arn: &str, a: Attrs) -> Live {
+    let outputs: BTreeMap<String, Json> = [
+        ("arn".to_string(), json!(arn)),
+        ("url".to_string(), json!(url)),
+        ("name".to_string(), json!(a.name)),
+    ]
+    .into_iter()
+    .collect();
+    Live {
+        id,
+        kind: KIND,
+        physical_id: url.to_string(),
+        attrs: json!(a),
+        outputs,
+    }
+}
+
+fn create_attributes(a: &Attrs) -> Vec<(Q, String)> {
+    let mut v = vec![
+        (Q::VisibilityTimeout, a.visibility_timeout.to_string()),
+        (Q::MessageRetentionPeriod, a.message_retention.to_string()),
+        (Q::DelaySeconds, a.delay.to_string()),
+        (Q::MaximumMessageSize, a.max_message_size.to_string()),
+        (
+            Q::ReceiveMessageWaitTimeSeconds,
+            a.receive_wait_time.to_string(),
+        ),
+    ];
+    if a.fifo {
+        v.push((Q::FifoQueue, "true".into()));
+        v.push((
+            Q::ContentBasedDeduplication,
+            a.content_based_deduplication.to_string(),
+        ));
+    }
+    if let Some(dl) = &a.dead_letter {
+        v.push((Q::RedrivePolicy, redrive_policy(dl)));
+    }
+    // Stated even for the default: SSE-SQS is only on by default for queues created
+    // since 2022, and `none` must really turn it off.
+    v.extend(encryption_change(&Encryption::Off, &a.encryption));
+    if a.encryption == Encryption::Off {
+        v.push((Q::SqsManagedSseEnabled, "false".into()));
+    }
+    v
+}
+
+/// The attributes that move a queue from one encryption setting to another: SSE-SQS
+/// and a KMS key exclude each other, so the one going away is switched off explicitly.
+fn encryption_change(old: &Encryption, new: &Encryption) -> Vec<(Q, String)> {
+    let mut v = Vec::new();
+    match new {
+        Encryption::Sqs => {
+            if matches!(old, Encryption::Kms(_)) {
+                v.push((Q::KmsMasterKeyId, String::new()));
+            }
+            v.push((Q::SqsManagedSseEnabled, "true".into()));
+        }
+        Encryption::Off => {
+            if matches!(old, Encryption::Kms(_)) {
+                v.push((Q::KmsMasterKeyId, String::new()));
+            }
+            if old != &Encryption::Off {
+                v.push((Q::SqsManagedSseEnabled, "false".into()));
+            }
+        }
+        Encryption::Kms(k) => {
+            if old == &Encryption::Sqs {
+                v.push((Q::SqsManagedSseEnabled, "false".into()));
+            }
+            v.push((Q::KmsMasterKeyId, k.kms_key.clone()));
+            v.push((
+                Q::KmsDataKeyReusePeriodSeconds,
+                k.data_key_reuse_period.to_string(),
+            ));
+        }
+    }
+    v
+}
+
+fn redrive_policy(dl: &DeadLetter) -> String {
+    json!({"deadLetterTargetArn": dl.queue, "maxReceiveCount": dl.max_receives}).to_string()
+}
+
+/// Reads a RedrivePolicy back; `maxReceiveCount` comes as a number from AWS and as a
+/// string from some emulators. Anything unreadable is kept visible so plan shows it.
+fn dead_letter_of(raw: Option<&str>) -> Option<DeadLetter> {
+    let raw = raw?.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    let v: Json = serde_json::from_str(raw).unwrap_or(Json::Null);
+    let arn = v.get("deadLetterTargetArn").and_then(Json::as_str);
+    let n = match v.get("maxReceiveCount") {
+        Some(Json::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Some(Json::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    Some(match (arn, n) {
+        (Some(a), Some(n)) => DeadLetter {
+            queue: a.to_string(),
+            max_receives: n,
+        },
+        _ => DeadLetter {
+            queue: format!("(unrecognised redrive policy {raw})"),
+            max_receives: 0,
+        },
+    })
+}
+
+fn statement_id(service: &str) -> String {
+    let mut sid = String::from("SecurecartAllow");
+    for part in service
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+    {
+        let mut cs = part.chars();
+        if let Some(first) = cs.next() {
+            sid.push(first.to_ascii_uppercase());
+            sid.extend(cs);
+        }
+    }
+    sid
+}
+
+/// The queue policy for `allow_services`: each service may SendMessage, and only on
+/// behalf of the queue's own account (aws:SourceAccount), so no other account's rule
+/// or topic can use it as a confused deputy.
+fn policy_document(arn: &str, services: &[String]) -> String {
+    let account = arn.split(':').nth(4).unwrap_or_default();
+    let statements: Vec<Json> = services
+        .iter()
+        .map(|s| {
+            json!({
+                "Sid": statement_id(s),
+                "Effect": "Allow",
+                "Principal": {"Service": s},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            })
+        })
+        .collect();
+    json!({"Version": "2012-10-17", "Statement": statements}).to_string()
+}
+
+/// Reads a queue policy back into the `allow_services` list. A statement not of the
+/// shape securecart writes shows up as an entry of its own, so plan reports it and
+/// apply replaces the policy with what the blueprint says.
+fn services_of_policy(policy: Option<&str>, arn: &str) -> Vec<String> {
+    let Some(policy) = policy.map(str::trim).filter(|p| !p.is_empty()) else {
+        return Vec::new();
+    };
+    let Ok(doc) = serde_json::from_str::<Json>(policy) else {
+        return vec![format!(
+            "(unreadable policy {})",
+            common::short_hash(policy)
+        )];
+    };
+    let statements = match doc.get("Statement") {
+        Some(Json::Array(a)) => a.clone(),
+        Some(s @ Json::Object(_)) => vec![s.clone()],
+        _ => Vec::new(),
+    };
+    let account = arn.split(':').nth(4).unwrap_or_default();
+    let mut out = BTreeSet::new();
+    for st in &statements {
+        match services_of_statement(st, arn, account) {
+            Some(services) => out.extend(services),
+            None => {
+                let label = st
+                    .get("Sid")
+                    .and_then(Json::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| common::short_hash(&st.to_string()));
+                out.insert(format!("(other policy statement {label})"));
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn services_of_statement(st: &Json, arn: &str, account: &str) -> Option<Vec<String>> {
+    let m = st.as_object()?;
+    if m.keys().any(|k| {
+        ![
+            "Sid",
+            "Effect",
+            "Principal",
+            "Action",
+            "Resource",
+            "Condition",
+        ]
+        .contains(&k.as_str())
+    }) {
+        return None;
+    }
+    // Policies come back as stored or lightly reformatted: a single value may be a list.
+    let one = |v: Option<&Json>| -> Option<String> {
+        match v? {
+            Json::String(s) => Some(s.clone()),
+            Json::Array(a) if a.len() == 1 => a[0].as_str().map(str::to_string),
+            _ => None,
+        }
+    };
+    if m.get("Effect")?.as_str()? != "Allow" {
+        return None;
+    }
+    if !one(m.get("Action"))?.eq_ignore_ascii_case("sqs:SendMessage")
+        || one(m.get("Resource"))? != arn
+    {
+        return None;
+    }
+    let cond = m.get("Condition")?.as_object()?;
+    let eq = cond.get("StringEquals")?.as_object()?;
+    if cond.len() != 1 || eq.len() != 1 || one(eq.get("aws:SourceAccount"))? != account {
+        return None;
+    }
+    let principal = m.get("Principal")?.as_object()?;
+    if principal.len() != 1 {
+        return None;
+    }
+    match principal.get("Service")? {
+        Json::String(s) => Some(vec![s.clone()]),
+        Json::Array(a) => a.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => None,
+    }
+}
+
+/// A dead-letter queue must be an ARN, and of the same type as the queue it serves.
+fn check_dead_letter(queue: &str, fifo: bool, cx: &CheckCx) -> Vec<Issue> {
+    const AT: &str = "dead_letter.queue";
+    let Ok(pieces) = refs::scan(queue) else {
+        // Malformed references are reported by the reference checks.
+        return Vec::new();
+    };
+    match pieces.as_slice() {
+        [Piece::Ref(r)] => {
+            let Some(target) = cx.resources.get(&r.target) else {
+                return Vec::new();
+            };
+            if target.kind != KIND {
+                return vec![Issue::new(
+                    AT,
+                    format!("`{r}` is a {}, not an sqs_queue", target.kind),
+                )];
+            }
+            if !matches!(r.attribute.as_deref(), None | Some("arn")) {
+                return vec![Issue::new(
+                    AT,
+                    format!("a redrive policy needs the queue's ARN, not `{r}`"),
+                )
+                .help(format!("use `${{{}.arn}}`", r.target))];
+            }
+            let dlq_fifo = target
+                .config
+                .get("fifo")
+                .and_then(Json::as_bool)
+                .unwrap_or(false);
+            if dlq_fifo != fifo {
+                let (this, that) = if fifo {
+                    ("a FIFO", "a standard")
+                } else {
+                    ("a standard", "a FIFO")
+                };
+                return vec![Issue::new(
+                    AT,
+                    format!(
+                        "{this} queue cannot use {that} queue (`{}`) as its dead-letter queue",
+                        r.target
+                    ),
+                )];
+            }
+            Vec::new()
+        }
+        [Piece::Lit(s)] if !s.starts_with("arn:") => vec![Issue::new(
+            AT,
+            format!("`{s}` is not a queue ARN"),
+        )
+        .help(
+            "use a reference like `${orders_dlq.arn}` or an ARN (arn:aws:sqs:region:account:name)",
+        )],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::{self, LoadError, Severity, SourceFile};
+
+    const ARN: &str = "arn:aws:sqs:eu-west-1:123456789012:shop-orders";
+
+    fn desired(config: Json) -> Json {
+        SqsQueue.desired("shop", "orders", &config).unwrap()
+    }
+
+    /// Problems of a blueprint as (severity, path, message).
+    fn problems(resources: &str) -> Vec<(Severity, String, String)> {
+        let text = format!("name: shop\nresources:\n{resources}");
+        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
+        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
+            Ok(bp) => bp.warnings,
+            Err(LoadError::Invalid(d)) => d.problems,
+            Err(e) => panic!("{e}"),
+        };
+        problems
+            .into_iter()
+            .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        assert_eq!(
+            desired(json!({})),
+            json!({
+                "name": "shop-orders",
+                "fifo": false,
+                "content_based_deduplication": false,
+                "visibility_timeout": 30,
+                "message_retention": 345600,
+                "delay": 0,
+                "max_message_size": 262144,
+                "receive_wait_time": 0,
+                "dead_letter": null,
+                "encryption": "sqs",
+                "allow_services": [],
+            })
+        );
+    }
+
+    #[test]
+    fn fifo_names_and_deduplication() {
+        let d = desired(json!({"fifo": true, "content_based_deduplication": true}));
+        assert_eq!(d["name"], "shop-orders.fifo");
+        assert_eq!(d["content_based_deduplication"], true);
+        let long = SqsQueue
+            .desired("shop", &"q".repeat(90), &json!({"fifo": true}))
+            .unwrap();
+        let name = long["name"].as_str().unwrap();
+        assert!(name.len() <= 80 && name.ends_with(".fifo"), "{name}");
+    }
+
+    #[test]
+    fn encryption_forms() {
+        assert_eq!(desired(json!({"encryption": "none"}))["encryption"], "none");
+        let d = desired(json!({"encryption": {"kms_key": "alias/orders"}}));
+        assert_eq!(
+            d["encryption"],
+            json!({"kms_key": "alias/orders", "data_key_reuse_period": 300})
+        );
+        let e = SqsQueue
+            .desired("shop", "orders", &json!({"encryption": "off"}))
+            .unwrap_err();
+        assert!(e.contains("expected `sqs`, `none`"), "{e}");
+        assert_eq!(
+            SqsQueue
+                .warnings(&desired(json!({"encryption": "none"})))
+                .len(),
+            1
+        );
+        assert!(SqsQueue.warnings(&desired(json!({}))).is_empty());
+    }
+
+    #[test]
+    fn services_are_sorted_and_deduplicated() {
+        let d = desired(
+            json!({"allow_services": ["sns.amazonaws.com", "events.amazonaws.com", "sns.amazonaws.com"]}),
+        );
+        assert_eq!(
+            d["allow_services"],
+            json!(["events.amazonaws.com", "sns.amazonaws.com"])
+        );
+    }
+
+    #[test]
+    fn policy_round_trips() {
+        let services = vec![
+            "events.amazonaws.com".to_string(),
+            "sns.amazonaws.com".to_string(),
+        ];
+        let doc = policy_document(ARN, &services);
+        assert_eq!(services_of_policy(Some(&doc), ARN), services);
+        let v: Json = serde_json::from_str(&doc).unwrap();
+        assert_eq!(
+            v["Statement"][0]["Sid"],
+            "SecurecartAllowEventsAmazonawsCom"
+        );
+        assert_eq!(
+            v["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"],
+            "123456789012"
+        );
+        assert_eq!(services_of_policy(Some(""), ARN), Vec::<String>::new());
+        assert_eq!(services_of_policy(None, ARN), Vec::<String>::new());
+    }
+
+    #[test]
+    fn policy_read_back_tolerates_reformatting_and_flags_foreign_statements() {
+        let reformatted = json!({"Version": "2012-10-17", "Statement": {
+            "Effect": "Allow", "Principal": {"Service": ["events.amazonaws.com"]},
+            "Action": ["SQS:SendMessage"], "Resource": [ARN],
+            "Condition": {"StringEquals": {"aws:SourceAccount": ["123456789012"]}}}});
+        assert_eq!(
+            services_of_policy(Some(&reformatted.to_string()), ARN),
+            vec!["events.amazonaws.com"]
+        );
+        // Any account, or any action: not ours, so plan must show it.
+        let open = json!({"Statement": [{"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "sqs:*", "Resource": ARN}]});
+        assert_eq!(
+            services_of_policy(Some(&open.to_string()), ARN),
+            vec!["(other policy statement Open)"]
+        );
+        let other_account = policy_document(
+            "arn:aws:sqs:eu-west-1:999999999999:shop-orders",
+            &["events.amazonaws.com".into()],
+        );
+        assert_eq!(services_of_policy(Some(&other_account), ARN).len(), 1);
+        assert_ne!(
+            services_of_policy(Some(&other_account), ARN),
+            vec!["events.amazonaws.com"]
+        );
+        assert!(services_of_policy(Some("{not json"), ARN)[0].starts_with("(unreadable policy"));
+    }
+
+    /// What GetQueueAttributes(All) answers for a queue created from `d`.
+    fn aws_answer(extra: &[(Q, &str)]) -> HashMap<Q, String> {
+        let mut m: HashMap<Q, String> = [
+            (Q::QueueArn, ARN),
+            (Q::VisibilityTimeout, "30"),
+            (Q::MessageRetentionPeriod, "345600"),
+            (Q::DelaySeconds, "0"),
+            (Q::MaximumMessageSize, "262144"),
+            (Q::ReceiveMessageWaitTimeSeconds, "0"),
+            (Q::ApproximateNumberOfMessages, "3"),
+            (Q::CreatedTimestamp, "1700000000"),
+            (Q::SqsManagedSseEnabled, "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            m.insert(k.clone(), v.to_string());
+        }
+        m
+    }
+
+    #[test]
+    fn read_normalisation_matches_desired() {
+        let url = "http://sqs.eu-west-1.localhost.localstack.cloud:4566/123456789012/shop-orders";
+        assert_eq!(
+            json!(attrs_of(&aws_answer(&[]), url).unwrap()),
+            desired(json!({}))
+        );
+
+        let dlq = "arn:aws:sqs:eu-west-1:123456789012:shop-dlq";
+        let config = json!({
+            "visibility_timeout": 60,
+            "dead_letter": {"queue": dlq},
+            "allow_services": ["events.amazonaws.com"],
+        });
+        let a = desired(config);
+        let policy = policy_document(ARN, &["events.amazonaws.com".into()]);
+        // Some emulators give maxReceiveCount as a string.
+        let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq}","maxReceiveCount":"5"}}"#);
+        let m = aws_answer(&[
+            (Q::VisibilityTimeout, "60"),
+            (Q::RedrivePolicy, &redrive),
+            (Q::Policy, &policy),
+        ]);
+        assert_eq!(json!(attrs_of(&m, url).unwrap()), a);
+
+        let kms = desired(
+            json!({"encryption": {"kms_key": "alias/orders", "data_key_reuse_period": 600}}),
+        );
+        let m = aws_answer(&[
+            (Q::SqsManagedSseEnabled, "false"),
+            (Q::KmsMasterKeyId, "alias/orders"),
+            (Q::KmsDataKeyReusePeriodSeconds, "600"),
+        ]);
+        assert_eq!(json!(attrs_of(&m, url).unwrap()), kms);
+
+        let off = desired(json!({"encryption": "none"}));
+        assert_eq!(
+            json!(attrs_of(&aws_answer(&[(Q::SqsManagedSseEnabled, "false")]), url).unwrap()),
+            off
+        );
+
+        let bad = aws_answer(&[(Q::DelaySeconds, "soon")]);
+        assert!(attrs_of(&bad, url)
+            .unwrap_err()
+            .to_string()
+            .contains("DelaySeconds"));
+    }
+
+    #[test]
+    fn encryption_changes_switch_the_old_mode_off() {
+        let kms = Encryption::Kms(KmsKey {
+            kms_key: "k".into(),
+            data_key_reuse_period: 300,
+        });
+        let keys = |v: Vec<(Q, String)>| {
+            v.into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(encryption_change(&kms, &Encryption::Sqs)),
+            ["KmsMasterKeyId=", "SqsManagedSseEnabled=true"]
+        );
+        assert_eq!(
+            keys(encryption_change(&Encryption::Sqs, &kms)),
+            [
+                "SqsManagedSseEnabled=false",
+                "KmsMasterKeyId=k",
+                "KmsDataKeyReusePeriodSeconds=300"
+            ]
+        );
+        assert_eq!(
+            keys(encryption_change(&Encryption::Sqs, &Encryption::Off)),
+            ["SqsManagedSseEnabled=false"]
+        );
+        let off = Attrs {
+            encryption: Encryption::Off,
+            ..from_json(desired(json!({})))
+        };
+        assert!(keys(create_attributes(&off)).contains(&"SqsManagedSseEnabled=false".to_string()));
+        let std_q: Attrs = from_json(desired(json!({})));
+        assert!(!keys(create_attributes(&std_q))
+            .iter()
+            .any(|k| k.starts_with("ContentBasedDeduplication")));
+    }
+
+    fn from_json(v: Json) -> Attrs {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn unreadable_redrive_stays_visible() {
+        let d = dead_letter_of(Some("garbage")).unwrap();
+        assert!(d.queue.contains("garbage"));
+        assert_eq!(dead_letter_of(Some("")), None);
+    }
+
+    #[test]
+    fn checks_fields() {
+        let p = problems(
+            "  dlq: {type: sqs_queue, fifo: true}\n  vpc: {type: vpc, cidr_block: 10.0.0.0/16}\n  q:\n    type: sqs_queue\n    content_based_deduplication: true\n    delay: 901\n    dead_letter: {queue: '${dlq.arn}', max_receives: 0}\n    allow_services: [events, sns.amazonaws.com]\n  r:\n    type: sqs_queue\n    dead_letter: {queue: '${vpc.id}'}\n  s:\n    type: sqs_queue\n    dead_letter: {queue: orders-dlq}\n",
+        );
+        let at = |path: &str| {
+            p.iter()
+                .filter(|(_, q, _)| q == path)
+                .map(|(_, _, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        assert!(
+            at("resources.q.content_based_deduplication").contains("only FIFO"),
+            "{p:?}"
+        );
+        assert!(at("resources.q.delay").contains("0 to 900"), "{p:?}");
+        assert!(
+            at("resources.q.dead_letter.max_receives").contains("1 to 1000"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.q.dead_letter.queue")
+                .contains("a standard queue cannot use a FIFO queue"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.q.allow_services[0]").contains("not an AWS service principal"),
+            "{p:?}"
+        );
+        assert!(at("resources.q.allow_services[1]").is_empty(), "{p:?}");
+        assert!(
+            at("resources.r.dead_letter.queue").contains("not an sqs_queue"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.s.dead_letter.queue").contains("not a queue ARN"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn unencrypted_queue_is_a_baseline_warning() {
+        let p = problems("  q: {type: sqs_queue, encryption: none}\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, Severity::Warning);
+        assert!(p[0].2.contains("CKV_AWS_27 / SQS.1"));
+        assert!(problems("  q: {type: sqs_queue, encryption: {kms_key: alias/x}}\n").is_empty());
+        let p = problems("  q: {type: sqs_queue, encryption: {kms_key: alias/x, rotate: true}}\n");
+        assert!(
+            p.iter()
+                .any(|(s, _, m)| *s == Severity::Error && m.contains("rotate")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn valid_blueprint_has_no_problems() {
+        let p = problems(
+            "  dlq: {type: sqs_queue}\n  q:\n    type: sqs_queue\n    visibility_timeout: 120\n    dead_letter: {queue: '${dlq.arn}'}\n    allow_services: [events.amazonaws.com]\n",
+        );
+        assert!(p.is_empty(), "{p:?}");
+    }
+}
