@@ -246,39 +246,19 @@ impl Executor<'_> {
                 }
             }
             if tasks.is_empty() {
-                if state.iter().any(|s| *s == State::Waiting) && !interrupted {
-                    // Every waiting step depends on something that will never finish.
-                    for s in 0..steps.len() {
-                        if state[s] == State::Waiting {
-                            self.finish(
-                                plan,
-                                &steps,
-                                s,
-                                Outcome::Skipped {
-                                    because: "a dependency could not run".into(),
-                                },
-                                Duration::ZERO,
-                                &mut results,
-                            );
-                            state[s] = State::Finished(false);
-                        }
-                    }
-                }
-                if interrupted {
-                    for s in 0..steps.len() {
-                        if state[s] == State::Waiting {
-                            self.finish(
-                                plan,
-                                &steps,
-                                s,
-                                Outcome::Skipped {
-                                    because: "the run was interrupted".into(),
-                                },
-                                Duration::ZERO,
-                                &mut results,
-                            );
-                            state[s] = State::Finished(false);
-                        }
+                // Whatever still waits can never start: its dependencies will not finish.
+                let because = if interrupted {
+                    "the run was interrupted"
+                } else {
+                    "a dependency could not run"
+                };
+                for (s, st) in state.iter_mut().enumerate() {
+                    if *st == State::Waiting {
+                        let outcome = Outcome::Skipped {
+                            because: because.into(),
+                        };
+                        self.finish(plan, &steps, s, outcome, Duration::ZERO, &mut results);
+                        *st = State::Finished(false);
                     }
                 }
                 break;

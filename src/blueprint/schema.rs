@@ -13,7 +13,7 @@ pub fn blueprint_schema(catalog: &dyn Catalog) -> Json {
         // Each kind's own definitions move under a prefixed name so two kinds never clash.
         if let Some(Json::Object(kd)) = s.as_object_mut().and_then(|o| o.remove("$defs")) {
             for (name, def) in kd {
-                defs.insert(format!("{kind}.{name}"), def);
+                defs.insert(format!("{kind}.{name}"), rewrite_refs(def, kind));
             }
         }
         let mut s = rewrite_refs(s, kind);

@@ -263,7 +263,10 @@ pub fn plan(
         claimed[li] = true;
         let l = &live[li];
         if let Err(e) = kind.check_change(&l.attrs, &desired) {
-            errors.push(Warning { id: id.clone(), message: e });
+            errors.push(Warning {
+                id: id.clone(),
+                message: e,
+            });
         }
         let changes = diff(&desired, &l.attrs, kind.replace_on(), &r.secret_fields);
         let forcing: Vec<&str> = changes

@@ -7,7 +7,10 @@ use super::common::{cli, repo};
 #[test]
 fn every_bad_blueprint_reports_its_errors_with_positions() {
     let dir = repo().join("tests/fixtures/bad");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("fixtures").map(|e| e.expect("entry").path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .collect();
     files.sort();
     assert!(files.len() >= 12, "fixtures missing");
     let mut failures = Vec::new();
@@ -21,7 +24,11 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
                 (pos.to_string(), msg.to_string())
             })
             .collect();
-        assert!(!expects.is_empty(), "{} has no `# expect:` line", f.display());
+        assert!(
+            !expects.is_empty(),
+            "{} has no `# expect:` line",
+            f.display()
+        );
         // An endpoint that cannot answer: any AWS call would fail loudly.
         let out = cli()
             .arg("validate")
@@ -31,13 +38,22 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
             .expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(1) {
-            failures.push(format!("{}: exit {:?}, expected 1\n{stderr}", f.display(), out.status.code()));
+            failures.push(format!(
+                "{}: exit {:?}, expected 1\n{stderr}",
+                f.display(),
+                out.status.code()
+            ));
         }
         for (pos, msg) in &expects {
             let want = format!("{}:{pos}: error: ", f.display());
-            let found = stderr.lines().any(|l| l.starts_with(&want) && l.contains(msg.as_str()));
+            let found = stderr
+                .lines()
+                .any(|l| l.starts_with(&want) && l.contains(msg.as_str()));
             if !found {
-                failures.push(format!("{}: expected `{want}…{msg}…` in:\n{stderr}", f.display()));
+                failures.push(format!(
+                    "{}: expected `{want}…{msg}…` in:\n{stderr}",
+                    f.display()
+                ));
             }
         }
     }
@@ -60,18 +76,44 @@ fn json_mode_reports_problems_as_data() {
 
 #[test]
 fn shipped_blueprints_are_valid() {
-    for bp in ["blueprints/network.yaml"] {
-        cli().arg("validate").arg(repo().join(bp)).assert().success();
+    let mut shipped: Vec<_> = std::fs::read_dir(repo().join("blueprints"))
+        .expect("blueprints/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    if let Ok(labs) = std::fs::read_dir(repo().join("labs")) {
+        shipped.extend(
+            labs.map(|e| e.expect("entry").path())
+                .filter(|p| p.join("blueprint.yaml").is_file()),
+        );
+    }
+    assert!(!shipped.is_empty());
+    for bp in shipped {
+        let out = cli().arg("validate").arg(&bp).output().expect("run");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            bp.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn a_folder_argument_uses_its_blueprint_yaml() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::copy(repo().join("blueprints/network.yaml"), dir.path().join("blueprint.yaml")).expect("copy");
+    std::fs::copy(
+        repo().join("blueprints/network.yaml"),
+        dir.path().join("blueprint.yaml"),
+    )
+    .expect("copy");
     cli().arg("validate").arg(dir.path()).assert().success();
     let empty = tempfile::tempdir().expect("tempdir");
-    let out = cli().arg("validate").arg(empty.path()).output().expect("run");
+    let out = cli()
+        .arg("validate")
+        .arg(empty.path())
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("blueprint.yaml"));
 }
@@ -79,8 +121,17 @@ fn a_folder_argument_uses_its_blueprint_yaml() {
 #[test]
 fn vars_override_parameters_and_unknown_vars_are_errors() {
     let bp = repo().join("blueprints/network.yaml");
-    cli().args(["validate", "--var", "vpc_cidr=10.30.0.0/16"]).arg(&bp).assert().failure().code(1);
-    let out = cli().args(["validate", "--var", "nope=1"]).arg(&bp).output().expect("run");
+    cli()
+        .args(["validate", "--var", "vpc_cidr=10.30.0.0/16"])
+        .arg(&bp)
+        .assert()
+        .failure()
+        .code(1);
+    let out = cli()
+        .args(["validate", "--var", "nope=1"])
+        .arg(&bp)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no parameter `nope`"));
 }
@@ -90,10 +141,25 @@ fn schema_describes_every_kind() {
     let out = cli().arg("schema").output().expect("run");
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let kinds = v["properties"]["resources"]["additionalProperties"]["properties"]["type"]["enum"].as_array().expect("kinds").clone();
-    for k in ["vpc", "subnet", "internet_gateway", "route_table", "security_group", "sqs_queue", "event_bus", "event_rule"] {
+    let kinds = v["properties"]["resources"]["additionalProperties"]["properties"]["type"]["enum"]
+        .as_array()
+        .expect("kinds")
+        .clone();
+    for k in [
+        "vpc",
+        "subnet",
+        "internet_gateway",
+        "route_table",
+        "security_group",
+        "sqs_queue",
+        "event_bus",
+        "event_rule",
+    ] {
         assert!(kinds.iter().any(|x| x == k), "schema lacks {k}");
-        assert!(v["$defs"][format!("kind.{k}")].is_object(), "no definition for {k}");
+        assert!(
+            v["$defs"][format!("kind.{k}")].is_object(),
+            "no definition for {k}"
+        );
     }
 }
 
@@ -104,14 +170,23 @@ fn graph_prints_dot_and_mermaid() {
     let dot = String::from_utf8_lossy(&out.stdout);
     assert!(dot.starts_with("digraph"), "{dot}");
     assert!(dot.contains("\"vpc\" -> \"public_a\""), "{dot}");
-    let out = cli().args(["graph", "--format", "mermaid"]).arg(&bp).output().expect("run");
+    let out = cli()
+        .args(["graph", "--format", "mermaid"])
+        .arg(&bp)
+        .output()
+        .expect("run");
     assert!(String::from_utf8_lossy(&out.stdout).contains("igw --> public_routes"));
 }
 
 #[test]
 fn local_refuses_a_non_loopback_endpoint() {
     let out = cli()
-        .args(["plan", "--local", "--endpoint-url", "https://ec2.us-east-1.amazonaws.com"])
+        .args([
+            "plan",
+            "--local",
+            "--endpoint-url",
+            "https://ec2.us-east-1.amazonaws.com",
+        ])
         .arg(repo().join("blueprints/network.yaml"))
         .output()
         .expect("run");
