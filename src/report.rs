@@ -51,13 +51,34 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
     /// A phase (reading live state, planning, applying) began.
-    PhaseStarted { phase: &'a str },
-    PhaseFinished { phase: &'a str, elapsed: Duration },
+    PhaseStarted {
+        phase: &'a str,
+    },
+    PhaseFinished {
+        phase: &'a str,
+        elapsed: Duration,
+    },
     /// A free-form status line (the emulator installing, say).
-    Note { message: &'a str },
-    StepStarted { id: &'a str, kind: &'a str, op: Op },
-    StepProgress { id: &'a str, op: Op, message: &'a str },
-    StepFinished { id: &'a str, kind: &'a str, op: Op, outcome: &'a Outcome, elapsed: Duration },
+    Note {
+        message: &'a str,
+    },
+    StepStarted {
+        id: &'a str,
+        kind: &'a str,
+        op: Op,
+    },
+    StepProgress {
+        id: &'a str,
+        op: Op,
+        message: &'a str,
+    },
+    StepFinished {
+        id: &'a str,
+        kind: &'a str,
+        op: Op,
+        outcome: &'a Outcome,
+        elapsed: Duration,
+    },
 }
 
 pub trait Reporter: Send + Sync {

@@ -38,11 +38,18 @@ pub fn is_loopback(url: &str) -> bool {
     } else {
         host_port.split(':').next().unwrap_or_default()
     };
-    host == "localhost" || host == "::1" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+    host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 impl Settings {
-    pub fn resolve(g: &Global, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+    pub fn resolve(
+        g: &Global,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, SettingsError> {
         let no_color_env = env("NO_COLOR").is_some_and(|v| !v.is_empty());
         let tty_out = std::io::stdout().is_terminal();
         let endpoint = g.endpoint_url.clone().or_else(|| env("AWS_ENDPOINT_URL"));
@@ -58,7 +65,11 @@ impl Settings {
             aws: AwsSettings {
                 region: g.region.clone(),
                 profile: g.profile.clone(),
-                endpoint_url: if g.local { None } else { g.endpoint_url.clone() },
+                endpoint_url: if g.local {
+                    None
+                } else {
+                    g.endpoint_url.clone()
+                },
                 local: g.local,
             },
             local_port: g.local_port,

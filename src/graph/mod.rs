@@ -35,13 +35,19 @@ impl DepGraph {
                 order.reverse();
                 Ok(order.into_iter().map(|i| self.graph[i].clone()).collect())
             }
-            Err(_) => Err(cycles_of(&self.graph).into_iter().next().unwrap_or_default()),
+            Err(_) => Err(cycles_of(&self.graph)
+                .into_iter()
+                .next()
+                .unwrap_or_default()),
         }
     }
 }
 
 /// Every dependency cycle, each as the list of ids on it (in edge order).
-pub fn cycles(nodes: impl IntoIterator<Item = String>, edges: &[(String, String)]) -> Vec<Vec<String>> {
+pub fn cycles(
+    nodes: impl IntoIterator<Item = String>,
+    edges: &[(String, String)],
+) -> Vec<Vec<String>> {
     cycles_of(&DepGraph::new(nodes, edges).graph)
 }
 
@@ -84,9 +90,17 @@ pub struct Node<'a> {
 
 /// Graphviz DOT: `securecart graph bp | dot -Tsvg`.
 pub fn to_dot(name: &str, nodes: &[Node], edges: &BTreeMap<String, Vec<String>>) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", esc(name));
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+        esc(name)
+    );
     for n in nodes {
-        s.push_str(&format!("  \"{}\" [label=\"{}\\n({})\"];\n", esc(n.id), esc(n.id), esc(n.label)));
+        s.push_str(&format!(
+            "  \"{}\" [label=\"{}\\n({})\"];\n",
+            esc(n.id),
+            esc(n.id),
+            esc(n.label)
+        ));
     }
     for (from, tos) in edges {
         for to in tos {
@@ -102,7 +116,12 @@ pub fn to_dot(name: &str, nodes: &[Node], edges: &BTreeMap<String, Vec<String>>)
 pub fn to_mermaid(nodes: &[Node], edges: &BTreeMap<String, Vec<String>>) -> String {
     let mut s = String::from("flowchart LR\n");
     for n in nodes {
-        s.push_str(&format!("  {}[\"{}<br/><small>{}</small>\"]\n", mid(n.id), n.id, n.label));
+        s.push_str(&format!(
+            "  {}[\"{}<br/><small>{}</small>\"]\n",
+            mid(n.id),
+            n.id,
+            n.label
+        ));
     }
     for (from, tos) in edges {
         for to in tos {
@@ -130,13 +149,19 @@ mod tests {
 
     #[test]
     fn orders_dependencies_first() {
-        let g = DepGraph::new(["subnet".into(), "vpc".into(), "rt".into()], &[e("subnet", "vpc"), e("rt", "subnet"), e("rt", "vpc")]);
+        let g = DepGraph::new(
+            ["subnet".into(), "vpc".into(), "rt".into()],
+            &[e("subnet", "vpc"), e("rt", "subnet"), e("rt", "vpc")],
+        );
         assert_eq!(g.order().unwrap(), vec!["vpc", "subnet", "rt"]);
     }
 
     #[test]
     fn names_every_resource_on_a_cycle() {
-        let c = cycles(["a".into(), "b".into(), "c".into(), "d".into()], &[e("a", "b"), e("b", "c"), e("c", "a"), e("d", "a")]);
+        let c = cycles(
+            ["a".into(), "b".into(), "c".into(), "d".into()],
+            &[e("a", "b"), e("b", "c"), e("c", "a"), e("d", "a")],
+        );
         assert_eq!(c, vec![vec!["a".to_string(), "b".into(), "c".into()]]);
         let c = cycles(["x".into()], &[e("x", "x")]);
         assert_eq!(c, vec![vec!["x".to_string()]]);
@@ -144,7 +169,16 @@ mod tests {
 
     #[test]
     fn pictures_draw_build_order() {
-        let nodes = [Node { id: "vpc", label: "vpc" }, Node { id: "sub-a", label: "subnet" }];
+        let nodes = [
+            Node {
+                id: "vpc",
+                label: "vpc",
+            },
+            Node {
+                id: "sub-a",
+                label: "subnet",
+            },
+        ];
         let edges = BTreeMap::from([("sub-a".to_string(), vec!["vpc".to_string()])]);
         assert!(to_dot("n", &nodes, &edges).contains("\"vpc\" -> \"sub-a\""));
         assert!(to_mermaid(&nodes, &edges).contains("vpc --> sub_a"));

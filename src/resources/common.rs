@@ -56,12 +56,20 @@ where
         let status = e.raw_response().map(|r| r.status().as_u16());
         let code = e.code().map(str::to_string);
         let message = match (&e, e.message()) {
-            (_, Some(m)) => format!("{}{m}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default()),
+            (_, Some(m)) => format!(
+                "{}{m}",
+                code.as_deref()
+                    .map(|c| format!("{c}: "))
+                    .unwrap_or_default()
+            ),
             (SdkError::DispatchFailure(d), None) => format!("cannot reach the AWS endpoint: {d:?}"),
             (SdkError::TimeoutError(_), None) => "the request timed out".to_string(),
             (_, None) => match &code {
                 Some(c) => c.clone(),
-                None => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
+                None => format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                ),
             },
         };
         let message = if status == Some(501) {
@@ -79,7 +87,13 @@ where
 
 /// A deterministic physical name `stack-id`, within `max` characters (including
 /// `suffix`), using only characters `ok` accepts; too long → shortened with a hash.
-pub fn physical_name(stack: &str, id: &str, max: usize, ok: impl Fn(char) -> bool, suffix: &str) -> String {
+pub fn physical_name(
+    stack: &str,
+    id: &str,
+    max: usize,
+    ok: impl Fn(char) -> bool,
+    suffix: &str,
+) -> String {
     let raw = format!("{stack}-{id}");
     let clean: String = raw.chars().map(|c| if ok(c) { c } else { '-' }).collect();
     let room = max.saturating_sub(suffix.len());
@@ -124,7 +138,8 @@ pub fn parse<T: DeserializeOwned>(config: &Json) -> Result<T, Issue> {
 /// Like [`parse`] for desired attributes built by the kind itself: a failure is a bug
 /// in the kind or an unresolved value, reported as [`Error::Invalid`].
 pub fn from_desired<T: DeserializeOwned>(desired: &Json) -> Result<T, Error> {
-    serde_json::from_value(desired.clone()).map_err(|e| Error::Invalid(format!("cannot build the request: {e}")))
+    serde_json::from_value(desired.clone())
+        .map_err(|e| Error::Invalid(format!("cannot build the request: {e}")))
 }
 
 /// True when a resolved value is only known after apply.
@@ -133,7 +148,12 @@ pub fn unknown(s: &str) -> bool {
 }
 
 /// Polls `check` with backoff (1 s → 10 s) until it yields a value, or times out.
-pub async fn wait_for<T, F, Fut>(cx: &OpCx<'_>, what: &str, timeout: Duration, mut check: F) -> Result<T, Error>
+pub async fn wait_for<T, F, Fut>(
+    cx: &OpCx<'_>,
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>, Error>>,
@@ -158,7 +178,13 @@ where
 
 /// Runs `op` again while it fails with one of `codes` (a known eventual-consistency or
 /// dependency error), for at most `budget`, saying so in the progress line.
-pub async fn retry_on<T, F, Fut>(cx: &OpCx<'_>, codes: &[&str], budget: Duration, why: &str, mut op: F) -> Result<T, Error>
+pub async fn retry_on<T, F, Fut>(
+    cx: &OpCx<'_>,
+    codes: &[&str],
+    budget: Duration,
+    why: &str,
+    mut op: F,
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Error>>,
@@ -183,7 +209,10 @@ pub fn parse_cidr(s: &str) -> Result<ipnet::Ipv4Net, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a valid IPv4 CIDR block (like 10.0.0.0/16)"))?;
     if net.network() != net.addr() {
-        return Err(format!("`{s}` has host bits set; the network address is {}", net.trunc()));
+        return Err(format!(
+            "`{s}` has host bits set; the network address is {}",
+            net.trunc()
+        ));
     }
     Ok(net)
 }
@@ -201,7 +230,10 @@ mod tests {
     fn names_are_deterministic_and_bounded() {
         let sqs = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         assert_eq!(physical_name("dev", "orders", 80, sqs, ""), "dev-orders");
-        assert_eq!(physical_name("dev", "orders", 80, sqs, ".fifo"), "dev-orders.fifo");
+        assert_eq!(
+            physical_name("dev", "orders", 80, sqs, ".fifo"),
+            "dev-orders.fifo"
+        );
         let long = "a".repeat(100);
         let n = physical_name("dev", &long, 64, sqs, "");
         assert_eq!(n.len(), 64);
@@ -213,7 +245,9 @@ mod tests {
     #[test]
     fn cidrs_must_be_network_addresses() {
         assert!(parse_cidr("10.0.0.0/16").is_ok());
-        assert!(parse_cidr("10.0.0.5/16").unwrap_err().contains("10.0.0.0/16"));
+        assert!(parse_cidr("10.0.0.5/16")
+            .unwrap_err()
+            .contains("10.0.0.0/16"));
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("banana").is_err());
     }
@@ -236,7 +270,10 @@ pub mod ec2 {
 
     /// The filter that selects exactly this stack's resources.
     pub fn stack_filter(stack: &str) -> Filter {
-        Filter::builder().name(format!("tag:{TAG_STACK}")).values(stack).build()
+        Filter::builder()
+            .name(format!("tag:{TAG_STACK}"))
+            .values(stack)
+            .build()
     }
 
     pub fn tag_spec(rtype: ResourceType, tags: &[(String, String)]) -> TagSpecification {
@@ -249,7 +286,12 @@ pub mod ec2 {
 
     pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
         tags.iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
             .collect()
     }
 

@@ -11,8 +11,9 @@ pub fn emulator() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
     ENDPOINT.get_or_init(|| {
         let opts = securecart::local::LocalOptions::from_env(None);
-        let status = securecart::local::ensure_running(&opts, &mut |m: &str| eprintln!("emulator: {m}"))
-            .unwrap_or_else(|e| panic!("the bundled emulator did not start: {e}"));
+        let status =
+            securecart::local::ensure_running(&opts, &mut |m: &str| eprintln!("emulator: {m}"))
+                .unwrap_or_else(|e| panic!("the bundled emulator did not start: {e}"));
         status.endpoint
     })
 }
@@ -33,7 +34,9 @@ pub fn repo() -> PathBuf {
 /// The CLI, pointed at the emulator, without colours.
 pub fn cli() -> Command {
     let mut c = Command::cargo_bin("securecart").expect("binary");
-    c.env("NO_COLOR", "1").env_remove("AWS_ENDPOINT_URL").env_remove("SECURECART_STACK");
+    c.env("NO_COLOR", "1")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("SECURECART_STACK");
     c
 }
 
@@ -48,7 +51,9 @@ pub fn run_json(args: &[&str], stack: &str) -> (i32, serde_json::Value, String) 
     let code = out.status.code().unwrap_or(-1);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}); exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("not JSON ({e}); exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    });
     (code, json, stderr)
 }
 
@@ -73,14 +78,21 @@ pub fn changes(plan: &serde_json::Value) -> Vec<(String, String)> {
         .expect("actions")
         .iter()
         .filter(|a| a["action"] != "noop")
-        .map(|a| (a["id"].as_str().unwrap_or_default().to_string(), a["action"].as_str().unwrap_or_default().to_string()))
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap_or_default().to_string(),
+                a["action"].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     v.sort();
     v
 }
 
 pub fn mutating_calls(out: &serde_json::Value) -> u64 {
-    out["stats"]["mutating_calls"].as_u64().expect("stats.mutating_calls")
+    out["stats"]["mutating_calls"]
+        .as_u64()
+        .expect("stats.mutating_calls")
 }
 
 /// SDK config for direct checks against the emulator.
@@ -89,11 +101,16 @@ pub async fn sdk() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sts::config::Credentials::new("test", "test", None, None, "tests"))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
         .load()
         .await
 }
 
 pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }

@@ -13,7 +13,15 @@ fn apply_killed_midway_then_rerun_makes_no_duplicates() {
     emulator();
     let bp = repo().join("blueprints/network.yaml");
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("securecart"))
-        .args(["apply", "--local", "--yes", "--parallelism", "2", "--stack", &stack])
+        .args([
+            "apply",
+            "--local",
+            "--yes",
+            "--parallelism",
+            "2",
+            "--stack",
+            &stack,
+        ])
         .arg(&bp)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -36,13 +44,24 @@ fn apply_killed_midway_then_rerun_makes_no_duplicates() {
     // SIGKILL: no chance to clean up or finish a step.
     child.kill().expect("kill -9");
     let _ = child.wait();
-    assert!(created >= 4, "apply ended before it was killed:\n{}", lines.join("\n"));
+    assert!(
+        created >= 4,
+        "apply ended before it was killed:\n{}",
+        lines.join("\n")
+    );
     let partial: usize = network_census(&stack).iter().map(|(_, n)| n).sum();
-    assert!(partial < 15, "everything was already created; the kill came too late");
+    assert!(
+        partial < 15,
+        "everything was already created; the kill came too late"
+    );
 
     let (code, out, err) = run_json(&["apply", bp.to_str().expect("utf-8"), "--yes"], &stack);
     assert_eq!(code, 0, "re-run failed: {out:#}\n{err}");
-    assert_eq!(network_census(&stack), expected_network_census(), "duplicates or missing resources");
+    assert_eq!(
+        network_census(&stack),
+        expected_network_census(),
+        "duplicates or missing resources"
+    );
     let (code, out, _) = run_json(&["plan", bp.to_str().expect("utf-8")], &stack);
     assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
 

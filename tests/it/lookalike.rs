@@ -26,7 +26,12 @@ fn lookalikes_survive_destroy_and_block_adoption() {
         let v = ec2
             .create_vpc()
             .cidr_block("10.61.0.0/16")
-            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::Vpc).tags(tag("Name", &format!("{stack}-vpc"))).build())
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Vpc)
+                    .tags(tag("Name", &format!("{stack}-vpc")))
+                    .build(),
+            )
             .send()
             .await
             .expect("vpc");
@@ -47,22 +52,49 @@ fn lookalikes_survive_destroy_and_block_adoption() {
         let sqs = aws_sdk_sqs::Client::new(&cfg);
         let mut urls = Vec::new();
         for name in [format!("{stack}-jobs2"), format!("{stack}-taken")] {
-            let q = sqs.create_queue().queue_name(name).send().await.expect("queue");
+            let q = sqs
+                .create_queue()
+                .queue_name(name)
+                .send()
+                .await
+                .expect("queue");
             urls.push(q.queue_url().unwrap_or_default().to_string());
         }
-        (v.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string(), o.vpc().and_then(|v| v.vpc_id()).unwrap_or_default().to_string(), urls)
+        (
+            v.vpc()
+                .and_then(|v| v.vpc_id())
+                .unwrap_or_default()
+                .to_string(),
+            o.vpc()
+                .and_then(|v| v.vpc_id())
+                .unwrap_or_default()
+                .to_string(),
+            urls,
+        )
     });
 
     // A plan must not offer to delete the look-alikes.
     let (code, out, _) = run_json(&["plan", bp_s], &stack);
-    assert_eq!(code, 0, "look-alikes show up in the plan: {:?}", changes(&out["plan"]));
+    assert_eq!(
+        code,
+        0,
+        "look-alikes show up in the plan: {:?}",
+        changes(&out["plan"])
+    );
 
     // Apply must refuse to adopt a queue it does not own, and leave it alone.
-    std::fs::write(&bp, format!("{SMALL}  taken:\n    type: sqs_queue\n    visibility_timeout: 99\n")).expect("write");
+    std::fs::write(
+        &bp,
+        format!("{SMALL}  taken:\n    type: sqs_queue\n    visibility_timeout: 99\n"),
+    )
+    .expect("write");
     let (code, out, _) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 1, "adopted a queue it does not own: {out:#}");
     let text = out.to_string();
-    assert!(text.contains("taken") && text.contains("not"), "unclear conflict message: {text}");
+    assert!(
+        text.contains("taken") && text.contains("not"),
+        "unclear conflict message: {text}"
+    );
 
     let (code, out, err) = run_json(&["destroy", "--yes"], &stack);
     assert_eq!(code, 0, "{out:#}\n{err}");
@@ -71,14 +103,32 @@ fn lookalikes_survive_destroy_and_block_adoption() {
         let cfg = sdk().await;
         let ec2 = aws_sdk_ec2::Client::new(&cfg);
         for id in [&vpc_id, &other_vpc_id] {
-            let d = ec2.describe_vpcs().vpc_ids(id).send().await.expect("look-alike VPC is gone");
+            let d = ec2
+                .describe_vpcs()
+                .vpc_ids(id)
+                .send()
+                .await
+                .expect("look-alike VPC is gone");
             assert_eq!(d.vpcs().len(), 1);
         }
         let sqs = aws_sdk_sqs::Client::new(&cfg);
         for url in &queue_urls {
-            let a = sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout).send().await.expect("look-alike queue is gone");
-            let vt = a.attributes().and_then(|m| m.get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)).cloned();
-            assert_eq!(vt.as_deref(), Some("30"), "the look-alike queue was modified");
+            let a = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+                .send()
+                .await
+                .expect("look-alike queue is gone");
+            let vt = a
+                .attributes()
+                .and_then(|m| m.get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout))
+                .cloned();
+            assert_eq!(
+                vt.as_deref(),
+                Some("30"),
+                "the look-alike queue was modified"
+            );
         }
         // Tidy up what the test itself made.
         for id in [&vpc_id, &other_vpc_id] {
