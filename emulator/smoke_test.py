@@ -112,6 +112,34 @@ for inp, want in [({"n": 5}, 10), ({"fail": "y"}, "caught")]:
     out = json.loads(d.get("output", "null"))
     print("sfn->lambda", d["status"], out)
     assert d["status"] == "SUCCEEDED" and (out == want or (isinstance(out, dict) and out.get("doubled") == want)), d
+
+# Node.js, when the machine has it: an ES module async handler and a CommonJS callback handler.
+import shutil
+if shutil.which("node"):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("index.mjs", "export const handler = async (event, context) => {\n"
+                   "  console.log('got', JSON.stringify(event));\n"
+                   "  if (event.fail) throw new TypeError('bad ' + event.fail);\n"
+                   "  return {sum: event.a + event.b, fn: context.functionName};\n};\n")
+        z.writestr("cb.js", "exports.handler = (event, context, callback) => callback(null, {echo: event});\n")
+    for handler, payload, check in [
+        ("index.handler", {"a": 2, "b": 3}, lambda r, p: "FunctionError" not in r and p == {"sum": 5, "fn": f"node-{U}"}),
+        ("index.handler", {"fail": "x"}, lambda r, p: r["FunctionError"] == "Unhandled" and p["errorType"] == "TypeError" and p["errorMessage"] == "bad x"),
+        ("cb.handler", {"k": 1}, lambda r, p: p == {"echo": {"k": 1}}),
+    ]:
+        name = f"node-{U}" if handler == "index.handler" else f"nodecb-{U}"
+        try:
+            lam.get_function(FunctionName=name)
+        except lam.exceptions.ResourceNotFoundException:
+            lam.create_function(FunctionName=name, Runtime="nodejs20.x", Role=role, Handler=handler,
+                                Code={"ZipFile": buf.getvalue()}, Timeout=5)
+            lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        r = lam.invoke(FunctionName=name, Payload=json.dumps(payload))
+        p = json.loads(r["Payload"].read())
+        print("node", handler, r.get("FunctionError"), p)
+        assert check(r, p), (r, p)
+
 logs = c("logs").filter_log_events(logGroupName=f"/aws/lambda/fn-{U}")["events"]
 print("lambda log lines", len(logs), [e["message"].strip() for e in logs if "event" in e["message"]][:1])
 print("OK")

@@ -1,8 +1,9 @@
-"""A LocalStack Lambda runtime executor that runs Python functions as local processes instead of Docker containers.
+"""A LocalStack Lambda runtime executor that runs Python and Node.js functions as local processes instead of Docker containers.
 
-Each execution environment is one `lambda_worker` process (same interpreter as LocalStack, so boto3
-is available like in the AWS runtime), started in the unzipped code folder with the environment
-LocalStack prepares. Invocations go over the worker's stdin/stdout; the executor enforces the
+Each execution environment is one worker process started in the unzipped code folder with the
+environment LocalStack prepares: `lambda_worker.py` on LocalStack's own interpreter for Python
+runtimes (so boto3 is available, as in the AWS runtime), `lambda_worker.js` on the `node` found on
+PATH for Node.js runtimes (no AWS SDK is provided; bundle it with the function). Invocations go over the worker's stdin/stdout; the executor enforces the
 function timeout and replaces a worker that timed out or died, as AWS resets the sandbox.
 """
 
@@ -10,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,23 +33,37 @@ INIT_TIMEOUT_SECONDS = 30
 _HOST_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "AWS_CA_BUNDLE")
 
 
+_NODE_WORKER = Path(__file__).with_name("lambda_worker.js")
+
+
+def _worker_command(runtime: str) -> list[str] | str:
+    """The command that runs a worker for this runtime, or why there is none."""
+    if runtime.startswith("python"):
+        return [sys.executable, "-u", "-m", "securecart_localstack.lambda_worker"]
+    if runtime.startswith("nodejs"):
+        node = shutil.which("node")
+        if not node:
+            return f"runtime {runtime} needs Node.js: no `node` on the emulator's PATH"
+        return [node, str(_NODE_WORKER)]
+    return f"runtime {runtime} is not supported by the local executor (Python and Node.js runtimes only)"
+
+
 def _supported(function_version: FunctionVersion) -> str | None:
     """Returns why the function cannot run here, or None."""
     cfg = function_version.config
     if not cfg.runtime:
         return "container image functions are not supported by the local executor"
-    if not str(cfg.runtime).startswith("python"):
-        return f"runtime {cfg.runtime} is not supported by the local executor (Python runtimes only)"
-    return None
+    command = _worker_command(str(cfg.runtime))
+    return command if isinstance(command, str) else None
 
 
 class _Worker:
     """One running lambda_worker process and the thread that reads its answers."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, log_path: Path):
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, log_path: Path):
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "securecart_localstack.lambda_worker"],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -116,7 +132,7 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
         # The function's own files are where AWS's /var/task would be.
         env["LAMBDA_TASK_ROOT"] = str(code_dir)
         env["PYTHONUNBUFFERED"] = "1"
-        env.setdefault("AWS_EXECUTION_ENV", f"AWS_Lambda_{self.function_version.config.runtime}")
+        env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{self.function_version.config.runtime}"
         self.env = env
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.lock:
@@ -130,7 +146,10 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
 
     def _spawn(self) -> None:
         """Starts a worker and waits for it to finish init; raises if it cannot."""
-        worker = _Worker(self.env, self._code_dir(), self.log_path)
+        command = _worker_command(str(self.function_version.config.runtime))
+        if isinstance(command, str):
+            raise LambdaRuntimeException(command)
+        worker = _Worker(command, self.env, self._code_dir(), self.log_path)
         try:
             answer = worker.wait_answer(INIT_TIMEOUT_SECONDS)
         except queue.Empty:

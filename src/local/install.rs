@@ -29,6 +29,7 @@ pub(crate) const RECIPE: &[(&str, &str)] = recipe![
     "securecart_localstack/selfcheck.py",
     "securecart_localstack/lambda_executor.py",
     "securecart_localstack/lambda_worker.py",
+    "securecart_localstack/lambda_worker.js",
     "securecart_localstack-0.1.0.dist-info/METADATA",
     "securecart_localstack-0.1.0.dist-info/entry_points.txt",
     "securecart_localstack-0.1.0.dist-info/INSTALLER",
@@ -129,22 +130,50 @@ pub(crate) fn ensure_installed(
 }
 
 /// Removes installs of earlier recipes (about 400 MB each) that no running emulator uses.
+/// Deleting tens of thousands of files takes many seconds on a busy machine, so each folder is
+/// renamed out of the way at once and deleted by a detached `rm -rf`; leftovers of an interrupted
+/// deletion are picked up next time.
 fn prune_old_installs(opts: &LocalOptions, current: &Path, progress: &mut dyn FnMut(&str)) {
     let in_use = super::live_install_dirs(opts);
     let Ok(entries) = fs::read_dir(&opts.cache_dir) else {
         return;
     };
+    let mut doomed = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with(".trash-") {
+            doomed.push(path);
+            continue;
+        }
         if !name.starts_with("emulator-") || path == current || in_use.contains(&path) {
             continue;
         }
-        if fs::remove_dir_all(&path).is_ok() {
+        let trash = opts
+            .cache_dir
+            .join(format!(".trash-{name}-{}", std::process::id()));
+        if fs::rename(&path, &trash).is_ok() {
             progress(&format!(
-                "removed the emulator install of an earlier recipe: {}",
+                "removing the emulator install of an earlier recipe: {}",
                 path.display()
             ));
+            doomed.push(trash);
+        }
+    }
+    if doomed.is_empty() {
+        return;
+    }
+    let mut rm = Command::new("rm");
+    rm.arg("-rf")
+        .args(&doomed)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut rm, 0);
+    if rm.spawn().is_err() {
+        for dir in doomed {
+            let _ = fs::remove_dir_all(dir);
         }
     }
 }
@@ -559,6 +588,15 @@ mod tests {
             .args(["-c", "sleep 30", "localstack.runtime.main"])
             .spawn()
             .unwrap();
+        // Until it has exec'd, /proc shows the test binary's command line.
+        let cmdline = format!("/proc/{}/cmdline", busy.id());
+        for _ in 0..200 {
+            if fs::read(&cmdline).is_ok_and(|c| String::from_utf8_lossy(&c).contains("localstack"))
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let record = format!("{}\n{}\n", busy.id(), cache.join("emulator-busy").display());
         write_file(&cache.join("run/4566/emulator.pid"), &record).unwrap();
         write_file(&cache.join("run/4567/emulator.pid"), "999999999\n/x\n").unwrap();
@@ -572,11 +610,20 @@ mod tests {
         });
         let _ = busy.kill();
         let _ = busy.wait();
-        let mut left: Vec<String> = fs::read_dir(&cache)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .collect();
-        left.sort();
+        let list = || {
+            let mut left: Vec<String> = fs::read_dir(&cache)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect();
+            left.sort();
+            left
+        };
+        // The deletion runs in the background.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while list().len() > 4 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let left = list();
         fs::remove_dir_all(&cache).unwrap();
         assert_eq!(left, ["emulator-busy", "emulator-new", "other", "run"]);
         assert_eq!(said.len(), 1, "{said:?}");

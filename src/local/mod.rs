@@ -278,36 +278,43 @@ pub fn ensure_running(
 
     let _guard = lock::acquire(&opts.port_lock(), progress, "starting the emulator")?;
     // Whoever held the lock may have just started it.
-    let probe = health::probe(opts.port, PROBE_TIMEOUT);
-    match (&probe, current(opts, &probe)) {
-        (_, Some(true)) => return Ok(status_with(opts, probe)),
-        (_, Some(false)) => {
+    let mut probe = health::probe(opts.port, PROBE_TIMEOUT);
+    match current(opts, &probe) {
+        Some(true) => return Ok(status_with(opts, probe)),
+        Some(false) => {
             progress("the running emulator was installed from an older recipe; restarting it");
             stop_locked(opts)?;
+            probe = health::probe(opts.port, PROBE_TIMEOUT);
         }
-        // A LocalStack someone started by hand is used as it is.
-        (Probe::LocalStack(_), None) => return Ok(status_with(opts, probe)),
-        (Probe::Foreign(what), None) => {
+        None => {
+            if let Some(stale) = live_pid_record(opts) {
+                // Ours and alive but not answering: hung, or its starter died while it started.
+                progress(&format!(
+                    "the emulator (pid {}) does not answer; restarting it",
+                    stale.pid
+                ));
+                stop_locked(opts)?;
+                probe = health::probe(opts.port, PROBE_TIMEOUT);
+            }
+        }
+    }
+    // Nothing of ours runs on the port now; whatever still answers there belongs to someone else.
+    match probe {
+        // A LocalStack started some other way (by hand, or from another cache folder) is used as is.
+        Probe::LocalStack(_) => return Ok(status_with(opts, probe)),
+        Probe::Foreign(what) => {
             return Err(LocalError::PortInUse {
                 port: opts.port,
-                what: what.clone(),
-            });
+                what,
+            })
         }
-        (Probe::Unresponsive, None) if live_pid_record(opts).is_none() => {
+        Probe::Unresponsive => {
             return Err(LocalError::PortInUse {
                 port: opts.port,
                 what: "accepts connections but does not answer".into(),
-            });
+            })
         }
-        _ => {}
-    }
-    if let Some(stale) = live_pid_record(opts) {
-        // Ours, alive, but not answering (hung or still starting after a crash of its starter).
-        progress(&format!(
-            "the emulator (pid {}) does not answer; restarting it",
-            stale.pid
-        ));
-        stop_locked(opts)?;
+        Probe::Down => {}
     }
 
     let install_dir = install::ensure_installed(opts, progress)?;
