@@ -63,7 +63,7 @@ pub enum LocalError {
         log: PathBuf,
         tail: String,
     },
-    #[error("port {port} on 127.0.0.1 is taken by something that is not LocalStack ({what}); pick another port with --port or SECURECART_LOCAL_PORT")]
+    #[error("port {port} on 127.0.0.1 is taken by something that is not LocalStack ({what}); pick another port with --local-port or SECURECART_LOCAL_PORT")]
     PortInUse { port: u16, what: String },
     #[error("the LocalStack at {endpoint} was not started by securecart (no pid file at {}); stop it the way it was started", pid_file.display())]
     NotManaged { endpoint: String, pid_file: PathBuf },
@@ -301,7 +301,20 @@ pub fn ensure_running(
     // Nothing of ours runs on the port now; whatever still answers there belongs to someone else.
     match probe {
         // A LocalStack started some other way (by hand, or from another cache folder) is used as is.
-        Probe::LocalStack(_) => return Ok(status_with(opts, probe)),
+        Probe::LocalStack(ref health) => {
+            let missing = missing_services(&health.services);
+            progress(&format!(
+                "using the LocalStack already running on {} (not started from {}){}",
+                endpoint_url(opts),
+                opts.cache_dir.display(),
+                if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; it does not serve {}", missing.join(", "))
+                }
+            ));
+            return Ok(status_with(opts, probe));
+        }
         Probe::Foreign(what) => {
             return Err(LocalError::PortInUse {
                 port: opts.port,
@@ -320,6 +333,17 @@ pub fn ensure_running(
     let install_dir = install::ensure_installed(opts, progress)?;
     start(opts, &install_dir, progress)?;
     status(opts)
+}
+
+/// Services that securecart's blueprints use and that only the bundled plugins add to LocalStack
+/// Community.
+const PLUGIN_SERVICES: [&str; 3] = ["rds", "elbv2", "autoscaling"];
+
+fn missing_services(services: &std::collections::BTreeMap<String, String>) -> Vec<&'static str> {
+    PLUGIN_SERVICES
+        .into_iter()
+        .filter(|s| !services.contains_key(*s))
+        .collect()
 }
 
 fn start(
@@ -496,6 +520,14 @@ mod tests {
         );
         assert_eq!(parse_pid_record("garbage"), None);
         assert_eq!(parse_pid_record(""), None);
+    }
+
+    #[test]
+    fn reports_services_a_foreign_localstack_lacks() {
+        let mut services = std::collections::BTreeMap::new();
+        services.insert("ec2".to_string(), "running".to_string());
+        services.insert("elbv2".to_string(), "available".to_string());
+        assert_eq!(missing_services(&services), ["rds", "autoscaling"]);
     }
 
     #[test]
