@@ -13,9 +13,6 @@ pub(crate) struct Guard {
 }
 
 /// Takes the lock at `path`, telling `progress` when another process holds it (then waits).
-// File::lock is stable since Rust 1.89; Cargo.toml says rust-version 1.80, but the locked AWS SDK
-// crates already need 1.94, so no toolchain that builds this crate lacks it.
-#[allow(clippy::incompatible_msrv)]
 pub(crate) fn acquire(
     path: &Path,
     progress: &mut dyn FnMut(&str),
