@@ -230,9 +230,16 @@ pub fn did_you_mean<'a>(
     given: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
+    // Transpositions and one-letter slips (`vcp`) score low on Jaro-Winkler alone, so a
+    // small edit distance counts too.
+    let score = |c: &str| {
+        let edits = strsim::damerau_levenshtein(given, c);
+        let close = edits <= (given.len().max(c.len()) / 3).max(1);
+        strsim::jaro_winkler(given, c) + if close { 1.0 } else { 0.0 }
+    };
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(given, c), c))
+        .map(|c| (score(c), c))
         .filter(|(s, _)| *s > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| format!("did you mean `{c}`?"))

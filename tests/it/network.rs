@@ -100,15 +100,15 @@ async fn census(stack: &str) -> std::collections::BTreeMap<&'static str, usize> 
         .event_buses()
     {
         let name = bus.name().unwrap_or_default();
+        // Other tests delete their buses meanwhile: a bus gone since the listing has no rules.
         rules += events
             .list_rules()
             .event_bus_name(name)
             .name_prefix(format!("{stack}-"))
             .send()
             .await
-            .expect("rules")
-            .rules()
-            .len();
+            .map(|r| r.rules().len())
+            .unwrap_or(0);
     }
     m.insert("event_rule", rules);
     m

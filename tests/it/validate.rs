@@ -69,9 +69,20 @@ fn json_mode_reports_problems_as_data() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(v["problems"][0]["line"], 6);
-    assert_eq!(v["problems"][0]["column"], 5);
-    assert_eq!(v["problems"][0]["path"], "resources.vpc.cidr_blok");
+    let problems = v["problems"].as_array().expect("problems");
+    let p = problems
+        .iter()
+        .find(|p| p["path"] == "resources.vpc.cidr_blok")
+        .expect("the unknown field is reported");
+    assert_eq!(
+        (p["line"].as_u64(), p["column"].as_u64()),
+        (Some(6), Some(5))
+    );
+    assert_eq!(p["severity"], "error");
+    assert!(p["help"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("cidr_block"));
 }
 
 #[test]
