@@ -26,6 +26,8 @@ pub struct StepResult {
     pub op: Op,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// When the step started, from the start of the run: overlapping steps ran at once.
+    pub started_ms: u128,
     pub elapsed_ms: u128,
 }
 
@@ -33,6 +35,8 @@ pub struct StepResult {
 pub struct ApplyResult {
     pub steps: Vec<StepResult>,
     pub interrupted: bool,
+    /// The most steps that were in flight at once.
+    pub peak_in_flight: usize,
     /// Attributes of every resource of the stack after the run (for outputs).
     #[serde(skip)]
     pub resources: HashMap<String, BTreeMap<String, Json>>,
@@ -164,6 +168,8 @@ impl Executor<'_> {
         let mut results: Vec<Option<StepResult>> = vec![None; steps.len()];
         let mut tasks: JoinSet<(usize, Result<Option<Live>, String>, Duration)> = JoinSet::new();
         let mut interrupted = false;
+        let mut peak_in_flight = 0;
+        let t0 = Instant::now();
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
 
@@ -187,6 +193,7 @@ impl Executor<'_> {
                             format!("{} of `{}` did not succeed", steps[w].op.verb(), b.id)
                         };
                         self.finish(
+                            t0,
                             plan,
                             &steps,
                             s,
@@ -230,9 +237,11 @@ impl Executor<'_> {
                                     .unwrap_or_else(|_| Err("internal error: this step panicked (a securecart bug; please report it)".into()));
                                 (s, r, t.elapsed())
                             });
+                            peak_in_flight = peak_in_flight.max(tasks.len());
                         }
                         Err(e) => {
                             self.finish(
+                                t0,
                                 plan,
                                 &steps,
                                 s,
@@ -257,7 +266,7 @@ impl Executor<'_> {
                         let outcome = Outcome::Skipped {
                             because: because.into(),
                         };
-                        self.finish(plan, &steps, s, outcome, Duration::ZERO, &mut results);
+                        self.finish(t0, plan, &steps, s, outcome, Duration::ZERO, &mut results);
                         *st = State::Finished(false);
                     }
                 }
@@ -275,11 +284,11 @@ impl Executor<'_> {
                             if let Some(l) = done {
                                 known.insert(a.id.clone(), Some(l.outputs));
                             }
-                            self.finish(plan, &steps, s, Outcome::Done, elapsed, &mut results);
+                            self.finish(t0, plan, &steps, s, Outcome::Done, elapsed, &mut results);
                             state[s] = State::Finished(true);
                         }
                         Err(e) => {
-                            self.finish(plan, &steps, s, Outcome::Failed { error: e }, elapsed, &mut results);
+                            self.finish(t0, plan, &steps, s, Outcome::Failed { error: e }, elapsed, &mut results);
                             state[s] = State::Finished(false);
                         }
                     }
@@ -297,12 +306,15 @@ impl Executor<'_> {
         ApplyResult {
             steps: results.into_iter().flatten().collect(),
             interrupted,
+            peak_in_flight,
             resources,
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
+        t0: Instant,
         plan: &Plan,
         steps: &[Step],
         s: usize,
@@ -323,6 +335,7 @@ impl Executor<'_> {
             kind: a.kind.clone(),
             op: steps[s].op,
             outcome,
+            started_ms: t0.elapsed().saturating_sub(elapsed).as_millis(),
             elapsed_ms: elapsed.as_millis(),
         });
     }

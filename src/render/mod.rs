@@ -180,8 +180,9 @@ pub fn apply_summary(r: &ApplyResult, verb: &str) -> String {
     if r.ok() {
         let _ = writeln!(
             s,
-            "{} {verb} complete: {done} step(s) done.",
-            Style::new().green().bold().apply_to("✓")
+            "{} {verb} complete: {done} step(s) done, up to {} at once.",
+            Style::new().green().bold().apply_to("✓"),
+            r.peak_in_flight
         );
         return s;
     }

@@ -60,6 +60,7 @@ fn failed_apply_summary_names_failures_and_skips() {
         kind: "vpc".into(),
         op: Op::Create,
         outcome,
+        started_ms: 0,
         elapsed_ms: 10,
     };
     let r = ApplyResult {
@@ -79,6 +80,7 @@ fn failed_apply_summary_names_failures_and_skips() {
             ),
         ],
         interrupted: false,
+        peak_in_flight: 1,
         resources: Default::default(),
     };
     insta::assert_snapshot!(apply_summary(&r, "apply"));
