@@ -310,4 +310,22 @@ pub mod ec2 {
     pub fn not_found(code: Option<&str>) -> bool {
         code.is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound"))
     }
+
+    /// Deletes with `op`, retrying while AWS says something still depends on the
+    /// resource (`why` says what, in the progress line); already gone counts as done.
+    pub async fn delete_retrying<F, Fut>(
+        cx: &super::super::OpCx<'_>,
+        budget: std::time::Duration,
+        why: &str,
+        op: F,
+    ) -> Result<(), super::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), super::Error>>,
+    {
+        match super::retry_on(cx, &["DependencyViolation"], budget, why, op).await {
+            Err(e) if not_found(e.code()) => Ok(()),
+            other => other,
+        }
+    }
 }

@@ -188,9 +188,8 @@ impl Kind for InternetGateway {
         if let Some(vpc) = attached {
             detach(aws, cx, igw_id, &vpc).await?;
         }
-        let r = common::retry_on(
+        ec2::delete_retrying(
             cx,
-            &["DependencyViolation"],
             Duration::from_secs(120),
             "the gateway is still detaching",
             || async {
@@ -203,11 +202,7 @@ impl Kind for InternetGateway {
                     .map_err(aws_error("DeleteInternetGateway"))
             },
         )
-        .await;
-        match r {
-            Err(e) if ec2::not_found(e.code()) => Ok(()),
-            other => other,
-        }
+        .await
     }
 }
 

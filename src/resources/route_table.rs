@@ -352,9 +352,8 @@ impl Kind for RouteTable {
             )));
         }
         converge_subnets(aws, cx, rtb_id, &associations(&table), &[]).await?;
-        let r = common::retry_on(
+        ec2::delete_retrying(
             cx,
-            &["DependencyViolation"],
             Duration::from_secs(120),
             "subnets are still being disassociated",
             || async {
@@ -367,11 +366,7 @@ impl Kind for RouteTable {
                     .map_err(aws_error("DeleteRouteTable"))
             },
         )
-        .await;
-        match r {
-            Err(e) if ec2::not_found(e.code()) => Ok(()),
-            other => other,
-        }
+        .await
     }
 }
 

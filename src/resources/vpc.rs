@@ -211,9 +211,8 @@ impl Kind for Vpc {
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
         detach_stack_gateways(aws, cx, &live.physical_id).await?;
-        let r = common::retry_on(
+        ec2::delete_retrying(
             cx,
-            &["DependencyViolation"],
             Duration::from_secs(300),
             "the VPC still has dependencies (network interfaces, gateways or subnets)",
             || async {
@@ -226,11 +225,7 @@ impl Kind for Vpc {
                     .map_err(aws_error("DeleteVpc"))
             },
         )
-        .await;
-        match r {
-            Err(e) if ec2::not_found(e.code()) => Ok(()),
-            other => other,
-        }
+        .await
     }
 }
 
