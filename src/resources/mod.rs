@@ -92,7 +92,13 @@ pub trait Kind: Send + Sync {
 
     /// Like [`Kind::desired`], for kinds that read files beside the blueprint (user data,
     /// function code): `dir` is the blueprint's folder. The planner and executor call this.
-    fn desired_in(&self, stack: &str, id: &str, config: &Json, _dir: &Path) -> Result<Json, String> {
+    fn desired_in(
+        &self,
+        stack: &str,
+        id: &str,
+        config: &Json,
+        _dir: &Path,
+    ) -> Result<Json, String> {
         self.desired(stack, id, config)
     }
 
