@@ -1,0 +1,860 @@
+//! `launch_template`: an EC2 launch template: the AMI, instance type, user data,
+//! security groups and metadata settings Auto Scaling launches instances with. A change
+//! is a new template version (made the default), never a replacement.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{LazyLock, Mutex};
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types::{
+    InstanceType, LaunchTemplate as AwsTemplate, LaunchTemplateHttpTokensState,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    LaunchTemplateInstanceNetworkInterfaceSpecificationRequest, RequestLaunchTemplateData,
+    ResourceType, ResponseLaunchTemplateData,
+};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+
+use super::common::{self, aws_error, ec2, parse, Error};
+use super::load_balancer::{changed_keys, id_set};
+use super::subnet::{check_id_ref, has_ref};
+use super::{Kind, Live, OpCx};
+use crate::aws::Aws;
+use crate::blueprint::refs::UNKNOWN;
+use crate::blueprint::{CheckCx, Issue};
+
+pub struct LaunchTemplate;
+
+const KIND: &str = "launch_template";
+/// The Amazon Linux 2023 AMI of the region, as AWS publishes it in SSM.
+pub const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
+const IMDS_BASELINE: &str = "security baseline CKV_AWS_79 / EC2.170";
+const PUBLIC_IP_BASELINE: &str = "security baseline CKV_AWS_88 / EC2.25";
+/// AWS limit on user data, before base64.
+const USER_DATA_MAX: usize = 16 * 1024;
+/// Where the version description records the image as the blueprint named it.
+const IMAGE_NOTE: &str = "securecart image=";
+
+/// A launch template for the instances of an Auto Scaling group.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// The AMI: an id (`ami-…`), or the path of an SSM parameter holding one, resolved
+    /// when apply creates a template version (default: Amazon Linux 2023,
+    /// `/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64`). A newer
+    /// AMI behind the parameter is not a change by itself; it is picked up by the next
+    /// version the template gets.
+    #[serde(default = "default_image")]
+    image: String,
+    /// Instance type, like `t3.micro` (the default). Changed in place (a new version).
+    #[serde(default = "default_instance_type")]
+    instance_type: String,
+    /// User data script, inline. `${…}` in it are blueprint references: write `$${VAR}`
+    /// for shell variables, or use `user_data_file`.
+    #[serde(default)]
+    user_data: Option<String>,
+    /// User data script in a file, relative to the blueprint's folder (read as is: no
+    /// references inside). Plans show its SHA-256, not its text.
+    #[serde(default)]
+    user_data_file: Option<String>,
+    /// Values the script needs, exported as shell variables right after its `#!` line,
+    /// like `DB_HOST: ${db.address}` (the template then waits for what they refer to).
+    #[serde(default)]
+    user_data_vars: BTreeMap<String, Json>,
+    /// Security groups of the instances: references like `${web_sg}` or ids (`sg-…`).
+    #[serde(default)]
+    security_groups: Vec<String>,
+    /// Require IMDSv2 session tokens for the instance metadata service (security
+    /// baseline CKV_AWS_79 / EC2.170). Default true.
+    #[serde(default = "yes")]
+    require_imdsv2: bool,
+    /// Give instances a public IPv4 address. Default false (security baseline
+    /// CKV_AWS_88 / EC2.25): app instances sit behind a load balancer.
+    #[serde(default)]
+    associate_public_ip_address: bool,
+}
+
+fn default_image() -> String {
+    AL2023.into()
+}
+
+fn default_instance_type() -> String {
+    "t3.micro".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Attrs {
+    name: String,
+    /// `ami-…`, or `ssm:/path` for an AMI from an SSM parameter.
+    image: String,
+    instance_type: String,
+    user_data_sha256: Option<String>,
+    security_groups: Vec<String>,
+    require_imdsv2: bool,
+    associate_public_ip_address: bool,
+}
+
+/// User data texts by SHA-256: attributes carry the hash, create and update need the
+/// text. Filled by [`Kind::desired_in`], which the executor runs right before them.
+static USER_DATA: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
+
+#[async_trait]
+impl Kind for LaunchTemplate {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &[
+            "id",
+            "name",
+            "latest_version",
+            "default_version",
+            "image_id",
+        ]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut issues = Vec::new();
+        if !has_ref(&f.image) {
+            if let Err(e) = image_attr(&f.image) {
+                issues.push(Issue::new("image", e).help(format!(
+                    "use an AMI id (`ami-…`) or an SSM parameter path like `{AL2023}`"
+                )));
+            }
+        }
+        if !has_ref(&f.instance_type) && !looks_like_instance_type(&f.instance_type) {
+            issues.push(
+                Issue::new(
+                    "instance_type",
+                    format!("`{}` is not an instance type", f.instance_type),
+                )
+                .help("like `t3.micro` or `m7g.large`"),
+            );
+        }
+        if f.user_data.is_some() && f.user_data_file.is_some() {
+            issues.push(Issue::new(
+                "user_data_file",
+                "set either `user_data` or `user_data_file`, not both",
+            ));
+        }
+        if !f.user_data_vars.is_empty() && f.user_data.is_none() && f.user_data_file.is_none() {
+            issues.push(Issue::new(
+                "user_data_vars",
+                "there is no user data script to give these variables to",
+            ));
+        }
+        for (k, v) in &f.user_data_vars {
+            let path = format!("user_data_vars.{k}");
+            if !valid_var(k) {
+                issues.push(
+                    Issue::new(&path, format!("`{k}` is not a shell variable name"))
+                        .help("letters, digits and `_`, not starting with a digit"),
+                );
+            }
+            if v.is_object() || v.is_array() || v.is_null() {
+                issues.push(Issue::new(
+                    &path,
+                    "a variable takes a string, number or boolean",
+                ));
+            }
+        }
+        if let Some(u) = &f.user_data {
+            if u.len() > USER_DATA_MAX {
+                issues.push(Issue::new(
+                    "user_data",
+                    format!("{} bytes is more than AWS takes ({USER_DATA_MAX})", u.len()),
+                ));
+            }
+        }
+        for (i, g) in f.security_groups.iter().enumerate() {
+            issues.extend(check_id_ref(
+                &format!("security_groups[{i}]"),
+                g,
+                cx,
+                "security_group",
+                "sg-",
+            ));
+        }
+        if !f.require_imdsv2 {
+            issues.push(Issue::new("require_imdsv2", imds_warning()).warning());
+        }
+        if f.associate_public_ip_address {
+            issues.push(Issue::new("associate_public_ip_address", public_ip_warning()).warning());
+        }
+        issues
+    }
+
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        self.desired_in(stack, id, config, Path::new("."))
+    }
+
+    fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| i.message)?;
+        let image = if common::unknown(&f.image) {
+            f.image.clone()
+        } else {
+            image_attr(&f.image)?
+        };
+        let script =
+            match (&f.user_data, &f.user_data_file) {
+                (Some(u), _) => Some(u.clone()),
+                (None, Some(file)) => {
+                    let path = dir.join(file);
+                    Some(std::fs::read_to_string(&path).map_err(|e| {
+                        format!("cannot read user_data_file {}: {e}", path.display())
+                    })?)
+                }
+                (None, None) => None,
+            };
+        let user_data_sha256 = match script {
+            None => None,
+            Some(s) if common::unknown(&s) => Some(UNKNOWN.to_string()),
+            Some(s) => match with_vars(&s, &f.user_data_vars)? {
+                None => Some(UNKNOWN.to_string()),
+                Some(text) => {
+                    if text.len() > USER_DATA_MAX {
+                        return Err(format!(
+                            "the user data is {} bytes, more than AWS takes ({USER_DATA_MAX})",
+                            text.len()
+                        ));
+                    }
+                    let sha = sha256(text.as_bytes());
+                    USER_DATA
+                        .lock()
+                        .expect("user data cache")
+                        .insert(sha.clone(), text);
+                    Some(sha)
+                }
+            },
+        };
+        Ok(json!(Attrs {
+            name: template_name(stack, id),
+            image,
+            instance_type: f.instance_type,
+            user_data_sha256,
+            security_groups: id_set(f.security_groups),
+            require_imdsv2: f.require_imdsv2,
+            associate_public_ip_address: f.associate_public_ip_address,
+        }))
+    }
+
+    fn volatile_outputs(&self) -> &'static [&'static str] {
+        &["latest_version", "default_version", "image_id"]
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &["name"]
+    }
+
+    fn warnings(&self, desired: &Json) -> Vec<String> {
+        let mut w = Vec::new();
+        if desired.get("require_imdsv2") == Some(&Json::Bool(false)) {
+            w.push(imds_warning());
+        }
+        if desired.get("associate_public_ip_address") == Some(&Json::Bool(true)) {
+            w.push(public_ip_warning());
+        }
+        w
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        let templates = aws
+            .ec2
+            .describe_launch_templates()
+            .filters(ec2::stack_filter(stack))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws_error("DescribeLaunchTemplates"))?;
+        let ours: Vec<(String, AwsTemplate)> = templates
+            .into_iter()
+            .filter_map(|t| Some((ec2::owned_id(t.tags(), stack)?, t)))
+            .collect();
+        // Template data has no batched form for chosen templates: one
+        // DescribeLaunchTemplateVersions ($Latest) each.
+        let mut out: Vec<Live> = futures::stream::iter(ours)
+            .map(|(id, t)| async move {
+                let lt_id = t.launch_template_id().unwrap_or_default();
+                match latest(aws, lt_id).await {
+                    Ok(Some(v)) => Ok(Some(live(id, &t, &v))),
+                    Ok(None) => Ok(None),
+                    Err(e) if gone(&e) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(8)
+            .try_collect::<Vec<_>>()
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+        Ok(out)
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let (data, image_id) = request_data(aws, cx, &a).await?;
+        let tags = common::tags(cx.stack, cx.id, &a.name);
+        let created = aws
+            .ec2
+            .create_launch_template()
+            .launch_template_name(&a.name)
+            .client_token(common::client_token(cx.stack, cx.id, desired))
+            .version_description(format!("{IMAGE_NOTE}{}", a.image))
+            .launch_template_data(data)
+            .tag_specifications(ec2::tag_spec(ResourceType::LaunchTemplate, &tags))
+            .send()
+            .await
+            .map_err(aws_error("CreateLaunchTemplate"));
+        match created {
+            Ok(out) => {
+                let t = out.launch_template().ok_or_else(|| {
+                    Error::Invalid("CreateLaunchTemplate returned no template".into())
+                })?;
+                let version = t.latest_version_number().unwrap_or(1);
+                let mut l = outputs_live(cx.id, t, version, version, &image_id);
+                l.attrs = json!(a);
+                Ok(l)
+            }
+            // A re-run after an interrupted apply: our own template is brought up to
+            // date with a new version; anyone else's is left alone.
+            Err(e) if e.is_code(&["InvalidLaunchTemplateName.AlreadyExistsException"]) => {
+                let found = aws
+                    .ec2
+                    .describe_launch_templates()
+                    .launch_template_names(&a.name)
+                    .send()
+                    .await
+                    .map_err(aws_error("DescribeLaunchTemplates"))?;
+                let t = found.launch_templates().first().cloned().ok_or(e)?;
+                if ec2::owned_id(t.tags(), cx.stack).as_deref() != Some(cx.id) {
+                    return Err(super::load_balancer::name_taken(
+                        "a launch template",
+                        &a.name,
+                        cx,
+                    ));
+                }
+                cx.note("found the launch template an earlier run created");
+                let v = latest(aws, t.launch_template_id().unwrap_or_default())
+                    .await?
+                    .ok_or_else(|| Error::Invalid("the launch template has no version".into()))?;
+                let now = live(cx.id.to_string(), &t, &v);
+                let changed = changed_keys(&now.attrs, desired);
+                if changed.is_empty() {
+                    return Ok(now);
+                }
+                self.update(aws, cx, &now, desired, &changed).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live_lt: &Live,
+        desired: &Json,
+        _changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let (data, image_id) = request_data(aws, cx, &a).await?;
+        let lt_id = &live_lt.physical_id;
+        let out = aws
+            .ec2
+            .create_launch_template_version()
+            .launch_template_id(lt_id)
+            .client_token(common::client_token(
+                cx.stack,
+                cx.id,
+                &json!([desired, live_lt.outputs.get("latest_version")]),
+            ))
+            .version_description(format!("{IMAGE_NOTE}{}", a.image))
+            .launch_template_data(data)
+            .send()
+            .await
+            .map_err(aws_error("CreateLaunchTemplateVersion"))?;
+        let version = out
+            .launch_template_version()
+            .and_then(|v| v.version_number())
+            .ok_or_else(|| {
+                Error::Invalid("CreateLaunchTemplateVersion returned no version".into())
+            })?;
+        aws.ec2
+            .modify_launch_template()
+            .launch_template_id(lt_id)
+            .default_version(version.to_string())
+            .send()
+            .await
+            .map_err(aws_error("ModifyLaunchTemplate"))?;
+        cx.note(format!("version {version} is the default now"));
+        let mut l = live_lt.clone();
+        l.id = cx.id.to_string();
+        l.attrs = json!(a);
+        l.outputs.insert("latest_version".into(), json!(version));
+        l.outputs.insert("default_version".into(), json!(version));
+        l.outputs.insert("image_id".into(), json!(image_id));
+        Ok(l)
+    }
+
+    async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        let r = aws
+            .ec2
+            .delete_launch_template()
+            .launch_template_id(&live.physical_id)
+            .send()
+            .await
+            .map_err(aws_error("DeleteLaunchTemplate"));
+        match r {
+            Err(e) if gone(&e) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+fn imds_warning() -> String {
+    format!("require_imdsv2 is off: instances accept IMDSv1 metadata requests — {IMDS_BASELINE}")
+}
+
+fn public_ip_warning() -> String {
+    format!(
+        "associate_public_ip_address is on: instances get public IPv4 addresses — {PUBLIC_IP_BASELINE}"
+    )
+}
+
+fn gone(e: &Error) -> bool {
+    ec2::not_found(e.code())
+        || e.is_code(&[
+            "InvalidLaunchTemplateName.NotFoundException",
+            "InvalidLaunchTemplateId.Malformed",
+        ])
+}
+
+/// Names: 3 to 128 of letters, digits and `().-/_`.
+fn template_name(stack: &str, id: &str) -> String {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "().-/_".contains(c);
+    common::physical_name(stack, id, 128, ok, "")
+}
+
+/// The `image` attribute: `ami-…` as it is, an SSM parameter path as `ssm:/path`.
+fn image_attr(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.starts_with("ami-") && s.len() > 4 && s[4..].chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(s.to_string());
+    }
+    let path = s
+        .strip_prefix("resolve:ssm:")
+        .or_else(|| s.strip_prefix("ssm:"))
+        .unwrap_or(s);
+    if path.starts_with('/') && path.len() > 1 && !path.contains(char::is_whitespace) {
+        return Ok(format!("ssm:{path}"));
+    }
+    Err(format!(
+        "`{s}` is neither an AMI id nor an SSM parameter path"
+    ))
+}
+
+fn looks_like_instance_type(s: &str) -> bool {
+    let mut parts = s.splitn(2, '.');
+    let (Some(family), Some(size)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    ok(family)
+        && ok(size)
+        && family
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase())
+}
+
+fn valid_var(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The script with `export NAME='value'` lines after its `#!` line; `None` while a
+/// value is only known after apply.
+fn with_vars(script: &str, vars: &BTreeMap<String, Json>) -> Result<Option<String>, String> {
+    if vars.is_empty() {
+        return Ok(Some(script.to_string()));
+    }
+    let mut exports = String::new();
+    for (k, v) in vars {
+        let v = match v {
+            Json::String(s) if common::unknown(s) => return Ok(None),
+            Json::String(s) => s.clone(),
+            Json::Number(n) => n.to_string(),
+            Json::Bool(b) => b.to_string(),
+            _ => {
+                return Err(format!(
+                    "user_data_vars.{k}: a variable takes a string, number or boolean"
+                ))
+            }
+        };
+        exports.push_str(&format!("export {k}='{}'\n", v.replace('\'', r"'\''")));
+    }
+    let Some(rest) = script.strip_prefix("#!") else {
+        return Err(
+            "user_data_vars needs a script that starts with a `#!` line (like `#!/bin/bash`)"
+                .into(),
+        );
+    };
+    let (first, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    Ok(Some(format!("#!{first}\n{exports}{body}")))
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// The template data for `a`, with the image resolved (and that AMI id).
+async fn request_data(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    a: &Attrs,
+) -> Result<(RequestLaunchTemplateData, String), Error> {
+    let image_id = match a.image.strip_prefix("ssm:") {
+        None => a.image.clone(),
+        Some(path) => {
+            let out = aws
+                .ssm
+                .get_parameter()
+                .name(path)
+                .send()
+                .await
+                .map_err(aws_error("GetParameter"))
+                .map_err(|e| match e.code() {
+                    Some("ParameterNotFound") => Error::Invalid(format!(
+                        "the SSM parameter `{path}` does not exist in this region: {e}"
+                    )),
+                    _ => e,
+                })?;
+            let ami = out
+                .parameter()
+                .and_then(|p| p.value())
+                .unwrap_or_default()
+                .to_string();
+            cx.note(format!("{path} is {ami}"));
+            ami
+        }
+    };
+    let user_data = match &a.user_data_sha256 {
+        None => None,
+        Some(sha) => {
+            let text = USER_DATA
+                .lock()
+                .expect("user data cache")
+                .get(sha)
+                .cloned()
+                .ok_or_else(|| {
+                    Error::Invalid(format!("the user data with SHA-256 {sha} was not loaded"))
+                })?;
+            Some(aws_smithy_types::base64::encode(text.as_bytes()))
+        }
+    };
+    let data = RequestLaunchTemplateData::builder()
+        .image_id(&image_id)
+        .instance_type(InstanceType::from(a.instance_type.as_str()))
+        .set_user_data(user_data)
+        .network_interfaces(
+            LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                .device_index(0)
+                .associate_public_ip_address(a.associate_public_ip_address)
+                .delete_on_termination(true)
+                .set_groups(Some(a.security_groups.clone()))
+                .build(),
+        )
+        .metadata_options(
+            LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
+                .http_tokens(if a.require_imdsv2 {
+                    LaunchTemplateHttpTokensState::Required
+                } else {
+                    LaunchTemplateHttpTokensState::Optional
+                })
+                .build(),
+        )
+        .build();
+    Ok((data, image_id))
+}
+
+struct Version {
+    number: i64,
+    description: Option<String>,
+    data: ResponseLaunchTemplateData,
+}
+
+async fn latest(aws: &Aws, lt_id: &str) -> Result<Option<Version>, Error> {
+    let out = aws
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(lt_id)
+        .versions("$Latest")
+        .send()
+        .await
+        .map_err(aws_error("DescribeLaunchTemplateVersions"))?;
+    Ok(out.launch_template_versions().first().map(|v| Version {
+        number: v.version_number().unwrap_or_default(),
+        description: v.version_description().map(str::to_string),
+        data: v
+            .launch_template_data()
+            .cloned()
+            .unwrap_or_else(|| ResponseLaunchTemplateData::builder().build()),
+    }))
+}
+
+fn live(id: String, t: &AwsTemplate, v: &Version) -> Live {
+    let d = &v.data;
+    let image_id = d.image_id().unwrap_or_default().to_string();
+    // The image as the blueprint named it, recorded when the version was made; an AMI
+    // changed outside securecart shows as itself.
+    let noted = v
+        .description
+        .as_deref()
+        .and_then(|s| s.strip_prefix(IMAGE_NOTE))
+        .filter(|n| n.starts_with("ssm:") || *n == image_id);
+    let nic = d
+        .network_interfaces()
+        .iter()
+        .find(|n| n.device_index().unwrap_or(0) == 0);
+    let groups = match nic {
+        Some(n) if !n.groups().is_empty() => n.groups().to_vec(),
+        _ => d.security_group_ids().to_vec(),
+    };
+    let user_data_sha256 = d.user_data().filter(|u| !u.is_empty()).map(|u| {
+        match aws_smithy_types::base64::decode(u) {
+            Ok(bytes) => sha256(&bytes),
+            Err(_) => sha256(u.as_bytes()),
+        }
+    });
+    let attrs = Attrs {
+        name: t.launch_template_name().unwrap_or_default().to_string(),
+        image: noted
+            .map(str::to_string)
+            .unwrap_or_else(|| image_id.clone()),
+        instance_type: d
+            .instance_type()
+            .map(|i| i.as_str().to_string())
+            .unwrap_or_default(),
+        user_data_sha256,
+        security_groups: id_set(groups),
+        require_imdsv2: d
+            .metadata_options()
+            .and_then(|m| m.http_tokens())
+            .is_some_and(|t| *t == LaunchTemplateHttpTokensState::Required),
+        associate_public_ip_address: nic
+            .and_then(|n| n.associate_public_ip_address())
+            .unwrap_or(false),
+    };
+    let default = t.default_version_number().unwrap_or(v.number);
+    let mut l = outputs_live(&id, t, v.number, default, &image_id);
+    l.attrs = json!(attrs);
+    l
+}
+
+fn outputs_live(id: &str, t: &AwsTemplate, latest: i64, default: i64, image_id: &str) -> Live {
+    let lt_id = t.launch_template_id().unwrap_or_default().to_string();
+    let outputs = [
+        ("id", json!(lt_id)),
+        ("name", json!(t.launch_template_name().unwrap_or_default())),
+        ("latest_version", json!(latest)),
+        ("default_version", json!(default)),
+        ("image_id", json!(image_id)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Live {
+        id: id.to_string(),
+        kind: KIND,
+        physical_id: lt_id,
+        attrs: Json::Null,
+        outputs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::subnet::tests::problems;
+    use aws_sdk_ec2::types::{
+        LaunchTemplateInstanceMetadataOptions, LaunchTemplateInstanceNetworkInterfaceSpecification,
+    };
+
+    fn lt(body: &str) -> Vec<String> {
+        problems(&format!(
+            "
+name: t
+resources:
+  vpc:
+    type: vpc
+    cidr_block: 10.0.0.0/16
+  sg:
+    type: security_group
+    vpc: ${{vpc}}
+  lt:
+    type: launch_template
+{body}"
+        ))
+    }
+
+    #[test]
+    fn defaults_pass_the_baseline() {
+        let p = lt("    security_groups: [\"${sg}\"]\n");
+        assert!(p.is_empty(), "{p:?}");
+        let d = LaunchTemplate.desired("dev", "lt", &json!({})).unwrap();
+        assert_eq!(d["image"], json!(format!("ssm:{AL2023}")));
+        assert_eq!(d["require_imdsv2"], json!(true));
+        assert_eq!(d["associate_public_ip_address"], json!(false));
+        assert!(LaunchTemplate.warnings(&d).is_empty());
+    }
+
+    #[test]
+    fn weakening_the_baseline_warns() {
+        let p = lt("    require_imdsv2: false\n    associate_public_ip_address: true\n");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("Warning") && p[0].contains("CKV_AWS_79 / EC2.170"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("Warning") && p[1].contains("CKV_AWS_88 / EC2.25"),
+            "{p:?}"
+        );
+        let d = LaunchTemplate
+            .desired("dev", "lt", &json!({"require_imdsv2": false}))
+            .unwrap();
+        assert!(LaunchTemplate.warnings(&d)[0].contains("CKV_AWS_79 / EC2.170"));
+    }
+
+    #[test]
+    fn bad_fields_are_explained() {
+        let p = lt("    image: ubuntu\n    instance_type: large\n    user_data: x\n    user_data_file: y.sh\n    user_data_vars:\n      1X: a\n    security_groups: [\"${vpc}\"]\n");
+        let all = p.join("\n");
+        for want in [
+            "neither an AMI id nor an SSM parameter path",
+            "`large` is not an instance type",
+            "either `user_data` or `user_data_file`",
+            "`1X` is not a shell variable name",
+            "refers to `vpc` (type vpc)",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in\n{all}");
+        }
+    }
+
+    #[test]
+    fn images() {
+        assert_eq!(image_attr("ami-0abc12").unwrap(), "ami-0abc12");
+        assert_eq!(image_attr("/aws/x").unwrap(), "ssm:/aws/x");
+        assert_eq!(image_attr("resolve:ssm:/aws/x").unwrap(), "ssm:/aws/x");
+        assert!(image_attr("ami-").is_err());
+    }
+
+    #[test]
+    fn user_data_from_a_file_with_vars_is_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("web.sh"),
+            "#!/bin/bash\necho \"$DB_HOST\"\n",
+        )
+        .unwrap();
+        let cfg = json!({"user_data_file": "web.sh", "user_data_vars": {"DB_HOST": "db.example", "PORT": 5432, "Q": "it's"}});
+        let d = LaunchTemplate
+            .desired_in("dev", "lt", &cfg, dir.path())
+            .unwrap();
+        let want = "#!/bin/bash\nexport DB_HOST='db.example'\nexport PORT='5432'\nexport Q='it'\\''s'\necho \"$DB_HOST\"\n";
+        assert_eq!(d["user_data_sha256"], json!(sha256(want.as_bytes())));
+        assert_eq!(USER_DATA.lock().unwrap()[&sha256(want.as_bytes())], want);
+        let cfg = json!({"user_data_file": "web.sh", "user_data_vars": {"DB_HOST": UNKNOWN}});
+        let d = LaunchTemplate
+            .desired_in("dev", "lt", &cfg, dir.path())
+            .unwrap();
+        assert_eq!(d["user_data_sha256"], json!(UNKNOWN));
+        let e = LaunchTemplate
+            .desired_in(
+                "dev",
+                "lt",
+                &json!({"user_data_file": "nope.sh"}),
+                dir.path(),
+            )
+            .unwrap_err();
+        assert!(e.contains("cannot read user_data_file"), "{e}");
+        let e = with_vars(
+            "echo",
+            &[("A".to_string(), json!("b"))].into_iter().collect(),
+        )
+        .unwrap_err();
+        assert!(e.contains("#!"), "{e}");
+    }
+
+    #[test]
+    fn read_shape_matches_desired() {
+        let d = LaunchTemplate
+            .desired("dev", "lt", &json!({"instance_type": "t3.small", "user_data": "#!/bin/sh\n", "security_groups": ["sg-2", "sg-1"]}))
+            .unwrap();
+        let t = AwsTemplate::builder()
+            .launch_template_id("lt-1")
+            .launch_template_name("dev-lt")
+            .default_version_number(3)
+            .latest_version_number(3)
+            .build();
+        let data = ResponseLaunchTemplateData::builder()
+            .image_id("ami-0123")
+            .instance_type(InstanceType::T3Small)
+            .user_data(aws_smithy_types::base64::encode("#!/bin/sh\n"))
+            .network_interfaces(
+                LaunchTemplateInstanceNetworkInterfaceSpecification::builder()
+                    .device_index(0)
+                    .associate_public_ip_address(false)
+                    .groups("sg-1")
+                    .groups("sg-2")
+                    .build(),
+            )
+            .metadata_options(
+                LaunchTemplateInstanceMetadataOptions::builder()
+                    .http_tokens(LaunchTemplateHttpTokensState::Required)
+                    .build(),
+            )
+            .build();
+        let v = Version {
+            number: 3,
+            description: Some(format!("{IMAGE_NOTE}ssm:{AL2023}")),
+            data,
+        };
+        let l = live("lt".into(), &t, &v);
+        assert_eq!(d, l.attrs);
+        assert_eq!(l.outputs["latest_version"], json!(3));
+        assert_eq!(l.outputs["image_id"], json!("ami-0123"));
+        // An AMI set outside securecart is seen as itself.
+        let v = Version {
+            description: Some(format!("{IMAGE_NOTE}ami-0999")),
+            ..v
+        };
+        assert_eq!(live("lt".into(), &t, &v).attrs["image"], json!("ami-0123"));
+    }
+}

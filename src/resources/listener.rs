@@ -1,0 +1,567 @@
+//! `listener`: a port and protocol of an Application Load Balancer with its default
+//! action: forward to a target group, or redirect HTTP to HTTPS.
+
+use async_trait::async_trait;
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, Certificate, Listener as AwsListener, ProtocolEnum,
+    RedirectActionConfig, RedirectActionStatusCodeEnum,
+};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+
+use super::common::{self, aws_error, parse, Error};
+use super::event_bus::owned_id;
+use super::load_balancer::{
+    changed_keys, check_arn_ref, lb_gone, stack_load_balancers, tag_list, tags_of,
+};
+use super::{Kind, Live, OpCx};
+use crate::aws::Aws;
+use crate::blueprint::{CheckCx, Issue};
+
+pub struct Listener;
+
+const KIND: &str = "listener";
+const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
+const HTTPS_BASELINE: &str = "security baseline CKV_AWS_2 / ELB.1";
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+enum Protocol {
+    #[default]
+    Http,
+    Https,
+}
+
+/// A listener: what a load balancer does with requests on one port.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// The load balancer: a reference like `${web_lb}` or an ARN. Changing it replaces
+    /// the listener.
+    load_balancer: String,
+    /// `HTTP` (the default) or `HTTPS`. Changed in place.
+    #[serde(default)]
+    protocol: Protocol,
+    /// Port; default 80 for HTTP, 443 for HTTPS. Changed in place.
+    #[serde(default)]
+    port: Option<i64>,
+    /// The ACM (or IAM) certificate ARN of an HTTPS listener.
+    #[serde(default)]
+    certificate_arn: Option<String>,
+    /// TLS policy of an HTTPS listener (default `ELBSecurityPolicy-TLS13-1-2-2021-06`).
+    #[serde(default)]
+    ssl_policy: Option<String>,
+    /// Forward every request to this target group: a reference like `${web_tg}` or an ARN.
+    #[serde(default)]
+    forward: Option<String>,
+    /// Answer every request with a permanent redirect (301) to HTTPS on port 443, keeping
+    /// host, path and query. For an HTTP listener beside an HTTPS one.
+    #[serde(default)]
+    redirect_to_https: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DefaultAction {
+    /// The target group's ARN.
+    Forward(String),
+    Redirect {
+        protocol: String,
+        port: String,
+        status_code: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Attrs {
+    load_balancer: String,
+    protocol: String,
+    port: i32,
+    certificate_arn: Option<String>,
+    ssl_policy: Option<String>,
+    default_action: DefaultAction,
+}
+
+#[async_trait]
+impl Kind for Listener {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &["arn"]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut issues = Vec::new();
+        issues.extend(check_arn_ref(
+            "load_balancer",
+            &f.load_balancer,
+            cx,
+            "load_balancer",
+        ));
+        if let Some(tg) = &f.forward {
+            issues.extend(check_arn_ref("forward", tg, cx, "target_group"));
+        }
+        match (&f.forward, f.redirect_to_https) {
+            (None, false) => issues.push(
+                Issue::new("", "the listener has no default action")
+                    .help("set `forward: ${my_target_group}`, or `redirect_to_https: true`"),
+            ),
+            (Some(_), true) => issues.push(Issue::new(
+                "redirect_to_https",
+                "set either `forward` or `redirect_to_https`, not both",
+            )),
+            _ => {}
+        }
+        if let Some(p) = f.port.filter(|p| !(1..=65535).contains(p)) {
+            issues.push(Issue::new(
+                "port",
+                format!("port {p} is out of range: 1 to 65535"),
+            ));
+        }
+        match f.protocol {
+            Protocol::Https => {
+                if f.certificate_arn.is_none() {
+                    issues.push(
+                        Issue::new("certificate_arn", "an HTTPS listener needs a certificate")
+                            .help(
+                                "set `certificate_arn` to an ACM certificate ARN (`arn:aws:acm:…`)",
+                            ),
+                    );
+                }
+                if f.redirect_to_https {
+                    issues.push(Issue::new(
+                        "redirect_to_https",
+                        "an HTTPS listener redirecting to HTTPS would send clients to itself",
+                    ));
+                }
+            }
+            Protocol::Http => {
+                for (field, set) in [
+                    ("certificate_arn", f.certificate_arn.is_some()),
+                    ("ssl_policy", f.ssl_policy.is_some()),
+                ] {
+                    if set {
+                        issues.push(
+                            Issue::new(field, format!("`{field}` applies to HTTPS listeners only"))
+                                .help("set `protocol: HTTPS`, or remove it"),
+                        );
+                    }
+                }
+                if f.forward.is_some() {
+                    issues.push(Issue::new("forward", http_forward_warning()).warning());
+                }
+            }
+        }
+        issues
+    }
+
+    fn desired(&self, _stack: &str, _id: &str, config: &Json) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| i.message)?;
+        let https = f.protocol == Protocol::Https;
+        let default_action = match f.forward {
+            Some(tg) => DefaultAction::Forward(tg),
+            None => DefaultAction::Redirect {
+                protocol: "HTTPS".into(),
+                port: "443".into(),
+                status_code: "HTTP_301".into(),
+            },
+        };
+        Ok(json!(Attrs {
+            load_balancer: f.load_balancer,
+            protocol: if https { "HTTPS" } else { "HTTP" }.into(),
+            port: f.port.unwrap_or(if https { 443 } else { 80 }) as i32,
+            certificate_arn: f.certificate_arn.filter(|_| https),
+            ssl_policy: https.then(|| f.ssl_policy.unwrap_or_else(|| DEFAULT_SSL_POLICY.into())),
+            default_action,
+        }))
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &["load_balancer"]
+    }
+
+    fn warnings(&self, desired: &Json) -> Vec<String> {
+        let http = desired.get("protocol").and_then(Json::as_str) == Some("HTTP");
+        let forwards = desired
+            .get("default_action")
+            .is_some_and(|a| a.get("forward").is_some());
+        if http && forwards {
+            vec![http_forward_warning()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        let lbs = stack_load_balancers(aws, stack).await?;
+        // DescribeListeners takes one load balancer per call.
+        let listeners: Vec<Vec<AwsListener>> = futures::stream::iter(lbs)
+            .map(|(_, lb)| async move {
+                let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+                let r = aws
+                    .elbv2
+                    .describe_listeners()
+                    .load_balancer_arn(&arn)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(aws_error("DescribeListeners"));
+                match r {
+                    Err(e) if lb_gone(&e) => Ok(Vec::new()),
+                    other => other,
+                }
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let listeners: Vec<AwsListener> = listeners.into_iter().flatten().collect();
+        let arns: Vec<String> = listeners
+            .iter()
+            .filter_map(|l| l.listener_arn().map(str::to_string))
+            .collect();
+        let tags = tags_of(aws, &arns).await?;
+        let mut out: Vec<Live> = listeners
+            .iter()
+            .filter_map(|l| {
+                let id = owned_id(tags.get(l.listener_arn()?)?, stack)?;
+                Some(live(id, l))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+        Ok(out)
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        // A port holds one listener: a re-run finds the one an earlier run made.
+        let existing = aws
+            .elbv2
+            .describe_listeners()
+            .load_balancer_arn(&a.load_balancer)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws_error("DescribeListeners"))?;
+        if let Some(l) = existing.iter().find(|l| l.port() == Some(a.port)) {
+            let arn = l.listener_arn().unwrap_or_default().to_string();
+            let tags = tags_of(aws, std::slice::from_ref(&arn)).await?;
+            if owned_id(&tags.get(&arn).cloned().unwrap_or_default(), cx.stack).as_deref()
+                != Some(cx.id)
+            {
+                return Err(Error::Conflict(format!(
+                    "port {} of load balancer {} already has listener {arn}, which is not tagged as `{}` of stack `{}`; \
+                     securecart does not adopt or change it: delete it or use another port",
+                    a.port, a.load_balancer, cx.id, cx.stack
+                )));
+            }
+            cx.note("found the listener an earlier run created");
+            let now = live(cx.id.to_string(), l);
+            let changed = changed_keys(&now.attrs, desired);
+            if !changed.is_empty() {
+                modify(aws, &arn, &a).await?;
+            }
+            let mut l = now;
+            l.attrs = json!(a);
+            return Ok(l);
+        }
+        let mut req = aws
+            .elbv2
+            .create_listener()
+            .load_balancer_arn(&a.load_balancer)
+            .protocol(ProtocolEnum::from(a.protocol.as_str()))
+            .port(a.port)
+            .default_actions(action(&a.default_action))
+            .set_certificates(certificates(&a))
+            .set_ssl_policy(a.ssl_policy.clone());
+        for t in tag_list(cx.stack, cx.id, &format!("{}-{}", cx.stack, cx.id)) {
+            req = req.tags(t);
+        }
+        let out = req.send().await.map_err(aws_error("CreateListener"))?;
+        let l = out
+            .listeners()
+            .first()
+            .ok_or_else(|| Error::Invalid("CreateListener returned no listener".into()))?;
+        let mut l = live(cx.id.to_string(), l);
+        l.attrs = json!(a);
+        Ok(l)
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        _cx: &OpCx<'_>,
+        live_l: &Live,
+        desired: &Json,
+        _changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        modify(aws, &live_l.physical_id, &a).await?;
+        let mut l = live_l.clone();
+        l.attrs = json!(a);
+        Ok(l)
+    }
+
+    async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        let r = aws
+            .elbv2
+            .delete_listener()
+            .listener_arn(&live.physical_id)
+            .send()
+            .await
+            .map_err(aws_error("DeleteListener"));
+        match r {
+            Err(e) if e.is_code(&["ListenerNotFound", "ListenerNotFoundException"]) => Ok(()),
+            Err(e) if lb_gone(&e) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+fn http_forward_warning() -> String {
+    format!(
+        "a plain HTTP listener forwards traffic unencrypted; add an HTTPS listener and use \
+         `redirect_to_https: true` here — {HTTPS_BASELINE}"
+    )
+}
+
+/// ModifyListener with everything: port, protocol, certificate, policy and action.
+async fn modify(aws: &Aws, arn: &str, a: &Attrs) -> Result<(), Error> {
+    aws.elbv2
+        .modify_listener()
+        .listener_arn(arn)
+        .protocol(ProtocolEnum::from(a.protocol.as_str()))
+        .port(a.port)
+        .default_actions(action(&a.default_action))
+        .set_certificates(certificates(a))
+        .set_ssl_policy(a.ssl_policy.clone())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(aws_error("ModifyListener"))
+}
+
+fn certificates(a: &Attrs) -> Option<Vec<Certificate>> {
+    a.certificate_arn
+        .as_ref()
+        .map(|c| vec![Certificate::builder().certificate_arn(c).build()])
+}
+
+fn action(a: &DefaultAction) -> Action {
+    match a {
+        DefaultAction::Forward(tg) => Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn(tg)
+            .build(),
+        DefaultAction::Redirect {
+            protocol,
+            port,
+            status_code,
+        } => Action::builder()
+            .r#type(ActionTypeEnum::Redirect)
+            .redirect_config(
+                RedirectActionConfig::builder()
+                    .protocol(protocol)
+                    .port(port)
+                    .host("#{host}")
+                    .path("/#{path}")
+                    .query("#{query}")
+                    .status_code(RedirectActionStatusCodeEnum::from(status_code.as_str()))
+                    .build(),
+            )
+            .build(),
+    }
+}
+
+/// What a listener does by default, as the blueprint says it (other actions, such as
+/// fixed responses set outside securecart, read as an empty forward and so differ).
+fn read_action(l: &AwsListener) -> DefaultAction {
+    let Some(a) = l.default_actions().first() else {
+        return DefaultAction::Forward(String::new());
+    };
+    match a.r#type() {
+        Some(ActionTypeEnum::Redirect) => {
+            let r = a.redirect_config();
+            DefaultAction::Redirect {
+                protocol: r.and_then(|r| r.protocol()).unwrap_or_default().to_string(),
+                port: r.and_then(|r| r.port()).unwrap_or_default().to_string(),
+                status_code: r
+                    .and_then(|r| r.status_code())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            }
+        }
+        Some(ActionTypeEnum::Forward) => {
+            let tg = a.target_group_arn().map(str::to_string).or_else(|| {
+                let groups = a.forward_config()?.target_groups();
+                (groups.len() == 1)
+                    .then(|| groups[0].target_group_arn().map(str::to_string))
+                    .flatten()
+            });
+            DefaultAction::Forward(tg.unwrap_or_default())
+        }
+        _ => DefaultAction::Forward(String::new()),
+    }
+}
+
+fn live(id: String, l: &AwsListener) -> Live {
+    let arn = l.listener_arn().unwrap_or_default().to_string();
+    let protocol = l
+        .protocol()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let https = protocol == "HTTPS";
+    let attrs = Attrs {
+        load_balancer: l.load_balancer_arn().unwrap_or_default().to_string(),
+        protocol,
+        port: l.port().unwrap_or_default(),
+        certificate_arn: l
+            .certificates()
+            .first()
+            .and_then(|c| c.certificate_arn())
+            .map(str::to_string)
+            .filter(|_| https),
+        ssl_policy: l.ssl_policy().map(str::to_string).filter(|_| https),
+        default_action: read_action(l),
+    };
+    Live {
+        id,
+        kind: KIND,
+        physical_id: arn.clone(),
+        attrs: json!(attrs),
+        outputs: [("arn".to_string(), json!(arn))].into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::subnet::tests::problems;
+
+    fn listener(body: &str) -> Vec<String> {
+        problems(&format!(
+            "
+name: t
+resources:
+  vpc:
+    type: vpc
+    cidr_block: 10.0.0.0/16
+  tg:
+    type: target_group
+    vpc: ${{vpc}}
+    port: 80
+  lb:
+    type: load_balancer
+    subnets: [subnet-1, subnet-2]
+  l:
+    type: listener
+{body}"
+        ))
+    }
+
+    #[test]
+    fn https_with_redirect_passes() {
+        let p = listener("    load_balancer: ${lb}\n    protocol: HTTPS\n    certificate_arn: arn:aws:acm:us-east-1:1:certificate/x\n    forward: ${tg.arn}\n  r:\n    type: listener\n    load_balancer: ${lb}\n    redirect_to_https: true\n");
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn plain_http_forward_warns() {
+        let p = listener("    load_balancer: ${lb}\n    forward: ${tg}\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("Warning") && p[0].contains("CKV_AWS_2 / ELB.1"),
+            "{p:?}"
+        );
+        let d = Listener
+            .desired(
+                "dev",
+                "l",
+                &json!({"load_balancer": "arn:lb", "forward": "arn:tg"}),
+            )
+            .unwrap();
+        assert!(Listener.warnings(&d)[0].contains("CKV_AWS_2 / ELB.1"));
+        let d = Listener
+            .desired(
+                "dev",
+                "l",
+                &json!({"load_balancer": "arn:lb", "redirect_to_https": true}),
+            )
+            .unwrap();
+        assert!(Listener.warnings(&d).is_empty());
+    }
+
+    #[test]
+    fn bad_fields_are_explained() {
+        let p = listener("    load_balancer: ${tg}\n    protocol: HTTPS\n    redirect_to_https: true\n    port: 70000\n");
+        let all = p.join("\n");
+        for want in [
+            "refers to `tg` (type target_group); `load_balancer` needs a load_balancer",
+            "an HTTPS listener needs a certificate",
+            "would send clients to itself",
+            "port 70000 is out of range",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in\n{all}");
+        }
+        let p = listener("    load_balancer: ${lb}\n    certificate_arn: arn:x\n");
+        let all = p.join("\n");
+        assert!(
+            all.contains("no default action") && all.contains("HTTPS listeners only"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn read_shape_matches_desired() {
+        let d = Listener
+            .desired(
+                "dev",
+                "l",
+                &json!({"load_balancer": "arn:lb", "redirect_to_https": true}),
+            )
+            .unwrap();
+        let aws = AwsListener::builder()
+            .listener_arn("arn:listener")
+            .load_balancer_arn("arn:lb")
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .default_actions(action(&DefaultAction::Redirect {
+                protocol: "HTTPS".into(),
+                port: "443".into(),
+                status_code: "HTTP_301".into(),
+            }))
+            .build();
+        assert_eq!(d, live("l".into(), &aws).attrs);
+
+        let d = Listener
+            .desired("dev", "l", &json!({"load_balancer": "arn:lb", "protocol": "HTTPS", "certificate_arn": "arn:cert", "forward": "arn:tg"}))
+            .unwrap();
+        let aws = AwsListener::builder()
+            .listener_arn("arn:listener")
+            .load_balancer_arn("arn:lb")
+            .protocol(ProtocolEnum::Https)
+            .port(443)
+            .ssl_policy(DEFAULT_SSL_POLICY)
+            .certificates(Certificate::builder().certificate_arn("arn:cert").build())
+            .default_actions(action(&DefaultAction::Forward("arn:tg".into())))
+            .build();
+        assert_eq!(d, live("l".into(), &aws).attrs);
+        assert_eq!(d["default_action"], json!({"forward": "arn:tg"}));
+    }
+}
