@@ -1,0 +1,1580 @@
+//! `db_instance`: an Amazon RDS DB instance (PostgreSQL or MySQL). Also home of what the
+//! RDS kinds share: identifiers, tags, reference checks, waiting for an instance and
+//! deleting one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_rds::types::{DbInstance as AwsInstance, Tag};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+
+use super::common::{self, aws_error, parse, Error};
+use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use crate::aws::Aws;
+use crate::blueprint::refs::{self, Piece, UNKNOWN};
+use crate::blueprint::{CheckCx, Issue};
+
+pub struct DbInstance;
+
+/// Which securecart kind a DB instance is (a promoted replica stays a `db_read_replica`).
+pub(super) const TAG_KIND: &str = "securecart:kind";
+/// `false` when destroy should skip the final snapshot (read by delete, which has no blueprint).
+pub(super) const TAG_FINAL_SNAPSHOT: &str = "securecart:final-snapshot";
+/// The engine version as the blueprint wrote it (`16` while AWS runs 16.4).
+const TAG_ENGINE_VERSION: &str = "securecart:engine-version";
+
+/// How long RDS may take: Terraform's provider defaults (40 min create, 80 min update,
+/// 60 min delete); typical real-AWS times are 5–10 minutes.
+pub(super) const CREATE_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+pub(super) const MODIFY_TIMEOUT: Duration = Duration::from_secs(80 * 60);
+pub(super) const DELETE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// The master password's origin, as far as AWS can tell us (the value itself is
+/// write-only: RDS never returns it, so securecart never compares it).
+const MANAGED: &str = "secrets_manager";
+const FROM_BLUEPRINT: &str = "blueprint";
+
+/// An RDS DB instance.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// Database engine: `postgres` or `mysql`. Changing it replaces the instance (its
+    /// data is lost unless you migrate it).
+    engine: Engine,
+    /// Engine version: a major version like `"16"` (PostgreSQL) or `"8.0"` (MySQL) lets
+    /// RDS pick the current minor version and keep it up to date; an exact one like
+    /// `"16.4"` pins it. Raising it upgrades in place; lowering it is refused at plan time.
+    engine_version: String,
+    /// Instance class, like `db.t4g.micro` or `db.m7g.large`. Changed in place (a reboot).
+    instance_class: String,
+    /// Storage in GiB, 20 to 65536. Can grow in place (by at least 10 % at a time);
+    /// RDS cannot shrink it, so a smaller value is an error at plan time.
+    #[serde(default = "default_storage")]
+    allocated_storage: i64,
+    /// `gp3` (the default) or `gp2`. Changed in place.
+    #[serde(default)]
+    storage_type: StorageType,
+    /// Encrypt storage, snapshots and backups with the account's RDS KMS key. On by
+    /// default (security baseline CKV_AWS_16 / RDS.3); changing it replaces the instance.
+    #[serde(default = "yes")]
+    storage_encrypted: bool,
+    /// Give the instance a public DNS name reachable from the internet. Off by default
+    /// (security baseline CKV_AWS_17 / RDS.2). Changed in place.
+    #[serde(default)]
+    publicly_accessible: bool,
+    /// Keep a synchronous standby in another availability zone, with automatic failover.
+    /// Changed in place. Cannot be combined with `availability_zone`.
+    #[serde(default)]
+    multi_az: bool,
+    /// Zone of a single-AZ instance, like `${stack.region}a`; left out, RDS picks one of
+    /// the subnet group's zones. Changing it replaces the instance.
+    #[serde(default)]
+    availability_zone: Option<String>,
+    /// Days of automated backups, 0 to 35 (default 7). 0 turns backups off, which also
+    /// rules out read replicas (security baseline CKV_AWS_133 / RDS.11). Changed in place.
+    #[serde(default = "default_backup_retention")]
+    backup_retention: i64,
+    /// Refuse deletion (RDS.8, for production). Off by default so `securecart destroy`
+    /// works; while on, destroy fails until you set it to false and apply.
+    #[serde(default)]
+    deletion_protection: bool,
+    /// Take a final snapshot named `<identifier>-final-<UTC time>` when the instance is
+    /// deleted (by destroy, a removal from the blueprint, or a replacement). On by
+    /// default; the labs turn it off so cleanup leaves nothing behind.
+    #[serde(default = "yes")]
+    final_snapshot: bool,
+    /// The DB subnet group: a reference like `${db_subnets}` or the name of an existing
+    /// group. It decides the VPC and the subnets the instance may use. Changed in place.
+    db_subnet_group: String,
+    /// VPC security groups: references like `${db_sg}` or ids (`sg-…`). Left out, RDS
+    /// uses the VPC's default group. Changed in place.
+    #[serde(default)]
+    security_groups: Option<Vec<String>>,
+    /// Name of the master user (default `dbadmin`). Changing it replaces the instance.
+    #[serde(default = "default_username")]
+    master_username: String,
+    /// The master password, from a parameter with `secret: true`. Left out (the
+    /// default), RDS generates it and keeps it in AWS Secrets Manager
+    /// (`ManageMasterUserPassword`); its ARN is the `master_user_secret_arn` attribute.
+    /// AWS never returns a password, so securecart sets it when it creates the instance
+    /// (or switches from Secrets Manager) and does not detect later changes of the value.
+    #[serde(default)]
+    master_password: Option<String>,
+    /// Name of a database to create in the instance. Changing it replaces the instance.
+    #[serde(default)]
+    db_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum Engine {
+    Postgres,
+    Mysql,
+}
+
+impl Engine {
+    fn as_str(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
+        }
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+enum StorageType {
+    /// General purpose SSD with 3000 IOPS baseline.
+    #[default]
+    Gp3,
+    /// Previous-generation general purpose SSD.
+    Gp2,
+}
+
+impl StorageType {
+    fn as_str(self) -> &'static str {
+        match self {
+            StorageType::Gp3 => "gp3",
+            StorageType::Gp2 => "gp2",
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_storage() -> i64 {
+    20
+}
+fn default_backup_retention() -> i64 {
+    7
+}
+fn default_username() -> String {
+    "dbadmin".into()
+}
+
+/// The normalised attributes: what `desired` produces and `read` reads back. Optional
+/// ones are compared only when the blueprint sets them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Attrs {
+    name: String,
+    engine: String,
+    engine_version: String,
+    instance_class: String,
+    allocated_storage: i64,
+    storage_type: String,
+    storage_encrypted: bool,
+    publicly_accessible: bool,
+    multi_az: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    availability_zone: Option<String>,
+    backup_retention: i64,
+    deletion_protection: bool,
+    final_snapshot: bool,
+    db_subnet_group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    security_groups: Option<Vec<String>>,
+    master_username: String,
+    /// `secrets_manager` or `blueprint` — never the password.
+    master_password_source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    db_name: Option<String>,
+}
+
+#[async_trait]
+impl Kind for DbInstance {
+    fn name(&self) -> &'static str {
+        "db_instance"
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &[
+            "id",
+            "arn",
+            "endpoint",
+            "port",
+            "master_user_secret_arn",
+            "resource_id",
+        ]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut issues = Vec::new();
+        if let Some(i) = check_version(f.engine, &f.engine_version) {
+            issues.push(i);
+        }
+        issues.extend(check_class("instance_class", &f.instance_class));
+        if !(20..=65536).contains(&f.allocated_storage) {
+            issues.push(Issue::new(
+                "allocated_storage",
+                format!(
+                    "{} GiB is out of range: RDS {} storage is 20 to 65536 GiB",
+                    f.allocated_storage,
+                    f.storage_type.as_str()
+                ),
+            ));
+        }
+        if !(0..=35).contains(&f.backup_retention) {
+            issues.push(Issue::new(
+                "backup_retention",
+                format!(
+                    "{} days is out of range: 0 (no backups) to 35",
+                    f.backup_retention
+                ),
+            ));
+        }
+        if let Some(az) = &f.availability_zone {
+            if f.multi_az {
+                issues.push(
+                    Issue::new(
+                        "availability_zone",
+                        "a Multi-AZ instance cannot be placed in one zone: RDS picks the primary's and the standby's zones",
+                    )
+                    .help("remove `availability_zone`, or set `multi_az: false`"),
+                );
+            } else if let Some(i) = check_zone("availability_zone", az) {
+                issues.push(i);
+            }
+        }
+        issues.extend(check_ref(
+            "db_subnet_group",
+            &f.db_subnet_group,
+            cx,
+            "db_subnet_group",
+            &["name"],
+            valid_group_name,
+            "the name of an existing DB subnet group",
+        ));
+        for (i, sg) in f.security_groups.iter().flatten().enumerate() {
+            issues.extend(check_ref(
+                &format!("security_groups[{i}]"),
+                sg,
+                cx,
+                "security_group",
+                &["id"],
+                |s| s.starts_with("sg-"),
+                "a security group id (`sg-…`)",
+            ));
+        }
+        issues.extend(check_username(f.engine, &f.master_username));
+        if let Some(p) = &f.master_password {
+            issues.extend(check_password(f.engine, p));
+            let secret = cx
+                .resources
+                .get(id)
+                .is_some_and(|r| r.secret_fields.contains("master_password"));
+            if !secret && !has_ref(p) {
+                issues.push(
+                    Issue::new(
+                        "master_password",
+                        "the master password is written in the blueprint in plain text (security baseline: cfn-nag F23)",
+                    )
+                    .help("take it from a parameter with `secret: true` (`${params.db_password}`), or leave `master_password` out so RDS keeps it in Secrets Manager")
+                    .warning(),
+                );
+            }
+        }
+        if let Some(n) = &f.db_name {
+            issues.extend(check_db_name(f.engine, n));
+        }
+        issues.extend(check_unique_identifier(id, cx));
+        issues
+    }
+
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| i.message)?;
+        let source = match &f.master_password {
+            Some(p) => {
+                remember_password(stack, id, p);
+                FROM_BLUEPRINT
+            }
+            None => MANAGED,
+        };
+        Ok(json!(Attrs {
+            name: identifier(stack, id),
+            engine: f.engine.as_str().to_string(),
+            engine_version: f.engine_version.trim().to_string(),
+            instance_class: f.instance_class.trim().to_ascii_lowercase(),
+            allocated_storage: f.allocated_storage,
+            storage_type: f.storage_type.as_str().to_string(),
+            storage_encrypted: f.storage_encrypted,
+            publicly_accessible: f.publicly_accessible,
+            multi_az: f.multi_az,
+            availability_zone: f.availability_zone,
+            backup_retention: f.backup_retention,
+            deletion_protection: f.deletion_protection,
+            final_snapshot: f.final_snapshot,
+            db_subnet_group: lower_known(&f.db_subnet_group),
+            security_groups: f.security_groups.map(sorted),
+            master_username: f.master_username,
+            master_password_source: source.to_string(),
+            db_name: f.db_name,
+        }))
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &[
+            "engine",
+            "storage_encrypted",
+            "availability_zone",
+            "master_username",
+            "db_name",
+        ]
+    }
+
+    fn check_change(&self, live: &Json, desired: &Json) -> Result<(), String> {
+        // A replacement starts afresh: only in-place changes have limits.
+        let replaced = self
+            .replace_on()
+            .iter()
+            .any(|k| desired.get(*k).is_some_and(|d| live.get(*k) != Some(d)));
+        if replaced {
+            return Ok(());
+        }
+        let num = |v: &Json, k: &str| v.get(k).and_then(Json::as_i64);
+        if let (Some(was), Some(want)) = (
+            num(live, "allocated_storage"),
+            num(desired, "allocated_storage"),
+        ) {
+            if want < was {
+                return Err(format!(
+                    "allocated_storage cannot shrink from {was} to {want} GiB: RDS only grows storage. Keep {was} or more, or move the data to a new instance"
+                ));
+            }
+            // RDS refuses increases below 10 % ("at least 10 percent greater").
+            if want > was && want * 10 < was * 11 {
+                return Err(format!(
+                    "allocated_storage can grow from {was} GiB only by at least 10 %: ask for {} GiB or more",
+                    (was * 11 + 9) / 10
+                ));
+            }
+        }
+        let text = |v: &Json, k: &str| v.get(k).and_then(Json::as_str).map(str::to_string);
+        if let (Some(was), Some(want)) = (
+            text(live, "engine_version"),
+            text(desired, "engine_version"),
+        ) {
+            if version_lower(&want, &was) {
+                return Err(format!(
+                    "engine_version cannot go down from {was} to {want}: RDS only upgrades. \
+                     If RDS upgraded the minor version itself (auto minor version upgrade), write `{was}` or just the major version"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn warnings(&self, desired: &Json) -> Vec<String> {
+        let Ok(a) = serde_json::from_value::<Attrs>(desired.clone()) else {
+            return Vec::new();
+        };
+        let mut w = Vec::new();
+        if !a.storage_encrypted {
+            w.push("storage is not encrypted (checkov CKV_AWS_16, trivy AWS-0080, cfn-nag F27, Security Hub RDS.3): leave `storage_encrypted` at its default, true".to_string());
+        }
+        if a.publicly_accessible {
+            w.push("the instance is publicly accessible (checkov CKV_AWS_17, trivy AWS-0180, cfn-nag F22, Security Hub RDS.2): leave `publicly_accessible` at its default, false".to_string());
+        }
+        if a.backup_retention == 0 {
+            w.push("automated backups are off (checkov CKV_AWS_133, trivy AWS-0077, cfn-nag W75, Security Hub RDS.11), and without them the instance can have no read replicas: set `backup_retention` to 1 or more".to_string());
+        }
+        if !a.deletion_protection && !a.final_snapshot {
+            w.push("neither deletion protection nor a final snapshot: deleting the instance loses its data for good (fine for a lab; production wants `deletion_protection: true`, checkov CKV_AWS_293, Security Hub RDS.8)".to_string());
+        }
+        w
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        Ok(stack_instances(aws, stack, "db_instance")
+            .await?
+            .into_iter()
+            .map(|(id, db)| live(id, &db))
+            .collect())
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let password = match a.master_password_source.as_str() {
+            FROM_BLUEPRINT => Some(recall_password(cx.stack, cx.id)?),
+            _ => None,
+        };
+        let tags = rds_tags(
+            cx.stack,
+            cx.id,
+            &a.name,
+            &[
+                (TAG_KIND, "db_instance".to_string()),
+                (TAG_FINAL_SNAPSHOT, a.final_snapshot.to_string()),
+                (TAG_ENGINE_VERSION, a.engine_version.clone()),
+            ],
+        );
+        let send = || async {
+            let mut req = aws
+                .rds
+                .create_db_instance()
+                .db_instance_identifier(&a.name)
+                .engine(&a.engine)
+                .engine_version(&a.engine_version)
+                .db_instance_class(&a.instance_class)
+                .allocated_storage(a.allocated_storage as i32)
+                .storage_type(&a.storage_type)
+                .storage_encrypted(a.storage_encrypted)
+                .publicly_accessible(a.publicly_accessible)
+                .multi_az(a.multi_az)
+                .backup_retention_period(a.backup_retention as i32)
+                .deletion_protection(a.deletion_protection)
+                .db_subnet_group_name(&a.db_subnet_group)
+                .master_username(&a.master_username)
+                .copy_tags_to_snapshot(true)
+                .set_tags(Some(tags.clone()))
+                .set_availability_zone(a.availability_zone.clone())
+                .set_vpc_security_group_ids(a.security_groups.clone())
+                .set_db_name(a.db_name.clone());
+            req = match &password {
+                Some(p) => req.master_user_password(p),
+                None => req.manage_master_user_password(true),
+            };
+            req.send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("CreateDBInstance"))
+        };
+        create_or_adopt(aws, cx, &a.name, send).await?;
+        cx.note("RDS is creating the instance (5–10 minutes on AWS)");
+        let db = wait_ready(
+            aws,
+            cx,
+            &a.name,
+            "the DB instance to be available",
+            CREATE_TIMEOUT,
+            |_| true,
+        )
+        .await?;
+        Ok(live(cx.id.to_string(), &db))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live_db: &Live,
+        desired: &Json,
+        changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let was: Attrs = common::from_desired(&live_db.attrs)?;
+        let has = |f: &str| changed.iter().any(|c| c == f);
+        let ident = live_db.physical_id.clone();
+        let mut req = aws
+            .rds
+            .modify_db_instance()
+            .db_instance_identifier(&ident)
+            .apply_immediately(true);
+        let mut modify = false;
+        if has("name") {
+            req = req.new_db_instance_identifier(&a.name);
+            modify = true;
+        }
+        if has("instance_class") {
+            req = req.db_instance_class(&a.instance_class);
+            modify = true;
+        }
+        if has("allocated_storage") {
+            req = req.allocated_storage(a.allocated_storage as i32);
+            modify = true;
+        }
+        if has("storage_type") {
+            req = req.storage_type(&a.storage_type);
+            modify = true;
+        }
+        if has("publicly_accessible") {
+            req = req.publicly_accessible(a.publicly_accessible);
+            modify = true;
+        }
+        if has("multi_az") {
+            req = req.multi_az(a.multi_az);
+            modify = true;
+        }
+        if has("backup_retention") {
+            req = req.backup_retention_period(a.backup_retention as i32);
+            modify = true;
+        }
+        if has("deletion_protection") {
+            req = req.deletion_protection(a.deletion_protection);
+            modify = true;
+        }
+        if has("db_subnet_group") {
+            req = req.db_subnet_group_name(&a.db_subnet_group);
+            modify = true;
+        }
+        if has("security_groups") {
+            req = req.set_vpc_security_group_ids(a.security_groups.clone());
+            modify = true;
+        }
+        if has("engine_version") {
+            req = req
+                .engine_version(&a.engine_version)
+                .allow_major_version_upgrade(
+                    major(&a.engine_version) != major(&was.engine_version),
+                );
+            modify = true;
+        }
+        if has("master_password_source") {
+            req = match a.master_password_source.as_str() {
+                FROM_BLUEPRINT => req
+                    .manage_master_user_password(false)
+                    .master_user_password(recall_password(cx.stack, cx.id)?),
+                _ => req.manage_master_user_password(true),
+            };
+            modify = true;
+        }
+        if modify {
+            req.send().await.map_err(aws_error("ModifyDBInstance"))?;
+            cx.note(
+                "RDS is applying the changes (minutes on AWS; a class change reboots the instance)",
+            );
+        }
+        let db = wait_ready(
+            aws,
+            cx,
+            &a.name,
+            "the changes to be applied",
+            MODIFY_TIMEOUT,
+            applied,
+        )
+        .await?;
+        if has("final_snapshot") || has("engine_version") {
+            let arn = db.db_instance_arn().unwrap_or_default();
+            add_tags(
+                aws,
+                arn,
+                &[
+                    (TAG_FINAL_SNAPSHOT, a.final_snapshot.to_string()),
+                    (TAG_ENGINE_VERSION, a.engine_version.clone()),
+                ],
+            )
+            .await?;
+        }
+        let db = describe(aws, &a.name)
+            .await?
+            .ok_or_else(|| Error::Conflict(format!("DB instance {} disappeared", a.name)))?;
+        Ok(live(cx.id.to_string(), &db))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        let snapshot = live
+            .attrs
+            .get("final_snapshot")
+            .and_then(Json::as_bool)
+            .unwrap_or(true)
+            .then(|| final_snapshot_name(&live.physical_id));
+        delete_instance(aws, cx, &live.physical_id, snapshot).await
+    }
+}
+
+fn live(id: String, db: &AwsInstance) -> Live {
+    let tags = tag_map(db.tag_list());
+    let actual_version = db.engine_version().unwrap_or_default();
+    // The blueprint's `16` stays `16` while AWS runs 16.4; `16.3` against 16.4 shows.
+    let engine_version = match tags.get(TAG_ENGINE_VERSION) {
+        Some(v) if version_matches(actual_version, v) => v.clone(),
+        _ => actual_version.to_string(),
+    };
+    let attrs = Attrs {
+        name: db.db_instance_identifier().unwrap_or_default().to_string(),
+        engine: db.engine().unwrap_or_default().to_string(),
+        engine_version,
+        instance_class: db.db_instance_class().unwrap_or_default().to_string(),
+        allocated_storage: db.allocated_storage().unwrap_or_default() as i64,
+        storage_type: db.storage_type().unwrap_or_default().to_string(),
+        storage_encrypted: db.storage_encrypted().unwrap_or(false),
+        publicly_accessible: db.publicly_accessible().unwrap_or(false),
+        multi_az: db.multi_az().unwrap_or(false),
+        availability_zone: db.availability_zone().map(str::to_string),
+        backup_retention: db.backup_retention_period().unwrap_or_default() as i64,
+        deletion_protection: db.deletion_protection().unwrap_or(false),
+        final_snapshot: tags.get(TAG_FINAL_SNAPSHOT).map(String::as_str) != Some("false"),
+        db_subnet_group: db
+            .db_subnet_group()
+            .and_then(|g| g.db_subnet_group_name())
+            .unwrap_or_default()
+            .to_string(),
+        security_groups: Some(security_group_ids(db)),
+        master_username: db.master_username().unwrap_or_default().to_string(),
+        master_password_source: if db.master_user_secret().is_some() {
+            MANAGED
+        } else {
+            FROM_BLUEPRINT
+        }
+        .to_string(),
+        db_name: db.db_name().map(str::to_string),
+    };
+    let mut outputs = instance_outputs(db);
+    outputs.insert(
+        "master_user_secret_arn".into(),
+        json!(db
+            .master_user_secret()
+            .and_then(|s| s.secret_arn())
+            .unwrap_or_default()),
+    );
+    outputs.insert(
+        "resource_id".into(),
+        json!(db.dbi_resource_id().unwrap_or_default()),
+    );
+    Live {
+        id,
+        kind: "db_instance",
+        physical_id: attrs.name.clone(),
+        attrs: json!(attrs),
+        outputs,
+    }
+}
+
+// ---- The master password ----------------------------------------------------------
+//
+// AWS never returns a password, so it cannot be part of the compared attributes; and it
+// must never appear in a plan. `desired` keeps it here, in this process only, for the
+// create or update that follows in the same run; the attributes say only where it comes
+// from.
+
+fn passwords() -> &'static Mutex<HashMap<(String, String), String>> {
+    static P: OnceLock<Mutex<HashMap<(String, String), String>>> = OnceLock::new();
+    P.get_or_init(Default::default)
+}
+
+fn remember_password(stack: &str, id: &str, password: &str) {
+    if password != UNKNOWN {
+        if let Ok(mut p) = passwords().lock() {
+            p.insert((stack.to_string(), id.to_string()), password.to_string());
+        }
+    }
+}
+
+fn recall_password(stack: &str, id: &str) -> Result<String, Error> {
+    passwords()
+        .lock()
+        .ok()
+        .and_then(|p| p.get(&(stack.to_string(), id.to_string())).cloned())
+        .ok_or_else(|| Error::Invalid("the master password is not known in this run".into()))
+}
+
+// ---- Shared by the RDS kinds ------------------------------------------------------
+
+/// A deterministic RDS identifier for `stack-id`: at most 63 lower-case letters, digits
+/// and single hyphens, starting with a letter, not ending with a hyphen.
+pub(super) fn identifier(stack: &str, id: &str) -> String {
+    rds_name(stack, id, 63)
+}
+
+/// Like [`identifier`] within `max` characters (DB subnet groups allow 255).
+pub(super) fn rds_name(stack: &str, id: &str, max: usize) -> String {
+    let stack = stack.to_ascii_lowercase();
+    let stack = if stack.starts_with(|c: char| c.is_ascii_lowercase()) {
+        stack
+    } else {
+        format!("db-{stack}")
+    };
+    let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    let raw = common::physical_name(&stack, &id.to_ascii_lowercase(), max, ok, "");
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(c);
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// The tags of an RDS resource: securecart's, and `extra` ones.
+pub(super) fn rds_tags(stack: &str, id: &str, name: &str, extra: &[(&str, String)]) -> Vec<Tag> {
+    common::tags(stack, id, name)
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.clone())))
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub(super) fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The blueprint id of a resource tagged for `stack`, if it is one of ours.
+pub(super) fn owned_id(tags: &[Tag], stack: &str) -> Option<String> {
+    let m = tag_map(tags);
+    (m.get(TAG_STACK).map(String::as_str) == Some(stack))
+        .then(|| m.get(TAG_RESOURCE).cloned())
+        .flatten()
+}
+
+pub(super) async fn add_tags(aws: &Aws, arn: &str, tags: &[(&str, String)]) -> Result<(), Error> {
+    aws.rds
+        .add_tags_to_resource()
+        .resource_name(arn)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(v).build())
+                .collect(),
+        ))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(aws_error("AddTagsToResource"))
+}
+
+/// The DB instances of `stack` that are of securecart kind `kind`, with their blueprint
+/// ids: one paginated DescribeDBInstances (it has no tag filter; TagList comes with it).
+pub(super) async fn stack_instances(
+    aws: &Aws,
+    stack: &str,
+    kind: &str,
+) -> Result<Vec<(String, AwsInstance)>, Error> {
+    let all = aws
+        .rds
+        .describe_db_instances()
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(aws_error("DescribeDBInstances"))?;
+    Ok(all
+        .into_iter()
+        // One being deleted is on its way out: plan treats it as gone (create waits for it).
+        .filter(|db| db.db_instance_status() != Some("deleting"))
+        .filter_map(|db| {
+            let id = owned_id(db.tag_list(), stack)?;
+            (kind_of(&db) == kind).then_some((id, db))
+        })
+        .collect())
+}
+
+/// `db_instance` or `db_read_replica`: from the kind tag, else from the replication source.
+fn kind_of(db: &AwsInstance) -> &'static str {
+    match tag_map(db.tag_list()).get(TAG_KIND).map(String::as_str) {
+        Some("db_read_replica") => "db_read_replica",
+        Some(_) => "db_instance",
+        None if db.read_replica_source_db_instance_identifier().is_some() => "db_read_replica",
+        None => "db_instance",
+    }
+}
+
+pub(super) fn security_group_ids(db: &AwsInstance) -> Vec<String> {
+    sorted(
+        db.vpc_security_groups()
+            .iter()
+            .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// Outputs every DB instance has: identifier, ARN, endpoint address and port.
+pub(super) fn instance_outputs(db: &AwsInstance) -> BTreeMap<String, Json> {
+    let mut o = BTreeMap::new();
+    o.insert(
+        "id".into(),
+        json!(db.db_instance_identifier().unwrap_or_default()),
+    );
+    o.insert(
+        "arn".into(),
+        json!(db.db_instance_arn().unwrap_or_default()),
+    );
+    // No endpoint before the instance is available: `(known after apply)` until then.
+    if let Some(e) = db.endpoint() {
+        if let Some(addr) = e.address() {
+            o.insert("endpoint".into(), json!(addr));
+        }
+        if let Some(port) = e.port().or(db.db_instance_port()) {
+            o.insert("port".into(), json!(port));
+        }
+    }
+    o
+}
+
+pub(super) async fn describe(aws: &Aws, ident: &str) -> Result<Option<AwsInstance>, Error> {
+    match aws
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(ident)
+        .send()
+        .await
+        .map_err(aws_error("DescribeDBInstances"))
+    {
+        Ok(out) => Ok(out.db_instances().first().cloned()),
+        Err(e) if instance_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub(super) fn instance_not_found(e: &Error) -> bool {
+    e.is_code(&["DBInstanceNotFound", "DBInstanceNotFoundFault"])
+}
+
+/// Statuses an instance does not leave by itself: waiting longer would not help.
+const STUCK: &[&str] = &[
+    "failed",
+    "incompatible-network",
+    "incompatible-option-group",
+    "incompatible-parameters",
+    "incompatible-restore",
+    "insufficient-capacity",
+    "inaccessible-encryption-credentials",
+    "restore-error",
+    "storage-full",
+];
+
+/// Waits until the instance is usable (`available`, or `storage-optimization` after a
+/// storage change), its security groups are active, and `also` holds (after a modify:
+/// [`applied`]). Notes each status change with the time spent so far.
+pub(super) async fn wait_ready(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    ident: &str,
+    what: &str,
+    timeout: Duration,
+    also: impl Fn(&AwsInstance) -> bool + Send + Sync,
+) -> Result<AwsInstance, Error> {
+    let start = Instant::now();
+    let last = Mutex::new(String::new());
+    let what = format!("{what} ({ident})");
+    common::wait_for(cx, &what, timeout, || async {
+        let Some(db) = describe(aws, ident).await? else {
+            // Just-created instances can be briefly invisible; a vanished one is not.
+            if start.elapsed() < Duration::from_secs(60) {
+                return Ok(None);
+            }
+            return Err(Error::Conflict(format!(
+                "DB instance {ident} no longer exists"
+            )));
+        };
+        let status = db.db_instance_status().unwrap_or("unknown").to_string();
+        if STUCK.contains(&status.as_str()) {
+            return Err(Error::Conflict(format!(
+                "DB instance {ident} is `{status}`; see the RDS console's Events for why"
+            )));
+        }
+        let usable = status == "available" || status == "storage-optimization";
+        let ready = usable && sgs_active(&db) && also(&db);
+        // Each status once, with the time it took to get there (not a note per poll).
+        let before = last
+            .lock()
+            .map(|mut l| std::mem::replace(&mut *l, status.clone()))
+            .unwrap_or_default();
+        if before != status && !(before.is_empty() && ready) {
+            cx.note(format!(
+                "{ident} is `{status}` after {}",
+                elapsed(start.elapsed())
+            ));
+        }
+        Ok(ready.then_some(db))
+    })
+    .await
+}
+
+/// No modification is pending any more. Right after ModifyDBInstance the status can
+/// still read `available` for a while: the pending values are what tells.
+pub(super) fn applied(db: &AwsInstance) -> bool {
+    let Some(p) = db.pending_modified_values() else {
+        return true;
+    };
+    !(p.db_instance_class().is_some()
+        || p.allocated_storage().is_some()
+        || p.backup_retention_period().is_some()
+        || p.multi_az().is_some()
+        || p.engine_version().is_some()
+        || p.storage_type().is_some()
+        || p.db_instance_identifier().is_some()
+        || p.db_subnet_group_name().is_some()
+        || p.master_user_password().is_some())
+}
+
+fn sgs_active(db: &AwsInstance) -> bool {
+    db.vpc_security_groups()
+        .iter()
+        .all(|g| matches!(g.status(), None | Some("active")))
+}
+
+fn elapsed(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+/// Runs a create call; when the identifier is taken by this very resource (an earlier,
+/// interrupted run), carries on with that instance; when by anything else, says so.
+pub(super) async fn create_or_adopt<F, Fut>(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    ident: &str,
+    send: F,
+) -> Result<(), Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let err = match send().await {
+        Ok(()) => return Ok(()),
+        Err(e) if e.is_code(&["DBInstanceAlreadyExists"]) => e,
+        Err(e) => return Err(e),
+    };
+    let Some(db) = describe(aws, ident).await? else {
+        return send().await;
+    };
+    if owned_id(db.tag_list(), cx.stack).as_deref() != Some(cx.id) {
+        let owner = tag_map(db.tag_list());
+        let whose = match (owner.get(TAG_STACK), owner.get(TAG_RESOURCE)) {
+            (Some(s), Some(r)) => format!("it belongs to `{r}` of stack `{s}`"),
+            _ => "it is not managed by securecart".to_string(),
+        };
+        return Err(Error::Conflict(format!(
+            "a DB instance named {ident} already exists and {whose}; securecart does not adopt it ({err})"
+        )));
+    }
+    if db.db_instance_status() == Some("deleting") {
+        cx.note(format!(
+            "{ident} from an earlier run is being deleted; waiting to create it again"
+        ));
+        wait_gone(aws, cx, ident).await?;
+        return send().await;
+    }
+    cx.note("found the DB instance an earlier attempt created");
+    Ok(())
+}
+
+/// Deletes a DB instance (with a final snapshot when `snapshot` names one) and waits
+/// until it is gone. Already gone is success.
+pub(super) async fn delete_instance(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    ident: &str,
+    snapshot: Option<String>,
+) -> Result<(), Error> {
+    let r = common::retry_on(
+        cx,
+        &["InvalidDBInstanceState", "InvalidDBInstanceStateFault"],
+        DELETE_TIMEOUT,
+        "the DB instance is busy (being created, modified, backed up or already deleted)",
+        || async {
+            let req = aws.rds.delete_db_instance().db_instance_identifier(ident);
+            let req = match &snapshot {
+                Some(s) => req
+                    .skip_final_snapshot(false)
+                    .final_db_snapshot_identifier(s),
+                None => req.skip_final_snapshot(true),
+            };
+            req.send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("DeleteDBInstance"))
+        },
+    )
+    .await;
+    match r {
+        Ok(()) => {}
+        Err(e) if instance_not_found(&e) => return Ok(()),
+        Err(e) if e.to_string().to_ascii_lowercase().contains("deletion protection") => {
+            return Err(Error::Conflict(format!(
+                "{ident} has deletion protection on: set `deletion_protection: false` in the blueprint and apply, then delete it ({e})"
+            )))
+        }
+        Err(e) => return Err(e),
+    }
+    if let Some(s) = &snapshot {
+        cx.note(format!("taking the final snapshot {s}"));
+    }
+    wait_gone(aws, cx, ident).await
+}
+
+async fn wait_gone(aws: &Aws, cx: &OpCx<'_>, ident: &str) -> Result<(), Error> {
+    common::wait_for(
+        cx,
+        &format!("{ident} to be deleted (minutes on AWS)"),
+        DELETE_TIMEOUT,
+        || async { Ok(describe(aws, ident).await?.is_none().then_some(())) },
+    )
+    .await
+}
+
+/// `<identifier>-final-<UTC yyyymmdd-hhmmss>`: a valid, unique snapshot identifier.
+pub(super) fn final_snapshot_name(ident: &str) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    format!("{ident}-final-{}", utc_stamp(secs))
+}
+
+/// Seconds since 1970 as `yyyymmdd-hhmmss` in UTC (civil-from-days, H. Hinnant).
+fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Sorted without duplicates (placeholders for values known after apply all stay).
+pub(super) fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup_by(|a, b| a == b && a != UNKNOWN);
+    v
+}
+
+/// Lower-cases a name (RDS does) unless it is still a placeholder.
+pub(super) fn lower_known(s: &str) -> String {
+    if s == UNKNOWN {
+        s.to_string()
+    } else {
+        s.to_ascii_lowercase()
+    }
+}
+
+// ---- Checks shared by the RDS kinds ------------------------------------------------
+
+/// True when the value holds a `${...}` reference to a resource (not `${stack.*}`).
+pub(super) fn has_ref(value: &str) -> bool {
+    matches!(refs::scan(value), Ok(p) if p.iter().any(|p| matches!(p, Piece::Ref(r) if r.target != refs::STACK)))
+}
+
+/// Checks a field that names another resource: exactly one reference to a resource of
+/// `kind` (bare, or naming one of `attrs`), or a literal that `literal` accepts.
+pub(super) fn check_ref(
+    path: &str,
+    value: &str,
+    cx: &CheckCx,
+    kind: &str,
+    attrs: &[&str],
+    literal: impl Fn(&str) -> bool,
+    literal_desc: &str,
+) -> Option<Issue> {
+    let pieces = refs::scan(value).ok()?;
+    let help = format!("use a reference like `${{my_{kind}}}`, or {literal_desc}");
+    match pieces.as_slice() {
+        [Piece::Ref(r)] if r.target != refs::STACK => {
+            // An unknown target is already reported by the blueprint checks.
+            let target = cx.resources.get(&r.target)?;
+            if target.kind != kind {
+                return Some(
+                    Issue::new(
+                        path,
+                        format!(
+                            "`{value}` refers to `{}` (type {}); `{path}` needs a {kind}",
+                            r.target, target.kind
+                        ),
+                    )
+                    .help(help),
+                );
+            }
+            match r.attribute.as_deref() {
+                None => None,
+                Some(a) if attrs.contains(&a) => None,
+                Some(a) => Some(
+                    Issue::new(
+                        path,
+                        format!("`{path}` needs the {kind} itself, not its `{a}`"),
+                    )
+                    .help(format!("write `${{{}}}`", r.target)),
+                ),
+            }
+        }
+        [Piece::Lit(l)] if literal(l) => None,
+        _ if has_ref(value) => None,
+        _ => Some(Issue::new(path, format!("`{value}` is not a {kind}")).help(help)),
+    }
+}
+
+/// A zone name like `us-east-1a`, or one built from `${stack.region}`.
+pub(super) fn check_zone(path: &str, value: &str) -> Option<Issue> {
+    let Ok(pieces) = refs::scan(value) else {
+        return None;
+    };
+    if pieces.iter().any(|p| matches!(p, Piece::Ref(_))) {
+        return None;
+    }
+    let ok = value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && value.ends_with(|c: char| c.is_ascii_lowercase())
+        && value.contains('-');
+    (!ok).then(|| {
+        Issue::new(path, format!("`{value}` is not an availability zone name")).help(
+            "use a zone name like `us-east-1b`, or `${stack.region}b` to follow the stack's region",
+        )
+    })
+}
+
+pub(super) fn check_class(path: &str, class: &str) -> Option<Issue> {
+    let ok = class.starts_with("db.")
+        && class.len() > 3
+        && class.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+    (!ok && !has_ref(class)).then(|| {
+        Issue::new(path, format!("`{class}` is not an RDS instance class"))
+            .help("instance classes look like `db.t4g.micro` or `db.m7g.large`")
+    })
+}
+
+fn check_version(engine: Engine, v: &str) -> Option<Issue> {
+    let parts: Vec<&str> = v.trim().split('.').collect();
+    let ok = !v.trim().is_empty()
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    let example = match engine {
+        Engine::Postgres => "`\"16\"` or `\"16.4\"`",
+        Engine::Mysql => "`\"8.0\"` or `\"8.0.39\"`",
+    };
+    (!ok && !has_ref(v)).then(|| {
+        Issue::new("engine_version", format!("`{v}` is not an engine version"))
+            .help(format!("write it as a quoted string like {example}"))
+    })
+}
+
+fn check_username(engine: Engine, u: &str) -> Option<Issue> {
+    let max = match engine {
+        Engine::Postgres => 63,
+        Engine::Mysql => 32,
+    };
+    let ok = u.starts_with(|c: char| c.is_ascii_alphabetic())
+        && u.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && u.len() <= max;
+    if !ok {
+        return Some(Issue::new(
+            "master_username",
+            format!("`{u}` is not a valid master user name for {}: 1 to {max} letters, digits and `_`, starting with a letter", engine.as_str()),
+        ));
+    }
+    (u.eq_ignore_ascii_case("rdsadmin"))
+        .then(|| Issue::new("master_username", "`rdsadmin` is reserved by RDS"))
+}
+
+/// Password rules, reported without ever quoting the value.
+fn check_password(engine: Engine, p: &str) -> Option<Issue> {
+    if has_ref(p) {
+        return None;
+    }
+    let max = match engine {
+        Engine::Postgres => 128,
+        Engine::Mysql => 41,
+    };
+    let n = p.chars().count();
+    if !(8..=max).contains(&n) {
+        return Some(Issue::new(
+            "master_password",
+            format!(
+                "the master password must be 8 to {max} characters long for {}",
+                engine.as_str()
+            ),
+        ));
+    }
+    let bad = p
+        .chars()
+        .any(|c| !c.is_ascii_graphic() || matches!(c, '/' | '@' | '"'));
+    bad.then(|| {
+        Issue::new(
+            "master_password",
+            "the master password may use printable ASCII characters except `/`, `@`, `\"` and spaces",
+        )
+    })
+}
+
+fn check_db_name(engine: Engine, n: &str) -> Option<Issue> {
+    let max = match engine {
+        Engine::Postgres => 63,
+        Engine::Mysql => 64,
+    };
+    let ok = n.starts_with(|c: char| c.is_ascii_alphabetic())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && n.len() <= max;
+    (!ok).then(|| {
+        Issue::new(
+            "db_name",
+            format!("`{n}` is not a valid database name: 1 to {max} letters, digits and `_`, starting with a letter"),
+        )
+    })
+}
+
+fn valid_group_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && !s.eq_ignore_ascii_case("default")
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
+}
+
+/// DB instances and replicas share one namespace of identifiers: two ids that give the
+/// same identifier (`replica_1`, `replica-1`) would fight over one instance.
+pub(super) fn check_unique_identifier(id: &str, cx: &CheckCx) -> Option<Issue> {
+    let mine = identifier("s", id);
+    cx.resources
+        .values()
+        .take_while(|r| r.id != id)
+        .filter(|r| r.kind == "db_instance" || r.kind == "db_read_replica")
+        .find(|r| identifier("s", &r.id) == mine)
+        .map(|r| {
+            Issue::new(
+                "",
+                format!(
+                    "`{id}` and `{}` give the same RDS identifier (RDS allows only lower-case letters, digits and single hyphens)",
+                    r.id
+                ),
+            )
+            .help("rename one of them")
+        })
+}
+
+// ---- Versions ----------------------------------------------------------------------
+
+fn version_parts(v: &str) -> Vec<u64> {
+    v.split('.').map_while(|p| p.parse().ok()).collect()
+}
+
+fn major(v: &str) -> Vec<u64> {
+    // PostgreSQL 10+ majors are one number; MySQL's are two (8.0).
+    let p = version_parts(v);
+    let n = if p.first().is_some_and(|&m| m >= 10) {
+        1
+    } else {
+        2
+    };
+    p.into_iter().take(n).collect()
+}
+
+/// `actual` (what AWS runs) is within `wanted` (what the blueprint says): equal, or
+/// `wanted` is a prefix at a dot (`16` covers `16.4`).
+fn version_matches(actual: &str, wanted: &str) -> bool {
+    actual == wanted || actual.starts_with(&format!("{wanted}."))
+}
+
+/// `want` is older than `was`, comparing only as many parts as `want` gives.
+fn version_lower(want: &str, was: &str) -> bool {
+    if version_matches(was, want) {
+        return false;
+    }
+    let (a, b) = (version_parts(want), version_parts(was));
+    let n = a.len().min(b.len());
+    a[..n] < b[..n]
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use aws_sdk_rds::types::{
+        DbSubnetGroup, Endpoint, MasterUserSecret, VpcSecurityGroupMembership,
+    };
+
+    /// Validates a blueprint; its errors and warnings, each prefixed with its path.
+    pub(crate) fn problems(yaml: &str) -> Vec<String> {
+        use crate::blueprint::{LoadError, SourceFile};
+        let file = SourceFile::new("t.yaml".to_string(), "t.yaml".into(), yaml.to_string());
+        let diags = match crate::blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog)
+        {
+            Ok(bp) => bp.warnings,
+            Err(LoadError::Invalid(d)) => d.problems,
+            Err(e) => panic!("{e}"),
+        };
+        diags
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:?} {}: {}",
+                    p.severity,
+                    p.path.as_deref().unwrap_or(""),
+                    p.message
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn identifiers_follow_rds_rules() {
+        assert_eq!(identifier("Shop-Dev", "primary"), "shop-dev-primary");
+        assert_eq!(identifier("dev", "replica_b"), "dev-replica-b");
+        assert_eq!(identifier("dev", "a__b_"), "dev-a-b");
+        assert_eq!(identifier("9lives", "db"), "db-9lives-db");
+        let long = identifier(
+            "a-very-long-stack-name-for-testing-rds",
+            "an_even_longer_resource_id_here",
+        );
+        assert!(long.len() <= 63, "{long}");
+        assert!(!long.contains("--") && !long.ends_with('-'), "{long}");
+        assert_eq!(
+            long,
+            identifier(
+                "a-very-long-stack-name-for-testing-rds",
+                "an_even_longer_resource_id_here"
+            )
+        );
+    }
+
+    #[test]
+    fn snapshot_names_are_dated() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        assert_eq!(utc_stamp(1_700_000_000), "20231114-221320");
+        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
+        let n = final_snapshot_name("dev-primary");
+        assert!(n.starts_with("dev-primary-final-2"), "{n}");
+        assert!(!n.contains("--"));
+    }
+
+    #[test]
+    fn versions() {
+        assert!(version_matches("16.4", "16"));
+        assert!(!version_matches("16.4", "16.3"));
+        assert!(!version_matches("160.1", "16"));
+        assert!(version_lower("16.3", "16.4"));
+        assert!(version_lower("15", "16.4"));
+        assert!(!version_lower("16", "16.4"));
+        assert!(!version_lower("17", "16.4"));
+        assert!(!version_lower("8.0.40", "8.0.39"));
+        assert_eq!(major("16.4"), vec![16]);
+        assert_eq!(major("8.0.39"), vec![8, 0]);
+    }
+
+    fn config() -> Json {
+        json!({
+            "engine": "postgres", "engine_version": "16", "instance_class": "db.t4g.micro",
+            "db_subnet_group": "dev-db-subnets", "security_groups": ["sg-2", "sg-1"],
+        })
+    }
+
+    fn aws_instance(tags: &[(&str, &str)]) -> AwsInstance {
+        let mut b = AwsInstance::builder()
+            .db_instance_identifier("dev-primary")
+            .db_instance_arn("arn:aws:rds:us-east-1:1:db:dev-primary")
+            .db_instance_status("available")
+            .engine("postgres")
+            .engine_version("16.4")
+            .db_instance_class("db.t4g.micro")
+            .allocated_storage(20)
+            .storage_type("gp3")
+            .storage_encrypted(true)
+            .publicly_accessible(false)
+            .multi_az(false)
+            .availability_zone("us-east-1a")
+            .backup_retention_period(7)
+            .deletion_protection(false)
+            .db_subnet_group(
+                DbSubnetGroup::builder()
+                    .db_subnet_group_name("dev-db-subnets")
+                    .build(),
+            )
+            .vpc_security_groups(
+                VpcSecurityGroupMembership::builder()
+                    .vpc_security_group_id("sg-1")
+                    .status("active")
+                    .build(),
+            )
+            .vpc_security_groups(
+                VpcSecurityGroupMembership::builder()
+                    .vpc_security_group_id("sg-2")
+                    .status("active")
+                    .build(),
+            )
+            .master_username("dbadmin")
+            .master_user_secret(MasterUserSecret::builder().secret_arn("arn:secret").build())
+            .endpoint(
+                Endpoint::builder()
+                    .address("dev-primary.x.rds.amazonaws.com")
+                    .port(5432)
+                    .build(),
+            );
+        for (k, v) in tags {
+            b = b.tag_list(Tag::builder().key(*k).value(*v).build());
+        }
+        b.build()
+    }
+
+    #[test]
+    fn desired_matches_the_shape_read_produces() {
+        let d = DbInstance.desired("dev", "primary", &config()).unwrap();
+        let l = live(
+            "primary".into(),
+            &aws_instance(&[
+                (TAG_STACK, "dev"),
+                (TAG_RESOURCE, "primary"),
+                (TAG_ENGINE_VERSION, "16"),
+            ]),
+        );
+        assert_eq!(
+            crate::plan::diff(&d, &l.attrs, &[], &Default::default()),
+            vec![]
+        );
+        assert_eq!(
+            l.outputs["endpoint"],
+            json!("dev-primary.x.rds.amazonaws.com")
+        );
+        assert_eq!(l.outputs["port"], json!(5432));
+        assert_eq!(l.outputs["master_user_secret_arn"], json!("arn:secret"));
+        // Without the version tag, AWS's exact version shows.
+        let l = live("primary".into(), &aws_instance(&[]));
+        assert_eq!(l.attrs["engine_version"], json!("16.4"));
+        assert_eq!(l.attrs["final_snapshot"], json!(true));
+    }
+
+    #[test]
+    fn the_password_never_enters_the_attributes() {
+        let mut c = config();
+        c["master_password"] = json!("correct-horse-battery");
+        let d = DbInstance.desired("pwtest", "primary", &c).unwrap();
+        assert!(!d.to_string().contains("correct-horse"), "{d}");
+        assert_eq!(d["master_password_source"], json!("blueprint"));
+        assert_eq!(
+            recall_password("pwtest", "primary").unwrap(),
+            "correct-horse-battery"
+        );
+        assert_eq!(
+            DbInstance.desired("pwtest", "other", &config()).unwrap()["master_password_source"],
+            json!("secrets_manager")
+        );
+    }
+
+    #[test]
+    fn storage_only_grows_and_versions_only_rise() {
+        let live = json!({"allocated_storage": 100, "engine_version": "16.4"});
+        let shrink = DbInstance
+            .check_change(
+                &live,
+                &json!({"allocated_storage": 50, "engine_version": "16"}),
+            )
+            .unwrap_err();
+        assert!(shrink.contains("cannot shrink from 100 to 50"), "{shrink}");
+        let small = DbInstance
+            .check_change(&live, &json!({"allocated_storage": 105}))
+            .unwrap_err();
+        assert!(small.contains("110 GiB"), "{small}");
+        assert!(DbInstance
+            .check_change(
+                &live,
+                &json!({"allocated_storage": 110, "engine_version": "17"})
+            )
+            .is_ok());
+        let down = DbInstance
+            .check_change(&live, &json!({"engine_version": "16.2"}))
+            .unwrap_err();
+        assert!(down.contains("cannot go down"), "{down}");
+        // Another engine replaces the instance: its version and size start afresh.
+        let live =
+            json!({"engine": "postgres", "allocated_storage": 100, "engine_version": "16.4"});
+        assert!(DbInstance
+            .check_change(
+                &live,
+                &json!({"engine": "mysql", "allocated_storage": 20, "engine_version": "8.0"})
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn weakened_defaults_are_named() {
+        let mut c = config();
+        let d = DbInstance.desired("dev", "p", &c).unwrap();
+        assert!(DbInstance.warnings(&d).is_empty());
+        c["storage_encrypted"] = json!(false);
+        c["publicly_accessible"] = json!(true);
+        c["backup_retention"] = json!(0);
+        c["final_snapshot"] = json!(false);
+        let w = DbInstance
+            .warnings(&DbInstance.desired("dev", "p", &c).unwrap())
+            .join("\n");
+        for id in ["CKV_AWS_16", "RDS.2", "CKV_AWS_133", "RDS.8"] {
+            assert!(w.contains(id), "{id} missing in {w}");
+        }
+    }
+
+    const BASE: &str = "
+name: t
+parameters:
+  pw:
+    type: string
+    secret: true
+    default: s3cret-pass-word
+resources:
+  sg:
+    type: security_group
+    vpc: vpc-1
+    description: db
+  primary:
+    type: db_instance
+    engine: postgres
+    engine_version: \"16\"
+    instance_class: db.t4g.micro
+    db_subnet_group: dev-db-subnets
+    security_groups: [\"${sg}\"]
+";
+
+    #[test]
+    fn a_good_instance_passes() {
+        let p = problems(BASE);
+        assert!(p.is_empty(), "{p:?}");
+        let p = problems(&format!("{BASE}    master_password: ${{params.pw}}\n"));
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn bad_fields_are_explained() {
+        let p = problems(&format!(
+            "{BASE}    allocated_storage: 10\n    backup_retention: 40\n    multi_az: true\n    availability_zone: us-east-1a\n    master_username: 1admin\n    master_password: short\n  other:\n    type: db_instance\n    engine: mysql\n    engine_version: latest\n    instance_class: t3.micro\n    db_subnet_group: ${{sg}}\n"
+        ))
+        .join("\n");
+        for want in [
+            "10 GiB is out of range",
+            "40 days is out of range",
+            "Multi-AZ instance cannot be placed",
+            "not a valid master user name",
+            "8 to 128 characters",
+            "plain text (security baseline: cfn-nag F23)",
+            "`latest` is not an engine version",
+            "`t3.micro` is not an RDS instance class",
+            "refers to `sg` (type security_group)",
+        ] {
+            assert!(p.contains(want), "`{want}` missing in:\n{p}");
+        }
+        assert!(!p.contains("short"), "the password leaked: {p}");
+    }
+
+    #[test]
+    fn colliding_identifiers_are_reported() {
+        let p = problems(&format!(
+            "{BASE}  primary_2:\n    type: db_instance\n    engine: postgres\n    engine_version: \"16\"\n    instance_class: db.t4g.micro\n    db_subnet_group: g\n  primary-2:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("same RDS identifier"), "{p:?}");
+    }
+}

@@ -1,0 +1,560 @@
+//! `db_read_replica`: a read-only copy of a `db_instance`, kept up to date by RDS
+//! replication, usually in another availability zone. `promote: true` turns it into a
+//! standalone instance.
+
+use async_trait::async_trait;
+use aws_sdk_rds::types::DbInstance as AwsInstance;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+
+use super::common::{self, aws_error, parse, Error};
+use super::db_instance::{
+    add_tags, applied, check_class, check_ref, check_unique_identifier, check_zone,
+    create_or_adopt, delete_instance, describe, final_snapshot_name, identifier, instance_outputs,
+    lower_known, rds_tags, security_group_ids, sorted, stack_instances, tag_map, wait_ready,
+    CREATE_TIMEOUT, MODIFY_TIMEOUT, TAG_FINAL_SNAPSHOT, TAG_KIND,
+};
+use super::{Kind, Live, OpCx};
+use crate::aws::Aws;
+use crate::blueprint::{CheckCx, Issue};
+
+pub struct DbReadReplica;
+
+/// Set once securecart has promoted the replica (the emulator keeps reporting the source).
+const TAG_PROMOTED: &str = "securecart:promoted";
+/// The primary's identifier, which AWS stops reporting once the replica is promoted.
+const TAG_SOURCE: &str = "securecart:source";
+
+/// A read replica of a DB instance.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// The primary: a reference like `${primary}` to a `db_instance` with backups on
+    /// (`backup_retention` ≥ 1). It must be available first, which the reference
+    /// ensures. Changing it replaces the replica.
+    source: String,
+    /// Instance class, like `db.t4g.micro`. Changed in place.
+    instance_class: String,
+    /// Zone of the replica, like `${stack.region}b`: another zone than the primary's
+    /// keeps a reader up when that zone fails. Left out, RDS picks one of the subnet
+    /// group's zones. Changing it replaces the replica.
+    #[serde(default)]
+    availability_zone: Option<String>,
+    /// Security groups: references like `${db_sg}` or ids (`sg-…`). Left out, the
+    /// replica gets the primary's groups when it is created (AWS itself would give it
+    /// the VPC's default group). Changed in place.
+    #[serde(default)]
+    security_groups: Option<Vec<String>>,
+    /// Reachable from the internet. Off by default (security baseline CKV_AWS_17 /
+    /// RDS.2). Changed in place.
+    #[serde(default)]
+    publicly_accessible: bool,
+    /// `true` promotes the replica to a standalone, writable instance: replication
+    /// stops for good (RDS reboots it; minutes on AWS). A promoted replica cannot become
+    /// a replica again: setting it back to false is an error at plan time.
+    #[serde(default)]
+    promote: bool,
+    /// Once promoted, take a final snapshot when it is deleted (replicas themselves have
+    /// none). On by default; the labs turn it off.
+    #[serde(default = "yes")]
+    final_snapshot: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Attrs {
+    name: String,
+    source: String,
+    instance_class: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    availability_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    security_groups: Option<Vec<String>>,
+    publicly_accessible: bool,
+    promoted: bool,
+    final_snapshot: bool,
+}
+
+#[async_trait]
+impl Kind for DbReadReplica {
+    fn name(&self) -> &'static str {
+        "db_read_replica"
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &["id", "arn", "endpoint", "port"]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut issues = Vec::new();
+        issues.extend(check_ref(
+            "source",
+            &f.source,
+            cx,
+            "db_instance",
+            &["id"],
+            |s| {
+                !s.is_empty()
+                    && s.len() <= 63
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            },
+            "the identifier of an existing DB instance",
+        ));
+        issues.extend(check_class("instance_class", &f.instance_class));
+        if let Some(az) = &f.availability_zone {
+            issues.extend(check_zone("availability_zone", az));
+        }
+        for (i, sg) in f.security_groups.iter().flatten().enumerate() {
+            issues.extend(check_ref(
+                &format!("security_groups[{i}]"),
+                sg,
+                cx,
+                "security_group",
+                &["id"],
+                |s| s.starts_with("sg-"),
+                "a security group id (`sg-…`)",
+            ));
+        }
+        if let Some(primary) = cx.referenced(&f.source).filter(|r| r.kind == "db_instance") {
+            let retention = primary
+                .config
+                .get("backup_retention")
+                .and_then(Json::as_i64);
+            if retention == Some(0) {
+                issues.push(
+                    Issue::new(
+                        "source",
+                        format!(
+                            "`{}` has backup_retention 0: RDS builds a replica from the primary's automated backups and streams its transaction log, so a primary without backups cannot have read replicas",
+                            primary.id
+                        ),
+                    )
+                    .help(format!("set `backup_retention` of `{}` to 1 or more", primary.id)),
+                );
+            }
+            let primary_az = primary
+                .config
+                .get("availability_zone")
+                .and_then(Json::as_str);
+            if let (Some(mine), Some(theirs)) = (&f.availability_zone, primary_az) {
+                if mine == theirs {
+                    issues.push(
+                        Issue::new(
+                            "availability_zone",
+                            format!("the replica is in the zone of its primary `{}` ({mine}); in another zone it keeps a reader up when that zone fails", primary.id),
+                        )
+                        .warning(),
+                    );
+                }
+            }
+        }
+        issues.extend(check_unique_identifier(id, cx));
+        issues
+    }
+
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| i.message)?;
+        Ok(json!(Attrs {
+            name: identifier(stack, id),
+            source: lower_known(&f.source),
+            instance_class: f.instance_class.trim().to_ascii_lowercase(),
+            availability_zone: f.availability_zone,
+            security_groups: f.security_groups.map(sorted),
+            publicly_accessible: f.publicly_accessible,
+            promoted: f.promote,
+            final_snapshot: f.final_snapshot,
+        }))
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &["source", "availability_zone"]
+    }
+
+    fn check_change(&self, live: &Json, desired: &Json) -> Result<(), String> {
+        let promoted = |v: &Json| v.get("promoted").and_then(Json::as_bool);
+        if promoted(live) == Some(true) && promoted(desired) == Some(false) {
+            return Err(
+                "this replica was promoted to a standalone instance and cannot become a replica again: keep `promote: true`, or rename the resource to create a new replica".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn warnings(&self, desired: &Json) -> Vec<String> {
+        let mut w = Vec::new();
+        if desired.get("publicly_accessible") == Some(&json!(true)) {
+            w.push("the replica is publicly accessible (checkov CKV_AWS_17, trivy AWS-0180, cfn-nag F22, Security Hub RDS.2): leave `publicly_accessible` at its default, false".to_string());
+        }
+        w
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        Ok(stack_instances(aws, stack, "db_read_replica")
+            .await?
+            .into_iter()
+            .map(|(id, db)| live(id, &db))
+            .collect())
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let source = describe(aws, &a.source).await?.ok_or_else(|| {
+            Error::Conflict(format!(
+                "the source DB instance {} does not exist",
+                a.source
+            ))
+        })?;
+        if source.backup_retention_period() == Some(0) {
+            return Err(Error::Conflict(format!(
+                "the source DB instance {} has backups off (backup retention 0), and RDS creates replicas only of instances with automated backups",
+                a.source
+            )));
+        }
+        // AWS would give the replica the VPC's default group: keep it behind the primary's.
+        let groups = a
+            .security_groups
+            .clone()
+            .unwrap_or_else(|| security_group_ids(&source));
+        let tags = rds_tags(
+            cx.stack,
+            cx.id,
+            &a.name,
+            &[
+                (TAG_KIND, "db_read_replica".to_string()),
+                (TAG_SOURCE, a.source.clone()),
+                (TAG_FINAL_SNAPSHOT, a.final_snapshot.to_string()),
+            ],
+        );
+        // While RDS sets up a sibling replica, the primary can be briefly busy.
+        let once = || async {
+            aws.rds
+                .create_db_instance_read_replica()
+                .db_instance_identifier(&a.name)
+                .source_db_instance_identifier(&a.source)
+                .db_instance_class(&a.instance_class)
+                .set_availability_zone(a.availability_zone.clone())
+                .publicly_accessible(a.publicly_accessible)
+                .set_vpc_security_group_ids((!groups.is_empty()).then(|| groups.clone()))
+                .copy_tags_to_snapshot(true)
+                .set_tags(Some(tags.clone()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("CreateDBInstanceReadReplica"))
+        };
+        let send = || {
+            common::retry_on(
+                cx,
+                &["InvalidDBInstanceState", "InvalidDBInstanceStateFault"],
+                CREATE_TIMEOUT,
+                "the primary is busy (a backup, a change or another replica in progress)",
+                once,
+            )
+        };
+        create_or_adopt(aws, cx, &a.name, send).await?;
+        cx.note(format!(
+            "RDS is copying {} into the replica (10 minutes or more on AWS)",
+            a.source
+        ));
+        let mut db = wait_ready(
+            aws,
+            cx,
+            &a.name,
+            "the replica to be available",
+            CREATE_TIMEOUT,
+            |_| true,
+        )
+        .await?;
+        if a.promoted {
+            db = promote(aws, cx, &db).await?;
+        }
+        Ok(live(cx.id.to_string(), &db))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live_db: &Live,
+        desired: &Json,
+        changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let has = |f: &str| changed.iter().any(|c| c == f);
+        let ident = live_db.physical_id.clone();
+        let mut db = describe(aws, &ident)
+            .await?
+            .ok_or_else(|| Error::Conflict(format!("DB instance {ident} no longer exists")))?;
+        if has("promoted") && a.promoted {
+            db = promote(aws, cx, &db).await?;
+        }
+        let mut req = aws
+            .rds
+            .modify_db_instance()
+            .db_instance_identifier(&ident)
+            .apply_immediately(true);
+        let mut modify = false;
+        if has("name") {
+            req = req.new_db_instance_identifier(&a.name);
+            modify = true;
+        }
+        if has("instance_class") {
+            req = req.db_instance_class(&a.instance_class);
+            modify = true;
+        }
+        if has("publicly_accessible") {
+            req = req.publicly_accessible(a.publicly_accessible);
+            modify = true;
+        }
+        if has("security_groups") {
+            req = req.set_vpc_security_group_ids(a.security_groups.clone());
+            modify = true;
+        }
+        if modify {
+            req.send().await.map_err(aws_error("ModifyDBInstance"))?;
+            cx.note("RDS is applying the changes (minutes on AWS)");
+            db = wait_ready(
+                aws,
+                cx,
+                &a.name,
+                "the changes to be applied",
+                MODIFY_TIMEOUT,
+                applied,
+            )
+            .await?;
+        }
+        if has("final_snapshot") {
+            add_tags(
+                aws,
+                db.db_instance_arn().unwrap_or_default(),
+                &[(TAG_FINAL_SNAPSHOT, a.final_snapshot.to_string())],
+            )
+            .await?;
+            db = describe(aws, &a.name)
+                .await?
+                .ok_or_else(|| Error::Conflict(format!("DB instance {} disappeared", a.name)))?;
+        }
+        Ok(live(cx.id.to_string(), &db))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        let attr = |k: &str| live.attrs.get(k).and_then(Json::as_bool);
+        // RDS takes no final snapshot of a replica; a promoted one is a database of its own.
+        let snapshot = (attr("promoted") == Some(true) && attr("final_snapshot") != Some(false))
+            .then(|| final_snapshot_name(&live.physical_id));
+        delete_instance(aws, cx, &live.physical_id, snapshot).await
+    }
+}
+
+/// Promotes the replica, waits until it stands alone, and records that in a tag.
+async fn promote(aws: &Aws, cx: &OpCx<'_>, db: &AwsInstance) -> Result<AwsInstance, Error> {
+    let ident = db.db_instance_identifier().unwrap_or_default().to_string();
+    if db.read_replica_source_db_instance_identifier().is_some() && !promoted_tag(db) {
+        aws.rds
+            .promote_read_replica()
+            .db_instance_identifier(&ident)
+            .send()
+            .await
+            .map_err(aws_error("PromoteReadReplica"))?;
+        cx.note("RDS is promoting the replica (it reboots; minutes on AWS)");
+    }
+    // AWS drops the source once promotion is done; the emulator never does.
+    let local = aws.local;
+    wait_ready(
+        aws,
+        cx,
+        &ident,
+        "the promotion to finish",
+        MODIFY_TIMEOUT,
+        move |d| local || d.read_replica_source_db_instance_identifier().is_none(),
+    )
+    .await?;
+    add_tags(
+        aws,
+        db.db_instance_arn().unwrap_or_default(),
+        &[(TAG_PROMOTED, "true".to_string())],
+    )
+    .await?;
+    describe(aws, &ident)
+        .await?
+        .ok_or_else(|| Error::Conflict(format!("DB instance {ident} disappeared")))
+}
+
+fn promoted_tag(db: &AwsInstance) -> bool {
+    tag_map(db.tag_list()).get(TAG_PROMOTED).map(String::as_str) == Some("true")
+}
+
+fn live(id: String, db: &AwsInstance) -> Live {
+    let tags = tag_map(db.tag_list());
+    let reported = db.read_replica_source_db_instance_identifier();
+    let attrs = Attrs {
+        name: db.db_instance_identifier().unwrap_or_default().to_string(),
+        // Kept after promotion (AWS forgets it), so the plan stays quiet and destroy
+        // still deletes the replica before its primary.
+        source: reported
+            .map(str::to_string)
+            .or_else(|| tags.get(TAG_SOURCE).cloned())
+            .unwrap_or_default(),
+        instance_class: db.db_instance_class().unwrap_or_default().to_string(),
+        availability_zone: db.availability_zone().map(str::to_string),
+        security_groups: Some(security_group_ids(db)),
+        publicly_accessible: db.publicly_accessible().unwrap_or(false),
+        promoted: promoted_tag(db) || reported.is_none(),
+        final_snapshot: tags.get(TAG_FINAL_SNAPSHOT).map(String::as_str) != Some("false"),
+    };
+    Live {
+        id,
+        kind: "db_read_replica",
+        physical_id: attrs.name.clone(),
+        attrs: json!(attrs),
+        outputs: instance_outputs(db),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::db_instance::tests::problems;
+    use crate::resources::{TAG_RESOURCE, TAG_STACK};
+    use aws_sdk_rds::types::{Endpoint, Tag};
+
+    const BASE: &str = "
+name: t
+resources:
+  primary:
+    type: db_instance
+    engine: postgres
+    engine_version: \"16\"
+    instance_class: db.t4g.micro
+    db_subnet_group: g
+    availability_zone: ${stack.region}a
+";
+
+    #[test]
+    fn replicas_in_other_zones_pass() {
+        let p = problems(&format!(
+            "{BASE}  r1:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n    availability_zone: ${{stack.region}}b\n"
+        ));
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_primary_without_backups_is_an_error_that_says_why() {
+        let p = problems(&format!(
+            "{BASE}    backup_retention: 0\n  r1:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("Error resources.r1.source"), "{p:?}");
+        assert!(
+            p[0].contains("backup_retention 0") && p[0].contains("cannot have read replicas"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn same_zone_warns_and_wrong_sources_are_errors() {
+        let p = problems(&format!(
+            "{BASE}  r1:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n    availability_zone: ${{stack.region}}a\n  r2:\n    type: db_read_replica\n    source: ${{r1}}\n    instance_class: db.t4g.micro\n"
+        ))
+        .join("\n");
+        assert!(p.contains("Warning resources.r1.availability_zone"), "{p}");
+        assert!(p.contains("refers to `r1` (type db_read_replica)"), "{p}");
+    }
+
+    #[test]
+    fn demoting_is_refused() {
+        let e = DbReadReplica
+            .check_change(&json!({"promoted": true}), &json!({"promoted": false}))
+            .unwrap_err();
+        assert!(e.contains("cannot become a replica again"), "{e}");
+        assert!(DbReadReplica
+            .check_change(&json!({"promoted": false}), &json!({"promoted": true}))
+            .is_ok());
+    }
+
+    fn replica(source: Option<&str>, tags: &[(&str, &str)]) -> AwsInstance {
+        let mut b = AwsInstance::builder()
+            .db_instance_identifier("dev-r1")
+            .db_instance_arn("arn:aws:rds:us-east-1:1:db:dev-r1")
+            .db_instance_class("db.t4g.micro")
+            .availability_zone("us-east-1b")
+            .publicly_accessible(false)
+            .set_read_replica_source_db_instance_identifier(source.map(str::to_string))
+            .endpoint(Endpoint::builder().address("dev-r1.x").port(5432).build());
+        for (k, v) in tags {
+            b = b.tag_list(Tag::builder().key(*k).value(*v).build());
+        }
+        b.build()
+    }
+
+    #[test]
+    fn desired_matches_read_before_and_after_promotion() {
+        let tags = [
+            (TAG_STACK, "dev"),
+            (TAG_RESOURCE, "r1"),
+            (TAG_SOURCE, "dev-primary"),
+        ];
+        let cfg = json!({"source": "dev-primary", "instance_class": "db.t4g.micro", "availability_zone": "us-east-1b"});
+        let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
+        let l = live("r1".into(), &replica(Some("dev-primary"), &tags));
+        assert_eq!(
+            crate::plan::diff(&d, &l.attrs, &[], &Default::default()),
+            vec![]
+        );
+
+        let mut cfg = cfg;
+        cfg["promote"] = json!(true);
+        let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
+        let changes = crate::plan::diff(
+            &d,
+            &l.attrs,
+            DbReadReplica.replace_on(),
+            &Default::default(),
+        );
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].attribute, "promoted");
+        assert!(!changes[0].forces_replacement);
+        // Real AWS forgets the source; the emulator keeps it but the tag says promoted.
+        for after in [
+            replica(None, &tags),
+            replica(
+                Some("dev-primary"),
+                &[tags[0], tags[1], tags[2], (TAG_PROMOTED, "true")],
+            ),
+        ] {
+            let l = live("r1".into(), &after);
+            assert_eq!(
+                crate::plan::diff(&d, &l.attrs, &[], &Default::default()),
+                vec![]
+            );
+        }
+    }
+
+    #[test]
+    fn replicas_go_before_their_primary() {
+        let primary = Live {
+            id: "primary".into(),
+            kind: "db_instance",
+            physical_id: "dev-primary".into(),
+            attrs: json!({"name": "dev-primary"}),
+            outputs: [("id".to_string(), json!("dev-primary"))]
+                .into_iter()
+                .collect(),
+        };
+        let r = live("r1".into(), &replica(None, &[(TAG_SOURCE, "dev-primary")]));
+        let deps = crate::plan::live_dependencies(&[primary, r]);
+        assert!(deps[1].contains(&0), "{deps:?}");
+        assert!(deps[0].is_empty(), "{deps:?}");
+    }
+}
