@@ -2,13 +2,21 @@
 //! [`REGISTRY`]. Adding a kind means adding a file here and a line in that list.
 
 pub mod common;
+mod autoscaling_group;
+mod db_instance;
+mod db_read_replica;
+mod db_subnet_group;
 mod event_bus;
 mod event_rule;
 mod internet_gateway;
+mod launch_template;
+mod listener;
+mod load_balancer;
 mod route_table;
 mod security_group;
 mod sqs_queue;
 mod subnet;
+mod target_group;
 mod vpc;
 
 use std::collections::BTreeMap;
@@ -37,6 +45,14 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &sqs_queue::SqsQueue,
     &event_bus::EventBus,
     &event_rule::EventRule,
+    &launch_template::LaunchTemplate,
+    &load_balancer::LoadBalancer,
+    &target_group::TargetGroup,
+    &listener::Listener,
+    &autoscaling_group::AutoscalingGroup,
+    &db_subnet_group::DbSubnetGroup,
+    &db_instance::DbInstance,
+    &db_read_replica::DbReadReplica,
 ];
 
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {

@@ -7,4 +7,6 @@ mod emulator_lifecycle;
 mod interrupt;
 mod lookalike;
 mod network;
+mod rds;
 mod validate;
+mod web;
