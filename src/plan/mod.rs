@@ -390,14 +390,16 @@ pub fn destroy_plan(stack: &str, live: &[Live]) -> Plan {
 /// For each live resource, the other live resources it refers to (found by their ids,
 /// ARNs or URLs inside its attributes): what must outlive it during deletes.
 pub fn live_dependencies(live: &[Live]) -> Vec<BTreeSet<usize>> {
-    let mut owner: HashMap<String, usize> = HashMap::new();
+    // Only identities count: ids, ARNs, names and URLs. A zone or a CIDR in another
+    // resource's attributes says nothing about what depends on what.
+    const IDENTITIES: &[&str] = &["id", "arn", "name", "url"];
+    let mut owner: HashMap<&str, usize> = HashMap::new();
     for (i, l) in live.iter().enumerate() {
-        owner.insert(l.physical_id.clone(), i);
-        for v in l.outputs.values() {
+        owner.insert(l.physical_id.as_str(), i);
+        for (k, v) in &l.outputs {
             if let Some(s) = v.as_str() {
-                // Short outputs like a CIDR or a port would match by accident.
-                if s.len() > 8 && s != UNKNOWN {
-                    owner.entry(s.to_string()).or_insert(i);
+                if IDENTITIES.contains(&k.as_str()) && s != UNKNOWN && !s.is_empty() {
+                    owner.entry(s).or_insert(i);
                 }
             }
         }
