@@ -1,0 +1,1461 @@
+//! `iam_role`: an IAM role that an AWS service assumes, with managed and inline policies.
+//!
+//! Also the IAM pieces other kinds share: policy normalisation (so that IAM's re-ordering
+//! and reformatting never shows as a change) and the automatic least-privilege roles behind
+//! `role: auto` on functions, state machines and rule targets.
+//!
+//! IAM is global: roles are named `STACK-ID` and live under the path `/securecart/STACK/`,
+//! so one `ListRoles` call with that path prefix finds every role of a stack. Automatic roles
+//! live under `/securecart/STACK/auto/`, belong to the resource that uses them (which creates,
+//! updates and deletes them) and are never read as `iam_role` resources.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_iam::types::{Role, Tag};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Map, Value as Json};
+
+use super::common::{self, aws_error, parse, Error};
+use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use crate::aws::Aws;
+use crate::blueprint::refs::{self, Piece};
+use crate::blueprint::{CheckCx, Issue};
+
+pub struct IamRole;
+
+const KIND: &str = "iam_role";
+/// The name of the one inline policy of an automatic role.
+pub(super) const AUTO_POLICY: &str = "securecart-auto";
+/// The tag that marks an automatic role with the kind of the resource that owns it.
+const TAG_AUTO_FOR: &str = "securecart:auto-role-for";
+/// How long IAM may take to show a just-created role to the other IAM calls.
+const IAM_SETTLE: Duration = Duration::from_secs(30);
+
+/// An IAM role that an AWS service (Lambda, Step Functions, EventBridge, …) assumes.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// The AWS service or services that may assume the role, like `lambda.amazonaws.com`.
+    service: Services,
+    /// ARNs of managed policies to attach, like
+    /// `arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`.
+    #[serde(default)]
+    managed_policies: Vec<String>,
+    /// Inline policies: name → policy document, written as YAML
+    /// (`Statement: [{Effect: Allow, Action: [sqs:SendMessage], Resource: "${orders.arn}"}]`).
+    /// `Version: 2012-10-17` is added when left out.
+    #[serde(default)]
+    policies: BTreeMap<String, Json>,
+    /// What the role is for (up to 1000 characters).
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// One service principal or a list of them.
+#[derive(Debug, Clone, Serialize)]
+struct Services(Vec<String>);
+
+impl<'de> Deserialize<'de> for Services {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match Json::deserialize(d)? {
+            Json::String(s) => Ok(Services(vec![s])),
+            Json::Array(a) => a
+                .into_iter()
+                .map(|v| match v {
+                    Json::String(s) => Ok(s),
+                    other => Err(D::Error::custom(format!(
+                        "expected a service principal like `lambda.amazonaws.com`, not {other}"
+                    ))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Services),
+            other => Err(D::Error::custom(format!(
+                "expected a service principal like `lambda.amazonaws.com` or a list of them, not {other}"
+            ))),
+        }
+    }
+}
+
+impl schemars::JsonSchema for Services {
+    fn schema_name() -> Cow<'static, str> {
+        "Services".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1}
+            ]
+        })
+    }
+}
+
+/// Normalised attributes: what `desired` builds and `read` finds, in one shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Attrs {
+    name: String,
+    description: Option<String>,
+    /// The trust policy, normalised.
+    trust_policy: Json,
+    /// Sorted, without duplicates.
+    managed_policies: Vec<String>,
+    /// Name → normalised document.
+    policies: BTreeMap<String, Json>,
+}
+
+pub(super) fn iam_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
+}
+
+fn role_name(stack: &str, id: &str) -> String {
+    common::physical_name(stack, id, 64, iam_char, "")
+}
+
+/// The path of the stack's roles.
+fn stack_path(stack: &str) -> String {
+    format!("/securecart/{stack}/")
+}
+
+/// The path of the stack's automatic roles.
+fn auto_path(stack: &str) -> String {
+    format!("/securecart/{stack}/auto/")
+}
+
+// ---------------------------------------------------------------------------------------
+// Policy documents
+// ---------------------------------------------------------------------------------------
+
+/// A policy document in one canonical form: keys sorted, `Statement` always a list in a
+/// stable order, string lists sorted without duplicates and a one-element list written as
+/// its element, scalars as strings. IAM answers with documents re-ordered and reformatted;
+/// normalised on both sides, only real differences remain.
+pub(super) fn normalise_policy(doc: &Json) -> Json {
+    match doc {
+        Json::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for k in keys {
+                let v = &m[k];
+                let v = if k == "Statement" {
+                    let list = match v {
+                        Json::Array(a) => a.clone(),
+                        other => vec![other.clone()],
+                    };
+                    let mut items: Vec<Json> = list.iter().map(norm_value).collect();
+                    items.sort_by_key(|s| s.to_string());
+                    items.dedup();
+                    Json::Array(items)
+                } else if k == "Version" {
+                    v.clone()
+                } else {
+                    norm_value(v)
+                };
+                out.insert(k.clone(), v);
+            }
+            Json::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+fn norm_value(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Json::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), norm_value(&m[k])))
+                    .collect(),
+            )
+        }
+        Json::Array(a) => {
+            let mut items: Vec<Json> = a.iter().map(norm_value).collect();
+            items.sort_by_key(|s| match s {
+                Json::String(x) => x.clone(),
+                other => other.to_string(),
+            });
+            items.dedup();
+            if items.len() == 1 {
+                items.pop().unwrap_or(Json::Null)
+            } else {
+                Json::Array(items)
+            }
+        }
+        Json::Number(n) => Json::String(n.to_string()),
+        Json::Bool(b) => Json::String(b.to_string()),
+        other => other.clone(),
+    }
+}
+
+/// A policy document as written in a blueprint: with a `Version`, normalised.
+fn policy_of_blueprint(doc: &Json) -> Json {
+    let mut doc = doc.clone();
+    if let Json::Object(m) = &mut doc {
+        m.entry("Version")
+            .or_insert_with(|| Json::String("2012-10-17".into()));
+    }
+    normalise_policy(&doc)
+}
+
+/// IAM returns documents URL-encoded (RFC 3986); some emulators return them as is.
+pub(super) fn parse_policy_text(s: &str) -> Json {
+    let s = s.trim();
+    match serde_json::from_str::<Json>(s)
+        .or_else(|_| serde_json::from_str::<Json>(&percent_decode(s)))
+    {
+        // A document encoded twice (the emulator's ListRoles answers so): its text again.
+        Ok(Json::String(inner)) if inner.trim_start().starts_with('{') => parse_policy_text(&inner),
+        Ok(v) => normalise_policy(&v),
+        Err(_) => Json::String(s.to_string()),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The trust policy that lets `services` assume a role.
+pub(super) fn trust_policy(services: &[String]) -> Json {
+    normalise_policy(&json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": services},
+            "Action": "sts:AssumeRole",
+        }],
+    }))
+}
+
+/// Permissions collected for an automatic role: action → resources.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Grants(BTreeMap<String, BTreeSet<String>>);
+
+impl Grants {
+    pub fn allow(&mut self, action: &str, resource: impl Into<String>) {
+        self.0
+            .entry(action.to_string())
+            .or_default()
+            .insert(resource.into());
+    }
+
+    /// The policy document: one statement per action, naming its resources. Actions are
+    /// always exact (never wildcards); only APIs that take no resource get `*`.
+    pub fn policy(&self) -> Json {
+        // Actions with the same resources share a statement, so the document stays short.
+        let mut by_resources: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
+        for (action, res) in &self.0 {
+            by_resources
+                .entry(res.iter().cloned().collect())
+                .or_default()
+                .push(action.clone());
+        }
+        let statements: Vec<Json> = by_resources
+            .into_iter()
+            .map(|(res, actions)| json!({"Effect": "Allow", "Action": actions, "Resource": res}))
+            .collect();
+        normalise_policy(&json!({"Version": "2012-10-17", "Statement": statements}))
+    }
+}
+
+/// The AWS partition of a region (`aws`, `aws-cn`, `aws-us-gov`).
+pub(super) fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Parts of an ARN: partition, service, region, account, resource.
+pub(super) fn arn_parts(arn: &str) -> Option<(&str, &str, &str, &str, &str)> {
+    let mut p = arn.splitn(6, ':');
+    if p.next()? != "arn" {
+        return None;
+    }
+    Some((p.next()?, p.next()?, p.next()?, p.next()?, p.next()?))
+}
+
+/// The ARN of a queue from its URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`, the
+/// legacy `https://REGION.queue.amazonaws.com/…` and emulator forms). The region is `*`
+/// when the URL does not say.
+pub(super) fn queue_arn_of_url(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let (host, path) = rest.split_once('/')?;
+    let mut segs = path.trim_end_matches('/').split('/');
+    let (account, name) = (segs.next()?, segs.next()?);
+    if segs.next().is_some()
+        || account.len() != 12
+        || !account.chars().all(|c| c.is_ascii_digit())
+        || name.is_empty()
+    {
+        return None;
+    }
+    let host = host.split(':').next().unwrap_or(host);
+    let labels: Vec<&str> = host.split('.').collect();
+    let region = match labels.as_slice() {
+        ["sqs", r, ..] if r.contains('-') => r.to_string(),
+        [r, "queue", ..] if r.contains('-') => r.to_string(),
+        _ if host == "localhost" || host == "127.0.0.1" || host.ends_with(".localstack.cloud") => {
+            "*".to_string()
+        }
+        _ => return None,
+    };
+    let partition = partition_of(&region);
+    Some(format!("arn:{partition}:sqs:{region}:{account}:{name}"))
+}
+
+/// What an ARN or URL found in a function's environment or a state machine's definition
+/// lets the automatic role do: invoke a function, send to a queue, put events on a bus,
+/// start a state machine. Anything else needs no permission.
+pub(super) fn grant_for_value(value: &str, grants: &mut Grants) {
+    let v = value.trim();
+    if let Some((_, service, _, _, resource)) = arn_parts(v) {
+        match service {
+            "lambda" if resource.starts_with("function:") => {
+                let base = function_arn_base(v);
+                grants.allow("lambda:InvokeFunction", base.clone());
+                grants.allow("lambda:InvokeFunction", format!("{base}:*"));
+            }
+            "sqs" if !resource.is_empty() && !resource.contains('/') => {
+                grants.allow("sqs:SendMessage", v)
+            }
+            "events" if resource.starts_with("event-bus/") => grants.allow("events:PutEvents", v),
+            "states" if resource.starts_with("stateMachine:") => {
+                grants.allow("states:StartExecution", v)
+            }
+            _ => {}
+        }
+    } else if v.starts_with("https://") || v.starts_with("http://") {
+        if let Some(arn) = queue_arn_of_url(v) {
+            grants.allow("sqs:SendMessage", arn);
+        }
+    }
+}
+
+/// A function ARN without its version or alias.
+fn function_arn_base(arn: &str) -> String {
+    let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() > 7 {
+        parts[..7].join(":")
+    } else {
+        arn.to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Automatic roles (`role: auto`)
+// ---------------------------------------------------------------------------------------
+
+/// The name of the automatic role of resource `id`: `STACK-ID-role`.
+pub(super) fn auto_role_name(stack: &str, id: &str) -> String {
+    common::physical_name(stack, id, 64, iam_char, "-role")
+}
+
+/// True when `arn` is one of the stack's automatic roles.
+pub(super) fn is_auto_role(arn: &str, stack: &str) -> bool {
+    arn.contains(&format!(":role{}", auto_path(stack)))
+}
+
+fn role_name_of(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The permissions of an automatic role (its one inline policy, normalised), or `None`
+/// when the role or its policy does not exist.
+pub(super) async fn auto_role_policy(aws: &Aws, role_arn: &str) -> Result<Option<Json>, Error> {
+    match aws
+        .iam
+        .get_role_policy()
+        .role_name(role_name_of(role_arn))
+        .policy_name(AUTO_POLICY)
+        .send()
+        .await
+        .map_err(aws_error("GetRolePolicy"))
+    {
+        Ok(o) => Ok(Some(parse_policy_text(o.policy_document()))),
+        Err(e) if gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the automatic role of `cx.id` for `service` if needed and sets its policy.
+/// Returns its ARN and whether it was created just now (the caller then expects the
+/// services' eventual consistency). A role that is already right costs only reads.
+pub(super) async fn ensure_auto_role(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    owner_kind: &str,
+    service: &str,
+    policy: &Json,
+) -> Result<(String, bool), Error> {
+    let name = auto_role_name(cx.stack, cx.id);
+    let trust = trust_policy(&[service.to_string()]);
+    let (arn, fresh) = match get_role(aws, &name).await? {
+        Some(role) => {
+            let tags = role_tags(aws, &name).await?.unwrap_or_default();
+            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id)
+                || !tags.contains_key(TAG_AUTO_FOR)
+                || role.path() != auto_path(cx.stack)
+            {
+                return Err(Error::Conflict(format!(
+                    "an IAM role named `{name}` already exists and is not the automatic role of `{}` in stack `{}`; \
+                     securecart does not adopt or change it: delete it, or give `{}` a `role`",
+                    cx.id, cx.stack, cx.id
+                )));
+            }
+            let current = role
+                .assume_role_policy_document()
+                .map(parse_policy_text)
+                .unwrap_or(Json::Null);
+            if current != trust {
+                cx.note(format!("resetting the trust policy of {name}"));
+                update_trust(aws, &name, &trust).await?;
+            }
+            (role.arn().to_string(), false)
+        }
+        None => {
+            let mut tags = common::tags(cx.stack, cx.id, &name);
+            tags.push((TAG_AUTO_FOR.to_string(), owner_kind.to_string()));
+            cx.note(format!("creating role {name}"));
+            let role = create_role_call(
+                aws,
+                &name,
+                &auto_path(cx.stack),
+                &trust,
+                Some(&format!(
+                    "Least-privilege role of {owner_kind} `{}` in stack `{}`, managed by securecart",
+                    cx.id, cx.stack
+                )),
+                &tags,
+            )
+            .await?;
+            (role.arn().to_string(), true)
+        }
+    };
+    if fresh || auto_role_policy(aws, &arn).await?.as_ref() != Some(policy) {
+        put_policy(aws, cx, &name, AUTO_POLICY, policy).await?;
+    }
+    Ok((arn, fresh))
+}
+
+/// Deletes the automatic role of `id` (already gone is fine).
+pub(super) async fn delete_auto_role(aws: &Aws, stack: &str, id: &str) -> Result<(), Error> {
+    delete_role(aws, &auto_role_name(stack, id)).await
+}
+
+// ---------------------------------------------------------------------------------------
+// The kind
+// ---------------------------------------------------------------------------------------
+
+fn valid_service(s: &str) -> bool {
+    let host = s
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| s.strip_suffix(".amazonaws.com.cn"));
+    host.is_some_and(|h| {
+        !h.is_empty()
+            && h.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    })
+}
+
+fn is_literal(value: &str) -> bool {
+    matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
+}
+
+/// Actions of a statement that contain a wildcard.
+fn wildcard_actions(statement: &Json) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut visit = |v: &Json| {
+        if let Json::String(s) = v {
+            if s.contains('*') {
+                out.push(s.clone());
+            }
+        }
+    };
+    match statement.get("Action") {
+        Some(Json::Array(a)) => a.iter().for_each(&mut visit),
+        Some(v) => visit(v),
+        None => {}
+    }
+    out
+}
+
+/// Checks of one policy document; paths are relative to `at`.
+pub(super) fn check_policy(doc: &Json, at: &str, out: &mut Vec<Issue>) {
+    let Json::Object(m) = doc else {
+        out.push(Issue::new(
+            at,
+            "a policy document is a mapping with `Statement`",
+        ));
+        return;
+    };
+    let statements = match m.get("Statement") {
+        Some(Json::Array(a)) if !a.is_empty() => a.clone(),
+        Some(o @ Json::Object(_)) => vec![o.clone()],
+        _ => {
+            out.push(
+                Issue::new(at, "a policy document needs a non-empty `Statement`").help(
+                    "e.g. `Statement: [{Effect: Allow, Action: [sqs:SendMessage], Resource: \"${orders.arn}\"}]`",
+                ),
+            );
+            return;
+        }
+    };
+    if let Some(v) = m.get("Version") {
+        if !matches!(v.as_str(), Some("2012-10-17" | "2008-10-17")) {
+            out.push(Issue::new(
+                format!("{at}.Version"),
+                "`Version` is `2012-10-17`",
+            ));
+        }
+    }
+    for (i, s) in statements.iter().enumerate() {
+        let sp = if m.get("Statement").is_some_and(Json::is_array) {
+            format!("{at}.Statement[{i}]")
+        } else {
+            format!("{at}.Statement")
+        };
+        let Json::Object(st) = s else {
+            out.push(Issue::new(sp, "a statement is a mapping"));
+            continue;
+        };
+        match st.get("Effect").and_then(Json::as_str) {
+            Some("Allow" | "Deny") => {}
+            _ => out.push(Issue::new(
+                format!("{sp}.Effect"),
+                "`Effect` is `Allow` or `Deny`",
+            )),
+        }
+        if !st.contains_key("Action") && !st.contains_key("NotAction") {
+            out.push(Issue::new(sp.clone(), "the statement has no `Action`"));
+        }
+        if !st.contains_key("Resource") && !st.contains_key("NotResource") {
+            out.push(Issue::new(sp.clone(), "the statement has no `Resource`"));
+        }
+        if st.get("Effect").and_then(Json::as_str) == Some("Allow") {
+            let wild = wildcard_actions(s);
+            if !wild.is_empty() {
+                out.push(
+                    Issue::new(
+                        format!("{sp}.Action"),
+                        format!(
+                            "wildcard action {} grants more than needed (security baseline: no wildcard actions, CKV_AWS_60/61 / cfn-nag F3)",
+                            wild.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .help("list the exact actions, like `sqs:SendMessage`")
+                    .warning(),
+                );
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Kind for IamRole {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &["arn", "name"]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut out = Vec::new();
+        if f.service.0.is_empty() {
+            out.push(Issue::new(
+                "service",
+                "name at least one service that assumes the role",
+            ));
+        }
+        for (i, s) in f.service.0.iter().enumerate() {
+            if is_literal(s) && !valid_service(s) {
+                let at = if config.get("service").is_some_and(Json::is_array) {
+                    format!("service[{i}]")
+                } else {
+                    "service".to_string()
+                };
+                out.push(
+                    Issue::new(at, format!("`{s}` is not an AWS service principal"))
+                        .help("like `lambda.amazonaws.com` or `states.amazonaws.com`"),
+                );
+            }
+        }
+        for (i, p) in f.managed_policies.iter().enumerate() {
+            if is_literal(p) && !(p.starts_with("arn:") && p.contains(":policy/")) {
+                out.push(
+                    Issue::new(
+                        format!("managed_policies[{i}]"),
+                        format!("`{p}` is not a managed policy ARN"),
+                    )
+                    .help(
+                        "like `arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`",
+                    ),
+                );
+            }
+            if p.ends_with("policy/AdministratorAccess") || p.ends_with("policy/PowerUserAccess") {
+                out.push(
+                    Issue::new(
+                        format!("managed_policies[{i}]"),
+                        format!("`{p}` allows every action (security baseline: no wildcard actions, CKV_AWS_60/61 / cfn-nag F3)"),
+                    )
+                    .warning(),
+                );
+            }
+        }
+        if f.managed_policies.len() > 20 {
+            out.push(Issue::new(
+                "managed_policies",
+                format!(
+                    "a role has at most 20 managed policies, not {}",
+                    f.managed_policies.len()
+                ),
+            ));
+        }
+        for (name, doc) in &f.policies {
+            let at = format!("policies.{name}");
+            if name.is_empty() || name.len() > 128 || !name.chars().all(iam_char) {
+                out.push(Issue::new(
+                    at.clone(),
+                    format!("policy name `{name}` must be 1 to 128 letters, digits or `_+=,.@-`"),
+                ));
+            }
+            check_policy(doc, &at, &mut out);
+        }
+        if f.description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1000)
+        {
+            out.push(Issue::new(
+                "description",
+                "a description has at most 1000 characters",
+            ));
+        }
+        // An automatic role of a resource called `X` is `STACK-X-role`: it would take this
+        // role's name.
+        if let Some(base) = id.strip_suffix("-role") {
+            if let Some(r) = cx.resources.get(base) {
+                if ["lambda_function", "state_machine", "event_rule"].contains(&r.kind.as_str()) {
+                    out.push(Issue::new(
+                        "",
+                        format!("`{base}` may get an automatic role with the same IAM name as this one (`…-{id}`)"),
+                    ).help(format!("rename this role, e.g. `{base}_exec_role`")));
+                }
+            }
+        }
+        out
+    }
+
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| {
+            if i.path.is_empty() {
+                i.message
+            } else {
+                format!("{}: {}", i.path, i.message)
+            }
+        })?;
+        let services: Vec<String> = f
+            .service
+            .0
+            .iter()
+            .map(|s| s.trim().to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let a = Attrs {
+            name: role_name(stack, id),
+            description: f
+                .description
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty()),
+            trust_policy: trust_policy(&services),
+            managed_policies: f
+                .managed_policies
+                .iter()
+                .map(|p| p.trim().to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            policies: f
+                .policies
+                .iter()
+                .map(|(k, v)| (k.clone(), policy_of_blueprint(v)))
+                .collect(),
+        };
+        serde_json::to_value(a).map_err(|e| e.to_string())
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &["name"]
+    }
+
+    fn warnings(&self, desired: &Json) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(Json::Object(p)) = desired.get("policies") {
+            for (name, doc) in p {
+                let mut issues = Vec::new();
+                check_policy(doc, name, &mut issues);
+                out.extend(
+                    issues
+                        .into_iter()
+                        .filter(|i| i.warning)
+                        .map(|i| format!("policy `{name}`: {}", i.message)),
+                );
+            }
+        }
+        out
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        let path = stack_path(stack);
+        let roles = list_roles(aws, &path).await?;
+        // Tags, attached and inline policies have no batched form: calls per role.
+        let found: Vec<Option<Live>> =
+            futures::stream::iter(roles.into_iter().filter(|r| r.path() == path))
+                .map(|r| read_role(aws, stack, r))
+                .buffer_unordered(8)
+                .try_collect()
+                .await?;
+        let mut out: Vec<Live> = found.into_iter().flatten().collect();
+        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+        Ok(out)
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let tags = common::tags(cx.stack, cx.id, &a.name);
+        let role = match create_role_call(
+            aws,
+            &a.name,
+            &stack_path(cx.stack),
+            &a.trust_policy,
+            a.description.as_deref(),
+            &tags,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) if e.is_code(&["EntityAlreadyExists"]) => {
+                // Ours from an interrupted run, or someone else's.
+                let tags = role_tags(aws, &a.name).await?.unwrap_or_default();
+                let existing = get_role(aws, &a.name).await?;
+                let Some(existing) = existing.filter(|r| {
+                    owned_id(&tags, cx.stack).as_deref() == Some(cx.id)
+                        && r.path() == stack_path(cx.stack)
+                }) else {
+                    return Err(Error::Conflict(format!(
+                        "an IAM role named `{}` already exists and is not tagged as `{}` of stack `{}`; \
+                         securecart does not adopt or change it: delete it or use another resource id",
+                        a.name, cx.id, cx.stack
+                    )));
+                };
+                cx.note("the role exists from an earlier run; bringing it up to date");
+                let live = role_live(aws, cx.id.to_string(), existing).await?;
+                let changed: Vec<String> =
+                    crate::plan::diff(desired, &live.attrs, &[], &BTreeSet::new())
+                        .into_iter()
+                        .map(|c| c.attribute)
+                        .collect();
+                if changed.is_empty() {
+                    return Ok(live);
+                }
+                return self.update(aws, cx, &live, desired, &changed).await;
+            }
+            Err(e) => return Err(e),
+        };
+        for p in &a.managed_policies {
+            attach(aws, cx, &a.name, p).await?;
+        }
+        for (name, doc) in &a.policies {
+            put_policy(aws, cx, &a.name, name, doc).await?;
+        }
+        Ok(live(cx.id.to_string(), role.arn(), a))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live_role: &Live,
+        desired: &Json,
+        changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let old: Attrs = common::from_desired(&live_role.attrs)?;
+        let has = |f: &str| changed.iter().any(|c| c == f);
+        if has("description") {
+            cx.note("updating the description");
+            aws.iam
+                .update_role()
+                .role_name(&a.name)
+                .description(a.description.clone().unwrap_or_default())
+                .send()
+                .await
+                .map_err(aws_error("UpdateRole"))?;
+        }
+        if has("trust_policy") {
+            cx.note("updating the trust policy");
+            update_trust(aws, &a.name, &a.trust_policy).await?;
+        }
+        if has("managed_policies") {
+            for p in old
+                .managed_policies
+                .iter()
+                .filter(|p| !a.managed_policies.contains(p))
+            {
+                cx.note(format!("detaching {p}"));
+                detach(aws, &a.name, p).await?;
+            }
+            for p in a
+                .managed_policies
+                .iter()
+                .filter(|p| !old.managed_policies.contains(p))
+            {
+                attach(aws, cx, &a.name, p).await?;
+            }
+        }
+        if has("policies") {
+            for name in old.policies.keys().filter(|n| !a.policies.contains_key(*n)) {
+                cx.note(format!("deleting inline policy {name}"));
+                delete_policy(aws, &a.name, name).await?;
+            }
+            for (name, doc) in &a.policies {
+                if old.policies.get(name) != Some(doc) {
+                    put_policy(aws, cx, &a.name, name, doc).await?;
+                }
+            }
+        }
+        let arn = live_role
+            .outputs
+            .get("arn")
+            .and_then(Json::as_str)
+            .unwrap_or(&live_role.physical_id)
+            .to_string();
+        Ok(live(cx.id.to_string(), &arn, a))
+    }
+
+    async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        let name = live
+            .outputs
+            .get("name")
+            .and_then(Json::as_str)
+            .unwrap_or_else(|| role_name_of(&live.physical_id))
+            .to_string();
+        delete_role(aws, &name).await
+    }
+}
+
+fn live(id: String, arn: &str, a: Attrs) -> Live {
+    let outputs: BTreeMap<String, Json> = [
+        ("arn".to_string(), json!(arn)),
+        ("name".to_string(), json!(a.name)),
+    ]
+    .into_iter()
+    .collect();
+    Live {
+        id,
+        kind: KIND,
+        physical_id: arn.to_string(),
+        attrs: json!(a),
+        outputs,
+    }
+}
+
+fn gone(e: &Error) -> bool {
+    e.is_code(&["NoSuchEntity", "NoSuchEntityException"])
+}
+
+fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
+    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
+        .then(|| tags.get(TAG_RESOURCE).cloned())
+        .flatten()
+}
+
+async fn list_roles(aws: &Aws, path: &str) -> Result<Vec<Role>, Error> {
+    aws.iam
+        .list_roles()
+        .path_prefix(path)
+        .max_items(1000)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(aws_error("ListRoles"))
+}
+
+async fn get_role(aws: &Aws, name: &str) -> Result<Option<Role>, Error> {
+    match aws
+        .iam
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(aws_error("GetRole"))
+    {
+        Ok(o) => Ok(o.role().cloned()),
+        Err(e) if gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The role's tags, or `None` when it is gone.
+async fn role_tags(aws: &Aws, name: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+    let mut out = BTreeMap::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = match aws
+            .iam
+            .list_role_tags()
+            .role_name(name)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(aws_error("ListRoleTags"))
+        {
+            Err(e) if gone(&e) => return Ok(None),
+            other => other?,
+        };
+        for t in page.tags() {
+            out.insert(t.key().to_string(), t.value().to_string());
+        }
+        match page.marker() {
+            Some(m) if page.is_truncated() && Some(m) != marker.as_deref() => {
+                marker = Some(m.to_string())
+            }
+            _ => return Ok(Some(out)),
+        }
+    }
+}
+
+async fn read_role(aws: &Aws, stack: &str, role: Role) -> Result<Option<Live>, Error> {
+    let Some(tags) = role_tags(aws, role.role_name()).await? else {
+        return Ok(None);
+    };
+    let Some(id) = owned_id(&tags, stack) else {
+        return Ok(None);
+    };
+    match role_live(aws, id, role).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if gone(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The role as [`Live`]: its listing plus its attached and inline policies.
+async fn role_live(aws: &Aws, id: String, role: Role) -> Result<Live, Error> {
+    let name = role.role_name().to_string();
+    let managed = attached_policies(aws, &name).await?;
+    let names = inline_policy_names(aws, &name).await?;
+    let mut policies = BTreeMap::new();
+    for p in names {
+        let doc = aws
+            .iam
+            .get_role_policy()
+            .role_name(&name)
+            .policy_name(&p)
+            .send()
+            .await
+            .map_err(aws_error("GetRolePolicy"))?;
+        policies.insert(p, parse_policy_text(doc.policy_document()));
+    }
+    let a = Attrs {
+        name: name.clone(),
+        description: role
+            .description()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_string),
+        trust_policy: role
+            .assume_role_policy_document()
+            .map(parse_policy_text)
+            .unwrap_or(Json::Null),
+        managed_policies: managed,
+        policies,
+    };
+    Ok(live(id, role.arn(), a))
+}
+
+async fn attached_policies(aws: &Aws, role: &str) -> Result<Vec<String>, Error> {
+    let items = aws
+        .iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(aws_error("ListAttachedRolePolicies"))?;
+    Ok(items
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_string))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect())
+}
+
+async fn inline_policy_names(aws: &Aws, role: &str) -> Result<Vec<String>, Error> {
+    aws.iam
+        .list_role_policies()
+        .role_name(role)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(aws_error("ListRolePolicies"))
+}
+
+async fn create_role_call(
+    aws: &Aws,
+    name: &str,
+    path: &str,
+    trust: &Json,
+    description: Option<&str>,
+    tags: &[(String, String)],
+) -> Result<Role, Error> {
+    let mut req = aws
+        .iam
+        .create_role()
+        .role_name(name)
+        .path(path)
+        .assume_role_policy_document(trust.to_string());
+    if let Some(d) = description {
+        req = req.description(d);
+    }
+    for (k, v) in tags {
+        req = req.tags(
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+        );
+    }
+    let out = req.send().await.map_err(aws_error("CreateRole"))?;
+    out.role().cloned().ok_or_else(|| Error::Aws {
+        operation: "CreateRole".into(),
+        code: None,
+        message: format!("no role in the answer for `{name}`"),
+    })
+}
+
+async fn update_trust(aws: &Aws, name: &str, trust: &Json) -> Result<(), Error> {
+    aws.iam
+        .update_assume_role_policy()
+        .role_name(name)
+        .policy_document(trust.to_string())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(aws_error("UpdateAssumeRolePolicy"))
+}
+
+/// A role just created can be missing for the other IAM calls for a moment.
+async fn put_policy(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    role: &str,
+    name: &str,
+    doc: &Json,
+) -> Result<(), Error> {
+    cx.note(format!("putting inline policy {name}"));
+    common::retry_on(
+        cx,
+        &["NoSuchEntity"],
+        IAM_SETTLE,
+        "IAM does not show the new role everywhere yet",
+        || async {
+            aws.iam
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .policy_document(doc.to_string())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("PutRolePolicy"))
+        },
+    )
+    .await
+}
+
+async fn delete_policy(aws: &Aws, role: &str, name: &str) -> Result<(), Error> {
+    match aws
+        .iam
+        .delete_role_policy()
+        .role_name(role)
+        .policy_name(name)
+        .send()
+        .await
+        .map_err(aws_error("DeleteRolePolicy"))
+    {
+        Err(e) if gone(&e) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+async fn attach(aws: &Aws, cx: &OpCx<'_>, role: &str, policy: &str) -> Result<(), Error> {
+    cx.note(format!("attaching {policy}"));
+    // NoSuchEntity names either the new role (wait for it) or a wrong policy ARN, which
+    // fails again after the short wait.
+    common::retry_on(
+        cx,
+        &["NoSuchEntity"],
+        IAM_SETTLE,
+        "IAM does not show the new role everywhere yet",
+        || async {
+            aws.iam
+                .attach_role_policy()
+                .role_name(role)
+                .policy_arn(policy)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("AttachRolePolicy"))
+        },
+    )
+    .await
+}
+
+async fn detach(aws: &Aws, role: &str, policy: &str) -> Result<(), Error> {
+    match aws
+        .iam
+        .detach_role_policy()
+        .role_name(role)
+        .policy_arn(policy)
+        .send()
+        .await
+        .map_err(aws_error("DetachRolePolicy"))
+    {
+        Err(e) if gone(&e) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// Detaches and deletes every policy of the role, then the role (already gone is fine).
+async fn delete_role(aws: &Aws, name: &str) -> Result<(), Error> {
+    let attached = match attached_policies(aws, name).await {
+        Err(e) if gone(&e) => return Ok(()),
+        other => other?,
+    };
+    for p in attached {
+        detach(aws, name, &p).await?;
+    }
+    let inline = match inline_policy_names(aws, name).await {
+        Err(e) if gone(&e) => return Ok(()),
+        other => other?,
+    };
+    for p in inline {
+        delete_policy(aws, name, &p).await?;
+    }
+    match aws
+        .iam
+        .delete_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(aws_error("DeleteRole"))
+    {
+        Err(e) if gone(&e) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::{self, LoadError, Severity, SourceFile};
+
+    fn problems(resources: &str) -> Vec<(Severity, String, String)> {
+        let text = format!("name: shop\nresources:\n{resources}");
+        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
+        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
+            Ok(bp) => bp.warnings,
+            Err(LoadError::Invalid(d)) => d.problems,
+            Err(e) => panic!("{e}"),
+        };
+        problems
+            .into_iter()
+            .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
+            .collect()
+    }
+
+    #[test]
+    fn policies_normalise_aws_reordering_away() {
+        let ours = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": "arn:aws:sqs:eu-west-1:1:q"},
+            {"Effect": "Allow", "Action": ["lambda:InvokeFunction", "lambda:GetFunction"], "Resource": ["b", "a"],
+             "Condition": {"Bool": {"aws:SecureTransport": true}}},
+        ]});
+        let theirs = json!({"Statement": [
+            {"Resource": ["a", "b", "a"], "Condition": {"Bool": {"aws:SecureTransport": "true"}},
+             "Action": ["lambda:GetFunction", "lambda:InvokeFunction"], "Effect": "Allow"},
+            {"Resource": ["arn:aws:sqs:eu-west-1:1:q"], "Effect": "Allow", "Action": "sqs:SendMessage"},
+        ], "Version": "2012-10-17"});
+        assert_eq!(normalise_policy(&ours), normalise_policy(&theirs));
+        // A single statement not in a list is the same policy as well.
+        let one = json!({"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}});
+        let listed = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["*"]}]});
+        assert_eq!(normalise_policy(&one), normalise_policy(&listed));
+        // Real differences stay.
+        let other = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]});
+        assert_ne!(normalise_policy(&one), normalise_policy(&other));
+    }
+
+    #[test]
+    fn url_encoded_documents_are_read() {
+        let doc = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22lambda.amazonaws.com%22%7D%2C%22Action%22%3A%22sts%3AAssumeRole%22%7D%5D%7D";
+        assert_eq!(
+            parse_policy_text(doc),
+            trust_policy(&["lambda.amazonaws.com".into()])
+        );
+        let plain = trust_policy(&["states.amazonaws.com".into()]).to_string();
+        assert_eq!(
+            parse_policy_text(&plain),
+            trust_policy(&["states.amazonaws.com".into()])
+        );
+        assert_eq!(parse_policy_text("%7Bnot"), Json::String("%7Bnot".into()));
+        // Encoded twice, as the emulator's ListRoles has it.
+        let twice = Json::String(plain.clone()).to_string();
+        assert_eq!(
+            parse_policy_text(&twice),
+            trust_policy(&["states.amazonaws.com".into()])
+        );
+        assert_eq!(percent_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn grants_make_least_privilege_policies() {
+        let mut g = Grants::default();
+        grant_for_value(
+            "arn:aws:lambda:eu-west-1:123456789012:function:shop-validate",
+            &mut g,
+        );
+        grant_for_value(
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/shop-support",
+            &mut g,
+        );
+        grant_for_value(
+            "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/shop-customer",
+            &mut g,
+        );
+        grant_for_value(
+            "arn:aws:events:eu-west-1:123456789012:event-bus/shop",
+            &mut g,
+        );
+        grant_for_value("just text", &mut g);
+        grant_for_value("$.order_id", &mut g);
+        let p = g.policy();
+        let text = p.to_string();
+        assert!(!text.contains("\"*\""), "{text}");
+        assert!(!text.contains(":*\"") || text.contains("function:shop-validate:*"));
+        let st = p["Statement"].as_array().unwrap();
+        assert_eq!(st.len(), 3, "{p:#}");
+        let find = |action: &str| {
+            st.iter()
+                .find(|s| s["Action"] == action)
+                .unwrap_or_else(|| panic!("no {action} in {p:#}"))["Resource"]
+                .clone()
+        };
+        assert_eq!(
+            find("lambda:InvokeFunction"),
+            json!([
+                "arn:aws:lambda:eu-west-1:123456789012:function:shop-validate",
+                "arn:aws:lambda:eu-west-1:123456789012:function:shop-validate:*"
+            ])
+        );
+        assert_eq!(
+            find("sqs:SendMessage"),
+            json!([
+                "arn:aws:sqs:eu-west-1:123456789012:shop-support",
+                "arn:aws:sqs:us-east-1:000000000000:shop-customer"
+            ])
+        );
+        assert_eq!(
+            find("events:PutEvents"),
+            json!("arn:aws:events:eu-west-1:123456789012:event-bus/shop")
+        );
+        assert_eq!(g.policy(), normalise_policy(&g.policy()));
+    }
+
+    #[test]
+    fn queue_urls_become_arns() {
+        assert_eq!(
+            queue_arn_of_url("https://eu-west-1.queue.amazonaws.com/123456789012/q").as_deref(),
+            Some("arn:aws:sqs:eu-west-1:123456789012:q")
+        );
+        assert_eq!(
+            queue_arn_of_url("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q").as_deref(),
+            Some("arn:aws-cn:sqs:cn-north-1:123456789012:q")
+        );
+        assert_eq!(
+            queue_arn_of_url("http://localhost:4566/000000000000/q").as_deref(),
+            Some("arn:aws:sqs:*:000000000000:q")
+        );
+        assert_eq!(queue_arn_of_url("https://example.com/x"), None);
+    }
+
+    #[test]
+    fn automatic_roles_are_recognised() {
+        let arn = format!(
+            "arn:aws:iam::123456789012:role{}{}",
+            auto_path("shop"),
+            auto_role_name("shop", "orders_rule")
+        );
+        assert_eq!(
+            arn,
+            "arn:aws:iam::123456789012:role/securecart/shop/auto/shop-orders_rule-role"
+        );
+        assert!(is_auto_role(&arn, "shop"));
+        assert!(!is_auto_role(&arn, "sho"));
+        assert!(!is_auto_role(
+            "arn:aws:iam::123456789012:role/securecart/shop/shop-x",
+            "shop"
+        ));
+        assert!(auto_role_name("shop", &"x".repeat(80)).len() <= 64);
+        assert!(auto_role_name("shop", &"x".repeat(80)).ends_with("-role"));
+    }
+
+    #[test]
+    fn desired_normalises_and_reads_back_the_same() {
+        let d = IamRole
+            .desired(
+                "shop",
+                "events_role",
+                &json!({
+                    "service": "events.amazonaws.com",
+                    "managed_policies": ["arn:aws:iam::aws:policy/b", "arn:aws:iam::aws:policy/a"],
+                    "policies": {"start": {"Statement": [{"Effect": "Allow", "Action": ["states:StartExecution"], "Resource": ["arn:x"]}]}},
+                }),
+            )
+            .unwrap();
+        assert_eq!(d["name"], "shop-events_role");
+        assert_eq!(
+            d["managed_policies"],
+            json!(["arn:aws:iam::aws:policy/a", "arn:aws:iam::aws:policy/b"])
+        );
+        assert_eq!(d["policies"]["start"]["Version"], "2012-10-17");
+        assert_eq!(
+            d["policies"]["start"]["Statement"][0]["Action"],
+            "states:StartExecution"
+        );
+        assert_eq!(
+            d["trust_policy"]["Statement"][0]["Principal"]["Service"],
+            "events.amazonaws.com"
+        );
+        // What IAM answers for it (re-ordered, URL-encoded) reads back as equal.
+        let role = Role::builder()
+            .path("/securecart/shop/")
+            .role_name("shop-events_role")
+            .role_id("AROA")
+            .arn("arn:aws:iam::1:role/securecart/shop/shop-events_role")
+            .create_date(aws_smithy_types::DateTime::from_secs(0))
+            .assume_role_policy_document(
+                "%7B%22Statement%22%3A%5B%7B%22Action%22%3A%22sts%3AAssumeRole%22%2C%22Principal%22%3A%7B%22Service%22%3A%5B%22events.amazonaws.com%22%5D%7D%2C%22Effect%22%3A%22Allow%22%7D%5D%2C%22Version%22%3A%222012-10-17%22%7D",
+            )
+            .build()
+            .unwrap();
+        assert_eq!(
+            role.assume_role_policy_document().map(parse_policy_text),
+            Some(d["trust_policy"].clone())
+        );
+    }
+
+    #[test]
+    fn checks_fields() {
+        let p = problems(concat!(
+            "  r:\n    type: iam_role\n    service: [lambda, states.amazonaws.com]\n",
+            "    managed_policies: [AdministratorAccess, 'arn:aws:iam::aws:policy/AdministratorAccess']\n",
+            "    policies:\n      wide: {Statement: [{Effect: Allow, Action: 's3:*', Resource: '*'}]}\n",
+            "      broken: {Statement: [{Effect: Maybe, Resource: x}]}\n",
+            "      'bad name': {Statement: [{Effect: Allow, Action: s3:GetObject, Resource: x}]}\n",
+            "  fn: {type: sqs_queue}\n  fn-role: {type: iam_role, service: lambda.amazonaws.com}\n",
+        ));
+        let at = |path: &str| {
+            p.iter()
+                .filter(|(_, q, _)| q == path)
+                .map(|(_, _, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        assert!(
+            at("resources.r.service[0]").contains("not an AWS service principal"),
+            "{p:?}"
+        );
+        assert!(at("resources.r.service[1]").is_empty(), "{p:?}");
+        assert!(
+            at("resources.r.managed_policies[0]").contains("not a managed policy ARN"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.r.managed_policies[1]").contains("every action"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.r.policies.wide.Statement[0].Action").contains("CKV_AWS_60/61"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.r.policies.broken.Statement[0].Effect").contains("`Allow` or `Deny`"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.r.policies.broken.Statement[0]").contains("no `Action`"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.r.policies.bad name").contains("policy name"),
+            "{p:?}"
+        );
+        // `fn` is a queue, which has no automatic role: no clash.
+        assert!(at("resources.fn-role").is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn valid_role_has_no_problems() {
+        let p = problems(concat!(
+            "  q: {type: sqs_queue}\n",
+            "  r:\n    type: iam_role\n    service: lambda.amazonaws.com\n",
+            "    policies:\n      send: {Statement: [{Effect: Allow, Action: [sqs:SendMessage], Resource: '${q.arn}'}]}\n",
+        ));
+        assert!(p.is_empty(), "{p:?}");
+    }
+}

@@ -1,0 +1,1446 @@
+//! `lambda_function`: an AWS Lambda function whose code is a folder or file beside the
+//! blueprint, zipped deterministically: the same source always gives the same bytes, so the
+//! code's SHA-256 (which Lambda reports as `CodeSha256`) tells plan whether the code changed.
+//!
+//! With `role: auto` (the default) the function gets its own least-privilege role,
+//! `STACK-ID-role`, derived from what its environment refers to; it is created, updated and
+//! deleted with the function, and its policy is an attribute, so a change shows in plan.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_lambda::types::{
+    Environment, FunctionCode, FunctionConfiguration, LastUpdateStatus, LogFormat, LoggingConfig,
+    Runtime, State, TracingConfig, TracingMode,
+};
+use aws_smithy_types::Blob;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+
+use super::common::{self, aws_error, parse, Error};
+use super::iam_role::{self, Grants};
+use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use crate::aws::Aws;
+use crate::blueprint::refs::{self, Piece, UNKNOWN};
+use crate::blueprint::{CheckCx, Issue};
+
+pub struct LambdaFunction;
+
+const KIND: &str = "lambda_function";
+pub(super) const AUTO: &str = "auto";
+/// How long a just-created role may stay unassumable for Lambda (IAM is eventually consistent).
+const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
+/// Stands for Lambda's "role cannot be assumed" answer while it is retried.
+const ROLE_NOT_READY: &str = "securecart.RoleNotAssumableYet";
+/// Largest zip Lambda accepts in the request itself.
+const MAX_ZIP: usize = 50 * 1024 * 1024;
+
+const RUNTIMES: &[&str] = &[
+    "python3.9",
+    "python3.10",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "nodejs18.x",
+    "nodejs20.x",
+    "nodejs22.x",
+    "java11",
+    "java17",
+    "java21",
+    "dotnet8",
+    "ruby3.2",
+    "ruby3.3",
+    "provided.al2",
+    "provided.al2023",
+];
+
+/// A Lambda function.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// The code: a folder (zipped with everything in it) or a single file, relative to the
+    /// blueprint's folder, like `functions/validate_order`. Editing it updates the function
+    /// in place.
+    code: String,
+    /// The runtime, like `python3.12` or `nodejs20.x`.
+    runtime: String,
+    /// The entry point: `module.function` for Python (`handler.handler` runs `handler()`
+    /// in `handler.py`), `file.export` for Node.js.
+    handler: String,
+    /// Memory in MB (128 to 10240); CPU grows with it.
+    #[serde(default = "default_memory")]
+    memory: u32,
+    /// Seconds an invocation may run (1 to 900).
+    #[serde(default = "default_timeout")]
+    timeout: u32,
+    /// Environment variables; values may refer to other resources, like
+    /// `QUEUE_URL: ${orders.url}`. With `role: auto`, the queues, buses, functions and
+    /// state machines named here are what the role may use.
+    #[serde(default)]
+    environment: BTreeMap<String, Json>,
+    /// The IAM role the function runs as: `auto` (the default) for a least-privilege role of
+    /// its own — logs, X-Ray, and `sqs:SendMessage` / `events:PutEvents` /
+    /// `lambda:InvokeFunction` / `states:StartExecution` on what `environment` refers to —
+    /// or a role's ARN like `${payments_role.arn}`.
+    #[serde(default = "auto")]
+    role: String,
+    /// AWS X-Ray active tracing. On by default; turning it off fails the security baseline
+    /// (CKV_AWS_50).
+    #[serde(default = "yes")]
+    tracing: bool,
+    /// The log group to write to, like `${function_logs.name}`; by default Lambda's own
+    /// `/aws/lambda/NAME`, which Lambda creates and which outlives the stack.
+    #[serde(default)]
+    log_group: Option<String>,
+    /// What the function does (up to 256 characters).
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn default_memory() -> u32 {
+    128
+}
+
+fn default_timeout() -> u32 {
+    3
+}
+
+fn auto() -> String {
+    AUTO.to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Normalised attributes: what `desired` builds and `read` finds, in one shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Attrs {
+    name: String,
+    runtime: String,
+    handler: String,
+    memory: u32,
+    timeout: u32,
+    environment: BTreeMap<String, String>,
+    /// A role ARN, or `auto`.
+    role: String,
+    /// The policy of the automatic role (`role: auto` only), normalised.
+    role_policy: Option<Json>,
+    tracing: bool,
+    /// A log group name; `None` is Lambda's default group.
+    log_group: Option<String>,
+    description: Option<String>,
+    /// Base64 SHA-256 of the zipped code, as Lambda reports it.
+    code_sha256: String,
+}
+
+fn function_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+fn function_name(stack: &str, id: &str) -> String {
+    common::physical_name(stack, id, 64, function_char, "")
+}
+
+fn default_log_group(name: &str) -> String {
+    format!("/aws/lambda/{name}")
+}
+
+/// A log group given by name or ARN, as its name.
+fn log_group_name(v: &str) -> String {
+    match v.split_once(":log-group:") {
+        Some((_, rest)) => rest.trim_end_matches(":*").to_string(),
+        None => v.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Code
+// ---------------------------------------------------------------------------------------
+
+/// Zipped code by its SHA-256, filled in when plan or apply computes the desired
+/// attributes, so that create and update (which see only those) can upload the bytes.
+fn code_cache() -> &'static Mutex<HashMap<String, Arc<Vec<u8>>>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn cached_code(sha: &str) -> Result<Arc<Vec<u8>>, Error> {
+    code_cache()
+        .lock()
+        .map_err(|_| Error::Invalid("the code cache is poisoned".into()))?
+        .get(sha)
+        .cloned()
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "the code with SHA-256 {sha} was not prepared (a securecart bug; please report it)"
+            ))
+        })
+}
+
+/// Files to zip: `(name in the zip, path, executable)`, sorted by name. Caches and
+/// editor files never change what runs, so they are left out.
+fn code_files(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, String> {
+    let meta =
+        std::fs::metadata(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
+    let mut out = Vec::new();
+    if meta.is_file() {
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        out.push((name, root.to_path_buf(), executable(&meta)));
+        return Ok(out);
+    }
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if skipped(&name) {
+                continue;
+            }
+            let path = entry.path();
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let rel = format!("{prefix}{name}");
+            if meta.is_dir() {
+                stack.push((path, format!("{rel}/")));
+            } else if meta.is_file() {
+                out.push((rel, path, executable(&meta)));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn skipped(name: &str) -> bool {
+    matches!(
+        name,
+        "__pycache__"
+            | ".git"
+            | ".DS_Store"
+            | ".pytest_cache"
+            | ".mypy_cache"
+            | "node_modules/.cache"
+    ) || name.ends_with(".pyc")
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+}
+
+#[cfg(unix)]
+fn executable(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    m.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn executable(_: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// The code as a zip that depends only on the files' names, contents and executable bits:
+/// entries sorted, timestamps fixed at 1980-01-01, permissions 644 or 755.
+fn zip_code(root: &Path) -> Result<Vec<u8>, String> {
+    let files = code_files(root)?;
+    if files.is_empty() {
+        return Err(format!("{} holds no files", root.display()));
+    }
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, path, exec) in files {
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(6))
+            .last_modified_time(zip::DateTime::default())
+            .unix_permissions(if exec { 0o755 } else { 0o644 });
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        w.start_file(name.as_str(), opts)
+            .map_err(|e| format!("cannot zip {name}: {e}"))?;
+        w.write_all(&bytes)
+            .map_err(|e| format!("cannot zip {name}: {e}"))?;
+    }
+    let out = w
+        .finish()
+        .map_err(|e| format!("cannot zip {}: {e}", root.display()))?
+        .into_inner();
+    if out.len() > MAX_ZIP {
+        return Err(format!(
+            "the zipped code of {} is {} MB; Lambda takes at most 50 MB directly",
+            root.display(),
+            out.len() / (1024 * 1024)
+        ));
+    }
+    Ok(out)
+}
+
+/// Base64 SHA-256, the form of Lambda's `CodeSha256`.
+fn code_sha256(bytes: &[u8]) -> String {
+    aws_smithy_types::base64::encode(Sha256::digest(bytes))
+}
+
+/// A Python handler `a.b.func` must find `a/b.py` (or `a/b/__init__.py`) in the code.
+fn check_python_handler(handler: &str, names: &BTreeSet<String>) -> Result<(), String> {
+    let Some((module, _)) = handler.rsplit_once('.') else {
+        return Err(format!(
+            "handler `{handler}` must be `module.function`, like `handler.handler`"
+        ));
+    };
+    let path = module.replace('.', "/");
+    let candidates = [format!("{path}.py"), format!("{path}/__init__.py")];
+    if candidates.iter().any(|c| names.contains(c)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "handler `{handler}` needs `{}` in the code, which has {}",
+            candidates[0],
+            names
+                .iter()
+                .take(8)
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The automatic role
+// ---------------------------------------------------------------------------------------
+
+/// The policy of the automatic role: logs, X-Ray, and what the environment refers to.
+/// Unknown until every value it depends on is known.
+fn auto_policy(
+    name: &str,
+    environment: &BTreeMap<String, String>,
+    log_group: Option<&str>,
+    log_group_arn: Option<&str>,
+    tracing: bool,
+) -> Json {
+    if environment.values().any(|v| common::unknown(v))
+        || log_group.is_some_and(common::unknown)
+        || log_group_arn.is_some_and(common::unknown)
+    {
+        return Json::String(UNKNOWN.into());
+    }
+    let mut g = Grants::default();
+    for v in environment.values() {
+        iam_role::grant_for_value(v, &mut g);
+    }
+    match (log_group_arn, log_group) {
+        (Some(arn), _) => {
+            let arn = arn.trim_end_matches(":*");
+            g.allow("logs:CreateLogStream", format!("{arn}:*"));
+            g.allow("logs:PutLogEvents", format!("{arn}:*"));
+        }
+        (None, Some(group)) => {
+            let arn = format!("arn:aws:logs:*:*:log-group:{group}:*");
+            g.allow("logs:CreateLogStream", arn.clone());
+            g.allow("logs:PutLogEvents", arn);
+        }
+        (None, None) => {
+            let group = default_log_group(name);
+            g.allow(
+                "logs:CreateLogGroup",
+                format!("arn:aws:logs:*:*:log-group:{group}:*"),
+            );
+            g.allow(
+                "logs:CreateLogStream",
+                format!("arn:aws:logs:*:*:log-group:{group}:*"),
+            );
+            g.allow(
+                "logs:PutLogEvents",
+                format!("arn:aws:logs:*:*:log-group:{group}:*"),
+            );
+        }
+    }
+    if tracing {
+        // X-Ray's write APIs take no resource.
+        g.allow("xray:PutTraceSegments", "*");
+        g.allow("xray:PutTelemetryRecords", "*");
+    }
+    g.policy()
+}
+
+/// Lambda's answer while a new role has not reached it yet, under a code of its own so
+/// that only this case is retried.
+fn role_not_ready(e: Error) -> Error {
+    match e {
+        Error::Aws {
+            operation,
+            code: Some(c),
+            message,
+        } if c == "InvalidParameterValueException" && message.contains("cannot be assumed") => {
+            Error::Aws {
+                operation,
+                code: Some(ROLE_NOT_READY.into()),
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
+fn restore_code(e: Error) -> Error {
+    match e {
+        Error::Aws {
+            operation,
+            code: Some(c),
+            message,
+        } if c == ROLE_NOT_READY => Error::Aws {
+            operation,
+            code: Some("InvalidParameterValueException".into()),
+            message,
+        },
+        other => other,
+    }
+}
+
+/// Runs a create or configuration update, retrying for about a minute while Lambda cannot
+/// assume a role that IAM has only just created or changed.
+async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut op = op;
+    common::retry_on(
+        cx,
+        &[ROLE_NOT_READY, "ResourceConflictException"],
+        ROLE_PROPAGATION,
+        "the role is not assumable by Lambda yet (IAM changes take a moment to reach Lambda), or an update is still in progress",
+        || {
+            let f = op();
+            async move { f.await.map_err(role_not_ready) }
+        },
+    )
+    .await
+    .map_err(restore_code)
+}
+
+// ---------------------------------------------------------------------------------------
+// The kind
+// ---------------------------------------------------------------------------------------
+
+fn is_literal(value: &str) -> bool {
+    matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
+}
+
+/// Variables Lambda sets itself and refuses in a function's environment.
+const RESERVED_ENV: &[&str] = &[
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+];
+
+/// Checks a `role` field shared by functions and state machines: `auto`, or a role ARN
+/// (a reference to an `iam_role` that `service` may assume).
+pub(super) fn check_role(role: &str, service: &str, cx: &CheckCx, out: &mut Vec<Issue>) {
+    if role == AUTO {
+        return;
+    }
+    if is_literal(role) && !(role.starts_with("arn:") && role.contains(":role/")) {
+        out.push(
+            Issue::new("role", format!("`{role}` is not a role ARN"))
+                .help("use `auto` for a least-privilege role of its own, or a reference like `${my_role.arn}`"),
+        );
+        return;
+    }
+    let Ok(pieces) = refs::scan(role) else { return };
+    let [Piece::Ref(r)] = pieces.as_slice() else {
+        return;
+    };
+    let Some(res) = cx.resources.get(&r.target) else {
+        return;
+    };
+    if res.kind != "iam_role" {
+        out.push(Issue::new(
+            "role",
+            format!("`{r}` is a {}, not an iam_role", res.kind),
+        ));
+        return;
+    }
+    if !matches!(r.attribute.as_deref(), None | Some("arn")) {
+        out.push(
+            Issue::new("role", format!("the role is given by its ARN, not `{r}`"))
+                .help(format!("use `${{{}.arn}}`", r.target)),
+        );
+    }
+    let services: Vec<String> = match res.config.get("service") {
+        Some(Json::String(s)) => vec![s.clone()],
+        Some(Json::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => return,
+    };
+    if services.iter().all(|s| is_literal(s)) && !services.iter().any(|s| s == service) {
+        out.push(
+            Issue::new(
+                "role",
+                format!("role `{}` cannot be assumed by {service}", r.target),
+            )
+            .help(format!(
+                "add `{service}` to the `service` of `{}`",
+                r.target
+            )),
+        );
+    }
+}
+
+#[async_trait]
+impl Kind for LambdaFunction {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &["arn", "name"]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut out = Vec::new();
+        if f.code.trim().is_empty() {
+            out.push(Issue::new(
+                "code",
+                "`code` names a folder or file beside the blueprint",
+            ));
+        }
+        if is_literal(&f.runtime) && !RUNTIMES.contains(&f.runtime.as_str()) {
+            out.push(
+                Issue::new("runtime", format!("unknown runtime `{}`", f.runtime)).help(
+                    crate::blueprint::did_you_mean(&f.runtime, RUNTIMES.iter().copied())
+                        .unwrap_or_else(|| format!("one of: {}", RUNTIMES.join(", "))),
+                ),
+            );
+        }
+        if f.runtime.starts_with("python") && !f.handler.contains('.') {
+            out.push(
+                Issue::new(
+                    "handler",
+                    format!("handler `{}` must be `module.function`", f.handler),
+                )
+                .help("like `handler.handler` for `def handler(event, context)` in handler.py"),
+            );
+        }
+        if !(128..=10240).contains(&f.memory) {
+            out.push(Issue::new(
+                "memory",
+                format!("`memory` must be 128 to 10240 MB, not {}", f.memory),
+            ));
+        }
+        if !(1..=900).contains(&f.timeout) {
+            out.push(Issue::new(
+                "timeout",
+                format!("`timeout` must be 1 to 900 seconds, not {}", f.timeout),
+            ));
+        }
+        let mut size = 0;
+        for (k, v) in &f.environment {
+            let at = format!("environment.{k}");
+            let key_ok = k.starts_with(|c: char| c.is_ascii_alphabetic())
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !key_ok {
+                out.push(Issue::new(
+                    at.clone(),
+                    format!("`{k}` is not a valid variable name (letters, digits, `_`, starting with a letter)"),
+                ));
+            } else if RESERVED_ENV.contains(&k.as_str()) {
+                out.push(Issue::new(
+                    at.clone(),
+                    format!("Lambda sets `{k}` itself and refuses it in the environment"),
+                ));
+            }
+            match v {
+                Json::String(s) => size += k.len() + s.len(),
+                Json::Number(_) | Json::Bool(_) => size += k.len() + v.to_string().len(),
+                _ => out.push(Issue::new(
+                    at,
+                    "an environment value is a string, number or boolean",
+                )),
+            }
+        }
+        if size > 4096 {
+            out.push(Issue::new(
+                "environment",
+                format!("the environment is {size} bytes; Lambda allows 4 KB"),
+            ));
+        }
+        check_role(&f.role, "lambda.amazonaws.com", cx, &mut out);
+        if let Some(lg) = &f.log_group {
+            if let Some(res) = cx.referenced(lg) {
+                if res.kind != "log_group" {
+                    out.push(Issue::new(
+                        "log_group",
+                        format!("`{lg}` is a {}, not a log_group", res.kind),
+                    ));
+                }
+            }
+        }
+        if f.description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 256)
+        {
+            out.push(Issue::new(
+                "description",
+                "a description has at most 256 characters",
+            ));
+        }
+        if !f.tracing {
+            out.push(
+                Issue::new(
+                    "tracing",
+                    "X-Ray tracing is off: this fails the security baseline (CKV_AWS_50)",
+                )
+                .help("remove `tracing: false`; tracing costs nothing within the X-Ray free tier")
+                .warning(),
+            );
+        }
+        out
+    }
+
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        self.desired_in(stack, id, config, Path::new("."))
+    }
+
+    fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| {
+            if i.path.is_empty() {
+                i.message
+            } else {
+                format!("{}: {}", i.path, i.message)
+            }
+        })?;
+        let root = dir.join(&f.code);
+        let zip = zip_code(&root).map_err(|e| format!("code: {e}"))?;
+        if f.runtime.starts_with("python") {
+            let names: BTreeSet<String> =
+                code_files(&root)?.into_iter().map(|(n, _, _)| n).collect();
+            check_python_handler(&f.handler, &names)?;
+        }
+        let sha = code_sha256(&zip);
+        if let Ok(mut c) = code_cache().lock() {
+            c.insert(sha.clone(), Arc::new(zip));
+        }
+        let name = function_name(stack, id);
+        let environment: BTreeMap<String, String> = f
+            .environment
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let log_group_arn = f
+            .log_group
+            .as_deref()
+            .filter(|l| l.starts_with("arn:"))
+            .map(str::to_string);
+        let log_group = f
+            .log_group
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                if common::unknown(l) {
+                    l.to_string()
+                } else {
+                    log_group_name(l)
+                }
+            })
+            .filter(|l| *l != default_log_group(&name));
+        let role = f.role.trim().to_string();
+        let role_policy = (role == AUTO).then(|| {
+            auto_policy(
+                &name,
+                &environment,
+                log_group.as_deref(),
+                log_group_arn.as_deref(),
+                f.tracing,
+            )
+        });
+        let a = Attrs {
+            name,
+            runtime: f.runtime.trim().to_string(),
+            handler: f.handler.trim().to_string(),
+            memory: f.memory,
+            timeout: f.timeout,
+            environment,
+            role,
+            role_policy,
+            tracing: f.tracing,
+            log_group,
+            description: f
+                .description
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty()),
+            code_sha256: sha,
+        };
+        serde_json::to_value(a).map_err(|e| e.to_string())
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &["name"]
+    }
+
+    fn warnings(&self, desired: &Json) -> Vec<String> {
+        if desired.get("tracing") == Some(&Json::Bool(false)) {
+            vec!["`tracing: false` turns X-Ray tracing off (security baseline CKV_AWS_50)".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        let prefix = format!("{stack}-");
+        let functions = aws
+            .lambda
+            .list_functions()
+            .max_items(50)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws_error("ListFunctions"))?;
+        // Tags (and the automatic role's policy) have no batched form: calls per function
+        // whose name could be ours.
+        let found: Vec<Option<Live>> = futures::stream::iter(
+            functions
+                .into_iter()
+                .filter(|f| f.function_name().is_some_and(|n| n.starts_with(&prefix))),
+        )
+        .map(|f| read_function(aws, stack, f))
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+        let mut out: Vec<Live> = found.into_iter().flatten().collect();
+        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+        Ok(out)
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        if let Some(existing) = get_configuration(aws, &a.name).await? {
+            // Ours from an interrupted run (converge it), or someone else's.
+            let arn = existing.function_arn().unwrap_or_default().to_string();
+            let tags = list_tags(aws, &arn).await?.unwrap_or_default();
+            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+                return Err(Error::Conflict(format!(
+                    "a Lambda function named `{}` already exists and is not tagged as `{}` of stack `{}`; \
+                     securecart does not adopt or change it: delete it or use another resource id",
+                    a.name, cx.id, cx.stack
+                )));
+            }
+            cx.note("the function exists from an earlier run; bringing it up to date");
+            let l = live_of(aws, cx.stack, cx.id.to_string(), &existing).await?;
+            let changed: Vec<String> = crate::plan::diff(desired, &l.attrs, &[], &BTreeSet::new())
+                .into_iter()
+                .map(|c| c.attribute)
+                .collect();
+            if changed.is_empty() {
+                return Ok(l);
+            }
+            return self.update(aws, cx, &l, desired, &changed).await;
+        }
+        let role_arn = role_arn_for(aws, cx, &a).await?;
+        let code = cached_code(&a.code_sha256)?;
+        let tags = common::tags(cx.stack, cx.id, &a.name);
+        cx.note("creating the function");
+        let created = with_role_retry(cx, || async {
+            let mut req = aws
+                .lambda
+                .create_function()
+                .function_name(&a.name)
+                .runtime(Runtime::from(a.runtime.as_str()))
+                .handler(&a.handler)
+                .role(&role_arn)
+                .memory_size(a.memory as i32)
+                .timeout(a.timeout as i32)
+                .code(
+                    FunctionCode::builder()
+                        .zip_file(Blob::new(code.as_ref().clone()))
+                        .build(),
+                )
+                .environment(environment(&a))
+                .tracing_config(tracing(&a))
+                .logging_config(logging(&a));
+            if let Some(d) = &a.description {
+                req = req.description(d);
+            }
+            for (k, v) in &tags {
+                req = req.tags(k, v);
+            }
+            req.send().await.map_err(aws_error("CreateFunction"))
+        })
+        .await?;
+        let arn = created.function_arn().unwrap_or_default().to_string();
+        wait_ready(aws, cx, &a.name, "the function to become Active").await?;
+        Ok(live(cx.id.to_string(), &arn, a))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live_fn: &Live,
+        desired: &Json,
+        changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let old: Attrs = common::from_desired(&live_fn.attrs)?;
+        let has = |f: &str| changed.iter().any(|c| c == f);
+        let arn = live_fn
+            .outputs
+            .get("arn")
+            .and_then(Json::as_str)
+            .unwrap_or(&live_fn.physical_id)
+            .to_string();
+        let config_fields = [
+            "runtime",
+            "handler",
+            "memory",
+            "timeout",
+            "environment",
+            "role",
+            "tracing",
+            "log_group",
+            "description",
+        ];
+        let config_changes = config_fields.iter().any(|f| has(f));
+        // The role first: new permissions must be in place before the code needing them runs.
+        let role_arn = if a.role == AUTO && (has("role") || has("role_policy") || config_changes) {
+            role_arn_for(aws, cx, &a).await?
+        } else {
+            a.role.clone()
+        };
+        if has("code_sha256") {
+            let code = cached_code(&a.code_sha256)?;
+            cx.note("updating the code");
+            with_role_retry(cx, || async {
+                aws.lambda
+                    .update_function_code()
+                    .function_name(&a.name)
+                    .zip_file(Blob::new(code.as_ref().clone()))
+                    .send()
+                    .await
+                    .map_err(aws_error("UpdateFunctionCode"))
+            })
+            .await?;
+            wait_ready(aws, cx, &a.name, "the code update to finish").await?;
+        }
+        if config_changes {
+            cx.note(format!(
+                "updating {}",
+                config_fields
+                    .iter()
+                    .filter(|f| has(f))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            with_role_retry(cx, || async {
+                let req = aws
+                    .lambda
+                    .update_function_configuration()
+                    .function_name(&a.name)
+                    .runtime(Runtime::from(a.runtime.as_str()))
+                    .handler(&a.handler)
+                    .role(&role_arn)
+                    .memory_size(a.memory as i32)
+                    .timeout(a.timeout as i32)
+                    .environment(environment(&a))
+                    .tracing_config(tracing(&a))
+                    .logging_config(logging(&a))
+                    .description(a.description.clone().unwrap_or_default());
+                req.send()
+                    .await
+                    .map_err(aws_error("UpdateFunctionConfiguration"))
+            })
+            .await?;
+            wait_ready(aws, cx, &a.name, "the configuration update to finish").await?;
+        }
+        if old.role == AUTO && a.role != AUTO {
+            cx.note("deleting the automatic role, which the function no longer uses");
+            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
+        Ok(live(cx.id.to_string(), &arn, a))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live_fn: &Live) -> Result<(), Error> {
+        let old: Attrs = common::from_desired(&live_fn.attrs)?;
+        // The role goes first: a function without its role is found again by the next run
+        // and deleted then, whereas a role left behind by its function would be an orphan.
+        if old.role == AUTO {
+            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
+        match aws
+            .lambda
+            .delete_function()
+            .function_name(&old.name)
+            .send()
+            .await
+            .map_err(aws_error("DeleteFunction"))
+        {
+            Err(e) if e.is_code(&["ResourceNotFoundException"]) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+/// The role the function runs as: its automatic role (created or brought up to date), or
+/// the one the blueprint names.
+async fn role_arn_for(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<String, Error> {
+    if a.role != AUTO {
+        return Ok(a.role.clone());
+    }
+    let policy = a
+        .role_policy
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("`role: auto` without a derived policy".into()))?;
+    let (arn, _) =
+        iam_role::ensure_auto_role(aws, cx, KIND, "lambda.amazonaws.com", policy).await?;
+    Ok(arn)
+}
+
+fn environment(a: &Attrs) -> Environment {
+    Environment::builder()
+        .set_variables(Some(
+            a.environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ))
+        .build()
+}
+
+fn tracing(a: &Attrs) -> TracingConfig {
+    TracingConfig::builder()
+        .mode(if a.tracing {
+            TracingMode::Active
+        } else {
+            TracingMode::PassThrough
+        })
+        .build()
+}
+
+fn logging(a: &Attrs) -> LoggingConfig {
+    LoggingConfig::builder()
+        .log_format(LogFormat::Text)
+        .log_group(
+            a.log_group
+                .clone()
+                .unwrap_or_else(|| default_log_group(&a.name)),
+        )
+        .build()
+}
+
+/// Waits until the function is Active and no update is in progress.
+async fn wait_ready(aws: &Aws, cx: &OpCx<'_>, name: &str, what: &str) -> Result<(), Error> {
+    common::wait_for(cx, what, Duration::from_secs(300), || async {
+        let Some(c) = get_configuration(aws, name).await? else {
+            return Err(Error::Aws {
+                operation: "GetFunctionConfiguration".into(),
+                code: Some("ResourceNotFoundException".into()),
+                message: format!("function `{name}` disappeared"),
+            });
+        };
+        match c.state() {
+            Some(State::Failed) => {
+                return Err(Error::Aws {
+                    operation: "CreateFunction".into(),
+                    code: c.state_reason_code().map(|r| r.as_str().to_string()),
+                    message: format!(
+                        "the function is Failed: {}",
+                        c.state_reason().unwrap_or("no reason given")
+                    ),
+                })
+            }
+            Some(State::Active) | None => {}
+            Some(_) => return Ok(None),
+        }
+        match c.last_update_status() {
+            Some(LastUpdateStatus::Failed) => Err(Error::Aws {
+                operation: "UpdateFunction".into(),
+                code: c
+                    .last_update_status_reason_code()
+                    .map(|r| r.as_str().to_string()),
+                message: format!(
+                    "the update failed: {}",
+                    c.last_update_status_reason().unwrap_or("no reason given")
+                ),
+            }),
+            Some(LastUpdateStatus::InProgress) => Ok(None),
+            _ => Ok(Some(())),
+        }
+    })
+    .await
+}
+
+async fn get_configuration(aws: &Aws, name: &str) -> Result<Option<FunctionConfiguration>, Error> {
+    match aws
+        .lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .map_err(aws_error("GetFunctionConfiguration"))
+    {
+        Ok(o) => Ok(Some(
+            FunctionConfiguration::builder()
+                .set_function_name(o.function_name().map(str::to_string))
+                .set_function_arn(o.function_arn().map(str::to_string))
+                .set_runtime(o.runtime().cloned())
+                .set_role(o.role().map(str::to_string))
+                .set_handler(o.handler().map(str::to_string))
+                .set_description(o.description().map(str::to_string))
+                .set_timeout(o.timeout())
+                .set_memory_size(o.memory_size())
+                .set_code_sha256(o.code_sha256().map(str::to_string))
+                .set_environment(o.environment().cloned())
+                .set_tracing_config(o.tracing_config().cloned())
+                .set_logging_config(o.logging_config().cloned())
+                .set_state(o.state().cloned())
+                .set_state_reason(o.state_reason().map(str::to_string))
+                .set_state_reason_code(o.state_reason_code().cloned())
+                .set_last_update_status(o.last_update_status().cloned())
+                .set_last_update_status_reason(o.last_update_status_reason().map(str::to_string))
+                .set_last_update_status_reason_code(o.last_update_status_reason_code().cloned())
+                .build(),
+        )),
+        Err(e) if e.is_code(&["ResourceNotFoundException"]) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The function's tags, or `None` when it is gone.
+async fn list_tags(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+    match aws
+        .lambda
+        .list_tags()
+        .resource(arn)
+        .send()
+        .await
+        .map_err(aws_error("ListTags"))
+    {
+        Ok(o) => Ok(Some(
+            o.tags()
+                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+        )),
+        Err(e) if e.is_code(&["ResourceNotFoundException"]) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
+    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
+        .then(|| tags.get(TAG_RESOURCE).cloned())
+        .flatten()
+}
+
+async fn read_function(
+    aws: &Aws,
+    stack: &str,
+    f: FunctionConfiguration,
+) -> Result<Option<Live>, Error> {
+    let Some(arn) = f.function_arn() else {
+        return Ok(None);
+    };
+    let Some(tags) = list_tags(aws, arn).await? else {
+        return Ok(None);
+    };
+    let Some(id) = owned_id(&tags, stack) else {
+        return Ok(None);
+    };
+    live_of(aws, stack, id, &f).await.map(Some)
+}
+
+/// Normalises a function's configuration into [`Attrs`].
+fn attrs_of(f: &FunctionConfiguration, stack: &str, role_policy: Option<Json>) -> Attrs {
+    let name = f.function_name().unwrap_or_default().to_string();
+    let role_arn = f.role().unwrap_or_default();
+    let auto = iam_role::is_auto_role(role_arn, stack);
+    Attrs {
+        runtime: f
+            .runtime()
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_default(),
+        handler: f.handler().unwrap_or_default().to_string(),
+        memory: f
+            .memory_size()
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or(128),
+        timeout: f.timeout().and_then(|t| u32::try_from(t).ok()).unwrap_or(3),
+        environment: f
+            .environment()
+            .and_then(|e| e.variables())
+            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        role: if auto {
+            AUTO.to_string()
+        } else {
+            role_arn.to_string()
+        },
+        // An automatic role whose policy is gone reads as no policy: plan then restores it.
+        role_policy: if auto {
+            Some(role_policy.unwrap_or(Json::Null))
+        } else {
+            None
+        },
+        tracing: f
+            .tracing_config()
+            .and_then(|t| t.mode())
+            .is_some_and(|m| *m == TracingMode::Active),
+        log_group: f
+            .logging_config()
+            .and_then(|l| l.log_group())
+            .map(str::to_string)
+            .filter(|l| *l != default_log_group(&name)),
+        description: f
+            .description()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_string),
+        code_sha256: f.code_sha256().unwrap_or_default().to_string(),
+        name,
+    }
+}
+
+async fn live_of(
+    aws: &Aws,
+    stack: &str,
+    id: String,
+    f: &FunctionConfiguration,
+) -> Result<Live, Error> {
+    let role_arn = f.role().unwrap_or_default();
+    let policy = if iam_role::is_auto_role(role_arn, stack) {
+        iam_role::auto_role_policy(aws, role_arn).await?
+    } else {
+        None
+    };
+    let a = attrs_of(f, stack, policy);
+    Ok(live(id, f.function_arn().unwrap_or_default(), a))
+}
+
+fn live(id: String, arn: &str, a: Attrs) -> Live {
+    let outputs: BTreeMap<String, Json> = [
+        ("arn".to_string(), json!(arn)),
+        ("name".to_string(), json!(a.name)),
+    ]
+    .into_iter()
+    .collect();
+    Live {
+        id,
+        kind: KIND,
+        physical_id: arn.to_string(),
+        attrs: json!(a),
+        outputs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::{self, LoadError, Severity, SourceFile};
+
+    fn problems(resources: &str) -> Vec<(Severity, String, String)> {
+        let text = format!("name: shop\nresources:\n{resources}");
+        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
+        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
+            Ok(bp) => bp.warnings,
+            Err(LoadError::Invalid(d)) => d.problems,
+            Err(e) => panic!("{e}"),
+        };
+        problems
+            .into_iter()
+            .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
+            .collect()
+    }
+
+    fn code_dir() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("fn/lib")).unwrap();
+        std::fs::create_dir_all(d.path().join("fn/__pycache__")).unwrap();
+        std::fs::write(
+            d.path().join("fn/handler.py"),
+            "def handler(e, c):\n    return e\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("fn/lib/util.py"), "X = 1\n").unwrap();
+        std::fs::write(
+            d.path().join("fn/__pycache__/handler.cpython-312.pyc"),
+            "junk",
+        )
+        .unwrap();
+        d
+    }
+
+    fn config() -> Json {
+        json!({"code": "fn", "runtime": "python3.12", "handler": "handler.handler"})
+    }
+
+    #[test]
+    fn zips_are_deterministic() {
+        let d = code_dir();
+        let a = zip_code(&d.path().join("fn")).unwrap();
+        // Touching files (new mtimes) and adding caches changes nothing.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(d.path().join("fn/lib/util.py"), "X = 1\n").unwrap();
+        std::fs::write(d.path().join("fn/handler.pyc"), "junk").unwrap();
+        let b = zip_code(&d.path().join("fn")).unwrap();
+        assert_eq!(a, b);
+        let names: Vec<String> = code_files(&d.path().join("fn"))
+            .unwrap()
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
+        assert_eq!(names, vec!["handler.py", "lib/util.py"]);
+        // An edit changes the hash.
+        std::fs::write(d.path().join("fn/lib/util.py"), "X = 2\n").unwrap();
+        let c = zip_code(&d.path().join("fn")).unwrap();
+        assert_ne!(code_sha256(&a), code_sha256(&c));
+        // A single file is zipped at the root.
+        let single = zip_code(&d.path().join("fn/handler.py")).unwrap();
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(single)).unwrap();
+        assert_eq!(z.len(), 1);
+        assert_eq!(z.by_index(0).unwrap().name(), "handler.py");
+    }
+
+    #[test]
+    fn desired_hashes_the_code_and_derives_the_role() {
+        let d = code_dir();
+        let mut c = config();
+        c["environment"] = json!({
+            "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/shop-payments",
+            "BUS": "arn:aws:events:eu-west-1:123456789012:event-bus/shop-bus",
+            "LIMIT": 5,
+        });
+        c["log_group"] = json!("arn:aws:logs:eu-west-1:123456789012:log-group:/securecart/shop/fn");
+        let a = LambdaFunction
+            .desired_in("shop", "pay", &c, d.path())
+            .unwrap();
+        assert_eq!(a["name"], "shop-pay");
+        assert_eq!(a["role"], "auto");
+        assert_eq!(a["environment"]["LIMIT"], "5");
+        assert_eq!(a["log_group"], "/securecart/shop/fn");
+        assert_eq!(a["code_sha256"].as_str().unwrap().len(), 44);
+        assert!(cached_code(a["code_sha256"].as_str().unwrap()).is_ok());
+        let policy = a["role_policy"].to_string();
+        for want in [
+            "sqs:SendMessage",
+            "arn:aws:sqs:eu-west-1:123456789012:shop-payments",
+            "events:PutEvents",
+            "xray:PutTraceSegments",
+            "arn:aws:logs:eu-west-1:123456789012:log-group:/securecart/shop/fn:*",
+        ] {
+            assert!(policy.contains(want), "{want} not in {policy}");
+        }
+        assert!(!policy.contains("\"sqs:*\"") && !policy.contains("\"Action\":\"*\""));
+        // An explicit role has no derived policy.
+        c["role"] = json!("arn:aws:iam::123456789012:role/x");
+        let b = LambdaFunction
+            .desired_in("shop", "pay", &c, d.path())
+            .unwrap();
+        assert_eq!(b["role_policy"], Json::Null);
+        // Values known only after apply make the policy unknown too.
+        c["role"] = json!("auto");
+        c["environment"]["QUEUE_URL"] = json!(UNKNOWN);
+        let u = LambdaFunction
+            .desired_in("shop", "pay", &c, d.path())
+            .unwrap();
+        assert_eq!(u["role_policy"], UNKNOWN);
+    }
+
+    #[test]
+    fn missing_code_and_handlers_are_plan_errors() {
+        let d = code_dir();
+        let mut c = config();
+        c["code"] = json!("nope");
+        assert!(LambdaFunction
+            .desired_in("shop", "f", &c, d.path())
+            .unwrap_err()
+            .contains("cannot read"));
+        let mut c = config();
+        c["handler"] = json!("app.handler");
+        let e = LambdaFunction
+            .desired_in("shop", "f", &c, d.path())
+            .unwrap_err();
+        assert!(e.contains("needs `app.py`"), "{e}");
+        c["handler"] = json!("lib.util.main");
+        assert!(LambdaFunction.desired_in("shop", "f", &c, d.path()).is_ok());
+    }
+
+    #[test]
+    fn read_shape_matches_desired() {
+        let d = code_dir();
+        let mut c = config();
+        c["environment"] = json!({"A": "1"});
+        c["log_group"] = json!("/securecart/shop/fn");
+        c["role"] = json!("arn:aws:iam::1:role/r");
+        let want = LambdaFunction
+            .desired_in("shop", "f", &c, d.path())
+            .unwrap();
+        let f = FunctionConfiguration::builder()
+            .function_name("shop-f")
+            .function_arn("arn:aws:lambda:us-east-1:1:function:shop-f")
+            .runtime(Runtime::Python312)
+            .role("arn:aws:iam::1:role/r")
+            .handler("handler.handler")
+            .memory_size(128)
+            .timeout(3)
+            .code_sha256(want["code_sha256"].as_str().unwrap())
+            .environment(
+                aws_sdk_lambda::types::EnvironmentResponse::builder()
+                    .variables("A", "1")
+                    .build(),
+            )
+            .tracing_config(
+                aws_sdk_lambda::types::TracingConfigResponse::builder()
+                    .mode(TracingMode::Active)
+                    .build(),
+            )
+            .logging_config(
+                LoggingConfig::builder()
+                    .log_group("/securecart/shop/fn")
+                    .log_format(LogFormat::Text)
+                    .build(),
+            )
+            .build();
+        assert_eq!(json!(attrs_of(&f, "shop", None)), want);
+        // The default log group reads as none, like the blueprint that leaves it out.
+        let g = FunctionConfiguration::builder()
+            .function_name("shop-f")
+            .logging_config(
+                LoggingConfig::builder()
+                    .log_group("/aws/lambda/shop-f")
+                    .build(),
+            )
+            .role("arn:aws:iam::1:role/securecart/shop/auto/shop-f-role")
+            .build();
+        let a = attrs_of(&g, "shop", Some(json!({"Version": "2012-10-17"})));
+        assert_eq!(a.log_group, None);
+        assert_eq!(a.role, "auto");
+        assert_eq!(a.role_policy, Some(json!({"Version": "2012-10-17"})));
+    }
+
+    #[test]
+    fn role_errors_are_told_apart() {
+        let e = role_not_ready(Error::Aws {
+            operation: "CreateFunction".into(),
+            code: Some("InvalidParameterValueException".into()),
+            message: "InvalidParameterValueException: The role defined for the function cannot be assumed by Lambda.".into(),
+        });
+        assert!(e.is_code(&[ROLE_NOT_READY]));
+        assert!(restore_code(e).is_code(&["InvalidParameterValueException"]));
+        let other = role_not_ready(Error::Aws {
+            operation: "CreateFunction".into(),
+            code: Some("InvalidParameterValueException".into()),
+            message: "Unsupported runtime".into(),
+        });
+        assert!(!other.is_code(&[ROLE_NOT_READY]));
+    }
+
+    #[test]
+    fn checks_fields() {
+        let p = problems(concat!(
+            "  q: {type: sqs_queue}\n",
+            "  r: {type: iam_role, service: states.amazonaws.com}\n",
+            "  f:\n    type: lambda_function\n    code: fn\n    runtime: python3.21\n    handler: handler\n",
+            "    memory: 64\n    timeout: 901\n    tracing: false\n    role: '${r.arn}'\n",
+            "    environment: {AWS_REGION: x, 1BAD: y, OK: [1]}\n    log_group: '${q.url}'\n",
+            "  g: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: admin}\n",
+            "  h: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${q.arn}'}\n",
+        ));
+        let at = |path: &str| {
+            p.iter()
+                .filter(|(_, q, _)| q == path)
+                .map(|(_, _, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        assert!(
+            at("resources.f.runtime").contains("unknown runtime"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.f.handler").contains("module.function"),
+            "{p:?}"
+        );
+        assert!(at("resources.f.memory").contains("128 to 10240"), "{p:?}");
+        assert!(at("resources.f.timeout").contains("1 to 900"), "{p:?}");
+        assert!(at("resources.f.tracing").contains("CKV_AWS_50"), "{p:?}");
+        assert!(
+            at("resources.f.role").contains("cannot be assumed by lambda.amazonaws.com"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.f.environment.AWS_REGION").contains("sets"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.f.environment.1BAD").contains("not a valid variable name"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.f.environment.OK").contains("string, number or boolean"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.f.log_group").contains("not a log_group"),
+            "{p:?}"
+        );
+        assert!(at("resources.g.role").contains("not a role ARN"), "{p:?}");
+        assert!(at("resources.h.role").contains("not an iam_role"), "{p:?}");
+        let tracing = p
+            .iter()
+            .find(|(_, q, _)| q == "resources.f.tracing")
+            .unwrap();
+        assert_eq!(tracing.0, Severity::Warning);
+    }
+
+    #[test]
+    fn valid_function_has_no_problems() {
+        let p = problems(concat!(
+            "  q: {type: sqs_queue}\n  logs: {type: log_group}\n",
+            "  f:\n    type: lambda_function\n    code: functions/f\n    runtime: python3.12\n    handler: handler.handler\n",
+            "    environment: {QUEUE_URL: '${q.url}', LIMIT: 5}\n    log_group: '${logs.arn}'\n",
+        ));
+        assert!(p.is_empty(), "{p:?}");
+    }
+}

@@ -1,0 +1,1245 @@
+//! `state_machine`: an AWS Step Functions state machine (STANDARD or EXPRESS). Its
+//! definition is written inline as YAML or in an `.asl.json` / `.asl.yaml` file beside the
+//! blueprint, checked before any AWS call (see [`super::asl`]) and compared in one
+//! normalised form (parsed JSON, keys sorted), so formatting never shows as a change.
+//!
+//! With `role: auto` (the default) it gets its own least-privilege role, `STACK-ID-role`,
+//! derived from its Task states: `lambda:InvokeFunction` on the functions it invokes,
+//! `sqs:SendMessage` on the queues it sends to, `events:PutEvents` on the buses it puts
+//! events on, `states:StartExecution` on the state machines it starts, plus log delivery
+//! when logging is on and X-Ray when tracing is on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sfn::types::{
+    CloudWatchLogsLogGroup, LogDestination, LogLevel, LoggingConfiguration, StateMachineType, Tag,
+    TracingConfiguration,
+};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value as Json};
+
+use super::common::{self, aws_error, parse, Error};
+use super::iam_role::{self, Grants};
+use super::lambda_function::{check_role, AUTO};
+use super::{asl, Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use crate::aws::Aws;
+use crate::blueprint::refs::{self, Piece, UNKNOWN};
+use crate::blueprint::{CheckCx, Issue};
+
+pub struct StateMachine;
+
+const KIND: &str = "state_machine";
+/// How long a just-created role may stay unassumable for Step Functions.
+const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
+/// Stands for Step Functions' "cannot assume the role" answer while it is retried.
+const ROLE_NOT_READY: &str = "securecart.RoleNotAssumableYet";
+/// The tracing flag as a tag too: the bundled emulator leaves `tracingConfiguration` out of
+/// DescribeStateMachine (AWS always answers it, and that answer wins).
+const TAG_TRACING: &str = "securecart:tracing";
+
+/// A Step Functions state machine.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    /// `STANDARD` (the default: durable, exactly-once, up to a year, priced per state
+    /// transition) or `EXPRESS` (high-volume, up to 5 minutes, priced per request and
+    /// duration). Changing it replaces the state machine.
+    #[serde(default)]
+    workflow_type: WorkflowType,
+    /// The definition in Amazon States Language, written as YAML. References like
+    /// `${validate_order.arn}` become real ARNs and URLs. Give this or `definition_file`.
+    #[serde(default)]
+    definition: Option<Json>,
+    /// A file beside the blueprint holding the definition: `workflow.asl.json` or
+    /// `workflow.asl.yaml`.
+    #[serde(default)]
+    definition_file: Option<String>,
+    /// The IAM role the state machine runs as: `auto` (the default) for a least-privilege
+    /// role derived from its Task states, or a role's ARN like `${workflow_role.arn}`.
+    #[serde(default = "auto")]
+    role: String,
+    /// Execution history to CloudWatch Logs. Without it, this fails the security baseline
+    /// (CKV_AWS_285 / StepFunctions.1).
+    #[serde(default)]
+    logging: Option<LoggingField>,
+    /// AWS X-Ray tracing of executions. On by default; off fails the security baseline
+    /// (CKV_AWS_284).
+    #[serde(default = "yes")]
+    tracing: bool,
+}
+
+fn auto() -> String {
+    AUTO.to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+enum WorkflowType {
+    #[default]
+    Standard,
+    Express,
+}
+
+/// Where and how much a state machine logs.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct LoggingField {
+    /// The log group's ARN, like `${workflow_logs.arn}`.
+    log_group: String,
+    /// `ALL`, `ERROR`, `FATAL` or `OFF`.
+    #[serde(default = "default_level")]
+    level: Level,
+    /// Log the input and output of each state too (they may hold personal data).
+    #[serde(default = "yes")]
+    include_execution_data: bool,
+}
+
+fn default_level() -> Level {
+    Level::All
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+enum Level {
+    All,
+    Error,
+    Fatal,
+    Off,
+}
+
+/// Normalised attributes: what `desired` builds and `read` finds, in one shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Attrs {
+    name: String,
+    workflow_type: WorkflowType,
+    /// Parsed, keys sorted.
+    definition: Json,
+    /// A role ARN, or `auto`.
+    role: String,
+    /// The policy of the automatic role (`role: auto` only), normalised.
+    role_policy: Option<Json>,
+    /// `None` when logging is off.
+    logging: Option<LoggingAttrs>,
+    tracing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct LoggingAttrs {
+    /// The log group's ARN, without the `:*` suffix.
+    log_group: String,
+    level: Level,
+    include_execution_data: bool,
+}
+
+fn machine_name(stack: &str, id: &str) -> String {
+    common::physical_name(
+        stack,
+        id,
+        80,
+        |c| c.is_ascii_alphanumeric() || c == '-' || c == '_',
+        "",
+    )
+}
+
+/// JSON with every mapping's keys sorted.
+fn sorted(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Json::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
+        }
+        Json::Array(a) => Json::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+fn parse_definition_text(text: &str) -> Json {
+    serde_json::from_str::<Json>(text)
+        .map(|v| sorted(&v))
+        .unwrap_or_else(|_| Json::String(text.to_string()))
+}
+
+/// Reads a definition file (JSON or YAML) beside the blueprint.
+pub(super) fn read_definition_file(dir: &Path, file: &str) -> Result<Json, String> {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("definition_file: cannot read {}: {e}", path.display()))?;
+    let lower = file.to_ascii_lowercase();
+    if lower.ends_with(".json") {
+        serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}:{}:{}: not JSON: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })
+    } else {
+        let y: serde_yaml::Value = serde_yaml::from_str(&text)
+            .map_err(|e| format!("{}: not YAML: {e}", path.display()))?;
+        serde_json::to_value(y).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+fn log_group_arn(v: &str) -> String {
+    v.trim().trim_end_matches(":*").to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// The automatic role
+// ---------------------------------------------------------------------------------------
+
+/// A Task's service integration, from its `Resource`, without the partition.
+fn integration(resource: &str) -> Option<&str> {
+    let (_, service, region, account, rest) = iam_role::arn_parts(resource)?;
+    (service == "states" && region.is_empty() && account.is_empty()).then_some(rest)
+}
+
+/// What `role: auto` can derive permissions for. Checked on the unresolved definition, so
+/// problems are found before any AWS call.
+fn check_auto_role(def: &Json, out: &mut Vec<Issue>) {
+    for (path, task) in asl::tasks(def, "definition") {
+        let Some(resource) = task.get("Resource").and_then(Json::as_str) else {
+            continue;
+        };
+        let params = task.get("Parameters").and_then(Json::as_object);
+        let need = |field: &str, what: &str, out: &mut Vec<Issue>| {
+            let dynamic = params.is_some_and(|p| p.contains_key(&format!("{field}.$")));
+            let given = params.and_then(|p| p.get(field)).and_then(Json::as_str);
+            match given {
+                _ if dynamic => out.push(
+                    Issue::new(
+                        format!("{path}.Parameters.{field}.$"),
+                        format!("with `role: auto`, `{field}` must name the {what} itself: a path chosen at run time cannot be granted in advance"),
+                    )
+                    .help("write it out (like `${orders.url}`), or give the state machine a `role` of its own"),
+                ),
+                None => out.push(Issue::new(
+                    format!("{path}.Parameters"),
+                    format!("the task needs `Parameters: {{{field}: …}}` naming the {what}"),
+                )),
+                Some(v) if !v.contains("${") && !v.starts_with("arn:") && !v.starts_with("http") => out.push(
+                    Issue::new(
+                        format!("{path}.Parameters.{field}"),
+                        format!("with `role: auto`, `{field}` must be an ARN or URL (like a reference `${{…}}`), not `{v}`"),
+                    ),
+                ),
+                Some(_) => {}
+            }
+        };
+        let is_lambda_arn = resource.contains("${")
+            || iam_role::arn_parts(resource)
+                .is_some_and(|(_, s, _, _, r)| s == "lambda" && r.starts_with("function:"));
+        match integration(resource) {
+            Some("lambda:invoke" | "lambda:invoke.waitForTaskToken") => {
+                need("FunctionName", "function", out)
+            }
+            Some("sqs:sendMessage" | "sqs:sendMessage.waitForTaskToken") => {
+                need("QueueUrl", "queue", out)
+            }
+            Some("states:startExecution") => need("StateMachineArn", "state machine", out),
+            Some("events:putEvents" | "events:putEvents.waitForTaskToken") => {
+                if let Some(Json::Array(entries)) = params.and_then(|p| p.get("Entries")) {
+                    for (i, e) in entries.iter().enumerate() {
+                        if e.get("EventBusName.$").is_some() {
+                            out.push(Issue::new(
+                                format!("{path}.Parameters.Entries[{i}].EventBusName.$"),
+                                "with `role: auto`, the event bus must be named in the definition, not chosen at run time",
+                            ));
+                        }
+                    }
+                } else if params.is_some_and(|p| p.contains_key("Entries.$")) {
+                    out.push(Issue::new(
+                        format!("{path}.Parameters.Entries.$"),
+                        "with `role: auto`, `Entries` must be written out so the buses are known",
+                    ));
+                }
+            }
+            None if is_lambda_arn => {}
+            _ => out.push(
+                Issue::new(
+                    format!("{path}.Resource"),
+                    format!("`role: auto` derives permissions for Lambda, SQS, EventBridge and Step Functions tasks, not for `{resource}`"),
+                )
+                .help("give the state machine a role of its own: `role: ${workflow_role.arn}`"),
+            ),
+        }
+    }
+}
+
+/// The automatic role's policy, from the resolved definition; unknown while any name it
+/// depends on is.
+fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
+    let mut g = Grants::default();
+    let mut unknown = false;
+    let grant =
+        |v: Option<&Json>, g: &mut Grants, unknown: &mut bool| match v.and_then(Json::as_str) {
+            Some(s) if common::unknown(s) => *unknown = true,
+            Some(s) => iam_role::grant_for_value(s, g),
+            None => {}
+        };
+    for (_, task) in asl::tasks(def, "definition") {
+        let Some(resource) = task.get("Resource").and_then(Json::as_str) else {
+            continue;
+        };
+        if common::unknown(resource) {
+            unknown = true;
+            continue;
+        }
+        let params = task.get("Parameters");
+        match integration(resource) {
+            Some(i) if i.starts_with("lambda:invoke") => grant(
+                params.and_then(|p| p.get("FunctionName")),
+                &mut g,
+                &mut unknown,
+            ),
+            Some(i) if i.starts_with("sqs:sendMessage") => {
+                grant(params.and_then(|p| p.get("QueueUrl")), &mut g, &mut unknown)
+            }
+            Some("states:startExecution") => grant(
+                params.and_then(|p| p.get("StateMachineArn")),
+                &mut g,
+                &mut unknown,
+            ),
+            Some(i) if i.starts_with("events:putEvents") => {
+                let entries = params
+                    .and_then(|p| p.get("Entries"))
+                    .and_then(Json::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for e in entries {
+                    match e.get("EventBusName").and_then(Json::as_str) {
+                        Some(b) if common::unknown(b) => unknown = true,
+                        Some(b) if b.starts_with("arn:") => g.allow("events:PutEvents", b),
+                        Some(b) => g.allow(
+                            "events:PutEvents",
+                            format!("arn:aws:events:*:*:event-bus/{b}"),
+                        ),
+                        None => g.allow("events:PutEvents", "arn:aws:events:*:*:event-bus/default"),
+                    }
+                }
+            }
+            Some(_) => {}
+            None => iam_role::grant_for_value(resource, &mut g),
+        }
+    }
+    if unknown {
+        return Json::String(UNKNOWN.into());
+    }
+    if logging {
+        // CloudWatch Logs delivery APIs take no resource (AWS documents `*` for them).
+        for a in [
+            "logs:CreateLogDelivery",
+            "logs:GetLogDelivery",
+            "logs:UpdateLogDelivery",
+            "logs:DeleteLogDelivery",
+            "logs:ListLogDeliveries",
+            "logs:PutResourcePolicy",
+            "logs:DescribeResourcePolicies",
+            "logs:DescribeLogGroups",
+        ] {
+            g.allow(a, "*");
+        }
+    }
+    if tracing {
+        for a in [
+            "xray:PutTraceSegments",
+            "xray:PutTelemetryRecords",
+            "xray:GetSamplingRules",
+            "xray:GetSamplingTargets",
+        ] {
+            g.allow(a, "*");
+        }
+    }
+    g.policy()
+}
+
+fn role_not_ready(e: Error) -> Error {
+    match e {
+        Error::Aws {
+            operation,
+            code: Some(c),
+            message,
+        } if c == "AccessDeniedException"
+            && (message.contains("states.amazonaws.com") || message.contains("assume")) =>
+        {
+            Error::Aws {
+                operation,
+                code: Some(ROLE_NOT_READY.into()),
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
+fn restore_code(e: Error) -> Error {
+    match e {
+        Error::Aws {
+            operation,
+            code: Some(c),
+            message,
+        } if c == ROLE_NOT_READY => Error::Aws {
+            operation,
+            code: Some("AccessDeniedException".into()),
+            message,
+        },
+        other => other,
+    }
+}
+
+async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    common::retry_on(
+        cx,
+        &[ROLE_NOT_READY],
+        ROLE_PROPAGATION,
+        "Step Functions cannot assume the role yet (IAM changes take a moment to reach it)",
+        || {
+            let f = op();
+            async move { f.await.map_err(role_not_ready) }
+        },
+    )
+    .await
+    .map_err(restore_code)
+}
+
+// ---------------------------------------------------------------------------------------
+// The kind
+// ---------------------------------------------------------------------------------------
+
+fn is_literal(value: &str) -> bool {
+    matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
+}
+
+#[async_trait]
+impl Kind for StateMachine {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn attributes(&self) -> &'static [&'static str] {
+        &["arn", "name"]
+    }
+
+    fn schema(&self) -> Json {
+        common::schema_of::<Fields>()
+    }
+
+    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+        let f: Fields = match parse(config) {
+            Ok(f) => f,
+            Err(i) => return vec![i],
+        };
+        let mut out = Vec::new();
+        match (&f.definition, &f.definition_file) {
+            (Some(_), Some(_)) => out.push(Issue::new(
+                "definition_file",
+                "a state machine has either `definition` or `definition_file`, not both",
+            )),
+            (None, None) => out.push(
+                Issue::new(
+                    "",
+                    "a state machine needs `definition` or `definition_file`",
+                )
+                .help(
+                    "e.g. `definition_file: workflow.asl.json`, or the definition inline as YAML",
+                ),
+            ),
+            (Some(def), None) => {
+                asl::validate(def, "definition", &mut out);
+                if f.role == AUTO {
+                    check_auto_role(def, &mut out);
+                }
+                if f.workflow_type == WorkflowType::Express {
+                    for (path, task) in asl::tasks(def, "definition") {
+                        let r = task
+                            .get("Resource")
+                            .and_then(Json::as_str)
+                            .unwrap_or_default();
+                        if r.ends_with(".sync")
+                            || r.contains(".sync:")
+                            || r.ends_with(".waitForTaskToken")
+                        {
+                            out.push(Issue::new(
+                                format!("{path}.Resource"),
+                                format!("EXPRESS workflows cannot wait for a job or a callback (`{r}`)"),
+                            ).help("use `workflow_type: STANDARD`"));
+                        }
+                    }
+                }
+            }
+            (None, Some(file)) => {
+                let lower = file.to_ascii_lowercase();
+                if ![".json", ".yaml", ".yml"]
+                    .iter()
+                    .any(|e| lower.ends_with(e))
+                {
+                    out.push(
+                        Issue::new(
+                            "definition_file",
+                            format!("`{file}` is not a JSON or YAML file"),
+                        )
+                        .help("name it like `workflow.asl.json` or `workflow.asl.yaml`"),
+                    );
+                }
+            }
+        }
+        check_role(&f.role, "states.amazonaws.com", cx, &mut out);
+        match &f.logging {
+            None => out.push(
+                Issue::new(
+                    "",
+                    "execution logging is off: this fails the security baseline (CKV_AWS_285 / StepFunctions.1)",
+                )
+                .help("add `logging: {log_group: ${workflow_logs.arn}}` with a log_group resource")
+                .warning(),
+            ),
+            Some(l) => {
+                if l.level == Level::Off {
+                    out.push(
+                        Issue::new(
+                            "logging.level",
+                            "execution logging is off: this fails the security baseline (CKV_AWS_285 / StepFunctions.1)",
+                        )
+                        .warning(),
+                    );
+                }
+                if is_literal(&l.log_group) && !l.log_group.starts_with("arn:") {
+                    out.push(
+                        Issue::new(
+                            "logging.log_group",
+                            format!("`{}` is not a log group ARN", l.log_group),
+                        )
+                        .help("use a reference like `${workflow_logs.arn}`"),
+                    );
+                }
+                if let Ok(pieces) = refs::scan(&l.log_group) {
+                    if let [Piece::Ref(r)] = pieces.as_slice() {
+                        if let Some(res) = cx.resources.get(&r.target) {
+                            if res.kind != "log_group" {
+                                out.push(Issue::new(
+                                    "logging.log_group",
+                                    format!("`{r}` is a {}, not a log_group", res.kind),
+                                ));
+                            } else if !matches!(r.attribute.as_deref(), None | Some("arn")) {
+                                out.push(
+                                    Issue::new(
+                                        "logging.log_group",
+                                        format!("logging needs the log group's ARN, not `{r}`"),
+                                    )
+                                    .help(format!("use `${{{}.arn}}`", r.target)),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !f.tracing {
+            out.push(
+                Issue::new(
+                    "tracing",
+                    "X-Ray tracing is off: this fails the security baseline (CKV_AWS_284)",
+                )
+                .help("remove `tracing: false`")
+                .warning(),
+            );
+        }
+        out
+    }
+
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        self.desired_in(stack, id, config, Path::new("."))
+    }
+
+    fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
+        let f: Fields = parse(config).map_err(|i| {
+            if i.path.is_empty() {
+                i.message
+            } else {
+                format!("{}: {}", i.path, i.message)
+            }
+        })?;
+        let definition = match (&f.definition, &f.definition_file) {
+            (Some(d), _) => d.clone(),
+            (None, Some(file)) => {
+                let d = read_definition_file(dir, file)?;
+                // A file is checked here, at plan time, since the blueprint checks do not
+                // read files.
+                let mut issues = Vec::new();
+                asl::validate(&d, "definition", &mut issues);
+                if f.role == AUTO {
+                    check_auto_role(&d, &mut issues);
+                }
+                if let Some(i) = issues.iter().find(|i| !i.warning) {
+                    return Err(format!("{file}: {}: {}", i.path, i.message));
+                }
+                let mut found = Vec::new();
+                refs::collect(&d, "", &mut found);
+                if let Some((path, r)) = found.into_iter().next() {
+                    let shown = r.map(|r| r.to_string()).unwrap_or_else(|e| e);
+                    return Err(format!(
+                        "{file}: {path}: `{shown}`: references inside definition files are not substituted \
+                         by this securecart version; write the definition inline under `definition:`"
+                    ));
+                }
+                d
+            }
+            (None, None) => {
+                return Err("a state machine needs `definition` or `definition_file`".into())
+            }
+        };
+        let definition = sorted(&definition);
+        let logging = f
+            .logging
+            .as_ref()
+            .filter(|l| l.level != Level::Off)
+            .map(|l| LoggingAttrs {
+                log_group: log_group_arn(&l.log_group),
+                level: l.level,
+                include_execution_data: l.include_execution_data,
+            });
+        let role = f.role.trim().to_string();
+        let role_policy =
+            (role == AUTO).then(|| auto_policy(&definition, logging.is_some(), f.tracing));
+        let a = Attrs {
+            name: machine_name(stack, id),
+            workflow_type: f.workflow_type,
+            definition,
+            role,
+            role_policy,
+            logging,
+            tracing: f.tracing,
+        };
+        serde_json::to_value(a).map_err(|e| e.to_string())
+    }
+
+    fn replace_on(&self) -> &'static [&'static str] {
+        &["name", "workflow_type"]
+    }
+
+    fn warnings(&self, desired: &Json) -> Vec<String> {
+        let mut out = Vec::new();
+        if desired.get("logging").is_some_and(Json::is_null) {
+            out.push(
+                "execution logging is off (security baseline CKV_AWS_285 / StepFunctions.1)".into(),
+            );
+        }
+        if desired.get("tracing") == Some(&Json::Bool(false)) {
+            out.push(
+                "`tracing: false` turns X-Ray tracing off (security baseline CKV_AWS_284)".into(),
+            );
+        }
+        out
+    }
+
+    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        let prefix = format!("{stack}-");
+        let machines = aws
+            .sfn
+            .list_state_machines()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws_error("ListStateMachines"))?;
+        // Tags and definitions have no batched form: calls per state machine whose name
+        // could be ours.
+        let found: Vec<Option<Live>> = futures::stream::iter(
+            machines
+                .into_iter()
+                .filter(|m| m.name().starts_with(&prefix))
+                .map(|m| m.state_machine_arn().to_string()),
+        )
+        .map(|arn| async move {
+            let Some(tags) = tags_of(aws, &arn).await? else {
+                return Ok(None);
+            };
+            let Some(id) = owned_id(&tags, stack) else {
+                return Ok(None);
+            };
+            describe_live(aws, stack, id, &arn, &tags).await
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+        let mut out: Vec<Live> = found.into_iter().flatten().collect();
+        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+        Ok(out)
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        // CreateStateMachine answers with an existing machine of the same name and
+        // definition whoever owns it: look first.
+        let account = aws.account_id().await?;
+        let arn = format!(
+            "arn:{}:states:{}:{account}:stateMachine:{}",
+            iam_role::partition_of(&aws.region),
+            aws.region,
+            a.name
+        );
+        let tags = tags_of(aws, &arn).await?.unwrap_or_default();
+        if let Some(existing) = describe_live(aws, cx.stack, cx.id.to_string(), &arn, &tags).await?
+        {
+            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+                return Err(Error::Conflict(format!(
+                    "a state machine named `{}` already exists and is not tagged as `{}` of stack `{}`; \
+                     securecart does not adopt or change it: delete it or use another resource id",
+                    a.name, cx.id, cx.stack
+                )));
+            }
+            cx.note("the state machine exists from an earlier run; bringing it up to date");
+            let changed: Vec<String> =
+                crate::plan::diff(desired, &existing.attrs, &[], &BTreeSet::new())
+                    .into_iter()
+                    .map(|c| c.attribute)
+                    .collect();
+            if changed.is_empty() {
+                return Ok(existing);
+            }
+            return self.update(aws, cx, &existing, desired, &changed).await;
+        }
+        let role_arn = role_arn_for(aws, cx, &a).await?;
+        cx.note("creating the state machine");
+        let created = with_role_retry(cx, || async {
+            let mut req = aws
+                .sfn
+                .create_state_machine()
+                .name(&a.name)
+                .definition(a.definition.to_string())
+                .role_arn(&role_arn)
+                .r#type(machine_type(a.workflow_type))
+                .logging_configuration(logging_configuration(&a))
+                .tracing_configuration(TracingConfiguration::builder().enabled(a.tracing).build());
+            for (k, v) in common::tags(cx.stack, cx.id, &a.name) {
+                req = req.tags(Tag::builder().key(k).value(v).build());
+            }
+            req = req.tags(
+                Tag::builder()
+                    .key(TAG_TRACING)
+                    .value(a.tracing.to_string())
+                    .build(),
+            );
+            req.send().await.map_err(aws_error("CreateStateMachine"))
+        })
+        .await?;
+        Ok(live(cx.id.to_string(), created.state_machine_arn(), a))
+    }
+
+    async fn update(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        live_sm: &Live,
+        desired: &Json,
+        changed: &[String],
+    ) -> Result<Live, Error> {
+        let a: Attrs = common::from_desired(desired)?;
+        let old: Attrs = common::from_desired(&live_sm.attrs)?;
+        let has = |f: &str| changed.iter().any(|c| c == f);
+        let arn = live_sm.physical_id.clone();
+        let role_arn = if a.role == AUTO && (has("role") || has("role_policy")) {
+            Some(role_arn_for(aws, cx, &a).await?)
+        } else if has("role") {
+            Some(a.role.clone())
+        } else {
+            None
+        };
+        if ["definition", "role", "logging", "tracing"]
+            .iter()
+            .any(|f| has(f))
+        {
+            cx.note(format!(
+                "updating {}",
+                ["definition", "role", "logging", "tracing"]
+                    .into_iter()
+                    .filter(|f| has(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            with_role_retry(cx, || async {
+                let mut req = aws.sfn.update_state_machine().state_machine_arn(&arn);
+                if has("definition") {
+                    req = req.definition(a.definition.to_string());
+                }
+                if let (true, Some(r)) = (has("role"), &role_arn) {
+                    req = req.role_arn(r);
+                }
+                if has("logging") {
+                    req = req.logging_configuration(logging_configuration(&a));
+                }
+                if has("tracing") {
+                    req = req.tracing_configuration(
+                        TracingConfiguration::builder().enabled(a.tracing).build(),
+                    );
+                }
+                req.send().await.map_err(aws_error("UpdateStateMachine"))
+            })
+            .await?;
+            if has("tracing") {
+                aws.sfn
+                    .tag_resource()
+                    .resource_arn(&arn)
+                    .tags(
+                        Tag::builder()
+                            .key(TAG_TRACING)
+                            .value(a.tracing.to_string())
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(aws_error("TagResource"))?;
+            }
+        }
+        if old.role == AUTO && a.role != AUTO {
+            cx.note("deleting the automatic role, which the state machine no longer uses");
+            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
+        Ok(live(cx.id.to_string(), &arn, a))
+    }
+
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live_sm: &Live) -> Result<(), Error> {
+        let old: Attrs = common::from_desired(&live_sm.attrs)?;
+        // The role first: a state machine left without it is found and deleted by the next
+        // run; a role left without its state machine would be an orphan.
+        if old.role == AUTO {
+            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
+        let arn = live_sm.physical_id.clone();
+        match aws
+            .sfn
+            .delete_state_machine()
+            .state_machine_arn(&arn)
+            .send()
+            .await
+            .map_err(aws_error("DeleteStateMachine"))
+        {
+            Err(e) if gone(&e) => return Ok(()),
+            other => other.map(|_| ())?,
+        }
+        // Deletion is asynchronous; a replacement needs the name free.
+        common::wait_for(
+            cx,
+            "the state machine to be deleted",
+            Duration::from_secs(300),
+            || async {
+                match aws
+                    .sfn
+                    .describe_state_machine()
+                    .state_machine_arn(&arn)
+                    .send()
+                    .await
+                    .map_err(aws_error("DescribeStateMachine"))
+                {
+                    Err(e) if gone(&e) => Ok(Some(())),
+                    Err(e) => Err(e),
+                    Ok(_) => Ok(None),
+                }
+            },
+        )
+        .await
+    }
+}
+
+/// The role the state machine runs as: its automatic role (created or brought up to
+/// date), or the one the blueprint names.
+async fn role_arn_for(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<String, Error> {
+    if a.role != AUTO {
+        return Ok(a.role.clone());
+    }
+    let policy = a
+        .role_policy
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("`role: auto` without a derived policy".into()))?;
+    let (arn, _) =
+        iam_role::ensure_auto_role(aws, cx, KIND, "states.amazonaws.com", policy).await?;
+    Ok(arn)
+}
+
+fn machine_type(t: WorkflowType) -> StateMachineType {
+    match t {
+        WorkflowType::Standard => StateMachineType::Standard,
+        WorkflowType::Express => StateMachineType::Express,
+    }
+}
+
+fn logging_configuration(a: &Attrs) -> LoggingConfiguration {
+    match &a.logging {
+        None => LoggingConfiguration::builder().level(LogLevel::Off).build(),
+        Some(l) => LoggingConfiguration::builder()
+            .level(match l.level {
+                Level::All => LogLevel::All,
+                Level::Error => LogLevel::Error,
+                Level::Fatal => LogLevel::Fatal,
+                Level::Off => LogLevel::Off,
+            })
+            .include_execution_data(l.include_execution_data)
+            .destinations(
+                LogDestination::builder()
+                    .cloud_watch_logs_log_group(
+                        CloudWatchLogsLogGroup::builder()
+                            .log_group_arn(format!("{}:*", l.log_group))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build(),
+    }
+}
+
+fn gone(e: &Error) -> bool {
+    e.is_code(&["StateMachineDoesNotExist", "ResourceNotFound"])
+}
+
+fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
+    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
+        .then(|| tags.get(TAG_RESOURCE).cloned())
+        .flatten()
+}
+
+/// The state machine's tags, or `None` when it is gone.
+async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
+    match aws
+        .sfn
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(aws_error("ListTagsForResource"))
+    {
+        Ok(o) => Ok(Some(
+            o.tags()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect(),
+        )),
+        Err(e) if gone(&e) || e.is_code(&["InvalidArn"]) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The state machine at `arn` as [`Live`], or `None` when there is none (or it is being
+/// deleted).
+async fn describe_live(
+    aws: &Aws,
+    stack: &str,
+    id: String,
+    arn: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<Option<Live>, Error> {
+    let d = match aws
+        .sfn
+        .describe_state_machine()
+        .state_machine_arn(arn)
+        .send()
+        .await
+        .map_err(aws_error("DescribeStateMachine"))
+    {
+        Err(e) if gone(&e) => return Ok(None),
+        other => other?,
+    };
+    if d.status().is_some_and(|s| s.as_str() == "DELETING") {
+        return Ok(None);
+    }
+    let role_arn = d.role_arn();
+    let auto = iam_role::is_auto_role(role_arn, stack);
+    let role_policy = if auto {
+        Some(
+            iam_role::auto_role_policy(aws, role_arn)
+                .await?
+                .unwrap_or(Json::Null),
+        )
+    } else {
+        None
+    };
+    let logging = d.logging_configuration().and_then(|l| {
+        let level = match l.level()? {
+            LogLevel::All => Level::All,
+            LogLevel::Error => Level::Error,
+            LogLevel::Fatal => Level::Fatal,
+            _ => return None,
+        };
+        let group = l
+            .destinations()
+            .first()
+            .and_then(|d| d.cloud_watch_logs_log_group())
+            .and_then(|g| g.log_group_arn())
+            .map(log_group_arn)
+            .unwrap_or_default();
+        Some(LoggingAttrs {
+            log_group: group,
+            level,
+            include_execution_data: l.include_execution_data(),
+        })
+    });
+    let a = Attrs {
+        name: d.name().to_string(),
+        workflow_type: if *d.r#type() == StateMachineType::Express {
+            WorkflowType::Express
+        } else {
+            WorkflowType::Standard
+        },
+        definition: parse_definition_text(d.definition()),
+        role: if auto {
+            AUTO.to_string()
+        } else {
+            role_arn.to_string()
+        },
+        role_policy,
+        logging,
+        tracing: d
+            .tracing_configuration()
+            .map(|t| t.enabled())
+            .unwrap_or_else(|| tags.get(TAG_TRACING).is_some_and(|v| v == "true")),
+    };
+    Ok(Some(live(id, d.state_machine_arn(), a)))
+}
+
+fn live(id: String, arn: &str, a: Attrs) -> Live {
+    let outputs: BTreeMap<String, Json> = [
+        ("arn".to_string(), json!(arn)),
+        ("name".to_string(), json!(a.name)),
+    ]
+    .into_iter()
+    .collect();
+    Live {
+        id,
+        kind: KIND,
+        physical_id: arn.to_string(),
+        attrs: json!(a),
+        outputs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::{self, LoadError, Severity, SourceFile};
+
+    fn problems(resources: &str) -> Vec<(Severity, String, String, Option<usize>)> {
+        let text = format!("name: shop\nresources:\n{resources}");
+        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
+        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
+            Ok(bp) => bp.warnings,
+            Err(LoadError::Invalid(d)) => d.problems,
+            Err(e) => panic!("{e}"),
+        };
+        problems
+            .into_iter()
+            .map(|p| (p.severity, p.path.unwrap_or_default(), p.message, p.line))
+            .collect()
+    }
+
+    const FLOW: &str = concat!(
+        "  logs: {type: log_group}\n",
+        "  support: {type: sqs_queue}\n",
+        "  pay: {type: lambda_function, code: f, runtime: python3.12, handler: h.h}\n",
+        "  flow:\n",
+        "    type: state_machine\n",
+        "    logging: {log_group: '${logs.arn}'}\n",
+        "    definition:\n",
+        "      StartAt: ProcessPayment\n",
+        "      States:\n",
+        "        ProcessPayment:\n",
+        "          Type: Task\n",
+        "          Resource: arn:aws:states:::lambda:invoke\n",
+        "          Parameters: {FunctionName: '${pay.arn}', Payload.$: $}\n",
+        "          Retry: [{ErrorEquals: [Busy], IntervalSeconds: 1, BackoffRate: 2, MaxAttempts: 3}]\n",
+        "          Catch: [{ErrorEquals: [States.ALL], Next: NotifySupport}]\n",
+        "          Next: Done\n",
+        "        NotifySupport:\n",
+        "          Type: Task\n",
+        "          Resource: arn:aws:states:::sqs:sendMessage\n",
+        "          Parameters: {QueueUrl: '${support.url}', MessageBody.$: $}\n",
+        "          Next: Failed\n",
+        "        Failed: {Type: Fail}\n",
+        "        Done: {Type: Succeed}\n",
+    );
+
+    #[test]
+    fn a_valid_workflow_has_no_problems() {
+        let p = problems(FLOW);
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn definition_problems_land_on_the_state() {
+        let bad = FLOW.replace("          Next: Done\n", "          Next: Dne\n");
+        let p = problems(&bad);
+        let (sev, path, msg, line) = &p[0];
+        assert_eq!(*sev, Severity::Error);
+        assert_eq!(path, "resources.flow.definition.States.ProcessPayment.Next");
+        assert!(msg.contains("`Dne`"), "{msg}");
+        // The line of `Next: Dne` in the blueprint (2 header lines before the resources).
+        let want = 2 + FLOW.lines().position(|l| l.contains("Next: Done")).unwrap() + 1;
+        assert_eq!(*line, Some(want), "{p:?}");
+    }
+
+    #[test]
+    fn baseline_warnings_and_auto_role_limits() {
+        let quiet = FLOW
+            .replace(
+                "    logging: {log_group: '${logs.arn}'}\n",
+                "    tracing: false\n",
+            )
+            .replace(
+                "Resource: arn:aws:states:::sqs:sendMessage",
+                "Resource: arn:aws:states:::dynamodb:putItem",
+            );
+        let p = problems(&quiet);
+        let msgs: Vec<&str> = p.iter().map(|x| x.2.as_str()).collect();
+        assert!(msgs.iter().any(|m| m.contains("CKV_AWS_285")), "{p:?}");
+        assert!(msgs.iter().any(|m| m.contains("CKV_AWS_284")), "{p:?}");
+        let role = p
+            .iter()
+            .find(|x| x.1 == "resources.flow.definition.States.NotifySupport.Resource")
+            .unwrap_or_else(|| panic!("{p:?}"));
+        assert!(role.2.contains("dynamodb:putItem"), "{p:?}");
+        // Dynamic names cannot be granted in advance.
+        let dynamic = FLOW.replace("FunctionName: '${pay.arn}'", "FunctionName.$: $.fn");
+        let p = problems(&dynamic);
+        assert!(
+            p.iter().any(|x| x.1.ends_with("Parameters.FunctionName.$")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn desired_sorts_the_definition_and_derives_the_role() {
+        let config = json!({
+            "logging": {"log_group": "arn:aws:logs:us-east-1:000000000000:log-group:/securecart/shop/logs:*"},
+            "definition": {
+                "States": {
+                    "Pay": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                        "Parameters": {"Payload.$": "$", "FunctionName": "arn:aws:lambda:us-east-1:000000000000:function:shop-pay"},
+                        "Next": "Tell"},
+                    "Tell": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+                        "Parameters": {"QueueUrl": "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/shop-support", "MessageBody.$": "$"},
+                        "Next": "Put"},
+                    "Put": {"Type": "Task", "Resource": "arn:aws:states:::events:putEvents",
+                        "Parameters": {"Entries": [{"EventBusName": "arn:aws:events:us-east-1:000000000000:event-bus/shop-bus", "Detail.$": "$", "DetailType": "X", "Source": "s"}]},
+                        "End": true},
+                },
+                "StartAt": "Pay",
+            }
+        });
+        let d = StateMachine.desired("shop", "flow", &config).unwrap();
+        assert_eq!(d["name"], "shop-flow");
+        assert_eq!(d["workflow_type"], "STANDARD");
+        let keys: Vec<&String> = d["definition"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["StartAt", "States"]);
+        assert_eq!(
+            d["logging"],
+            json!({"log_group": "arn:aws:logs:us-east-1:000000000000:log-group:/securecart/shop/logs", "level": "ALL", "include_execution_data": true})
+        );
+        let policy = d["role_policy"].to_string();
+        for want in [
+            "arn:aws:lambda:us-east-1:000000000000:function:shop-pay",
+            "arn:aws:sqs:us-east-1:000000000000:shop-support",
+            "arn:aws:events:us-east-1:000000000000:event-bus/shop-bus",
+            "logs:CreateLogDelivery",
+            "xray:PutTraceSegments",
+        ] {
+            assert!(policy.contains(want), "{want} not in {policy}");
+        }
+        // What Step Functions answers (the text we sent, in any key order) reads back equal.
+        let text = serde_json::to_string_pretty(&config["definition"]).unwrap();
+        assert_eq!(parse_definition_text(&text), d["definition"]);
+        // Unknown names make the policy unknown, not silently narrower.
+        let mut c = config.clone();
+        c["definition"]["States"]["Pay"]["Parameters"]["FunctionName"] = json!(UNKNOWN);
+        let u = StateMachine.desired("shop", "flow", &c).unwrap();
+        assert_eq!(u["role_policy"], UNKNOWN);
+    }
+
+    #[test]
+    fn definition_files_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ok.asl.yaml"),
+            "StartAt: A\nStates:\n  A: {Type: Pass, End: true}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("bad.asl.json"),
+            r#"{"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("refs.asl.json"),
+            r#"{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${fn.arn}", "End": true}}}"#,
+        )
+        .unwrap();
+        let ok = StateMachine
+            .desired_in(
+                "shop",
+                "f",
+                &json!({"definition_file": "ok.asl.yaml"}),
+                dir.path(),
+            )
+            .unwrap();
+        assert_eq!(ok["definition"]["StartAt"], "A");
+        let bad = StateMachine
+            .desired_in(
+                "shop",
+                "f",
+                &json!({"definition_file": "bad.asl.json"}),
+                dir.path(),
+            )
+            .unwrap_err();
+        assert!(bad.contains("definition.States.A.Next"), "{bad}");
+        let refs = StateMachine
+            .desired_in(
+                "shop",
+                "f",
+                &json!({"definition_file": "refs.asl.json"}),
+                dir.path(),
+            )
+            .unwrap_err();
+        assert!(refs.contains("${fn.arn}"), "{refs}");
+        let missing = StateMachine
+            .desired_in(
+                "shop",
+                "f",
+                &json!({"definition_file": "nope.json"}),
+                dir.path(),
+            )
+            .unwrap_err();
+        assert!(missing.contains("cannot read"), "{missing}");
+    }
+
+    #[test]
+    fn role_errors_are_told_apart() {
+        let e = role_not_ready(Error::Aws {
+            operation: "CreateStateMachine".into(),
+            code: Some("AccessDeniedException".into()),
+            message: "Neither the global service principal states.amazonaws.com, nor the regional one is authorized to assume the provided role.".into(),
+        });
+        assert!(e.is_code(&[ROLE_NOT_READY]));
+        assert!(restore_code(e).is_code(&["AccessDeniedException"]));
+    }
+}
