@@ -11,6 +11,7 @@ use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
 use super::event_bus::{bus_char, not_found, owned_id, stack_buses, tag_list, tags_of};
+use super::iam_role::{self, Grants};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, Ref};
@@ -66,8 +67,10 @@ struct TargetField {
     /// Fixed JSON to send instead of the matched event, written as YAML.
     #[serde(default)]
     input: Option<Json>,
-    /// ARN of the IAM role EventBridge assumes to call the target, as a reference like
-    /// `${events_role.arn}`: needed for Step Functions, Kinesis and ECS targets.
+    /// The IAM role EventBridge assumes to call the target, needed for Step Functions,
+    /// Kinesis and ECS targets: `auto` for a least-privilege role of the rule's own
+    /// (`states:StartExecution` on the state machines it targets), or a reference like
+    /// `${events_role.arn}`. Lambda targets need none: the rule allows itself to invoke them.
     #[serde(default)]
     role: Option<String>,
     /// Message group id for a FIFO queue target (required by FIFO queues).
@@ -86,6 +89,9 @@ struct Attrs {
     enabled: bool,
     /// Sorted by id: EventBridge lists targets in no particular order.
     targets: Vec<TargetAttrs>,
+    /// The policy of the rule's automatic role, when a target has `role: auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role_policy: Option<Json>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -282,6 +288,7 @@ impl Kind for EventRule {
             })
             .collect();
         targets.sort_by(|a, b| a.id.cmp(&b.id));
+        let role_policy = auto_role_policy(&targets);
         let a = Attrs {
             name: rule_name(stack, id),
             bus: bus_of(f.bus.as_deref()),
@@ -290,6 +297,7 @@ impl Kind for EventRule {
             description: non_empty(f.description.as_deref()),
             enabled: f.enabled,
             targets,
+            role_policy,
         };
         serde_json::to_value(a).map_err(|e| e.to_string())
     }
@@ -342,7 +350,8 @@ impl Kind for EventRule {
             let targets = list_targets(aws, &a.name, &a.bus)
                 .await?
                 .unwrap_or_default();
-            let live_rule = live(cx.id.to_string(), &arn, attrs_of(&existing, &targets));
+            let attrs = with_auto_role(aws, cx.stack, attrs_of(&existing, &targets)).await?;
+            let live_rule = live(cx.id.to_string(), &arn, attrs);
             let changed: Vec<String> =
                 crate::plan::diff(desired, &live_rule.attrs, &[], &Default::default())
                     .into_iter()
@@ -356,7 +365,10 @@ impl Kind for EventRule {
         let arn = put_rule(aws, &a, tag_list(cx.stack, cx.id, &a.name)?).await?;
         // A crash before the targets are in leaves a tagged rule without them; the next
         // plan finds it and update() adds them.
-        put_targets(aws, &a, &a.targets.iter().collect::<Vec<_>>()).await?;
+        let role = ensure_role(aws, cx, &a).await?;
+        let targets = with_role_arn(&a.targets, role.as_deref());
+        put_targets(aws, &a, &targets.iter().collect::<Vec<_>>()).await?;
+        allow_invoke(aws, cx, &a, &arn, &a.targets.iter().collect::<Vec<_>>()).await?;
         Ok(live(cx.id.to_string(), &arn, a))
     }
 
@@ -385,7 +397,8 @@ impl Kind for EventRule {
             // PutRule replaces every setting of the rule (not its tags), so it gets all of them.
             arn = put_rule(aws, &a, Vec::new()).await?;
         }
-        if has("targets") {
+        if has("targets") || has("role_policy") {
+            let role = ensure_role(aws, cx, &a).await?;
             let remove: Vec<String> = old
                 .targets
                 .iter()
@@ -396,6 +409,11 @@ impl Kind for EventRule {
                 .targets
                 .iter()
                 .filter(|t| !old.targets.contains(t))
+                .collect();
+            let gone_fns: Vec<&TargetAttrs> = old
+                .targets
+                .iter()
+                .filter(|o| !a.targets.iter().any(|t| t.id == o.id && t.arn == o.arn))
                 .collect();
             // Removed first: the limit of 5 targets counts old and new together.
             if !remove.is_empty() {
@@ -410,14 +428,30 @@ impl Kind for EventRule {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-                put_targets(aws, &a, &put).await?;
+                let resolved: Vec<TargetAttrs> = put
+                    .iter()
+                    .map(|t| with_role_arn(std::slice::from_ref(*t), role.as_deref()).remove(0))
+                    .collect();
+                put_targets(aws, &a, &resolved.iter().collect::<Vec<_>>()).await?;
+                allow_invoke(aws, cx, &a, &arn, &put).await?;
+            }
+            revoke_invoke(aws, &a.name, &gone_fns).await?;
+            if old.role_policy.is_some() && a.role_policy.is_none() {
+                cx.note("deleting the automatic role, which no target uses any more");
+                iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
             }
         }
         Ok(live(cx.id.to_string(), &arn, a))
     }
 
-    async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live_rule: &Live) -> Result<(), Error> {
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live_rule: &Live) -> Result<(), Error> {
         let a: Attrs = common::from_desired(&live_rule.attrs)?;
+        // The automatic role first: a rule left without it is found and deleted by the next
+        // run, a role left without its rule would be an orphan.
+        if a.role_policy.is_some() {
+            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
+        revoke_invoke(aws, &a.name, &a.targets.iter().collect::<Vec<_>>()).await?;
         // A rule with targets cannot be deleted; the list is fresh, not the one read at plan time.
         let Some(targets) = list_targets(aws, &a.name, &a.bus).await? else {
             return Ok(());
@@ -489,6 +523,7 @@ fn attrs_of(r: &Rule, targets: &[Target]) -> Attrs {
             Some(RuleState::Enabled | RuleState::EnabledWithAllCloudtrailManagementEvents)
         ),
         targets,
+        role_policy: None,
     }
 }
 
@@ -510,7 +545,8 @@ async fn read_rule(aws: &Aws, stack: &str, r: Rule) -> Result<Option<Live>, Erro
     let Some(targets) = list_targets(aws, name, &bus).await? else {
         return Ok(None);
     };
-    Ok(Some(live(id, arn, attrs_of(&r, &targets))))
+    let attrs = with_auto_role(aws, stack, attrs_of(&r, &targets)).await?;
+    Ok(Some(live(id, arn, attrs)))
 }
 
 async fn list_rules(aws: &Aws, bus: String, prefix: &str) -> Result<Vec<Rule>, Error> {
@@ -893,7 +929,28 @@ fn check_target(t: &TargetField, cx: &CheckCx) -> Vec<(&'static str, Issue)> {
             }
         }
     }
-    if let Some(role) = &t.role {
+    let target_kind = reference(&t.arn, cx).map(|(_, res)| res.kind.clone());
+    let starts_machine = target_kind.as_deref() == Some("state_machine")
+        || iam_role::arn_parts(&t.arn)
+            .is_some_and(|(_, s, _, _, r)| s == "states" && r.starts_with("stateMachine:"));
+    if t.role.is_none() && starts_machine {
+        out.push((
+            "arn",
+            Issue::new("", "EventBridge needs a role to start a state machine")
+                .help("add `role: auto` to this target for a role allowed only `states:StartExecution` on it"),
+        ));
+    }
+    if t.role.as_deref() == Some(iam_role_auto()) && !starts_machine {
+        out.push((
+            "role",
+            Issue::new(
+                "",
+                "`role: auto` is for state machine targets; this target needs no role (functions and queues allow the rule through their own policies)",
+            )
+            .help("remove `role`, or give a role ARN"),
+        ));
+    }
+    if let Some(role) = t.role.as_deref().filter(|r| *r != iam_role_auto()) {
         if is_literal(role) && !role.starts_with("arn:") {
             out.push((
                 "role",
@@ -903,6 +960,138 @@ fn check_target(t: &TargetField, cx: &CheckCx) -> Vec<(&'static str, Issue)> {
         }
     }
     out
+}
+
+fn iam_role_auto() -> &'static str {
+    "auto"
+}
+
+/// The automatic role's policy: what the targets with `role: auto` need.
+fn auto_role_policy(targets: &[TargetAttrs]) -> Option<Json> {
+    let auto: Vec<&TargetAttrs> = targets
+        .iter()
+        .filter(|t| t.role.as_deref() == Some(iam_role_auto()))
+        .collect();
+    if auto.is_empty() {
+        return None;
+    }
+    if auto.iter().any(|t| t.arn == refs::UNKNOWN) {
+        return Some(Json::String(refs::UNKNOWN.into()));
+    }
+    let mut g = Grants::default();
+    for t in auto {
+        iam_role::grant_for_value(&t.arn, &mut g);
+    }
+    Some(g.policy())
+}
+
+/// Targets read from AWS that use the stack's automatic role say `auto`, as in the
+/// blueprint, and the rule's attributes carry that role's policy.
+async fn with_auto_role(aws: &Aws, stack: &str, mut a: Attrs) -> Result<Attrs, Error> {
+    let mut auto_arn = None;
+    for t in &mut a.targets {
+        if let Some(r) = &t.role {
+            if iam_role::is_auto_role(r, stack) {
+                auto_arn = Some(r.clone());
+                t.role = Some(iam_role_auto().to_string());
+            }
+        }
+    }
+    if let Some(arn) = auto_arn {
+        a.role_policy = Some(
+            iam_role::auto_role_policy(aws, &arn)
+                .await?
+                .unwrap_or(Json::Null),
+        );
+    }
+    Ok(a)
+}
+
+/// Creates or updates the rule's automatic role when a target needs it; its ARN.
+async fn ensure_role(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<Option<String>, Error> {
+    match &a.role_policy {
+        None => Ok(None),
+        Some(policy) => {
+            let (arn, _) =
+                iam_role::ensure_auto_role(aws, cx, KIND, "events.amazonaws.com", policy).await?;
+            Ok(Some(arn))
+        }
+    }
+}
+
+/// The targets with `role: auto` replaced by the automatic role's ARN.
+fn with_role_arn(targets: &[TargetAttrs], role: Option<&str>) -> Vec<TargetAttrs> {
+    targets
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            if t.role.as_deref() == Some(iam_role_auto()) {
+                t.role = role.map(str::to_string);
+            }
+            t
+        })
+        .collect()
+}
+
+fn is_function(arn: &str) -> bool {
+    iam_role::arn_parts(arn)
+        .is_some_and(|(_, s, _, _, r)| s == "lambda" && r.starts_with("function:"))
+}
+
+/// The id of the statement that lets this rule invoke a function target.
+fn permission_id(rule: &str, target: &str) -> String {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    common::physical_name("securecart", &format!("{rule}-{target}"), 100, ok, "")
+}
+
+/// Lets the rule invoke its function targets (lambda:AddPermission for
+/// events.amazonaws.com, limited to this rule's ARN).
+async fn allow_invoke(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    a: &Attrs,
+    rule_arn: &str,
+    targets: &[&TargetAttrs],
+) -> Result<(), Error> {
+    for t in targets.iter().filter(|t| is_function(&t.arn)) {
+        cx.note(format!("allowing the rule to invoke {}", t.arn));
+        match aws
+            .lambda
+            .add_permission()
+            .function_name(&t.arn)
+            .statement_id(permission_id(&a.name, &t.id))
+            .action("lambda:InvokeFunction")
+            .principal("events.amazonaws.com")
+            .source_arn(rule_arn)
+            .send()
+            .await
+            .map_err(aws_error("AddPermission"))
+        {
+            // Already there from an earlier run.
+            Err(e) if e.is_code(&["ResourceConflictException"]) => {}
+            other => other.map(|_| ())?,
+        }
+    }
+    Ok(())
+}
+
+/// Takes back what [`allow_invoke`] gave (a function already gone is fine).
+async fn revoke_invoke(aws: &Aws, rule: &str, targets: &[&TargetAttrs]) -> Result<(), Error> {
+    for t in targets.iter().filter(|t| is_function(&t.arn)) {
+        match aws
+            .lambda
+            .remove_permission()
+            .function_name(&t.arn)
+            .statement_id(permission_id(rule, &t.id))
+            .send()
+            .await
+            .map_err(aws_error("RemovePermission"))
+        {
+            Err(e) if e.is_code(&["ResourceNotFoundException"]) => {}
+            other => other.map(|_| ())?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1130,5 +1319,68 @@ mod tests {
             "  tick: {type: event_rule, schedule: rate(1 hour), enabled: false}\n",
         ));
         assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn state_machine_targets_get_an_automatic_role() {
+        let sm = "arn:aws:states:eu-west-1:123456789012:stateMachine:shop-flow";
+        let d = desired(json!({
+            "event_pattern": {"source": ["shop"]},
+            "targets": [{"id": "flow", "arn": sm, "role": "auto"}, {"id": "q", "arn": "arn:aws:sqs:eu-west-1:123456789012:q"}],
+        }));
+        assert_eq!(d["targets"][0]["role"], "auto");
+        assert_eq!(
+            d["role_policy"]["Statement"],
+            json!([{"Effect": "Allow", "Action": "states:StartExecution", "Resource": sm}])
+        );
+        // Without `role: auto` the attributes keep their shape.
+        let plain = desired(
+            json!({"event_pattern": {"source": ["shop"]}, "targets": [{"arn": sm, "role": "arn:aws:iam::1:role/r"}]}),
+        );
+        assert!(plain.get("role_policy").is_none(), "{plain}");
+        // The ARN of the automatic role is put in place of `auto` only when calling AWS.
+        let t: Vec<TargetAttrs> = serde_json::from_value(d["targets"].clone()).unwrap();
+        let resolved = with_role_arn(
+            &t,
+            Some("arn:aws:iam::1:role/securecart/shop/auto/shop-placed-role"),
+        );
+        assert_eq!(
+            resolved[0].role.as_deref(),
+            Some("arn:aws:iam::1:role/securecart/shop/auto/shop-placed-role")
+        );
+        assert_eq!(resolved[1].role, None);
+        assert!(permission_id(&"r".repeat(64), &"t".repeat(64)).len() <= 100);
+    }
+
+    #[test]
+    fn state_machine_and_function_targets_are_checked() {
+        let p = problems(concat!(
+            "  q: {type: sqs_queue, allow_services: [events.amazonaws.com]}\n",
+            "  f: {type: lambda_function, code: f, runtime: python3.12, handler: h.h}\n",
+            "  sm:\n    type: state_machine\n    definition: {StartAt: A, States: {A: {Type: Pass, End: true}}}\n",
+            "  r:\n    type: event_rule\n    event_pattern: {source: [a]}\n    targets:\n",
+            "      - {id: a, arn: '${sm.arn}'}\n",
+            "      - {id: b, arn: '${q.arn}', role: auto}\n",
+            "      - {id: c, arn: '${sm.arn}', role: auto}\n",
+            "      - {id: d, arn: '${f.arn}'}\n",
+        ));
+        let at = |path: &str| {
+            p.iter()
+                .filter(|(s, q, _)| q == path && *s == Severity::Error)
+                .map(|(_, _, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        assert!(
+            at("resources.r.targets[0].arn").contains("needs a role"),
+            "{p:?}"
+        );
+        assert!(
+            at("resources.r.targets[1].role").contains("for state machine targets"),
+            "{p:?}"
+        );
+        assert!(at("resources.r.targets[2].arn").is_empty(), "{p:?}");
+        assert!(at("resources.r.targets[2].role").is_empty(), "{p:?}");
+        assert!(at("resources.r.targets[3].arn").is_empty(), "{p:?}");
     }
 }

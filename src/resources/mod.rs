@@ -2,19 +2,24 @@
 //! [`REGISTRY`]. Adding a kind means adding a file here and a line in that list.
 
 pub mod common;
+mod asl;
 mod autoscaling_group;
 mod db_instance;
 mod db_read_replica;
 mod db_subnet_group;
 mod event_bus;
 mod event_rule;
+mod iam_role;
 mod internet_gateway;
+mod lambda_function;
 mod launch_template;
 mod listener;
 mod load_balancer;
+mod log_group;
 mod route_table;
 mod security_group;
 mod sqs_queue;
+mod state_machine;
 mod subnet;
 mod target_group;
 mod vpc;
@@ -45,6 +50,10 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &sqs_queue::SqsQueue,
     &event_bus::EventBus,
     &event_rule::EventRule,
+    &iam_role::IamRole,
+    &log_group::LogGroupKind,
+    &lambda_function::LambdaFunction,
+    &state_machine::StateMachine,
     &launch_template::LaunchTemplate,
     &load_balancer::LoadBalancer,
     &target_group::TargetGroup,

@@ -10,3 +10,4 @@ mod network;
 mod rds;
 mod validate;
 mod web;
+mod workflow;
