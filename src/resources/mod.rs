@@ -1,9 +1,9 @@
 //! AWS resource kinds: one file per kind implementing [`Kind`], all registered in
 //! [`REGISTRY`]. Adding a kind means adding a file here and a line in that list.
 
-pub mod common;
 mod asl;
 mod autoscaling_group;
+pub mod common;
 mod db_instance;
 mod db_read_replica;
 mod db_subnet_group;
