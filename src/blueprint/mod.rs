@@ -28,6 +28,18 @@ pub trait Catalog {
     fn schema(&self, kind: &str) -> Json;
     /// Typed and semantic checks of one resource's fields.
     fn check(&self, kind: &str, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue>;
+
+    /// The fields with the files they name (beside the blueprint, in `dir`) read in, when
+    /// the kind has such fields: references inside the files then become dependencies
+    /// and are checked like the rest. `None` when there is nothing to read.
+    fn inline_files(
+        &self,
+        _kind: &str,
+        _config: &Json,
+        _dir: &Path,
+    ) -> Result<Option<Json>, Issue> {
+        Ok(None)
+    }
 }
 
 /// A problem a kind found in its fields; `path` is relative to the resource.
@@ -355,7 +367,7 @@ impl Validator {
             }
         };
         let parameters = self.parameters(root.get("parameters"), vars);
-        let resources = self.resources(root.get("resources"), &parameters, catalog);
+        let resources = self.resources(root.get("resources"), &parameters, catalog, &dir);
         let outputs = self.outputs(root.get("outputs"), &parameters, &resources, catalog);
         self.cycles(&resources);
         Some(Blueprint {
@@ -500,6 +512,7 @@ impl Validator {
         value: Option<&Json>,
         params: &IndexMap<String, Parameter>,
         catalog: &dyn Catalog,
+        dir: &Path,
     ) -> IndexMap<String, Resource> {
         let map = match value {
             Some(Json::Object(m)) => m.clone(),
@@ -585,6 +598,14 @@ impl Validator {
             }
             let mut secret_fields = BTreeSet::new();
             let mut config = Json::Object(config);
+            match catalog.inline_files(&kind, &config, dir) {
+                Ok(Some(c)) => config = c,
+                Ok(None) => {}
+                Err(i) => {
+                    self.error(&join_path(&path, &i.path), false, i.message, i.help);
+                    broken.insert(id.clone());
+                }
+            }
             if !self.substitute_params(&path, &mut config, params, &mut secret_fields) {
                 // Kind checks would only repeat the parameter error in other words.
                 broken.insert(id.clone());

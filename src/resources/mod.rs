@@ -127,6 +127,12 @@ pub trait Kind: Send + Sync {
         self.desired(stack, id, config)
     }
 
+    /// The fields with the files they name read in (a state machine's `definition_file`),
+    /// so references inside files are checked and become dependencies like inline ones.
+    fn inline_files(&self, _config: &Json, _dir: &Path) -> Result<Option<Json>, Issue> {
+        Ok(None)
+    }
+
     /// Outputs that an in-place update changes (a launch template's latest version):
     /// whatever refers to them is updated after it.
     fn volatile_outputs(&self) -> &'static [&'static str] {
@@ -189,5 +195,9 @@ impl crate::blueprint::Catalog for Catalog {
         kind(name)
             .map(|k| k.check(id, config, cx))
             .unwrap_or_default()
+    }
+
+    fn inline_files(&self, name: &str, config: &Json, dir: &Path) -> Result<Option<Json>, Issue> {
+        kind(name).map_or(Ok(None), |k| k.inline_files(config, dir))
     }
 }

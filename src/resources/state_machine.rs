@@ -569,6 +569,24 @@ impl Kind for StateMachine {
         self.desired_in(stack, id, config, Path::new("."))
     }
 
+    fn inline_files(&self, config: &Json, dir: &Path) -> Result<Option<Json>, Issue> {
+        let Some(file) = config.get("definition_file").and_then(Json::as_str) else {
+            return Ok(None);
+        };
+        if config.get("definition").is_some() {
+            // check() reports having both.
+            return Ok(None);
+        }
+        let definition =
+            read_definition_file(dir, file).map_err(|e| Issue::new("definition_file", e))?;
+        let mut c = config.clone();
+        if let Some(m) = c.as_object_mut() {
+            m.remove("definition_file");
+            m.insert("definition".into(), definition);
+        }
+        Ok(Some(c))
+    }
+
     fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
         let f: Fields = parse(config).map_err(|i| {
             if i.path.is_empty() {
@@ -590,15 +608,6 @@ impl Kind for StateMachine {
                 }
                 if let Some(i) = issues.iter().find(|i| !i.warning) {
                     return Err(format!("{file}: {}: {}", i.path, i.message));
-                }
-                let mut found = Vec::new();
-                refs::collect(&d, "", &mut found);
-                if let Some((path, r)) = found.into_iter().next() {
-                    let shown = r.map(|r| r.to_string()).unwrap_or_else(|e| e);
-                    return Err(format!(
-                        "{file}: {path}: `{shown}`: references inside definition files are not substituted \
-                         by this securecart version; write the definition inline under `definition:`"
-                    ));
                 }
                 d
             }
@@ -1212,15 +1221,20 @@ mod tests {
             )
             .unwrap_err();
         assert!(bad.contains("definition.States.A.Next"), "{bad}");
-        let refs = StateMachine
-            .desired_in(
-                "shop",
-                "f",
-                &json!({"definition_file": "refs.asl.json"}),
-                dir.path(),
-            )
+        // Read in at load time, so its references are substituted like inline ones.
+        let inlined = StateMachine
+            .inline_files(&json!({"definition_file": "refs.asl.json"}), dir.path())
+            .unwrap()
+            .unwrap();
+        assert!(inlined.get("definition_file").is_none());
+        assert_eq!(
+            inlined["definition"]["States"]["A"]["Resource"],
+            "${fn.arn}"
+        );
+        let gone = StateMachine
+            .inline_files(&json!({"definition_file": "gone.asl.json"}), dir.path())
             .unwrap_err();
-        assert!(refs.contains("${fn.arn}"), "{refs}");
+        assert_eq!(gone.path, "definition_file");
         let missing = StateMachine
             .desired_in(
                 "shop",
