@@ -1,7 +1,8 @@
 //! AWS clients for every service securecart manages, built once from the standard
 //! credential chain, with an interceptor that counts API calls for `--stats`.
 
-use std::collections::BTreeMap;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -151,7 +152,10 @@ pub struct Aws {
     pub local: bool,
     pub stats: Arc<Stats>,
     account: Arc<OnceCell<String>>,
+    reads: Arc<Mutex<HashMap<String, SharedRead>>>,
 }
+
+type SharedRead = Arc<OnceCell<Arc<dyn Any + Send + Sync>>>;
 
 macro_rules! client {
     ($krate:ident, $sdk:expr, $icpt:expr) => {
@@ -219,6 +223,41 @@ impl Aws {
             local: s.local,
             stats,
             account: Arc::new(OnceCell::new()),
+            reads: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// Runs a whole-kind read once per command and shares its result: two kinds that
+    /// come from one API (DB instances and their replicas, load balancers and their
+    /// listeners) then cost one call, not two. Only for reading live state, never for
+    /// the checks a create or delete makes, which must see AWS as it is now.
+    pub async fn read_once<T, F, Fut>(
+        &self,
+        key: String,
+        read: F,
+    ) -> Result<Arc<T>, crate::resources::Error>
+    where
+        T: Any + Send + Sync,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::resources::Error>>,
+    {
+        let cell = self
+            .reads
+            .lock()
+            .expect("reads lock")
+            .entry(key)
+            .or_default()
+            .clone();
+        let v = cell
+            .get_or_try_init(|| async {
+                read()
+                    .await
+                    .map(|t| Arc::new(t) as Arc<dyn Any + Send + Sync>)
+            })
+            .await?
+            .clone();
+        v.downcast::<T>().map_err(|_| {
+            crate::resources::Error::Invalid("a shared read was used with two types".into())
         })
     }
 

@@ -752,22 +752,26 @@ pub(super) async fn stack_instances(
     stack: &str,
     kind: &str,
 ) -> Result<Vec<(String, AwsInstance)>, Error> {
+    // Instances and replicas come from the same call: it is made once for both kinds.
     let all = aws
-        .rds
-        .describe_db_instances()
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws_error("DescribeDBInstances"))?;
+        .read_once("rds:DescribeDBInstances".into(), || async {
+            aws.rds
+                .describe_db_instances()
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(aws_error("DescribeDBInstances"))
+        })
+        .await?;
     Ok(all
-        .into_iter()
+        .iter()
         // One being deleted is on its way out: plan treats it as gone (create waits for it).
         .filter(|db| db.db_instance_status() != Some("deleting"))
         .filter_map(|db| {
             let id = owned_id(db.tag_list(), stack)?;
-            (kind_of(&db) == kind).then_some((id, db))
+            (kind_of(db) == kind).then(|| (id, db.clone()))
         })
         .collect())
 }

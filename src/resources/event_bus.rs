@@ -237,6 +237,13 @@ pub(super) fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<S
 /// Every custom bus whose name starts like this stack's names (ours or not: the caller
 /// decides by tags).
 pub(super) async fn stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> {
+    // Buses and the rules on them both start here: one read serves both kinds.
+    let key = format!("events:stack-buses:{stack}");
+    let found = aws.read_once(key, || read_stack_buses(aws, stack)).await?;
+    Ok(found.as_ref().clone())
+}
+
+async fn read_stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {

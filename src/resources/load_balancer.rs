@@ -556,6 +556,15 @@ pub(super) async fn stack_load_balancers(
     aws: &Aws,
     stack: &str,
 ) -> Result<Vec<(String, AwsLb)>, Error> {
+    // Load balancers and listeners both start here: one read serves both kinds.
+    let key = format!("elbv2:stack-load-balancers:{stack}");
+    let found = aws
+        .read_once(key, || read_stack_load_balancers(aws, stack))
+        .await?;
+    Ok(found.as_ref().clone())
+}
+
+async fn read_stack_load_balancers(aws: &Aws, stack: &str) -> Result<Vec<(String, AwsLb)>, Error> {
     let all: Vec<AwsLb> = aws
         .elbv2
         .describe_load_balancers()
