@@ -183,6 +183,23 @@ pub async fn retry_on<T, F, Fut>(
     codes: &[&str],
     budget: Duration,
     why: &str,
+    op: F,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    retry_while(cx, |e| e.is_code(codes), budget, why, op).await
+}
+
+/// Runs `op` again while `transient` says its error will pass (IAM propagation shows as
+/// a particular message, not a code of its own), for at most `budget`, saying so in the
+/// progress line.
+pub async fn retry_while<T, F, Fut>(
+    cx: &OpCx<'_>,
+    transient: impl Fn(&Error) -> bool,
+    budget: Duration,
+    why: &str,
     mut op: F,
 ) -> Result<T, Error>
 where
@@ -193,8 +210,8 @@ where
     let mut delay = Duration::from_secs(1);
     loop {
         match op().await {
-            Err(e) if e.is_code(codes) && start.elapsed() < budget => {
-                cx.note(format!("{why}; retrying ({})", e));
+            Err(e) if transient(&e) && start.elapsed() < budget => {
+                cx.note(format!("{why}; retrying ({e})"));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(8));
             }

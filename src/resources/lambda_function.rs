@@ -37,7 +37,6 @@ pub(super) const AUTO: &str = "auto";
 /// How long a just-created role may stay unassumable for Lambda (IAM is eventually consistent).
 const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
 /// Stands for Lambda's "role cannot be assumed" answer while it is retried.
-const ROLE_NOT_READY: &str = "securecart.RoleNotAssumableYet";
 /// Largest zip Lambda accepts in the request itself.
 const MAX_ZIP: usize = 50 * 1024 * 1024;
 
@@ -371,37 +370,19 @@ fn auto_policy(
     g.policy()
 }
 
-/// Lambda's answer while a new role has not reached it yet, under a code of its own so
-/// that only this case is retried.
-fn role_not_ready(e: Error) -> Error {
+/// Lambda says a just-created or changed role "cannot be assumed" while IAM propagates;
+/// only that message (and an update still in progress) is worth waiting for.
+fn role_not_ready(e: &Error) -> bool {
     match e {
         Error::Aws {
-            operation,
             code: Some(c),
             message,
-        } if c == "InvalidParameterValueException" && message.contains("cannot be assumed") => {
-            Error::Aws {
-                operation,
-                code: Some(ROLE_NOT_READY.into()),
-                message,
-            }
+            ..
+        } => {
+            (c == "InvalidParameterValueException" && message.contains("cannot be assumed"))
+                || c == "ResourceConflictException"
         }
-        other => other,
-    }
-}
-
-fn restore_code(e: Error) -> Error {
-    match e {
-        Error::Aws {
-            operation,
-            code: Some(c),
-            message,
-        } if c == ROLE_NOT_READY => Error::Aws {
-            operation,
-            code: Some("InvalidParameterValueException".into()),
-            message,
-        },
-        other => other,
+        _ => false,
     }
 }
 
@@ -412,19 +393,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
-    let mut op = op;
-    common::retry_on(
-        cx,
-        &[ROLE_NOT_READY, "ResourceConflictException"],
-        ROLE_PROPAGATION,
+    common::retry_while(cx, role_not_ready, ROLE_PROPAGATION,
         "the role is not assumable by Lambda yet (IAM changes take a moment to reach Lambda), or an update is still in progress",
-        || {
-            let f = op();
-            async move { f.await.map_err(role_not_ready) }
-        },
+        op,
     )
     .await
-    .map_err(restore_code)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1361,19 +1334,19 @@ mod tests {
 
     #[test]
     fn role_errors_are_told_apart() {
-        let e = role_not_ready(Error::Aws {
+        let aws = |code: &str, message: &str| Error::Aws {
             operation: "CreateFunction".into(),
-            code: Some("InvalidParameterValueException".into()),
-            message: "InvalidParameterValueException: The role defined for the function cannot be assumed by Lambda.".into(),
-        });
-        assert!(e.is_code(&[ROLE_NOT_READY]));
-        assert!(restore_code(e).is_code(&["InvalidParameterValueException"]));
-        let other = role_not_ready(Error::Aws {
-            operation: "CreateFunction".into(),
-            code: Some("InvalidParameterValueException".into()),
-            message: "Unsupported runtime".into(),
-        });
-        assert!(!other.is_code(&[ROLE_NOT_READY]));
+            code: Some(code.into()),
+            message: message.into(),
+        };
+        assert!(role_not_ready(&aws(
+            "InvalidParameterValueException",
+            "The role defined for the function cannot be assumed by Lambda."
+        )));
+        assert!(!role_not_ready(&aws(
+            "InvalidParameterValueException",
+            "Unsupported runtime"
+        )));
     }
 
     #[test]

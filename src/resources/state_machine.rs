@@ -36,7 +36,6 @@ const KIND: &str = "state_machine";
 /// How long a just-created role may stay unassumable for Step Functions.
 const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
 /// Stands for Step Functions' "cannot assume the role" answer while it is retried.
-const ROLE_NOT_READY: &str = "securecart.RoleNotAssumableYet";
 /// The tracing flag as a tag too: the bundled emulator leaves `tracingConfiguration` out of
 /// DescribeStateMachine (AWS always answers it, and that answer wins).
 const TAG_TRACING: &str = "securecart:tracing";
@@ -367,57 +366,35 @@ fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
     g.policy()
 }
 
-fn role_not_ready(e: Error) -> Error {
+/// Step Functions refuses a role it cannot assume yet with AccessDenied naming its
+/// service principal; only that is worth waiting for.
+fn role_not_ready(e: &Error) -> bool {
     match e {
         Error::Aws {
-            operation,
             code: Some(c),
             message,
-        } if c == "AccessDeniedException"
-            && (message.contains("states.amazonaws.com") || message.contains("assume")) =>
-        {
-            Error::Aws {
-                operation,
-                code: Some(ROLE_NOT_READY.into()),
-                message,
-            }
+            ..
+        } => {
+            c == "AccessDeniedException"
+                && (message.contains("states.amazonaws.com") || message.contains("assume"))
         }
-        other => other,
+        _ => false,
     }
 }
 
-fn restore_code(e: Error) -> Error {
-    match e {
-        Error::Aws {
-            operation,
-            code: Some(c),
-            message,
-        } if c == ROLE_NOT_READY => Error::Aws {
-            operation,
-            code: Some("AccessDeniedException".into()),
-            message,
-        },
-        other => other,
-    }
-}
-
-async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, mut op: F) -> Result<T, Error>
+async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, op: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
-    common::retry_on(
+    common::retry_while(
         cx,
-        &[ROLE_NOT_READY],
+        role_not_ready,
         ROLE_PROPAGATION,
         "Step Functions cannot assume the role yet (IAM changes take a moment to reach it)",
-        || {
-            let f = op();
-            async move { f.await.map_err(role_not_ready) }
-        },
+        op,
     )
     .await
-    .map_err(restore_code)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1248,12 +1225,12 @@ mod tests {
 
     #[test]
     fn role_errors_are_told_apart() {
-        let e = role_not_ready(Error::Aws {
+        let aws = |message: &str| Error::Aws {
             operation: "CreateStateMachine".into(),
             code: Some("AccessDeniedException".into()),
-            message: "Neither the global service principal states.amazonaws.com, nor the regional one is authorized to assume the provided role.".into(),
-        });
-        assert!(e.is_code(&[ROLE_NOT_READY]));
-        assert!(restore_code(e).is_code(&["AccessDeniedException"]));
+            message: message.into(),
+        };
+        assert!(role_not_ready(&aws("Neither the global service principal states.amazonaws.com, nor the regional one is authorized to assume the provided role.")));
+        assert!(!role_not_ready(&aws("not allowed to tag")));
     }
 }
