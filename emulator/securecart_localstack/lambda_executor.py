@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from localstack import config
+from localstack.services.lambda_.invocation import execution_environment as _execution_environment
 from localstack.services.lambda_.invocation.lambda_models import FunctionVersion, InvocationResult
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 from localstack.services.lambda_.invocation.runtime_executor import LambdaRuntimeException, RuntimeExecutor
@@ -34,6 +35,19 @@ _HOST_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "HOME", "SSL_CERT_FILE", "SSL_CERT_D
 
 
 _NODE_WORKER = Path(__file__).with_name("lambda_worker.js")
+
+_default_log_group_name = _execution_environment.ExecutionEnvironment.get_log_group_name
+
+
+def _configured_log_group_name(self) -> str:
+    """AWS writes a function's logs to the log group of its LoggingConfig; LocalStack 4.14 always
+    writes to /aws/lambda/<name>, which leaves behind a log group nobody declared or destroys."""
+    logging_config = getattr(self.function_version.config, "logging_config", None) or {}
+    return logging_config.get("LogGroup") or _default_log_group_name(self)
+
+
+# Loaded before any invocation: LocalStack imports the executor to build the first environment.
+_execution_environment.ExecutionEnvironment.get_log_group_name = _configured_log_group_name
 
 
 def _worker_command(runtime: str) -> list[str] | str:

@@ -152,19 +152,25 @@ async fn leftovers(stack: &str) -> Vec<String> {
             .map(|r| format!("role {}", r.role_name())),
     );
     let logs = aws_sdk_cloudwatchlogs::Client::new(&cfg);
-    let groups = logs
-        .describe_log_groups()
-        .log_group_name_prefix(format!("/securecart/{stack}/"))
-        .send()
-        .await
-        .expect("log groups");
-    left.extend(
-        groups
-            .log_groups()
-            .iter()
-            .filter_map(|g| g.log_group_name())
-            .map(|n| format!("log group {n}")),
-    );
+    // The functions log to their declared group, so no /aws/lambda/… group is left either.
+    for prefix in [
+        format!("/securecart/{stack}/"),
+        format!("/aws/lambda/{stack}-"),
+    ] {
+        let groups = logs
+            .describe_log_groups()
+            .log_group_name_prefix(prefix)
+            .send()
+            .await
+            .expect("log groups");
+        left.extend(
+            groups
+                .log_groups()
+                .iter()
+                .filter_map(|g| g.log_group_name())
+                .map(|n| format!("log group {n}")),
+        );
+    }
     let sqs = aws_sdk_sqs::Client::new(&cfg);
     let queues = sqs
         .list_queues()
