@@ -126,7 +126,19 @@ fn action_block(s: &mut String, a: &PlannedAction, width: usize) {
         } else {
             String::new()
         };
-        if a.action == Action::Create {
+        let long = |v: &Json| (v.is_object() || v.is_array()) && value(v).len() > LONG;
+        if long(&c.after) || long(&c.before) {
+            // Policies, definitions, rule lists: one line each would be unreadable, so
+            // they show as indented JSON, and a change as a line diff of it.
+            let _ = writeln!(s, "      {}{}", c.attribute, forced);
+            if a.action == Action::Create || c.before.is_null() {
+                for line in pretty(&c.after).lines() {
+                    let _ = writeln!(s, "          {line}");
+                }
+            } else {
+                json_diff(s, &c.before, &c.after);
+            }
+        } else if a.action == Action::Create {
             let _ = writeln!(
                 s,
                 "      {:<aw$}  {}",
@@ -144,6 +156,44 @@ fn action_block(s: &mut String, a: &PlannedAction, width: usize) {
                 forced,
                 aw = aw
             );
+        }
+    }
+}
+
+/// Values longer than this print as indented JSON rather than on one line.
+const LONG: usize = 72;
+
+fn pretty(v: &Json) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// The changed lines of two JSON values, with two lines of context around each change.
+fn json_diff(s: &mut String, before: &Json, after: &Json) {
+    let (b, a) = (pretty(before), pretty(after));
+    let diff = similar::TextDiff::from_lines(&b, &a);
+    for (i, group) in diff.grouped_ops(2).iter().enumerate() {
+        if i > 0 {
+            let _ = writeln!(s, "          {}", Style::new().dim().apply_to("…"));
+        }
+        for op in group {
+            for change in diff.iter_changes(op) {
+                let line = change.value().trim_end_matches('\n');
+                let _ = match change.tag() {
+                    similar::ChangeTag::Delete => writeln!(
+                        s,
+                        "        {}",
+                        Style::new().red().apply_to(format!("- {line}"))
+                    ),
+                    similar::ChangeTag::Insert => writeln!(
+                        s,
+                        "        {}",
+                        Style::new().green().apply_to(format!("+ {line}"))
+                    ),
+                    similar::ChangeTag::Equal => {
+                        writeln!(s, "          {}", Style::new().dim().apply_to(line))
+                    }
+                };
+            }
         }
     }
 }

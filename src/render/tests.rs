@@ -85,3 +85,37 @@ fn failed_apply_summary_names_failures_and_skips() {
     };
     insta::assert_snapshot!(apply_summary(&r, "apply"));
 }
+
+#[test]
+fn long_values_print_as_indented_json_and_changes_as_a_line_diff() {
+    set_color(false);
+    let before = serde_json::json!({"Statement": [{"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": "arn:aws:sqs:eu-west-1:1:shop-orders"}], "Version": "2012-10-17"});
+    let mut after = before.clone();
+    after["Statement"][0]["Action"] = serde_json::json!(["sqs:SendMessage", "sqs:GetQueueUrl"]);
+    let p = Plan {
+        stack: "shop".into(),
+        actions: vec![PlannedAction {
+            id: "role".into(),
+            kind: "iam_role".into(),
+            action: Action::Update,
+            reason: "policy changes in place".into(),
+            physical_id: Some("shop-role".into()),
+            changes: vec![plan::Change {
+                attribute: "policy".into(),
+                before,
+                after,
+                forces_replacement: false,
+                sensitive: false,
+            }],
+            depends_on: vec![],
+            live: None,
+        }],
+        warnings: vec![],
+        errors: vec![],
+        summary: plan::Summary {
+            update: 1,
+            ..Default::default()
+        },
+    };
+    insta::assert_snapshot!(plan_text(&p, "eu-west-1", false));
+}
