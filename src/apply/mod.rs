@@ -415,11 +415,7 @@ impl Job {
         let r = match (self.op, &self.live) {
             (Op::Create, _) => self.kind.create(aws, &cx, &self.desired).await.map(Some),
             (Op::Update, Some(l)) => {
-                let changed: Vec<String> =
-                    plan::diff(&self.desired, &l.attrs, &[], &BTreeSet::new())
-                        .into_iter()
-                        .map(|c| c.attribute)
-                        .collect();
+                let changed: Vec<String> = plan::changed_attributes(&self.desired, &l.attrs);
                 if changed.is_empty() {
                     Ok(Some(l.clone()))
                 } else {

@@ -148,6 +148,15 @@ pub fn resolve_ref(
     }
 }
 
+/// Names of the attributes where `live` differs from `desired`: what an update must
+/// change (also used when a create finds the resource an interrupted run made).
+pub fn changed_attributes(desired: &Json, live: &Json) -> Vec<String> {
+    diff(desired, live, &[], &BTreeSet::new())
+        .into_iter()
+        .map(|c| c.attribute)
+        .collect()
+}
+
 /// Diffs `desired` against `live`, returning the attributes that differ.
 pub fn diff(
     desired: &Json,

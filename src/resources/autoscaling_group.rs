@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
-use super::load_balancer::{arn_suffix, changed_keys, check_arn_ref, id_set};
+use super::load_balancer::{arn_suffix, check_arn_ref, id_set};
 use super::subnet::{check_id_ref, has_ref, ref_key};
 use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::aws::Aws;
@@ -395,7 +395,7 @@ impl Kind for AutoscalingGroup {
             cx.note("found the Auto Scaling group an earlier run created");
             let policy = read_policy(aws, &g, &policy_name(cx.stack, cx.id)).await?;
             let now = live(cx.id.to_string(), &g, policy);
-            let changed = changed_keys(&now.attrs, desired);
+            let changed = crate::plan::changed_attributes(desired, &now.attrs);
             return self.update(aws, cx, &now, desired, &changed).await;
         }
         if let Some(p) = &a.scaling_policy {

@@ -742,10 +742,7 @@ impl Kind for LambdaFunction {
             }
             cx.note("the function exists from an earlier run; bringing it up to date");
             let l = live_of(aws, cx.stack, cx.id.to_string(), &existing).await?;
-            let changed: Vec<String> = crate::plan::diff(desired, &l.attrs, &[], &BTreeSet::new())
-                .into_iter()
-                .map(|c| c.attribute)
-                .collect();
+            let changed: Vec<String> = crate::plan::changed_attributes(desired, &l.attrs);
             if changed.is_empty() {
                 return Ok(l);
             }

@@ -19,7 +19,7 @@ use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
 use super::common::{self, aws_error, ec2, parse, Error};
-use super::load_balancer::{changed_keys, id_set};
+use super::load_balancer::id_set;
 use super::subnet::{check_id_ref, has_ref};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
@@ -358,7 +358,7 @@ impl Kind for LaunchTemplate {
                     .await?
                     .ok_or_else(|| Error::Invalid("the launch template has no version".into()))?;
                 let now = live(cx.id.to_string(), &t, &v);
-                let changed = changed_keys(&now.attrs, desired);
+                let changed = crate::plan::changed_attributes(desired, &now.attrs);
                 if changed.is_empty() {
                     return Ok(now);
                 }

@@ -12,9 +12,7 @@ use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
 use super::event_bus::owned_id;
-use super::load_balancer::{
-    changed_keys, check_arn_ref, lb_gone, stack_load_balancers, tag_list, tags_of,
-};
+use super::load_balancer::{check_arn_ref, lb_gone, stack_load_balancers, tag_list, tags_of};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
@@ -273,7 +271,7 @@ impl Kind for Listener {
             }
             cx.note("found the listener an earlier run created");
             let now = live(cx.id.to_string(), l);
-            let changed = changed_keys(&now.attrs, desired);
+            let changed = crate::plan::changed_attributes(desired, &now.attrs);
             if !changed.is_empty() {
                 modify(aws, &arn, &a).await?;
             }

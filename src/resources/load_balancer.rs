@@ -218,7 +218,7 @@ impl Kind for LoadBalancer {
         };
         let lb = wait_active(aws, cx, &arn).await?;
         let now = live(cx.id.to_string(), &lb, drop_invalid(aws, &arn).await?);
-        let changed = changed_keys(&now.attrs, desired);
+        let changed = crate::plan::changed_attributes(desired, &now.attrs);
         if changed.is_empty() {
             return Ok(now);
         }
@@ -485,15 +485,6 @@ pub(super) fn elb_name(stack: &str, id: &str) -> String {
     } else {
         name
     }
-}
-
-/// The top-level attributes where `live` differs from `desired` (for converging a
-/// resource an earlier, interrupted run created).
-pub(super) fn changed_keys(live: &Json, desired: &Json) -> Vec<String> {
-    crate::plan::diff(desired, live, &[], &BTreeSet::new())
-        .into_iter()
-        .map(|c| c.attribute)
-        .collect()
 }
 
 /// Sorted ids without repeats (values still unknown stay, one each).

@@ -2,7 +2,7 @@
 //! functions and state machines. Named `/securecart/STACK/ID`, so one DescribeLogGroups
 //! call with that prefix finds every log group of a stack.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::types::LogGroup;
@@ -191,11 +191,7 @@ impl Kind for LogGroupKind {
                 }
                 cx.note("the log group exists from an earlier run; bringing it up to date");
                 let l = live_of(cx.id.to_string(), &g, &arn);
-                let changed: Vec<String> =
-                    crate::plan::diff(desired, &l.attrs, &[], &BTreeSet::new())
-                        .into_iter()
-                        .map(|c| c.attribute)
-                        .collect();
+                let changed: Vec<String> = crate::plan::changed_attributes(desired, &l.attrs);
                 if changed.is_empty() {
                     return Ok(l);
                 }

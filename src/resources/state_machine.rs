@@ -9,7 +9,7 @@
 //! events on, `states:StartExecution` on the state machines it starts, plus log delivery
 //! when logging is on and X-Ray when tracing is on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -694,11 +694,7 @@ impl Kind for StateMachine {
                 )));
             }
             cx.note("the state machine exists from an earlier run; bringing it up to date");
-            let changed: Vec<String> =
-                crate::plan::diff(desired, &existing.attrs, &[], &BTreeSet::new())
-                    .into_iter()
-                    .map(|c| c.attribute)
-                    .collect();
+            let changed: Vec<String> = crate::plan::changed_attributes(desired, &existing.attrs);
             if changed.is_empty() {
                 return Ok(existing);
             }

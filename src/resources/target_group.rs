@@ -13,7 +13,7 @@ use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
 use super::event_bus::owned_id;
-use super::load_balancer::{changed_keys, elb_name, name_taken, tag_list, tags_of};
+use super::load_balancer::{elb_name, name_taken, tag_list, tags_of};
 use super::subnet::check_id_ref;
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
@@ -394,7 +394,7 @@ impl Kind for TargetGroup {
             &tg,
             deregistration_delay(aws, &arn).await?,
         );
-        let changed = changed_keys(&now.attrs, desired);
+        let changed = crate::plan::changed_attributes(desired, &now.attrs);
         if changed
             .iter()
             .any(|c| self.replace_on().contains(&c.as_str()))
