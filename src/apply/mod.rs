@@ -352,8 +352,11 @@ impl Executor<'_> {
         let a = &plan.actions[step.action];
         let old = a.live.map(|i| live[i].clone());
         if step.op == Op::Delete {
-            let old = old.ok_or("nothing to delete")?;
-            let kind = resources::kind(old.kind).ok_or("unknown kind")?;
+            let old =
+                old.ok_or_else(|| format!("internal error: no live copy of `{}` to delete", a.id))?;
+            let kind = resources::kind(old.kind).ok_or_else(|| {
+                format!("internal error: `{}` has unknown kind {}", a.id, old.kind)
+            })?;
             return Ok(Job {
                 id: a.id.clone(),
                 op: Op::Delete,
@@ -362,13 +365,32 @@ impl Executor<'_> {
                 desired: Json::Null,
             });
         }
-        let kind = resources::kind(&a.kind).ok_or_else(|| format!("unknown kind {}", a.kind))?;
-        let bp = self.blueprint.ok_or("no blueprint")?;
-        let r = bp.resources.get(&a.id).ok_or("not in the blueprint")?;
+        let kind = resources::kind(&a.kind)
+            .ok_or_else(|| format!("internal error: `{}` has unknown kind {}", a.id, a.kind))?;
+        let bp = self.blueprint.ok_or_else(|| {
+            format!(
+                "internal error: no blueprint to {} `{}` from",
+                step.op.verb(),
+                a.id
+            )
+        })?;
+        let r = bp
+            .resources
+            .get(&a.id)
+            .ok_or_else(|| format!("internal error: `{}` is not in the blueprint", a.id))?;
         let lookup = |rf: &Ref| plan::resolve_ref(rf, self.stack, known, &resources::kind, kinds);
         let config = refs::substitute(&r.config, &lookup);
         if refs::has_unknown(&config) {
-            return Err("a value it refers to is still unknown".into());
+            let pending: Vec<String> = r
+                .refs
+                .iter()
+                .filter(|(_, rf)| lookup(rf) == Some(refs::Resolved::Unknown))
+                .map(|(path, rf)| format!("{path} = {rf}"))
+                .collect();
+            return Err(format!(
+                "values it refers to are not known yet: {}",
+                pending.join(", ")
+            ));
         }
         let desired = kind.desired_in(&self.stack.name, &a.id, &config, &bp.dir)?;
         // A replaced resource is created afresh: the old copy is gone by now.
@@ -426,7 +448,13 @@ impl Job {
                 }
             }
             (Op::Delete, Some(l)) => self.kind.delete(aws, &cx, l).await.map(|_| None),
-            _ => return Err("nothing to act on".into()),
+            _ => {
+                return Err(format!(
+                    "internal error: no live copy of `{}` to {}",
+                    self.id,
+                    self.op.verb()
+                ))
+            }
         };
         r.map_err(|e| e.to_string())
     }
