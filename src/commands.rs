@@ -21,6 +21,13 @@ use crate::report::{Event, Reporter, Silent};
 use crate::resources::{self, Live};
 use crate::settings::Settings;
 
+struct Loaded {
+    bp: Blueprint,
+    aws: Aws,
+    live: Vec<Live>,
+    info: StackInfo,
+}
+
 struct Session<'a> {
     s: &'a Settings,
     reporter: Arc<dyn Reporter>,
@@ -134,6 +141,29 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// What plan, apply and outputs all start from: the blueprint, the stack's live
+    /// resources and the facts about the stack.
+    async fn load_stack(&mut self, path: &Path) -> Result<Loaded, Error> {
+        let bp = self.load(path)?;
+        let name = self.stack_name(Some(&bp))?;
+        let aws = self.connect().await?;
+        let live = self.read_live(&aws, &name).await?;
+        let info = self.stack_info(&aws, &name, Some(&bp)).await;
+        Ok(Loaded {
+            bp,
+            aws,
+            live,
+            info,
+        })
+    }
+
+    fn plan(&mut self, info: &StackInfo, bp: &Blueprint, live: &[Live]) -> Plan {
+        let t = Instant::now();
+        let plan = plan::plan(info, bp, live, &resources::kind);
+        self.phases.push(("plan".into(), t.elapsed()));
+        plan
+    }
+
     fn stats_json(&self, aws: Option<&Aws>) -> Json {
         let phases: serde_json::Map<String, Json> = self
             .phases
@@ -223,14 +253,13 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             Ok(ExitCode::Ok)
         }
         Command::Plan(a) => {
-            let bp = ss.load(&a.blueprint)?;
-            let name = ss.stack_name(Some(&bp))?;
-            let aws = ss.connect().await?;
-            let live = ss.read_live(&aws, &name).await?;
-            let info = ss.stack_info(&aws, &name, Some(&bp)).await;
-            let t = Instant::now();
-            let plan = plan::plan(&info, &bp, &live, &resources::kind);
-            ss.phases.push(("plan".into(), t.elapsed()));
+            let Loaded {
+                bp,
+                aws,
+                live,
+                info,
+            } = ss.load_stack(&a.blueprint).await?;
+            let plan = ss.plan(&info, &bp, &live);
             if s.json {
                 println!("{}", serde_json::to_string_pretty(&json!({ "region": aws.region, "plan": plan, "stats": ss.stats_json(Some(&aws)) })).unwrap_or_default());
             } else {
@@ -246,14 +275,13 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             })
         }
         Command::Apply(a) => {
-            let bp = ss.load(&a.blueprint)?;
-            let name = ss.stack_name(Some(&bp))?;
-            let aws = ss.connect().await?;
-            let live = ss.read_live(&aws, &name).await?;
-            let info = ss.stack_info(&aws, &name, Some(&bp)).await;
-            let t = Instant::now();
-            let plan = plan::plan(&info, &bp, &live, &resources::kind);
-            ss.phases.push(("plan".into(), t.elapsed()));
+            let Loaded {
+                bp,
+                aws,
+                live,
+                info,
+            } = ss.load_stack(&a.blueprint).await?;
+            let plan = ss.plan(&info, &bp, &live);
             if !s.json {
                 print!("{}", render::plan_text(&plan, &aws.region, false));
             }
@@ -264,8 +292,8 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             }
             let result = if plan.summary.has_changes() {
                 ss.confirm(&format!(
-                    "Apply these changes to stack `{name}` in {}?",
-                    aws.region
+                    "Apply these changes to stack `{}` in {}?",
+                    info.name, aws.region
                 ))?;
                 Some(
                     ss.execute(&aws, &info, Some(&bp), &plan, &live, "apply")
@@ -358,11 +386,12 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             Ok(ExitCode::Ok)
         }
         Command::Outputs(a) => {
-            let bp = ss.load(&a.blueprint)?;
-            let name = ss.stack_name(Some(&bp))?;
-            let aws = ss.connect().await?;
-            let live = ss.read_live(&aws, &name).await?;
-            let info = ss.stack_info(&aws, &name, Some(&bp)).await;
+            let Loaded {
+                bp,
+                aws: _,
+                live,
+                info,
+            } = ss.load_stack(&a.blueprint).await?;
             let outputs = resolve_outputs(
                 &bp,
                 &info,
