@@ -27,6 +27,7 @@ pub(crate) const RECIPE: &[(&str, &str)] = recipe![
     "securecart_localstack/providers.py",
     "securecart_localstack/server.py",
     "securecart_localstack/selfcheck.py",
+    "securecart_localstack/strict.py",
     "securecart_localstack/lambda_executor.py",
     "securecart_localstack/lambda_worker.py",
     "securecart_localstack/lambda_worker.js",
