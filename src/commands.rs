@@ -454,6 +454,7 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
                         status.pid.map(|p| p.to_string()).unwrap_or("?".into())
                     );
                     println!("Services: {}", status.services.join(", "));
+                    println!("Strict layer: {}", status.strict_summary());
                 } else {
                     println!(
                         "The emulator is not running ({}).",

@@ -29,36 +29,54 @@ pub(crate) enum Probe {
 
 /// Probes `127.0.0.1:<port>`; `timeout` bounds the connect and each read.
 pub(crate) fn probe(port: u16, timeout: Duration) -> Probe {
+    match http_get(port, "/_localstack/health", timeout) {
+        Ok(raw) => interpret(&raw),
+        Err(probe) => probe,
+    }
+}
+
+/// GETs `path` on `127.0.0.1:<port>` and parses a 200 answer as JSON; `None` otherwise (not
+/// running, not served there, not JSON).
+pub(crate) fn get_json(port: u16, path: &str, timeout: Duration) -> Option<serde_json::Value> {
+    let raw = http_get(port, path, timeout).ok()?;
+    let response = parse_http_response(&raw)?;
+    (response.status == 200)
+        .then(|| serde_json::from_slice(&response.body).ok())
+        .flatten()
+}
+
+/// The raw answer to a minimal HTTP/1.1 GET, or how the port failed to give one.
+fn http_get(port: u16, path: &str, timeout: Duration) -> Result<Vec<u8>, Probe> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
         Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Probe::Unresponsive,
-        Err(_) => return Probe::Down,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Probe::Unresponsive),
+        Err(_) => return Err(Probe::Down),
     };
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
     let request = format!(
-        "GET /_localstack/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     );
     if stream.write_all(request.as_bytes()).is_err() {
-        return Probe::Unresponsive;
+        return Err(Probe::Unresponsive);
     }
     let mut raw = Vec::new();
     // A read error after some bytes still leaves a usable (complete, Connection: close) answer.
     if let Err(e) = stream.read_to_end(&mut raw) {
         if raw.is_empty() {
-            return match e.kind() {
+            return Err(match e.kind() {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
                     Probe::Unresponsive
                 }
                 _ => Probe::Down,
-            };
+            });
         }
     }
     if raw.is_empty() {
-        return Probe::Unresponsive;
+        return Err(Probe::Unresponsive);
     }
-    interpret(&raw)
+    Ok(raw)
 }
 
 fn interpret(raw: &[u8]) -> Probe {

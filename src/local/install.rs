@@ -604,6 +604,7 @@ mod tests {
         let opts = LocalOptions {
             port: 4566,
             cache_dir: cache.clone(),
+            strict: None,
         };
         let mut said = Vec::new();
         prune_old_installs(&opts, &cache.join("emulator-new"), &mut |m| {

@@ -91,6 +91,10 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> L
 pub struct LocalOptions {
     pub port: u16,
     pub cache_dir: PathBuf,
+    /// `SECURECART_STRICT` for an emulator this starts (see emulator/README.md): `Some` overrides
+    /// the caller's environment, e.g. a test that wants its own throttled emulator; `None` passes the
+    /// environment on. An emulator that already runs keeps the settings it was started with.
+    pub strict: Option<String>,
 }
 
 impl LocalOptions {
@@ -109,7 +113,11 @@ impl LocalOptions {
             .map(PathBuf::from)
             .or_else(|| dirs::cache_dir().map(|d| d.join("securecart")))
             .unwrap_or_else(|| std::env::temp_dir().join("securecart-cache"));
-        Self { port, cache_dir }
+        Self {
+            port,
+            cache_dir,
+            strict: None,
+        }
     }
 
     fn run_dir(&self) -> PathBuf {
@@ -149,6 +157,38 @@ pub struct LocalStatus {
     pub install_dir: PathBuf,
     pub installed: bool,
     pub log_file: PathBuf,
+    /// What the emulator's strict layer reports at `GET /_securecart/strict`: `{"enabled": bool}`
+    /// plus its windows in seconds, `page` and `throttle` when enabled. `None` when not running or
+    /// when the LocalStack there has no strict layer (started some other way, or an older recipe).
+    pub strict: Option<serde_json::Value>,
+}
+
+/// The strict layer's status route, served by `emulator/securecart_localstack/strict.py`.
+const STRICT_STATUS_PATH: &str = "/_securecart/strict";
+
+impl LocalStatus {
+    /// One line for `securecart local status`: whether the strict layer is on, and its settings.
+    pub fn strict_summary(&self) -> String {
+        let Some(strict) = &self.strict else {
+            return "unknown (this emulator does not report one)".into();
+        };
+        if strict["enabled"] != true {
+            return "off (SECURECART_STRICT=off when it was started)".into();
+        }
+        let value = |key: &str| match &strict[key] {
+            // 2.0 reads as "2": Rust prints floats without a needless ".0".
+            serde_json::Value::Number(n) => n.as_f64().map_or(n.to_string(), |f| f.to_string()),
+            _ => "?".into(),
+        };
+        let windows = ["iam", "sqs", "rds", "eni", "lt"]
+            .map(|k| format!("{k}={} s", value(k)))
+            .join(", ");
+        format!(
+            "on ({windows}, page={}, throttle={}); tune or turn off with SECURECART_STRICT",
+            value("page"),
+            value("throttle")
+        )
+    }
 }
 
 /// What the pid file records about the emulator that securecart started.
@@ -240,6 +280,9 @@ fn status_with(opts: &LocalOptions, probe: Probe) -> LocalStatus {
         Probe::LocalStack(h) => (true, h.version, h.services.into_keys().collect()),
         _ => (false, None, Vec::new()),
     };
+    let strict = running
+        .then(|| health::get_json(opts.port, STRICT_STATUS_PATH, PROBE_TIMEOUT))
+        .flatten();
     let pid = if running {
         live_pid_record(opts).map(|r| r.pid)
     } else {
@@ -254,11 +297,13 @@ fn status_with(opts: &LocalOptions, probe: Probe) -> LocalStatus {
         install_dir,
         installed,
         log_file: opts.log_file(),
+        strict,
     }
 }
 
 /// Installs the emulator if needed, starts it if it is not running and waits until it answers.
-/// When it already runs from the current recipe this is one HTTP GET and a file read.
+/// When it already runs from the current recipe this is two HTTP GETs (health, strict layer) and a
+/// file read.
 pub fn ensure_running(
     opts: &LocalOptions,
     progress: &mut dyn FnMut(&str),
@@ -390,6 +435,10 @@ fn start(
         .env_remove("PYTHONHOME")
         .env_remove("VIRTUAL_ENV");
     cmd.env("LAMBDA_RUNTIME_EXECUTOR", LAMBDA_EXECUTOR);
+    // Read once by the strict layer at start; a bad value makes the emulator exit naming it.
+    if let Some(strict) = &opts.strict {
+        cmd.env("SECURECART_STRICT", strict);
+    }
     // Its own process group keeps it alive when the CLI exits or the terminal sends SIGINT, and
     // lets `stop` signal it together with the Lambda processes it spawns.
     #[cfg(unix)]
@@ -494,6 +543,7 @@ mod tests {
         let o = LocalOptions {
             port: 4599,
             cache_dir: PathBuf::from("/c"),
+            strict: None,
         };
         assert_eq!(endpoint_url(&o), "http://127.0.0.1:4599");
         assert_eq!(o.pid_file(), PathBuf::from("/c/run/4599/emulator.pid"));
@@ -531,6 +581,30 @@ mod tests {
     }
 
     #[test]
+    fn strict_summary_says_on_off_or_unknown() {
+        let mut st = status_with(
+            &LocalOptions {
+                port: 1,
+                cache_dir: PathBuf::from("/nonexistent-sc"),
+                strict: None,
+            },
+            Probe::Down,
+        );
+        assert!(st.strict_summary().starts_with("unknown"));
+        st.strict = Some(serde_json::json!({"enabled": false}));
+        assert!(st.strict_summary().starts_with("off"));
+        st.strict = Some(
+            serde_json::json!({"enabled": true, "iam": 2.0, "sqs": 1.0, "rds": 3.0,
+            "eni": 3.0, "lt": 1.0, "page": 2, "throttle": 0.2}),
+        );
+        assert_eq!(
+            st.strict_summary(),
+            "on (iam=2 s, sqs=1 s, rds=3 s, eni=3 s, lt=1 s, page=2, throttle=0.2); \
+             tune or turn off with SECURECART_STRICT"
+        );
+    }
+
+    #[test]
     fn last_lines_keeps_the_end() {
         assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
         assert_eq!(last_lines("a", 5), "a");
@@ -552,12 +626,14 @@ mod tests {
         let opts = LocalOptions {
             port,
             cache_dir: std::env::temp_dir().join("sc-status-test-empty"),
+            strict: None,
         };
         let st = status(&opts).unwrap();
         assert!(!st.running);
         assert_eq!(st.pid, None);
         assert!(!st.installed);
         assert!(st.services.is_empty());
+        assert_eq!(st.strict, None);
         assert!(!stop(&opts).unwrap());
         let _ = fs::remove_dir_all(&opts.cache_dir);
     }
