@@ -98,7 +98,7 @@ class _State:
         self.lock = threading.Lock()
         # (account, role name) -> when its trust or permissions last changed
         self.role_changed: dict = {}
-        # (account, region, queue name) -> (created at, id of LocalStack's queue object)
+        # (account, region, queue name) -> (created at, LocalStack's queue object)
         self.queues: dict = {}
         # (account, region, "id:lt-..." or "name:...") -> created at
         self.templates: dict = {}
@@ -566,8 +566,9 @@ def _record_queue(context, req, now):
     key = (context.account_id, context.region, name)
     with STATE.lock:
         entry = STATE.queues.get(key)
-        if entry is None or entry[1] != id(queue):
-            STATE.queues[key] = (now, id(queue))
+        # The queue object itself, not its id(): an id can be reused once a deleted queue is freed.
+        if entry is None or entry[1] is not queue:
+            STATE.queues[key] = (now, queue)
 
 
 # --- RDS: "creating" without an Endpoint -----------------------------------------------------------

@@ -23,6 +23,7 @@ pub(crate) const RECIPE: &[(&str, &str)] = recipe![
     "requirements.txt",
     "installer.txt",
     "smoke_test.py",
+    "README.md",
     "securecart_localstack/__init__.py",
     "securecart_localstack/providers.py",
     "securecart_localstack/server.py",
