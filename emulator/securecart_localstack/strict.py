@@ -269,18 +269,14 @@ def _check_lambda(context, req):
     from localstack.aws.api.lambda_ import InvalidParameterValueException
 
     role, tracing = req.get("Role"), (req.get("TracingConfig") or {}).get("Mode")
-    if context.operation.name == "UpdateFunctionConfiguration" and (not role or not tracing):
-        try:
-            from localstack.services.lambda_.invocation.models import lambda_stores
-
-            name = str(req.get("FunctionName", "")).rsplit(":function:", 1)[-1].split(":")[0]
-            fn = lambda_stores[context.account_id][context.region].functions.get(name)
-            if fn is not None:
-                config = fn.latest().config
-                role = role or config.role
-                tracing = tracing or getattr(config, "tracing_config_mode", None)
-        except Exception:  # noqa: BLE001 - the function is unknown: Lambda itself answers
-            pass
+    if context.operation.name == "UpdateFunctionConfiguration" and not role:
+        # An update that keeps the role is checked only when it turns Active tracing on, which
+        # needs the role's xray:PutTraceSegments permission.
+        if tracing != "Active":
+            return
+        role = _function_role(context, req.get("FunctionName"))
+    elif context.operation.name == "UpdateFunctionConfiguration" and not tracing:
+        tracing = _function_tracing(context, req.get("FunctionName"))
     if not _role_is_young(context, role):
         return
     if tracing == "Active":
@@ -290,28 +286,61 @@ def _check_lambda(context, req):
     raise InvalidParameterValueException("The role defined for the function cannot be assumed by Lambda.")
 
 
+def _function_config(context, function_name):
+    try:
+        from localstack.services.lambda_.invocation.models import lambda_stores
+
+        # A name, a partial or a full ARN, possibly with a qualifier
+        name = str(function_name or "").rsplit(":function:", 1)[-1].split(":")[0]
+        fn = lambda_stores[context.account_id][context.region].functions.get(name)
+        return fn.latest().config if fn is not None else None
+    except Exception:  # noqa: BLE001 - unknown function: Lambda itself answers
+        return None
+
+
+def _function_role(context, function_name):
+    return getattr(_function_config(context, function_name), "role", None)
+
+
+def _function_tracing(context, function_name):
+    return getattr(_function_config(context, function_name), "tracing_config_mode", None)
+
+
+def _logs_to_a_destination(logging_config) -> bool:
+    logging_config = logging_config or {}
+    return logging_config.get("level", "OFF") != "OFF" and bool(logging_config.get("destinations"))
+
+
 def _check_states(context, req):
     role, logging_config = req.get("roleArn"), req.get("loggingConfiguration")
-    if context.operation.name == "UpdateStateMachine" and (not role or not logging_config):
-        try:
-            from localstack.services.stepfunctions.backend.store import sfn_stores
-
-            sm = sfn_stores[context.account_id][context.region].state_machines.get(req.get("stateMachineArn"))
-            if sm is not None:
-                role = role or sm.role_arn
-                logging_config = logging_config or sm.logging_config
-        except Exception:  # noqa: BLE001
-            pass
+    if context.operation.name == "UpdateStateMachine":
+        machine = _state_machine(context, req.get("stateMachineArn"))
+        if not role:
+            # An update that keeps the role is checked only when it configures logging, which
+            # needs the role's CloudWatch Logs delivery permissions.
+            if not _logs_to_a_destination(logging_config):
+                return
+            role = getattr(machine, "role_arn", None)
+        elif logging_config is None:
+            logging_config = getattr(machine, "logging_config", None)
     if not _role_is_young(context, role):
         return
-    logging_config = logging_config or {}
-    if logging_config.get("level", "OFF") != "OFF" and logging_config.get("destinations"):
+    if _logs_to_a_destination(logging_config):
         raise _error("AccessDeniedException", "The state machine IAM Role is not authorized to access the Log Destination")
     raise _error(
         "AccessDeniedException",
         "Neither the global service principal states.amazonaws.com, nor the regional one is authorized "
         "to assume the provided role.",
     )
+
+
+def _state_machine(context, arn):
+    try:
+        from localstack.services.stepfunctions.backend.store import sfn_stores
+
+        return sfn_stores[context.account_id][context.region].state_machines.get(arn)
+    except Exception:  # noqa: BLE001 - unknown machine: Step Functions itself answers
+        return None
 
 
 def _check_sqs(context, req):

@@ -373,7 +373,8 @@ fn lambda_and_step_functions_wait_for_iam_propagation() {
             "accepted before the {iam_window:?} window"
         );
 
-        // A policy change opens the window again, for updates too.
+        // A policy change opens the window again for updates that need the new permissions:
+        // turning Active tracing on, configuring logging.
         succeeds_within(Duration::from_secs(30), || {
             let lambda = lambda.clone();
             let name = name.clone();
@@ -417,6 +418,7 @@ fn lambda_and_step_functions_wait_for_iam_propagation() {
             sfn.update_state_machine()
                 .state_machine_arn(&machine_arn)
                 .definition(DEFINITION.replace("\"a\"", "\"b\""))
+                .logging_configuration(logging.clone())
                 .send()
         };
         let (code, message) = refusal(update_machine().await);
