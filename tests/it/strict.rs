@@ -1180,13 +1180,17 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Stops an emulator of a test's own, also when the test fails.
+/// Stops an emulator of a test's own, also when the test fails; after a pass it also removes
+/// its run folder (`<cache>/run/<port>`, see `securecart::local`), which a failure keeps for its log.
 struct OwnEmulator(securecart::local::LocalOptions);
 
 impl Drop for OwnEmulator {
     fn drop(&mut self) {
         if let Err(e) = securecart::local::stop(&self.0) {
             eprintln!("could not stop the emulator on port {}: {e}", self.0.port);
+        } else if !std::thread::panicking() {
+            let _ =
+                std::fs::remove_dir_all(self.0.cache_dir.join("run").join(self.0.port.to_string()));
         }
     }
 }
