@@ -248,14 +248,28 @@ def _db_interface(db) -> Interface:
 
 
 def _check_rds_replica(context, req):
-    # RDS User Guide, "Password management with Amazon RDS and AWS Secrets Manager", Limitations.
     source = _rds(context).databases.get(_db_id(req.get("SourceDBInstanceIdentifier")))
-    if source is not None and getattr(source, "manage_master_user_password", False):
+    if source is None:
+        return
+    # RDS User Guide, "Password management with Amazon RDS and AWS Secrets Manager", Limitations.
+    if getattr(source, "manage_master_user_password", False):
         raise _error(
             "InvalidParameterValue",
             f"Creating read replicas for source instance with engine {source.engine} "
             "where ManageMasterUserPassword is enabled is not supported.",
         )
+    # A source still being created cannot be replicated yet
+    # (terraform-aws-modules/terraform-aws-rds#192, hashicorp/terraform-provider-aws#43474).
+    if _creating(source):
+        raise _error("InvalidDBInstanceState", "DB instance is not in the available state")
+
+
+def _check_rds_modify(context, req):
+    # ModifyDBInstance of an instance that is not available yet
+    # (hashicorp/terraform-provider-aws#31594).
+    db = _rds(context).databases.get(_db_id(req.get("DBInstanceIdentifier")))
+    if db is not None and _creating(db):
+        raise _error("InvalidDBInstanceState", "Database instance is not in available state.")
 
 
 def _role_is_young(context, role_arn) -> bool:
@@ -448,6 +462,7 @@ def _check_asg(context, req):
 
 CHECKS = {
     ("rds", "CreateDBInstanceReadReplica"): _check_rds_replica,
+    ("rds", "ModifyDBInstance"): _check_rds_modify,
     ("lambda", "CreateFunction"): _check_lambda,
     ("lambda", "UpdateFunctionConfiguration"): _check_lambda,
     ("stepfunctions", "CreateStateMachine"): _check_states,

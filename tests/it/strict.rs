@@ -207,6 +207,27 @@ fn rds_refuses_replicas_of_managed_passwords_and_new_instances_start_creating() 
              ManageMasterUserPassword is enabled is not supported."
         );
 
+        // Until then it cannot be replicated or modified.
+        let (code, message) = refusal(
+            rds.create_db_instance_read_replica()
+                .db_instance_identifier(format!("{plain}-early"))
+                .source_db_instance_identifier(&plain)
+                .send()
+                .await,
+        );
+        assert_eq!(code, "InvalidDBInstanceState");
+        assert_eq!(message, "DB instance is not in the available state");
+        let (code, message) = refusal(
+            rds.modify_db_instance()
+                .db_instance_identifier(&plain)
+                .allocated_storage(30)
+                .apply_immediately(true)
+                .send()
+                .await,
+        );
+        assert_eq!(code, "InvalidDBInstanceState");
+        assert_eq!(message, "Database instance is not in available state.");
+
         // Then available, with an Endpoint.
         let (ready, waited) = succeeds_within(rds_window + Duration::from_secs(10), || {
             let d = describe(plain.clone());
