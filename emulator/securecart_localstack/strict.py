@@ -22,15 +22,6 @@ LOG = logging.getLogger(__name__)
 ENV = "SECURECART_STRICT"
 # Windows in seconds, the page size injected into List/Describe calls, and the fraction of calls throttled.
 DEFAULTS = {"iam": 2.0, "sqs": 1.0, "rds": 3.0, "eni": 3.0, "lt": 1.0, "page": 2, "throttle": 0.0}
-KNOBS = {
-    "iam": "seconds after CreateRole/PutRolePolicy/AttachRolePolicy during which Lambda and Step Functions cannot use the role",
-    "sqs": "seconds after CreateQueue during which the queue answers QueueDoesNotExist",
-    "rds": "seconds a new DB instance or replica stays 'creating' without an Endpoint",
-    "eni": "seconds the network interfaces of a deleted load balancer or DB instance linger",
-    "lt": "seconds after CreateLaunchTemplate during which Auto Scaling says it does not exist",
-    "page": "page size injected into List/Describe calls that set none (0: do not inject)",
-    "throttle": "fraction (0..1) of calls answered with the protocol's throttling error",
-}
 
 
 class SettingsError(ValueError):
@@ -55,10 +46,10 @@ class Settings:
 def parse_settings(text) -> Settings:
     """Parses SECURECART_STRICT; raises SettingsError naming the bad item."""
     text = (text or "").strip()
-    if text.lower() in ("off", "0", "false", "no"):
+    if text.lower() == "off":
         return Settings(enabled=False)
     settings = Settings()
-    if text.lower() in ("", "on", "1", "true", "yes"):
+    if text.lower() in ("", "on"):
         return settings
     for item in text.split(","):
         item = item.strip()
