@@ -1,12 +1,28 @@
-"""Smoke test of the emulator's control plane for the services SecureCart uses."""
+"""Smoke test of the emulator's control plane for the services SecureCart uses.
+
+It behaves as a careful AWS client, so it passes with the strict layer on (the default): it waits
+for what AWS does not make usable at once (see emulator/README.md)."""
 import base64, io, json, os, sys, time, zipfile
-import boto3, uuid
+import boto3, botocore.exceptions, uuid
 U = uuid.uuid4().hex[:6]
 
 EP = os.environ.get("ENDPOINT", "http://127.0.0.1:4566")
 kw = dict(endpoint_url=EP, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
 c = lambda s: boto3.client(s, **kw)
 ec2, rds, elb, asg = c("ec2"), c("rds"), c("elbv2"), c("autoscaling")
+
+
+def settled(call, *codes, limit=20):
+    """Retries `call` while it answers one of `codes`: a queue, role or launch template just
+    created or changed is not usable at once on AWS (nor under the strict layer)."""
+    deadline = time.time() + limit
+    while True:
+        try:
+            return call()
+        except botocore.exceptions.ClientError as e:
+            if e.response["Error"]["Code"] not in codes or time.time() > deadline:
+                raise
+            time.sleep(0.3)
 
 AMI = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
 vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
@@ -16,12 +32,22 @@ s2 = ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.2.0/24", AvailabilityZone="us
 sg = ec2.create_security_group(GroupName=f"web-{U}", Description="web", VpcId=vpc)["GroupId"]
 
 rds.create_db_subnet_group(DBSubnetGroupName=f"db-{U}", DBSubnetGroupDescription=f"db-{U}", SubnetIds=[s1, s2])
-rds.create_db_instance(DBInstanceIdentifier=f"pg1-{U}", Engine="postgres", DBInstanceClass="db.t3.micro",
+# A password managed by Secrets Manager (RDS creates the secret); such a source cannot have
+# replicas on AWS, so the replica's source has a password of its own (a throwaway one here).
+rds.create_db_instance(DBInstanceIdentifier=f"pg0-{U}", Engine="postgres", DBInstanceClass="db.t3.micro",
                        MasterUsername="app", ManageMasterUserPassword=True, AllocatedStorage=20,
                        DBSubnetGroupName=f"db-{U}", StorageEncrypted=True, VpcSecurityGroupIds=[sg])
+assert rds.describe_db_instances(DBInstanceIdentifier=f"pg0-{U}")["DBInstances"][0]["MasterUserSecret"]["SecretArn"]
+rds.create_db_instance(DBInstanceIdentifier=f"pg1-{U}", Engine="postgres", DBInstanceClass="db.t3.micro",
+                       MasterUsername="app", MasterUserPassword="smoke-test-only-1", AllocatedStorage=20,
+                       DBSubnetGroupName=f"db-{U}", StorageEncrypted=True, VpcSecurityGroupIds=[sg])
+rds.get_waiter("db_instance_available").wait(DBInstanceIdentifier=f"pg1-{U}", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 rds.create_db_instance_read_replica(DBInstanceIdentifier=f"pg1-r-{U}", SourceDBInstanceIdentifier=f"pg1-{U}")
-for d in rds.describe_db_instances()["DBInstances"]:
-    if U not in d["DBInstanceIdentifier"]: continue
+# Every page: the strict layer answers List/Describe calls in small pages, as AWS may.
+mine = [d for page in rds.get_paginator("describe_db_instances").paginate() for d in page["DBInstances"]
+        if U in d["DBInstanceIdentifier"]]
+assert len(mine) == 3, [d["DBInstanceIdentifier"] for d in mine]
+for d in mine:
     print("rds", d["DBInstanceIdentifier"], d["DBInstanceStatus"], d.get("ReadReplicaSourceDBInstanceIdentifier"),
           d["DBSubnetGroup"]["VpcId"])
 
@@ -32,19 +58,20 @@ elb.create_listener(LoadBalancerArn=alb["LoadBalancerArn"], Protocol="HTTP", Por
 print("alb", alb["DNSName"], len(elb.describe_listeners(LoadBalancerArn=alb["LoadBalancerArn"])["Listeners"]))
 
 ec2.create_launch_template(LaunchTemplateName=f"web-lt-{U}", LaunchTemplateData={"ImageId": AMI, "InstanceType": "t3.micro"})
-asg.create_auto_scaling_group(AutoScalingGroupName=f"asg-{U}", MinSize=2, MaxSize=4, DesiredCapacity=2,
-                              LaunchTemplate={"LaunchTemplateName": f"web-lt-{U}", "Version": "$Latest"},
-                              VPCZoneIdentifier=f"{s1},{s2}", TargetGroupARNs=[tg["TargetGroupArn"]])
+settled(lambda: asg.create_auto_scaling_group(
+    AutoScalingGroupName=f"asg-{U}", MinSize=2, MaxSize=4, DesiredCapacity=2,
+    LaunchTemplate={"LaunchTemplateName": f"web-lt-{U}", "Version": "$Latest"},
+    VPCZoneIdentifier=f"{s1},{s2}", TargetGroupARNs=[tg["TargetGroupArn"]]), "ValidationError")
 g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"asg-{U}"])["AutoScalingGroups"][0]
 print("asg", [(i["InstanceId"], i["LifecycleState"]) for i in g["Instances"]])
 th = elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]
 print("targets", [(t["Target"]["Id"], t["TargetHealth"]["State"]) for t in th])
 
 sqs = c("sqs"); q = sqs.create_queue(QueueName=f"orders-{U}")["QueueUrl"]
-sqs.send_message(QueueUrl=q, MessageBody="hi")
+settled(lambda: sqs.send_message(QueueUrl=q, MessageBody="hi"), "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 print("sqs", sqs.receive_message(QueueUrl=q)["Messages"][0]["Body"])
 ev = c("events"); ev.put_rule(Name=f"r-{U}", EventPattern=json.dumps({"source": ["sc"]}))
-print("events", [r["Name"] for r in ev.list_rules()["Rules"]])
+print("events", [r["Name"] for r in ev.list_rules(NamePrefix=f"r-{U}")["Rules"]])
 sfn = c("stepfunctions")
 sm = sfn.create_state_machine(name=f"sm-{U}", roleArn="arn:aws:iam::000000000000:role/x",
                               definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"ok": 1}, "End": True}}}))
@@ -75,8 +102,8 @@ iam = c("iam")
 role = iam.create_role(RoleName=f"fn-{U}", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
 lam = c("lambda")
-fn = lam.create_function(FunctionName=f"fn-{U}", Runtime="python3.12", Role=role, Handler="app.handler",
-                         Code={"ZipFile": buf.getvalue()}, Timeout=2)["FunctionArn"]
+fn = settled(lambda: lam.create_function(FunctionName=f"fn-{U}", Runtime="python3.12", Role=role, Handler="app.handler",
+                                         Code={"ZipFile": buf.getvalue()}, Timeout=2), "InvalidParameterValueException")["FunctionArn"]
 lam.get_waiter("function_active_v2").wait(FunctionName=fn, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 print("lambda state", lam.get_function(FunctionName=fn)["Configuration"]["State"])
 t = time.time()
