@@ -371,8 +371,10 @@ fn auto_policy(
 }
 
 /// Lambda says a just-created or changed role "cannot be assumed" while IAM propagates
-/// ("The role defined for the function cannot be assumed by Lambda."); an update still in
-/// progress is a ResourceConflictException. Both pass with time.
+/// ("The role defined for the function cannot be assumed by Lambda."; IAM: "changes that I
+/// make are not always immediately visible",
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency);
+/// an update still in progress is a ResourceConflictException. Both pass with time.
 fn role_not_assumable(e: &Error) -> bool {
     common::is_aws_message(e, &["InvalidParameterValueException"], "cannot be assumed")
         || e.is_code(&["ResourceConflictException"])

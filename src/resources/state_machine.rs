@@ -368,7 +368,9 @@ fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
 
 /// Step Functions refuses a role it cannot assume yet with AccessDenied naming its
 /// service principal ("Neither the global service principal states.amazonaws.com, nor
-/// the regional one is authorized to assume the provided role."): IAM propagation.
+/// the regional one is authorized to assume the provided role."): IAM propagation, "changes
+/// that I make are not always immediately visible"
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency).
 fn role_not_assumable(e: &Error) -> bool {
     common::is_aws_message(e, &["AccessDeniedException"], "states.amazonaws.com")
         || common::is_aws_message(e, &["AccessDeniedException"], "assume the provided role")
