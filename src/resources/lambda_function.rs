@@ -90,7 +90,8 @@ struct Fields {
     #[serde(default = "auto")]
     role: String,
     /// AWS X-Ray active tracing. On by default; turning it off fails the security baseline
-    /// (CKV_AWS_50).
+    /// (CKV_AWS_50). A role other than `auto` then needs `xray:PutTraceSegments` and
+    /// `xray:PutTelemetryRecords` (Lambda refuses the function without them).
     #[serde(default = "yes")]
     tracing: bool,
     /// The log group to write to, like `${function_logs.name}`; by default Lambda's own
