@@ -346,3 +346,28 @@ pub mod ec2 {
         }
     }
 }
+
+/// True when `e` is an AWS error with one of `codes` whose message contains `needle`.
+/// Eventual-consistency answers share their code with permanent refusals (Lambda's
+/// InvalidParameterValueException, Auto Scaling's ValidationError): only the message
+/// tells them apart.
+pub fn is_aws_message(e: &Error, codes: &[&str], needle: &str) -> bool {
+    matches!(e, Error::Aws { code: Some(c), message, .. }
+        if codes.contains(&c.as_str()) && message.contains(needle))
+}
+
+/// Adds what to do about an AWS error to its message.
+pub fn with_hint(e: Error, hint: &str) -> Error {
+    match e {
+        Error::Aws {
+            operation,
+            code,
+            message,
+        } => Error::Aws {
+            operation,
+            code,
+            message: format!("{message} ({hint})"),
+        },
+        other => other,
+    }
+}

@@ -383,6 +383,12 @@ pub(super) fn is_auto_role(arn: &str, stack: &str) -> bool {
     arn.contains(&format!(":role{}", auto_path(stack)))
 }
 
+/// True when `arn` is a role securecart manages for the stack: an `iam_role` of its
+/// blueprint or an automatic role (both live under the stack's IAM path).
+pub(super) fn is_stack_role(arn: &str, stack: &str) -> bool {
+    arn.contains(&format!(":role{}", stack_path(stack)))
+}
+
 fn role_name_of(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }

@@ -34,9 +34,9 @@ pub struct LambdaFunction;
 
 const KIND: &str = "lambda_function";
 pub(super) const AUTO: &str = "auto";
-/// How long a just-created role may stay unassumable for Lambda (IAM is eventually consistent).
-const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
-/// Stands for Lambda's "role cannot be assumed" answer while it is retried.
+/// How long a just-created or changed role may stay unusable for Lambda (IAM is
+/// eventually consistent): terraform-provider-aws waits 2 minutes for IAM propagation.
+const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
 /// Largest zip Lambda accepts in the request itself.
 const MAX_ZIP: usize = 50 * 1024 * 1024;
 
@@ -90,7 +90,8 @@ struct Fields {
     #[serde(default = "auto")]
     role: String,
     /// AWS X-Ray active tracing. On by default; turning it off fails the security baseline
-    /// (CKV_AWS_50).
+    /// (CKV_AWS_50). A role other than `auto` then needs `xray:PutTraceSegments` and
+    /// `xray:PutTelemetryRecords` (Lambda refuses the function without them).
     #[serde(default = "yes")]
     tracing: bool,
     /// The log group to write to, like `${function_logs.name}`; by default Lambda's own
@@ -370,34 +371,116 @@ fn auto_policy(
     g.policy()
 }
 
-/// Lambda says a just-created or changed role "cannot be assumed" while IAM propagates;
-/// only that message (and an update still in progress) is worth waiting for.
-fn role_not_ready(e: &Error) -> bool {
-    match e {
-        Error::Aws {
-            code: Some(c),
-            message,
-            ..
-        } => {
-            (c == "InvalidParameterValueException" && message.contains("cannot be assumed"))
-                || c == "ResourceConflictException"
-        }
-        _ => false,
-    }
+/// Lambda says a just-created or changed role "cannot be assumed" while IAM propagates
+/// ("The role defined for the function cannot be assumed by Lambda."; IAM: "changes that I
+/// make are not always immediately visible",
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency);
+/// an update still in progress is a ResourceConflictException. Both pass with time.
+fn role_not_assumable(e: &Error) -> bool {
+    common::is_aws_message(e, &["InvalidParameterValueException"], "cannot be assumed")
+        || e.is_code(&["ResourceConflictException"])
 }
 
-/// Runs a create or configuration update, retrying for about a minute while Lambda cannot
-/// assume a role that IAM has only just created or changed.
-async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, op: F) -> Result<T, Error>
+/// With `tracing: true` (TracingConfig Active), Create/UpdateFunctionConfiguration checks
+/// the role's X-Ray permissions and answers "The provided execution role does not have
+/// permissions to call PutTraceSegments on XRAY" until IAM has propagated a policy that
+/// was just put (serverless/serverless#6931:
+/// https://github.com/serverless/serverless/issues/6931).
+fn xray_denied(e: &Error) -> bool {
+    common::is_aws_message(
+        e,
+        &["InvalidParameterValueException"],
+        "permissions to call PutTraceSegments on XRAY",
+    )
+}
+
+/// Whether an error of a create or update will pass once IAM has propagated. A missing
+/// X-Ray permission only passes on a role securecart granted it to (the automatic role,
+/// or an `iam_role` of the stack that was just put); a role from outside the stack that
+/// lacks it keeps lacking it, so that fails at once.
+fn role_not_ready(e: &Error, managed_role: bool) -> bool {
+    role_not_assumable(e) || (managed_role && xray_denied(e))
+}
+
+/// True when the function's role (`auto` or an ARN) is its automatic role or an `iam_role`
+/// of the stack.
+fn manages_role(role: &str, stack: &str) -> bool {
+    role == AUTO || iam_role::is_stack_role(role, stack)
+}
+
+/// Runs a create or update, retrying for up to [`ROLE_PROPAGATION`] while Lambda cannot
+/// use a role that IAM has only just created or changed, or an update is in progress.
+async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, managed_role: bool, op: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
-    common::retry_while(cx, role_not_ready, ROLE_PROPAGATION,
-        "the role is not assumable by Lambda yet (IAM changes take a moment to reach Lambda), or an update is still in progress",
+    let r = common::retry_while(
+        cx,
+        |e| role_not_ready(e, managed_role),
+        ROLE_PROPAGATION,
+        "Lambda cannot use the role yet (IAM changes take a moment to reach Lambda), or an update is still in progress",
         op,
     )
-    .await
+    .await;
+    r.map_err(|e| {
+        if xray_denied(&e) {
+            common::with_hint(e, XRAY_HINT)
+        } else {
+            e
+        }
+    })
+}
+
+/// What a role needs for `tracing: true`.
+const XRAY_HINT: &str = "with `tracing: true` the role needs xray:PutTraceSegments and \
+     xray:PutTelemetryRecords (for example the managed policy \
+     arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess); `role: auto` grants them";
+
+/// True when an `iam_role` of the blueprint visibly allows what `tracing: true` needs:
+/// X-Ray's write actions in an inline policy, or AWS's X-Ray write policy attached.
+fn role_config_grants_xray(config: &Json) -> bool {
+    let managed = config
+        .get("managed_policies")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .any(|p| {
+            p.ends_with(":policy/AWSXRayDaemonWriteAccess")
+                || p.ends_with(":policy/AWSXrayWriteOnlyAccess")
+        });
+    let allowed = |action: &str| {
+        config
+            .get("policies")
+            .and_then(Json::as_object)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|doc| match doc.get("Statement") {
+                Some(Json::Array(a)) => a.clone(),
+                Some(st @ Json::Object(_)) => vec![st.clone()],
+                _ => Vec::new(),
+            })
+            .filter(|st| st.get("Effect").and_then(Json::as_str) == Some("Allow"))
+            .any(|st| {
+                let actions: Vec<&str> = match st.get("Action") {
+                    Some(Json::String(a)) => vec![a.as_str()],
+                    Some(Json::Array(a)) => a.iter().filter_map(Json::as_str).collect(),
+                    _ => Vec::new(),
+                };
+                actions.iter().any(|a| action_matches(a, action))
+            })
+    };
+    managed || (allowed("xray:PutTraceSegments") && allowed("xray:PutTelemetryRecords"))
+}
+
+/// IAM action matching: case-insensitive, `*` as a wildcard at the end (`xray:*`, `xray:Put*`).
+fn action_matches(pattern: &str, action: &str) -> bool {
+    let (p, a) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+    match p.strip_suffix('*') {
+        Some(prefix) => a.starts_with(prefix),
+        None => p == a,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -572,6 +655,28 @@ impl Kind for LambdaFunction {
             ));
         }
         check_role(&f.role, "lambda.amazonaws.com", cx, &mut out);
+        if f.tracing && f.role != AUTO {
+            // Lambda checks the role's X-Ray permissions at create and update and refuses
+            // the function without them; only an `iam_role` of the blueprint can be looked at.
+            let seen = cx
+                .referenced(&f.role)
+                .filter(|r| r.kind == "iam_role")
+                .is_some_and(|r| role_config_grants_xray(&r.config));
+            if !seen {
+                out.push(
+                    Issue::new(
+                        "role",
+                        "with `tracing: true` (the default) Lambda refuses the function unless \
+                         this role allows xray:PutTraceSegments and xray:PutTelemetryRecords",
+                    )
+                    .help(
+                        "attach arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess to the role, \
+                         or use `role: auto`, which grants them",
+                    )
+                    .warning(),
+                );
+            }
+        }
         if let Some(lg) = &f.log_group {
             if let Some(res) = cx.referenced(lg) {
                 if res.kind != "log_group" {
@@ -752,7 +857,7 @@ impl Kind for LambdaFunction {
         let code = cached_code(&a.code_sha256)?;
         let tags = common::tags(cx.stack, cx.id, &a.name);
         cx.note("creating the function");
-        let created = with_role_retry(cx, || async {
+        let created = with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
             let mut req = aws
                 .lambda
                 .create_function()
@@ -822,7 +927,7 @@ impl Kind for LambdaFunction {
         if has("code_sha256") {
             let code = cached_code(&a.code_sha256)?;
             cx.note("updating the code");
-            with_role_retry(cx, || async {
+            with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
                 aws.lambda
                     .update_function_code()
                     .function_name(&a.name)
@@ -844,7 +949,7 @@ impl Kind for LambdaFunction {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            with_role_retry(cx, || async {
+            with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
                 let req = aws
                     .lambda
                     .update_function_configuration()
@@ -1331,19 +1436,105 @@ mod tests {
 
     #[test]
     fn role_errors_are_told_apart() {
+        // The messages exactly as Lambda sends them.
         let aws = |code: &str, message: &str| Error::Aws {
             operation: "CreateFunction".into(),
             code: Some(code.into()),
-            message: message.into(),
+            message: format!("{code}: {message}"),
         };
-        assert!(role_not_ready(&aws(
+        let assume = aws(
             "InvalidParameterValueException",
-            "The role defined for the function cannot be assumed by Lambda."
-        )));
-        assert!(!role_not_ready(&aws(
+            "The role defined for the function cannot be assumed by Lambda.",
+        );
+        let xray = aws(
             "InvalidParameterValueException",
-            "Unsupported runtime"
-        )));
+            "The provided execution role does not have permissions to call PutTraceSegments on XRAY",
+        );
+        assert!(role_not_ready(&assume, true));
+        assert!(role_not_ready(&assume, false));
+        // X-Ray permissions propagate on a role securecart just granted them to; a role from
+        // outside the stack without them fails at once.
+        assert!(role_not_ready(&xray, true));
+        assert!(!role_not_ready(&xray, false));
+        assert!(role_not_ready(
+            &aws("ResourceConflictException", "An update is in progress"),
+            false
+        ));
+        assert!(!role_not_ready(
+            &aws("InvalidParameterValueException", "Unsupported runtime"),
+            true
+        ));
+        assert!(manages_role(AUTO, "shop"));
+        assert!(manages_role(
+            "arn:aws:iam::1:role/securecart/shop/shop-r",
+            "shop"
+        ));
+        assert!(!manages_role("arn:aws:iam::1:role/lambda-basic", "shop"));
+        // The error that ends the wait says what the role lacks.
+        let hinted = common::with_hint(xray, XRAY_HINT).to_string();
+        assert!(hinted.contains("PutTraceSegments on XRAY"), "{hinted}");
+        assert!(hinted.contains("AWSXRayDaemonWriteAccess"), "{hinted}");
+    }
+
+    #[test]
+    fn own_roles_with_tracing_are_warned_about_unless_they_grant_xray() {
+        let p = problems(concat!(
+            "  bare: {type: iam_role, service: lambda.amazonaws.com}
+",
+            "  managed:
+    type: iam_role
+    service: lambda.amazonaws.com
+",
+            "    managed_policies: [arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess]
+",
+            "  inline:
+    type: iam_role
+    service: lambda.amazonaws.com
+",
+            "    policies:
+      xray:
+        Statement:
+",
+            "          - {Effect: Allow, Action: ['xray:Put*'], Resource: '*'}
+",
+            "  half:
+    type: iam_role
+    service: lambda.amazonaws.com
+",
+            "    policies:
+      xray:
+        Statement:
+",
+            "          - {Effect: Allow, Action: xray:PutTraceSegments, Resource: '*'}
+",
+            "  a: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}'}
+",
+            "  b: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${managed.arn}'}
+",
+            "  c: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${inline.arn}'}
+",
+            "  d: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${half.arn}'}
+",
+            "  e: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: 'arn:aws:iam::1:role/x'}
+",
+            "  f: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}', tracing: false}
+",
+            "  g: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h}
+",
+        ));
+        let xray_warning = |id: &str| {
+            p.iter().find(|(_, q, m)| {
+                q == &format!("resources.{id}.role") && m.contains("xray:PutTraceSegments")
+            })
+        };
+        let a = xray_warning("a").unwrap_or_else(|| panic!("{p:?}"));
+        assert_eq!(a.0, Severity::Warning);
+        assert!(xray_warning("b").is_none(), "{p:?}");
+        assert!(xray_warning("c").is_none(), "{p:?}");
+        assert!(xray_warning("d").is_some(), "{p:?}");
+        assert!(xray_warning("e").is_some(), "{p:?}");
+        assert!(xray_warning("f").is_none(), "{p:?}");
+        assert!(xray_warning("g").is_none(), "{p:?}");
     }
 
     #[test]

@@ -365,7 +365,7 @@ impl Kind for SqsQueue {
             }
             // Ours from an interrupted run that read() did not see yet: converge it.
             cx.note("the queue exists from an earlier run; bringing it up to date");
-            let attrs = get_attributes(aws, &url).await?;
+            let attrs = settling(cx, || get_attributes(aws, &url)).await?;
             let live = live_of(cx.id.to_string(), &url, &attrs)?;
             let changed: Vec<String> = crate::plan::changed_attributes(desired, &live.attrs);
             if changed.is_empty() {
@@ -379,15 +379,19 @@ impl Kind for SqsQueue {
             DELETED_RECENTLY,
             Duration::from_secs(90),
             "a queue of this name was deleted less than 60 s ago and SQS keeps the name until then",
-            || async {
-                let mut req = aws.sqs.create_queue().queue_name(&a.name);
-                for (k, v) in create_attributes(&a) {
-                    req = req.attributes(k, v);
-                }
-                for (k, v) in &tags {
-                    req = req.tags(k, v);
-                }
-                req.send().await.map_err(aws_error("CreateQueue"))
+            || {
+                // The redrive names a dead-letter queue that may have been created a moment
+                // ago, which SQS may not know yet.
+                settling(cx, || async {
+                    let mut req = aws.sqs.create_queue().queue_name(&a.name);
+                    for (k, v) in create_attributes(&a) {
+                        req = req.attributes(k, v);
+                    }
+                    for (k, v) in &tags {
+                        req = req.tags(k, v);
+                    }
+                    req.send().await.map_err(aws_error("CreateQueue"))
+                })
             },
         )
         .await;
@@ -407,16 +411,13 @@ impl Kind for SqsQueue {
             .to_string();
         // The policy names the queue ARN, known only now; until it is set the queue
         // only refuses more, and a re-run after a crash here converges in update().
-        let attrs = get_attributes(aws, &url).await?;
+        // Both calls are on the queue just created: SQS may not know it yet.
+        let attrs = settling(cx, || get_attributes(aws, &url)).await?;
         let arn = attrs.get(&Q::QueueArn).cloned().unwrap_or_default();
         if !a.allow_services.is_empty() {
             let arn = require_arn(&arn, &a.name)?;
-            set_attributes(
-                aws,
-                &url,
-                vec![(Q::Policy, policy_document(arn, &a.allow_services))],
-            )
-            .await?;
+            let policy = vec![(Q::Policy, policy_document(arn, &a.allow_services))];
+            settling(cx, || set_attributes(aws, &url, policy.clone())).await?;
         }
         Ok(live(cx.id.to_string(), &url, &arn, a))
     }
@@ -503,7 +504,10 @@ impl Kind for SqsQueue {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            set_attributes(aws, url, set).await?;
+            // The queue is known to exist (read found it), perhaps made a moment ago by an
+            // interrupted run, and a new redrive may name a dead-letter queue this apply
+            // just created.
+            settling(cx, || set_attributes(aws, url, set.clone())).await?;
         }
         Ok(live(cx.id.to_string(), url, &arn, a))
     }
@@ -533,6 +537,48 @@ const DELETED_RECENTLY: &[&str] = &[
     "AWS.SimpleQueueService.QueueDeletedRecently",
     "QueueDeletedRecently",
 ];
+
+/// How long a queue that was just created, or is known to exist, may still be unknown to
+/// SQS. The SQS API reference (CreateQueue) says: "After you create a queue, you must wait
+/// at least one second after the queue is created to be able to use the queue."
+/// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html
+const NEW_QUEUE_SETTLE: Duration = Duration::from_secs(20);
+
+/// A redrive naming a dead-letter queue SQS does not know (yet): "Value {...} for parameter
+/// RedrivePolicy is invalid. Reason: Dead letter target does not exist." (serverless#5215:
+/// https://github.com/serverless/serverless/issues/5215). The query code is
+/// InvalidParameterValue; the JSON protocol's is InvalidAttributeValue.
+fn dead_letter_unknown(e: &Error) -> bool {
+    common::is_aws_message(
+        e,
+        &["InvalidParameterValue", "InvalidAttributeValue"],
+        "Dead letter target does not exist",
+    )
+}
+
+/// What a queue just created answers for about a second: itself or its dead-letter queue
+/// not found.
+fn not_settled(e: &Error) -> bool {
+    gone(e) || dead_letter_unknown(e)
+}
+
+/// Runs a call on a queue that was just created or is known to exist, retrying briefly
+/// while SQS does not know it (or its dead-letter queue) yet. Never for reads that decide
+/// whether a queue exists: there "not found" is the answer.
+async fn settling<T, F, Fut>(cx: &OpCx<'_>, op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    common::retry_while(
+        cx,
+        not_settled,
+        NEW_QUEUE_SETTLE,
+        "SQS makes a new queue usable about a second after CreateQueue",
+        op,
+    )
+    .await
+}
 
 /// The queue no longer exists (deleted meanwhile, or already gone).
 fn gone(e: &Error) -> bool {
@@ -1227,6 +1273,39 @@ mod tests {
 
     fn from_json(v: Json) -> Attrs {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_new_queue_is_waited_for_only_on_its_own_answers() {
+        let aws = |code: &str, message: &str| Error::Aws {
+            operation: "GetQueueAttributes".into(),
+            code: Some(code.into()),
+            message: format!("{code}: {message}"),
+        };
+        // The JSON protocol's code, and the query code the SDK reads from
+        // x-amzn-query-error, for "The specified queue does not exist."
+        assert!(not_settled(&aws(
+            "QueueDoesNotExist",
+            "The specified queue does not exist."
+        )));
+        assert!(not_settled(&aws(
+            "AWS.SimpleQueueService.NonExistentQueue",
+            "The specified queue does not exist."
+        )));
+        assert!(not_settled(&aws(
+            "InvalidParameterValue",
+            "Value {\"deadLetterTargetArn\":\"arn:aws:sqs:eu-west-1:1:dev-dlq\",\"maxReceiveCount\":3} \
+             for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist."
+        )));
+        // A redrive that is wrong for good is not waited for.
+        assert!(!not_settled(&aws(
+            "InvalidParameterValue",
+            "Value {} for parameter RedrivePolicy is invalid. Reason: Invalid value for maxReceiveCount: 0"
+        )));
+        assert!(!not_settled(&aws(
+            "AccessDenied",
+            "Access to the resource is denied."
+        )));
     }
 
     #[test]

@@ -33,9 +33,9 @@ use crate::blueprint::{CheckCx, Issue};
 pub struct StateMachine;
 
 const KIND: &str = "state_machine";
-/// How long a just-created role may stay unassumable for Step Functions.
-const ROLE_PROPAGATION: Duration = Duration::from_secs(60);
-/// Stands for Step Functions' "cannot assume the role" answer while it is retried.
+/// How long a just-created or changed role may stay unusable for Step Functions:
+/// terraform-provider-aws waits 2 minutes for IAM propagation (#47447).
+const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
 /// The tracing flag as a tag too: the bundled emulator leaves `tracingConfiguration` out of
 /// DescribeStateMachine (AWS always answers it, and that answer wins).
 const TAG_TRACING: &str = "securecart:tracing";
@@ -367,34 +367,71 @@ fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
 }
 
 /// Step Functions refuses a role it cannot assume yet with AccessDenied naming its
-/// service principal; only that is worth waiting for.
-fn role_not_ready(e: &Error) -> bool {
-    match e {
-        Error::Aws {
-            code: Some(c),
-            message,
-            ..
-        } => {
-            c == "AccessDeniedException"
-                && (message.contains("states.amazonaws.com") || message.contains("assume"))
-        }
-        _ => false,
-    }
+/// service principal ("Neither the global service principal states.amazonaws.com, nor
+/// the regional one is authorized to assume the provided role."): IAM propagation, "changes
+/// that I make are not always immediately visible"
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency).
+fn role_not_assumable(e: &Error) -> bool {
+    common::is_aws_message(e, &["AccessDeniedException"], "states.amazonaws.com")
+        || common::is_aws_message(e, &["AccessDeniedException"], "assume the provided role")
 }
 
-async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, op: F) -> Result<T, Error>
+/// With logging configured, Step Functions checks the role's log-delivery permissions at
+/// Create/UpdateStateMachine and answers "The state machine IAM Role is not authorized to
+/// access the Log Destination" until IAM has propagated a policy that was just put
+/// (go-to-k/cdkd#2783, #2791; terraform-provider-aws retries it for 2 minutes, #47447:
+/// https://github.com/hashicorp/terraform-provider-aws/issues/47447).
+fn log_destination_denied(e: &Error) -> bool {
+    common::is_aws_message(
+        e,
+        &["AccessDeniedException"],
+        "not authorized to access the Log Destination",
+    )
+}
+
+/// Whether an error of Create/UpdateStateMachine will pass once IAM has propagated.
+/// A missing permission only passes on a role securecart granted it to (the automatic
+/// role, or an `iam_role` of the stack that was just put); a role from outside the stack
+/// that lacks it keeps lacking it, so that fails at once.
+fn role_not_ready(e: &Error, managed_role: bool) -> bool {
+    role_not_assumable(e) || (managed_role && log_destination_denied(e))
+}
+
+/// Runs a create or update, retrying (for up to [`ROLE_PROPAGATION`]) while Step
+/// Functions cannot use a role IAM has only just created or changed. `managed_role`: the
+/// state machine's role is one securecart manages (see [`role_not_ready`]).
+async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, managed_role: bool, op: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
-    common::retry_while(
+    let r = common::retry_while(
         cx,
-        role_not_ready,
+        |e| role_not_ready(e, managed_role),
         ROLE_PROPAGATION,
-        "Step Functions cannot assume the role yet (IAM changes take a moment to reach it)",
+        "Step Functions cannot use the role yet (IAM changes take a moment to reach it)",
         op,
     )
-    .await
+    .await;
+    r.map_err(|e| {
+        if log_destination_denied(&e) {
+            common::with_hint(
+                e,
+                "the role needs logs:CreateLogDelivery, logs:GetLogDelivery, \
+                 logs:UpdateLogDelivery, logs:DeleteLogDelivery, logs:ListLogDeliveries, \
+                 logs:PutResourcePolicy, logs:DescribeResourcePolicies and \
+                 logs:DescribeLogGroups on `*`; `role: auto` grants them",
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// True when the state machine's role (`auto` or an ARN) is its automatic role or an
+/// `iam_role` of the stack.
+fn manages_role(role: &str, stack: &str) -> bool {
+    role == AUTO || iam_role::is_stack_role(role, stack)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -702,7 +739,7 @@ impl Kind for StateMachine {
         }
         let role_arn = role_arn_for(aws, cx, &a).await?;
         cx.note("creating the state machine");
-        let created = with_role_retry(cx, || async {
+        let created = with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
             let mut req = aws
                 .sfn
                 .create_state_machine()
@@ -758,7 +795,7 @@ impl Kind for StateMachine {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            with_role_retry(cx, || async {
+            with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
                 let mut req = aws.sfn.update_state_machine().state_machine_arn(&arn);
                 if has("definition") {
                     req = req.definition(a.definition.to_string());
@@ -1221,12 +1258,46 @@ mod tests {
 
     #[test]
     fn role_errors_are_told_apart() {
-        let aws = |message: &str| Error::Aws {
+        // The messages exactly as Step Functions sends them (AWS error text).
+        let denied = |message: &str| Error::Aws {
             operation: "CreateStateMachine".into(),
             code: Some("AccessDeniedException".into()),
-            message: message.into(),
+            message: format!("AccessDeniedException: {message}"),
         };
-        assert!(role_not_ready(&aws("Neither the global service principal states.amazonaws.com, nor the regional one is authorized to assume the provided role.")));
-        assert!(!role_not_ready(&aws("not allowed to tag")));
+        let assume = denied("Neither the global service principal states.amazonaws.com, nor the regional one is authorized to assume the provided role.");
+        let logs =
+            denied("The state machine IAM Role is not authorized to access the Log Destination");
+        // Assuming is IAM propagation whoever made the role.
+        assert!(role_not_ready(&assume, true));
+        assert!(role_not_ready(&assume, false));
+        // A missing log permission passes only on a role securecart just granted it to.
+        assert!(role_not_ready(&logs, true));
+        assert!(!role_not_ready(&logs, false));
+        assert!(!role_not_ready(&denied("not allowed to tag"), true));
+        let other_code = Error::Aws {
+            operation: "CreateStateMachine".into(),
+            code: Some("InvalidDefinition".into()),
+            message: "The state machine IAM Role is not authorized to access the Log Destination"
+                .into(),
+        };
+        assert!(!role_not_ready(&other_code, true));
+    }
+
+    #[test]
+    fn managed_roles_are_the_auto_role_and_the_stacks_own() {
+        assert!(manages_role(AUTO, "dev"));
+        assert!(manages_role(
+            "arn:aws:iam::1:role/securecart/dev/dev-runner",
+            "dev"
+        ));
+        assert!(manages_role(
+            "arn:aws:iam::1:role/securecart/dev/auto/dev-wf-role",
+            "dev"
+        ));
+        assert!(!manages_role(
+            "arn:aws:iam::1:role/securecart/prod/prod-runner",
+            "dev"
+        ));
+        assert!(!manages_role("arn:aws:iam::1:role/ops-runner", "dev"));
     }
 }

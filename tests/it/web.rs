@@ -634,3 +634,68 @@ fn web_kinds_create_twice_without_duplicates() {
         ec2.delete_vpc().vpc_id(&vpc).send().await.expect("cleanup");
     });
 }
+
+const SMALL_GROUP: &str = r#"name: small-group
+resources:
+  vpc: {type: vpc, cidr_block: 10.60.0.0/16}
+  app_a:
+    type: subnet
+    vpc: ${vpc}
+    cidr_block: 10.60.1.0/24
+    availability_zone: ${stack.region}a
+  web_lt:
+    type: launch_template
+    instance_type: t3.micro
+  web_asg:
+    type: autoscaling_group
+    launch_template: ${web_lt}
+    launch_template_version: ${web_lt.latest_version}
+    subnets: ['${app_a}']
+    min_size: 1
+    max_size: 2
+"#;
+
+/// The strict emulator's Auto Scaling does not see a launch template for a moment after
+/// EC2 created it, as AWS may answer (terraform-provider-aws #40088): the group's create
+/// waits for it, says so, and converges; a later template change is an update.
+#[test]
+fn a_group_waits_for_its_new_launch_template() {
+    emulator();
+    let stack = stack("lt");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bp = dir.path().join("blueprint.yaml");
+    std::fs::write(&bp, SMALL_GROUP).expect("blueprint");
+    let bp_s = bp.to_str().expect("utf-8 path");
+
+    // Line-by-line progress, as a CI log shows it.
+    let out = cli()
+        .args(["apply", bp_s, "--yes", "--local", "--stack", &stack])
+        .output()
+        .expect("run securecart");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "apply failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("creating web_asg: ")
+            && l.contains("The specified launch template, with template ID lt-")),
+        "no wait for the new launch template:\n{stdout}"
+    );
+    let (code, plan, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 0, "plan after apply: {:?}", changes(&plan["plan"]));
+
+    // A new template version: the template and the group change in place.
+    edit(&bp, "instance_type: t3.micro", "instance_type: t3.small");
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "apply of the change failed: {out:#}\n{err}");
+    let (code, plan, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 0, "plan after update: {:?}", changes(&plan["plan"]));
+
+    let (code, out, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
+    let left = rt().block_on(leftovers(&stack));
+    assert!(left.is_empty(), "left after destroy: {left:?}");
+}

@@ -475,3 +475,131 @@ fn invalid_definitions_are_reported_before_any_aws_call() {
     assert!(err.contains("FulfillOrder"), "{err}");
     assert!(err.contains("did you mean `FulfilOrder`"), "{err}");
 }
+
+/// `securecart <args> --local --stack <stack>` with its line-by-line progress (what CI
+/// logs show): (exit code, stdout, stderr).
+fn run_lines(args: &[&str], stack: &str) -> (i32, String, String) {
+    emulator();
+    let out = cli()
+        .args(args)
+        .args(["--local", "--stack", stack])
+        .output()
+        .expect("run securecart");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The progress lines of step `op id` that mention `needle`.
+fn noted(stdout: &str, op_id: &str, needle: &str) -> bool {
+    stdout
+        .lines()
+        .any(|l| l.contains(&format!("{op_id}: ")) && l.contains(needle))
+}
+
+const SMALL_FLOW: &str = r#"name: small-flow
+resources:
+  jobs: {type: sqs_queue}
+  logs: {type: log_group, retention_days: 1}
+  worker:
+    type: lambda_function
+    code: worker
+    runtime: python3.12
+    handler: handler.handler
+    log_group: ${logs.arn}
+    environment:
+      JOBS_URL: ${jobs.url}
+  flow:
+    type: state_machine
+    logging: {log_group: '${logs.arn}', level: ALL}
+    definition:
+      StartAt: Work
+      States:
+        Work:
+          Type: Task
+          Resource: arn:aws:states:::lambda:invoke
+          Parameters: {FunctionName: '${worker.arn}', Payload.$: $}
+          End: true
+"#;
+
+/// The strict emulator answers as AWS does while IAM propagates a role's new policy and
+/// while a new queue is not usable yet (on by default in every test): apply must wait
+/// for exactly those answers on create and on update, say so, and converge.
+#[test]
+fn iam_propagation_and_new_queues_are_waited_for_on_create_and_update() {
+    let stack = stack("settle");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("worker")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("worker/handler.py"),
+        "def handler(event, context):\n    return event\n",
+    )
+    .expect("handler");
+    let bp = dir.path().join("blueprint.yaml");
+    std::fs::write(&bp, SMALL_FLOW).expect("blueprint");
+    let bp_s = dir.path().to_str().expect("utf-8 path");
+
+    // Create: the function's and the state machine's automatic roles are seconds old when
+    // Lambda (tracing on) and Step Functions (logging on) check them; the queue is read
+    // right after CreateQueue.
+    let (code, out, err) = run_lines(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "apply failed:\n{out}\n{err}");
+    assert!(
+        noted(&out, "creating worker", "PutTraceSegments on XRAY"),
+        "no X-Ray propagation retry on create:\n{out}"
+    );
+    assert!(
+        noted(
+            &out,
+            "creating flow",
+            "not authorized to access the Log Destination"
+        ),
+        "no log-destination propagation retry on create:\n{out}"
+    );
+    assert!(
+        noted(&out, "creating jobs", "The specified queue does not exist"),
+        "no new-queue retry:\n{out}"
+    );
+    let (code, plan, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 0, "plan after apply: {:?}", changes(&plan["plan"]));
+
+    // Update: a second queue in the function's environment and in the workflow changes
+    // both automatic policies, then UpdateFunctionConfiguration and UpdateStateMachine.
+    let text = SMALL_FLOW
+        .replace(
+            "  jobs: {type: sqs_queue}\n",
+            "  jobs: {type: sqs_queue}\n  done: {type: sqs_queue}\n",
+        )
+        .replace(
+            "      JOBS_URL: ${jobs.url}\n",
+            "      JOBS_URL: ${jobs.url}\n      DONE_URL: ${done.url}\n",
+        )
+        .replace(
+            "          End: true\n",
+            "          Next: Done\n        Done:\n          Type: Task\n          Resource: arn:aws:states:::sqs:sendMessage\n          Parameters: {QueueUrl: '${done.url}', MessageBody.$: $}\n          End: true\n",
+        );
+    std::fs::write(&bp, text).expect("blueprint");
+    let (code, out, err) = run_lines(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "apply of the change failed:\n{out}\n{err}");
+    assert!(
+        noted(&out, "updating worker", "PutTraceSegments on XRAY"),
+        "no X-Ray propagation retry on update:\n{out}"
+    );
+    assert!(
+        noted(
+            &out,
+            "updating flow",
+            "not authorized to access the Log Destination"
+        ),
+        "no log-destination propagation retry on update:\n{out}"
+    );
+    let (code, plan, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 0, "plan after update: {:?}", changes(&plan["plan"]));
+
+    let (code, out, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
+    let left = rt().block_on(leftovers(&stack));
+    assert!(left.is_empty(), "left after destroy: {left:?}");
+}
