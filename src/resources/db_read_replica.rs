@@ -611,6 +611,34 @@ resources:
     }
 
     #[test]
+    fn a_replica_still_being_created_is_an_update_that_waits() {
+        let tags = [(TAG_STACK, "dev"), (TAG_RESOURCE, "r1")];
+        let mut db = replica(Some("dev-primary"), &tags);
+        db.endpoint = None;
+        db.db_instance_status = Some("creating".into());
+        let l = live("r1".into(), &db);
+        assert!(!l.outputs.contains_key("endpoint"));
+        let cfg = json!({"source": "dev-primary", "instance_class": "db.t4g.micro", "availability_zone": "us-east-1b"});
+        let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
+        let changes = crate::plan::diff(
+            &d,
+            &l.attrs,
+            DbReadReplica.replace_on(),
+            &Default::default(),
+        );
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            (
+                changes[0].attribute.as_str(),
+                &changes[0].before,
+                &changes[0].after
+            ),
+            ("status", &json!("creating"), &json!("available"))
+        );
+        assert!(!changes[0].forces_replacement);
+    }
+
+    #[test]
     fn replicas_go_before_their_primary() {
         let primary = Live {
             id: "primary".into(),
