@@ -560,14 +560,15 @@ impl Kind for DbInstance {
         let password_source =
             has("master_password_source").then_some(a.master_password_source.as_str());
         if let Some(source) = password_source {
-            // Turning Secrets Manager off needs the new password in the same call
-            // (ModifyDBInstance, ManageMasterUserPassword).
+            // Turning Secrets Manager off takes the new password in the same call, and
+            // RDS then deletes its secret (ModifyDBInstance, ManageMasterUserPassword).
+            let turn_off = (was.master_password_source == MANAGED).then_some(false);
             req = match source {
                 FROM_BLUEPRINT => req
-                    .manage_master_user_password(false)
+                    .set_manage_master_user_password(turn_off)
                     .master_user_password(recall_password(cx.stack, cx.id)?),
                 GENERATED => req
-                    .manage_master_user_password(false)
+                    .set_manage_master_user_password(turn_off)
                     .master_user_password(stored_password(aws, cx, &parameter).await?),
                 _ => req.manage_master_user_password(true),
             };

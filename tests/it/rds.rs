@@ -616,3 +616,63 @@ fn a_rerun_waits_for_the_primary_a_killed_apply_left_creating() {
         assert!(password_parameter(&stack).await.is_none());
     });
 }
+
+#[test]
+fn switching_between_secrets_manager_and_a_generated_password_converges() {
+    let stack = stack("rdsswitch");
+    let lab = std::fs::read_to_string(repo().join("labs/03/blueprint.yaml")).expect("lab");
+    // Lab 03's primary alone, its password left to Secrets Manager.
+    let primary_only = lab[..lab.find("\n  replica_b:\n").expect("replica_b")]
+        .replace("    master_password: generated\n", "")
+        + "\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bp = dir.path().join("blueprint.yaml");
+    std::fs::write(&bp, &primary_only).expect("write");
+    let bp_s = bp.to_str().expect("utf-8 path");
+    let _cleanup = Cleanup(&stack, bp_s);
+    let primary = || rt().block_on(async { instances(&stack).await.remove("primary") });
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    assert!(primary().expect("primary").master_user_secret().is_some());
+
+    // To a generated password: one in-place change, RDS drops its secret, SSM holds it.
+    edit(
+        &bp,
+        "    master_username: labadmin\n",
+        "    master_username: labadmin\n    master_password: generated\n",
+    );
+    let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 2);
+    assert_eq!(
+        changes(&out["plan"]),
+        [("primary".to_string(), "update".to_string())]
+    );
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    let db = primary().expect("primary");
+    assert!(db.master_user_secret().is_none(), "the secret remains");
+    let password = rt()
+        .block_on(password_parameter(&stack))
+        .expect("password parameter")
+        .value()
+        .unwrap_or_default()
+        .to_string();
+    assert_not_shown(&password, &[&out.to_string(), &err]);
+    let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+
+    // And back: Secrets Manager again, the parameter and the instance's tag gone.
+    edit(&bp, "    master_password: generated\n", "");
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    let db = primary().expect("primary");
+    assert!(db.master_user_secret().is_some());
+    assert_eq!(tag(&db, "securecart:master-password-parameter"), None);
+    assert!(rt().block_on(password_parameter(&stack)).is_none());
+    let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+
+    let (code, _, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{err}");
+    assert!(primary().is_none());
+}
