@@ -50,14 +50,17 @@ fn tag(db: &DbInstance, key: &str) -> Option<String> {
         .and_then(|t| t.value().map(str::to_string))
 }
 
-/// The stack's DB instances by blueprint id, straight from DescribeDBInstances.
+/// The stack's DB instances by blueprint id, straight from DescribeDBInstances (every
+/// page: AWS, and the strict emulator, answer in pages).
 async fn instances(stack: &str) -> std::collections::BTreeMap<String, DbInstance> {
     let rds = aws_sdk_rds::Client::new(&sdk().await);
     rds.describe_db_instances()
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Result<Vec<_>, _>>()
         .await
         .expect("describe instances")
-        .db_instances()
         .iter()
         .filter(|db| tag(db, "securecart:stack").as_deref() == Some(stack))
         .filter(|db| db.db_instance_status() != Some("deleting"))
