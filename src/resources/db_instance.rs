@@ -739,7 +739,8 @@ fn recall_password(stack: &str, id: &str) -> Result<String, Error> {
 //
 // RDS cannot create read replicas of an instance whose password Secrets Manager manages
 // (RDS User Guide, "Password management with Amazon RDS and AWS Secrets Manager" →
-// Limitations). With `master_password: generated` securecart makes the password itself
+// Limitations, <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-secrets-manager.html>;
+// terraform-aws-modules/terraform-aws-rds #512, #532). With `master_password: generated` securecart makes the password itself
 // and keeps it where the learner can read it and securecart can find it again: an SSM
 // SecureString parameter of the stack (free in the standard tier, encrypted with the
 // account's `aws/ssm` key). It is stored BEFORE CreateDBInstance, so a run killed in
@@ -754,7 +755,9 @@ pub(super) fn password_parameter(stack: &str, id: &str) -> String {
 /// The password stored in `name`, or a new one stored there first. A parameter there
 /// that is not this resource's is refused, never overwritten or adopted.
 async fn stored_password(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<String, Error> {
-    // Two attempts: a concurrent run can store it between our read and our write.
+    // Two attempts: a concurrent run can store it between our read and our write, and
+    // PutParameter without Overwrite then answers ParameterAlreadyExists
+    // (<https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html>).
     for _ in 0..2 {
         if let Some(p) = read_password(aws, cx, name).await? {
             cx.note(format!("using the master password stored in {name}"));
@@ -1075,7 +1078,8 @@ pub(super) fn instance_not_found(e: &Error) -> bool {
 
 /// The `status` attribute: what a dependent needs of an instance is its endpoint, and
 /// RDS has none while the instance is `creating` ("The endpoint might not be shown for
-/// instances with the status of creating", RDS API reference, DBInstance). An instance
+/// instances with the status of creating", RDS API reference, DBInstance:
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DBInstance.html>). An instance
 /// an earlier, interrupted run left in that state then differs from the desired
 /// [`READY`], so the plan shows an update that waits for it, and what refers to its
 /// endpoint waits for that update instead of failing on a value "not known yet".
