@@ -36,6 +36,13 @@ pub(super) const DELETE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 /// write-only: RDS never returns it, so securecart never compares it).
 const MANAGED: &str = "secrets_manager";
 const FROM_BLUEPRINT: &str = "blueprint";
+/// `master_password: generated`: securecart generates it and keeps it in an SSM
+/// SecureString parameter of the stack (see "The generated master password" below).
+pub(super) const GENERATED: &str = "generated";
+/// On an instance whose password securecart generated: the SSM parameter holding it.
+const TAG_PASSWORD_PARAMETER: &str = "securecart:master-password-parameter";
+/// `status` of an instance that has its endpoint: what `desired` always asks for.
+pub(super) const READY: &str = "available";
 
 /// An RDS DB instance.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -96,11 +103,16 @@ struct Fields {
     /// Name of the master user (default `dbadmin`). Changing it replaces the instance.
     #[serde(default = "default_username")]
     master_username: String,
-    /// The master password, from a parameter with `secret: true`. Left out (the
-    /// default), RDS generates it and keeps it in AWS Secrets Manager
-    /// (`ManageMasterUserPassword`); its ARN is the `master_user_secret_arn` attribute.
-    /// AWS never returns a password, so securecart sets it when it creates the instance
-    /// (or switches from Secrets Manager) and does not detect later changes of the value.
+    /// The master password. `generated`: securecart generates a strong random one,
+    /// keeps it in the SSM SecureString parameter `/securecart/STACK/ID/master-password`
+    /// (the `master_password_parameter` attribute; read it with `aws ssm get-parameter
+    /// --with-decryption`), never shows it, and deletes the parameter with the instance;
+    /// an instance with read replicas needs this or a parameter. Otherwise a parameter
+    /// with `secret: true`. Left out (the default), RDS generates it and keeps it in AWS
+    /// Secrets Manager (`ManageMasterUserPassword`; the `master_user_secret_arn`
+    /// attribute), which rules out read replicas. AWS never returns a password, so
+    /// securecart sets it when it creates the instance (or switches how it is kept) and
+    /// does not detect later changes of the value.
     #[serde(default)]
     master_password: Option<String>,
     /// Name of a database to create in the instance. Changing it replaces the instance.
@@ -180,10 +192,13 @@ struct Attrs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     security_groups: Option<Vec<String>>,
     master_username: String,
-    /// `secrets_manager` or `blueprint` — never the password.
+    /// `secrets_manager`, `generated` or `blueprint` — never the password.
     master_password_source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     db_name: Option<String>,
+    /// [`READY`] once the instance has its endpoint, else its RDS status (`creating`):
+    /// see [`status`].
+    status: String,
 }
 
 #[async_trait]
@@ -200,6 +215,7 @@ impl Kind for DbInstance {
             "port",
             "master_user_secret_arn",
             "resource_id",
+            "master_password_parameter",
         ]
     }
 
@@ -270,7 +286,7 @@ impl Kind for DbInstance {
             ));
         }
         issues.extend(check_username(f.engine, &f.master_username));
-        if let Some(p) = &f.master_password {
+        if let Some(p) = f.master_password.as_deref().filter(|p| *p != GENERATED) {
             issues.extend(check_password(f.engine, p));
             let secret = cx
                 .resources
@@ -282,7 +298,7 @@ impl Kind for DbInstance {
                         "master_password",
                         "the master password is written in the blueprint in plain text (security baseline: cfn-nag F23)",
                     )
-                    .help("take it from a parameter with `secret: true` (`${params.db_password}`), or leave `master_password` out so RDS keeps it in Secrets Manager")
+                    .help("write `master_password: generated` (securecart generates it into an SSM SecureString parameter), or take it from a parameter with `secret: true` (`${params.db_password}`)")
                     .warning(),
                 );
             }
@@ -296,7 +312,8 @@ impl Kind for DbInstance {
 
     fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
         let f: Fields = parse(config).map_err(|i| i.message)?;
-        let source = match &f.master_password {
+        let source = match f.master_password.as_deref() {
+            Some(GENERATED) => GENERATED,
             Some(p) => {
                 remember_password(stack, id, p);
                 FROM_BLUEPRINT
@@ -322,6 +339,7 @@ impl Kind for DbInstance {
             master_username: f.master_username,
             master_password_source: source.to_string(),
             db_name: f.db_name,
+            status: READY.to_string(),
         }))
     }
 
@@ -407,20 +425,23 @@ impl Kind for DbInstance {
 
     async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
         let a: Attrs = common::from_desired(desired)?;
+        let mut extra = vec![
+            (TAG_KIND, "db_instance".to_string()),
+            (TAG_FINAL_SNAPSHOT, a.final_snapshot.to_string()),
+            (TAG_ENGINE_VERSION, a.engine_version.clone()),
+        ];
         let password = match a.master_password_source.as_str() {
             FROM_BLUEPRINT => Some(recall_password(cx.stack, cx.id)?),
+            GENERATED => {
+                // Stored before RDS sees it: a run killed in between finds it again.
+                let name = password_parameter(cx.stack, cx.id);
+                let p = stored_password(aws, cx, &name).await?;
+                extra.push((TAG_PASSWORD_PARAMETER, name));
+                Some(p)
+            }
             _ => None,
         };
-        let tags = rds_tags(
-            cx.stack,
-            cx.id,
-            &a.name,
-            &[
-                (TAG_KIND, "db_instance".to_string()),
-                (TAG_FINAL_SNAPSHOT, a.final_snapshot.to_string()),
-                (TAG_ENGINE_VERSION, a.engine_version.clone()),
-            ],
-        );
+        let tags = rds_tags(cx.stack, cx.id, &a.name, &extra);
         let send = || async {
             let mut req = aws
                 .rds
@@ -478,6 +499,9 @@ impl Kind for DbInstance {
         let was: Attrs = common::from_desired(&live_db.attrs)?;
         let has = |f: &str| changed.iter().any(|c| c == f);
         let ident = live_db.physical_id.clone();
+        if has("status") {
+            wait_created(aws, cx, &ident).await?;
+        }
         let mut req = aws
             .rds
             .modify_db_instance()
@@ -532,11 +556,20 @@ impl Kind for DbInstance {
                 );
             modify = true;
         }
-        if has("master_password_source") {
-            req = match a.master_password_source.as_str() {
+        let parameter = password_parameter(cx.stack, cx.id);
+        let password_source =
+            has("master_password_source").then_some(a.master_password_source.as_str());
+        if let Some(source) = password_source {
+            // Turning Secrets Manager off takes the new password in the same call, and
+            // RDS then deletes its secret (ModifyDBInstance, ManageMasterUserPassword).
+            let turn_off = (was.master_password_source == MANAGED).then_some(false);
+            req = match source {
                 FROM_BLUEPRINT => req
-                    .manage_master_user_password(false)
+                    .set_manage_master_user_password(turn_off)
                     .master_user_password(recall_password(cx.stack, cx.id)?),
+                GENERATED => req
+                    .set_manage_master_user_password(turn_off)
+                    .master_user_password(stored_password(aws, cx, &parameter).await?),
                 _ => req.manage_master_user_password(true),
             };
             modify = true;
@@ -556,8 +589,8 @@ impl Kind for DbInstance {
             applied,
         )
         .await?;
+        let arn = db.db_instance_arn().unwrap_or_default();
         if has("final_snapshot") || has("engine_version") {
-            let arn = db.db_instance_arn().unwrap_or_default();
             add_tags(
                 aws,
                 arn,
@@ -567,6 +600,18 @@ impl Kind for DbInstance {
                 ],
             )
             .await?;
+        }
+        // The tag follows the password, never leads it: a run killed in between finds
+        // the instance without it and sets the same stored password again.
+        match password_source {
+            Some(GENERATED) => {
+                add_tags(aws, arn, &[(TAG_PASSWORD_PARAMETER, parameter)]).await?;
+            }
+            Some(_) if was.master_password_source == GENERATED => {
+                remove_tag(aws, arn, TAG_PASSWORD_PARAMETER).await?;
+                delete_password_parameter(aws, &parameter).await?;
+            }
+            _ => {}
         }
         let db = describe(aws, &a.name)
             .await?
@@ -581,7 +626,16 @@ impl Kind for DbInstance {
             .and_then(Json::as_bool)
             .unwrap_or(true)
             .then(|| final_snapshot_name(&live.physical_id));
-        delete_instance(aws, cx, &live.physical_id, snapshot).await
+        delete_instance(aws, cx, &live.physical_id, snapshot).await?;
+        // Only once the instance is gone: until then the password still opens it.
+        match live
+            .outputs
+            .get("master_password_parameter")
+            .and_then(Json::as_str)
+        {
+            Some(name) if !name.is_empty() => delete_password_parameter(aws, name).await,
+            _ => Ok(()),
+        }
     }
 }
 
@@ -616,11 +670,14 @@ fn live(id: String, db: &AwsInstance) -> Live {
         master_username: db.master_username().unwrap_or_default().to_string(),
         master_password_source: if db.master_user_secret().is_some() {
             MANAGED
+        } else if tags.contains_key(TAG_PASSWORD_PARAMETER) {
+            GENERATED
         } else {
             FROM_BLUEPRINT
         }
         .to_string(),
         db_name: db.db_name().map(str::to_string),
+        status: status(db),
     };
     let mut outputs = instance_outputs(db);
     outputs.insert(
@@ -633,6 +690,13 @@ fn live(id: String, db: &AwsInstance) -> Live {
     outputs.insert(
         "resource_id".into(),
         json!(db.dbi_resource_id().unwrap_or_default()),
+    );
+    outputs.insert(
+        "master_password_parameter".into(),
+        json!(tags
+            .get(TAG_PASSWORD_PARAMETER)
+            .map(String::as_str)
+            .unwrap_or_default()),
     );
     Live {
         id,
@@ -669,6 +733,170 @@ fn recall_password(stack: &str, id: &str) -> Result<String, Error> {
         .ok()
         .and_then(|p| p.get(&(stack.to_string(), id.to_string())).cloned())
         .ok_or_else(|| Error::Invalid("the master password is not known in this run".into()))
+}
+
+// ---- The generated master password -------------------------------------------------
+//
+// RDS cannot create read replicas of an instance whose password Secrets Manager manages
+// (RDS User Guide, "Password management with Amazon RDS and AWS Secrets Manager" →
+// Limitations, <https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-secrets-manager.html>;
+// terraform-aws-modules/terraform-aws-rds #512, #532). With `master_password: generated` securecart makes the password itself
+// and keeps it where the learner can read it and securecart can find it again: an SSM
+// SecureString parameter of the stack (free in the standard tier, encrypted with the
+// account's `aws/ssm` key). It is stored BEFORE CreateDBInstance, so a run killed in
+// between finds it and never sends RDS a second one; it is read back on every later
+// create or password change and never regenerated while it exists.
+
+/// Where the generated password of DB instance `id` of `stack` lives.
+pub(super) fn password_parameter(stack: &str, id: &str) -> String {
+    format!("/securecart/{stack}/{id}/master-password")
+}
+
+/// The password stored in `name`, or a new one stored there first. A parameter there
+/// that is not this resource's is refused, never overwritten or adopted.
+async fn stored_password(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<String, Error> {
+    // Two attempts: a concurrent run can store it between our read and our write, and
+    // PutParameter without Overwrite then answers ParameterAlreadyExists
+    // (<https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html>).
+    for _ in 0..2 {
+        if let Some(p) = read_password(aws, cx, name).await? {
+            cx.note(format!("using the master password stored in {name}"));
+            return Ok(p);
+        }
+        let password = generate_password()?;
+        let tags = common::tags(cx.stack, cx.id, name)
+            .into_iter()
+            .map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Invalid(format!("cannot tag {name}: {e}")))?;
+        // Overwrite false (the default, said anyway): an existing value is never replaced.
+        let put = aws
+            .ssm
+            .put_parameter()
+            .name(name)
+            .description("Master password of an RDS instance, generated by securecart")
+            .value(&password)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(false)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(aws_error("PutParameter"));
+        match put {
+            Ok(_) => {
+                cx.note(format!("generated the master password into {name}"));
+                return Ok(password);
+            }
+            Err(e) if e.is_code(&["ParameterAlreadyExists"]) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Conflict(format!(
+        "{name} appeared and vanished while securecart stored the master password; run again"
+    )))
+}
+
+/// The stored password, if `name` exists; an error if it is not this resource's.
+async fn read_password(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<Option<String>, Error> {
+    let got = aws
+        .ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(aws_error("GetParameter"));
+    let value = match got {
+        Ok(out) => out
+            .parameter()
+            .and_then(|p| p.value())
+            .unwrap_or_default()
+            .to_string(),
+        Err(e) if e.is_code(&["ParameterNotFound"]) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let tags = aws
+        .ssm
+        .list_tags_for_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id(name)
+        .send()
+        .await
+        .map_err(aws_error("ListTagsForResource"))?;
+    let tag = |k: &str| {
+        tags.tag_list()
+            .iter()
+            .find(|t| t.key() == k)
+            .map(|t| t.value().to_string())
+    };
+    if tag(TAG_STACK).as_deref() != Some(cx.stack) || tag(TAG_RESOURCE).as_deref() != Some(cx.id) {
+        return Err(Error::Conflict(format!(
+            "the SSM parameter {name} exists but is not tagged as the master password of `{}` of stack `{}`; securecart does not use or overwrite it: delete it or rename the resource",
+            cx.id, cx.stack
+        )));
+    }
+    Ok(Some(value))
+}
+
+/// Deletes the stored password; already gone is success.
+async fn delete_password_parameter(aws: &Aws, name: &str) -> Result<(), Error> {
+    match aws
+        .ssm
+        .delete_parameter()
+        .name(name)
+        .send()
+        .await
+        .map_err(aws_error("DeleteParameter"))
+    {
+        Err(e) if !e.is_code(&["ParameterNotFound"]) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Characters of generated passwords: a subset of what RDS allows (printable ASCII but
+/// `/`, `@`, `"` and space; CreateDBInstance, MasterUserPassword) that also needs no
+/// quoting in a shell or escaping in a `postgresql://` URI.
+const PASSWORD_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+/// 32 of 65 characters: about 190 bits, within MySQL's 41-character limit.
+const PASSWORD_LEN: usize = 32;
+
+/// A password from the operating system's random source, uniformly over
+/// [`PASSWORD_CHARS`] (bytes past the last whole multiple of 65 are dropped).
+fn generate_password() -> Result<String, Error> {
+    let n = PASSWORD_CHARS.len();
+    let limit = 256 - 256 % n;
+    let mut out = String::with_capacity(PASSWORD_LEN);
+    while out.len() < PASSWORD_LEN {
+        let mut buf = [0u8; 64];
+        os_random(&mut buf)?;
+        for b in buf.iter().map(|&b| usize::from(b)).filter(|&b| b < limit) {
+            if out.len() == PASSWORD_LEN {
+                break;
+            }
+            out.push(char::from(PASSWORD_CHARS[b % n]));
+        }
+    }
+    Ok(out)
+}
+
+/// Fills `buf` from the kernel's CSPRNG (no crate for this: std reads it directly).
+#[cfg(unix)]
+fn os_random(buf: &mut [u8]) -> Result<(), Error> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "cannot read /dev/urandom to generate the master password: {e}"
+            ))
+        })
+}
+
+#[cfg(not(unix))]
+fn os_random(_buf: &mut [u8]) -> Result<(), Error> {
+    Err(Error::Invalid(
+        "`master_password: generated` needs /dev/urandom (Linux, macOS); here, take the password from a parameter with `secret: true`".into(),
+    ))
 }
 
 // ---- Shared by the RDS kinds ------------------------------------------------------
@@ -743,6 +971,17 @@ pub(super) async fn add_tags(aws: &Aws, arn: &str, tags: &[(&str, String)]) -> R
         .await
         .map(|_| ())
         .map_err(aws_error("AddTagsToResource"))
+}
+
+async fn remove_tag(aws: &Aws, arn: &str, key: &str) -> Result<(), Error> {
+    aws.rds
+        .remove_tags_from_resource()
+        .resource_name(arn)
+        .tag_keys(key)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(aws_error("RemoveTagsFromResource"))
 }
 
 /// The DB instances of `stack` that are of securecart kind `kind`, with their blueprint
@@ -835,6 +1074,41 @@ pub(super) async fn describe(aws: &Aws, ident: &str) -> Result<Option<AwsInstanc
 
 pub(super) fn instance_not_found(e: &Error) -> bool {
     e.is_code(&["DBInstanceNotFound", "DBInstanceNotFoundFault"])
+}
+
+/// The `status` attribute: what a dependent needs of an instance is its endpoint, and
+/// RDS has none while the instance is `creating` ("The endpoint might not be shown for
+/// instances with the status of creating", RDS API reference, DBInstance:
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DBInstance.html>). An instance
+/// an earlier, interrupted run left in that state then differs from the desired
+/// [`READY`], so the plan shows an update that waits for it, and what refers to its
+/// endpoint waits for that update instead of failing on a value "not known yet".
+pub(super) fn status(db: &AwsInstance) -> String {
+    if db.endpoint().and_then(|e| e.address()).is_some() {
+        READY.to_string()
+    } else {
+        db.db_instance_status().unwrap_or("creating").to_string()
+    }
+}
+
+/// Waits for an instance an earlier run created to become available.
+pub(super) async fn wait_created(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    ident: &str,
+) -> Result<AwsInstance, Error> {
+    cx.note(format!(
+        "{ident} is still being created (by an earlier run); waiting for it (minutes on AWS)"
+    ));
+    wait_ready(
+        aws,
+        cx,
+        ident,
+        "the DB instance to be available",
+        CREATE_TIMEOUT,
+        |_| true,
+    )
+    .await
 }
 
 /// Statuses an instance does not leave by itself: waiting longer would not help.
@@ -1471,6 +1745,93 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_generated_password_is_named_but_never_held() {
+        let mut c = config();
+        c["master_password"] = json!(GENERATED);
+        let d = DbInstance.desired("gentest", "primary", &c).unwrap();
+        assert_eq!(d["master_password_source"], json!("generated"));
+        // Nothing to remember: create and update read it from (or put it into) SSM.
+        assert!(recall_password("gentest", "primary").is_err());
+        // Read back: the parameter tag, and no Secrets Manager secret, say `generated`.
+        let name = password_parameter("dev", "primary");
+        assert_eq!(name, "/securecart/dev/primary/master-password");
+        let mut db = aws_instance(&[
+            (TAG_STACK, "dev"),
+            (TAG_RESOURCE, "primary"),
+            (TAG_ENGINE_VERSION, "16"),
+            (TAG_PASSWORD_PARAMETER, &name),
+        ]);
+        db.master_user_secret = None;
+        let l = live("primary".into(), &db);
+        let d = DbInstance.desired("dev", "primary", &c).unwrap();
+        assert_eq!(
+            crate::plan::diff(&d, &l.attrs, &[], &Default::default()),
+            vec![]
+        );
+        assert_eq!(l.outputs["master_password_parameter"], json!(name));
+        // Switching from Secrets Manager is an in-place change of the source alone.
+        let managed = live(
+            "primary".into(),
+            &aws_instance(&[(TAG_ENGINE_VERSION, "16")]),
+        );
+        assert_eq!(managed.outputs["master_password_parameter"], json!(""));
+        assert_eq!(
+            crate::plan::changed_attributes(&d, &managed.attrs),
+            ["master_password_source"]
+        );
+        // `generated` is a keyword, not a password: no length error, no plain-text warning.
+        let p = problems(&format!("{BASE}    master_password: generated\n"));
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn generated_passwords_are_long_random_and_acceptable_to_rds() {
+        let a = generate_password().unwrap();
+        let b = generate_password().unwrap();
+        assert_ne!(a, b);
+        for p in [&a, &b] {
+            assert_eq!(p.len(), PASSWORD_LEN);
+            assert!(p.bytes().all(|c| PASSWORD_CHARS.contains(&c)), "{p}");
+            assert!(check_password(Engine::Postgres, p).is_none());
+            assert!(check_password(Engine::Mysql, p).is_none());
+        }
+        // Every character can come up (a skewed or stuck source would miss some).
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            seen.extend(generate_password().unwrap().bytes());
+        }
+        assert_eq!(seen.len(), PASSWORD_CHARS.len());
+    }
+
+    #[test]
+    fn an_instance_still_being_created_is_an_update_that_waits() {
+        let tags = [
+            (TAG_STACK, "dev"),
+            (TAG_RESOURCE, "primary"),
+            (TAG_ENGINE_VERSION, "16"),
+        ];
+        let mut db = aws_instance(&tags);
+        db.endpoint = None;
+        db.db_instance_status = Some("creating".into());
+        let l = live("primary".into(), &db);
+        assert!(!l.outputs.contains_key("endpoint"));
+        let d = DbInstance.desired("dev", "primary", &config()).unwrap();
+        let changes = crate::plan::diff(&d, &l.attrs, DbInstance.replace_on(), &Default::default());
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].attribute, "status");
+        assert_eq!(changes[0].before, json!("creating"));
+        assert_eq!(changes[0].after, json!("available"));
+        assert!(!changes[0].forces_replacement);
+        // `backing-up` right after creation has its endpoint: nothing to wait for.
+        let mut db = aws_instance(&tags);
+        db.db_instance_status = Some("backing-up".into());
+        assert_eq!(
+            live("primary".into(), &db).attrs["status"],
+            json!("available")
+        );
+    }
+
+    #[test]
     fn storage_only_grows_and_versions_only_rise() {
         let live = json!({"allocated_storage": 100, "engine_version": "16.4"});
         let shrink = DbInstance
@@ -1576,7 +1937,7 @@ resources:
     #[test]
     fn colliding_identifiers_are_reported() {
         let p = problems(&format!(
-            "{BASE}  primary_2:\n    type: db_instance\n    engine: postgres\n    engine_version: \"16\"\n    instance_class: db.t4g.micro\n    db_subnet_group: g\n  primary-2:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n"
+            "{BASE}    master_password: generated\n  primary_2:\n    type: db_instance\n    engine: postgres\n    engine_version: \"16\"\n    instance_class: db.t4g.micro\n    db_subnet_group: g\n  primary-2:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n"
         ));
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("same RDS identifier"), "{p:?}");

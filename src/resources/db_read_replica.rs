@@ -11,8 +11,9 @@ use super::common::{self, aws_error, parse, Error};
 use super::db_instance::{
     add_tags, applied, check_class, check_ref, check_unique_identifier, check_zone,
     create_or_adopt, delete_instance, describe, final_snapshot_name, identifier, instance_outputs,
-    lower_known, rds_tags, security_group_ids, sorted, stack_instances, tag_map, wait_ready,
-    CREATE_TIMEOUT, MODIFY_TIMEOUT, TAG_FINAL_SNAPSHOT, TAG_KIND,
+    lower_known, rds_tags, security_group_ids, sorted, stack_instances, status, tag_map,
+    wait_created, wait_ready, CREATE_TIMEOUT, GENERATED, MODIFY_TIMEOUT, READY, TAG_FINAL_SNAPSHOT,
+    TAG_KIND,
 };
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
@@ -30,8 +31,9 @@ const TAG_SOURCE: &str = "securecart:source";
 #[serde(deny_unknown_fields)]
 struct Fields {
     /// The primary: a reference like `${primary}` to a `db_instance` with backups on
-    /// (`backup_retention` ≥ 1). It must be available first, which the reference
-    /// ensures. Changing it replaces the replica.
+    /// (`backup_retention` ≥ 1) and a master password RDS may copy: `generated` or a
+    /// parameter, not Secrets Manager's (the default). It must be available first,
+    /// which the reference ensures. Changing it replaces the replica.
     source: String,
     /// Instance class, like `db.t4g.micro`. Changed in place.
     instance_class: String,
@@ -76,6 +78,8 @@ struct Attrs {
     publicly_accessible: bool,
     promoted: bool,
     final_snapshot: bool,
+    /// As on `db_instance`: `available` once the replica has its endpoint.
+    status: String,
 }
 
 #[async_trait]
@@ -143,6 +147,31 @@ impl Kind for DbReadReplica {
                     .help(format!("set `backup_retention` of `{}` to 1 or more", primary.id)),
                 );
             }
+            // Left out (or empty), the primary's password is managed by Secrets Manager.
+            let managed = primary
+                .config
+                .get("master_password")
+                .is_none_or(Json::is_null);
+            if managed {
+                let engine = primary
+                    .config
+                    .get("engine")
+                    .and_then(Json::as_str)
+                    .unwrap_or("postgres");
+                issues.push(
+                    Issue::new(
+                        "source",
+                        format!(
+                            "`{}` lets Secrets Manager manage its master password (it has no `master_password`), and RDS refuses read replicas of such an instance: \"InvalidParameterValue: Creating read replicas for source instance with engine {engine} where ManageMasterUserPassword is enabled is not supported\" (RDS User Guide, \"Password management with Amazon RDS and AWS Secrets Manager\", Limitations)",
+                            primary.id
+                        ),
+                    )
+                    .help(format!(
+                        "write `master_password: {GENERATED}` in `{}`: securecart then generates the password into an SSM SecureString parameter of the stack and never shows it; a parameter with `secret: true` works too",
+                        primary.id
+                    )),
+                );
+            }
             let primary_az = primary
                 .config
                 .get("availability_zone")
@@ -174,6 +203,7 @@ impl Kind for DbReadReplica {
             publicly_accessible: f.publicly_accessible,
             promoted: f.promote,
             final_snapshot: f.final_snapshot,
+            status: READY.to_string(),
         }))
     }
 
@@ -215,6 +245,13 @@ impl Kind for DbReadReplica {
                 a.source
             ))
         })?;
+        // A source named by its identifier is not in the blueprint for `check` to see.
+        if source.master_user_secret().is_some() {
+            return Err(Error::Conflict(format!(
+                "the source DB instance {} lets Secrets Manager manage its master password, and RDS creates no read replicas of such an instance (RDS User Guide, \"Password management with Amazon RDS and AWS Secrets Manager\", Limitations): give it `master_password: {GENERATED}` and apply first",
+                a.source
+            )));
+        }
         if source.backup_retention_period() == Some(0) {
             return Err(Error::Conflict(format!(
                 "the source DB instance {} has backups off (backup retention 0), and RDS creates replicas only of instances with automated backups",
@@ -293,9 +330,13 @@ impl Kind for DbReadReplica {
         let a: Attrs = common::from_desired(desired)?;
         let has = |f: &str| changed.iter().any(|c| c == f);
         let ident = live_db.physical_id.clone();
-        let mut db = describe(aws, &ident)
-            .await?
-            .ok_or_else(|| Error::Conflict(format!("DB instance {ident} no longer exists")))?;
+        let mut db = if has("status") {
+            wait_created(aws, cx, &ident).await?
+        } else {
+            describe(aws, &ident)
+                .await?
+                .ok_or_else(|| Error::Conflict(format!("DB instance {ident} no longer exists")))?
+        };
         if has("promoted") && a.promoted {
             db = promote(aws, cx, &db).await?;
         }
@@ -412,6 +453,7 @@ fn live(id: String, db: &AwsInstance) -> Live {
         publicly_accessible: db.publicly_accessible().unwrap_or(false),
         promoted: promoted_tag(db) || reported.is_none(),
         final_snapshot: tags.get(TAG_FINAL_SNAPSHOT).map(String::as_str) != Some("false"),
+        status: status(db),
     };
     Live {
         id,
@@ -439,6 +481,7 @@ resources:
     instance_class: db.t4g.micro
     db_subnet_group: g
     availability_zone: ${stack.region}a
+    master_password: generated
 ";
 
     #[test]
@@ -460,6 +503,32 @@ resources:
             p[0].contains("backup_retention 0") && p[0].contains("cannot have read replicas"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_primary_whose_password_secrets_manager_keeps_is_an_error_that_says_why() {
+        let base = BASE.replace("    master_password: generated\n", "");
+        let p = problems(&format!(
+            "{base}  r1:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n    availability_zone: ${{stack.region}}b\n"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("Error resources.r1.source"), "{p:?}");
+        for want in [
+            "`primary` lets Secrets Manager manage its master password",
+            "with engine postgres where ManageMasterUserPassword is enabled is not supported",
+            "Limitations",
+        ] {
+            assert!(p[0].contains(want), "`{want}` missing in {p:?}");
+        }
+        // A password from a secret parameter is one RDS can copy to the replica.
+        let with_param = base.replace(
+            "resources:\n",
+            "parameters:\n  pw:\n    type: string\n    secret: true\n    default: s3cret-pass-word\nresources:\n",
+        ) + "    master_password: ${params.pw}\n";
+        let p = problems(&format!(
+            "{with_param}  r1:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n    availability_zone: ${{stack.region}}b\n"
+        ));
+        assert!(p.is_empty(), "{p:?}");
     }
 
     #[test]
@@ -539,6 +608,34 @@ resources:
                 vec![]
             );
         }
+    }
+
+    #[test]
+    fn a_replica_still_being_created_is_an_update_that_waits() {
+        let tags = [(TAG_STACK, "dev"), (TAG_RESOURCE, "r1")];
+        let mut db = replica(Some("dev-primary"), &tags);
+        db.endpoint = None;
+        db.db_instance_status = Some("creating".into());
+        let l = live("r1".into(), &db);
+        assert!(!l.outputs.contains_key("endpoint"));
+        let cfg = json!({"source": "dev-primary", "instance_class": "db.t4g.micro", "availability_zone": "us-east-1b"});
+        let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
+        let changes = crate::plan::diff(
+            &d,
+            &l.attrs,
+            DbReadReplica.replace_on(),
+            &Default::default(),
+        );
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(
+            (
+                changes[0].attribute.as_str(),
+                &changes[0].before,
+                &changes[0].after
+            ),
+            ("status", &json!("creating"), &json!("available"))
+        );
+        assert!(!changes[0].forces_replacement);
     }
 
     #[test]

@@ -1,13 +1,47 @@
 //! labs/03 (RDS read replicas) end to end on the emulator: apply, a no-change plan, one
 //! more replica and a bigger primary, a promotion, destroy — checked with direct SDK
-//! calls, not securecart's own reading code.
+//! calls, not securecart's own reading code. Also: the primary's generated password
+//! (stored in SSM, never shown, never regenerated, deleted with the stack), the replica
+//! of a Secrets-Manager-managed primary refused at plan time, and a re-run after an
+//! apply killed while RDS was still creating the primary.
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_rds::types::DbInstance;
+use aws_sdk_ssm::types::{Parameter, ParameterType};
 
 use super::common::*;
+
+/// The generated master password's parameter, straight from SSM (None: not there).
+async fn password_parameter(stack: &str) -> Option<Parameter> {
+    let ssm = aws_sdk_ssm::Client::new(&sdk().await);
+    match ssm
+        .get_parameter()
+        .name(format!("/securecart/{stack}/primary/master-password"))
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(out) => out.parameter().cloned(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found()) =>
+        {
+            None
+        }
+        Err(e) => panic!("GetParameter: {e:?}"),
+    }
+}
+
+/// Checks that no output of a run shows `secret`.
+fn assert_not_shown(secret: &str, outputs: &[&str]) {
+    for o in outputs {
+        assert!(!o.contains(secret), "the master password is on screen");
+    }
+}
 
 fn tag(db: &DbInstance, key: &str) -> Option<String> {
     db.tag_list()
@@ -16,14 +50,17 @@ fn tag(db: &DbInstance, key: &str) -> Option<String> {
         .and_then(|t| t.value().map(str::to_string))
 }
 
-/// The stack's DB instances by blueprint id, straight from DescribeDBInstances.
+/// The stack's DB instances by blueprint id, straight from DescribeDBInstances (every
+/// page: AWS, and the strict emulator, answer in pages).
 async fn instances(stack: &str) -> std::collections::BTreeMap<String, DbInstance> {
     let rds = aws_sdk_rds::Client::new(&sdk().await);
     rds.describe_db_instances()
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Result<Vec<_>, _>>()
         .await
         .expect("describe instances")
-        .db_instances()
         .iter()
         .filter(|db| tag(db, "securecart:stack").as_deref() == Some(stack))
         .filter(|db| db.db_instance_status() != Some("deleting"))
@@ -72,6 +109,20 @@ async fn ec2_ids(stack: &str, what: &str, id: &str) -> Vec<String> {
     }
 }
 
+/// Destroys the stack and checks, with the SDK, that no DB instance of it and no
+/// password parameter is left.
+fn destroy_leaves_no_instance_or_password(stack: &str, bp: &str) {
+    let (code, out, err) = run_json(&["destroy", bp, "--yes"], stack);
+    assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
+    rt().block_on(async {
+        assert!(instances(stack).await.is_empty(), "DB instances remain");
+        assert!(
+            password_parameter(stack).await.is_none(),
+            "the password parameter remains"
+        );
+    });
+}
+
 /// Destroys the stack if the test fails half-way, so the shared emulator stays clean.
 struct Cleanup<'a>(&'a str, &'a str);
 
@@ -96,6 +147,41 @@ fn rds_read_replicas_lab() {
         let v = out["outputs"][o].as_str().unwrap_or_default();
         assert!(v.contains(".rds."), "output {o} = {v:?}");
     }
+    assert_eq!(
+        out["outputs"]["master_password_parameter"],
+        format!("/securecart/{stack}/primary/master-password")
+    );
+    // Generated into SSM as a SecureString of the stack, and shown nowhere.
+    let password = rt().block_on(async {
+        let p = password_parameter(&stack)
+            .await
+            .expect("no password parameter");
+        assert_eq!(p.r#type(), Some(&ParameterType::SecureString));
+        assert_eq!(p.version(), 1);
+        let ssm = aws_sdk_ssm::Client::new(&sdk().await);
+        let tags = ssm
+            .list_tags_for_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(p.name().unwrap_or_default())
+            .send()
+            .await
+            .expect("parameter tags");
+        let tag = |k: &str| {
+            tags.tag_list()
+                .iter()
+                .find(|t| t.key() == k)
+                .map(|t| t.value().to_string())
+        };
+        assert_eq!(tag("securecart:stack").as_deref(), Some(stack.as_str()));
+        assert_eq!(tag("securecart:resource").as_deref(), Some("primary"));
+        p.value().unwrap_or_default().to_string()
+    });
+    assert!(
+        password.len() >= 32,
+        "a weak password: {} chars",
+        password.len()
+    );
+    assert_not_shown(&password, &[&out.to_string(), &err]);
 
     rt().block_on(async {
         let dbs = instances(&stack).await;
@@ -109,9 +195,14 @@ fn rds_read_replicas_lab() {
         assert_eq!(primary.storage_encrypted(), Some(true));
         assert_eq!(primary.publicly_accessible(), Some(false));
         assert!(primary.backup_retention_period().unwrap_or(0) >= 1);
+        // RDS refuses replicas of a primary whose password Secrets Manager manages.
         assert!(
-            primary.master_user_secret().is_some(),
-            "password not in Secrets Manager"
+            primary.master_user_secret().is_none(),
+            "the primary's password is managed by Secrets Manager"
+        );
+        assert_eq!(
+            tag(primary, "securecart:master-password-parameter"),
+            Some(format!("/securecart/{stack}/primary/master-password"))
         );
 
         // Each replica's source is the primary, and every instance has a zone of its own.
@@ -210,7 +301,13 @@ fn rds_read_replicas_lab() {
 
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "apply of the edit failed: {out:#}\n{err}");
+    assert_not_shown(&password, &[&out.to_string(), &err]);
     rt().block_on(async {
+        // A later apply keeps the password: same value, never written again.
+        let p = password_parameter(&stack)
+            .await
+            .expect("password parameter");
+        assert_eq!((p.version(), p.value()), (1, Some(password.as_str())));
         let dbs = instances(&stack).await;
         assert_eq!(dbs["primary"].db_instance_class(), Some("db.t4g.small"));
         let b2 = dbs.get("replica_b2").expect("replica_b2 exists");
@@ -273,6 +370,10 @@ fn rds_read_replicas_lab() {
     assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
     rt().block_on(async {
         assert!(instances(&stack).await.is_empty(), "DB instances remain");
+        assert!(
+            password_parameter(&stack).await.is_none(),
+            "the password parameter remains"
+        );
         let rds = aws_sdk_rds::Client::new(&sdk().await);
         let groups = rds
             .describe_db_subnet_groups()
@@ -300,4 +401,283 @@ fn rds_read_replicas_lab() {
         assert!(ec2_ids(&stack, "security_group", "db_sg").await.is_empty());
         assert!(ec2_ids(&stack, "vpc", "vpc").await.is_empty());
     });
+}
+
+#[test]
+fn a_replica_of_a_primary_whose_password_secrets_manager_keeps_fails_at_plan_time() {
+    let stack = stack("rdsmanaged");
+    let (_dir, bp) = copy_blueprint(&repo().join("labs/03/blueprint.yaml"));
+    // Lab 03 as it was: the primary's password left to Secrets Manager.
+    edit(&bp, "    master_password: generated\n", "");
+    let text = std::fs::read_to_string(&bp).expect("read");
+    let (code, out, err) = run_json(&["plan", bp.to_str().expect("utf-8")], &stack);
+    assert_eq!(code, 1, "{out:#}\n{err}");
+    assert_eq!(out["error"], "invalid blueprint", "{out:#}");
+    // One error per replica, each at its own `source:` line, saying why and what to do.
+    for replica in ["replica_b", "replica_c"] {
+        let start = text
+            .find(&format!("\n  {replica}:\n"))
+            .expect("replica in the lab");
+        let line = text[..start + text[start..].find("    source:").expect("source")]
+            .lines()
+            .count()
+            + 1;
+        let p = out["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .find(|p| p["path"] == format!("resources.{replica}.source"))
+            .unwrap_or_else(|| panic!("no problem at {replica}.source: {out:#}"));
+        assert_eq!(p["severity"], "error");
+        assert_eq!(
+            (p["line"].as_u64(), p["column"].as_u64()),
+            (Some(line as u64), Some(13)),
+            "{p:#}"
+        );
+        let message = p["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("ManageMasterUserPassword is enabled is not supported")
+                && message.contains("Limitations"),
+            "{message}"
+        );
+        assert!(
+            p["help"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("master_password: generated"),
+            "{p:#}"
+        );
+    }
+    // Refused before anything was made.
+    rt().block_on(async {
+        assert!(instances(&stack).await.is_empty());
+        assert!(ec2_ids(&stack, "vpc", "vpc").await.is_empty());
+    });
+}
+
+#[test]
+fn a_stored_password_is_reused_and_a_foreign_one_is_refused() {
+    let stack = stack("rdspw");
+    let (_dir, bp) = copy_blueprint(&repo().join("labs/03/blueprint.yaml"));
+    let bp_s = bp.to_str().expect("utf-8 path");
+    let _cleanup = Cleanup(&stack, bp_s);
+    let name = format!("/securecart/{stack}/primary/master-password");
+    let put = |value: &'static str, tagged: bool| {
+        let name = name.clone();
+        let stack = stack.clone();
+        rt().block_on(async move {
+            let ssm = aws_sdk_ssm::Client::new(&sdk().await);
+            let mut req = ssm
+                .put_parameter()
+                .name(&name)
+                .value(value)
+                .r#type(ParameterType::SecureString);
+            if tagged {
+                for (k, v) in [
+                    ("securecart:stack", stack.as_str()),
+                    ("securecart:resource", "primary"),
+                ] {
+                    req = req.tags(
+                        aws_sdk_ssm::types::Tag::builder()
+                            .key(k)
+                            .value(v)
+                            .build()
+                            .expect("tag"),
+                    );
+                }
+            }
+            req.send().await.expect("put parameter");
+        })
+    };
+
+    // Someone else's parameter at that name: refused, neither used nor overwritten.
+    const FOREIGN: &str = "Someone-elses-value-0123456789";
+    put(FOREIGN, false);
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 1, "{out:#}\n{err}");
+    let failed = out["apply"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == "primary")
+        .expect("primary step")
+        .clone();
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("is not tagged as the master password of `primary`"),
+        "{failed:#}"
+    );
+    assert_not_shown(FOREIGN, &[&out.to_string(), &err]);
+    rt().block_on(async {
+        assert!(instances(&stack).await.is_empty(), "a primary was created");
+        let p = password_parameter(&stack).await.expect("parameter");
+        assert_eq!((p.version(), p.value()), (1, Some(FOREIGN)));
+        aws_sdk_ssm::Client::new(&sdk().await)
+            .delete_parameter()
+            .name(&name)
+            .send()
+            .await
+            .expect("delete parameter");
+    });
+
+    // What an apply killed after storing the password leaves: the next one uses it.
+    const STORED: &str = "Stored-by-an-earlier-run-0123456789";
+    put(STORED, true);
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    assert_not_shown(STORED, &[&out.to_string(), &err]);
+    rt().block_on(async {
+        let p = password_parameter(&stack).await.expect("parameter");
+        assert_eq!((p.version(), p.value()), (1, Some(STORED)));
+        assert_eq!(instances(&stack).await.len(), 3);
+    });
+
+    destroy_leaves_no_instance_or_password(&stack, bp_s);
+}
+
+#[test]
+fn a_rerun_waits_for_the_primary_a_killed_apply_left_creating() {
+    let stack = stack("rdskill");
+    emulator();
+    let (_dir, bp) = copy_blueprint(&repo().join("labs/03/blueprint.yaml"));
+    let bp_s = bp.to_str().expect("utf-8 path");
+    let _cleanup = Cleanup(&stack, bp_s);
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("securecart"))
+        .args(["apply", "--local", "--yes", "--stack", &stack, bp_s])
+        .env("NO_COLOR", "1")
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn apply");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let created = line.contains("creating primary: RDS is creating the instance");
+        lines.push(line);
+        if created {
+            break;
+        }
+    }
+    // SIGKILL right after CreateDBInstance: no chance to wait for it.
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let lines = lines.join("\n");
+    assert!(
+        lines.contains("RDS is creating the instance"),
+        "apply ended before CreateDBInstance:\n{lines}"
+    );
+
+    rt().block_on(async {
+        let dbs = instances(&stack).await;
+        let primary = dbs.get("primary").expect("the primary was created");
+        // The emulator's strict layer (SECURECART_STRICT rds window) keeps a new
+        // instance `creating` without an Endpoint, as RDS does for minutes.
+        assert_eq!(
+            (primary.db_instance_status(), primary.endpoint().is_some()),
+            (Some("creating"), false),
+            "the emulator made the primary available at once: is its strict rds window on?"
+        );
+        assert!(!dbs.contains_key("replica_b") && !dbs.contains_key("replica_c"));
+    });
+
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "re-run failed: {out:#}\n{err}");
+    // The re-run saw the primary still `creating`: an update that waits, not a failure
+    // of the replicas on values "not known yet".
+    let primary = out["plan"]["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|a| a["id"] == "primary")
+        .expect("primary")
+        .clone();
+    assert_eq!(
+        primary["action"], "update",
+        "the re-run read the primary after the strict rds window ended (a slow machine? raise SECURECART_STRICT rds=): {primary:#}"
+    );
+    assert_eq!(primary["changes"][0]["attribute"], "status", "{primary:#}");
+    assert_eq!(primary["changes"][0]["before"], "creating");
+    assert_eq!(primary["changes"][0]["after"], "available");
+    for o in ["primary_endpoint", "reader_b_endpoint", "reader_c_endpoint"] {
+        let v = out["outputs"][o].as_str().unwrap_or_default();
+        assert!(v.contains(".rds."), "output {o} = {v:?}");
+    }
+    rt().block_on(async {
+        let dbs = instances(&stack).await;
+        assert_eq!(
+            dbs.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["primary", "replica_b", "replica_c"]
+        );
+        // One password, stored before CreateDBInstance by the killed run, and kept.
+        let p = password_parameter(&stack)
+            .await
+            .expect("password parameter");
+        assert_eq!(p.version(), 1);
+    });
+    let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+
+    destroy_leaves_no_instance_or_password(&stack, bp_s);
+}
+
+#[test]
+fn switching_between_secrets_manager_and_a_generated_password_converges() {
+    let stack = stack("rdsswitch");
+    let lab = std::fs::read_to_string(repo().join("labs/03/blueprint.yaml")).expect("lab");
+    // Lab 03's primary alone, its password left to Secrets Manager.
+    let primary_only = lab[..lab.find("\n  replica_b:\n").expect("replica_b")]
+        .replace("    master_password: generated\n", "")
+        + "\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bp = dir.path().join("blueprint.yaml");
+    std::fs::write(&bp, &primary_only).expect("write");
+    let bp_s = bp.to_str().expect("utf-8 path");
+    let _cleanup = Cleanup(&stack, bp_s);
+    let primary = || rt().block_on(async { instances(&stack).await.remove("primary") });
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    assert!(primary().expect("primary").master_user_secret().is_some());
+
+    // To a generated password: one in-place change, RDS drops its secret, SSM holds it.
+    edit(
+        &bp,
+        "    master_username: labadmin\n",
+        "    master_username: labadmin\n    master_password: generated\n",
+    );
+    let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 2);
+    assert_eq!(
+        changes(&out["plan"]),
+        [("primary".to_string(), "update".to_string())]
+    );
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    let db = primary().expect("primary");
+    assert!(db.master_user_secret().is_none(), "the secret remains");
+    let password = rt()
+        .block_on(password_parameter(&stack))
+        .expect("password parameter")
+        .value()
+        .unwrap_or_default()
+        .to_string();
+    assert_not_shown(&password, &[&out.to_string(), &err]);
+    let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+
+    // And back: Secrets Manager again, the parameter and the instance's tag gone.
+    edit(&bp, "    master_password: generated\n", "");
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    let db = primary().expect("primary");
+    assert!(db.master_user_secret().is_some());
+    assert_eq!(tag(&db, "securecart:master-password-parameter"), None);
+    assert!(rt().block_on(password_parameter(&stack)).is_none());
+    let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+
+    destroy_leaves_no_instance_or_password(&stack, bp_s);
 }
