@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::plan::tests::{bp, live_as_desired, stack, BP};
+use crate::plan::tests::{bp, live_as_desired, stack, web_bp, web_world, BP};
 
 fn describe(plan: &Plan, steps: &[Step], waits: &[BTreeSet<usize>]) -> Vec<String> {
     let name = |s: &Step| format!("{} {}", s.op.verb(), plan.actions[s.action].id);
@@ -73,4 +73,65 @@ fn unchanged_resources_make_no_steps() {
     let live = world();
     let p = plan::plan(&stack(), &bp(BP), &live, &resources::kind);
     assert!(steps_of(&p, &live).0.is_empty());
+}
+
+fn ordered(p: &Plan, live: &[Live]) -> Vec<String> {
+    let (steps, waits) = steps_of(p, live);
+    let mut d = describe(p, &steps, &waits);
+    d.sort();
+    d
+}
+
+#[test]
+fn create_before_delete_makes_the_new_copy_repoints_then_deletes() {
+    let live = web_world(&web_bp(8080));
+    let p = plan::plan(&stack(), &web_bp(8081), &live, &resources::kind);
+    assert_eq!(
+        ordered(&p, &live),
+        vec![
+            "create tg <- []",
+            "delete tg <- [create tg, update http]",
+            "update http <- [create tg]",
+        ]
+    );
+}
+
+#[test]
+fn a_leftover_copy_goes_after_what_still_uses_it_is_repointed() {
+    let old = web_world(&web_bp(8080));
+    let mut live = old.clone();
+    let mut known = HashMap::new();
+    known.insert("net".to_string(), Some(old[0].outputs.clone()));
+    live.push(live_as_desired(&web_bp(8081), "tg", "arn:tg/new", &known));
+    let p = plan::plan(&stack(), &web_bp(8081), &live, &resources::kind);
+    assert_eq!(
+        ordered(&p, &live),
+        vec!["delete tg <- [update http]", "update http <- []"]
+    );
+}
+
+#[test]
+fn replacements_on_a_replaced_vpc_delete_first_without_a_cycle() {
+    let live = web_world(&web_bp(8080));
+    let moved = bp(&format!("{BP}{}", crate::plan::tests::WEB)
+        .replace("10.0.0.0/16", "10.1.0.0/16")
+        .replace("10.0.1.0/24", "10.1.1.0/24"));
+    let p = plan::plan(&stack(), &moved, &live, &resources::kind);
+    let (steps, waits) = steps_of(&p, &live);
+    for s in 0..steps.len() {
+        assert!(
+            !waits[s].iter().any(|&w| waits_on(&waits, w, s)),
+            "cycle through {}",
+            describe(&p, &steps, &waits)[s]
+        );
+    }
+    let d = describe(&p, &steps, &waits);
+    assert!(
+        d.contains(&"create tg <- [create net, delete tg]".to_string()),
+        "{d:#?}"
+    );
+    assert!(
+        d.contains(&"delete net <- [delete tg, delete web]".to_string()),
+        "{d:#?}"
+    );
 }
