@@ -1,6 +1,7 @@
 //! The executor: walks a plan's steps as a dependency graph with bounded concurrency.
 //! A step starts once everything it needs is done; a failure skips its dependents while
-//! independent branches finish; Ctrl-C stops starting new steps and lets running ones end.
+//! independent branches finish; Ctrl-C stops starting new steps and lets running ones end,
+//! a second Ctrl-C stops waiting for them (AWS carries on; a re-run picks them up).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -357,9 +358,35 @@ impl Executor<'_> {
                         }
                     }
                 }
-                _ = &mut ctrl_c, if !interrupted => {
-                    interrupted = true;
-                    self.reporter.event(Event::Note { message: "interrupted: waiting for the steps in progress to finish (nothing new starts)" });
+                _ = &mut ctrl_c => {
+                    // Listen again: the next Ctrl-C is a new signal.
+                    ctrl_c = Box::pin(tokio::signal::ctrl_c());
+                    if !interrupted {
+                        interrupted = true;
+                        self.reporter.event(Event::Note { message: "interrupted: waiting for the steps in progress to finish (nothing new starts; Ctrl-C again to stop waiting)" });
+                        continue;
+                    }
+                    // A second Ctrl-C: stop waiting (an RDS or Auto Scaling wait can take
+                    // an hour). What was asked of AWS carries on there; a re-run finds it
+                    // by its tags and waits for it or finishes it.
+                    self.reporter.event(Event::Note { message: "interrupted again: no longer waiting for the steps in progress; AWS carries on with what was started. Run the same command again to resume: it finds what was started by its tags and converges." });
+                    tasks.abort_all();
+                    for s in 0..steps.len() {
+                        let (outcome, elapsed) = match state[s] {
+                            State::Running => (
+                                Outcome::Skipped { because: "abandoned on a second Ctrl-C while in progress (AWS may still be doing it)".into() },
+                                started[s].map(|t| t.elapsed()).unwrap_or_default(),
+                            ),
+                            State::Waiting => (
+                                Outcome::Skipped { because: "the run was interrupted".into() },
+                                Duration::ZERO,
+                            ),
+                            State::Finished(_) => continue,
+                        };
+                        self.finish(t0, plan, &steps, s, outcome, elapsed, &mut results);
+                        state[s] = State::Finished(false);
+                    }
+                    break;
                 }
             }
         }
