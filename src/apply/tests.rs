@@ -135,3 +135,79 @@ fn replacements_on_a_replaced_vpc_delete_first_without_a_cycle() {
         "{d:#?}"
     );
 }
+
+/// Sends `SIGINT` to this test process (what Ctrl-C does to securecart).
+fn ctrl_c() {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &std::process::id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success());
+}
+
+/// Tells the test when the first step has started (so the executor listens for Ctrl-C).
+struct Started(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+impl crate::report::Reporter for Started {
+    fn event(&self, e: Event<'_>) {
+        if let Event::StepStarted { .. } = e {
+            if let Some(tx) = self.0.lock().expect("lock").take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_second_ctrl_c_stops_waiting_for_steps_in_flight() {
+    // An endpoint that accepts connections and never answers: the create waits for the
+    // SDK's 120 s attempt timeout, as a long AWS wait would.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let aws = Aws::connect(&crate::aws::AwsSettings {
+        endpoint_url: Some(url),
+        local: true,
+        ..Default::default()
+    })
+    .await
+    .expect("connect");
+    let b = bp(&BP[..BP.find("  web:").expect("web")]);
+    let p = plan::plan(&stack(), &b, &[], &resources::kind);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let ex = Executor {
+        aws: &aws,
+        stack: &stack(),
+        blueprint: Some(&b),
+        parallelism: 2,
+        reporter: Arc::new(Started(std::sync::Mutex::new(Some(tx)))),
+    };
+    let t0 = Instant::now();
+    let run = ex.run(&p, &[]);
+    let signals = async {
+        rx.await.expect("a step started");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ctrl_c();
+        // The first one lets the step finish: still running a while later.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        ctrl_c();
+    };
+    let (r, ()) =
+        tokio::time::timeout(Duration::from_secs(30), futures::future::join(run, signals))
+            .await
+            .expect("the second Ctrl-C did not stop the wait");
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert!(r.interrupted);
+    assert_eq!(r.steps.len(), 1, "{:?}", r.steps);
+    match &r.steps[0].outcome {
+        Outcome::Skipped { because } => assert!(because.contains("second Ctrl-C"), "{because}"),
+        other => panic!("{other:?}"),
+    }
+}
