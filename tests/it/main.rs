@@ -8,6 +8,7 @@ mod interrupt;
 mod lookalike;
 mod network;
 mod rds;
+mod replace;
 mod validate;
 mod web;
 mod workflow;
