@@ -143,8 +143,23 @@ fn steps_of(plan: &Plan, live: &[Live]) -> (Vec<Step>, Vec<BTreeSet<usize>>) {
             continue;
         };
         later.push((d, p));
+        // Transitively: a security group's instances are replaced by the Auto Scaling
+        // group's update after the launch template's, and only then free the old group.
+        let mut users: BTreeSet<&str> = BTreeSet::from([a.id.as_str()]);
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for b in &plan.actions {
+                if !users.contains(b.id.as_str())
+                    && b.depends_on.iter().any(|x| users.contains(x.as_str()))
+                {
+                    users.insert(b.id.as_str());
+                    grew = true;
+                }
+            }
+        }
         for (j, b) in plan.actions.iter().enumerate() {
-            if b.depends_on.contains(&a.id) {
+            if b.id != a.id && users.contains(b.id.as_str()) {
                 if let Some(&q) = put_of.get(&j) {
                     later.push((d, q));
                 }

@@ -211,3 +211,40 @@ async fn a_second_ctrl_c_stops_waiting_for_steps_in_flight() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_old_copy_waits_for_what_uses_its_users_too() {
+    // The template uses the group and the Auto Scaling group the template: its update
+    // (an instance refresh) moves the instances off the old group, which waits for it.
+    let text = format!(
+        "{BP}{}  lt:\n    type: launch_template\n    security_groups:\n      - ${{sg}}\n  sg:\n    type: security_group\n    vpc: ${{net}}\n    description: one\n  asg:\n    type: autoscaling_group\n    launch_template: ${{lt}}\n    launch_template_version: ${{lt.latest_version}}\n    subnets:\n      - ${{web}}\n    min_size: 1\n    max_size: 1\n",
+        crate::plan::tests::WEB
+    );
+    let old = bp(&text);
+    let mut known = HashMap::new();
+    let mut live = Vec::new();
+    for (id, phys) in [
+        ("net", "vpc-1"),
+        ("web", "subnet-1"),
+        ("sg", "sg-1"),
+        ("lt", "lt-1"),
+        ("asg", "asg-1"),
+    ] {
+        let mut l = live_as_desired(&old, id, phys, &known);
+        if id == "lt" {
+            l.outputs
+                .insert("latest_version".into(), serde_json::json!("1"));
+        }
+        known.insert(id.to_string(), Some(l.outputs.clone()));
+        live.push(l);
+    }
+    let new = bp(&text.replace("description: one", "description: two"));
+    let p = plan::plan(&stack(), &new, &live, &resources::kind);
+    let sg = p.actions.iter().find(|a| a.id == "sg").expect("sg");
+    assert!(sg.create_before_delete, "{sg:?}");
+    let d = ordered(&p, &live);
+    assert!(
+        d.contains(&"delete sg <- [create sg, update asg, update lt]".to_string()),
+        "{d:#?}"
+    );
+}
