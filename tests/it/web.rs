@@ -476,7 +476,10 @@ fn web_tier_lifecycle() {
         ]
     );
     let actions = out["plan"]["actions"].as_array().expect("actions");
-    let tg = actions.iter().find(|a| a["id"] == "web_tg").expect("web_tg");
+    let tg = actions
+        .iter()
+        .find(|a| a["id"] == "web_tg")
+        .expect("web_tg");
     assert_eq!(tg["create_before_delete"], true, "{tg:#}");
     let (code, out, err) = run_json(&[&["apply", bp_s, "--yes"][..], &port].concat(), &stack);
     assert_eq!(code, 0, "the app port change failed: {out:#}\n{err}");
