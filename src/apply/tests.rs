@@ -248,3 +248,46 @@ fn the_old_copy_waits_for_what_uses_its_users_too() {
         "{d:#?}"
     );
 }
+
+#[test]
+fn a_dependent_that_cannot_be_repointed_is_replaced_between_the_two_copies() {
+    // A listener cannot move to another load balancer: it is replaced, on the new one,
+    // before the old load balancer goes.
+    let text = |scheme: &str| {
+        format!(
+            "{BP}  lb:\n    type: load_balancer\n    scheme: {scheme}\n    subnets:\n      - subnet-0a\n      - subnet-0b\n  http:\n    type: listener\n    load_balancer: ${{lb}}\n    port: 80\n    forward: arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/tg/0123456789abcdef\n"
+        )
+    };
+    let old = bp(&text("internal"));
+    let mut known = HashMap::new();
+    let lb = live_as_desired(&old, "lb", "arn:lb/1", &known);
+    known.insert("lb".to_string(), Some(lb.outputs.clone()));
+    let http = live_as_desired(&old, "http", "arn:listener/1", &known);
+    let mut live = world();
+    live.extend([lb, http]);
+    let p = plan::plan(
+        &stack(),
+        &bp(&text("internet-facing")),
+        &live,
+        &resources::kind,
+    );
+    let lb = p.actions.iter().find(|a| a.id == "lb").expect("lb");
+    let http = p.actions.iter().find(|a| a.id == "http").expect("http");
+    assert_eq!(
+        (lb.action, lb.create_before_delete),
+        (Action::Replace, true)
+    );
+    assert_eq!(
+        (http.action, http.create_before_delete),
+        (Action::Replace, false)
+    );
+    assert_eq!(
+        ordered(&p, &live),
+        vec![
+            "create http <- [create lb, delete http]",
+            "create lb <- []",
+            "delete http <- []",
+            "delete lb <- [create http, create lb, delete http]",
+        ]
+    );
+}
