@@ -1,6 +1,7 @@
 //! The executor: walks a plan's steps as a dependency graph with bounded concurrency.
 //! A step starts once everything it needs is done; a failure skips its dependents while
-//! independent branches finish; Ctrl-C stops starting new steps and lets running ones end.
+//! independent branches finish; Ctrl-C stops starting new steps and lets running ones end,
+//! a second Ctrl-C stops waiting for them (AWS carries on; a re-run picks them up).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -104,9 +105,10 @@ fn steps_of(plan: &Plan, live: &[Live]) -> (Vec<Step>, Vec<BTreeSet<usize>>) {
                         waits[s].insert(*p);
                     }
                 }
-                // The old copy goes first: names are unique in most services.
+                // The old copy goes first (names are unique in most services), unless
+                // this replacement makes the new copy first under another name.
                 for (j, b) in plan.actions.iter().enumerate() {
-                    if b.id == a.id {
+                    if b.id == a.id && !(j == step.action && a.create_before_delete) {
                         if let Some(&d) = del_of.get(&j) {
                             waits[s].insert(d);
                         }
@@ -127,7 +129,84 @@ fn steps_of(plan: &Plan, live: &[Live]) -> (Vec<Step>, Vec<BTreeSet<usize>>) {
         }
         waits[s].remove(&s);
     }
+
+    // Edges that keep an old copy until nothing uses it; each is added only where it
+    // makes no cycle (then the delete runs as before, and AWS may refuse it).
+    let mut later: Vec<(usize, usize)> = Vec::new();
+    for (i, a) in plan.actions.iter().enumerate() {
+        if a.action != Action::Replace || !a.create_before_delete {
+            continue;
+        }
+        // Create before delete: the old copy goes once the new one exists and whatever
+        // uses it has been re-pointed (updated) or rebuilt on the new one.
+        let (Some(&d), Some(&p)) = (del_of.get(&i), put_of.get(&i)) else {
+            continue;
+        };
+        later.push((d, p));
+        // Transitively: a security group's instances are replaced by the Auto Scaling
+        // group's update after the launch template's, and only then free the old group.
+        let mut users: BTreeSet<&str> = BTreeSet::from([a.id.as_str()]);
+        let mut grew = true;
+        while grew {
+            grew = false;
+            for b in &plan.actions {
+                if !users.contains(b.id.as_str())
+                    && b.depends_on.iter().any(|x| users.contains(x.as_str()))
+                {
+                    users.insert(b.id.as_str());
+                    grew = true;
+                }
+            }
+        }
+        for (j, b) in plan.actions.iter().enumerate() {
+            if b.id != a.id && users.contains(b.id.as_str()) {
+                if let Some(&q) = put_of.get(&j) {
+                    later.push((d, q));
+                }
+            }
+        }
+    }
+    // A resource that stays but still refers to one that goes (a listener forwarding to
+    // a duplicate target group an interrupted run left) is updated first: AWS refuses
+    // DeleteTargetGroup with ResourceInUse while a listener forwards to it
+    // (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_DeleteTargetGroup.html)
+    // and DeleteSecurityGroup with DependencyViolation while anything uses the group
+    // (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteSecurityGroup.html).
+    for (&j, &d) in &del_of {
+        let a = &plan.actions[j];
+        let Some(li) = a.live else { continue };
+        for (k, b) in plan.actions.iter().enumerate() {
+            if b.action != Action::Update {
+                continue;
+            }
+            if let (Some(lk), Some(&q)) = (b.live, put_of.get(&k)) {
+                if live_deps[lk].contains(&li) {
+                    later.push((d, q));
+                }
+            }
+        }
+    }
+    for (s, t) in later {
+        if s != t && !waits_on(&waits, t, s) {
+            waits[s].insert(t);
+        }
+    }
     (steps, waits)
+}
+
+/// Whether step `from` waits, directly or through others, for step `to`.
+fn waits_on(waits: &[BTreeSet<usize>], from: usize, to: usize) -> bool {
+    let mut seen = vec![false; waits.len()];
+    let mut stack = vec![from];
+    while let Some(s) = stack.pop() {
+        if s == to {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[s], true) {
+            stack.extend(waits[s].iter().copied());
+        }
+    }
+    false
 }
 
 pub struct Executor<'a> {
@@ -169,9 +248,9 @@ impl Executor<'_> {
         let mut tasks: JoinSet<(usize, Result<Option<Live>, String>, Duration)> = JoinSet::new();
         let mut interrupted = false;
         let mut peak_in_flight = 0;
+        let mut started: Vec<Option<Instant>> = vec![None; steps.len()];
         let t0 = Instant::now();
-        let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
+        let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
 
         loop {
             // Skip everything downstream of a failure, then start what is ready.
@@ -228,6 +307,7 @@ impl Executor<'_> {
                                 kind: &a.kind,
                                 op: steps[s].op,
                             });
+                            started[s] = Some(Instant::now());
                             tasks.spawn(async move {
                                 let t = Instant::now();
                                 // A bug in one kind must fail its step, not the whole run.
@@ -293,9 +373,35 @@ impl Executor<'_> {
                         }
                     }
                 }
-                _ = &mut ctrl_c, if !interrupted => {
-                    interrupted = true;
-                    self.reporter.event(Event::Note { message: "interrupted: waiting for the steps in progress to finish (nothing new starts)" });
+                _ = &mut ctrl_c => {
+                    // Listen again: the next Ctrl-C is a new signal.
+                    ctrl_c = Box::pin(tokio::signal::ctrl_c());
+                    if !interrupted {
+                        interrupted = true;
+                        self.reporter.event(Event::Note { message: "interrupted: waiting for the steps in progress to finish (nothing new starts; Ctrl-C again to stop waiting)" });
+                        continue;
+                    }
+                    // A second Ctrl-C: stop waiting (an RDS or Auto Scaling wait can take
+                    // an hour). What was asked of AWS carries on there; a re-run finds it
+                    // by its tags and waits for it or finishes it.
+                    self.reporter.event(Event::Note { message: "interrupted again: no longer waiting for the steps in progress; AWS carries on with what was started. Run the same command again to resume: it finds what was started by its tags and converges." });
+                    tasks.abort_all();
+                    for s in 0..steps.len() {
+                        let (outcome, elapsed) = match state[s] {
+                            State::Running => (
+                                Outcome::Skipped { because: "abandoned on a second Ctrl-C while in progress (AWS may still be doing it)".into() },
+                                started[s].map(|t| t.elapsed()).unwrap_or_default(),
+                            ),
+                            State::Waiting => (
+                                Outcome::Skipped { because: "the run was interrupted".into() },
+                                Duration::ZERO,
+                            ),
+                            State::Finished(_) => continue,
+                        };
+                        self.finish(t0, plan, &steps, s, outcome, elapsed, &mut results);
+                        state[s] = State::Finished(false);
+                    }
+                    break;
                 }
             }
         }
@@ -393,7 +499,15 @@ impl Executor<'_> {
             ));
         }
         let desired = kind.desired_in(&self.stack.name, &a.id, &config, &bp.dir)?;
-        // A replaced resource is created afresh: the old copy is gone by now.
+        let desired = match (&old, step.op) {
+            // Made beside the old copy: the other of its two unique names.
+            (Some(o), Op::Create) if a.create_before_delete => {
+                plan::replacement_name(kind, &desired, &o.attrs)
+            }
+            (Some(o), Op::Update) => plan::keep_live_name(kind, &desired, &o.attrs),
+            _ => desired,
+        };
+        // A replaced resource is created afresh (beside the old copy, or after it went).
         let live = if step.op == Op::Update { old } else { None };
         Ok(Job {
             id: a.id.clone(),

@@ -60,6 +60,10 @@ pub struct PlannedAction {
     /// Blueprint ids this action waits for (creates and updates).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// A replacement that makes the new copy first, re-points what uses the old one
+    /// (those show as updates), then deletes the old one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub create_before_delete: bool,
     /// Index into the live resources this action starts from (update, replace, delete).
     #[serde(skip)]
     pub live: Option<usize>,
@@ -157,6 +161,39 @@ pub fn changed_attributes(desired: &Json, live: &Json) -> Vec<String> {
         .collect()
 }
 
+/// `desired` with the unique name the live copy has, when that is the alternate name of
+/// the desired one (made by a create before delete): either name is the desired one.
+pub fn keep_live_name(kind: &dyn Kind, desired: &Json, live: &Json) -> Json {
+    let mut d = desired.clone();
+    if let Some((attr, max)) = kind.unique_name() {
+        if let (Some(want), Some(have)) = (
+            desired.get(attr).and_then(Json::as_str),
+            live.get(attr).and_then(Json::as_str),
+        ) {
+            if !refs::has_unknown(&Json::String(want.into()))
+                && have == crate::resources::common::alternate_name(want, max)
+            {
+                d[attr] = Json::String(have.to_string());
+            }
+        }
+    }
+    d
+}
+
+/// `desired` for the new copy of a create before delete: the other of the two names,
+/// so it can exist beside the old copy (which has `old`'s name).
+pub fn replacement_name(kind: &dyn Kind, desired: &Json, old: &Json) -> Json {
+    let mut d = desired.clone();
+    if let Some((attr, max)) = kind.unique_name() {
+        if let Some(want) = desired.get(attr).and_then(Json::as_str) {
+            if old.get(attr).and_then(Json::as_str) == Some(want) {
+                d[attr] = Json::String(crate::resources::common::alternate_name(want, max));
+            }
+        }
+    }
+    d
+}
+
 /// Diffs `desired` against `live`, returning the attributes that differ.
 pub fn diff(
     desired: &Json,
@@ -209,7 +246,8 @@ pub fn plan(
         .map(|r| (r.id.clone(), r.kind.clone()))
         .collect();
 
-    // Live resources by blueprint id; the first of a kind is the one we keep.
+    // Live resources by blueprint id. Several of one kind (an interrupted create before
+    // delete leaves two) are ranked below: one is kept, the others are deleted.
     let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, l) in live.iter().enumerate() {
         by_id.entry(l.id.as_str()).or_default().push(i);
@@ -224,6 +262,18 @@ pub fn plan(
     let order = DepGraph::new(bp.resources.keys().cloned(), &edges)
         .order()
         .unwrap_or_else(|_| bp.resources.keys().cloned().collect());
+    // What is in use: by a resource of the blueprint, or (by its id or ARN) by a live one.
+    let used_in_bp: BTreeSet<&str> = edges.iter().map(|(_, d)| d.as_str()).collect();
+    let live_deps = live_dependencies(live);
+    let mut referenced = vec![false; live.len()];
+    for deps in &live_deps {
+        for &j in deps {
+            referenced[j] = true;
+        }
+    }
+    // Replacements whose old copy goes before the new one is made: what depends on them
+    // cannot be made first (its old copy has to go before theirs).
+    let mut delete_first: BTreeSet<String> = BTreeSet::new();
 
     let mut outputs: HashMap<String, Option<BTreeMap<String, Json>>> = HashMap::new();
     for id in order {
@@ -252,10 +302,24 @@ pub fn plan(
         }
         let mut deps: Vec<String> = r.dependencies().into_iter().collect();
         deps.sort();
-        let same_kind = by_id
+        let candidates: Vec<usize> = by_id
             .get(id.as_str())
-            .and_then(|v| v.iter().copied().find(|&i| live[i].kind == r.kind));
-        let Some(li) = same_kind else {
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .filter(|&i| live[i].kind == r.kind)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Keep the copy that matches the blueprint best (nothing forcing a replacement,
+        // then fewest changes), then the one in use, then the first by physical id.
+        let ranked = candidates.iter().copied().min_by_key(|&i| {
+            let d = keep_live_name(kind, &desired, &live[i].attrs);
+            let changes = diff(&d, &live[i].attrs, kind.replace_on(), &r.secret_fields);
+            let forcing = changes.iter().filter(|c| c.forces_replacement).count();
+            (forcing, changes.len(), !referenced[i], i)
+        });
+        let Some(li) = ranked else {
             actions.push(PlannedAction {
                 id: id.clone(),
                 kind: r.kind.clone(),
@@ -264,6 +328,7 @@ pub fn plan(
                 physical_id: None,
                 changes: diff(&desired, &Json::Null, &[], &r.secret_fields),
                 depends_on: deps,
+                create_before_delete: false,
                 live: None,
             });
             outputs.insert(id.clone(), None);
@@ -271,6 +336,7 @@ pub fn plan(
         };
         claimed[li] = true;
         let l = &live[li];
+        let desired = keep_live_name(kind, &desired, &l.attrs);
         if let Err(e) = kind.check_change(&l.attrs, &desired) {
             errors.push(Warning {
                 id: id.clone(),
@@ -283,19 +349,40 @@ pub fn plan(
             .filter(|c| c.forces_replacement)
             .map(|c| c.attribute.as_str())
             .collect();
+        // Dependencies being replaced: this one is re-pointed to (or rebuilt on) the new copy.
+        let replaced: Vec<&str> = deps
+            .iter()
+            .filter(|d| {
+                actions
+                    .iter()
+                    .any(|a: &PlannedAction| &a.id == *d && a.action == Action::Replace)
+            })
+            .map(String::as_str)
+            .collect();
+        let mut create_before_delete = false;
         let (action, reason) = if changes.is_empty() {
             (Action::NoOp, "up to date".to_string())
         } else if !forcing.is_empty() {
+            // Made first only where AWS allows two copies, something uses it, and nothing
+            // it stands on goes first (that would wait for this old copy to go).
+            create_before_delete = kind.create_before_delete()
+                && (used_in_bp.contains(id.as_str()) || referenced[li])
+                && !deps.iter().any(|d| delete_first.contains(d));
+            if !create_before_delete {
+                delete_first.insert(id.clone());
+            }
             (
                 Action::Replace,
                 format!("{} cannot change in place", forcing.join(", ")),
             )
         } else {
             let names: Vec<&str> = changes.iter().map(|c| c.attribute.as_str()).collect();
-            (
-                Action::Update,
-                format!("{} changes in place", names.join(", ")),
-            )
+            let mut why = format!("{} changes in place", names.join(", "));
+            if !replaced.is_empty() {
+                let new: Vec<String> = replaced.iter().map(|d| format!("`{d}`")).collect();
+                why.push_str(&format!(" (re-pointed to the new {})", new.join(", ")));
+            }
+            (Action::Update, why)
         };
         let out = match action {
             Action::Replace => None,
@@ -325,6 +412,7 @@ pub fn plan(
             physical_id: Some(l.physical_id.clone()),
             changes,
             depends_on: deps,
+            create_before_delete,
             live: Some(li),
         });
     }
@@ -362,6 +450,7 @@ fn delete_action(l: &Live, i: usize, reason: String) -> PlannedAction {
         physical_id: Some(l.physical_id.clone()),
         changes: Vec::new(),
         depends_on: Vec::new(),
+        create_before_delete: false,
         live: Some(i),
     }
 }

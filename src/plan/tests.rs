@@ -258,3 +258,145 @@ fn live_dependencies_follow_ids_inside_attributes() {
     assert!(deps[1].contains(&0), "the subnet refers to the VPC");
     assert!(deps[0].is_empty());
 }
+
+/// A target group a listener forwards to (the listener's load balancer is an existing
+/// one, by ARN, so only the target group is ours to replace).
+pub(crate) const WEB: &str = r#"  tg:
+    type: target_group
+    vpc: ${net}
+    port: 8080
+  http:
+    type: listener
+    load_balancer: arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/lb/0123456789abcdef
+    port: 80
+    forward: ${tg}
+"#;
+
+/// The BP world plus the target group and its listener, as the blueprint made them.
+pub(crate) fn web_world(b: &Blueprint) -> Vec<Live> {
+    let mut live = live_world(b);
+    let mut known: HashMap<String, Option<BTreeMap<String, Json>>> = HashMap::new();
+    for l in &live {
+        known.insert(l.id.clone(), Some(l.outputs.clone()));
+    }
+    let tg = live_as_desired(b, "tg", "arn:tg/old", &known);
+    known.insert("tg".into(), Some(tg.outputs.clone()));
+    let http = live_as_desired(b, "http", "arn:listener/1", &known);
+    live.extend([tg, http]);
+    live
+}
+
+pub(crate) fn web_bp(port: u16) -> Blueprint {
+    bp(&format!("{BP}{}", WEB.replace("8080", &port.to_string())))
+}
+
+#[test]
+fn a_used_target_group_is_replaced_create_before_delete_and_its_listener_repointed() {
+    let live = web_world(&web_bp(8080));
+    let p = plan(&stack(), &web_bp(8081), &live, &resources::kind);
+    let mut got = actions(&p);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("http".into(), Action::Update),
+            ("net".into(), Action::NoOp),
+            ("tg".into(), Action::Replace),
+            ("web".into(), Action::NoOp),
+        ]
+    );
+    let at = |id: &str| p.actions.iter().position(|a| a.id == id).expect("action");
+    let tg = &p.actions[at("tg")];
+    assert!(tg.create_before_delete, "{tg:?}");
+    assert_eq!(tg.reason, "port cannot change in place");
+    let http = &p.actions[at("http")];
+    assert!(!http.create_before_delete);
+    assert!(
+        http.reason.contains("re-pointed to the new `tg`"),
+        "{}",
+        http.reason
+    );
+    let json = serde_json::to_value(&p).expect("json");
+    assert_eq!(
+        json["actions"][at("tg")]["create_before_delete"],
+        json!(true)
+    );
+    assert!(json["actions"][at("http")]
+        .get("create_before_delete")
+        .is_none());
+}
+
+#[test]
+fn an_unused_resource_or_one_on_a_replaced_vpc_is_deleted_first() {
+    // Nothing forwards to it: the old copy goes first and the name stays.
+    let mut live = web_world(&web_bp(8080));
+    live.retain(|l| l.id != "http");
+    let p = plan(
+        &stack(),
+        &bp(&format!(
+            "{BP}{}",
+            &WEB[..WEB.find("  http:").expect("http")].replace("8080", "8081")
+        )),
+        &live,
+        &resources::kind,
+    );
+    let tg = p.actions.iter().find(|a| a.id == "tg").expect("tg");
+    assert_eq!(tg.action, Action::Replace);
+    assert!(!tg.create_before_delete);
+    // Its VPC goes first: the old group must go before the old VPC can, so before the
+    // new VPC (and the new group in it) exists.
+    let live = web_world(&web_bp(8080));
+    let moved = bp(&format!("{BP}{WEB}")
+        .replace("10.0.0.0/16", "10.1.0.0/16")
+        .replace("10.0.1.0/24", "10.1.1.0/24"));
+    let p = plan(&stack(), &moved, &live, &resources::kind);
+    let tg = p.actions.iter().find(|a| a.id == "tg").expect("tg");
+    assert_eq!(tg.action, Action::Replace);
+    assert!(!tg.create_before_delete);
+}
+
+#[test]
+fn a_copy_under_the_alternate_name_is_the_desired_one() {
+    let b = web_bp(8080);
+    let mut live = web_world(&b);
+    let tg = live.iter_mut().find(|l| l.id == "tg").expect("tg");
+    let name = tg.attrs["name"].as_str().expect("name").to_string();
+    tg.attrs["name"] = json!(resources::common::alternate_name(&name, 32));
+    let p = plan(&stack(), &b, &live, &resources::kind);
+    assert!(!p.summary.has_changes(), "{:?}", actions(&p));
+}
+
+#[test]
+fn two_copies_left_by_an_interrupted_replacement_keep_the_matching_one() {
+    // Killed after the new group was made, before the listener moved to it.
+    let old = web_world(&web_bp(8080));
+    let mut live = old.clone();
+    let mut known: HashMap<String, Option<BTreeMap<String, Json>>> = HashMap::new();
+    known.insert("net".into(), Some(old[0].outputs.clone()));
+    let mut new = live_as_desired(&web_bp(8081), "tg", "arn:tg/new", &known);
+    let name = new.attrs["name"].as_str().expect("name").to_string();
+    new.attrs["name"] = json!(resources::common::alternate_name(&name, 32));
+    live.push(new);
+    let p = plan(&stack(), &web_bp(8081), &live, &resources::kind);
+    let tg = p.actions.iter().find(|a| a.id == "tg").expect("tg");
+    assert_eq!(tg.action, Action::NoOp);
+    assert_eq!(tg.physical_id.as_deref(), Some("arn:tg/new"));
+    let gone: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| a.action == Action::Delete)
+        .map(|a| a.physical_id.as_deref())
+        .collect();
+    assert_eq!(gone, vec![Some("arn:tg/old")]);
+    let http = p.actions.iter().find(|a| a.id == "http").expect("http");
+    assert_eq!(http.action, Action::Update);
+    // The blueprint went back to 8080 instead: the old copy is the one kept.
+    let p = plan(&stack(), &web_bp(8080), &live, &resources::kind);
+    let tg = p.actions.iter().find(|a| a.id == "tg").expect("tg");
+    assert_eq!(
+        (tg.action, tg.physical_id.as_deref()),
+        (Action::NoOp, Some("arn:tg/old"))
+    );
+    let http = p.actions.iter().find(|a| a.id == "http").expect("http");
+    assert_eq!(http.action, Action::NoOp);
+}

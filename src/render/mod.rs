@@ -105,6 +105,16 @@ fn action_block(s: &mut String, a: &PlannedAction, width: usize) {
         dim.apply_to(&a.reason),
         width = width
     );
+    if a.create_before_delete {
+        let _ = writeln!(
+            s,
+            "      {}",
+            st.apply_to(
+                "replace (create before delete): the new copy is made first, what uses the old \
+                 one is re-pointed to it, then the old one is deleted"
+            )
+        );
+    }
     if a.action == Action::Delete {
         if let Some(p) = &a.physical_id {
             let _ = writeln!(s, "      {}", dim.apply_to(p));

@@ -108,6 +108,7 @@ fn long_values_print_as_indented_json_and_changes_as_a_line_diff() {
                 sensitive: false,
             }],
             depends_on: vec![],
+            create_before_delete: false,
             live: None,
         }],
         warnings: vec![],
@@ -117,5 +118,18 @@ fn long_values_print_as_indented_json_and_changes_as_a_line_diff() {
             ..Default::default()
         },
     };
+    insta::assert_snapshot!(plan_text(&p, "eu-west-1", false));
+}
+
+#[test]
+fn plan_with_a_create_before_delete_replacement() {
+    set_color(false);
+    let live = crate::plan::tests::web_world(&crate::plan::tests::web_bp(8080));
+    let p = plan::plan(
+        &stack(),
+        &crate::plan::tests::web_bp(8081),
+        &live,
+        &resources::kind,
+    );
     insta::assert_snapshot!(plan_text(&p, "eu-west-1", false));
 }

@@ -371,3 +371,42 @@ pub fn with_hint(e: Error, hint: &str) -> Error {
         other => other,
     }
 }
+
+/// The second name of a resource whose name AWS keeps unique, for a copy made while the
+/// old one still exists (create before delete): `base-2`, shortened to fit `max`. A
+/// later replacement of that copy goes back to `base`, so two names are ever needed.
+/// Only ASCII letters, digits and `-` are added: every such name accepts them.
+pub fn alternate_name(base: &str, max: usize) -> String {
+    let room = max.saturating_sub(2);
+    let mut cut: String = base.chars().take(room).collect();
+    while cut.ends_with('-') {
+        cut.pop();
+    }
+    let alt = format!("{cut}-2");
+    if alt == base {
+        format!("{cut}-3")
+    } else {
+        alt
+    }
+}
+
+#[cfg(test)]
+mod alternate_name_tests {
+    use super::alternate_name;
+
+    #[test]
+    fn alternate_names_differ_and_fit() {
+        assert_eq!(alternate_name("dev-web", 32), "dev-web-2");
+        let long = "a".repeat(32);
+        let alt = alternate_name(&long, 32);
+        assert_eq!(alt.len(), 32);
+        assert_ne!(alt, long);
+        // No double hyphen where the cut lands, and never the base itself.
+        assert_eq!(
+            alternate_name(&format!("{}-bc", "a".repeat(29)), 32),
+            format!("{}-2", "a".repeat(29))
+        );
+        let ends_2 = format!("{}-2", "a".repeat(30));
+        assert_ne!(alternate_name(&ends_2, 32), ends_2);
+    }
+}

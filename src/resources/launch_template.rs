@@ -262,6 +262,15 @@ impl Kind for LaunchTemplate {
         &["name"]
     }
 
+    // Names are unique per account and region: a copy made first takes the other name.
+    fn create_before_delete(&self) -> bool {
+        true
+    }
+
+    fn unique_name(&self) -> Option<(&'static str, usize)> {
+        Some(("name", 128))
+    }
+
     fn warnings(&self, desired: &Json) -> Vec<String> {
         let mut w = Vec::new();
         if desired.get("require_imdsv2") == Some(&Json::Bool(false)) {

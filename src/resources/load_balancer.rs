@@ -148,6 +148,15 @@ impl Kind for LoadBalancer {
         &["name", "scheme"]
     }
 
+    // Names are unique per account and region: a copy made first takes the other name.
+    fn create_before_delete(&self) -> bool {
+        true
+    }
+
+    fn unique_name(&self) -> Option<(&'static str, usize)> {
+        Some(("name", 32))
+    }
+
     fn warnings(&self, desired: &Json) -> Vec<String> {
         if desired.get("drop_invalid_header_fields") == Some(&Json::Bool(false)) {
             vec![format!(

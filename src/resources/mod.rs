@@ -147,6 +147,21 @@ pub trait Kind: Send + Sync {
     /// Attributes AWS cannot change in place: a change to one replaces the resource.
     fn replace_on(&self) -> &'static [&'static str];
 
+    /// Whether a replacement may make the new copy while the old one still exists, so
+    /// that what uses the old one is re-pointed before it goes (AWS refuses to delete a
+    /// target group a listener forwards to, or a security group an interface uses).
+    /// Only used when something uses the resource; otherwise the old copy goes first.
+    fn create_before_delete(&self) -> bool {
+        false
+    }
+
+    /// The attribute holding a name AWS keeps unique (per account, region or VPC) and
+    /// its longest length. A copy made before the old one goes takes the other of two
+    /// names, `name` and [`common::alternate_name`]; either counts as the desired one.
+    fn unique_name(&self) -> Option<(&'static str, usize)> {
+        None
+    }
+
     /// Security-baseline findings of the desired attributes, shown as plan warnings.
     fn warnings(&self, _desired: &Json) -> Vec<String> {
         Vec::new()

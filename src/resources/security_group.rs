@@ -121,7 +121,10 @@ impl Rule {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Attrs {
+    /// The Name tag (changes in place).
     name: String,
+    /// The group name AWS keeps unique within the VPC (cannot change).
+    group_name: String,
     vpc: String,
     description: String,
     ingress: Vec<Rule>,
@@ -211,6 +214,7 @@ impl Kind for SecurityGroup {
         };
         Ok(json!(Attrs {
             name: format!("{stack}-{id}"),
+            group_name: group_name(stack, id),
             vpc: f.vpc,
             description: f.description.unwrap_or_else(|| default_description(id)),
             ingress: rules(&f.ingress)?,
@@ -219,7 +223,16 @@ impl Kind for SecurityGroup {
     }
 
     fn replace_on(&self) -> &'static [&'static str] {
-        &["vpc", "description"]
+        &["group_name", "vpc", "description"]
+    }
+
+    // Group names are unique within a VPC: a copy made first takes the other name.
+    fn create_before_delete(&self) -> bool {
+        true
+    }
+
+    fn unique_name(&self) -> Option<(&'static str, usize)> {
+        Some(("group_name", 255))
     }
 
     fn warnings(&self, desired: &Json) -> Vec<String> {
@@ -257,13 +270,13 @@ impl Kind for SecurityGroup {
     async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
         let a: Attrs = common::from_desired(desired)?;
         let tags = common::tags(cx.stack, cx.id, &a.name);
-        let group_name = group_name(cx.stack, cx.id);
+        let group_name = &a.group_name;
         // No ClientToken here: the group name is unique per VPC, so a second try fails
         // with InvalidGroup.Duplicate and the group carrying our tags is the first one.
         let created = aws
             .ec2
             .create_security_group()
-            .group_name(&group_name)
+            .group_name(group_name)
             .description(&a.description)
             .vpc_id(&a.vpc)
             .tag_specifications(ec2::tag_spec(ResourceType::SecurityGroup, &tags))
@@ -276,7 +289,7 @@ impl Kind for SecurityGroup {
                 .ok_or_else(|| Error::Invalid("CreateSecurityGroup returned no group id".into()))?
                 .to_string(),
             Err(e) if e.is_code(&["InvalidGroup.Duplicate"]) => {
-                adopt(aws, cx, &group_name, &a.vpc, e).await?
+                adopt(aws, cx, group_name, &a.vpc, e).await?
             }
             Err(e) => return Err(e),
         };
@@ -1019,6 +1032,7 @@ fn live(id: String, g: &AwsGroup, region: &str) -> Live {
     let group_id = g.group_id().unwrap_or_default().to_string();
     let attrs = Attrs {
         name: ec2::name_tag(g.tags()).unwrap_or_default(),
+        group_name: g.group_name().unwrap_or_default().to_string(),
         vpc: g.vpc_id().unwrap_or_default().to_string(),
         description: g.description().unwrap_or_default().to_string(),
         ingress: rules_of(g.ip_permissions(), &group_id),
@@ -1346,6 +1360,7 @@ resources:
             d,
             json!({
                 "name": "dev-web",
+                "group_name": "dev-web",
                 "vpc": "vpc-1",
                 "description": "web (managed by securecart)",
                 "ingress": [

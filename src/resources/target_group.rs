@@ -304,6 +304,15 @@ impl Kind for TargetGroup {
         &["name", "protocol", "port", "vpc", "target_type"]
     }
 
+    // Names are unique per account and region: a copy made first takes the other name.
+    fn create_before_delete(&self) -> bool {
+        true
+    }
+
+    fn unique_name(&self) -> Option<(&'static str, usize)> {
+        Some(("name", 32))
+    }
+
     async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
         let all: Vec<AwsTg> = aws
             .elbv2

@@ -8,6 +8,7 @@ mod interrupt;
 mod lookalike;
 mod network;
 mod rds;
+mod replace;
 mod strict;
 mod validate;
 mod web;

@@ -1,7 +1,8 @@
 //! Lab 02 (multi-tier web application) end to end on the emulator: apply, checks with
 //! direct SDK calls (listener → target group, the group's instances registered, the
 //! database in its subnets behind its group), a no-change plan, an instance type change
-//! that is a launch template update plus a group update and nothing else, destroy.
+//! that is a launch template update plus a group update and nothing else, an app port
+//! change that replaces the target group create-before-delete in one apply, destroy.
 
 use std::collections::BTreeSet;
 
@@ -456,6 +457,88 @@ fn web_tier_lifecycle() {
                 .map(|t| t.as_str()),
             Some("t3.small")
         );
+    });
+
+    // A new app port: the target group cannot change its port, and the listener forwards
+    // to it (AWS refuses to delete it then), so the new group is made first, the listener
+    // and the Auto Scaling group move to it, and the old one goes last: one apply.
+    let port = ["--var", "app_port=8081"];
+    let (code, out, _) = run_json(&[&["plan", bp_s][..], &port].concat(), &stack);
+    assert_eq!(code, 2, "{:#}", out["plan"]);
+    assert_eq!(
+        changes(&out["plan"]),
+        vec![
+            ("http".into(), "update".into()),
+            ("web_asg".into(), "update".into()),
+            ("web_lt".into(), "update".into()),
+            ("web_sg".into(), "update".into()),
+            ("web_tg".into(), "replace".into()),
+        ]
+    );
+    let actions = out["plan"]["actions"].as_array().expect("actions");
+    let tg = actions
+        .iter()
+        .find(|a| a["id"] == "web_tg")
+        .expect("web_tg");
+    assert_eq!(tg["create_before_delete"], true, "{tg:#}");
+    let (code, out, err) = run_json(&[&["apply", bp_s, "--yes"][..], &port].concat(), &stack);
+    assert_eq!(code, 0, "the app port change failed: {out:#}\n{err}");
+    let steps = out["apply"]["steps"].as_array().expect("steps");
+    assert!(
+        steps.iter().all(|s| s["outcome"] == "done"),
+        "a step did not succeed: {steps:#?}"
+    );
+    let (code, out, _) = run_json(&[&["plan", bp_s][..], &port].concat(), &stack);
+    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+    rt().block_on(async {
+        let cfg = sdk().await;
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
+        let asg = aws_sdk_autoscaling::Client::new(&cfg);
+        // One target group is left, on the new port, under the alternate name; the
+        // listener and the Auto Scaling group use it.
+        let all = elb
+            .describe_target_groups()
+            .send()
+            .await
+            .expect("target groups");
+        let ours: Vec<_> = all
+            .target_groups()
+            .iter()
+            .filter(|t| {
+                t.target_group_name()
+                    .is_some_and(|n| n.starts_with(&format!("{stack}-web-tg")))
+            })
+            .collect();
+        assert_eq!(ours.len(), 1, "{ours:#?}");
+        assert_eq!(ours[0].port(), Some(8081));
+        assert_eq!(
+            ours[0].target_group_name(),
+            Some(format!("{stack}-web-tg-2").as_str())
+        );
+        let tg_arn = ours[0].target_group_arn().expect("arn");
+        let lb = elb
+            .describe_load_balancers()
+            .names(format!("{stack}-web-lb"))
+            .send()
+            .await
+            .expect("load balancer");
+        let listeners = elb
+            .describe_listeners()
+            .load_balancer_arn(lb.load_balancers()[0].load_balancer_arn().expect("arn"))
+            .send()
+            .await
+            .expect("listeners");
+        assert_eq!(
+            listeners.listeners()[0].default_actions()[0].target_group_arn(),
+            Some(tg_arn)
+        );
+        let g = asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(format!("{stack}-web_asg"))
+            .send()
+            .await
+            .expect("group");
+        assert_eq!(g.auto_scaling_groups()[0].target_group_arns(), [tg_arn]);
     });
 
     let (code, out, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
