@@ -172,7 +172,7 @@ impl Aws {
         // Throttling on a 50-resource apply is normal; the SDK's 3 attempts lose calls
         // (see shared notes), so allow more with the standard backoff.
         let retry = RetryConfig::standard()
-            .with_max_attempts(if s.local { 4 } else { 12 })
+            .with_max_attempts(if s.local { 10 } else { 12 })
             .with_initial_backoff(Duration::from_millis(if s.local { 100 } else { 500 }))
             .with_max_backoff(Duration::from_secs(20));
         let timeouts = TimeoutConfig::builder()

@@ -639,6 +639,56 @@ def _patch_rds():
     DBInstance.endpoint = property(get_endpoint)
 
 
+# --- pagination: a deleted item does not break the next page --------------------------------------
+
+
+# Next-page token -> the order of every item's key when the token was made, for the last few
+# hundred tokens (a reader follows its tokens within seconds).
+_TOKEN_ORDERS: "dict[str, list[str]]" = {}
+_TOKEN_ORDERS_MAX = 500
+
+
+def _patch_paginator():
+    """moto's next-page token names the first item of the next page; when that item is deleted
+    between two pages (another stack's destroy), moto answers InvalidToken "Resource not found!"
+    or an empty last page. AWS documents no such failure: a marker stays valid while the set
+    changes (e.g. https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribeDBInstances.html,
+    "Marker"). Only the small pages this layer injects make the race likely, so the layer mends
+    it: the page resumes at the first item after the deleted one that still exists."""
+    from moto.utilities.paginator import Paginator
+
+    original = Paginator.paginate
+
+    def key_of(self, item) -> str:
+        return "|".join(
+            str(item[a] if isinstance(item, dict) else getattr(item, a, None))
+            for a in self._unique_attributes
+        )
+
+    def paginate(self, results):
+        token = self._starting_token
+        if token and SETTINGS.enabled and not any(self._check_predicate(r) for r in results):
+            with STATE.lock:
+                order = _TOKEN_ORDERS.get(token)
+            wanted = self._parsed_token["uniqueAttributes"] if self._parsed_token else None
+            if order and wanted in order:
+                present = {key_of(self, r): r for r in results}
+                later = order[order.index(wanted) + 1 :]
+                nxt = next((present[k] for k in later if k in present), None)
+                if nxt is None:
+                    return [], None
+                self._parsed_token = self._token_decoder.decode(self._build_next_token(nxt))
+        page, next_token = original(self, results)
+        if next_token:
+            with STATE.lock:
+                _TOKEN_ORDERS[next_token] = [key_of(self, r) for r in results]
+                while len(_TOKEN_ORDERS) > _TOKEN_ORDERS_MAX:
+                    _TOKEN_ORDERS.pop(next(iter(_TOKEN_ORDERS)))
+        return page, next_token
+
+    Paginator.paginate = paginate
+
+
 # --- status route ----------------------------------------------------------------------------------
 
 
@@ -663,6 +713,7 @@ def install(settings: Settings):
         LOG.info("securecart strict layer is off (%s=off)", ENV)
         return
     _patch_rds()
+    _patch_paginator()
     handlers.serve_custom_service_request_handlers.append(on_request)
     handlers.run_custom_response_handlers.append(on_response)
     LOG.info("securecart strict layer is on: %s", settings.as_json())

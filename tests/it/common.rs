@@ -114,3 +114,28 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// Runs a raw EC2 delete again while AWS answers `DependencyViolation`: the network interfaces
+/// of a just-deleted load balancer or DB instance linger for minutes and keep their subnets and
+/// security groups in use (EC2 API reference, DeleteSecurityGroup / DeleteSubnet; the strict
+/// emulator keeps them for its `eni` window). Gives up after a minute.
+pub async fn delete_when_free<T, E, F, Fut>(what: &str, mut op: F) -> T
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e)
+                if e.code() == Some("DependencyViolation")
+                    && start.elapsed() < std::time::Duration::from_secs(60) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+}

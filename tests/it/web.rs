@@ -702,17 +702,9 @@ fn web_kinds_create_twice_without_duplicates() {
             .send()
             .await
             .expect("cleanup");
-        ec2.delete_security_group()
-            .group_id(&sg)
-            .send()
-            .await
-            .expect("cleanup");
+        delete_when_free("cleanup", || ec2.delete_security_group().group_id(&sg).send()).await;
         for s in &subnets {
-            ec2.delete_subnet()
-                .subnet_id(s)
-                .send()
-                .await
-                .expect("cleanup");
+            delete_when_free("cleanup", || ec2.delete_subnet().subnet_id(s).send()).await;
         }
         ec2.delete_vpc().vpc_id(&vpc).send().await.expect("cleanup");
     });
