@@ -879,24 +879,13 @@ fn generate_password() -> Result<String, Error> {
     Ok(out)
 }
 
-/// Fills `buf` from the kernel's CSPRNG (no crate for this: std reads it directly).
-#[cfg(unix)]
+/// Fills `buf` from the operating system's CSPRNG (getrandom: the same source on every platform).
 fn os_random(buf: &mut [u8]) -> Result<(), Error> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .map_err(|e| {
-            Error::Invalid(format!(
-                "cannot read /dev/urandom to generate the master password: {e}"
-            ))
-        })
-}
-
-#[cfg(not(unix))]
-fn os_random(_buf: &mut [u8]) -> Result<(), Error> {
-    Err(Error::Invalid(
-        "`master_password: generated` needs /dev/urandom (Linux, macOS); here, take the password from a parameter with `secret: true`".into(),
-    ))
+    getrandom::getrandom(buf).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot read the system's random source to generate the master password: {e}"
+        ))
+    })
 }
 
 // ---- Shared by the RDS kinds ------------------------------------------------------

@@ -113,13 +113,28 @@ fn lookalikes_survive_destroy_and_block_adoption() {
         }
         let sqs = aws_sdk_sqs::Client::new(&cfg);
         for url in &queue_urls {
-            let a = sqs
-                .get_queue_attributes()
-                .queue_url(url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
-                .send()
-                .await
-                .expect("look-alike queue is gone");
+            // A queue made moments ago may answer "does not exist" for about a second (SQS API
+            // reference, CreateQueue); one that destroy deleted keeps answering so.
+            let mut tries = 0;
+            let a = loop {
+                match sqs
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+                    .send()
+                    .await
+                {
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_queue_does_not_exist())
+                            && tries < 10 =>
+                    {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    r => break r.expect("look-alike queue is gone"),
+                }
+            };
             let vt = a
                 .attributes()
                 .and_then(|m| m.get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout))

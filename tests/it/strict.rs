@@ -1413,7 +1413,10 @@ fn a_page_marker_survives_the_deletion_of_the_next_item() {
             .await
             .expect("first page");
         assert_eq!(first.db_instances().len(), page, "the layer's page size");
-        let marker = first.marker().expect("a marker to the next page").to_string();
+        let marker = first
+            .marker()
+            .expect("a marker to the next page")
+            .to_string();
         // The first item of the next page goes away between the two calls.
         let gone = &mine[page];
         rds.delete_db_instance()
@@ -1439,7 +1442,11 @@ fn a_page_marker_survives_the_deletion_of_the_next_item() {
             );
             next = out.marker().map(str::to_string);
         }
-        assert_eq!(rest, mine[page + 1..].to_vec(), "what follows the deleted item");
+        assert_eq!(
+            rest,
+            mine[page + 1..].to_vec(),
+            "what follows the deleted item"
+        );
         for m in mine.iter().filter(|m| *m != gone) {
             let _ = rds
                 .delete_db_instance()

@@ -702,7 +702,10 @@ fn web_kinds_create_twice_without_duplicates() {
             .send()
             .await
             .expect("cleanup");
-        delete_when_free("cleanup", || ec2.delete_security_group().group_id(&sg).send()).await;
+        delete_when_free("cleanup", || {
+            ec2.delete_security_group().group_id(&sg).send()
+        })
+        .await;
         for s in &subnets {
             delete_when_free("cleanup", || ec2.delete_subnet().subnet_id(s).send()).await;
         }
