@@ -409,6 +409,24 @@ impl Kind for SqsQueue {
                 message: format!("no queue URL in the answer for `{}`", a.name),
             })?
             .to_string();
+        // The look-up by name above misses a queue made less than a second ago (SQS does
+        // not know it yet), and CreateQueue then answers with that queue's URL if the
+        // attributes match, whoever made it: its tags say whether it is ours (for an
+        // existing name CreateQueue "returns the queue URL for the existing queue" and
+        // makes nothing, so a queue someone else made keeps its own tags).
+        let tags = settling(cx, || async {
+            aws.sqs
+                .list_queue_tags()
+                .queue_url(&url)
+                .send()
+                .await
+                .map(|o| o.tags().cloned().unwrap_or_default())
+                .map_err(aws_error("ListQueueTags"))
+        })
+        .await?;
+        if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+            return Err(conflict(&a.name, cx));
+        }
         // The policy names the queue ARN, known only now; until it is set the queue
         // only refuses more, and a re-run after a crash here converges in update().
         // Both calls are on the queue just created: SQS may not know it yet.
