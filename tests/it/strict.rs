@@ -840,6 +840,25 @@ fn interfaces_of_a_deleted_load_balancer_or_database_linger() {
     });
 }
 
+/// Follows a listing from its first page to its last: `fetch` takes the token of the page to
+/// read and answers that page's items and the next token. The first page must hold exactly
+/// `page` items and carry a token (the layer's small pages); returns every item.
+async fn all_pages<F, Fut>(what: &str, page: usize, mut fetch: F) -> Vec<String>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = (Vec<String>, Option<String>)>,
+{
+    let (mut items, mut token) = fetch(None).await;
+    assert_eq!(items.len(), page, "{what}: first page {items:?}");
+    assert!(token.is_some(), "{what}: no token after the first page");
+    while let Some(t) = token {
+        let (more, next) = fetch(Some(t)).await;
+        items.extend(more);
+        token = next;
+    }
+    items
+}
+
 #[test]
 fn list_and_describe_calls_answer_in_small_pages() {
     let page = strict_settings()["page"].as_u64().expect("page size") as usize;
@@ -963,10 +982,7 @@ fn list_and_describe_calls_answer_in_small_pages() {
 
         // Each listing: the first answer holds `page` items and a token; following the tokens
         // finds everything created here.
-        let mut token = None;
-        let mut seen = Vec::new();
-        let mut first = true;
-        loop {
+        let mut seen = all_pages("ListQueues", page, |token| async {
             let r = sqs
                 .list_queues()
                 .queue_name_prefix(&name)
@@ -974,26 +990,15 @@ fn list_and_describe_calls_answer_in_small_pages() {
                 .send()
                 .await
                 .expect("list queues");
-            if first {
-                assert_eq!(r.queue_urls().len(), page, "ListQueues: {r:?}");
-                assert!(r.next_token().is_some(), "ListQueues: no NextToken");
-                first = false;
-            }
-            seen.extend(r.queue_urls().iter().cloned());
-            token = r.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+            (r.queue_urls().to_vec(), r.next_token().map(str::to_string))
+        })
+        .await;
         seen.sort();
         let mut want = queue_urls.clone();
         want.sort();
         assert_eq!(seen, want, "ListQueues pages");
 
-        let mut token = None;
-        let mut seen = Vec::new();
-        let mut first = true;
-        loop {
+        let mut seen = all_pages("ListRules", page, |token| async {
             let r = events
                 .list_rules()
                 .name_prefix(&name)
@@ -1001,33 +1006,22 @@ fn list_and_describe_calls_answer_in_small_pages() {
                 .send()
                 .await
                 .expect("list rules");
-            if first {
-                assert_eq!(r.rules().len(), page, "ListRules");
-                assert!(r.next_token().is_some(), "ListRules: no NextToken");
-                first = false;
-            }
-            seen.extend(
-                r.rules()
-                    .iter()
-                    .filter_map(|x| x.name())
-                    .map(str::to_string),
-            );
-            token = r.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+            let names = r.rules().iter().filter_map(|x| x.name());
+            (
+                names.map(str::to_string).collect(),
+                r.next_token().map(str::to_string),
+            )
+        })
+        .await;
         seen.sort();
         assert_eq!(seen, mine, "ListRules pages");
 
+        // moto pages DescribeInstances by reservation.
         let filter = aws_sdk_ec2::types::Filter::builder()
             .name("subnet-id")
             .values(&subnets[0])
             .build();
-        let mut token = None;
-        let mut count = 0;
-        let mut first = true;
-        loop {
+        let reservations = all_pages("DescribeInstances", page, |token| async {
             let r = ec2
                 .describe_instances()
                 .filters(filter.clone())
@@ -1035,28 +1029,20 @@ fn list_and_describe_calls_answer_in_small_pages() {
                 .send()
                 .await
                 .expect("describe instances");
-            let here = r.reservations().len();
-            if first {
-                assert_eq!(here, page, "DescribeInstances reservations in one page");
-                assert!(r.next_token().is_some(), "DescribeInstances: no NextToken");
-                first = false;
-            }
-            count += here;
-            token = r.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        assert_eq!(count, n, "DescribeInstances pages");
+            let ids = r.reservations().iter().filter_map(|x| x.reservation_id());
+            (
+                ids.map(str::to_string).collect(),
+                r.next_token().map(str::to_string),
+            )
+        })
+        .await;
+        assert_eq!(reservations.len(), n, "DescribeInstances pages");
 
         let ids = aws_sdk_rds::types::Filter::builder()
             .name("db-instance-id")
             .set_values(Some(mine.clone()))
             .build();
-        let mut marker = None;
-        let mut seen = Vec::new();
-        let mut first = true;
-        loop {
+        let mut seen = all_pages("DescribeDBInstances", page, |marker| async {
             let r = rds
                 .describe_db_instances()
                 .filters(ids.clone())
@@ -1064,86 +1050,57 @@ fn list_and_describe_calls_answer_in_small_pages() {
                 .send()
                 .await
                 .expect("describe db instances");
-            if first {
-                assert_eq!(r.db_instances().len(), page, "DescribeDBInstances");
-                assert!(r.marker().is_some(), "DescribeDBInstances: no Marker");
-                first = false;
-            }
-            seen.extend(
-                r.db_instances()
-                    .iter()
-                    .filter_map(|d| d.db_instance_identifier())
-                    .map(str::to_string),
-            );
-            marker = r.marker().map(str::to_string);
-            if marker.is_none() {
-                break;
-            }
-        }
+            let ids = r
+                .db_instances()
+                .iter()
+                .filter_map(|d| d.db_instance_identifier());
+            (
+                ids.map(str::to_string).collect(),
+                r.marker().map(str::to_string),
+            )
+        })
+        .await;
         seen.sort();
         assert_eq!(seen, mine, "DescribeDBInstances pages");
 
         // No filter on these two: other tests' items share the listing, so check the page size
         // and that paging finds all of ours.
-        let mut marker = None;
-        let mut seen = Vec::new();
-        let mut first = true;
-        loop {
+        let seen = all_pages("DescribeLoadBalancers", page, |marker| async {
             let r = elb
                 .describe_load_balancers()
                 .set_marker(marker)
                 .send()
                 .await
                 .expect("describe load balancers");
-            if first {
-                assert_eq!(r.load_balancers().len(), page, "DescribeLoadBalancers");
-                assert!(
-                    r.next_marker().is_some(),
-                    "DescribeLoadBalancers: no NextMarker"
-                );
-                first = false;
-            }
-            seen.extend(
-                r.load_balancers()
-                    .iter()
-                    .filter_map(|l| l.load_balancer_arn())
-                    .map(str::to_string),
-            );
-            marker = r.next_marker().map(str::to_string);
-            if marker.is_none() {
-                break;
-            }
-        }
+            let arns = r
+                .load_balancers()
+                .iter()
+                .filter_map(|l| l.load_balancer_arn());
+            (
+                arns.map(str::to_string).collect(),
+                r.next_marker().map(str::to_string),
+            )
+        })
+        .await;
         assert!(
             lb_arns.iter().all(|a| seen.contains(a)),
             "DescribeLoadBalancers pages"
         );
 
-        let mut token = None;
-        let mut seen = Vec::new();
-        let mut first = true;
-        loop {
+        let seen = all_pages("ListStateMachines", page, |token| async {
             let r = sfn
                 .list_state_machines()
                 .set_next_token(token)
                 .send()
                 .await
                 .expect("list state machines");
-            if first {
-                assert_eq!(r.state_machines().len(), page, "ListStateMachines");
-                assert!(r.next_token().is_some(), "ListStateMachines: no nextToken");
-                first = false;
-            }
-            seen.extend(
-                r.state_machines()
-                    .iter()
-                    .map(|m| m.state_machine_arn().to_string()),
-            );
-            token = r.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
+            let arns = r.state_machines().iter().map(|m| m.state_machine_arn());
+            (
+                arns.map(str::to_string).collect(),
+                r.next_token().map(str::to_string),
+            )
+        })
+        .await;
         assert!(
             machine_arns.iter().all(|a| seen.contains(a)),
             "ListStateMachines pages"
