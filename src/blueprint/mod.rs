@@ -217,6 +217,8 @@ pub fn parse(
     let mut v = Validator {
         file: file.clone(),
         problems: Vec::new(),
+        failed_params: BTreeSet::new(),
+        failed_resources: BTreeSet::new(),
     };
     let bp = v.run(dir, vars, catalog);
     v.problems
@@ -260,6 +262,13 @@ pub fn did_you_mean<'a>(
 struct Validator {
     file: Arc<SourceFile>,
     problems: Vec<Problem>,
+    /// Parameters declared but left without a value because of an error already
+    /// reported (a `--var` of the wrong type, a bad default): references to them are
+    /// not "unknown parameter" a second time.
+    failed_params: BTreeSet<String>,
+    /// Resources declared but dropped because of an error already reported (an
+    /// unknown or missing `type`): references to them are not "unknown resource".
+    failed_resources: BTreeSet<String>,
 }
 
 impl Validator {
@@ -425,6 +434,7 @@ impl Validator {
                 Err(e) => {
                     let p = join_path(&path, &e.path().to_string());
                     self.error(&p, false, format!("invalid parameter: {}", e.inner()), None);
+                    self.failed_params.insert(name.clone());
                     continue;
                 }
             };
@@ -442,6 +452,7 @@ impl Validator {
                             ),
                             None,
                         );
+                        self.failed_params.insert(name.clone());
                         continue;
                     }
                 },
@@ -453,6 +464,7 @@ impl Validator {
                             format!("default does not match type {:?}", raw.ty).to_lowercase(),
                             None,
                         );
+                        self.failed_params.insert(name.clone());
                         continue;
                     }
                     d.clone()
@@ -464,6 +476,7 @@ impl Validator {
                         format!("parameter `{name}` has no default and no value"),
                         Some(format!("pass --var {name}=VALUE")),
                     );
+                    self.failed_params.insert(name.clone());
                     continue;
                 }
             };
@@ -549,6 +562,7 @@ impl Validator {
                     format!("resource `{id}` must be a mapping with a `type`"),
                     None,
                 );
+                self.failed_resources.insert(id.clone());
                 continue;
             };
             let kind = match fields.get("type") {
@@ -562,6 +576,7 @@ impl Validator {
                         format!("unknown resource type `{k}`"),
                         help,
                     );
+                    self.failed_resources.insert(id.clone());
                     continue;
                 }
                 _ => {
@@ -571,6 +586,7 @@ impl Validator {
                         format!("resource `{id}` has no `type`"),
                         Some(format!("one of: {}", catalog.kinds().join(", "))),
                     );
+                    self.failed_resources.insert(id.clone());
                     continue;
                 }
             };
@@ -642,7 +658,7 @@ impl Validator {
                 }
             }
             for (i, d) in res.depends_on.clone().iter().enumerate() {
-                if !out.contains_key(d) {
+                if !out.contains_key(d) && !self.failed_resources.contains(d) {
                     let help = did_you_mean(d, out.keys().map(String::as_str));
                     self.error(
                         &format!("{path}.depends_on[{i}]"),
@@ -782,6 +798,10 @@ impl Validator {
                 None => {
                     bad = true;
                     let name = r.attribute.clone().unwrap_or_default();
+                    if self.failed_params.contains(&name) {
+                        // Its declaration or value was reported already.
+                        continue;
+                    }
                     let help = did_you_mean(&name, params.keys().map(String::as_str));
                     self.error(
                         &at,
@@ -838,6 +858,11 @@ impl Validator {
             return false;
         }
         let Some(target) = resources.get(&r.target) else {
+            if self.failed_resources.contains(&r.target) {
+                // Its declaration was reported already (an unknown `type`): one error
+                // for the root cause, not one more per reference.
+                return false;
+            }
             let help = did_you_mean(&r.target, resources.keys().map(String::as_str));
             self.error(
                 at,

@@ -1,6 +1,7 @@
 //! Bad blueprints: each fixture in tests/fixtures/bad states the errors it must produce
 //! (`# expect: LINE:COL message`), and `validate` must report all of them, exit 1, and
-//! never call AWS.
+//! never call AWS. `# args: …` adds command-line arguments; `# expect-only` says the
+//! expected errors are all there is (one root cause, reported once).
 
 use super::common::{cli, repo};
 
@@ -29,10 +30,17 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
             "{} has no `# expect:` line",
             f.display()
         );
+        let args: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# args: "))
+            .flat_map(str::split_whitespace)
+            .collect();
+        let only = text.lines().any(|l| l.starts_with("# expect-only"));
         // An endpoint that cannot answer: any AWS call would fail loudly.
         let out = cli()
             .arg("validate")
             .arg(f)
+            .args(&args)
             .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
             .output()
             .expect("run");
@@ -55,6 +63,14 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
                     f.display()
                 ));
             }
+        }
+        let errors = stderr.lines().filter(|l| l.contains(": error: ")).count();
+        if only && errors != expects.len() {
+            failures.push(format!(
+                "{}: {errors} errors where only the {} expected should be:\n{stderr}",
+                f.display(),
+                expects.len()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
