@@ -1,8 +1,10 @@
 //! AWS clients for every service securecart manages, built once from the standard
-//! credential chain, with an interceptor that counts API calls for `--stats`.
+//! credential chain, with an interceptor that counts API calls for `--stats` and one
+//! that notices an endpoint that cannot be reached at all.
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,12 +13,15 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    BeforeDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef, InterceptorContext,
 };
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use tokio::sync::OnceCell;
 
 /// Where and as whom to call AWS (resolved from flags and environment in `settings`).
@@ -28,6 +33,11 @@ pub struct AwsSettings {
     /// Talking to the bundled emulator: fixed test credentials, default region.
     pub local: bool,
 }
+
+/// How long to wait for a TCP (and TLS) connection before calling an endpoint
+/// unreachable. An AWS endpoint answers a connect in well under a second; a black-hole
+/// address never does, and the SDK's own default waits much longer per attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -101,6 +111,159 @@ pub fn is_mutating(operation: &str) -> bool {
     .any(|p| operation.starts_with(p))
 }
 
+/// An endpoint that never answered: no HTTP response came back from it at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot reach {endpoint}: {reason}")]
+pub struct Unreachable {
+    /// Scheme, host and port only: a request's path and query are not the endpoint.
+    pub endpoint: String,
+    pub reason: String,
+}
+
+/// Whether any endpoint has answered yet in this command, and the first endpoint that
+/// could not be reached before one did.
+#[derive(Debug, Default)]
+struct Reach {
+    answered: AtomicBool,
+    unreachable: Mutex<Option<Unreachable>>,
+}
+
+/// The endpoint of the attempt in flight, kept in the operation's config bag between
+/// transmit (where the request is visible) and the attempt's end (where it is gone).
+#[derive(Debug, Clone)]
+struct AttemptEndpoint(String);
+
+impl Storable for AttemptEndpoint {
+    type Storer = StoreReplace<Self>;
+}
+
+/// `scheme://host[:port]` of a request URI.
+fn endpoint_of(uri: &str) -> String {
+    let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    // Credentials in a URL (`user:pass@host`) are not part of what to name.
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if scheme.is_empty() {
+        host.to_string()
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+/// One plain phrase for why a connection failed: the OS's reason without its error
+/// number, or the connect timeout.
+fn reason_of(e: &ConnectorError) -> String {
+    if e.is_timeout() {
+        return format!("no connection within {} s", CONNECT_TIMEOUT.as_secs());
+    }
+    let mut cause: &(dyn std::error::Error + 'static) = e;
+    let mut deepest = None;
+    while let Some(next) = cause.source() {
+        if let Some(io) = next.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return "connection refused".into();
+            }
+        }
+        deepest = Some(next);
+        cause = next;
+    }
+    let text = deepest
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| e.to_string());
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => "the connection failed".into(),
+    }
+}
+
+/// Watches attempts: any HTTP response proves the network path works; a connection
+/// failure before any response names the endpoint that could not be reached.
+#[derive(Debug)]
+struct ReachWatch(Arc<Reach>);
+
+impl Intercept for ReachWatch {
+    fn name(&self) -> &'static str {
+        "securecart-reach"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let endpoint = endpoint_of(ctx.request().uri());
+        cfg.interceptor_state().store_put(AttemptEndpoint(endpoint));
+        Ok(())
+    }
+
+    fn read_before_deserialization(
+        &self,
+        _ctx: &BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.answered.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.0.answered.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(Err(e)) = ctx.output_or_error() else {
+            return Ok(());
+        };
+        let (Some(c), Some(AttemptEndpoint(endpoint))) =
+            (e.as_connector_error(), cfg.load::<AttemptEndpoint>())
+        else {
+            return Ok(());
+        };
+        self.0
+            .unreachable
+            .lock()
+            .expect("reach lock")
+            .get_or_insert_with(|| Unreachable {
+                endpoint: endpoint.clone(),
+                reason: reason_of(c),
+            });
+        Ok(())
+    }
+}
+
+/// No retry of a connection failure until some endpoint has answered: the SDK treats
+/// refused connections and connect timeouts as transient and would retry them all
+/// (minutes of silence for a wrong `--endpoint-url`). Once an endpoint has answered,
+/// the SDK's standard classification applies again, so a dropped connection on a
+/// working network is retried as before; throttling is never affected.
+#[derive(Debug)]
+struct NoRetryBeforeAnswer(Arc<Reach>);
+
+impl ClassifyRetry for NoRetryBeforeAnswer {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.output_or_error() {
+            Some(Err(e)) if e.is_connector_error() && !self.0.answered.load(Ordering::SeqCst) => {
+                RetryAction::RetryForbidden
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "securecart-no-retry-before-answer"
+    }
+}
+
 #[derive(Debug)]
 struct Counter(Arc<Stats>);
 
@@ -151,6 +314,7 @@ pub struct Aws {
     pub region: String,
     pub local: bool,
     pub stats: Arc<Stats>,
+    reach: Arc<Reach>,
     account: Arc<OnceCell<String>>,
     reads: Arc<Mutex<HashMap<String, SharedRead>>>,
 }
@@ -158,10 +322,12 @@ pub struct Aws {
 type SharedRead = Arc<OnceCell<Arc<dyn Any + Send + Sync>>>;
 
 macro_rules! client {
-    ($krate:ident, $sdk:expr, $icpt:expr) => {
+    ($krate:ident, $sdk:expr, $icpt:expr, $reach:expr) => {
         $krate::Client::from_conf(
             $krate::config::Builder::from($sdk)
                 .interceptor($icpt.clone())
+                .interceptor(ReachWatch($reach.clone()))
+                .retry_classifier(NoRetryBeforeAnswer($reach.clone()))
                 .build(),
         )
     };
@@ -176,7 +342,7 @@ impl Aws {
             .with_initial_backoff(Duration::from_millis(if s.local { 100 } else { 500 }))
             .with_max_backoff(Duration::from_secs(20));
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .operation_attempt_timeout(Duration::from_secs(120))
             .build();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -206,22 +372,24 @@ impl Aws {
         let region = sdk.region().ok_or(ConnectError::NoRegion)?.to_string();
         let stats = Arc::new(Stats::default());
         let icpt = SharedInterceptor::new(Counter(stats.clone()));
+        let reach = Arc::new(Reach::default());
         Ok(Aws {
-            ec2: client!(aws_sdk_ec2, &sdk, icpt),
-            sqs: client!(aws_sdk_sqs, &sdk, icpt),
-            events: client!(aws_sdk_eventbridge, &sdk, icpt),
-            sfn: client!(aws_sdk_sfn, &sdk, icpt),
-            lambda: client!(aws_sdk_lambda, &sdk, icpt),
-            iam: client!(aws_sdk_iam, &sdk, icpt),
-            elbv2: client!(aws_sdk_elasticloadbalancingv2, &sdk, icpt),
-            autoscaling: client!(aws_sdk_autoscaling, &sdk, icpt),
-            rds: client!(aws_sdk_rds, &sdk, icpt),
-            ssm: client!(aws_sdk_ssm, &sdk, icpt),
-            logs: client!(aws_sdk_cloudwatchlogs, &sdk, icpt),
-            sts: client!(aws_sdk_sts, &sdk, icpt),
+            ec2: client!(aws_sdk_ec2, &sdk, icpt, reach),
+            sqs: client!(aws_sdk_sqs, &sdk, icpt, reach),
+            events: client!(aws_sdk_eventbridge, &sdk, icpt, reach),
+            sfn: client!(aws_sdk_sfn, &sdk, icpt, reach),
+            lambda: client!(aws_sdk_lambda, &sdk, icpt, reach),
+            iam: client!(aws_sdk_iam, &sdk, icpt, reach),
+            elbv2: client!(aws_sdk_elasticloadbalancingv2, &sdk, icpt, reach),
+            autoscaling: client!(aws_sdk_autoscaling, &sdk, icpt, reach),
+            rds: client!(aws_sdk_rds, &sdk, icpt, reach),
+            ssm: client!(aws_sdk_ssm, &sdk, icpt, reach),
+            logs: client!(aws_sdk_cloudwatchlogs, &sdk, icpt, reach),
+            sts: client!(aws_sdk_sts, &sdk, icpt, reach),
             region,
             local: s.local,
             stats,
+            reach,
             account: Arc::new(OnceCell::new()),
             reads: Arc::new(Mutex::new(HashMap::new())),
         })
@@ -261,6 +429,12 @@ impl Aws {
         })
     }
 
+    /// The endpoint that could not be reached, when no endpoint has answered in this
+    /// command: the plain reason behind whatever error a call then returned.
+    pub fn unreachable(&self) -> Option<Unreachable> {
+        self.reach.unreachable.lock().expect("reach lock").clone()
+    }
+
     /// The caller's account id (one STS call, made only when something needs it).
     pub async fn account_id(&self) -> Result<String, crate::resources::Error> {
         self.account
@@ -290,5 +464,30 @@ mod tests {
         assert!(is_mutating("CreateVpc"));
         assert!(is_mutating("SetQueueAttributes"));
         assert!(is_mutating("TagQueue"));
+    }
+
+    #[test]
+    fn names_the_endpoint_without_path_or_credentials() {
+        assert_eq!(endpoint_of("http://127.0.0.1:9/"), "http://127.0.0.1:9");
+        assert_eq!(
+            endpoint_of("https://ec2.us-east-1.amazonaws.com/?Action=DescribeVpcs"),
+            "https://ec2.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            endpoint_of("http://u:p@10.0.0.1:4566/x"),
+            "http://10.0.0.1:4566"
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_is_said_plainly() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = ConnectorError::io(Box::new(io));
+        assert_eq!(reason_of(&e), "connection refused");
+        let e = ConnectorError::timeout("HTTP connect timeout occurred after 3s".into());
+        assert_eq!(reason_of(&e), "no connection within 3 s");
+        let dns = std::io::Error::other("Failed to lookup address information (os error -2)");
+        let e = ConnectorError::io(Box::new(dns));
+        assert_eq!(reason_of(&e), "failed to lookup address information");
     }
 }
