@@ -121,6 +121,11 @@ pub struct RunArgs {
 pub struct DestroyArgs {
     /// The blueprint whose stack to destroy (optional with --stack).
     pub blueprint: Option<PathBuf>,
+    /// Succeed when nothing of the stack exists (a cleanup job that may run twice).
+    /// Without it, finding nothing is an error: a mistyped --stack or --region must not
+    /// look like a successful destroy.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

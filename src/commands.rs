@@ -122,7 +122,7 @@ impl<'a> Session<'a> {
         let results = self.phase("read", futures::future::join_all(reads)).await;
         let mut live = Vec::new();
         for (kind, r) in results {
-            live.extend(r.map_err(|source| Error::Read { kind, source })?);
+            live.extend(r.map_err(|source| read_error(aws, kind, source))?);
         }
         Ok(live)
     }
@@ -336,6 +336,12 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             let name = ss.stack_name(bp.as_ref())?;
             let aws = ss.connect().await?;
             let live = ss.read_live(&aws, &name).await?;
+            if live.is_empty() && !a.allow_empty {
+                return Err(Error::NothingToDestroy {
+                    stack: name,
+                    region: aws.region.clone(),
+                });
+            }
             let info = ss.stack_info(&aws, &name, None).await;
             let plan = plan::destroy_plan(&name, &live);
             if !s.json {
@@ -541,10 +547,10 @@ async fn run_workflow(ss: &mut Session<'_>, a: &RunArgs) -> Result<ExitCode, Err
     let kind = resources::kind("state_machine")
         .ok_or_else(|| Error::Usage("this securecart has no state_machine kind".into()))?;
     let aws = ss.connect().await?;
-    let live = kind.read(&aws, &name).await.map_err(|source| Error::Read {
-        kind: "state_machine",
-        source,
-    })?;
+    let live = kind
+        .read(&aws, &name)
+        .await
+        .map_err(|source| read_error(&aws, "state_machine", source))?;
     let arn = live
         .iter()
         .find(|l| l.id == id)
@@ -578,6 +584,15 @@ async fn run_workflow(ss: &mut Session<'_>, a: &RunArgs) -> Result<ExitCode, Err
     } else {
         ExitCode::Error
     })
+}
+
+/// A failed read, or the plain reason behind it when the endpoint never answered at all
+/// (the read's own error would only be the SDK's account of a failed connection).
+fn read_error(aws: &Aws, kind: &'static str, source: resources::Error) -> Error {
+    match aws.unreachable() {
+        Some(u) => Error::Unreachable(u),
+        None => Error::Read { kind, source },
+    }
 }
 
 /// Output values from the resources' attributes; secrets stay hidden.
@@ -628,7 +643,9 @@ fn print_outputs(outputs: &BTreeMap<String, Json>) {
 /// Prints an error the way the user can act on it and returns the exit code.
 pub fn report_error(e: &Error, s: &Settings) -> ExitCode {
     let code = match e {
-        Error::Usage(_) => ExitCode::Usage,
+        // A bad --stack (or SECURECART_STACK) is a command-line error; a blueprint's own
+        // name is checked when the blueprint loads.
+        Error::Usage(_) | Error::StackName { .. } => ExitCode::Usage,
         _ => ExitCode::Error,
     };
     if let Error::Blueprint(LoadError::Invalid(d)) = e {

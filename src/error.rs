@@ -8,7 +8,8 @@ use crate::blueprint::LoadError;
 pub enum ExitCode {
     /// Success; for `plan`, also "no changes".
     Ok = 0,
-    /// Any error: invalid blueprint, AWS failure, failed or refused apply.
+    /// Any error: invalid blueprint, AWS failure or unreachable endpoint, failed or
+    /// refused apply, a destroy that found nothing of the stack.
     Error = 1,
     /// `plan` found changes to make.
     Changes = 2,
@@ -28,6 +29,10 @@ pub enum Error {
     Settings(#[from] crate::settings::SettingsError),
     #[error(transparent)]
     Connect(#[from] crate::aws::ConnectError),
+    #[error(transparent)]
+    Unreachable(#[from] crate::aws::Unreachable),
+    #[error("nothing is tagged with stack `{stack}` in {region}: check --stack and --region, or pass --allow-empty when an empty stack is expected")]
+    NothingToDestroy { stack: String, region: String },
     #[error("cannot read the live state of {kind} resources: {source}")]
     Read {
         kind: &'static str,

@@ -2,6 +2,7 @@
 //! is only this one). Tests that need AWS run against the bundled emulator, which the
 //! first of them starts; each uses its own stack name so they run in parallel.
 
+mod cli;
 mod common;
 mod emulator_lifecycle;
 mod interrupt;

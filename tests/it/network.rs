@@ -284,7 +284,10 @@ fn network_lifecycle() {
     let (code, out, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
     assert_nothing_left(&stack);
-    let (code, out, _) = run_json(&["destroy", bp_s, "--yes"], &stack);
+    // A second destroy finds nothing: an error unless an empty stack is expected.
+    let (code, _, _) = run_json(&["destroy", bp_s, "--yes"], &stack);
+    assert_eq!(code, 1, "a destroy that found nothing succeeded");
+    let (code, out, _) = run_json(&["destroy", bp_s, "--yes", "--allow-empty"], &stack);
     assert_eq!(code, 0);
     assert_eq!(
         mutating_calls(&out),

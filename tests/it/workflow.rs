@@ -437,7 +437,10 @@ fn order_workflow_lifecycle() {
     assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
     let left = rt.block_on(leftovers(&stack));
     assert!(left.is_empty(), "left after destroy: {left:?}");
-    let (code, out, _) = run_json(&["destroy", lab_s, "--yes"], &stack);
+    // A second destroy finds nothing: an error unless an empty stack is expected.
+    let (code, _, _) = run_json(&["destroy", lab_s, "--yes"], &stack);
+    assert_eq!(code, 1, "a destroy that found nothing succeeded");
+    let (code, out, _) = run_json(&["destroy", lab_s, "--yes", "--allow-empty"], &stack);
     assert_eq!(code, 0);
     assert_eq!(
         mutating_calls(&out),

@@ -1,0 +1,147 @@
+//! Command-line outcomes that must not mislead: an endpoint that cannot be reached fails
+//! within seconds in one sentence naming it, a destroy that finds nothing of its stack is
+//! an error unless `--allow-empty`, and a bad `--stack` is a command-line error (64).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::common::{cli, emulator, mutating_calls, repo, run_json, stack};
+
+/// `plan` against `endpoint` with credentials and a region from the environment, so
+/// nothing but the endpoint itself is reached for (no instance metadata look-up).
+fn plan_at(endpoint: &str) -> (Option<i32>, String, String, Duration) {
+    let t = Instant::now();
+    let out = cli()
+        .arg("plan")
+        .arg(repo().join("blueprints/network.yaml"))
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "unreachable-test")
+        .env("AWS_SECRET_ACCESS_KEY", "unreachable-test")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run securecart");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        t.elapsed(),
+    )
+}
+
+/// The error lines of a run (progress lines start with a timestamp).
+fn error_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| !l.starts_with('[')).collect()
+}
+
+#[test]
+fn a_refused_endpoint_fails_at_once_in_one_sentence() {
+    // A port that was free a moment ago: nothing listens there now.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let (code, _, stderr, took) = plan_at(&endpoint);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        error_lines(&stderr),
+        vec![format!(
+            "error: cannot reach {endpoint}: connection refused"
+        )],
+        "{stderr}"
+    );
+    // One attempt per call, not ten with backoff (that took 155 s).
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_black_hole_endpoint_fails_after_the_connect_timeout() {
+    // A listener with a backlog of 0 whose queue is full: the kernel drops further SYNs,
+    // so a connect neither succeeds nor is refused — what a firewalled address does.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let listener = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().expect("socket");
+        s.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        s.listen(0).expect("listen")
+    });
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let mut fill = Vec::new();
+    let full =
+        (0..64).any(
+            |_| match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => {
+                    fill.push(s);
+                    false
+                }
+                Err(_) => true,
+            },
+        );
+    assert!(full, "could not fill the listen queue of {addr}");
+    let endpoint = format!("http://{addr}");
+    let (code, _, stderr, took) = plan_at(&endpoint);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        error_lines(&stderr),
+        vec![format!(
+            "error: cannot reach {endpoint}: no connection within 3 s"
+        )],
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    drop(fill);
+    drop(listener);
+}
+
+#[test]
+fn destroying_a_stack_with_nothing_in_it_fails_unless_allowed() {
+    emulator();
+    let stack = stack("empty");
+    let (code, out, err) = run_json(&["destroy", "--yes"], &stack);
+    assert_eq!(code, 1, "{out:#}\n{err}");
+    assert_eq!(
+        out["error"],
+        format!(
+            "nothing is tagged with stack `{stack}` in us-east-1: check --stack and --region, \
+             or pass --allow-empty when an empty stack is expected"
+        ),
+        "{out:#}"
+    );
+
+    let (code, out, err) = run_json(&["destroy", "--yes", "--allow-empty"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    assert_eq!(mutating_calls(&out), 0, "{out:#}");
+    assert!(out["destroy"].is_null(), "{out:#}");
+}
+
+#[test]
+fn an_invalid_stack_name_is_a_command_line_error() {
+    for (name, why) in [
+        (
+            "shop_main",
+            "`_` is not allowed: use letters, digits and `-`",
+        ),
+        ("9lives", "it must start with a letter"),
+    ] {
+        // No endpoint is needed: the name is refused before any AWS call.
+        let out = cli()
+            .args([
+                "destroy",
+                "--stack",
+                name,
+                "--yes",
+                "--endpoint-url",
+                "http://127.0.0.1:9",
+            ])
+            .output()
+            .expect("run securecart");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("error: invalid stack name `{name}`: {why}")
+        );
+    }
+}
