@@ -47,6 +47,21 @@ impl Error {
     }
 }
 
+/// An error and its causes in words, `outer: inner: …` (DisplayErrorContext would append a
+/// Debug dump of the whole error, which is not for users).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !parts.last().is_some_and(|p| p.ends_with(&s)) {
+            parts.push(s);
+        }
+        cur = c.source();
+    }
+    parts.join(": ")
+}
+
 /// Maps an SDK error to [`Error`], keeping the service's error code and message.
 pub fn aws_error<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
 where
@@ -62,17 +77,27 @@ where
                     .map(|c| format!("{c}: "))
                     .unwrap_or_default()
             ),
-            (SdkError::DispatchFailure(d), None) => format!("cannot reach the AWS endpoint: {d:?}"),
+            // The error chain in words (io error, connection refused), never a Debug dump.
+            (SdkError::DispatchFailure(_), None) => {
+                let chain = error_chain(&e);
+                // The SDK loads credentials while dispatching: no endpoint was tried at all.
+                if chain.contains("loading credentials") {
+                    format!("no usable AWS credentials (environment, profile, SSO or instance role; see the README's Real AWS section): {chain}")
+                } else {
+                    format!("cannot reach the AWS endpoint: {chain}")
+                }
+            }
             (SdkError::TimeoutError(_), None) => "the request timed out".to_string(),
-            (_, None) => match &code {
-                Some(c) => c.clone(),
-                None => format!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+            (_, None) => match (&code, status) {
+                (Some(c), _) => c.clone(),
+                // Something answered, but not with an AWS error (a proxy, a web server).
+                (None, Some(s)) if s >= 300 => format!(
+                    "the endpoint answered HTTP {s} without an AWS error in the body (is it an AWS endpoint?)"
                 ),
+                (None, _) => error_chain(&e),
             },
         };
-        let message = if status == Some(501) {
+        let message = if status == Some(501) && code.is_some() {
             format!("{message} (the endpoint does not implement {operation}; the bundled emulator lacks it)")
         } else {
             message
