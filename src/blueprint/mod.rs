@@ -276,6 +276,19 @@ impl Validator {
         vars: &[(String, String)],
         catalog: &dyn Catalog,
     ) -> Option<Blueprint> {
+        if let Some(pos) = self.file.too_deep {
+            self.problems.push(
+                Problem::error(format!(
+                    "nested more than {} levels deep",
+                    source::MAX_DEPTH
+                ))
+                .with_help(Some(
+                    "a blueprint needs a few levels; check that this is the file you meant".into(),
+                ))
+                .at_pos(pos),
+            );
+            return None;
+        }
         let yaml: serde_yaml::Value = match serde_yaml::from_str(&self.file.text) {
             Ok(v) => v,
             Err(e) => {

@@ -60,6 +60,66 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// Nesting thousands of levels deep once overflowed the stack (exit 134) before any
+/// check ran; every command must refuse it as a located error instead.
+#[test]
+fn deep_nesting_fails_cleanly_in_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let head = "name: deep\nresources:\n  a:\n    type: vpc\n    tags:\n";
+    let cases = [
+        ("seq4k", format!("{head}      {}x\n", "- ".repeat(4_000)), 6),
+        (
+            "seq100k",
+            format!("{head}      {}x\n", "- ".repeat(100_000)),
+            6,
+        ),
+        (
+            "map4k",
+            format!(
+                "{head}{}",
+                (0..4_000)
+                    .map(|i| format!("{}k{i}:\n", " ".repeat(6 + i)))
+                    .collect::<String>()
+            ),
+            // The root, `resources`, `a` and 97 of these make 100 levels.
+            103,
+        ),
+        (
+            "flow100k",
+            format!("{head}      {}\n", "[".repeat(100_000)),
+            6,
+        ),
+        (
+            "flowmap4k",
+            format!(
+                "{head}      {}1{}\n",
+                "{a: ".repeat(4_000),
+                "}".repeat(4_000)
+            ),
+            6,
+        ),
+    ];
+    for (name, text, line) in cases {
+        let f = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&f, text).expect("write");
+        for cmd in ["validate", "plan", "graph"] {
+            let out = cli()
+                .arg(cmd)
+                .arg(&f)
+                .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+                .output()
+                .expect("run");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{name} {cmd}: {stderr}");
+            let want = format!("{}:{line}:", f.display());
+            assert!(
+                stderr.contains(&want) && stderr.contains("nested more than 100 levels deep"),
+                "{name} {cmd}: {stderr}"
+            );
+        }
+    }
+}
+
 #[test]
 fn json_mode_reports_problems_as_data() {
     let out = cli()
