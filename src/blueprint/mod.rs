@@ -3,6 +3,7 @@
 //! Nothing here knows AWS; per-kind rules come in through the [`Catalog`] trait.
 
 pub mod diagnostic;
+pub mod files;
 pub mod refs;
 pub mod schema;
 pub mod source;

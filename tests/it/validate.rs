@@ -10,6 +10,8 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixtures")
         .map(|e| e.expect("entry").path())
+        // `files/` holds what the fixtures' file fields name.
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
     assert!(files.len() >= 12, "fixtures missing");
@@ -118,6 +120,44 @@ fn deep_nesting_fails_cleanly_in_every_command() {
             );
         }
     }
+}
+
+/// Files that cannot be committed as fixtures: a FIFO (reading it would block forever,
+/// like /dev/zero would never end) and a truly empty code folder. Both must fail at
+/// `validate`, located at their field, without hanging.
+#[cfg(unix)]
+#[test]
+fn special_files_and_empty_code_folders_fail_at_validate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("pipe.json"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    std::fs::create_dir(dir.path().join("empty")).expect("mkdir");
+    let bp = dir.path().join("blueprint.yaml");
+    std::fs::write(
+        &bp,
+        "name: special\nresources:\n  flow:\n    type: state_machine\n    definition_file: pipe.json\n  fn:\n    type: lambda_function\n    code: empty\n    runtime: python3.12\n    handler: app.handler\n",
+    )
+    .expect("write");
+    let out = cli()
+        .arg("validate")
+        .arg(&bp)
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let at = |pos: &str| format!("{}:{pos}: error: ", bp.display());
+    assert!(
+        stderr.contains(&format!("{}`pipe.json` is not a regular file", at("5:22"))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}the folder `empty` holds no files", at("8:11"))),
+        "{stderr}"
+    );
 }
 
 #[test]
