@@ -189,22 +189,71 @@ pub fn load(
     vars: &[(String, String)],
     catalog: &dyn Catalog,
 ) -> Result<Blueprint, LoadError> {
+    use std::io::Read;
     let path = resolve_path(arg)?;
-    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+    let io = |source| LoadError::Io {
         path: path.clone(),
         source,
-    })?;
+    };
+    // The path may be a pipe (`<(…)`) or a device: read one byte over the cap at most.
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .map_err(io)?
+        .take(BLUEPRINT_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > BLUEPRINT_MAX {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MB, too large to be a blueprint",
+                BLUEPRINT_MAX / (1024 * 1024)
+            ),
+        )));
+    }
+    let name = path.display().to_string();
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return Err(not_utf8(name, path.clone(), e)),
+    };
     let dir = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let name = path.display().to_string();
     parse(
         SourceFile::new(name, path.clone(), text),
         dir,
         vars,
         catalog,
     )
+}
+
+/// Largest blueprint file read: far above any real one, it bounds what a wrong path
+/// (`/dev/zero`, a huge log) can make securecart hold in memory.
+const BLUEPRINT_MAX: u64 = 10 * 1024 * 1024;
+
+/// A blueprint that is not UTF-8, located at its first invalid byte (shown over the text
+/// with invalid bytes replaced, which keeps every offset before them).
+fn not_utf8(name: String, path: PathBuf, e: std::string::FromUtf8Error) -> LoadError {
+    let at = e.utf8_error().valid_up_to();
+    let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let pos = source::Pos {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        offset: at,
+        len: 1,
+    };
+    let problem = Problem::error("the blueprint is not UTF-8 text: this byte is invalid")
+        .with_help(Some(
+            "save the file as UTF-8; it may be Latin-1 or UTF-16".into(),
+        ))
+        .at_pos(pos);
+    LoadError::Invalid(Diagnostics {
+        file: Arc::new(SourceFile::new(name, path, text)),
+        problems: vec![problem],
+    })
 }
 
 /// Parses and validates blueprint text (the pure part of [`load`]).

@@ -17,7 +17,8 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
     assert!(files.len() >= 12, "fixtures missing");
     let mut failures = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).expect("read fixture");
+        // Lossy: one fixture is deliberately not UTF-8.
+        let text = String::from_utf8_lossy(&std::fs::read(f).expect("read fixture")).into_owned();
         let expects: Vec<(String, String)> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: "))
@@ -158,6 +159,15 @@ fn special_files_and_empty_code_folders_fail_at_validate() {
         stderr.contains(&format!("{}the folder `empty` holds no files", at("8:11"))),
         "{stderr}"
     );
+    // A blueprint path that never ends is read up to a cap, not until memory runs out.
+    let out = cli()
+        .args(["validate", "/dev/zero"])
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("too large to be a blueprint"), "{stderr}");
 }
 
 #[test]
