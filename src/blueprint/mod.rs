@@ -237,14 +237,7 @@ const BLUEPRINT_MAX: u64 = 10 * 1024 * 1024;
 fn not_utf8(name: String, path: PathBuf, e: std::string::FromUtf8Error) -> LoadError {
     let at = e.utf8_error().valid_up_to();
     let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-    let before = &text[..at];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let pos = source::Pos {
-        line: before.matches('\n').count() + 1,
-        column: before[line_start..].chars().count() + 1,
-        offset: at,
-        len: 1,
-    };
+    let pos = pos_at(&text, at);
     let problem = Problem::error("the blueprint is not UTF-8 text: this byte is invalid")
         .with_help(Some(
             "save the file as UTF-8; it may be Latin-1 or UTF-16".into(),
@@ -342,9 +335,19 @@ impl Validator {
         let yaml: serde_yaml::Value = match serde_yaml::from_str(&self.file.text) {
             Ok(v) => v,
             Err(e) => {
-                let mut p =
-                    Problem::error(format!("invalid YAML: {}", strip_location(&e.to_string())));
-                if let Some(loc) = e.location() {
+                let message = strip_location(&e.to_string());
+                let mut p = Problem::error(format!("invalid YAML: {message}"));
+                // serde_yaml places these two at the mapping and at 1:1; the text knows better.
+                let better = if message.contains("duplicate entry") {
+                    self.file.duplicate_key
+                } else if message.contains("control characters") {
+                    first_control_character(&self.file.text)
+                } else {
+                    None
+                };
+                if let Some(pos) = better {
+                    p = p.at_pos(pos);
+                } else if let Some(loc) = e.location() {
                     p = p.at_pos(source::Pos {
                         line: loc.line(),
                         column: loc.column(),
@@ -1035,8 +1038,29 @@ pub fn join_path(base: &str, rel: &str) -> String {
     }
 }
 
+/// Where the first character YAML does not allow (a C0 control other than tab and line
+/// breaks, DEL, or a C1 control) sits.
+fn first_control_character(text: &str) -> Option<source::Pos> {
+    let (offset, _) = text
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))?;
+    Some(pos_at(text, offset))
+}
+
+/// The line and column of a byte offset (at a character boundary) in `text`.
+fn pos_at(text: &str, offset: usize) -> source::Pos {
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    source::Pos {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        offset,
+        len: 1,
+    }
+}
+
 fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
+    match msg.find(" at line ").or_else(|| msg.find(" at position ")) {
         Some(i) => msg[..i].to_string(),
         None => msg.to_string(),
     }

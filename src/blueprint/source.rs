@@ -1,7 +1,7 @@
 //! Source text of a blueprint and a map from value paths to positions, so that every
 //! diagnostic can point at file:line:column even after the YAML became plain values.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -34,6 +34,9 @@ pub struct SourceFile {
     /// Where the nesting first goes deeper than [`MAX_DEPTH`]: the file is then refused
     /// before anything recursive (the index, serde_yaml, the checks) walks it.
     pub too_deep: Option<Pos>,
+    /// The first key that repeats one earlier in its mapping (serde_yaml points at the
+    /// mapping instead).
+    pub duplicate_key: Option<Pos>,
 }
 
 /// Deepest nesting of mappings and sequences a blueprint may have, aliases expanded.
@@ -54,6 +57,7 @@ impl SourceFile {
             index: HashMap::new(),
             line_starts,
             too_deep: None,
+            duplicate_key: None,
         };
         // yaml-rust2's `load` recurses once per level: thousands of nested `- ` overflow
         // the stack. The event stream is flat, so depth is measured on it first.
@@ -66,11 +70,13 @@ impl SourceFile {
             file: &file,
             stack: Vec::new(),
             out: HashMap::new(),
+            duplicate: None,
         };
         let mut parser = Parser::new_from_str(&file.text);
         if parser.load(&mut builder, false).is_ok() {
-            let out = builder.out;
+            let (out, duplicate) = (builder.out, builder.duplicate);
             file.index = out;
+            file.duplicate_key = duplicate;
         }
         file
     }
@@ -181,6 +187,7 @@ enum Frame {
     Map {
         path: String,
         key: Option<(String, Pos)>,
+        seen: HashSet<String>,
     },
     Seq {
         path: String,
@@ -192,6 +199,7 @@ struct IndexBuilder<'a> {
     file: &'a SourceFile,
     stack: Vec<Frame>,
     out: HashMap<String, Located>,
+    duplicate: Option<Pos>,
 }
 
 impl IndexBuilder<'_> {
@@ -205,7 +213,7 @@ impl IndexBuilder<'_> {
                 *next += 1;
                 Some((p, None))
             }
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, .. }) => match key.take() {
                 Some((k, kpos)) => {
                     let p = if path.is_empty() {
                         k
@@ -230,7 +238,10 @@ impl MarkedEventReceiver for IndexBuilder<'_> {
                         self.out.insert(path, Located { key, value: pos });
                     }
                     None => {
-                        if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                        if let Some(Frame::Map { key, seen, .. }) = self.stack.last_mut() {
+                            if !seen.insert(value.clone()) && self.duplicate.is_none() {
+                                self.duplicate = Some(pos);
+                            }
                             *key = Some((value, pos));
                         }
                     }
@@ -247,7 +258,11 @@ impl MarkedEventReceiver for IndexBuilder<'_> {
                 let (path, key) = self.child().unwrap_or_default();
                 self.out.insert(path.clone(), Located { key, value: pos });
                 if matches!(ev, Event::MappingStart(..)) {
-                    self.stack.push(Frame::Map { path, key: None });
+                    self.stack.push(Frame::Map {
+                        path,
+                        key: None,
+                        seen: HashSet::new(),
+                    });
                 } else {
                     self.stack.push(Frame::Seq { path, next: 0 });
                 }
@@ -325,6 +340,14 @@ mod tests {
         assert_eq!(at.line, 2);
         let shallow = "a: &x [[1]]\nb: [*x, *x]\n";
         assert!(file(shallow).too_deep.is_none());
+    }
+
+    #[test]
+    fn the_first_repeated_key_is_found() {
+        let f = file("a: 1\nb:\n  c: 1\n  d: 2\n  c: 3\na: 4\n");
+        let at = f.duplicate_key.expect("duplicate");
+        assert_eq!((at.line, at.column), (5, 3));
+        assert!(file("a: 1\nb: {a: 2}\n").duplicate_key.is_none());
     }
 
     #[test]
