@@ -56,6 +56,10 @@ pub fn resolve(dir: &Path, rel: &str) -> Result<PathBuf, String> {
     if rel.trim().is_empty() {
         return Err("the path is empty".into());
     }
+    // Not echoed: a NUL or escape sequence would reach the terminal as is.
+    if rel.chars().any(char::is_control) {
+        return Err("the path holds a control character (a NUL, tab or line break)".into());
+    }
     if p.has_root() || p.components().any(|c| matches!(c, Component::Prefix(_))) {
         return Err(format!(
             "`{rel}` is an absolute path: name a file inside the blueprint's folder, relative to it"
