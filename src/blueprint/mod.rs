@@ -3,6 +3,7 @@
 //! Nothing here knows AWS; per-kind rules come in through the [`Catalog`] trait.
 
 pub mod diagnostic;
+pub mod files;
 pub mod refs;
 pub mod schema;
 pub mod source;
@@ -188,22 +189,64 @@ pub fn load(
     vars: &[(String, String)],
     catalog: &dyn Catalog,
 ) -> Result<Blueprint, LoadError> {
+    use std::io::Read;
     let path = resolve_path(arg)?;
-    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+    let io = |source| LoadError::Io {
         path: path.clone(),
         source,
-    })?;
+    };
+    // The path may be a pipe (`<(…)`) or a device: read one byte over the cap at most.
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .map_err(io)?
+        .take(BLUEPRINT_MAX + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > BLUEPRINT_MAX {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MB, too large to be a blueprint",
+                BLUEPRINT_MAX / (1024 * 1024)
+            ),
+        )));
+    }
+    let name = path.display().to_string();
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => return Err(not_utf8(name, path.clone(), e)),
+    };
     let dir = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let name = path.display().to_string();
     parse(
         SourceFile::new(name, path.clone(), text),
         dir,
         vars,
         catalog,
     )
+}
+
+/// Largest blueprint file read: far above any real one, it bounds what a wrong path
+/// (`/dev/zero`, a huge log) can make securecart hold in memory.
+const BLUEPRINT_MAX: u64 = 10 * 1024 * 1024;
+
+/// A blueprint that is not UTF-8, located at its first invalid byte (shown over the text
+/// with invalid bytes replaced, which keeps every offset before them).
+fn not_utf8(name: String, path: PathBuf, e: std::string::FromUtf8Error) -> LoadError {
+    let at = e.utf8_error().valid_up_to();
+    let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+    let pos = pos_at(&text, at);
+    let problem = Problem::error("the blueprint is not UTF-8 text: this byte is invalid")
+        .with_help(Some(
+            "save the file as UTF-8; it may be Latin-1 or UTF-16".into(),
+        ))
+        .at_pos(pos);
+    LoadError::Invalid(Diagnostics {
+        file: Arc::new(SourceFile::new(name, path, text)),
+        problems: vec![problem],
+    })
 }
 
 /// Parses and validates blueprint text (the pure part of [`load`]).
@@ -285,12 +328,35 @@ impl Validator {
         vars: &[(String, String)],
         catalog: &dyn Catalog,
     ) -> Option<Blueprint> {
+        if let Some(pos) = self.file.too_deep {
+            self.problems.push(
+                Problem::error(format!(
+                    "nested more than {} levels deep",
+                    source::MAX_DEPTH
+                ))
+                .with_help(Some(
+                    "a blueprint needs a few levels; check that this is the file you meant".into(),
+                ))
+                .at_pos(pos),
+            );
+            return None;
+        }
         let yaml: serde_yaml::Value = match serde_yaml::from_str(&self.file.text) {
             Ok(v) => v,
             Err(e) => {
-                let mut p =
-                    Problem::error(format!("invalid YAML: {}", strip_location(&e.to_string())));
-                if let Some(loc) = e.location() {
+                let message = strip_location(&e.to_string());
+                let mut p = Problem::error(format!("invalid YAML: {message}"));
+                // serde_yaml places these two at the mapping and at 1:1; the text knows better.
+                let better = if message.contains("duplicate entry") {
+                    self.file.duplicate_key
+                } else if message.contains("control characters") {
+                    first_control_character(&self.file.text)
+                } else {
+                    None
+                };
+                if let Some(pos) = better {
+                    p = p.at_pos(pos);
+                } else if let Some(loc) = e.location() {
                     p = p.at_pos(source::Pos {
                         line: loc.line(),
                         column: loc.column(),
@@ -997,8 +1063,29 @@ pub fn join_path(base: &str, rel: &str) -> String {
     }
 }
 
+/// Where the first character YAML does not allow (a C0 control other than tab and line
+/// breaks, DEL, or a C1 control) sits.
+fn first_control_character(text: &str) -> Option<source::Pos> {
+    let (offset, _) = text
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))?;
+    Some(pos_at(text, offset))
+}
+
+/// The line and column of a byte offset (at a character boundary) in `text`.
+fn pos_at(text: &str, offset: usize) -> source::Pos {
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    source::Pos {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        offset,
+        len: 1,
+    }
+}
+
 fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
+    match msg.find(" at line ").or_else(|| msg.find(" at position ")) {
         Some(i) => msg[..i].to_string(),
         None => msg.to_string(),
     }

@@ -1,7 +1,7 @@
 //! Source text of a blueprint and a map from value paths to positions, so that every
 //! diagnostic can point at file:line:column even after the YAML became plain values.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -31,7 +31,19 @@ pub struct SourceFile {
     pub text: String,
     index: HashMap<String, Located>,
     line_starts: Vec<usize>,
+    /// Where the nesting first goes deeper than [`MAX_DEPTH`]: the file is then refused
+    /// before anything recursive (the index, serde_yaml, the checks) walks it.
+    pub too_deep: Option<Pos>,
+    /// The first key that repeats one earlier in its mapping (serde_yaml points at the
+    /// mapping instead).
+    pub duplicate_key: Option<Pos>,
 }
+
+/// Deepest nesting of mappings and sequences a blueprint may have, aliases expanded.
+/// Real blueprints (inline state machine definitions included) stay well under 30; the
+/// limit sits below serde_yaml's own recursion limit (128), so that one never fires
+/// unlocated, and keeps every recursive walk of the values far from the stack's end.
+pub const MAX_DEPTH: usize = 100;
 
 impl SourceFile {
     pub fn new(name: String, path: PathBuf, text: String) -> Self {
@@ -44,17 +56,27 @@ impl SourceFile {
             text,
             index: HashMap::new(),
             line_starts,
+            too_deep: None,
+            duplicate_key: None,
         };
+        // yaml-rust2's `load` recurses once per level: thousands of nested `- ` overflow
+        // the stack. The event stream is flat, so depth is measured on it first.
+        if let Some(mark) = first_too_deep(&file.text) {
+            file.too_deep = Some(file.pos_of(&mark, 1));
+            return file;
+        }
         // A file that does not scan gets no index; serde_yaml reports the syntax error.
         let mut builder = IndexBuilder {
             file: &file,
             stack: Vec::new(),
             out: HashMap::new(),
+            duplicate: None,
         };
         let mut parser = Parser::new_from_str(&file.text);
         if parser.load(&mut builder, false).is_ok() {
-            let out = builder.out;
+            let (out, duplicate) = (builder.out, builder.duplicate);
             file.index = out;
+            file.duplicate_key = duplicate;
         }
         file
     }
@@ -107,10 +129,65 @@ impl SourceFile {
     }
 }
 
+/// The marker of the first node nested deeper than [`MAX_DEPTH`], counting what an alias
+/// stands for (an alias of a deep anchor nests that anchor's depth again). Reads events
+/// one at a time, so it uses no stack whatever the input. Syntax errors end the check:
+/// serde_yaml reports them with their position, except the scanner's own flow-depth
+/// limit (255 open brackets, hit while it looks ahead for a key), which is this error.
+fn first_too_deep(text: &str) -> Option<Marker> {
+    let mut parser = Parser::new_from_str(text);
+    // Open collections: (anchor id, height of the deepest child collection so far).
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    // Anchor id → height of the anchored node (0 for a scalar).
+    let mut anchors: HashMap<usize, usize> = HashMap::new();
+    loop {
+        let (ev, mark) = match parser.next_token() {
+            Ok(next) => next,
+            Err(e) if e.info().contains("recursion limit") => return Some(*e.marker()),
+            Err(_) => return None,
+        };
+        let leaf = match ev {
+            Event::StreamEnd => return None,
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if open.len() >= MAX_DEPTH {
+                    return Some(mark);
+                }
+                open.push((anchor, 0));
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (anchor, inner) = open.pop()?;
+                if anchor != 0 {
+                    anchors.insert(anchor, inner + 1);
+                }
+                inner + 1
+            }
+            Event::Scalar(_, _, anchor, _) => {
+                if anchor != 0 {
+                    anchors.insert(anchor, 0);
+                }
+                0
+            }
+            Event::Alias(anchor) => {
+                let height = anchors.get(&anchor).copied().unwrap_or(0);
+                if open.len() + height > MAX_DEPTH {
+                    return Some(mark);
+                }
+                height
+            }
+            _ => continue,
+        };
+        if let Some((_, inner)) = open.last_mut() {
+            *inner = (*inner).max(leaf);
+        }
+    }
+}
+
 enum Frame {
     Map {
         path: String,
         key: Option<(String, Pos)>,
+        seen: HashSet<String>,
     },
     Seq {
         path: String,
@@ -122,6 +199,7 @@ struct IndexBuilder<'a> {
     file: &'a SourceFile,
     stack: Vec<Frame>,
     out: HashMap<String, Located>,
+    duplicate: Option<Pos>,
 }
 
 impl IndexBuilder<'_> {
@@ -135,7 +213,7 @@ impl IndexBuilder<'_> {
                 *next += 1;
                 Some((p, None))
             }
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, .. }) => match key.take() {
                 Some((k, kpos)) => {
                     let p = if path.is_empty() {
                         k
@@ -160,7 +238,10 @@ impl MarkedEventReceiver for IndexBuilder<'_> {
                         self.out.insert(path, Located { key, value: pos });
                     }
                     None => {
-                        if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                        if let Some(Frame::Map { key, seen, .. }) = self.stack.last_mut() {
+                            if !seen.insert(value.clone()) && self.duplicate.is_none() {
+                                self.duplicate = Some(pos);
+                            }
                             *key = Some((value, pos));
                         }
                     }
@@ -177,7 +258,11 @@ impl MarkedEventReceiver for IndexBuilder<'_> {
                 let (path, key) = self.child().unwrap_or_default();
                 self.out.insert(path.clone(), Located { key, value: pos });
                 if matches!(ev, Event::MappingStart(..)) {
-                    self.stack.push(Frame::Map { path, key: None });
+                    self.stack.push(Frame::Map {
+                        path,
+                        key: None,
+                        seen: HashSet::new(),
+                    });
                 } else {
                     self.stack.push(Frame::Seq { path, next: 0 });
                 }
@@ -214,6 +299,55 @@ mod tests {
         let f = file("resources:\n  vpc:\n    type: vpc\n");
         let l = f.locate("resources.vpc.cidr_block").unwrap();
         assert_eq!(l.key.map(|k| k.line), Some(2));
+    }
+
+    #[test]
+    fn deep_nesting_is_found_without_recursion() {
+        let depth = |text: &str| file(text).too_deep.map(|p| (p.line, p.column));
+        // 100,000 levels: any recursive walk would overflow the stack.
+        assert_eq!(depth(&"- ".repeat(100_000)), Some((1, 2 * MAX_DEPTH + 1)));
+        // Unclosed brackets stop the scanner's look-ahead at 255 levels.
+        let flow = depth(&"[".repeat(100_000)).expect("too deep");
+        assert!(
+            flow.0 == 1 && flow.1 > MAX_DEPTH && flow.1 < 300,
+            "{flow:?}"
+        );
+        let flow_maps = depth(&"{a: ".repeat(100_000)).expect("too deep");
+        assert!(flow_maps.0 == 1 && flow_maps.1 > MAX_DEPTH, "{flow_maps:?}");
+        let closed = format!("{}1{}", "[".repeat(4_000), "]".repeat(4_000));
+        assert_eq!(depth(&closed).map(|p| p.0), Some(1));
+        let block_maps: String = (0..4_000)
+            .map(|i| format!("{}k:\n", " ".repeat(i)))
+            .collect();
+        assert_eq!(depth(&block_maps).map(|p| p.0), Some(MAX_DEPTH + 1));
+        // Exactly at the limit is fine.
+        let ok = format!("{}x{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(depth(&ok), None);
+        assert!(file(&ok).locate_exact("").is_some());
+    }
+
+    #[test]
+    fn aliases_count_the_depth_they_stand_for() {
+        let half = MAX_DEPTH / 2 + 1;
+        let deep = format!(
+            "a: &x {}1{}\nb: {}*x{}\n",
+            "[".repeat(half),
+            "]".repeat(half),
+            "[".repeat(half),
+            "]".repeat(half)
+        );
+        let at = file(&deep).too_deep.expect("too deep through the alias");
+        assert_eq!(at.line, 2);
+        let shallow = "a: &x [[1]]\nb: [*x, *x]\n";
+        assert!(file(shallow).too_deep.is_none());
+    }
+
+    #[test]
+    fn the_first_repeated_key_is_found() {
+        let f = file("a: 1\nb:\n  c: 1\n  d: 2\n  c: 3\na: 4\n");
+        let at = f.duplicate_key.expect("duplicate");
+        assert_eq!((at.line, at.column), (5, 3));
+        assert!(file("a: 1\nb: {a: 2}\n").duplicate_key.is_none());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use super::iam_role::{self, Grants};
 use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
-use crate::blueprint::{CheckCx, Issue};
+use crate::blueprint::{files, CheckCx, Issue};
 
 pub struct LambdaFunction;
 
@@ -37,8 +37,6 @@ pub(super) const AUTO: &str = "auto";
 /// How long a just-created or changed role may stay unusable for Lambda (IAM is
 /// eventually consistent): terraform-provider-aws waits 2 minutes for IAM propagation.
 const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
-/// Largest zip Lambda accepts in the request itself.
-const MAX_ZIP: usize = 50 * 1024 * 1024;
 
 const RUNTIMES: &[&str] = &[
     "python3.9",
@@ -184,43 +182,11 @@ fn cached_code(sha: &str) -> Result<Arc<Vec<u8>>, Error> {
         })
 }
 
-/// Files to zip: `(name in the zip, path, executable)`, sorted by name. Caches and
+/// Files to zip: `(name in the zip, path, executable)`, sorted by name, read through the
+/// blueprint's confined loader (inside its folder, regular files, size-capped). Caches and
 /// editor files never change what runs, so they are left out.
-fn code_files(root: &Path) -> Result<Vec<(String, PathBuf, bool)>, String> {
-    let meta =
-        std::fs::metadata(root).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
-    let mut out = Vec::new();
-    if meta.is_file() {
-        let name = root
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        out.push((name, root.to_path_buf(), executable(&meta)));
-        return Ok(out);
-    }
-    let mut stack = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if skipped(&name) {
-                continue;
-            }
-            let path = entry.path();
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let rel = format!("{prefix}{name}");
-            if meta.is_dir() {
-                stack.push((path, format!("{rel}/")));
-            } else if meta.is_file() {
-                out.push((rel, path, executable(&meta)));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+fn code_files(dir: &Path, code: &str) -> Result<Vec<files::CodeFile>, String> {
+    files::code_files(dir, code, skipped)
 }
 
 fn skipped(name: &str) -> bool {
@@ -237,46 +203,30 @@ fn skipped(name: &str) -> bool {
         || name.ends_with(".swp")
 }
 
-#[cfg(unix)]
-fn executable(m: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    m.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn executable(_: &std::fs::Metadata) -> bool {
-    false
-}
-
 /// The code as a zip that depends only on the files' names, contents and executable bits:
 /// entries sorted, timestamps fixed at 1980-01-01, permissions 644 or 755.
-fn zip_code(root: &Path) -> Result<Vec<u8>, String> {
-    let files = code_files(root)?;
-    if files.is_empty() {
-        return Err(format!("{} holds no files", root.display()));
-    }
+fn zip_code(dir: &Path, code: &str) -> Result<Vec<u8>, String> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, path, exec) in files {
+    for f in code_files(dir, code)? {
+        let (name, exec) = (f.name.as_str(), f.executable);
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .compression_level(Some(6))
             .last_modified_time(zip::DateTime::default())
             .unix_permissions(if exec { 0o755 } else { 0o644 });
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        w.start_file(name.as_str(), opts)
+        let bytes = files::read_code_file(&f)?;
+        w.start_file(name, opts)
             .map_err(|e| format!("cannot zip {name}: {e}"))?;
         w.write_all(&bytes)
             .map_err(|e| format!("cannot zip {name}: {e}"))?;
     }
     let out = w
         .finish()
-        .map_err(|e| format!("cannot zip {}: {e}", root.display()))?
+        .map_err(|e| format!("cannot zip `{code}`: {e}"))?
         .into_inner();
-    if out.len() > MAX_ZIP {
+    if out.len() > files::CODE_ZIP_MAX {
         return Err(format!(
-            "the zipped code of {} is {} MB; Lambda takes at most 50 MB directly",
-            root.display(),
+            "the zipped code of `{code}` is {} MB; Lambda takes at most 50 MB directly",
             out.len() / (1024 * 1024)
         ));
     }
@@ -713,6 +663,17 @@ impl Kind for LambdaFunction {
         self.desired_in(stack, id, config, Path::new("."))
     }
 
+    /// Nothing is inlined, but the code is looked at while validating, so a missing,
+    /// empty or out-of-folder `code` is an error located at the field, before any AWS call.
+    fn inline_files(&self, config: &Json, dir: &Path) -> Result<Option<Json>, Issue> {
+        if let Some(code) = config.get("code").and_then(Json::as_str) {
+            if !code.contains("${") {
+                code_files(dir, code).map_err(|e| Issue::new("code", e))?;
+            }
+        }
+        Ok(None)
+    }
+
     fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
         let f: Fields = parse(config).map_err(|i| {
             if i.path.is_empty() {
@@ -721,11 +682,12 @@ impl Kind for LambdaFunction {
                 format!("{}: {}", i.path, i.message)
             }
         })?;
-        let root = dir.join(&f.code);
-        let zip = zip_code(&root).map_err(|e| format!("code: {e}"))?;
+        let zip = zip_code(dir, &f.code).map_err(|e| format!("code: {e}"))?;
         if f.runtime.starts_with("python") {
-            let names: BTreeSet<String> =
-                code_files(&root)?.into_iter().map(|(n, _, _)| n).collect();
+            let names: BTreeSet<String> = code_files(dir, &f.code)?
+                .into_iter()
+                .map(|f| f.name)
+                .collect();
             check_python_handler(&f.handler, &names)?;
         }
         let sha = code_sha256(&zip);
@@ -1256,12 +1218,14 @@ mod tests {
 
     fn problems(resources: &str) -> Vec<(Severity, String, String)> {
         let text = format!("name: shop\nresources:\n{resources}");
+        let dir = blueprint::files::folder_with_code(&text);
         let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
-        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
-            Ok(bp) => bp.warnings,
-            Err(LoadError::Invalid(d)) => d.problems,
-            Err(e) => panic!("{e}"),
-        };
+        let problems =
+            match blueprint::parse(file, dir.path().into(), &[], &crate::resources::Catalog) {
+                Ok(bp) => bp.warnings,
+                Err(LoadError::Invalid(d)) => d.problems,
+                Err(e) => panic!("{e}"),
+            };
         problems
             .into_iter()
             .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
@@ -1293,25 +1257,25 @@ mod tests {
     #[test]
     fn zips_are_deterministic() {
         let d = code_dir();
-        let a = zip_code(&d.path().join("fn")).unwrap();
+        let a = zip_code(d.path(), "fn").unwrap();
         // Touching files (new mtimes) and adding caches changes nothing.
         std::thread::sleep(Duration::from_millis(20));
         std::fs::write(d.path().join("fn/lib/util.py"), "X = 1\n").unwrap();
         std::fs::write(d.path().join("fn/handler.pyc"), "junk").unwrap();
-        let b = zip_code(&d.path().join("fn")).unwrap();
+        let b = zip_code(d.path(), "fn").unwrap();
         assert_eq!(a, b);
-        let names: Vec<String> = code_files(&d.path().join("fn"))
+        let names: Vec<String> = code_files(d.path(), "fn")
             .unwrap()
             .into_iter()
-            .map(|(n, _, _)| n)
+            .map(|f| f.name)
             .collect();
         assert_eq!(names, vec!["handler.py", "lib/util.py"]);
         // An edit changes the hash.
         std::fs::write(d.path().join("fn/lib/util.py"), "X = 2\n").unwrap();
-        let c = zip_code(&d.path().join("fn")).unwrap();
+        let c = zip_code(d.path(), "fn").unwrap();
         assert_ne!(code_sha256(&a), code_sha256(&c));
         // A single file is zipped at the root.
-        let single = zip_code(&d.path().join("fn/handler.py")).unwrap();
+        let single = zip_code(d.path(), "fn/handler.py").unwrap();
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(single)).unwrap();
         assert_eq!(z.len(), 1);
         assert_eq!(z.by_index(0).unwrap().name(), "handler.py");

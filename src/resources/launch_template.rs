@@ -24,7 +24,7 @@ use super::subnet::{check_id_ref, has_ref};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
-use crate::blueprint::{CheckCx, Issue};
+use crate::blueprint::{files, CheckCx, Issue};
 
 pub struct LaunchTemplate;
 
@@ -34,7 +34,7 @@ pub const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel
 const IMDS_BASELINE: &str = "security baseline CKV_AWS_79 / EC2.170";
 const PUBLIC_IP_BASELINE: &str = "security baseline CKV_AWS_88 / EC2.25";
 /// AWS limit on user data, before base64.
-const USER_DATA_MAX: usize = 16 * 1024;
+const USER_DATA_MAX: usize = files::USER_DATA_MAX;
 /// Where the version description records the image as the blueprint named it.
 const IMAGE_NOTE: &str = "securecart image=";
 
@@ -204,6 +204,19 @@ impl Kind for LaunchTemplate {
         self.desired_in(stack, id, config, Path::new("."))
     }
 
+    /// Nothing is inlined, but `user_data_file` is read while validating, so a missing,
+    /// oversized or out-of-folder file is an error located at the field.
+    fn inline_files(&self, config: &Json, dir: &Path) -> Result<Option<Json>, Issue> {
+        if config.get("user_data").is_none() {
+            if let Some(file) = config.get("user_data_file").and_then(Json::as_str) {
+                if !file.contains("${") {
+                    read_user_data_file(dir, file).map_err(|e| Issue::new("user_data_file", e))?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
         let f: Fields = parse(config).map_err(|i| i.message)?;
         let image = if common::unknown(&f.image) {
@@ -211,17 +224,13 @@ impl Kind for LaunchTemplate {
         } else {
             image_attr(&f.image)?
         };
-        let script =
-            match (&f.user_data, &f.user_data_file) {
-                (Some(u), _) => Some(u.clone()),
-                (None, Some(file)) => {
-                    let path = dir.join(file);
-                    Some(std::fs::read_to_string(&path).map_err(|e| {
-                        format!("cannot read user_data_file {}: {e}", path.display())
-                    })?)
-                }
-                (None, None) => None,
-            };
+        let script = match (&f.user_data, &f.user_data_file) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(file)) => {
+                Some(read_user_data_file(dir, file).map_err(|e| format!("user_data_file: {e}"))?)
+            }
+            (None, None) => None,
+        };
         let user_data_sha256 = match script {
             None => None,
             Some(s) if common::unknown(&s) => Some(UNKNOWN.to_string()),
@@ -508,6 +517,16 @@ fn valid_var(k: &str) -> bool {
 
 /// The script with `export NAME='value'` lines after its `#!` line; `None` while a
 /// value is only known after apply.
+/// The user data script through the blueprint's confined loader, capped at what EC2 takes.
+fn read_user_data_file(dir: &Path, file: &str) -> Result<String, String> {
+    files::read_text(
+        dir,
+        file,
+        files::USER_DATA_MAX,
+        "the most EC2 takes as user data",
+    )
+}
+
 fn with_vars(script: &str, vars: &BTreeMap<String, Json>) -> Result<Option<String>, String> {
     if vars.is_empty() {
         return Ok(Some(script.to_string()));
@@ -812,7 +831,7 @@ resources:
                 dir.path(),
             )
             .unwrap_err();
-        assert!(e.contains("cannot read user_data_file"), "{e}");
+        assert!(e.contains("user_data_file: cannot read `nope.sh`"), "{e}");
         let e = with_vars(
             "echo",
             &[("A".to_string(), json!("b"))].into_iter().collect(),

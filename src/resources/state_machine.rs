@@ -28,7 +28,7 @@ use super::lambda_function::{check_role, AUTO};
 use super::{asl, Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
-use crate::blueprint::{CheckCx, Issue};
+use crate::blueprint::{files, CheckCx, Issue};
 
 pub struct StateMachine;
 
@@ -171,11 +171,16 @@ fn parse_definition_text(text: &str) -> Json {
         .unwrap_or_else(|_| Json::String(text.to_string()))
 }
 
-/// Reads a definition file (JSON or YAML) beside the blueprint.
+/// Reads a definition file (JSON or YAML) beside the blueprint, through the confined
+/// loader, capped at the largest definition Step Functions takes.
 pub(super) fn read_definition_file(dir: &Path, file: &str) -> Result<Json, String> {
     let path = dir.join(file);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("definition_file: cannot read {}: {e}", path.display()))?;
+    let text = files::read_text(
+        dir,
+        file,
+        files::DEFINITION_MAX,
+        "the most Step Functions takes as a definition",
+    )?;
     let lower = file.to_ascii_lowercase();
     if lower.ends_with(".json") {
         serde_json::from_str(&text).map_err(|e| {
@@ -612,7 +617,8 @@ impl Kind for StateMachine {
         let definition = match (&f.definition, &f.definition_file) {
             (Some(d), _) => d.clone(),
             (None, Some(file)) => {
-                let d = read_definition_file(dir, file)?;
+                let d =
+                    read_definition_file(dir, file).map_err(|e| format!("definition_file: {e}"))?;
                 // A file is checked here, at plan time, since the blueprint checks do not
                 // read files.
                 let mut issues = Vec::new();
@@ -1061,12 +1067,14 @@ mod tests {
 
     fn problems(resources: &str) -> Vec<(Severity, String, String, Option<usize>)> {
         let text = format!("name: shop\nresources:\n{resources}");
+        let dir = blueprint::files::folder_with_code(&text);
         let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
-        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
-            Ok(bp) => bp.warnings,
-            Err(LoadError::Invalid(d)) => d.problems,
-            Err(e) => panic!("{e}"),
-        };
+        let problems =
+            match blueprint::parse(file, dir.path().into(), &[], &crate::resources::Catalog) {
+                Ok(bp) => bp.warnings,
+                Err(LoadError::Invalid(d)) => d.problems,
+                Err(e) => panic!("{e}"),
+            };
         problems
             .into_iter()
             .map(|p| (p.severity, p.path.unwrap_or_default(), p.message, p.line))

@@ -11,12 +11,15 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixtures")
         .map(|e| e.expect("entry").path())
+        // `files/` holds what the fixtures' file fields name.
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
     assert!(files.len() >= 12, "fixtures missing");
     let mut failures = Vec::new();
     for f in &files {
-        let text = std::fs::read_to_string(f).expect("read fixture");
+        // Lossy: one fixture is deliberately not UTF-8.
+        let text = String::from_utf8_lossy(&std::fs::read(f).expect("read fixture")).into_owned();
         let expects: Vec<(String, String)> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: "))
@@ -74,6 +77,113 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Nesting thousands of levels deep once overflowed the stack (exit 134) before any
+/// check ran; every command must refuse it as a located error instead.
+#[test]
+fn deep_nesting_fails_cleanly_in_every_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let head = "name: deep\nresources:\n  a:\n    type: vpc\n    tags:\n";
+    let cases = [
+        ("seq4k", format!("{head}      {}x\n", "- ".repeat(4_000)), 6),
+        (
+            "seq100k",
+            format!("{head}      {}x\n", "- ".repeat(100_000)),
+            6,
+        ),
+        (
+            "map4k",
+            format!(
+                "{head}{}",
+                (0..4_000)
+                    .map(|i| format!("{}k{i}:\n", " ".repeat(6 + i)))
+                    .collect::<String>()
+            ),
+            // The root, `resources`, `a` and 97 of these make 100 levels.
+            103,
+        ),
+        (
+            "flow100k",
+            format!("{head}      {}\n", "[".repeat(100_000)),
+            6,
+        ),
+        (
+            "flowmap4k",
+            format!(
+                "{head}      {}1{}\n",
+                "{a: ".repeat(4_000),
+                "}".repeat(4_000)
+            ),
+            6,
+        ),
+    ];
+    for (name, text, line) in cases {
+        let f = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&f, text).expect("write");
+        for cmd in ["validate", "plan", "graph"] {
+            let out = cli()
+                .arg(cmd)
+                .arg(&f)
+                .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+                .output()
+                .expect("run");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{name} {cmd}: {stderr}");
+            let want = format!("{}:{line}:", f.display());
+            assert!(
+                stderr.contains(&want) && stderr.contains("nested more than 100 levels deep"),
+                "{name} {cmd}: {stderr}"
+            );
+        }
+    }
+}
+
+/// Files that cannot be committed as fixtures: a FIFO (reading it would block forever,
+/// like /dev/zero would never end) and a truly empty code folder. Both must fail at
+/// `validate`, located at their field, without hanging.
+#[cfg(unix)]
+#[test]
+fn special_files_and_empty_code_folders_fail_at_validate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("pipe.json"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    std::fs::create_dir(dir.path().join("empty")).expect("mkdir");
+    let bp = dir.path().join("blueprint.yaml");
+    std::fs::write(
+        &bp,
+        "name: special\nresources:\n  flow:\n    type: state_machine\n    definition_file: pipe.json\n  fn:\n    type: lambda_function\n    code: empty\n    runtime: python3.12\n    handler: app.handler\n",
+    )
+    .expect("write");
+    let out = cli()
+        .arg("validate")
+        .arg(&bp)
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let at = |pos: &str| format!("{}:{pos}: error: ", bp.display());
+    assert!(
+        stderr.contains(&format!("{}`pipe.json` is not a regular file", at("5:22"))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}the folder `empty` holds no files", at("8:11"))),
+        "{stderr}"
+    );
+    // A blueprint path that never ends is read up to a cap, not until memory runs out.
+    let out = cli()
+        .args(["validate", "/dev/zero"])
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("too large to be a blueprint"), "{stderr}");
 }
 
 #[test]
