@@ -293,6 +293,16 @@ impl Validator {
                 return None;
             }
         };
+        // JSON has no NaN or infinity: converted, `.inf`, `.nan` and `1e400` would become
+        // null and surface later as an unrelated type error, so they stop here, located.
+        let mut bad = Vec::new();
+        non_finite(&yaml, "", &mut bad);
+        for path in &bad {
+            self.error(path, false, "not a finite number", None);
+        }
+        if !bad.is_empty() {
+            return None;
+        }
         let root = match serde_json::to_value(&yaml) {
             Ok(Json::Object(m)) => m,
             Ok(Json::Null) => {
@@ -979,14 +989,43 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
+/// Paths of the numbers in `v` that JSON cannot hold (NaN, infinities).
+fn non_finite(v: &serde_yaml::Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        serde_yaml::Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => {
+            out.push(path.to_string())
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                non_finite(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        serde_yaml::Value::Mapping(m) => {
+            for (k, item) in m {
+                // Keys that are not strings are refused with their own error later.
+                if let Some(k) = k.as_str() {
+                    non_finite(item, &join_path(path, k), out);
+                }
+            }
+        }
+        serde_yaml::Value::Tagged(t) => non_finite(&t.value, path, out),
+        _ => {}
+    }
+}
+
 fn coerce(ty: ParamType, v: &str) -> Result<Json, String> {
     match ty {
         ParamType::String => Ok(Json::String(v.to_string())),
-        ParamType::Number => v
-            .parse::<i64>()
-            .map(Json::from)
-            .or_else(|_| v.parse::<f64>().map(Json::from))
-            .map_err(|_| "expected a number".to_string()),
+        ParamType::Number => match v.parse::<i64>() {
+            Ok(n) => Ok(Json::from(n)),
+            Err(_) => match v.parse::<f64>() {
+                // `NaN`, `inf` and `1e400` parse as floats but are no number a field takes
+                // (and JSON would turn them into null).
+                Ok(f) if !f.is_finite() => Err("not a finite number".to_string()),
+                Ok(f) => Ok(Json::from(f)),
+                Err(_) => Err("expected a number".to_string()),
+            },
+        },
         ParamType::Boolean => v
             .parse::<bool>()
             .map(Json::Bool)

@@ -128,3 +128,22 @@ fn suggestions_only_for_close_names() {
     );
     assert_eq!(did_you_mean("zzz", ["cidr_block", "vpc"]), None);
 }
+
+#[test]
+fn non_finite_var_numbers_are_refused_at_the_parameter() {
+    let text = "name: n\nparameters:\n  mem:\n    type: number\n    default: 128\n    secret: true\nresources:\n  q:\n    type: sqs_queue\n    delay: ${params.mem}\n";
+    for v in ["NaN", "inf", "-infinity", "1e400"] {
+        let d = load(text, &[("mem", v)]).unwrap_err();
+        // (The follow-on "unknown parameter" is another slice's to remove.)
+        assert_eq!(
+            messages(&d)[0],
+            "3:3 --var mem=(secret): not a finite number",
+            "{v}"
+        );
+    }
+    assert_eq!(
+        coerce(ParamType::Number, "1e2"),
+        Ok(serde_json::json!(100.0))
+    );
+    assert_eq!(coerce(ParamType::Number, "-7"), Ok(serde_json::json!(-7)));
+}

@@ -450,12 +450,12 @@ impl Kind for DbInstance {
                 .engine(&a.engine)
                 .engine_version(&a.engine_version)
                 .db_instance_class(&a.instance_class)
-                .allocated_storage(a.allocated_storage as i32)
+                .allocated_storage(api_int("allocated_storage", a.allocated_storage)?)
                 .storage_type(&a.storage_type)
                 .storage_encrypted(a.storage_encrypted)
                 .publicly_accessible(a.publicly_accessible)
                 .multi_az(a.multi_az)
-                .backup_retention_period(a.backup_retention as i32)
+                .backup_retention_period(api_int("backup_retention", a.backup_retention)?)
                 .deletion_protection(a.deletion_protection)
                 .db_subnet_group_name(&a.db_subnet_group)
                 .master_username(&a.master_username)
@@ -517,7 +517,7 @@ impl Kind for DbInstance {
             modify = true;
         }
         if has("allocated_storage") {
-            req = req.allocated_storage(a.allocated_storage as i32);
+            req = req.allocated_storage(api_int("allocated_storage", a.allocated_storage)?);
             modify = true;
         }
         if has("storage_type") {
@@ -533,7 +533,7 @@ impl Kind for DbInstance {
             modify = true;
         }
         if has("backup_retention") {
-            req = req.backup_retention_period(a.backup_retention as i32);
+            req = req.backup_retention_period(api_int("backup_retention", a.backup_retention)?);
             modify = true;
         }
         if has("deletion_protection") {
@@ -889,6 +889,11 @@ fn os_random(buf: &mut [u8]) -> Result<(), Error> {
 }
 
 // ---- Shared by the RDS kinds ------------------------------------------------------
+
+/// A checked number as the 32-bit integer the RDS API takes (never wrapped around).
+fn api_int(field: &str, v: i64) -> Result<i32, Error> {
+    common::int32(field, v).map_err(Error::Invalid)
+}
 
 /// A deterministic RDS identifier for `stack-id`: at most 63 lower-case letters, digits
 /// and single hyphens, starting with a letter, not ending with a hyphen.

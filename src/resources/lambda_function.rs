@@ -103,6 +103,11 @@ struct Fields {
     description: Option<String>,
 }
 
+/// A checked number as the 32-bit integer the Lambda API takes (never wrapped around).
+fn api_int(field: &str, v: u32) -> Result<i32, Error> {
+    common::int32(field, v.into()).map_err(Error::Invalid)
+}
+
 fn default_memory() -> u32 {
     128
 }
@@ -865,8 +870,8 @@ impl Kind for LambdaFunction {
                 .runtime(Runtime::from(a.runtime.as_str()))
                 .handler(&a.handler)
                 .role(&role_arn)
-                .memory_size(a.memory as i32)
-                .timeout(a.timeout as i32)
+                .memory_size(api_int("memory", a.memory)?)
+                .timeout(api_int("timeout", a.timeout)?)
                 .code(
                     FunctionCode::builder()
                         .zip_file(Blob::new(code.as_ref().clone()))
@@ -957,8 +962,8 @@ impl Kind for LambdaFunction {
                     .runtime(Runtime::from(a.runtime.as_str()))
                     .handler(&a.handler)
                     .role(&role_arn)
-                    .memory_size(a.memory as i32)
-                    .timeout(a.timeout as i32)
+                    .memory_size(api_int("memory", a.memory)?)
+                    .timeout(api_int("timeout", a.timeout)?)
                     .environment(environment(&a))
                     .tracing_config(tracing(&a))
                     .logging_config(logging(&a))
