@@ -149,6 +149,11 @@ pub fn int32(field: &str, v: i64) -> Result<i32, String> {
     i32::try_from(v).map_err(|_| format!("{field} {v} is out of range for AWS (a 32-bit integer)"))
 }
 
+/// Like [`int32`] for attributes kept as unsigned 32-bit numbers.
+pub fn uint32(field: &str, v: i64) -> Result<u32, String> {
+    u32::try_from(v).map_err(|_| format!("{field} {v} is out of range for AWS (a 32-bit integer)"))
+}
+
 /// True when a resolved value is only known after apply.
 pub fn unknown(s: &str) -> bool {
     s == UNKNOWN

@@ -73,11 +73,13 @@ struct Fields {
     /// in `handler.py`), `file.export` for Node.js.
     handler: String,
     /// Memory in MB (128 to 10240); CPU grows with it.
+    // Read wide so that a negative or huge value meets the range check, which names the
+    // allowed range, rather than a bare type error.
     #[serde(default = "default_memory")]
-    memory: u32,
+    memory: i64,
     /// Seconds an invocation may run (1 to 900).
     #[serde(default = "default_timeout")]
-    timeout: u32,
+    timeout: i64,
     /// Environment variables; values may refer to other resources, like
     /// `QUEUE_URL: ${orders.url}`. With `role: auto`, the queues, buses, functions and
     /// state machines named here are what the role may use.
@@ -108,11 +110,11 @@ fn api_int(field: &str, v: u32) -> Result<i32, Error> {
     common::int32(field, v.into()).map_err(Error::Invalid)
 }
 
-fn default_memory() -> u32 {
+fn default_memory() -> i64 {
     128
 }
 
-fn default_timeout() -> u32 {
+fn default_timeout() -> i64 {
     3
 }
 
@@ -781,8 +783,8 @@ impl Kind for LambdaFunction {
             name,
             runtime: f.runtime.trim().to_string(),
             handler: f.handler.trim().to_string(),
-            memory: f.memory,
-            timeout: f.timeout,
+            memory: common::uint32("memory", f.memory)?,
+            timeout: common::uint32("timeout", f.timeout)?,
             environment,
             role,
             role_policy,

@@ -34,20 +34,22 @@ struct Fields {
     #[serde(default)]
     content_based_deduplication: bool,
     /// Seconds a received message stays hidden from other consumers (0 to 43200).
-    #[serde(default = "default_visibility")]
-    visibility_timeout: u32,
+    // The numbers are read wide so that a negative or huge value meets the range check
+    // (which names the allowed range) rather than a bare type error.
+    #[serde(default = "default_visibility_field")]
+    visibility_timeout: i64,
     /// Seconds a message is kept before SQS drops it (60 to 1209600, i.e. 14 days).
-    #[serde(default = "default_retention")]
-    message_retention: u32,
+    #[serde(default = "default_retention_field")]
+    message_retention: i64,
     /// Seconds every new message waits before it can be received (0 to 900).
     #[serde(default)]
-    delay: u32,
+    delay: i64,
     /// Largest message accepted, in bytes (1024 to 1048576).
-    #[serde(default = "default_max_size")]
-    max_message_size: u32,
+    #[serde(default = "default_max_size_field")]
+    max_message_size: i64,
     /// Seconds a receive call waits for a message to arrive (long polling, 0 to 20).
     #[serde(default)]
-    receive_wait_time: u32,
+    receive_wait_time: i64,
     /// Move messages that keep failing to another queue.
     #[serde(default)]
     dead_letter: Option<DeadLetter>,
@@ -72,6 +74,18 @@ fn default_retention() -> u32 {
 
 fn default_max_size() -> u32 {
     262_144
+}
+
+fn default_visibility_field() -> i64 {
+    default_visibility().into()
+}
+
+fn default_retention_field() -> i64 {
+    default_retention().into()
+}
+
+fn default_max_size_field() -> i64 {
+    default_max_size().into()
 }
 
 fn default_max_receives() -> u32 {
@@ -204,7 +218,7 @@ fn valid_service(s: &str) -> bool {
 }
 
 impl Fields {
-    fn limits(&self) -> [(&'static str, u32, u32, u32); 5] {
+    fn limits(&self) -> [(&'static str, i64, i64, i64); 5] {
         [
             ("visibility_timeout", self.visibility_timeout, 0, 43_200),
             ("message_retention", self.message_retention, 60, 1_209_600),
@@ -306,11 +320,11 @@ impl Kind for SqsQueue {
             name: queue_name(stack, id, f.fifo),
             fifo: f.fifo,
             content_based_deduplication: f.fifo && f.content_based_deduplication,
-            visibility_timeout: f.visibility_timeout,
-            message_retention: f.message_retention,
-            delay: f.delay,
-            max_message_size: f.max_message_size,
-            receive_wait_time: f.receive_wait_time,
+            visibility_timeout: common::uint32("visibility_timeout", f.visibility_timeout)?,
+            message_retention: common::uint32("message_retention", f.message_retention)?,
+            delay: common::uint32("delay", f.delay)?,
+            max_message_size: common::uint32("max_message_size", f.max_message_size)?,
+            receive_wait_time: common::uint32("receive_wait_time", f.receive_wait_time)?,
             dead_letter: f.dead_letter,
             encryption: f.encryption,
             allow_services: normalise_services(&f.allow_services),
