@@ -816,7 +816,9 @@ impl Validator {
                 .get(r.attribute.as_deref()?)
                 .map(|p| refs::Resolved::Known(p.value.clone()))
         };
-        *value = refs::substitute(value, &lookup);
+        // Resource references are resolved later: what this pass leaves is still a
+        // template, with `$${` escapes kept for that pass.
+        *value = refs::substitute_template(value, &lookup);
         true
     }
 

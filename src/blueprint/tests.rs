@@ -147,3 +147,18 @@ fn non_finite_var_numbers_are_refused_at_the_parameter() {
     );
     assert_eq!(coerce(ParamType::Number, "-7"), Ok(serde_json::json!(-7)));
 }
+
+#[test]
+fn escaped_dollar_braces_stay_literal_beside_references_and_parameters() {
+    let text = "name: e\nparameters:\n  env:\n    default: prod\n  owner:\n    default: ${b.arn}\nresources:\n  b:\n    type: event_bus\n  r:\n    type: event_rule\n    bus: ${b.name}\n    description: \"${params.env} costs $${price}; owner ${params.owner}\"\n    event_pattern: {source: [shop]}\n";
+    let b = load(text, &[]).expect("valid");
+    let r = &b.resources["r"];
+    // `$${price}` and the `${…}` inside a parameter's value are no references.
+    let found: Vec<String> = r.refs.iter().map(|(p, x)| format!("{p} {x}")).collect();
+    assert_eq!(found, vec!["bus ${b.name}"]);
+    let lookup =
+        |x: &Ref| (x.target == "b").then(|| refs::Resolved::Known(Json::String("shop-bus".into())));
+    let cfg = refs::substitute(&r.config, &lookup);
+    assert_eq!(cfg["description"], "prod costs ${price}; owner ${b.arn}");
+    assert_eq!(cfg["bus"], "shop-bus");
+}
