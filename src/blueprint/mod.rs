@@ -40,6 +40,13 @@ pub trait Catalog {
     ) -> Result<Option<Json>, Issue> {
         Ok(None)
     }
+
+    /// The names AWS will know the resource by, derived from its id, each with the
+    /// namespace AWS keeps it unique in (`("target group name", "s-web-tg")`): two ids
+    /// giving one name in one namespace would be one AWS resource.
+    fn physical_names(&self, _kind: &str, _id: &str, _config: &Json) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A problem a kind found in its fields; `path` is relative to the resource.
@@ -380,6 +387,7 @@ impl Validator {
         let resources = self.resources(root.get("resources"), &parameters, catalog, &dir);
         let outputs = self.outputs(root.get("outputs"), &parameters, &resources, catalog);
         self.cycles(&resources);
+        self.name_collisions(&resources, catalog);
         Some(Blueprint {
             name,
             description,
@@ -935,6 +943,42 @@ impl Validator {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Two ids that give one AWS name (`web_tg` and `web-tg`: names allow no `_`) would
+    /// fight over one resource, and apply would fail on whichever comes second. One
+    /// check for every kind, driven by the names the kinds derive from ids.
+    fn name_collisions(&mut self, resources: &IndexMap<String, Resource>, catalog: &dyn Catalog) {
+        let mut seen: HashMap<(String, String), String> = HashMap::new();
+        for r in resources.values() {
+            for (what, name) in catalog.physical_names(&r.kind, &r.id, &r.config) {
+                let key = (what.clone(), name);
+                match seen.get(&key) {
+                    None => {
+                        seen.insert(key, r.id.clone());
+                    }
+                    Some(first) => {
+                        let at = self
+                            .file
+                            .locate(&format!("resources.{first}"))
+                            .map(|l| {
+                                let p = l.key.unwrap_or(l.value);
+                                format!(" (at {}:{})", p.line, p.column)
+                            })
+                            .unwrap_or_default();
+                        self.error(
+                            &format!("resources.{}", r.id),
+                            true,
+                            format!(
+                                "`{}` and `{first}`{at} give the same {what} in AWS, so they would be one resource",
+                                r.id
+                            ),
+                            Some("rename one of them: AWS names keep only the characters AWS allows (others become `-`), and some compare without case".into()),
+                        );
+                    }
+                }
+            }
         }
     }
 

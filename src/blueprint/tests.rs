@@ -162,3 +162,31 @@ fn escaped_dollar_braces_stay_literal_beside_references_and_parameters() {
     assert_eq!(cfg["description"], "prod costs ${price}; owner ${b.arn}");
     assert_eq!(cfg["bus"], "shop-bus");
 }
+
+#[test]
+fn name_collisions_follow_each_kinds_names_and_namespaces() {
+    // SQS names keep `_` and case: three queues.
+    load(
+        "name: q\nresources:\n  orders:\n    type: sqs_queue\n  Orders:\n    type: sqs_queue\n  orders_:\n    type: sqs_queue\n",
+        &[],
+    )
+    .expect("three distinct queue names");
+    // Load balancer and target group names are two namespaces: one name in each is fine.
+    load(
+        "name: l\nresources:\n  web_x:\n    type: load_balancer\n    subnets: [subnet-12345678, subnet-23456789]\n    security_groups: [sg-12345678]\n  web-x:\n    type: target_group\n    vpc: vpc-12345678\n    port: 80\n    protocol: HTTP\n",
+        &[],
+    )
+    .expect("a load balancer and a target group may share a name");
+    // RDS instances and replicas share one namespace of lower-case identifiers.
+    let d = load(
+        "name: r\nresources:\n  g:\n    type: db_subnet_group\n    subnets: [subnet-12345678, subnet-23456789]\n  Main:\n    type: db_instance\n    engine: postgres\n    engine_version: \"16\"\n    instance_class: db.t4g.micro\n    db_subnet_group: ${g}\n    master_password: generated\n  main:\n    type: db_read_replica\n    source: ${Main}\n    instance_class: db.t4g.micro\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        messages(&d)
+            .iter()
+            .any(|m| m.starts_with("13:3 `main` and `Main` (at 6:3) give the same RDS identifier")),
+        "{d}"
+    );
+}

@@ -317,6 +317,10 @@ impl Kind for AutoscalingGroup {
         }))
     }
 
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("Auto Scaling group name".into(), group_name(stack, id))]
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["name"]
     }

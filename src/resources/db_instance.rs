@@ -306,7 +306,6 @@ impl Kind for DbInstance {
         if let Some(n) = &f.db_name {
             issues.extend(check_db_name(f.engine, n));
         }
-        issues.extend(check_unique_identifier(id, cx));
         issues
     }
 
@@ -341,6 +340,10 @@ impl Kind for DbInstance {
             db_name: f.db_name,
             status: READY.to_string(),
         }))
+    }
+
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("RDS identifier".into(), identifier(stack, id))]
     }
 
     fn replace_on(&self) -> &'static [&'static str] {
@@ -1509,27 +1512,6 @@ fn valid_group_name(s: &str) -> bool {
         && !s.eq_ignore_ascii_case("default")
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
-}
-
-/// DB instances and replicas share one namespace of identifiers: two ids that give the
-/// same identifier (`replica_1`, `replica-1`) would fight over one instance.
-pub(super) fn check_unique_identifier(id: &str, cx: &CheckCx) -> Option<Issue> {
-    let mine = identifier("s", id);
-    cx.resources
-        .values()
-        .take_while(|r| r.id != id)
-        .filter(|r| r.kind == "db_instance" || r.kind == "db_read_replica")
-        .find(|r| identifier("s", &r.id) == mine)
-        .map(|r| {
-            Issue::new(
-                "",
-                format!(
-                    "`{id}` and `{}` give the same RDS identifier (RDS allows only lower-case letters, digits and single hyphens)",
-                    r.id
-                ),
-            )
-            .help("rename one of them")
-        })
 }
 
 // ---- Versions ----------------------------------------------------------------------

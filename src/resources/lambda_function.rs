@@ -799,6 +799,12 @@ impl Kind for LambdaFunction {
         serde_json::to_value(a).map_err(|e| e.to_string())
     }
 
+    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+        let mut out = vec![("function name".into(), function_name(stack, id))];
+        out.extend(iam_role::auto_role_key(stack, id, config));
+        out
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["name"]
     }

@@ -332,6 +332,11 @@ impl Kind for SqsQueue {
         serde_json::to_value(a).map_err(|e| e.to_string())
     }
 
+    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+        let fifo = config.get("fifo") == Some(&Json::Bool(true));
+        vec![("queue name".into(), queue_name(stack, id, fifo))]
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["fifo", "name"]
     }

@@ -304,6 +304,10 @@ impl Kind for TargetGroup {
         }))
     }
 
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("target group name".into(), elb_name(stack, id))]
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["name", "protocol", "port", "vpc", "target_type"]
     }
