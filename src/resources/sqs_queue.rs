@@ -88,12 +88,15 @@ fn default_max_size_field() -> i64 {
     default_max_size().into()
 }
 
-fn default_max_receives() -> u32 {
+fn default_max_receives() -> i64 {
     5
 }
 
-fn default_reuse() -> u32 {
-    300
+/// SQS's default data key reuse period, in seconds.
+const DEFAULT_REUSE: u32 = 300;
+
+fn default_reuse() -> i64 {
+    DEFAULT_REUSE.into()
 }
 
 /// The redrive policy of a queue.
@@ -105,7 +108,7 @@ struct DeadLetter {
     queue: String,
     /// Failed receives after which a message moves to the dead-letter queue (1 to 1000).
     #[serde(default = "default_max_receives")]
-    max_receives: u32,
+    max_receives: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -124,7 +127,7 @@ struct KmsKey {
     kms_key: String,
     /// Seconds SQS reuses a data key before calling KMS again (60 to 86400).
     #[serde(default = "default_reuse")]
-    data_key_reuse_period: u32,
+    data_key_reuse_period: i64,
 }
 
 impl Serialize for Encryption {
@@ -748,7 +751,7 @@ fn attrs_of(m: &HashMap<Q, String>, url: &str) -> Result<Attrs, Error> {
     let encryption = match kms {
         Some(k) => Encryption::Kms(KmsKey {
             kms_key: k.to_string(),
-            data_key_reuse_period: num(Q::KmsDataKeyReusePeriodSeconds, default_reuse())?,
+            data_key_reuse_period: num(Q::KmsDataKeyReusePeriodSeconds, DEFAULT_REUSE)?.into(),
         }),
         None if flag(Q::SqsManagedSseEnabled) => Encryption::Sqs,
         None => Encryption::Off,
@@ -869,7 +872,7 @@ fn dead_letter_of(raw: Option<&str>) -> Option<DeadLetter> {
     let v: Json = serde_json::from_str(raw).unwrap_or(Json::Null);
     let arn = v.get("deadLetterTargetArn").and_then(Json::as_str);
     let n = match v.get("maxReceiveCount") {
-        Some(Json::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Some(Json::Number(n)) => n.as_i64(),
         Some(Json::String(s)) => s.trim().parse().ok(),
         _ => None,
     };
