@@ -41,6 +41,13 @@ pub trait Catalog {
     ) -> Result<Option<Json>, Issue> {
         Ok(None)
     }
+
+    /// The names AWS will know the resource by, derived from its id, each with the
+    /// namespace AWS keeps it unique in (`("target group name", "s-web-tg")`): two ids
+    /// giving one name in one namespace would be one AWS resource.
+    fn physical_names(&self, _kind: &str, _id: &str, _config: &Json) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A problem a kind found in its fields; `path` is relative to the resource.
@@ -368,6 +375,16 @@ impl Validator {
                 return None;
             }
         };
+        // JSON has no NaN or infinity: converted, `.inf`, `.nan` and `1e400` would become
+        // null and surface later as an unrelated type error, so they stop here, located.
+        let mut bad = Vec::new();
+        non_finite(&yaml, "", &mut bad);
+        for path in &bad {
+            self.error(path, false, "not a finite number", None);
+        }
+        if !bad.is_empty() {
+            return None;
+        }
         let root = match serde_json::to_value(&yaml) {
             Ok(Json::Object(m)) => m,
             Ok(Json::Null) => {
@@ -445,6 +462,7 @@ impl Validator {
         let resources = self.resources(root.get("resources"), &parameters, catalog, &dir);
         let outputs = self.outputs(root.get("outputs"), &parameters, &resources, catalog);
         self.cycles(&resources);
+        self.name_collisions(&resources, catalog);
         Some(Blueprint {
             name,
             description,
@@ -892,7 +910,9 @@ impl Validator {
                 .get(r.attribute.as_deref()?)
                 .map(|p| refs::Resolved::Known(p.value.clone()))
         };
-        *value = refs::substitute(value, &lookup);
+        // Resource references are resolved later: what this pass leaves is still a
+        // template, with `$${` escapes kept for that pass.
+        *value = refs::substitute_template(value, &lookup);
         true
     }
 
@@ -1017,6 +1037,42 @@ impl Validator {
         }
     }
 
+    /// Two ids that give one AWS name (`web_tg` and `web-tg`: names allow no `_`) would
+    /// fight over one resource, and apply would fail on whichever comes second. One
+    /// check for every kind, driven by the names the kinds derive from ids.
+    fn name_collisions(&mut self, resources: &IndexMap<String, Resource>, catalog: &dyn Catalog) {
+        let mut seen: HashMap<(String, String), String> = HashMap::new();
+        for r in resources.values() {
+            for (what, name) in catalog.physical_names(&r.kind, &r.id, &r.config) {
+                let key = (what.clone(), name);
+                match seen.get(&key) {
+                    None => {
+                        seen.insert(key, r.id.clone());
+                    }
+                    Some(first) => {
+                        let at = self
+                            .file
+                            .locate(&format!("resources.{first}"))
+                            .map(|l| {
+                                let p = l.key.unwrap_or(l.value);
+                                format!(" (at {}:{})", p.line, p.column)
+                            })
+                            .unwrap_or_default();
+                        self.error(
+                            &format!("resources.{}", r.id),
+                            true,
+                            format!(
+                                "`{}` and `{first}`{at} give the same {what} in AWS, so they would be one resource",
+                                r.id
+                            ),
+                            Some("rename one of them: AWS names keep only the characters AWS allows (others become `-`), and some compare without case".into()),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn cycles(&mut self, resources: &IndexMap<String, Resource>) {
         let edges: Vec<(String, String)> = resources
             .values()
@@ -1091,14 +1147,43 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
+/// Paths of the numbers in `v` that JSON cannot hold (NaN, infinities).
+fn non_finite(v: &serde_yaml::Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        serde_yaml::Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => {
+            out.push(path.to_string())
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                non_finite(item, &format!("{path}[{i}]"), out);
+            }
+        }
+        serde_yaml::Value::Mapping(m) => {
+            for (k, item) in m {
+                // Keys that are not strings are refused with their own error later.
+                if let Some(k) = k.as_str() {
+                    non_finite(item, &join_path(path, k), out);
+                }
+            }
+        }
+        serde_yaml::Value::Tagged(t) => non_finite(&t.value, path, out),
+        _ => {}
+    }
+}
+
 fn coerce(ty: ParamType, v: &str) -> Result<Json, String> {
     match ty {
         ParamType::String => Ok(Json::String(v.to_string())),
-        ParamType::Number => v
-            .parse::<i64>()
-            .map(Json::from)
-            .or_else(|_| v.parse::<f64>().map(Json::from))
-            .map_err(|_| "expected a number".to_string()),
+        ParamType::Number => match v.parse::<i64>() {
+            Ok(n) => Ok(Json::from(n)),
+            Err(_) => match v.parse::<f64>() {
+                // `NaN`, `inf` and `1e400` parse as floats but are no number a field takes
+                // (and JSON would turn them into null).
+                Ok(f) if !f.is_finite() => Err("not a finite number".to_string()),
+                Ok(f) => Ok(Json::from(f)),
+                Err(_) => Err("expected a number".to_string()),
+            },
+        },
         ParamType::Boolean => v
             .parse::<bool>()
             .map(Json::Bool)

@@ -160,6 +160,65 @@ pub fn substitute(value: &Json, lookup: &dyn Fn(&Ref) -> Option<Resolved>) -> Js
     }
 }
 
+/// Like [`substitute`], for a pass that fills in some references (parameters) and leaves
+/// the rest for later: the result is still a template, so literal text keeps its `$${`
+/// escape and an inserted string value is escaped too. Unescaping there would turn a
+/// written `$${x}`, or a value holding `${`, into a reference on the next pass.
+pub fn substitute_template(value: &Json, lookup: &dyn Fn(&Ref) -> Option<Resolved>) -> Json {
+    match value {
+        Json::String(s) => {
+            let Ok(pieces) = scan(s) else {
+                return value.clone();
+            };
+            if let [Piece::Ref(r)] = pieces.as_slice() {
+                return match lookup(r) {
+                    Some(Resolved::Known(Json::String(v))) => Json::String(escape(&v)),
+                    Some(Resolved::Known(v)) => v,
+                    Some(Resolved::Unknown) => Json::String(UNKNOWN.into()),
+                    None => value.clone(),
+                };
+            }
+            // Literal text (written or inserted) gathers in `lit` and is escaped as a
+            // whole, so a `$` and a `{` from two pieces cannot meet as a `${`.
+            let mut out = String::new();
+            let mut lit = String::new();
+            for p in pieces {
+                match p {
+                    Piece::Lit(l) => lit.push_str(&l),
+                    Piece::Ref(r) => match lookup(&r) {
+                        Some(Resolved::Known(Json::String(s))) => lit.push_str(&s),
+                        Some(Resolved::Known(v)) => lit.push_str(&v.to_string()),
+                        Some(Resolved::Unknown) => return Json::String(UNKNOWN.into()),
+                        None => {
+                            out.push_str(&escape(&std::mem::take(&mut lit)));
+                            out.push_str(&r.to_string());
+                        }
+                    },
+                }
+            }
+            out.push_str(&escape(&lit));
+            Json::String(out)
+        }
+        Json::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|v| substitute_template(v, lookup))
+                .collect(),
+        ),
+        Json::Object(map) => Json::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), substitute_template(v, lookup)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Literal text written back into a template: every `${` becomes `$${`.
+fn escape(s: &str) -> String {
+    s.replace("${", "$${")
+}
+
 /// True when any string inside still waits for a value from apply.
 pub fn has_unknown(value: &Json) -> bool {
     match value {
@@ -216,6 +275,59 @@ mod tests {
             json!({"p": 5432, "s": "id=vpc-1", "u": UNKNOWN, "k": ["${nope}"]})
         );
         assert!(has_unknown(&out));
+    }
+
+    #[test]
+    fn a_partial_pass_keeps_escapes_and_the_final_pass_removes_them() {
+        let params = |r: &Ref| match (r.target.as_str(), r.attribute.as_deref()) {
+            ("params", Some("env")) => Some(Resolved::Known(json!("prod"))),
+            ("params", Some("tricky")) => Some(Resolved::Known(json!("a${q.arn}"))),
+            ("params", Some("port")) => Some(Resolved::Known(json!(8080))),
+            _ => None,
+        };
+        let v = json!({
+            "lit": "hello $${name}",
+            "mixed": "${params.env}-$${x}-${q.url}",
+            "value": "${params.tricky}",
+            "embedded": "v=${params.tricky}",
+            "split": "${params.env}$${params.env}",
+            "number": "${params.port}",
+            "plain": "no refs",
+        });
+        let t = substitute_template(&v, &params);
+        assert_eq!(
+            t,
+            json!({
+                "lit": "hello $${name}",
+                "mixed": "prod-$${x}-${q.url}",
+                "value": "a$${q.arn}",
+                "embedded": "v=a$${q.arn}",
+                "split": "prod$${params.env}",
+                "number": 8080,
+                "plain": "no refs",
+            })
+        );
+        // Only `q.url` is left to resolve: the escapes and inserted values never are.
+        let mut refs = Vec::new();
+        collect(&t, "", &mut refs);
+        let found: Vec<String> = refs
+            .into_iter()
+            .map(|(p, r)| format!("{p} {}", r.unwrap()))
+            .collect();
+        assert_eq!(found, vec!["mixed ${q.url}"]);
+        let resources = |r: &Ref| (r.target == "q").then(|| Resolved::Known(json!("https://q")));
+        assert_eq!(
+            substitute(&t, &resources),
+            json!({
+                "lit": "hello ${name}",
+                "mixed": "prod-${x}-https://q",
+                "value": "a${q.arn}",
+                "embedded": "v=a${q.arn}",
+                "split": "prod${params.env}",
+                "number": 8080,
+                "plain": "no refs",
+            })
+        );
     }
 
     #[test]

@@ -128,3 +128,65 @@ fn suggestions_only_for_close_names() {
     );
     assert_eq!(did_you_mean("zzz", ["cidr_block", "vpc"]), None);
 }
+
+#[test]
+fn non_finite_var_numbers_are_refused_at_the_parameter() {
+    let text = "name: n\nparameters:\n  mem:\n    type: number\n    default: 128\n    secret: true\nresources:\n  q:\n    type: sqs_queue\n    delay: ${params.mem}\n";
+    for v in ["NaN", "inf", "-infinity", "1e400"] {
+        let d = load(text, &[("mem", v)]).unwrap_err();
+        // (The follow-on "unknown parameter" is another slice's to remove.)
+        assert_eq!(
+            messages(&d)[0],
+            "3:3 --var mem=(secret): not a finite number",
+            "{v}"
+        );
+    }
+    assert_eq!(
+        coerce(ParamType::Number, "1e2"),
+        Ok(serde_json::json!(100.0))
+    );
+    assert_eq!(coerce(ParamType::Number, "-7"), Ok(serde_json::json!(-7)));
+}
+
+#[test]
+fn escaped_dollar_braces_stay_literal_beside_references_and_parameters() {
+    let text = "name: e\nparameters:\n  env:\n    default: prod\n  owner:\n    default: ${b.arn}\nresources:\n  b:\n    type: event_bus\n  r:\n    type: event_rule\n    bus: ${b.name}\n    description: \"${params.env} costs $${price}; owner ${params.owner}\"\n    event_pattern: {source: [shop]}\n";
+    let b = load(text, &[]).expect("valid");
+    let r = &b.resources["r"];
+    // `$${price}` and the `${…}` inside a parameter's value are no references.
+    let found: Vec<String> = r.refs.iter().map(|(p, x)| format!("{p} {x}")).collect();
+    assert_eq!(found, vec!["bus ${b.name}"]);
+    let lookup =
+        |x: &Ref| (x.target == "b").then(|| refs::Resolved::Known(Json::String("shop-bus".into())));
+    let cfg = refs::substitute(&r.config, &lookup);
+    assert_eq!(cfg["description"], "prod costs ${price}; owner ${b.arn}");
+    assert_eq!(cfg["bus"], "shop-bus");
+}
+
+#[test]
+fn name_collisions_follow_each_kinds_names_and_namespaces() {
+    // SQS names keep `_` and case: three queues.
+    load(
+        "name: q\nresources:\n  orders:\n    type: sqs_queue\n  Orders:\n    type: sqs_queue\n  orders_:\n    type: sqs_queue\n",
+        &[],
+    )
+    .expect("three distinct queue names");
+    // Load balancer and target group names are two namespaces: one name in each is fine.
+    load(
+        "name: l\nresources:\n  web_x:\n    type: load_balancer\n    subnets: [subnet-12345678, subnet-23456789]\n    security_groups: [sg-12345678]\n  web-x:\n    type: target_group\n    vpc: vpc-12345678\n    port: 80\n    protocol: HTTP\n",
+        &[],
+    )
+    .expect("a load balancer and a target group may share a name");
+    // RDS instances and replicas share one namespace of lower-case identifiers.
+    let d = load(
+        "name: r\nresources:\n  g:\n    type: db_subnet_group\n    subnets: [subnet-12345678, subnet-23456789]\n  Main:\n    type: db_instance\n    engine: postgres\n    engine_version: \"16\"\n    instance_class: db.t4g.micro\n    db_subnet_group: ${g}\n    master_password: generated\n  main:\n    type: db_read_replica\n    source: ${Main}\n    instance_class: db.t4g.micro\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        messages(&d)
+            .iter()
+            .any(|m| m.starts_with("13:3 `main` and `Main` (at 6:3) give the same RDS identifier")),
+        "{d}"
+    );
+}

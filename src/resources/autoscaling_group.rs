@@ -30,6 +30,9 @@ const REQUESTS: &str = "ALBRequestCountPerTarget";
 const ELB_HEALTH_BASELINE: &str = "security baseline CKV2_AWS_15";
 /// Instances may take minutes to boot and pass their lifecycle hooks.
 const CAPACITY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The largest group size the API takes: MinSize, MaxSize and DesiredCapacity are 32-bit
+/// integers (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_CreateAutoScalingGroup.html).
+const MAX_SIZE: i64 = i32::MAX as i64;
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
@@ -206,8 +209,21 @@ impl Kind for AutoscalingGroup {
                 "target_group",
             ));
         }
-        if f.min_size < 0 {
-            issues.push(Issue::new("min_size", "min_size cannot be negative"));
+        // The API's sizes are 32-bit integers: a larger number must be refused here, not
+        // wrapped around into another size.
+        for (path, v) in [
+            ("min_size", Some(f.min_size)),
+            ("max_size", Some(f.max_size)),
+        ]
+        .into_iter()
+        .chain([("desired_capacity", f.desired_capacity)])
+        {
+            if let Some(v) = v.filter(|v| !(0..=MAX_SIZE).contains(v)) {
+                issues.push(Issue::new(
+                    path,
+                    format!("{path} {v} is out of range: 0 to {MAX_SIZE}"),
+                ));
+            }
         }
         if f.max_size < f.min_size {
             issues.push(Issue::new(
@@ -258,6 +274,11 @@ impl Kind for AutoscalingGroup {
 
     fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
         let f: Fields = parse(config).map_err(|i| i.message)?;
+        let min_size = common::int32("min_size", f.min_size)?;
+        let max_size = common::int32("max_size", f.max_size)?;
+        let desired_capacity =
+            common::int32("desired_capacity", f.desired_capacity.unwrap_or(f.min_size))?;
+        let grace = common::int32("health_check_grace_period", f.health_check_grace_period)?;
         let version = match &f.launch_template_version {
             None => "$Default".to_string(),
             Some(VersionField::Number(n)) => n.to_string(),
@@ -278,12 +299,12 @@ impl Kind for AutoscalingGroup {
             launch_template: f.launch_template,
             launch_template_version: version,
             subnets: id_set(f.subnets),
-            min_size: f.min_size as i32,
-            max_size: f.max_size as i32,
+            min_size,
+            max_size,
             desired_capacity: if policy.is_some() {
                 None
             } else {
-                Some(f.desired_capacity.unwrap_or(f.min_size) as i32)
+                Some(desired_capacity)
             },
             target_groups: id_set(f.target_groups),
             health_check_type: match health {
@@ -291,9 +312,13 @@ impl Kind for AutoscalingGroup {
                 HealthCheckType::Elb => "ELB",
             }
             .into(),
-            health_check_grace_period: f.health_check_grace_period as i32,
+            health_check_grace_period: grace,
             scaling_policy: policy,
         }))
+    }
+
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("Auto Scaling group name".into(), group_name(stack, id))]
     }
 
     fn replace_on(&self) -> &'static [&'static str] {

@@ -167,6 +167,18 @@ pub fn from_desired<T: DeserializeOwned>(desired: &Json) -> Result<T, Error> {
         .map_err(|e| Error::Invalid(format!("cannot build the request: {e}")))
 }
 
+/// A blueprint number as the 32-bit integer an AWS API takes. The kind's checks refuse
+/// out-of-range values with the allowed range first; this keeps a value that slipped
+/// past them from wrapping around into a different one (`4294967300` into `4`).
+pub fn int32(field: &str, v: i64) -> Result<i32, String> {
+    i32::try_from(v).map_err(|_| format!("{field} {v} is out of range for AWS (a 32-bit integer)"))
+}
+
+/// Like [`int32`] for attributes kept as unsigned 32-bit numbers.
+pub fn uint32(field: &str, v: i64) -> Result<u32, String> {
+    u32::try_from(v).map_err(|_| format!("{field} {v} is out of range for AWS (a 32-bit integer)"))
+}
+
 /// True when a resolved value is only known after apply.
 pub fn unknown(s: &str) -> bool {
     s == UNKNOWN

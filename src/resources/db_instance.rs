@@ -306,7 +306,6 @@ impl Kind for DbInstance {
         if let Some(n) = &f.db_name {
             issues.extend(check_db_name(f.engine, n));
         }
-        issues.extend(check_unique_identifier(id, cx));
         issues
     }
 
@@ -341,6 +340,10 @@ impl Kind for DbInstance {
             db_name: f.db_name,
             status: READY.to_string(),
         }))
+    }
+
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("RDS identifier".into(), identifier(stack, id))]
     }
 
     fn replace_on(&self) -> &'static [&'static str] {
@@ -450,12 +453,12 @@ impl Kind for DbInstance {
                 .engine(&a.engine)
                 .engine_version(&a.engine_version)
                 .db_instance_class(&a.instance_class)
-                .allocated_storage(a.allocated_storage as i32)
+                .allocated_storage(api_int("allocated_storage", a.allocated_storage)?)
                 .storage_type(&a.storage_type)
                 .storage_encrypted(a.storage_encrypted)
                 .publicly_accessible(a.publicly_accessible)
                 .multi_az(a.multi_az)
-                .backup_retention_period(a.backup_retention as i32)
+                .backup_retention_period(api_int("backup_retention", a.backup_retention)?)
                 .deletion_protection(a.deletion_protection)
                 .db_subnet_group_name(&a.db_subnet_group)
                 .master_username(&a.master_username)
@@ -517,7 +520,7 @@ impl Kind for DbInstance {
             modify = true;
         }
         if has("allocated_storage") {
-            req = req.allocated_storage(a.allocated_storage as i32);
+            req = req.allocated_storage(api_int("allocated_storage", a.allocated_storage)?);
             modify = true;
         }
         if has("storage_type") {
@@ -533,7 +536,7 @@ impl Kind for DbInstance {
             modify = true;
         }
         if has("backup_retention") {
-            req = req.backup_retention_period(a.backup_retention as i32);
+            req = req.backup_retention_period(api_int("backup_retention", a.backup_retention)?);
             modify = true;
         }
         if has("deletion_protection") {
@@ -889,6 +892,11 @@ fn os_random(buf: &mut [u8]) -> Result<(), Error> {
 }
 
 // ---- Shared by the RDS kinds ------------------------------------------------------
+
+/// A checked number as the 32-bit integer the RDS API takes (never wrapped around).
+fn api_int(field: &str, v: i64) -> Result<i32, Error> {
+    common::int32(field, v).map_err(Error::Invalid)
+}
 
 /// A deterministic RDS identifier for `stack-id`: at most 63 lower-case letters, digits
 /// and single hyphens, starting with a letter, not ending with a hyphen.
@@ -1504,27 +1512,6 @@ fn valid_group_name(s: &str) -> bool {
         && !s.eq_ignore_ascii_case("default")
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
-}
-
-/// DB instances and replicas share one namespace of identifiers: two ids that give the
-/// same identifier (`replica_1`, `replica-1`) would fight over one instance.
-pub(super) fn check_unique_identifier(id: &str, cx: &CheckCx) -> Option<Issue> {
-    let mine = identifier("s", id);
-    cx.resources
-        .values()
-        .take_while(|r| r.id != id)
-        .filter(|r| r.kind == "db_instance" || r.kind == "db_read_replica")
-        .find(|r| identifier("s", &r.id) == mine)
-        .map(|r| {
-            Issue::new(
-                "",
-                format!(
-                    "`{id}` and `{}` give the same RDS identifier (RDS allows only lower-case letters, digits and single hyphens)",
-                    r.id
-                ),
-            )
-            .help("rename one of them")
-        })
 }
 
 // ---- Versions ----------------------------------------------------------------------

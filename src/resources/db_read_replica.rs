@@ -9,11 +9,10 @@ use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
 use super::db_instance::{
-    add_tags, applied, check_class, check_ref, check_unique_identifier, check_zone,
-    create_or_adopt, delete_instance, describe, final_snapshot_name, identifier, instance_outputs,
-    lower_known, rds_tags, security_group_ids, sorted, stack_instances, status, tag_map,
-    wait_created, wait_ready, CREATE_TIMEOUT, GENERATED, MODIFY_TIMEOUT, READY, TAG_FINAL_SNAPSHOT,
-    TAG_KIND,
+    add_tags, applied, check_class, check_ref, check_zone, create_or_adopt, delete_instance,
+    describe, final_snapshot_name, identifier, instance_outputs, lower_known, rds_tags,
+    security_group_ids, sorted, stack_instances, status, tag_map, wait_created, wait_ready,
+    CREATE_TIMEOUT, GENERATED, MODIFY_TIMEOUT, READY, TAG_FINAL_SNAPSHOT, TAG_KIND,
 };
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
@@ -96,7 +95,7 @@ impl Kind for DbReadReplica {
         common::schema_of::<Fields>()
     }
 
-    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
         let f: Fields = match parse(config) {
             Ok(f) => f,
             Err(i) => return vec![i],
@@ -188,7 +187,6 @@ impl Kind for DbReadReplica {
                 }
             }
         }
-        issues.extend(check_unique_identifier(id, cx));
         issues
     }
 
@@ -205,6 +203,10 @@ impl Kind for DbReadReplica {
             final_snapshot: f.final_snapshot,
             status: READY.to_string(),
         }))
+    }
+
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("RDS identifier".into(), identifier(stack, id))]
     }
 
     fn replace_on(&self) -> &'static [&'static str] {

@@ -127,6 +127,10 @@ impl Kind for DbSubnetGroup {
         }))
     }
 
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("DB subnet group name".into(), group_name(stack, id))]
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &[]
     }

@@ -64,6 +64,10 @@ impl Kind for EventBus {
         }))
     }
 
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("event bus name".into(), bus_name(stack, id))]
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["name"]
     }

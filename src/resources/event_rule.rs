@@ -302,6 +302,14 @@ impl Kind for EventRule {
         serde_json::to_value(a).map_err(|e| e.to_string())
     }
 
+    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+        let what = match config.get("bus").and_then(Json::as_str) {
+            Some(bus) => format!("rule name on `{bus}`"),
+            None => "rule name on the default bus".into(),
+        };
+        vec![(what, rule_name(stack, id))]
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["bus", "name"]
     }

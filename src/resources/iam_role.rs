@@ -378,6 +378,24 @@ pub(super) fn auto_role_name(stack: &str, id: &str) -> String {
     common::physical_name(stack, id, 64, iam_char, "-role")
 }
 
+/// IAM role names are unique in the account without regard to case
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-names).
+const ROLE_NAMESPACE: &str = "IAM role name (compared without case)";
+
+/// The automatic role's name in the IAM namespace, when `config` asks for one
+/// (`role: auto`, the default), for the blueprint's name-collision check.
+pub(super) fn auto_role_key(stack: &str, id: &str, config: &Json) -> Option<(String, String)> {
+    let auto = config
+        .get("role")
+        .is_none_or(|r| r.as_str() == Some(super::lambda_function::AUTO));
+    auto.then(|| {
+        (
+            ROLE_NAMESPACE.into(),
+            auto_role_name(stack, id).to_ascii_lowercase(),
+        )
+    })
+}
+
 /// True when `arn` is one of the stack's automatic roles.
 pub(super) fn is_auto_role(arn: &str, stack: &str) -> bool {
     arn.contains(&format!(":role{}", auto_path(stack)))
@@ -725,6 +743,13 @@ impl Kind for IamRole {
                 .collect(),
         };
         serde_json::to_value(a).map_err(|e| e.to_string())
+    }
+
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![(
+            ROLE_NAMESPACE.into(),
+            role_name(stack, id).to_ascii_lowercase(),
+        )]
     }
 
     fn replace_on(&self) -> &'static [&'static str] {

@@ -71,11 +71,13 @@ struct Fields {
     /// in `handler.py`), `file.export` for Node.js.
     handler: String,
     /// Memory in MB (128 to 10240); CPU grows with it.
+    // Read wide so that a negative or huge value meets the range check, which names the
+    // allowed range, rather than a bare type error.
     #[serde(default = "default_memory")]
-    memory: u32,
+    memory: i64,
     /// Seconds an invocation may run (1 to 900).
     #[serde(default = "default_timeout")]
-    timeout: u32,
+    timeout: i64,
     /// Environment variables; values may refer to other resources, like
     /// `QUEUE_URL: ${orders.url}`. With `role: auto`, the queues, buses, functions and
     /// state machines named here are what the role may use.
@@ -101,11 +103,16 @@ struct Fields {
     description: Option<String>,
 }
 
-fn default_memory() -> u32 {
+/// A checked number as the 32-bit integer the Lambda API takes (never wrapped around).
+fn api_int(field: &str, v: u32) -> Result<i32, Error> {
+    common::int32(field, v.into()).map_err(Error::Invalid)
+}
+
+fn default_memory() -> i64 {
     128
 }
 
-fn default_timeout() -> u32 {
+fn default_timeout() -> i64 {
     3
 }
 
@@ -738,8 +745,8 @@ impl Kind for LambdaFunction {
             name,
             runtime: f.runtime.trim().to_string(),
             handler: f.handler.trim().to_string(),
-            memory: f.memory,
-            timeout: f.timeout,
+            memory: common::uint32("memory", f.memory)?,
+            timeout: common::uint32("timeout", f.timeout)?,
             environment,
             role,
             role_policy,
@@ -752,6 +759,12 @@ impl Kind for LambdaFunction {
             code_sha256: sha,
         };
         serde_json::to_value(a).map_err(|e| e.to_string())
+    }
+
+    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+        let mut out = vec![("function name".into(), function_name(stack, id))];
+        out.extend(iam_role::auto_role_key(stack, id, config));
+        out
     }
 
     fn replace_on(&self) -> &'static [&'static str] {
@@ -827,8 +840,8 @@ impl Kind for LambdaFunction {
                 .runtime(Runtime::from(a.runtime.as_str()))
                 .handler(&a.handler)
                 .role(&role_arn)
-                .memory_size(a.memory as i32)
-                .timeout(a.timeout as i32)
+                .memory_size(api_int("memory", a.memory)?)
+                .timeout(api_int("timeout", a.timeout)?)
                 .code(
                     FunctionCode::builder()
                         .zip_file(Blob::new(code.as_ref().clone()))
@@ -919,8 +932,8 @@ impl Kind for LambdaFunction {
                     .runtime(Runtime::from(a.runtime.as_str()))
                     .handler(&a.handler)
                     .role(&role_arn)
-                    .memory_size(a.memory as i32)
-                    .timeout(a.timeout as i32)
+                    .memory_size(api_int("memory", a.memory)?)
+                    .timeout(api_int("timeout", a.timeout)?)
                     .environment(environment(&a))
                     .tracing_config(tracing(&a))
                     .logging_config(logging(&a))

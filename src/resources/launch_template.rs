@@ -267,6 +267,10 @@ impl Kind for LaunchTemplate {
         &["latest_version", "default_version", "image_id"]
     }
 
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("launch template name".into(), template_name(stack, id))]
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["name"]
     }

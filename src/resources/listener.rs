@@ -180,7 +180,7 @@ impl Kind for Listener {
         Ok(json!(Attrs {
             load_balancer: f.load_balancer,
             protocol: if https { "HTTPS" } else { "HTTP" }.into(),
-            port: f.port.unwrap_or(if https { 443 } else { 80 }) as i32,
+            port: common::int32("port", f.port.unwrap_or(if https { 443 } else { 80 }))?,
             certificate_arn: f.certificate_arn.filter(|_| https),
             ssl_policy: https.then(|| f.ssl_policy.unwrap_or_else(|| DEFAULT_SSL_POLICY.into())),
             default_action,

@@ -144,6 +144,10 @@ impl Kind for LoadBalancer {
         }))
     }
 
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("load balancer name".into(), elb_name(stack, id))]
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["name", "scheme"]
     }

@@ -326,7 +326,10 @@ async fn set_retention(aws: &Aws, name: &str, days: Option<u32>) -> Result<(), E
             .logs
             .put_retention_policy()
             .log_group_name(name)
-            .retention_in_days(d as i32)
+            .retention_in_days(
+                i32::try_from(d)
+                    .map_err(|_| Error::Invalid(format!("{d} days is out of range")))?,
+            )
             .send()
             .await
             .map(|_| ())

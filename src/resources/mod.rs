@@ -162,6 +162,13 @@ pub trait Kind: Send + Sync {
         None
     }
 
+    /// The names AWS knows the resource by that derive from its id, each with the
+    /// namespace AWS keeps it unique in, e.g. `("load balancer name", name)`. A name AWS
+    /// compares without case is given in lower case. Kinds without such names: none.
+    fn physical_names(&self, _stack: &str, _id: &str, _config: &Json) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Security-baseline findings of the desired attributes, shown as plan warnings.
     fn warnings(&self, _desired: &Json) -> Vec<String> {
         Vec::new()
@@ -214,5 +221,11 @@ impl crate::blueprint::Catalog for Catalog {
 
     fn inline_files(&self, name: &str, config: &Json, dir: &Path) -> Result<Option<Json>, Issue> {
         kind(name).map_or(Ok(None), |k| k.inline_files(config, dir))
+    }
+
+    fn physical_names(&self, name: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+        // A short stand-in stack: under the stack's own name a long id may be shortened
+        // with a hash and escape the clash, which a shorter `--stack` would bring back.
+        kind(name).map_or_else(Vec::new, |k| k.physical_names("s", id, config))
     }
 }

@@ -222,6 +222,14 @@ impl Kind for SecurityGroup {
         }))
     }
 
+    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+        let vpc = config.get("vpc").and_then(Json::as_str).unwrap_or_default();
+        vec![(
+            format!("security group name in `{vpc}`"),
+            group_name(stack, id),
+        )]
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["group_name", "vpc", "description"]
     }

@@ -34,20 +34,22 @@ struct Fields {
     #[serde(default)]
     content_based_deduplication: bool,
     /// Seconds a received message stays hidden from other consumers (0 to 43200).
-    #[serde(default = "default_visibility")]
-    visibility_timeout: u32,
+    // The numbers are read wide so that a negative or huge value meets the range check
+    // (which names the allowed range) rather than a bare type error.
+    #[serde(default = "default_visibility_field")]
+    visibility_timeout: i64,
     /// Seconds a message is kept before SQS drops it (60 to 1209600, i.e. 14 days).
-    #[serde(default = "default_retention")]
-    message_retention: u32,
+    #[serde(default = "default_retention_field")]
+    message_retention: i64,
     /// Seconds every new message waits before it can be received (0 to 900).
     #[serde(default)]
-    delay: u32,
+    delay: i64,
     /// Largest message accepted, in bytes (1024 to 1048576).
-    #[serde(default = "default_max_size")]
-    max_message_size: u32,
+    #[serde(default = "default_max_size_field")]
+    max_message_size: i64,
     /// Seconds a receive call waits for a message to arrive (long polling, 0 to 20).
     #[serde(default)]
-    receive_wait_time: u32,
+    receive_wait_time: i64,
     /// Move messages that keep failing to another queue.
     #[serde(default)]
     dead_letter: Option<DeadLetter>,
@@ -74,12 +76,27 @@ fn default_max_size() -> u32 {
     262_144
 }
 
-fn default_max_receives() -> u32 {
+fn default_visibility_field() -> i64 {
+    default_visibility().into()
+}
+
+fn default_retention_field() -> i64 {
+    default_retention().into()
+}
+
+fn default_max_size_field() -> i64 {
+    default_max_size().into()
+}
+
+fn default_max_receives() -> i64 {
     5
 }
 
-fn default_reuse() -> u32 {
-    300
+/// SQS's default data key reuse period, in seconds.
+const DEFAULT_REUSE: u32 = 300;
+
+fn default_reuse() -> i64 {
+    DEFAULT_REUSE.into()
 }
 
 /// The redrive policy of a queue.
@@ -91,7 +108,7 @@ struct DeadLetter {
     queue: String,
     /// Failed receives after which a message moves to the dead-letter queue (1 to 1000).
     #[serde(default = "default_max_receives")]
-    max_receives: u32,
+    max_receives: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -110,7 +127,7 @@ struct KmsKey {
     kms_key: String,
     /// Seconds SQS reuses a data key before calling KMS again (60 to 86400).
     #[serde(default = "default_reuse")]
-    data_key_reuse_period: u32,
+    data_key_reuse_period: i64,
 }
 
 impl Serialize for Encryption {
@@ -204,7 +221,7 @@ fn valid_service(s: &str) -> bool {
 }
 
 impl Fields {
-    fn limits(&self) -> [(&'static str, u32, u32, u32); 5] {
+    fn limits(&self) -> [(&'static str, i64, i64, i64); 5] {
         [
             ("visibility_timeout", self.visibility_timeout, 0, 43_200),
             ("message_retention", self.message_retention, 60, 1_209_600),
@@ -306,16 +323,21 @@ impl Kind for SqsQueue {
             name: queue_name(stack, id, f.fifo),
             fifo: f.fifo,
             content_based_deduplication: f.fifo && f.content_based_deduplication,
-            visibility_timeout: f.visibility_timeout,
-            message_retention: f.message_retention,
-            delay: f.delay,
-            max_message_size: f.max_message_size,
-            receive_wait_time: f.receive_wait_time,
+            visibility_timeout: common::uint32("visibility_timeout", f.visibility_timeout)?,
+            message_retention: common::uint32("message_retention", f.message_retention)?,
+            delay: common::uint32("delay", f.delay)?,
+            max_message_size: common::uint32("max_message_size", f.max_message_size)?,
+            receive_wait_time: common::uint32("receive_wait_time", f.receive_wait_time)?,
             dead_letter: f.dead_letter,
             encryption: f.encryption,
             allow_services: normalise_services(&f.allow_services),
         };
         serde_json::to_value(a).map_err(|e| e.to_string())
+    }
+
+    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+        let fifo = config.get("fifo") == Some(&Json::Bool(true));
+        vec![("queue name".into(), queue_name(stack, id, fifo))]
     }
 
     fn replace_on(&self) -> &'static [&'static str] {
@@ -729,7 +751,7 @@ fn attrs_of(m: &HashMap<Q, String>, url: &str) -> Result<Attrs, Error> {
     let encryption = match kms {
         Some(k) => Encryption::Kms(KmsKey {
             kms_key: k.to_string(),
-            data_key_reuse_period: num(Q::KmsDataKeyReusePeriodSeconds, default_reuse())?,
+            data_key_reuse_period: num(Q::KmsDataKeyReusePeriodSeconds, DEFAULT_REUSE)?.into(),
         }),
         None if flag(Q::SqsManagedSseEnabled) => Encryption::Sqs,
         None => Encryption::Off,
@@ -850,7 +872,7 @@ fn dead_letter_of(raw: Option<&str>) -> Option<DeadLetter> {
     let v: Json = serde_json::from_str(raw).unwrap_or(Json::Null);
     let arn = v.get("deadLetterTargetArn").and_then(Json::as_str);
     let n = match v.get("maxReceiveCount") {
-        Some(Json::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        Some(Json::Number(n)) => n.as_i64(),
         Some(Json::String(s)) => s.trim().parse().ok(),
         _ => None,
     };

@@ -660,6 +660,12 @@ impl Kind for StateMachine {
         serde_json::to_value(a).map_err(|e| e.to_string())
     }
 
+    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+        let mut out = vec![("state machine name".into(), machine_name(stack, id))];
+        out.extend(iam_role::auto_role_key(stack, id, config));
+        out
+    }
+
     fn replace_on(&self) -> &'static [&'static str] {
         &["name", "workflow_type"]
     }

@@ -273,10 +273,11 @@ impl Kind for TargetGroup {
     fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
         let f: Fields = parse(config).map_err(|i| i.message)?;
         let h = f.health_check;
+        let int32 = common::int32;
         Ok(json!(Attrs {
             name: elb_name(stack, id),
             protocol: f.protocol.as_str().into(),
-            port: f.port as i32,
+            port: int32("port", f.port)?,
             vpc: f.vpc,
             target_type: match f.target_type {
                 TargetType::Instance => "instance",
@@ -290,14 +291,21 @@ impl Kind for TargetGroup {
                     .map(|p| p.to_string())
                     .unwrap_or_else(|| "traffic-port".into()),
                 protocol: h.protocol.unwrap_or(f.protocol).as_str().into(),
-                interval: h.interval as i32,
-                timeout: h.timeout as i32,
-                healthy_threshold: h.healthy_threshold as i32,
-                unhealthy_threshold: h.unhealthy_threshold as i32,
+                interval: int32("health_check.interval", h.interval)?,
+                timeout: int32("health_check.timeout", h.timeout)?,
+                healthy_threshold: int32("health_check.healthy_threshold", h.healthy_threshold)?,
+                unhealthy_threshold: int32(
+                    "health_check.unhealthy_threshold",
+                    h.unhealthy_threshold
+                )?,
                 matcher: h.matcher,
             },
-            deregistration_delay: f.deregistration_delay as i32,
+            deregistration_delay: int32("deregistration_delay", f.deregistration_delay)?,
         }))
+    }
+
+    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+        vec![("target group name".into(), elb_name(stack, id))]
     }
 
     fn replace_on(&self) -> &'static [&'static str] {
