@@ -124,40 +124,7 @@ pub enum Resolved {
 /// the referenced value as is (so a number stays a number); a string with an unknown
 /// reference becomes [`UNKNOWN`] as a whole. Unresolvable references are left as written.
 pub fn substitute(value: &Json, lookup: &dyn Fn(&Ref) -> Option<Resolved>) -> Json {
-    match value {
-        Json::String(s) => {
-            let Ok(pieces) = scan(s) else {
-                return value.clone();
-            };
-            if let [Piece::Ref(r)] = pieces.as_slice() {
-                return match lookup(r) {
-                    Some(Resolved::Known(v)) => v,
-                    Some(Resolved::Unknown) => Json::String(UNKNOWN.into()),
-                    None => value.clone(),
-                };
-            }
-            let mut out = String::new();
-            for p in pieces {
-                match p {
-                    Piece::Lit(l) => out.push_str(&l),
-                    Piece::Ref(r) => match lookup(&r) {
-                        Some(Resolved::Known(Json::String(s))) => out.push_str(&s),
-                        Some(Resolved::Known(v)) => out.push_str(&v.to_string()),
-                        Some(Resolved::Unknown) => return Json::String(UNKNOWN.into()),
-                        None => out.push_str(&r.to_string()),
-                    },
-                }
-            }
-            Json::String(out)
-        }
-        Json::Array(items) => Json::Array(items.iter().map(|v| substitute(v, lookup)).collect()),
-        Json::Object(map) => Json::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), substitute(v, lookup)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
+    fill(value, lookup, &|s: &str| s.to_string())
 }
 
 /// Like [`substitute`], for a pass that fills in some references (parameters) and leaves
@@ -165,6 +132,16 @@ pub fn substitute(value: &Json, lookup: &dyn Fn(&Ref) -> Option<Resolved>) -> Js
 /// escape and an inserted string value is escaped too. Unescaping there would turn a
 /// written `$${x}`, or a value holding `${`, into a reference on the next pass.
 pub fn substitute_template(value: &Json, lookup: &dyn Fn(&Ref) -> Option<Resolved>) -> Json {
+    fill(value, lookup, &escape)
+}
+
+/// The substitution both passes share; `lit_out` makes literal text final (as is) or keeps it
+/// a template (escaped).
+fn fill(
+    value: &Json,
+    lookup: &dyn Fn(&Ref) -> Option<Resolved>,
+    lit_out: &dyn Fn(&str) -> String,
+) -> Json {
     match value {
         Json::String(s) => {
             let Ok(pieces) = scan(s) else {
@@ -172,14 +149,14 @@ pub fn substitute_template(value: &Json, lookup: &dyn Fn(&Ref) -> Option<Resolve
             };
             if let [Piece::Ref(r)] = pieces.as_slice() {
                 return match lookup(r) {
-                    Some(Resolved::Known(Json::String(v))) => Json::String(escape(&v)),
+                    Some(Resolved::Known(Json::String(v))) => Json::String(lit_out(&v)),
                     Some(Resolved::Known(v)) => v,
                     Some(Resolved::Unknown) => Json::String(UNKNOWN.into()),
                     None => value.clone(),
                 };
             }
-            // Literal text (written or inserted) gathers in `lit` and is escaped as a
-            // whole, so a `$` and a `{` from two pieces cannot meet as a `${`.
+            // Literal text (written or inserted) gathers in `lit` and goes out as a whole,
+            // so a `$` and a `{` from two pieces cannot meet as a `${` in a template.
             let mut out = String::new();
             let mut lit = String::new();
             for p in pieces {
@@ -190,24 +167,19 @@ pub fn substitute_template(value: &Json, lookup: &dyn Fn(&Ref) -> Option<Resolve
                         Some(Resolved::Known(v)) => lit.push_str(&v.to_string()),
                         Some(Resolved::Unknown) => return Json::String(UNKNOWN.into()),
                         None => {
-                            out.push_str(&escape(&std::mem::take(&mut lit)));
+                            out.push_str(&lit_out(&std::mem::take(&mut lit)));
                             out.push_str(&r.to_string());
                         }
                     },
                 }
             }
-            out.push_str(&escape(&lit));
+            out.push_str(&lit_out(&lit));
             Json::String(out)
         }
-        Json::Array(items) => Json::Array(
-            items
-                .iter()
-                .map(|v| substitute_template(v, lookup))
-                .collect(),
-        ),
+        Json::Array(items) => Json::Array(items.iter().map(|v| fill(v, lookup, lit_out)).collect()),
         Json::Object(map) => Json::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), substitute_template(v, lookup)))
+                .map(|(k, v)| (k.clone(), fill(v, lookup, lit_out)))
                 .collect(),
         ),
         other => other.clone(),
