@@ -139,3 +139,10 @@ where
         }
     }
 }
+
+/// Plans with `args` (`["plan", blueprint, …]`) and asserts there is nothing left to do,
+/// naming what remains otherwise: the check after every apply.
+pub fn assert_no_changes(args: &[&str], stack: &str) {
+    let (code, out, _) = run_json(args, stack);
+    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+}

@@ -62,8 +62,7 @@ fn apply_killed_midway_then_rerun_makes_no_duplicates() {
         expected_network_census(),
         "duplicates or missing resources"
     );
-    let (code, out, _) = run_json(&["plan", bp.to_str().expect("utf-8")], &stack);
-    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+    assert_no_changes(&["plan", bp.to_str().expect("utf-8")], &stack);
 
     let (code, _, err) = run_json(&["destroy", "--yes"], &stack);
     assert_eq!(code, 0, "{err}");

@@ -232,8 +232,7 @@ fn network_lifecycle() {
 
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "apply of the edit failed: {out:#}\n{err}");
-    let (code, out, _) = run_json(&["plan", bp_s], &stack);
-    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+    assert_no_changes(&["plan", bp_s], &stack);
 
     // Checked straight with the SDK.
     rt().block_on(async {

@@ -317,8 +317,7 @@ fn rds_read_replicas_lab() {
         );
         assert_eq!(b2.availability_zone(), Some("us-east-1b"));
     });
-    let (code, out, _) = run_json(&["plan", bp_s], &stack);
-    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+    assert_no_changes(&["plan", bp_s], &stack);
 
     // Promotion: an update named as such, made, then quiet.
     edit(
@@ -618,8 +617,7 @@ fn a_rerun_waits_for_the_primary_a_killed_apply_left_creating() {
             .expect("password parameter");
         assert_eq!(p.version(), 1);
     });
-    let (code, out, _) = run_json(&["plan", bp_s], &stack);
-    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+    assert_no_changes(&["plan", bp_s], &stack);
 
     destroy_leaves_no_instance_or_password(&stack, bp_s);
 }
@@ -665,8 +663,7 @@ fn switching_between_secrets_manager_and_a_generated_password_converges() {
         .unwrap_or_default()
         .to_string();
     assert_not_shown(&password, &[&out.to_string(), &err]);
-    let (code, out, _) = run_json(&["plan", bp_s], &stack);
-    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+    assert_no_changes(&["plan", bp_s], &stack);
 
     // And back: Secrets Manager again, the parameter and the instance's tag gone.
     edit(&bp, "    master_password: generated\n", "");
@@ -676,8 +673,7 @@ fn switching_between_secrets_manager_and_a_generated_password_converges() {
     assert!(db.master_user_secret().is_some());
     assert_eq!(tag(&db, "securecart:master-password-parameter"), None);
     assert!(rt().block_on(password_parameter(&stack)).is_none());
-    let (code, out, _) = run_json(&["plan", bp_s], &stack);
-    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+    assert_no_changes(&["plan", bp_s], &stack);
 
     destroy_leaves_no_instance_or_password(&stack, bp_s);
 }

@@ -150,8 +150,7 @@ fn apply_converges(bp: &str, stack: &str) {
         steps.iter().all(|s| s["outcome"] == "done"),
         "a step did not succeed: {steps:#?}"
     );
-    let (code, out, _) = run_json(&["plan", bp], stack);
-    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+    assert_no_changes(&["plan", bp], stack);
 }
 
 #[test]

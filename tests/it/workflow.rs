@@ -428,8 +428,7 @@ fn order_workflow_lifecycle() {
             .expect("function");
         assert_eq!(c.code_sha256(), Some(new_sha.as_str()));
     });
-    let (code, out, _) = run_json(&["plan", lab_s], &stack);
-    assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
+    assert_no_changes(&["plan", lab_s], &stack);
 
     // Destroy leaves nothing: functions, their roles, the state machine, the rules and
     // their roles, queues, the bus and the log groups.
