@@ -71,6 +71,7 @@ impl<'a> Session<'a> {
             let d = blueprint::Diagnostics {
                 file: bp.source.clone(),
                 problems: bp.warnings.clone(),
+                secrets: bp.secrets.clone(),
             };
             eprint!("{}", render::diagnostics(&d, false));
         }

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod render;
 pub mod report;
 pub mod resources;
+pub mod secrets;
 pub mod settings;
 pub mod workflow;
 

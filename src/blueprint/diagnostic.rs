@@ -78,6 +78,9 @@ impl Problem {
 pub struct Diagnostics {
     pub file: Arc<SourceFile>,
     pub problems: Vec<Problem>,
+    /// Secret parameter values seen before the errors stopped loading: the one who prints
+    /// these problems masks them (a message or the quoted source may hold one).
+    pub secrets: Vec<String>,
 }
 
 impl Diagnostics {

@@ -156,6 +156,9 @@ pub struct Blueprint {
     pub outputs: IndexMap<String, Output>,
     /// Warnings found while validating (never errors: those stop loading).
     pub warnings: Vec<Problem>,
+    /// The values of parameters with `secret: true` (as given or defaulted), so that the
+    /// output can mask them wherever they surface (`crate::secrets`).
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +256,7 @@ fn not_utf8(name: String, path: PathBuf, e: std::string::FromUtf8Error) -> LoadE
     LoadError::Invalid(Diagnostics {
         file: Arc::new(SourceFile::new(name, path, text)),
         problems: vec![problem],
+        secrets: Vec::new(),
     })
 }
 
@@ -269,6 +273,7 @@ pub fn parse(
         problems: Vec::new(),
         failed_params: BTreeSet::new(),
         failed_resources: BTreeSet::new(),
+        secrets: Vec::new(),
     };
     let bp = v.run(dir, vars, catalog);
     v.problems
@@ -276,10 +281,12 @@ pub fn parse(
     let diags = Diagnostics {
         file,
         problems: v.problems,
+        secrets: v.secrets,
     };
     match bp {
         Some(mut bp) if !diags.has_errors() => {
             bp.warnings = diags.problems;
+            bp.secrets = diags.secrets;
             Ok(bp)
         }
         _ => Err(LoadError::Invalid(diags)),
@@ -319,6 +326,8 @@ struct Validator {
     /// Resources declared but dropped because of an error already reported (an
     /// unknown or missing `type`): references to them are not "unknown resource".
     failed_resources: BTreeSet<String>,
+    /// Secret parameter values met so far (see [`Blueprint::secrets`]).
+    secrets: Vec<String>,
 }
 
 impl Validator {
@@ -472,6 +481,7 @@ impl Validator {
             resources,
             outputs,
             warnings: Vec::new(),
+            secrets: Vec::new(),
         })
     }
 
@@ -523,6 +533,18 @@ impl Validator {
                 }
             };
             let given = vars.iter().rev().find(|(k, _)| k == name);
+            if raw.secret {
+                // As given, before any check: even a value that fails one stays masked.
+                if let Some((_, v)) = given {
+                    self.secrets.push(v.clone());
+                }
+                if let Some(d) = &raw.default {
+                    self.secrets.push(match d {
+                        Json::String(s) => s.clone(),
+                        other => other.to_string(),
+                    });
+                }
+            }
             let value = match (given, &raw.default) {
                 (Some((_, v)), _) => match coerce(raw.ty, v) {
                     Ok(v) => v,
