@@ -2,12 +2,11 @@
 //! to `render`. Phases are timed here for `--stats`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use crate::apply::{ApplyResult, Executor};
 use crate::aws::Aws;
@@ -16,9 +15,14 @@ use crate::cli::{Command, GraphFormat, LocalAction, RunArgs};
 use crate::error::{Error, ExitCode};
 use crate::local;
 use crate::plan::{self, Plan, StackInfo};
-use crate::render;
+use crate::render::{
+    self,
+    views::{ApplyDoc, DestroyDoc, RunDoc, RunStats},
+    View,
+};
 use crate::report::{Event, Reporter, Silent};
 use crate::resources::{self, Live};
+use crate::secrets;
 use crate::settings::Settings;
 
 struct Loaded {
@@ -32,6 +36,7 @@ struct Session<'a> {
     s: &'a Settings,
     reporter: Arc<dyn Reporter>,
     phases: Vec<(String, Duration)>,
+    view: View,
 }
 
 impl<'a> Session<'a> {
@@ -47,6 +52,7 @@ impl<'a> Session<'a> {
             s,
             reporter,
             phases: Vec::new(),
+            view: View::new(s.json, s.stats),
         }
     }
 
@@ -65,16 +71,24 @@ impl<'a> Session<'a> {
 
     fn load(&mut self, path: &Path) -> Result<Blueprint, Error> {
         let t = Instant::now();
-        let bp = blueprint::load(path, &self.s.vars, &resources::Catalog)?;
+        // The secrets are registered before anything about the blueprint is shown: a
+        // diagnostic may quote one, and the output sink masks only what it knows.
+        let bp = match blueprint::load(path, &self.s.vars, &resources::Catalog) {
+            Ok(bp) => bp,
+            Err(e) => {
+                if let LoadError::Invalid(d) = &e {
+                    d.secrets.iter().for_each(|v| secrets::register(v));
+                }
+                return Err(e.into());
+            }
+        };
+        bp.secrets.iter().for_each(|v| secrets::register(v));
         self.phases.push(("validate".into(), t.elapsed()));
-        if !bp.warnings.is_empty() && !self.s.json {
-            let d = blueprint::Diagnostics {
-                file: bp.source.clone(),
-                problems: bp.warnings.clone(),
-                secrets: bp.secrets.clone(),
-            };
-            eprint!("{}", render::diagnostics(&d, false));
-        }
+        self.view.warnings(&blueprint::Diagnostics {
+            file: bp.source.clone(),
+            problems: bp.warnings.clone(),
+            secrets: bp.secrets.clone(),
+        });
         Ok(bp)
     }
 
@@ -165,31 +179,8 @@ impl<'a> Session<'a> {
         plan
     }
 
-    fn stats_json(&self, aws: Option<&Aws>) -> Json {
-        let phases: serde_json::Map<String, Json> = self
-            .phases
-            .iter()
-            .map(|(p, d)| (p.clone(), json!(d.as_millis())))
-            .collect();
-        match aws {
-            Some(a) => json!({
-                "calls": a.stats.calls(),
-                "total_calls": a.stats.total(),
-                "mutating_calls": a.stats.mutating(),
-                "retried_attempts": a.stats.retries(),
-                "phases_ms": phases,
-            }),
-            None => json!({ "phases_ms": phases }),
-        }
-    }
-
-    fn print_stats(&self, aws: &Aws) {
-        if self.s.stats && !self.s.json {
-            print!(
-                "{}",
-                render::stats_text(&aws.stats.calls(), &self.phases, aws.stats.retries())
-            );
-        }
+    fn stats(&self, aws: &Aws) -> RunStats {
+        RunStats::new(aws, &self.phases)
     }
 
     /// Asks on the terminal; refuses without one unless --yes.
@@ -202,10 +193,7 @@ impl<'a> Session<'a> {
                 "not asking for confirmation without a terminal: pass --yes to go ahead".into(),
             ));
         }
-        eprint!("{question} Type `yes` to go ahead: ");
-        let _ = std::io::stderr().flush();
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
+        let line = render::ask(&format!("{question} Type `yes` to go ahead: "))?;
         if line.trim() == "yes" {
             Ok(())
         } else {
@@ -235,22 +223,10 @@ impl<'a> Session<'a> {
 
 pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
     let mut ss = Session::new(s);
+    let view = ss.view;
     match cmd {
         Command::Validate(a) => {
-            let bp = ss.load(&a.blueprint)?;
-            if s.json {
-                println!(
-                    "{}",
-                    json!({ "valid": true, "name": bp.name, "resources": bp.resources.len(), "warnings": bp.warnings })
-                );
-            } else {
-                println!(
-                    "{} is valid: {} resource(s), {} output(s).",
-                    bp.source.name,
-                    bp.resources.len(),
-                    bp.outputs.len()
-                );
-            }
+            view.validate(&ss.load(&a.blueprint)?);
             Ok(ExitCode::Ok)
         }
         Command::Plan(a) => {
@@ -261,12 +237,7 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
                 info,
             } = ss.load_stack(&a.blueprint).await?;
             let plan = ss.plan(&info, &bp, &live);
-            if s.json {
-                println!("{}", serde_json::to_string_pretty(&json!({ "region": aws.region, "plan": plan, "stats": ss.stats_json(Some(&aws)) })).unwrap_or_default());
-            } else {
-                print!("{}", render::plan_text(&plan, &aws.region, a.all));
-                ss.print_stats(&aws);
-            }
+            view.plan(&aws.region, &plan, a.all, &ss.stats(&aws));
             Ok(if !plan.errors.is_empty() {
                 ExitCode::Error
             } else if plan.summary.has_changes() {
@@ -283,9 +254,7 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
                 info,
             } = ss.load_stack(&a.blueprint).await?;
             let plan = ss.plan(&info, &bp, &live);
-            if !s.json {
-                print!("{}", render::plan_text(&plan, &aws.region, false));
-            }
+            view.proposed(&aws.region, &plan);
             if !plan.errors.is_empty() {
                 return Err(Error::Refused(
                     "the plan has errors: nothing was changed".into(),
@@ -305,29 +274,16 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             };
             let outputs = match &result {
                 Some(r) => resolve_outputs(&bp, &info, &r.resources),
-                None => resolve_outputs(
-                    &bp,
-                    &info,
-                    &live
-                        .iter()
-                        .map(|l| (l.id.clone(), l.outputs.clone()))
-                        .collect(),
-                ),
+                None => resolve_outputs(&bp, &info, &live_outputs(&live)),
             };
-            if s.json {
-                println!("{}", serde_json::to_string_pretty(&json!({ "region": aws.region, "plan": plan, "apply": result, "outputs": outputs, "stats": ss.stats_json(Some(&aws)) })).unwrap_or_default());
-            } else {
-                if let Some(r) = &result {
-                    print!("{}", render::apply_summary(r, "apply"));
-                }
-                print_outputs(&outputs);
-                ss.print_stats(&aws);
-            }
-            Ok(match &result {
-                Some(r) if r.interrupted => ExitCode::Interrupted,
-                Some(r) if !r.ok() => ExitCode::Error,
-                _ => ExitCode::Ok,
-            })
+            view.applied(&ApplyDoc {
+                region: &aws.region,
+                plan: &plan,
+                apply: result.as_ref(),
+                outputs: &outputs,
+                stats: &ss.stats(&aws),
+            });
+            Ok(step_code(result.as_ref()))
         }
         Command::Destroy(a) => {
             let bp = match &a.blueprint {
@@ -345,9 +301,7 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             }
             let info = ss.stack_info(&aws, &name, None).await;
             let plan = plan::destroy_plan(&name, &live);
-            if !s.json {
-                print!("{}", render::plan_text(&plan, &aws.region, false));
-            }
+            view.proposed(&aws.region, &plan);
             let result = if plan.summary.has_changes() {
                 ss.confirm(&format!(
                     "Delete all {} resource(s) of stack `{name}` in {}?",
@@ -357,19 +311,13 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             } else {
                 None
             };
-            if s.json {
-                println!("{}", serde_json::to_string_pretty(&json!({ "region": aws.region, "plan": plan, "destroy": result, "stats": ss.stats_json(Some(&aws)) })).unwrap_or_default());
-            } else {
-                if let Some(r) = &result {
-                    print!("{}", render::apply_summary(r, "destroy"));
-                }
-                ss.print_stats(&aws);
-            }
-            Ok(match &result {
-                Some(r) if r.interrupted => ExitCode::Interrupted,
-                Some(r) if !r.ok() => ExitCode::Error,
-                _ => ExitCode::Ok,
-            })
+            view.destroyed(&DestroyDoc {
+                region: &aws.region,
+                plan: &plan,
+                destroy: result.as_ref(),
+                stats: &ss.stats(&aws),
+            });
+            Ok(step_code(result.as_ref()))
         }
         Command::Graph(a) => {
             let bp = ss.load(&a.blueprint)?;
@@ -386,35 +334,15 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
                 .values()
                 .map(|r| (r.id.clone(), r.dependencies().into_iter().collect()))
                 .collect();
-            match a.format {
-                GraphFormat::Dot => print!("{}", crate::graph::to_dot(&bp.name, &nodes, &edges)),
-                GraphFormat::Mermaid => print!("{}", crate::graph::to_mermaid(&nodes, &edges)),
-            }
+            view.graph(&match a.format {
+                GraphFormat::Dot => crate::graph::to_dot(&bp.name, &nodes, &edges),
+                GraphFormat::Mermaid => crate::graph::to_mermaid(&nodes, &edges),
+            });
             Ok(ExitCode::Ok)
         }
         Command::Outputs(a) => {
-            let Loaded {
-                bp,
-                aws: _,
-                live,
-                info,
-            } = ss.load_stack(&a.blueprint).await?;
-            let outputs = resolve_outputs(
-                &bp,
-                &info,
-                &live
-                    .iter()
-                    .map(|l| (l.id.clone(), l.outputs.clone()))
-                    .collect(),
-            );
-            if s.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&outputs).unwrap_or_default()
-                );
-            } else {
-                print_outputs(&outputs);
-            }
+            let Loaded { bp, live, info, .. } = ss.load_stack(&a.blueprint).await?;
+            view.outputs(&resolve_outputs(&bp, &info, &live_outputs(&live)));
             Ok(ExitCode::Ok)
         }
         Command::Run(a) => run_workflow(&mut ss, &a).await,
@@ -432,52 +360,12 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
                     .expect("emulator task")?
                 }
                 LocalAction::Stop => {
-                    let was = local::stop(&opts)?;
-                    if !s.json {
-                        println!(
-                            "{}",
-                            if was {
-                                "The emulator is stopped."
-                            } else {
-                                "The emulator was not running."
-                            }
-                        );
-                    }
+                    view.emulator_stopped(local::stop(&opts)?);
                     local::status(&opts)?
                 }
                 LocalAction::Status => local::status(&opts)?,
             };
-            if s.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&status).unwrap_or_default()
-                );
-            } else if !matches!(action, LocalAction::Stop) {
-                if status.running {
-                    println!(
-                        "LocalStack {} is running at {} (pid {}).",
-                        status.version.as_deref().unwrap_or("?"),
-                        status.endpoint,
-                        status.pid.map(|p| p.to_string()).unwrap_or("?".into())
-                    );
-                    println!("Services: {}", status.services.join(", "));
-                    println!("Strict layer: {}", status.strict_summary());
-                } else {
-                    println!(
-                        "The emulator is not running ({}).",
-                        if status.installed {
-                            "installed"
-                        } else {
-                            "not installed yet"
-                        }
-                    );
-                }
-                println!(
-                    "Install: {}\nLog: {}",
-                    status.install_dir.display(),
-                    status.log_file.display()
-                );
-            }
+            view.emulator(&status, !matches!(action, LocalAction::Stop));
             Ok(
                 if matches!(action, LocalAction::Status) && !status.running {
                     ExitCode::Error
@@ -487,14 +375,26 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             )
         }
         Command::Schema => {
-            let schema = blueprint::schema::blueprint_schema(&resources::Catalog);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&schema).unwrap_or_default()
-            );
+            view.schema(&blueprint::schema::blueprint_schema(&resources::Catalog));
             Ok(ExitCode::Ok)
         }
     }
+}
+
+/// The exit code of an apply or destroy from its result (`None`: nothing needed doing).
+fn step_code(result: Option<&ApplyResult>) -> ExitCode {
+    match result {
+        Some(r) if r.interrupted => ExitCode::Interrupted,
+        Some(r) if !r.ok() => ExitCode::Error,
+        _ => ExitCode::Ok,
+    }
+}
+
+/// The outputs of the live resources, by id: what outputs resolve against without an apply.
+fn live_outputs(live: &[Live]) -> HashMap<String, BTreeMap<String, Json>> {
+    live.iter()
+        .map(|l| (l.id.clone(), l.outputs.clone()))
+        .collect()
 }
 
 /// `securecart run`: starts the state machine and follows its history until it ends.
@@ -568,18 +468,10 @@ async fn run_workflow(ss: &mut Session<'_>, a: &RunArgs) -> Result<ExitCode, Err
     .await
     .map_err(|e| Error::Refused(e.to_string()))?;
     ss.phases.push(("run".into(), t.elapsed()));
-    if ss.s.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({ "execution": view, "stats": ss.stats_json(Some(&aws)) })
-            )
-            .unwrap_or_default()
-        );
-    } else {
-        print!("{}", render::execution_text(&view));
-        ss.print_stats(&aws);
-    }
+    ss.view.execution(&RunDoc {
+        execution: &view,
+        stats: &ss.stats(&aws),
+    });
     Ok(if view.status == "SUCCEEDED" {
         ExitCode::Ok
     } else {
@@ -630,44 +522,13 @@ fn resolve_outputs(
         .collect()
 }
 
-fn print_outputs(outputs: &BTreeMap<String, Json>) {
-    if outputs.is_empty() {
-        return;
-    }
-    println!("\nOutputs:");
-    let w = outputs.keys().map(String::len).max().unwrap_or(0);
-    for (k, v) in outputs {
-        println!("  {k:<w$} = {}", render::value(v));
-    }
-}
-
-/// Prints an error the way the user can act on it and returns the exit code.
+/// Shows an error the way the user can act on it and returns the exit code.
 pub fn report_error(e: &Error, s: &Settings) -> ExitCode {
-    let code = match e {
+    View::new(s.json, s.stats).error(e);
+    match e {
         // A bad --stack (or SECURECART_STACK) is a command-line error; a blueprint's own
         // name is checked when the blueprint loads.
         Error::Usage(_) | Error::StackName { .. } => ExitCode::Usage,
         _ => ExitCode::Error,
-    };
-    if let Error::Blueprint(LoadError::Invalid(d)) = e {
-        if s.json {
-            println!(
-                "{}",
-                json!({ "error": "invalid blueprint", "file": d.file.name, "problems": d.problems })
-            );
-        } else {
-            use std::io::IsTerminal;
-            eprint!(
-                "{}",
-                render::diagnostics(d, std::io::stderr().is_terminal())
-            );
-        }
-        return code;
     }
-    if s.json {
-        println!("{}", json!({ "error": e.to_string() }));
-    } else {
-        eprintln!("{}", render::error_line(&e.to_string()));
-    }
-    code
 }

@@ -1,8 +1,6 @@
 //! Settings resolved once from command-line flags and the environment; nothing else in
 //! the program reads environment variables for these.
 
-use std::io::IsTerminal;
-
 use crate::aws::AwsSettings;
 use crate::cli::Global;
 
@@ -51,7 +49,7 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingsError> {
         let no_color_env = env("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let tty_out = std::io::stdout().is_terminal();
+        let tty_out = crate::render::stdout_is_terminal();
         let endpoint = g.endpoint_url.clone().or_else(|| env("AWS_ENDPOINT_URL"));
         if g.local {
             if let Some(e) = &endpoint {
@@ -80,7 +78,7 @@ impl Settings {
             color: !g.no_color && !no_color_env,
             stats: g.stats,
             tty_out,
-            tty_in: std::io::stdin().is_terminal(),
+            tty_in: crate::render::stdin_is_terminal(),
         })
     }
 }

@@ -1,7 +1,11 @@
-//! Everything users see: plans, summaries, statistics and diagnostics as text, and the
-//! progress reporters. The only module that touches colours, indicatif or stdout.
+//! Everything users see: plans, summaries, statistics and diagnostics as text, the views of
+//! each command (`views`), the progress reporters, and the one door to stdout and stderr
+//! (`out`), which masks secrets and survives a closed pipe. The only module that touches
+//! colours, indicatif, stdout or stderr.
 
+mod out;
 mod progress;
+pub mod views;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -9,7 +13,11 @@ use std::time::Duration;
 use console::Style;
 use serde_json::Value as Json;
 
+pub use out::{
+    ask, err, install_panic_hook, lost_output, out, stdin_is_terminal, stdout_is_terminal, Sink,
+};
 pub use progress::{LineReporter, ProgressReporter};
+pub use views::View;
 
 use crate::apply::ApplyResult;
 use crate::aws::CallCount;

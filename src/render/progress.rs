@@ -9,6 +9,9 @@ use console::Style;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::report::{Event, Outcome, Reporter};
+// indicatif writes to the terminal itself, so what it is handed is masked first, as the
+// output sink (`super::out`) masks everything else.
+use crate::secrets::redact;
 
 fn finished_line(
     id: &str,
@@ -82,9 +85,8 @@ impl Reporter for ProgressReporter {
                 }
             }
             Event::Note { message } => {
-                let _ = self
-                    .multi
-                    .println(format!("{} {message}", Style::new().cyan().apply_to("•")));
+                let line = format!("{} {message}", Style::new().cyan().apply_to("•"));
+                let _ = self.multi.println(redact(&line));
             }
             Event::StepStarted { id, kind, op } => {
                 let pb = self.multi.add(ProgressBar::new_spinner());
@@ -94,13 +96,14 @@ impl Reporter for ProgressReporter {
                     )
                     .expect("template"),
                 );
-                pb.set_prefix(format!("{} {id} ({kind})", op.progressive()));
+                let prefix = format!("{} {id} ({kind})", op.progressive());
+                pb.set_prefix(redact(&prefix).into_owned());
                 pb.enable_steady_tick(Duration::from_millis(100));
                 bars.insert(format!("{}:{id}", op.verb()), pb);
             }
             Event::StepProgress { id, op, message } => {
                 if let Some(pb) = bars.get(&format!("{}:{id}", op.verb())) {
-                    pb.set_message(format!("— {message}"));
+                    pb.set_message(redact(&format!("— {message}")).into_owned());
                 }
             }
             Event::StepFinished {
@@ -113,9 +116,8 @@ impl Reporter for ProgressReporter {
                 if let Some(pb) = bars.remove(&format!("{}:{id}", op.verb())) {
                     pb.finish_and_clear();
                 }
-                let _ = self
-                    .multi
-                    .println(finished_line(id, kind, op, outcome, elapsed));
+                let line = finished_line(id, kind, op, outcome, elapsed);
+                let _ = self.multi.println(redact(&line));
             }
         }
     }
@@ -142,7 +144,10 @@ impl LineReporter {
     }
 
     fn line(&self, s: String) {
-        println!("[{:>7.1}s] {s}", self.start.elapsed().as_secs_f64());
+        super::out(&format!(
+            "[{:>7.1}s] {s}\n",
+            self.start.elapsed().as_secs_f64()
+        ));
     }
 }
 
