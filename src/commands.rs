@@ -223,7 +223,7 @@ impl<'a> Session<'a> {
 
 pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
     let mut ss = Session::new(s);
-    let view = ss.view;
+    let view = ss.view.clone();
     match cmd {
         Command::Validate(a) => {
             view.validate(&ss.load(&a.blueprint)?);

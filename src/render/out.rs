@@ -64,11 +64,16 @@ impl<W: Write> Sink<W> {
         !matches!(self.state, State::Open)
     }
 
-    fn failure(&self) -> Option<&io::Error> {
+    /// The error that lost output, other than a closed pipe.
+    pub fn lost(&self) -> Option<&io::Error> {
         match &self.state {
             State::Failed(e) => Some(e),
             _ => None,
         }
+    }
+
+    pub fn get_ref(&self) -> &W {
+        &self.w
     }
 
     pub fn into_inner(self) -> W {
@@ -123,7 +128,7 @@ pub fn ask(question: &str) -> io::Result<String> {
 /// result did not reach its reader, so the run must not look like a success.
 pub fn lost_output() -> Option<String> {
     for (name, s) in [("stdout", &STDOUT), ("stderr", &STDERR)] {
-        if let Some(e) = lock(s).failure() {
+        if let Some(e) = lock(s).lost() {
             return Some(format!("cannot write to {name}: {e}"));
         }
     }

@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use super::out::{err, out, stderr_is_terminal};
+use super::out::stderr_is_terminal;
 use crate::apply::ApplyResult;
 use crate::aws::{Aws, CallCount};
 use crate::blueprint::diagnostic::Problem;
@@ -35,11 +35,16 @@ pub struct RunStats {
 
 impl RunStats {
     pub fn new(aws: &Aws, phases: &[(String, Duration)]) -> Self {
+        Self::of(aws.stats.calls(), aws.stats.retries(), phases)
+    }
+
+    /// The totals come from the same `calls`, so they always add up.
+    pub fn of(calls: Vec<CallCount>, retries: u64, phases: &[(String, Duration)]) -> Self {
         RunStats {
-            calls: aws.stats.calls(),
-            total_calls: aws.stats.total(),
-            mutating_calls: aws.stats.mutating(),
-            retried_attempts: aws.stats.retries(),
+            total_calls: calls.iter().map(|c| c.count).sum(),
+            mutating_calls: calls.iter().filter(|c| c.mutating).map(|c| c.count).sum(),
+            calls,
+            retried_attempts: retries,
             phases_ms: phases
                 .iter()
                 .map(|(p, d)| (p.clone(), d.as_millis()))
@@ -125,21 +130,81 @@ fn unencodable(e: serde_json::Error) -> String {
     format!("{}\n", serde_json::json!({ "error": msg }))
 }
 
+/// Where a view writes: the process's stdout and stderr, or (in tests) two in-memory
+/// sinks that mask secrets exactly as the real ones do.
+#[derive(Clone)]
+enum Target {
+    Console,
+    #[cfg(test)]
+    Memory(std::sync::Arc<std::sync::Mutex<Recorded>>),
+}
+
+/// What a view wrote, in tests: stdout and stderr as the user would see them.
+#[cfg(test)]
+pub(crate) struct Recorded {
+    pub out: super::Sink<Vec<u8>>,
+    pub err: super::Sink<Vec<u8>>,
+}
+
 /// What every command shows, as text or as `--json`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct View {
     json: bool,
     stats: bool,
+    to: Target,
 }
 
 impl View {
     pub fn new(json: bool, stats: bool) -> Self {
-        View { json, stats }
+        View {
+            json,
+            stats,
+            to: Target::Console,
+        }
+    }
+
+    /// A view writing into memory, and what it wrote.
+    #[cfg(test)]
+    pub(crate) fn recording(
+        json: bool,
+        stats: bool,
+    ) -> (Self, std::sync::Arc<std::sync::Mutex<Recorded>>) {
+        let rec = std::sync::Arc::new(std::sync::Mutex::new(Recorded {
+            out: super::Sink::new(Vec::new()),
+            err: super::Sink::new(Vec::new()),
+        }));
+        let view = View {
+            json,
+            stats,
+            to: Target::Memory(rec.clone()),
+        };
+        (view, rec)
+    }
+
+    fn out(&self, text: &str) {
+        match &self.to {
+            Target::Console => super::out(text),
+            #[cfg(test)]
+            Target::Memory(m) => m.lock().expect("recording").out.write(text),
+        }
+    }
+
+    fn err(&self, text: &str) {
+        match &self.to {
+            Target::Console => super::err(text),
+            #[cfg(test)]
+            Target::Memory(m) => m.lock().expect("recording").err.write(text),
+        }
+    }
+
+    /// Annotated diagnostics only on a terminal; plain `file:line:col` lines otherwise.
+    fn fancy_err(&self) -> bool {
+        matches!(self.to, Target::Console) && stderr_is_terminal()
     }
 
     fn stats_text(&self, st: &RunStats) {
         if self.stats {
-            out(&super::stats_text(
+            self.out(&super::stats_text(
                 &st.calls,
                 &st.phases,
                 st.retried_attempts,
@@ -150,20 +215,20 @@ impl View {
     /// Warnings of a blueprint that loaded (the `--json` documents carry them instead).
     pub fn warnings(&self, d: &Diagnostics) {
         if !self.json && !d.problems.is_empty() {
-            err(&super::diagnostics(d, false));
+            self.err(&super::diagnostics(d, false));
         }
     }
 
     pub fn validate(&self, bp: &Blueprint) {
         if self.json {
-            out(&line(&ValidateDoc {
+            self.out(&line(&ValidateDoc {
                 valid: true,
                 name: &bp.name,
                 resources: bp.resources.len(),
                 warnings: &bp.warnings,
             }));
         } else {
-            out(&format!(
+            self.out(&format!(
                 "{} is valid: {} resource(s), {} output(s).\n",
                 bp.source.name,
                 bp.resources.len(),
@@ -174,13 +239,13 @@ impl View {
 
     pub fn plan(&self, region: &str, plan: &Plan, show_unchanged: bool, stats: &RunStats) {
         if self.json {
-            out(&pretty(&PlanDoc {
+            self.out(&pretty(&PlanDoc {
                 region,
                 plan,
                 stats,
             }));
         } else {
-            out(&super::plan_text(plan, region, show_unchanged));
+            self.out(&super::plan_text(plan, region, show_unchanged));
             self.stats_text(stats);
         }
     }
@@ -188,28 +253,28 @@ impl View {
     /// What apply or destroy is about to do, shown before asking.
     pub fn proposed(&self, region: &str, plan: &Plan) {
         if !self.json {
-            out(&super::plan_text(plan, region, false));
+            self.out(&super::plan_text(plan, region, false));
         }
     }
 
     pub fn applied(&self, doc: &ApplyDoc<'_>) {
         if self.json {
-            out(&pretty(doc));
+            self.out(&pretty(doc));
         } else {
             if let Some(r) = doc.apply {
-                out(&super::apply_summary(r, "apply"));
+                self.out(&super::apply_summary(r, "apply"));
             }
-            out(&outputs_text(doc.outputs));
+            self.out(&outputs_text(doc.outputs));
             self.stats_text(doc.stats);
         }
     }
 
     pub fn destroyed(&self, doc: &DestroyDoc<'_>) {
         if self.json {
-            out(&pretty(doc));
+            self.out(&pretty(doc));
         } else {
             if let Some(r) = doc.destroy {
-                out(&super::apply_summary(r, "destroy"));
+                self.out(&super::apply_summary(r, "destroy"));
             }
             self.stats_text(doc.stats);
         }
@@ -217,22 +282,22 @@ impl View {
 
     /// `graph`: DOT or Mermaid text, whatever `--json` says (there is no JSON form).
     pub fn graph(&self, text: &str) {
-        out(text);
+        self.out(text);
     }
 
     pub fn outputs(&self, outputs: &BTreeMap<String, Json>) {
         if self.json {
-            out(&pretty(outputs));
+            self.out(&pretty(outputs));
         } else {
-            out(&outputs_text(outputs));
+            self.out(&outputs_text(outputs));
         }
     }
 
     pub fn execution(&self, doc: &RunDoc<'_>) {
         if self.json {
-            out(&pretty(doc));
+            self.out(&pretty(doc));
         } else {
-            out(&super::execution_text(doc.execution));
+            self.out(&super::execution_text(doc.execution));
             self.stats_text(doc.stats);
         }
     }
@@ -240,7 +305,7 @@ impl View {
     /// `local stop`: the sentence first, then (with `--json`) the status document.
     pub fn emulator_stopped(&self, was_running: bool) {
         if !self.json {
-            out(if was_running {
+            self.out(if was_running {
                 "The emulator is stopped.\n"
             } else {
                 "The emulator was not running.\n"
@@ -251,37 +316,37 @@ impl View {
     /// `local start|status|stop`; `sentence` is false after `stop` has said its piece.
     pub fn emulator(&self, st: &LocalStatus, sentence: bool) {
         if self.json {
-            out(&pretty(st));
+            self.out(&pretty(st));
             return;
         }
         if sentence {
-            out(&emulator_text(st));
+            self.out(&emulator_text(st));
         }
     }
 
     pub fn schema(&self, schema: &Json) {
-        out(&pretty(schema));
+        self.out(&pretty(schema));
     }
 
     /// A failed command: located diagnostics for an invalid blueprint, one line otherwise.
     pub fn error(&self, e: &Error) {
         if let Error::Blueprint(LoadError::Invalid(d)) = e {
             if self.json {
-                out(&line(&InvalidDoc {
+                self.out(&line(&InvalidDoc {
                     error: "invalid blueprint",
                     file: &d.file.name,
                     problems: &d.problems,
                 }));
             } else {
-                err(&super::diagnostics(d, stderr_is_terminal()));
+                self.err(&super::diagnostics(d, self.fancy_err()));
             }
             return;
         }
         let msg = e.to_string();
         if self.json {
-            out(&line(&ErrorDoc { error: &msg }));
+            self.out(&line(&ErrorDoc { error: &msg }));
         } else {
-            err(&format!("{}\n", super::error_line(&msg)));
+            self.err(&format!("{}\n", super::error_line(&msg)));
         }
     }
 }
