@@ -200,7 +200,7 @@ fn the_sink_masks_a_registered_secret_raw_and_json_escaped() {
 /// validator's message names it.
 fn secret_in_a_checked_field() -> crate::blueprint::Diagnostics {
     let text = format!(
-        "name: shop\nparameters:\n  token:\n    type: string\n    secret: true\n    default: {}\nresources:\n  net:\n    type: vpc\n    cidr_block: ${{token}}\n",
+        "name: shop\nparameters:\n  token:\n    type: string\n    secret: true\n    default: {}\nresources:\n  net:\n    type: vpc\n    cidr_block: ${{params.token}}\n",
         serde_json::to_string(SECRET).expect("quoted")
     );
     let f = crate::blueprint::SourceFile::new(

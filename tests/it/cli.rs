@@ -145,3 +145,127 @@ fn an_invalid_stack_name_is_a_command_line_error() {
         );
     }
 }
+
+/// Runs securecart with stdout a pipe whose reader is already gone (`… | head -0` where
+/// head has exited), so every write to stdout fails with EPIPE.
+fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_securecart"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("SECURECART_STACK")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run securecart");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_output_quietly_with_the_normal_exit_code() {
+    let labs01 = repo().join("labs/01");
+    let labs01 = labs01.to_str().expect("utf-8 path");
+    let network = repo().join("blueprints/network.yaml");
+    let network = network.to_str().expect("utf-8 path");
+    let mut cases: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["validate", labs01], 0),
+        (vec!["validate", labs01, "--json"], 0),
+        (vec!["graph", labs01], 0),
+        (vec!["graph", labs01, "--format", "mermaid"], 0),
+        (vec!["schema"], 0),
+        (vec!["--help"], 0),
+        // Errors go to stderr as text, but to stdout with --json.
+        (vec!["validate", "/nonexistent/blueprint.yaml", "--json"], 1),
+    ];
+    emulator();
+    let st = stack("pipe");
+    // A stack that does not exist: the plan has changes (2), outputs are "(not created)".
+    cases.push((vec!["plan", network, "--local", "--stack", &st], 2));
+    cases.push((
+        vec!["plan", network, "--local", "--json", "--stack", &st],
+        2,
+    ));
+    cases.push((vec!["outputs", labs01, "--local", "--stack", &st], 0));
+    cases.push((
+        vec!["outputs", labs01, "--local", "--json", "--stack", &st],
+        0,
+    ));
+    for (args, want) in cases {
+        let (code, stderr) = with_closed_stdout(&args);
+        assert_eq!(code, Some(want), "{args:?}\n{stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn output_lost_to_a_full_disk_is_an_error() {
+    if !std::path::Path::new("/dev/full").exists() {
+        return;
+    }
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_securecart"))
+        .args(["schema"])
+        .env("NO_COLOR", "1")
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run securecart");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot write to stdout: No space left on device"),
+        "{stderr}"
+    );
+}
+
+/// Issue 8: a secret parameter that reaches a checked field used to be echoed by the
+/// validator's message, in text and in `--json`.
+#[test]
+fn a_secret_in_a_failing_blueprint_never_reaches_the_screen() {
+    const SECRET: &str = "TOPSECRET_xyz987";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bp = dir.path().join("blueprint.yaml");
+    std::fs::write(
+        &bp,
+        format!(
+            "name: leak\nparameters:\n  token:\n    type: string\n    secret: true\n    \
+             default: {SECRET}\nresources:\n  net:\n    type: vpc\n    cidr_block: ${{params.token}}\n"
+        ),
+    )
+    .expect("write blueprint");
+    let bp = bp.to_str().expect("utf-8 path");
+    let given = format!("token={SECRET}-from-var");
+    for args in [
+        vec!["validate", bp],
+        vec!["validate", bp, "--json"],
+        vec!["plan", bp, "--json"],
+        vec!["graph", bp],
+        vec!["validate", bp, "--var", &given],
+        vec!["validate", bp, "--var", &given, "--json"],
+    ] {
+        let out = cli().args(&args).output().expect("run securecart");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}\n{stdout}{stderr}");
+        assert!(
+            !stdout.contains("TOPSECRET") && !stderr.contains("TOPSECRET"),
+            "{args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        // The problem is still reported.
+        assert!(
+            format!("{stdout}{stderr}").contains("is not a valid IPv4 CIDR block"),
+            "{args:?}\n{stdout}{stderr}"
+        );
+    }
+}
