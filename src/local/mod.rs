@@ -649,7 +649,8 @@ mod tests {
             .unwrap()
             .port();
         let opts = LocalOptions::from_env(Some(port));
-        let mut say = |m: &str| eprintln!("{m}");
+        let mut notes = Vec::new();
+        let mut say = |m: &str| notes.push(m.to_string());
         let st = ensure_running(&opts, &mut say).unwrap();
         assert!(st.running && st.installed && st.pid.is_some(), "{st:?}");
         for svc in [
@@ -678,13 +679,14 @@ mod tests {
             .env("ENDPOINT", &st.endpoint)
             .output()
             .unwrap();
-        eprintln!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
         let stopped = stop(&opts).unwrap();
-        assert!(out.status.success(), "smoke test failed");
+        assert!(
+            out.status.success(),
+            "smoke test failed:\n{}{}\nwhile starting: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            notes.join("\n")
+        );
         assert!(stopped);
         assert!(!status(&opts).unwrap().running);
         assert!(!stop(&opts).unwrap());
