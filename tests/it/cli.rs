@@ -269,3 +269,50 @@ fn a_secret_in_a_failing_blueprint_never_reaches_the_screen() {
         );
     }
 }
+
+/// Issue 8: a secret beside a value known only after apply (a password next to a queue URL)
+/// was printed in full on create. Whatever field marking does, the output sink masks it.
+#[test]
+fn a_secret_in_a_plan_never_reaches_stdout() {
+    const SECRET: &str = "TOPSECRET-plan-4417";
+    emulator();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("fn")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("fn/handler.py"),
+        "def handler(event, context):\n    return event\n",
+    )
+    .expect("write code");
+    let bp = dir.path().join("blueprint.yaml");
+    std::fs::write(
+        &bp,
+        "name: leak\nparameters:\n  api_key:\n    type: string\n    secret: true\n\
+         resources:\n  q:\n    type: sqs_queue\n  f:\n    type: lambda_function\n    \
+         code: fn\n    runtime: python3.12\n    handler: handler.handler\n    environment:\n      \
+         API_KEY: ${params.api_key}\n      QUEUE_URL: ${q.url}\n",
+    )
+    .expect("write blueprint");
+    let bp = bp.to_str().expect("utf-8 path");
+    let given = format!("api_key={SECRET}");
+    let st = stack("leak");
+    for json in [false, true] {
+        let mut args = vec!["plan", bp, "--local", "--stats", "--stack", &st];
+        args.extend(["--var", &given]);
+        if json {
+            args.push("--json");
+        }
+        let out = cli().args(&args).output().expect("run securecart");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}\n{stdout}{stderr}");
+        assert!(stdout.contains("QUEUE_URL"), "{stdout}");
+        assert!(
+            !stdout.contains("TOPSECRET") && !stderr.contains("TOPSECRET"),
+            "{args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        if json {
+            let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+            assert!(doc["plan"]["actions"].is_array(), "{doc:#}");
+        }
+    }
+}
