@@ -84,11 +84,13 @@ impl<'a> Session<'a> {
         };
         bp.secrets.iter().for_each(|v| secrets::register(v));
         self.phases.push(("validate".into(), t.elapsed()));
-        self.view.warnings(&blueprint::Diagnostics {
-            file: bp.source.clone(),
-            problems: bp.warnings.clone(),
-            secrets: bp.secrets.clone(),
-        });
+        if !bp.warnings.is_empty() {
+            self.view.warnings(&blueprint::Diagnostics {
+                file: bp.source.clone(),
+                problems: bp.warnings.clone(),
+                secrets: bp.secrets.clone(),
+            });
+        }
         Ok(bp)
     }
 

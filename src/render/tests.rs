@@ -410,3 +410,34 @@ fn only_render_opens_stdout_or_stderr() {
     assert!(files.len() > 20, "found only {} source files", files.len());
     assert!(offenders.is_empty(), "{}", offenders.join("\n"));
 }
+
+#[test]
+fn emulator_status_views() {
+    let status = |running: bool| crate::local::LocalStatus {
+        running,
+        endpoint: "http://127.0.0.1:4566".into(),
+        pid: running.then_some(4242),
+        version: running.then(|| "4.0.0".to_string()),
+        services: if running {
+            vec!["ec2".into(), "sqs".into()]
+        } else {
+            vec![]
+        },
+        install_dir: "/cache/securecart/localstack".into(),
+        installed: true,
+        log_file: "/cache/securecart/localstack-4566.log".into(),
+        strict: running.then(|| serde_json::json!({ "enabled": true })),
+    };
+    let (text, rec) = View::recording(false, false);
+    text.emulator(&status(true), true);
+    text.emulator(&status(false), true);
+    // After `local stop` only the sentence about stopping shows.
+    text.emulator_stopped(true);
+    text.emulator(&status(false), false);
+    let (json, rec_json) = View::recording(true, false);
+    json.emulator_stopped(true);
+    json.emulator(&status(false), false);
+    let (out, _) = recorded(&rec);
+    let (out_json, _) = recorded(&rec_json);
+    insta::assert_snapshot!(format!("{out}---\n{out_json}"));
+}
