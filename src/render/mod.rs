@@ -397,6 +397,17 @@ pub fn execution_text(v: &crate::workflow::ExecutionView) -> String {
 
 /// Blueprint problems: annotated snippets on a terminal, `file:line:col` lines otherwise.
 pub fn diagnostics(d: &Diagnostics, fancy: bool) -> String {
+    // miette wraps long messages at the terminal's width and can cut a secret in two, where
+    // the sink's masking by value no longer finds it whole: mask before the layout.
+    let mut masked = d.clone();
+    for p in &mut masked.problems {
+        p.message = crate::secrets::redact(&p.message).into_owned();
+        p.help = p
+            .help
+            .as_deref()
+            .map(|h| crate::secrets::redact(h).into_owned());
+    }
+    let d = &masked;
     if !fancy {
         return format!("{d}\n");
     }

@@ -441,3 +441,28 @@ fn emulator_status_views() {
     let (out_json, _) = recorded(&rec_json);
     insta::assert_snapshot!(format!("{out}---\n{out_json}"));
 }
+
+/// miette wraps long messages, which can cut a secret in two where masking by value no
+/// longer finds it whole: the annotated form must be masked before it is laid out.
+#[test]
+fn annotated_diagnostics_mask_a_long_secret_before_wrapping() {
+    set_color(false);
+    let long = format!("Zq7-long-{}", "x7".repeat(200));
+    crate::secrets::register(&long);
+    let text = "name: shop\nresources: {}\n".to_string();
+    let d = crate::blueprint::Diagnostics {
+        file: std::sync::Arc::new(crate::blueprint::SourceFile::new(
+            "t.yaml".into(),
+            "t.yaml".into(),
+            text,
+        )),
+        problems: vec![crate::blueprint::diagnostic::Problem::error(format!(
+            "`{long}` is not a valid IPv4 CIDR block"
+        ))
+        .with_help(Some(format!("did you mean {long}?")))],
+        secrets: vec![long.clone()],
+    };
+    let shown = diagnostics(&d, true);
+    assert!(shown.contains("(sensitive)"), "{shown}");
+    assert!(!shown.contains("x7x7"), "{shown}");
+}
