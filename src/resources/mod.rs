@@ -147,6 +147,13 @@ pub trait Kind: Send + Sync {
     /// Attributes AWS cannot change in place: a change to one replaces the resource.
     fn replace_on(&self) -> &'static [&'static str];
 
+    /// Compared attributes computed from blueprint fields rather than copied from one (a
+    /// digest of user data): `(attribute, fields)`. When one of those fields holds a secret,
+    /// the attribute is shown as sensitive too (`plan::Sensitivity`).
+    fn derived_attributes(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[]
+    }
+
     /// Whether a replacement may make the new copy while the old one still exists, so
     /// that what uses the old one is re-pointed before it goes (AWS refuses to delete a
     /// target group a listener forwards to, or a security group an interface uses).
