@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
-use super::load_balancer::{arn_suffix, check_arn_ref, id_set};
-use super::subnet::{check_id_ref, has_ref, ref_key};
+use super::fields::{check_arn_ref, check_id_ref, has_ref, id_set, ref_key};
+use super::load_balancer::arn_suffix;
 use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;

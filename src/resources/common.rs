@@ -151,6 +151,32 @@ pub fn tags(stack: &str, id: &str, name: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// Tags as a service returns them (a map, or a list of key/value pairs), so that one
+/// [`owned_id`] reads them all.
+pub trait TagSet {
+    fn tag(&self, key: &str) -> Option<&str>;
+}
+
+impl TagSet for std::collections::BTreeMap<String, String> {
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl TagSet for std::collections::HashMap<String, String> {
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+/// The blueprint id a resource's tags give it when they say it belongs to `stack`; `None`
+/// for anything else, however alike its name: ownership is by tag, never by name.
+pub fn owned_id(tags: &impl TagSet, stack: &str) -> Option<String> {
+    (tags.tag(TAG_STACK) == Some(stack))
+        .then(|| tags.tag(TAG_RESOURCE).map(str::to_string))
+        .flatten()
+}
+
 /// Deserialises a kind's fields, reporting the path of the first bad field.
 pub fn parse<T: DeserializeOwned>(config: &Json) -> Result<T, Issue> {
     serde_path_to_error::deserialize(config).map_err(|e| {

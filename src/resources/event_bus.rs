@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
-use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 
@@ -83,7 +83,7 @@ impl Kind for EventBus {
                 let Some(tags) = tags_of(aws, arn).await? else {
                     return Ok(None);
                 };
-                Ok::<_, Error>(owned_id(&tags, stack).map(|id| live(id, name, arn)))
+                Ok::<_, Error>(common::owned_id(&tags, stack).map(|id| live(id, name, arn)))
             })
             .buffer_unordered(8)
             .try_collect()
@@ -116,7 +116,7 @@ impl Kind for EventBus {
                     .map_err(aws_error("DescribeEventBus"))?;
                 let arn = d.arn().unwrap_or_default();
                 let tags = tags_of(aws, arn).await?.unwrap_or_default();
-                if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+                if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
                     return Err(Error::Conflict(format!(
                         "an event bus named `{}` already exists and is not tagged as `{}` of stack `{}`; \
                          securecart does not adopt or change it: delete it or use another resource id",
@@ -232,12 +232,6 @@ pub(super) async fn tags_of(
     }
 }
 
-pub(super) fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
-    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
-        .then(|| tags.get(TAG_RESOURCE).cloned())
-        .flatten()
-}
-
 /// Every custom bus whose name starts like this stack's names (ours or not: the caller
 /// decides by tags).
 pub(super) async fn stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> {
@@ -277,6 +271,7 @@ async fn read_stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> 
 mod tests {
     use super::*;
     use crate::blueprint::{self, LoadError, SourceFile};
+    use crate::resources::{TAG_RESOURCE, TAG_STACK};
 
     #[test]
     fn desired_is_the_name() {
@@ -315,9 +310,9 @@ mod tests {
                 (TAG_RESOURCE.to_string(), "b".to_string()),
             ])
         };
-        assert_eq!(owned_id(&tags("shop"), "shop"), Some("b".into()));
-        assert_eq!(owned_id(&tags("shop-two"), "shop"), None);
-        assert_eq!(owned_id(&BTreeMap::new(), "shop"), None);
+        assert_eq!(common::owned_id(&tags("shop"), "shop"), Some("b".into()));
+        assert_eq!(common::owned_id(&tags("shop-two"), "shop"), None);
+        assert_eq!(common::owned_id(&BTreeMap::new(), "shop"), None);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::common::{self, aws_error, parse, Error};
 use super::iam_role::{self, Grants};
-use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::{files, CheckCx, Issue};
@@ -862,7 +862,7 @@ impl Kind for LambdaFunction {
             // Ours from an interrupted run (converge it), or someone else's.
             let arn = existing.function_arn().unwrap_or_default().to_string();
             let tags = list_tags(aws, &arn).await?.unwrap_or_default();
-            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+            if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
                 return Err(Error::Conflict(format!(
                     "a Lambda function named `{}` already exists and is not tagged as `{}` of stack `{}`; \
                      securecart does not adopt or change it: delete it or use another resource id",
@@ -1167,12 +1167,6 @@ async fn list_tags(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, Strin
     }
 }
 
-fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
-    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
-        .then(|| tags.get(TAG_RESOURCE).cloned())
-        .flatten()
-}
-
 async fn read_function(
     aws: &Aws,
     stack: &str,
@@ -1184,7 +1178,7 @@ async fn read_function(
     let Some(tags) = list_tags(aws, arn).await? else {
         return Ok(None);
     };
-    let Some(id) = owned_id(&tags, stack) else {
+    let Some(id) = common::owned_id(&tags, stack) else {
         return Ok(None);
     };
     live_of(aws, stack, id, &f).await.map(Some)

@@ -19,8 +19,7 @@ use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
 use super::common::{self, aws_error, ec2, parse, Error};
-use super::load_balancer::id_set;
-use super::subnet::{check_id_ref, has_ref};
+use super::fields::{check_id_ref, has_ref, id_set};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;

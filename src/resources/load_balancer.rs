@@ -14,11 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
-use super::event_bus::owned_id;
-use super::subnet::{check_id_ref, has_ref, ref_key};
+use super::fields::{check_id_ref, id_set, ref_key};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
-use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
 
 pub struct LoadBalancer;
@@ -203,7 +201,7 @@ impl Kind for LoadBalancer {
                 let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
                 let tags = tags_of(aws, std::slice::from_ref(&arn)).await?;
                 let tags = tags.get(&arn).cloned().unwrap_or_default();
-                if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+                if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
                     return Err(name_taken("a load balancer", &a.name, cx));
                 }
                 cx.note("found the load balancer an earlier run created");
@@ -500,13 +498,6 @@ pub(super) fn elb_name(stack: &str, id: &str) -> String {
     }
 }
 
-/// Sorted ids without repeats (values still unknown stay, one each).
-pub(super) fn id_set(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v.dedup_by(|a, b| a == b && !common::unknown(a));
-    v
-}
-
 pub(super) fn tag_list(stack: &str, id: &str, name: &str) -> Vec<Tag> {
     common::tags(stack, id, name)
         .into_iter()
@@ -591,7 +582,7 @@ async fn read_stack_load_balancers(aws: &Aws, stack: &str) -> Result<Vec<(String
         .into_iter()
         .filter_map(|l| {
             let t = tags.get(l.load_balancer_arn()?)?;
-            Some((owned_id(t, stack)?, l))
+            Some((common::owned_id(t, stack)?, l))
         })
         .collect())
 }
@@ -606,52 +597,6 @@ pub(super) fn name_taken(what: &str, name: &str, cx: &OpCx<'_>) -> Error {
          securecart does not adopt or change it: delete or rename it, or use another resource id",
         cx.id, cx.stack
     ))
-}
-
-/// Checks a field that names another resource's ARN: exactly one reference to a
-/// resource of `kind` (`${x}` or `${x.arn}`), or a literal ARN.
-pub(super) fn check_arn_ref(path: &str, value: &str, cx: &CheckCx, kind: &str) -> Option<Issue> {
-    let pieces = refs::scan(value).ok()?;
-    let example = format!("a reference like `${{my_{kind}}}`, or the ARN of an existing one");
-    match pieces.as_slice() {
-        [Piece::Ref(r)] => {
-            if r.target == refs::STACK {
-                return Some(
-                    Issue::new(path, format!("`{value}` is not a {kind}"))
-                        .help(format!("use {example}")),
-                );
-            }
-            let target = cx.resources.get(&r.target)?;
-            if target.kind != kind {
-                return Some(
-                    Issue::new(
-                        path,
-                        format!(
-                            "`{value}` refers to `{}` (type {}); `{path}` needs a {kind}",
-                            r.target, target.kind
-                        ),
-                    )
-                    .help(format!("use {example}")),
-                );
-            }
-            match r.attribute.as_deref() {
-                None | Some("arn") => None,
-                Some(a) => Some(
-                    Issue::new(
-                        path,
-                        format!("`{path}` needs the {kind}'s ARN, not its `{a}`"),
-                    )
-                    .help(format!("write `${{{}}}`", r.target)),
-                ),
-            }
-        }
-        [Piece::Lit(l)] if l.starts_with("arn:") => None,
-        _ if has_ref(value) => None,
-        _ => Some(
-            Issue::new(path, format!("`{value}` is not a {kind} ARN"))
-                .help(format!("use {example}")),
-        ),
-    }
 }
 
 /// The `app/NAME/ID` or `targetgroup/NAME/ID` tail of an ELB ARN (what CloudWatch

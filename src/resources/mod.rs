@@ -9,6 +9,7 @@ mod db_read_replica;
 mod db_subnet_group;
 mod event_bus;
 mod event_rule;
+mod fields;
 mod iam_role;
 mod internet_gateway;
 mod lambda_function;
