@@ -151,6 +151,16 @@ pub fn tags(stack: &str, id: &str, name: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// The refusal when a name the resource needs is taken by something not of this stack:
+/// never adopted, never changed.
+pub fn name_taken(what: &str, name: &str, cx: &super::OpCx<'_>) -> Error {
+    Error::Conflict(format!(
+        "{what} named `{name}` already exists and is not tagged as `{}` of stack `{}`; \
+         securecart does not adopt or change it: delete or rename it, or use another resource id",
+        cx.id, cx.stack
+    ))
+}
+
 /// Tags as a service returns them (a map, or a list of key/value pairs), so that one
 /// [`owned_id`] reads them all.
 pub trait TagSet {

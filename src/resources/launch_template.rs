@@ -376,11 +376,7 @@ impl Kind for LaunchTemplate {
                     .map_err(aws_error("DescribeLaunchTemplates"))?;
                 let t = found.launch_templates().first().cloned().ok_or(e)?;
                 if ec2::owned_id(t.tags(), cx.stack).as_deref() != Some(cx.id) {
-                    return Err(super::load_balancer::name_taken(
-                        "a launch template",
-                        &a.name,
-                        cx,
-                    ));
+                    return Err(common::name_taken("a launch template", &a.name, cx));
                 }
                 cx.note("found the launch template an earlier run created");
                 let v = latest(aws, t.launch_template_id().unwrap_or_default())

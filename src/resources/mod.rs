@@ -7,22 +7,19 @@ pub mod common;
 mod db_instance;
 mod db_read_replica;
 mod db_subnet_group;
-mod event_bus;
-mod event_rule;
+mod elbv2;
+mod events;
 mod fields;
 mod iam_role;
 mod internet_gateway;
 mod lambda_function;
 mod launch_template;
-mod listener;
-mod load_balancer;
 mod log_group;
 mod route_table;
 mod security_group;
 mod sqs_queue;
 mod state_machine;
 mod subnet;
-mod target_group;
 mod vpc;
 
 use std::collections::BTreeMap;
@@ -49,16 +46,16 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &route_table::RouteTable,
     &security_group::SecurityGroup,
     &sqs_queue::SqsQueue,
-    &event_bus::EventBus,
-    &event_rule::EventRule,
+    &events::event_bus::EventBus,
+    &events::event_rule::EventRule,
     &iam_role::IamRole,
     &log_group::LogGroupKind,
     &lambda_function::LambdaFunction,
     &state_machine::StateMachine,
     &launch_template::LaunchTemplate,
-    &load_balancer::LoadBalancer,
-    &target_group::TargetGroup,
-    &listener::Listener,
+    &elbv2::load_balancer::LoadBalancer,
+    &elbv2::target_group::TargetGroup,
+    &elbv2::listener::Listener,
     &autoscaling_group::AutoscalingGroup,
     &db_subnet_group::DbSubnetGroup,
     &db_instance::DbInstance,

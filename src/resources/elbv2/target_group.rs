@@ -11,12 +11,12 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::fields::check_id_ref;
-use super::load_balancer::{elb_name, name_taken, tag_list, tags_of};
-use super::{Kind, Live, OpCx};
+use super::{elb_name, tag_list, tags_of};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::fields::check_id_ref;
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct TargetGroup;
 
@@ -398,7 +398,7 @@ impl Kind for TargetGroup {
                     .as_deref()
                     != Some(cx.id)
                 {
-                    return Err(name_taken("a target group", &a.name, cx));
+                    return Err(common::name_taken("a target group", &a.name, cx));
                 }
                 cx.note("found the target group an earlier run created");
                 tg

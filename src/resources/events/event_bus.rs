@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_eventbridge::types::{EventBus as AwsBus, Tag};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::{Kind, Live, OpCx};
+use super::{bus_char, not_found, stack_buses, tag_list, tags_of};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct EventBus;
 
@@ -26,10 +26,6 @@ struct Fields {}
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Attrs {
     name: String,
-}
-
-pub(super) fn bus_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'
 }
 
 fn bus_name(stack: &str, id: &str) -> String {
@@ -187,83 +183,6 @@ fn live(id: String, name: &str, arn: &str) -> Live {
             name: name.to_string()
         }),
         outputs,
-    }
-}
-
-pub(super) fn not_found(e: &Error) -> bool {
-    e.is_code(&["ResourceNotFoundException"])
-}
-
-/// securecart's tags in EventBridge's form.
-pub(super) fn tag_list(stack: &str, id: &str, name: &str) -> Result<Vec<Tag>, Error> {
-    common::tags(stack, id, name)
-        .into_iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| Error::Invalid(e.to_string()))
-        })
-        .collect()
-}
-
-/// The tags of an EventBridge resource, or `None` when it is gone meanwhile.
-pub(super) async fn tags_of(
-    aws: &Aws,
-    arn: &str,
-) -> Result<Option<BTreeMap<String, String>>, Error> {
-    match aws
-        .events
-        .list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .map_err(aws_error("ListTagsForResource"))
-    {
-        Ok(o) => Ok(Some(
-            o.tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-        )),
-        Err(e) if not_found(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Every custom bus whose name starts like this stack's names (ours or not: the caller
-/// decides by tags).
-pub(super) async fn stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> {
-    // Buses and the rules on them both start here: one read serves both kinds.
-    let key = format!("events:stack-buses:{stack}");
-    let found = aws.read_once(key, || read_stack_buses(aws, stack)).await?;
-    Ok(found.as_ref().clone())
-}
-
-async fn read_stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = aws
-            .events
-            .list_event_buses()
-            .name_prefix(format!("{stack}-"))
-            .limit(100)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(aws_error("ListEventBuses"))?;
-        out.extend(
-            page.event_buses()
-                .iter()
-                .filter(|b| b.name() != Some("default"))
-                .cloned(),
-        );
-        match page.next_token() {
-            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
-            _ => return Ok(out),
-        }
     }
 }
 

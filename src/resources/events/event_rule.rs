@@ -9,13 +9,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::event_bus::{bus_char, not_found, stack_buses, tag_list, tags_of};
-use super::iam_role::{self, Grants};
-use super::{Kind, Live, OpCx};
+use super::{bus_char, not_found, stack_buses, tag_list, tags_of};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, Ref};
 use crate::blueprint::{CheckCx, Issue, Resource};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::iam_role::{self, Grants};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct EventRule;
 

@@ -10,12 +10,12 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::fields::check_arn_ref;
-use super::load_balancer::{lb_gone, stack_load_balancers, tag_list, tags_of};
-use super::{Kind, Live, OpCx};
+use super::{lb_gone, stack_load_balancers, tag_list, tags_of};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::fields::check_arn_ref;
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct Listener;
 
