@@ -17,11 +17,16 @@ use std::sync::RwLock;
 /// What a masked value is replaced with.
 pub const MASK: &str = "(sensitive)";
 
+/// Values shorter than this are not masked by value: masking every `ab` in every message
+/// would make the output unreadable and hide nothing (a two-letter secret is guessed at
+/// once). The loader warns about such a secret; field-level masking still hides it.
+pub const MIN_LEN: usize = 4;
+
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Registers a secret value: from now on no printed text contains it.
 pub fn register(value: &str) {
-    if value.is_empty() {
+    if value.chars().count() < MIN_LEN {
         return;
     }
     let mut forms = vec![value.to_string()];

@@ -276,6 +276,14 @@ pub fn parse(
         secrets: Vec::new(),
     };
     let bp = v.run(dir, vars, catalog);
+    // Messages name the values they refuse ("`…` is not a valid CIDR block"): one that came
+    // from a secret parameter is masked here already, so no printer can show it.
+    for p in &mut v.problems {
+        p.message = mask_secrets(&p.message, &v.secrets);
+        if let Some(h) = &p.help {
+            p.help = Some(mask_secrets(h, &v.secrets));
+        }
+    }
     v.problems
         .sort_by_key(|p| (p.line.unwrap_or(0), p.column.unwrap_or(0)));
     let diags = Diagnostics {
@@ -291,6 +299,20 @@ pub fn parse(
         }
         _ => Err(LoadError::Invalid(diags)),
     }
+}
+
+/// `text` with each of `secrets` replaced by `(secret)`, longest first.
+fn mask_secrets(text: &str, secrets: &[String]) -> String {
+    let mut all: Vec<&String> = secrets
+        .iter()
+        .filter(|s| s.chars().count() >= crate::secrets::MIN_LEN)
+        .collect();
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_string();
+    for s in all {
+        out = out.replace(s.as_str(), "(secret)");
+    }
+    out
 }
 
 const TOP_LEVEL: &[&str] = &["name", "description", "parameters", "resources", "outputs"];
@@ -588,21 +610,31 @@ impl Validator {
             };
             if let Some(allowed) = &raw.allowed {
                 if !allowed.contains(&value) {
-                    let shown = if raw.secret {
-                        "(secret)".to_string()
+                    // The allowed values of a secret are as good as the secret: not listed.
+                    let message = if raw.secret {
+                        format!("the value of secret parameter `{name}` is not one of its allowed values")
                     } else {
-                        value.to_string()
-                    };
-                    self.error(
-                        &path,
-                        true,
                         format!(
-                            "parameter `{name}` = {shown} is not one of the allowed values {}",
+                            "parameter `{name}` = {value} is not one of the allowed values {}",
                             Json::Array(allowed.clone())
-                        ),
-                        None,
-                    );
+                        )
+                    };
+                    self.error(&path, true, message, None);
                 }
+            }
+            if raw.secret
+                && value
+                    .as_str()
+                    .is_some_and(|v| v.chars().count() < crate::secrets::MIN_LEN)
+            {
+                let mut p = Problem::error(format!(
+                    "secret parameter `{name}` is shorter than {} characters: too short to be a secret, and too short to be masked wherever it appears in text",
+                    crate::secrets::MIN_LEN
+                ))
+                .with_help(Some("the plan still hides the fields it fills; use a longer value".into()))
+                .at(&self.file, &path, true);
+                p.severity = Severity::Warning;
+                self.problems.push(p);
             }
             out.insert(
                 name.clone(),

@@ -190,3 +190,41 @@ fn name_collisions_follow_each_kinds_names_and_namespaces() {
         "{d}"
     );
 }
+
+#[test]
+fn secrets_never_reach_a_validation_message() {
+    // A secret that reaches a checked field is refused without being named.
+    let text = "name: s\nparameters:\n  block:\n    secret: true\n    default: TOPSECRET_xyz987\nresources:\n  net:\n    type: vpc\n    cidr_block: ${params.block}\n";
+    let d = load(text, &[]).unwrap_err();
+    let shown = format!("{d}");
+    assert!(!shown.contains("TOPSECRET"), "{shown}");
+    assert!(messages(&d)[0].contains("(secret)"), "{shown}");
+    // The same through --var, and in a runtime name.
+    let d = load(text, &[("block", "TOPSECRET_via_var")]).unwrap_err();
+    assert!(!format!("{d}").contains("TOPSECRET"), "{d}");
+    // A secret outside `allowed`: neither it nor the allowed values are listed.
+    let text = "name: s\nparameters:\n  tier:\n    secret: true\n    default: gold-tier-key\n    allowed: [platinum-key, silver-key]\nresources:\n  q:\n    type: sqs_queue\n";
+    let d = load(text, &[]).unwrap_err();
+    let shown = messages(&d).join("\n");
+    assert!(
+        shown.contains("the value of secret parameter `tier` is not one of its allowed values"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("platinum") && !shown.contains("gold"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_secret_too_short_to_mask_is_warned_about() {
+    let text = "name: s\nparameters:\n  pin:\n    secret: true\n    default: abc\nresources:\n  q:\n    type: sqs_queue\n";
+    let b = load(text, &[]).expect("valid");
+    assert_eq!(b.secrets, vec!["abc".to_string()]);
+    let w: Vec<_> = b.warnings.iter().map(|p| p.message.as_str()).collect();
+    assert!(
+        w.iter()
+            .any(|m| m.contains("secret parameter `pin` is shorter than 4 characters")),
+        "{w:?}"
+    );
+}

@@ -155,7 +155,7 @@ pub fn resolve_ref(
 /// Names of the attributes where `live` differs from `desired`: what an update must
 /// change (also used when a create finds the resource an interrupted run made).
 pub fn changed_attributes(desired: &Json, live: &Json) -> Vec<String> {
-    diff(desired, live, &[], &BTreeSet::new())
+    diff(desired, live, &[], &Sensitivity::default())
         .into_iter()
         .map(|c| c.attribute)
         .collect()
@@ -194,12 +194,70 @@ pub fn replacement_name(kind: &dyn Kind, desired: &Json, old: &Json) -> Json {
     d
 }
 
+/// What makes an attribute of one resource sensitive, so its before and after both show as
+/// [`SENSITIVE`] — one rule for every kind and every action:
+/// - its field holds a secret parameter (`fields`), or
+/// - it is computed from such a field (`derived`: a digest of secret-bearing user data
+///   would let anyone test guesses of the secret offline), or
+/// - its value, before or after, contains a secret value (`values`): a secret next to
+///   other text or next to a value known only after apply, under another attribute name.
+#[derive(Debug, Clone, Copy)]
+pub struct Sensitivity<'a> {
+    pub fields: &'a BTreeSet<String>,
+    pub values: &'a [String],
+    pub derived: &'a [(&'static str, &'static [&'static str])],
+}
+
+static NO_FIELDS: BTreeSet<String> = BTreeSet::new();
+
+impl Default for Sensitivity<'_> {
+    fn default() -> Self {
+        Sensitivity {
+            fields: &NO_FIELDS,
+            values: &[],
+            derived: &[],
+        }
+    }
+}
+
+impl Sensitivity<'_> {
+    /// Whether `attribute` is sensitive, with `values` its before and after.
+    pub fn covers(&self, attribute: &str, values: &[&Json]) -> bool {
+        if self.fields.contains(attribute) {
+            return true;
+        }
+        if self
+            .derived
+            .iter()
+            .any(|(a, from)| *a == attribute && from.iter().any(|f| self.fields.contains(*f)))
+        {
+            return true;
+        }
+        values.iter().any(|v| self.holds_secret(v))
+    }
+
+    fn holds_secret(&self, v: &Json) -> bool {
+        match v {
+            Json::String(s) => self
+                .values
+                .iter()
+                .any(|x| !x.is_empty() && s.contains(x.as_str())),
+            Json::Array(a) => a.iter().any(|x| self.holds_secret(x)),
+            Json::Object(m) => m
+                .iter()
+                .any(|(k, x)| self.holds_secret(&Json::String(k.clone())) || self.holds_secret(x)),
+            Json::Number(n) => self.values.iter().any(|x| *x == n.to_string()),
+            _ => false,
+        }
+    }
+}
+
 /// Diffs `desired` against `live`, returning the attributes that differ.
 pub fn diff(
     desired: &Json,
     live: &Json,
     replace_on: &[&str],
-    secret: &BTreeSet<String>,
+    secret: &Sensitivity<'_>,
 ) -> Vec<Change> {
     let mut out = Vec::new();
     let Some(d) = desired.as_object() else {
@@ -210,19 +268,18 @@ pub fn diff(
         if &before == after {
             continue;
         }
-        let sensitive = secret.contains(k);
+        let sensitive = secret.covers(k, &[&before, after]);
+        let masked = |v: Json| {
+            if sensitive && !v.is_null() {
+                Json::String(SENSITIVE.into())
+            } else {
+                v
+            }
+        };
         out.push(Change {
             attribute: k.clone(),
-            before: if sensitive {
-                Json::String(SENSITIVE.into())
-            } else {
-                before
-            },
-            after: if sensitive && !refs::has_unknown(after) {
-                Json::String(SENSITIVE.into())
-            } else {
-                after.clone()
-            },
+            before: masked(before),
+            after: masked(after.clone()),
             forces_replacement: replace_on.contains(&k.as_str()),
             sensitive,
         });
@@ -281,6 +338,11 @@ pub fn plan(
         let Some(kind) = kind_of(&r.kind) else {
             continue;
         };
+        let secret = Sensitivity {
+            fields: &r.secret_fields,
+            values: &bp.secrets,
+            derived: kind.derived_attributes(),
+        };
         let lookup = |rf: &Ref| resolve_ref(rf, stack, &outputs, kind_of, &kinds);
         let config = refs::substitute(&r.config, &lookup);
         let desired = match kind.desired_in(&stack.name, &id, &config, &bp.dir) {
@@ -315,7 +377,7 @@ pub fn plan(
         // then fewest changes), then the one in use, then the first by physical id.
         let ranked = candidates.iter().copied().min_by_key(|&i| {
             let d = keep_live_name(kind, &desired, &live[i].attrs);
-            let changes = diff(&d, &live[i].attrs, kind.replace_on(), &r.secret_fields);
+            let changes = diff(&d, &live[i].attrs, kind.replace_on(), &secret);
             let forcing = changes.iter().filter(|c| c.forces_replacement).count();
             (forcing, changes.len(), !referenced[i], i)
         });
@@ -326,7 +388,7 @@ pub fn plan(
                 action: Action::Create,
                 reason: "not found in AWS".into(),
                 physical_id: None,
-                changes: diff(&desired, &Json::Null, &[], &r.secret_fields),
+                changes: diff(&desired, &Json::Null, &[], &secret),
                 depends_on: deps,
                 create_before_delete: false,
                 live: None,
@@ -343,7 +405,7 @@ pub fn plan(
                 message: e,
             });
         }
-        let changes = diff(&desired, &l.attrs, kind.replace_on(), &r.secret_fields);
+        let changes = diff(&desired, &l.attrs, kind.replace_on(), &secret);
         let forcing: Vec<&str> = changes
             .iter()
             .filter(|c| c.forces_replacement)

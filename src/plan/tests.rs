@@ -400,3 +400,61 @@ fn two_copies_left_by_an_interrupted_replacement_keep_the_matching_one() {
     let http = p.actions.iter().find(|a| a.id == "http").expect("http");
     assert_eq!(http.action, Action::NoOp);
 }
+
+fn bp_in(dir: &str, text: &str) -> Blueprint {
+    let f = SourceFile::new("t.yaml".into(), PathBuf::from("t.yaml"), text.to_string());
+    match blueprint::parse(f, PathBuf::from(dir), &[], &resources::Catalog) {
+        Ok(b) => b,
+        Err(blueprint::LoadError::Invalid(d)) => panic!("invalid test blueprint:\n{d}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_secret_beside_a_value_known_after_apply_is_masked_whole() {
+    // The ordinary case: a password next to a queue URL that exists only after apply.
+    let text = "name: shop\nparameters:\n  key:\n    secret: true\n    default: TOPSECRET-123\nresources:\n  q:\n    type: sqs_queue\n  fn:\n    type: lambda_function\n    code: functions/process_payment\n    runtime: python3.12\n    handler: handler.handler\n    environment:\n      API_KEY: ${params.key}\n      QUEUE_URL: ${q.url}\n";
+    let p = plan(&stack(), &bp_in("labs/01", text), &[], &resources::kind);
+    let json = serde_json::to_string(&p).expect("json");
+    assert!(!json.contains("TOPSECRET"), "secret leaked: {json}");
+    let env = p
+        .actions
+        .iter()
+        .flat_map(|a| &a.changes)
+        .find(|c| c.attribute == "environment")
+        .expect("environment change");
+    assert!(env.sensitive);
+    assert_eq!(env.after, json!(SENSITIVE));
+}
+
+#[test]
+fn an_attribute_holding_a_secret_under_another_name_or_digest_is_sensitive() {
+    let fields: BTreeSet<String> = ["user_data_vars".to_string()].into();
+    let values = vec!["hunter2-pw".to_string()];
+    let s = Sensitivity {
+        fields: &fields,
+        values: &values,
+        derived: &[("user_data_sha256", &["user_data", "user_data_vars"])],
+    };
+    let c = diff(
+        &json!({"user_data_sha256": "abc", "tags": {"K": "x-hunter2-pw-y"}, "name": "n"}),
+        &json!({"user_data_sha256": "def", "tags": {}, "name": "m"}),
+        &[],
+        &s,
+    );
+    let by = |a: &str| c.iter().find(|c| c.attribute == a).expect(a);
+    assert!(by("user_data_sha256").sensitive);
+    assert_eq!(by("user_data_sha256").before, json!(SENSITIVE));
+    assert!(by("tags").sensitive, "a secret inside a map is found");
+    assert!(!by("name").sensitive);
+    assert_eq!(by("name").after, json!("n"));
+    // The old value can hold the secret too (the live copy of what the blueprint set).
+    let c = diff(
+        &json!({"x": "new"}),
+        &json!({"x": "old hunter2-pw"}),
+        &[],
+        &s,
+    );
+    assert_eq!(c[0].before, json!(SENSITIVE));
+    assert_eq!(c[0].after, json!(SENSITIVE));
+}

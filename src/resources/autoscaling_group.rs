@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
-use super::load_balancer::{arn_suffix, check_arn_ref, id_set};
-use super::subnet::{check_id_ref, has_ref, ref_key};
+use super::elbv2::arn_suffix;
+use super::fields::{check_arn_ref, check_id_ref, has_ref, id_set, ref_key};
 use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
@@ -416,11 +416,7 @@ impl Kind for AutoscalingGroup {
         };
         if let Some(g) = existing {
             if owned_id(&g, cx.stack).as_deref() != Some(cx.id) {
-                return Err(super::load_balancer::name_taken(
-                    "an Auto Scaling group",
-                    &a.name,
-                    cx,
-                ));
+                return Err(common::name_taken("an Auto Scaling group", &a.name, cx));
             }
             cx.note("found the Auto Scaling group an earlier run created");
             let policy = read_policy(aws, &g, &policy_name(cx.stack, cx.id)).await?;

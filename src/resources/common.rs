@@ -151,6 +151,42 @@ pub fn tags(stack: &str, id: &str, name: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// The refusal when a name the resource needs is taken by something not of this stack:
+/// never adopted, never changed.
+pub fn name_taken(what: &str, name: &str, cx: &super::OpCx<'_>) -> Error {
+    Error::Conflict(format!(
+        "{what} named `{name}` already exists and is not tagged as `{}` of stack `{}`; \
+         securecart does not adopt or change it: delete or rename it, or use another resource id",
+        cx.id, cx.stack
+    ))
+}
+
+/// Tags as a service returns them (a map, or a list of key/value pairs), so that one
+/// [`owned_id`] reads them all.
+pub trait TagSet {
+    fn tag(&self, key: &str) -> Option<&str>;
+}
+
+impl TagSet for std::collections::BTreeMap<String, String> {
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+impl TagSet for std::collections::HashMap<String, String> {
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+/// The blueprint id a resource's tags give it when they say it belongs to `stack`; `None`
+/// for anything else, however alike its name: ownership is by tag, never by name.
+pub fn owned_id(tags: &impl TagSet, stack: &str) -> Option<String> {
+    (tags.tag(TAG_STACK) == Some(stack))
+        .then(|| tags.tag(TAG_RESOURCE).map(str::to_string))
+        .flatten()
+}
+
 /// Deserialises a kind's fields, reporting the path of the first bad field.
 pub fn parse<T: DeserializeOwned>(config: &Json) -> Result<T, Issue> {
     serde_path_to_error::deserialize(config).map_err(|e| {
@@ -445,5 +481,97 @@ mod alternate_name_tests {
         );
         let ends_2 = format!("{}-2", "a".repeat(30));
         assert_ne!(alternate_name(&ends_2, 32), ends_2);
+    }
+}
+
+/// Whether a variable name says it holds a secret (`DB_PASSWORD`, `API_KEY`, `STRIPE_TOKEN`)
+/// rather than where one is kept (`DB_SECRET_ARN`, `API_KEY_PARAMETER`): the names secret
+/// scanners look for (checkov CKV_AWS_45 / CKV_AWS_46).
+pub fn names_a_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    const SECRET: &[&str] = &[
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "API_KEY",
+        "APIKEY",
+        "PRIVATE_KEY",
+        "ACCESS_KEY",
+        "CREDENTIAL",
+    ];
+    const WHERE: &[&str] = &[
+        "_ARN",
+        "_NAME",
+        "_PARAM",
+        "_PARAMETER",
+        "_PATH",
+        "_ID",
+        "_URL",
+        "_FILE",
+    ];
+    SECRET.iter().any(|s| n.contains(s)) && !WHERE.iter().any(|w| n.ends_with(w))
+}
+
+/// Whether `value`, given to a secret-named variable, is the secret itself written out
+/// (not a reference, an ARN, a parameter path or a shell expansion).
+pub fn is_literal_secret(value: &str) -> bool {
+    let v = value.trim().trim_matches(|c| c == '"' || c == '\'');
+    !v.is_empty()
+        && !v.contains("${")
+        && !v.starts_with('$')
+        && !v.starts_with("arn:")
+        && !v.starts_with('/')
+        && v != crate::blueprint::refs::UNKNOWN
+}
+
+/// An AWS access key id (`AKIA…`/`ASIA…`) anywhere in `text`: never a value to write down.
+pub fn holds_access_key(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.windows(20).any(|w| {
+        (w.starts_with(b"AKIA") || w.starts_with(b"ASIA"))
+            && w[4..]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    })
+}
+
+/// Secret-named variables a script assigns a literal value (`DB_PASSWORD=hunter2`,
+/// `export API_KEY="…"`), by name: what secret scanners flag in user data (CKV_AWS_46).
+pub fn hard_coded_secrets(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in script.lines() {
+        let line = line.trim_start();
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        let valid_name =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid_name && names_a_secret(name) && is_literal_secret(value) {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod secret_scan_tests {
+    use super::*;
+
+    #[test]
+    fn secret_names_values_and_scripts() {
+        assert!(names_a_secret("DB_PASSWORD") && names_a_secret("stripe_api_key"));
+        assert!(!names_a_secret("DB_SECRET_ARN") && !names_a_secret("API_KEY_PARAMETER"));
+        assert!(!names_a_secret("QUEUE_URL"));
+        assert!(is_literal_secret("hunter2") && is_literal_secret("\"hunter2\""));
+        assert!(
+            !is_literal_secret("$DB_PASSWORD") && !is_literal_secret("arn:aws:secretsmanager:x")
+        );
+        assert!(!is_literal_secret("/prod/db/password") && !is_literal_secret("${params.pw}"));
+        assert!(holds_access_key("key AKIAIOSFODNN7EXAMPLE here"));
+        assert!(!holds_access_key("AKIA-not-a-key"));
+        let s = "#!/bin/bash\nexport DB_PASSWORD='hunter2'\nAPI_TOKEN=$(aws ssm get-parameter)\nDB_HOST=db\nSECRET_ARN=arn:aws:x\n";
+        assert_eq!(hard_coded_secrets(s), vec!["DB_PASSWORD".to_string()]);
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
-use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
@@ -444,7 +444,7 @@ pub(super) async fn ensure_auto_role(
     let (arn, fresh) = match get_role(aws, &name).await? {
         Some(role) => {
             let tags = role_tags(aws, &name).await?.unwrap_or_default();
-            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id)
+            if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id)
                 || !tags.contains_key(TAG_AUTO_FOR)
                 || role.path() != auto_path(cx.stack)
             {
@@ -807,7 +807,7 @@ impl Kind for IamRole {
                 let tags = role_tags(aws, &a.name).await?.unwrap_or_default();
                 let existing = get_role(aws, &a.name).await?;
                 let Some(existing) = existing.filter(|r| {
-                    owned_id(&tags, cx.stack).as_deref() == Some(cx.id)
+                    common::owned_id(&tags, cx.stack).as_deref() == Some(cx.id)
                         && r.path() == stack_path(cx.stack)
                 }) else {
                     return Err(Error::Conflict(format!(
@@ -928,12 +928,6 @@ fn gone(e: &Error) -> bool {
     e.is_code(&["NoSuchEntity", "NoSuchEntityException"])
 }
 
-fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
-    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
-        .then(|| tags.get(TAG_RESOURCE).cloned())
-        .flatten()
-}
-
 async fn list_roles(aws: &Aws, path: &str) -> Result<Vec<Role>, Error> {
     aws.iam
         .list_roles()
@@ -995,7 +989,7 @@ async fn read_role(aws: &Aws, stack: &str, role: Role) -> Result<Option<Live>, E
     let Some(tags) = role_tags(aws, role.role_name()).await? else {
         return Ok(None);
     };
-    let Some(id) = owned_id(&tags, stack) else {
+    let Some(id) = common::owned_id(&tags, stack) else {
         return Ok(None);
     };
     match role_live(aws, id, role).await {

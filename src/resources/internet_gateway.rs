@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, ec2, parse, Error};
-use super::subnet::{check_id_ref, ref_key, set_name_tag};
+use super::fields::{check_id_ref, ref_key};
+use super::subnet::set_name_tag;
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::common::{self, aws_error, parse, Error};
 use super::iam_role::{self, Grants};
-use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::{files, CheckCx, Issue};
@@ -448,6 +448,54 @@ fn is_literal(value: &str) -> bool {
     matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
 }
 
+/// Secrets in a function's environment: anyone allowed `lambda:GetFunctionConfiguration`
+/// reads them in clear (Lambda encrypts them at rest only). One written out in the blueprint
+/// is also in the repository (checkov CKV_AWS_45); one from a secret parameter stays out of
+/// the repository and the plan, but not out of the function's configuration.
+fn environment_secret_warnings(
+    id: &str,
+    environment: &BTreeMap<String, Json>,
+    cx: &CheckCx,
+) -> Vec<Issue> {
+    const READ_AT_RUN_TIME: &str = "keep it in SSM Parameter Store (SecureString) or Secrets \
+        Manager, give the function its name, and read it at run time (Lambda Developer Guide, \
+        \"Securing environment variables\")";
+    let from_secret = cx
+        .resources
+        .get(id)
+        .is_some_and(|r| r.secret_fields.contains("environment"));
+    if from_secret {
+        return vec![Issue::new(
+            "environment",
+            "a secret parameter is written into the function's environment, which anyone allowed \
+             lambda:GetFunctionConfiguration can read",
+        )
+        .help(READ_AT_RUN_TIME)
+        .warning()];
+    }
+    let mut out = Vec::new();
+    for (k, v) in environment {
+        let Some(v) = v.as_str() else { continue };
+        let written_out = common::names_a_secret(k) && common::is_literal_secret(v);
+        if written_out || common::holds_access_key(v) {
+            out.push(
+                Issue::new(
+                    format!("environment.{k}"),
+                    format!(
+                        "`{k}` holds a secret written in the blueprint in plain text \
+                         (security baseline: checkov CKV_AWS_45)"
+                    ),
+                )
+                .help(format!(
+                    "take it from a parameter with `secret: true`, or better: {READ_AT_RUN_TIME}"
+                ))
+                .warning(),
+            );
+        }
+    }
+    out
+}
+
 /// Variables Lambda sets itself and refuses in a function's environment.
 const RESERVED_ENV: &[&str] = &[
     "_HANDLER",
@@ -539,7 +587,7 @@ impl Kind for LambdaFunction {
         common::schema_of::<Fields>()
     }
 
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
         let f: Fields = match parse(config) {
             Ok(f) => f,
             Err(i) => return vec![i],
@@ -611,6 +659,7 @@ impl Kind for LambdaFunction {
                 format!("the environment is {size} bytes; Lambda allows 4 KB"),
             ));
         }
+        out.extend(environment_secret_warnings(id, &f.environment, cx));
         check_role(&f.role, "lambda.amazonaws.com", cx, &mut out);
         if f.tracing && f.role != AUTO {
             // Lambda checks the role's X-Ray permissions at create and update and refuses
@@ -813,7 +862,7 @@ impl Kind for LambdaFunction {
             // Ours from an interrupted run (converge it), or someone else's.
             let arn = existing.function_arn().unwrap_or_default().to_string();
             let tags = list_tags(aws, &arn).await?.unwrap_or_default();
-            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+            if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
                 return Err(Error::Conflict(format!(
                     "a Lambda function named `{}` already exists and is not tagged as `{}` of stack `{}`; \
                      securecart does not adopt or change it: delete it or use another resource id",
@@ -1118,12 +1167,6 @@ async fn list_tags(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, Strin
     }
 }
 
-fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
-    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
-        .then(|| tags.get(TAG_RESOURCE).cloned())
-        .flatten()
-}
-
 async fn read_function(
     aws: &Aws,
     stack: &str,
@@ -1135,7 +1178,7 @@ async fn read_function(
     let Some(tags) = list_tags(aws, arn).await? else {
         return Ok(None);
     };
-    let Some(id) = owned_id(&tags, stack) else {
+    let Some(id) = common::owned_id(&tags, stack) else {
         return Ok(None);
     };
     live_of(aws, stack, id, &f).await.map(Some)
@@ -1243,6 +1286,25 @@ mod tests {
             .into_iter()
             .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
             .collect()
+    }
+
+    #[test]
+    fn secrets_in_the_environment_are_warned_about() {
+        let p = problems("  f:\n    type: lambda_function\n    code: fn\n    runtime: python3.12\n    handler: h.h\n    environment:\n      STRIPE_API_KEY: sk_live_abcdef\n      API_KEY_PARAMETER: /shop/stripe\n      ID: AKIAIOSFODNN7EXAMPLE\n      LIMIT: 5\n");
+        let warned: Vec<&str> = p
+            .iter()
+            .filter(|(s, _, m)| *s == Severity::Warning && m.contains("CKV_AWS_45"))
+            .map(|(_, at, _)| at.as_str())
+            .collect();
+        assert_eq!(
+            warned,
+            [
+                "resources.f.environment.STRIPE_API_KEY",
+                "resources.f.environment.ID"
+            ],
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|(_, _, m)| m.contains("sk_live")), "{p:?}");
     }
 
     fn code_dir() -> tempfile::TempDir {

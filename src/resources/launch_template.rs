@@ -19,8 +19,7 @@ use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
 use super::common::{self, aws_error, ec2, parse, Error};
-use super::load_balancer::id_set;
-use super::subnet::{check_id_ref, has_ref};
+use super::fields::{check_id_ref, has_ref, id_set};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
@@ -125,7 +124,7 @@ impl Kind for LaunchTemplate {
         common::schema_of::<Fields>()
     }
 
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
+    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
         let f: Fields = match parse(config) {
             Ok(f) => f,
             Err(i) => return vec![i],
@@ -191,6 +190,7 @@ impl Kind for LaunchTemplate {
                 "sg-",
             ));
         }
+        issues.extend(user_data_secret_warnings(id, &f, cx));
         if !f.require_imdsv2 {
             issues.push(Issue::new("require_imdsv2", imds_warning()).warning());
         }
@@ -269,6 +269,13 @@ impl Kind for LaunchTemplate {
 
     fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
         vec![("launch template name".into(), template_name(stack, id))]
+    }
+
+    fn derived_attributes(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[(
+            "user_data_sha256",
+            &["user_data", "user_data_file", "user_data_vars"],
+        )]
     }
 
     fn replace_on(&self) -> &'static [&'static str] {
@@ -369,11 +376,7 @@ impl Kind for LaunchTemplate {
                     .map_err(aws_error("DescribeLaunchTemplates"))?;
                 let t = found.launch_templates().first().cloned().ok_or(e)?;
                 if ec2::owned_id(t.tags(), cx.stack).as_deref() != Some(cx.id) {
-                    return Err(super::load_balancer::name_taken(
-                        "a launch template",
-                        &a.name,
-                        cx,
-                    ));
+                    return Err(common::name_taken("a launch template", &a.name, cx));
                 }
                 cx.note("found the launch template an earlier run created");
                 let v = latest(aws, t.launch_template_id().unwrap_or_default())
@@ -522,6 +525,67 @@ fn valid_var(k: &str) -> bool {
 /// The script with `export NAME='value'` lines after its `#!` line; `None` while a
 /// value is only known after apply.
 /// The user data script through the blueprint's confined loader, capped at what EC2 takes.
+/// Secrets in user data: "user data is not protected by authentication or cryptographic
+/// methods" — anyone allowed ec2:DescribeLaunchTemplateVersions reads it, and so does any
+/// process on the instance through the instance metadata service (EC2 User Guide, "Run
+/// commands when you launch an EC2 instance with user data"). Written out in the blueprint
+/// it is also in the repository (checkov CKV_AWS_46).
+fn user_data_secret_warnings(id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
+    const INSTEAD: &str = "keep it in SSM Parameter Store (SecureString) or Secrets Manager and \
+        have the script read it at boot with the instance role (`aws ssm get-parameter \
+        --with-decryption`)";
+    let secret_field = cx.resources.get(id).and_then(|r| {
+        ["user_data_vars", "user_data", "user_data_file"]
+            .into_iter()
+            .find(|k| r.secret_fields.contains(*k))
+    });
+    if let Some(field) = secret_field {
+        return vec![Issue::new(
+            field,
+            "a secret parameter is written into user data, which anyone allowed \
+             ec2:DescribeLaunchTemplateVersions can read, and any process on the instance",
+        )
+        .help(INSTEAD)
+        .warning()];
+    }
+    let mut out = Vec::new();
+    for (k, v) in &f.user_data_vars {
+        let Some(v) = v.as_str() else { continue };
+        if (common::names_a_secret(k) && common::is_literal_secret(v))
+            || common::holds_access_key(v)
+        {
+            out.push(
+                Issue::new(
+                    format!("user_data_vars.{k}"),
+                    format!("`{k}` holds a secret written in the blueprint in plain text (security baseline: checkov CKV_AWS_46)"),
+                )
+                .help(INSTEAD)
+                .warning(),
+            );
+        }
+    }
+    if let Some(script) = &f.user_data {
+        let mut names = common::hard_coded_secrets(script);
+        if common::holds_access_key(script) {
+            names.push("an AWS access key".into());
+        }
+        if !names.is_empty() {
+            out.push(
+                Issue::new(
+                    "user_data",
+                    format!(
+                        "the script writes out a secret in plain text ({}) (security baseline: checkov CKV_AWS_46)",
+                        names.join(", ")
+                    ),
+                )
+                .help(INSTEAD)
+                .warning(),
+            );
+        }
+    }
+    out
+}
+
 fn read_user_data_file(dir: &Path, file: &str) -> Result<String, String> {
     files::read_text(
         dir,
@@ -753,6 +817,31 @@ resources:
     type: launch_template
 {body}"
         ))
+    }
+
+    #[test]
+    fn secrets_in_user_data_are_warned_about() {
+        let p = lt("    security_groups: [\"${sg}\"]\n    user_data: \"#!/bin/bash\\nexport DB_PASSWORD='hunter2'\\nDB_HOST=db\\n\"\n");
+        assert!(
+            p.iter().any(|m| m
+                .contains("user_data: the script writes out a secret in plain text (DB_PASSWORD)")),
+            "{p:?}"
+        );
+        let p = lt("    security_groups: [\"${sg}\"]\n    user_data: \"#!/bin/bash\\n\"\n    user_data_vars:\n      API_TOKEN: tok-123456\n      DB_SECRET_ARN: arn:aws:secretsmanager:x\n");
+        assert!(
+            p.iter().any(|m| m.contains(
+                "user_data_vars.API_TOKEN: `API_TOKEN` holds a secret written in the blueprint"
+            )),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|m| m.contains("DB_SECRET_ARN")), "{p:?}");
+        // From a secret parameter: out of the repository, still readable in AWS.
+        let p = problems("name: t\nparameters:\n  pw:\n    secret: true\n    default: hunter2-pw\nresources:\n  lt:\n    type: launch_template\n    user_data: \"#!/bin/bash\\n\"\n    user_data_vars:\n      DB_PASSWORD: ${params.pw}\n");
+        assert!(
+            p.iter().any(|m| m.contains("user_data_vars: a secret parameter is written into user data")),
+            "{p:?}"
+        );
+        assert!(!p.iter().any(|m| m.contains("hunter2")), "{p:?}");
     }
 
     #[test]

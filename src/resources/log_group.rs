@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
-use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 
@@ -158,7 +158,7 @@ impl Kind for LogGroupKind {
                 let Some(tags) = tags_of(aws, &arn).await? else {
                     return Ok(None);
                 };
-                Ok::<_, Error>(owned_id(&tags, stack).map(|id| live_of(id, &g, &arn)))
+                Ok::<_, Error>(common::owned_id(&tags, stack).map(|id| live_of(id, &g, &arn)))
             })
             .buffer_unordered(8)
             .try_collect()
@@ -182,7 +182,7 @@ impl Kind for LogGroupKind {
                 };
                 let arn = arn_of(&g).unwrap_or_default();
                 let tags = tags_of(aws, &arn).await?.unwrap_or_default();
-                if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+                if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
                     return Err(Error::Conflict(format!(
                         "a log group named `{}` already exists and is not tagged as `{}` of stack `{}`; \
                          securecart does not adopt or change it: delete it or use another resource id",
@@ -277,12 +277,6 @@ fn live(id: String, arn: &str, a: Attrs) -> Live {
         attrs: json!(a),
         outputs,
     }
-}
-
-fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
-    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
-        .then(|| tags.get(TAG_RESOURCE).cloned())
-        .flatten()
 }
 
 async fn describe(aws: &Aws, name: &str) -> Result<Option<LogGroup>, Error> {

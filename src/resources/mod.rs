@@ -7,21 +7,19 @@ pub mod common;
 mod db_instance;
 mod db_read_replica;
 mod db_subnet_group;
-mod event_bus;
-mod event_rule;
+mod elbv2;
+mod events;
+mod fields;
 mod iam_role;
 mod internet_gateway;
 mod lambda_function;
 mod launch_template;
-mod listener;
-mod load_balancer;
 mod log_group;
 mod route_table;
 mod security_group;
 mod sqs_queue;
 mod state_machine;
 mod subnet;
-mod target_group;
 mod vpc;
 
 use std::collections::BTreeMap;
@@ -48,16 +46,16 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &route_table::RouteTable,
     &security_group::SecurityGroup,
     &sqs_queue::SqsQueue,
-    &event_bus::EventBus,
-    &event_rule::EventRule,
+    &events::event_bus::EventBus,
+    &events::event_rule::EventRule,
     &iam_role::IamRole,
     &log_group::LogGroupKind,
     &lambda_function::LambdaFunction,
     &state_machine::StateMachine,
     &launch_template::LaunchTemplate,
-    &load_balancer::LoadBalancer,
-    &target_group::TargetGroup,
-    &listener::Listener,
+    &elbv2::load_balancer::LoadBalancer,
+    &elbv2::target_group::TargetGroup,
+    &elbv2::listener::Listener,
     &autoscaling_group::AutoscalingGroup,
     &db_subnet_group::DbSubnetGroup,
     &db_instance::DbInstance,
@@ -146,6 +144,13 @@ pub trait Kind: Send + Sync {
 
     /// Attributes AWS cannot change in place: a change to one replaces the resource.
     fn replace_on(&self) -> &'static [&'static str];
+
+    /// Compared attributes computed from blueprint fields rather than copied from one (a
+    /// digest of user data): `(attribute, fields)`. When one of those fields holds a secret,
+    /// the attribute is shown as sensitive too (`plan::Sensitivity`).
+    fn derived_attributes(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[]
+    }
 
     /// Whether a replacement may make the new copy while the old one still exists, so
     /// that what uses the old one is re-pointed before it goes (AWS refuses to delete a

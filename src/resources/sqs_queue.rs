@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, parse, Error};
-use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
@@ -382,7 +382,7 @@ impl Kind for SqsQueue {
         // whose attributes happen to match, even when it belongs to someone else.
         if let Some(url) = queue_url(aws, &a.name).await? {
             let tags = list_tags(aws, &url).await?.unwrap_or_default();
-            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+            if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
                 return Err(conflict(&a.name, cx));
             }
             // Ours from an interrupted run that read() did not see yet: converge it.
@@ -446,7 +446,7 @@ impl Kind for SqsQueue {
                 .map_err(aws_error("ListQueueTags"))
         })
         .await?;
-        if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+        if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
             return Err(conflict(&a.name, cx));
         }
         // The policy names the queue ARN, known only now; until it is set the queue
@@ -649,12 +649,6 @@ fn require_arn<'a>(arn: &'a str, name: &str) -> Result<&'a str, Error> {
     }
 }
 
-fn owned_id(tags: &HashMap<String, String>, stack: &str) -> Option<String> {
-    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
-        .then(|| tags.get(TAG_RESOURCE).cloned())
-        .flatten()
-}
-
 /// The URL of the queue called `name`, if there is one.
 async fn queue_url(aws: &Aws, name: &str) -> Result<Option<String>, Error> {
     match aws.sqs.get_queue_url().queue_name(name).send().await {
@@ -711,7 +705,7 @@ async fn read_queue(aws: &Aws, stack: &str, url: String) -> Result<Option<Live>,
     let Some(tags) = list_tags(aws, &url).await? else {
         return Ok(None);
     };
-    let Some(id) = owned_id(&tags, stack) else {
+    let Some(id) = common::owned_id(&tags, stack) else {
         return Ok(None);
     };
     let attrs = match get_attributes(aws, &url).await {

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::common::{self, aws_error, ec2, parse, Error};
+use super::fields::{check_id_ref, has_ref, ref_key};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
-use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
 
 pub struct Subnet;
@@ -371,72 +371,6 @@ fn live(id: String, s: &AwsSubnet, region: &str) -> Live {
 }
 
 // ---- Shared by the network kinds -------------------------------------------------
-
-/// True when the value still holds a `${...}` reference (resolved only at plan time).
-pub(super) fn has_ref(value: &str) -> bool {
-    matches!(refs::scan(value), Ok(p) if p.iter().any(|p| matches!(p, Piece::Ref(_))))
-}
-
-/// Checks a field that names another resource's AWS id: either exactly one reference
-/// to a resource of `kind` (`${x}` or `${x.id}`), or a literal id starting with `prefix`.
-pub(super) fn check_id_ref(
-    path: &str,
-    value: &str,
-    cx: &CheckCx,
-    kind: &str,
-    prefix: &str,
-) -> Option<Issue> {
-    let pieces = refs::scan(value).ok()?;
-    let example =
-        format!("a reference like `${{my_{kind}}}`, or the id of an existing one (`{prefix}…`)");
-    match pieces.as_slice() {
-        [Piece::Ref(r)] => {
-            if r.target == refs::STACK {
-                return Some(
-                    Issue::new(path, format!("`{value}` is not a {kind}"))
-                        .help(format!("use {example}")),
-                );
-            }
-            // An unknown target is already reported by the blueprint checks.
-            let target = cx.resources.get(&r.target)?;
-            if target.kind != kind {
-                return Some(
-                    Issue::new(
-                        path,
-                        format!(
-                            "`{value}` refers to `{}` (type {}); `{path}` needs a {kind}",
-                            r.target, target.kind
-                        ),
-                    )
-                    .help(format!("use {example}")),
-                );
-            }
-            match r.attribute.as_deref() {
-                None | Some("id") => None,
-                Some(a) => Some(
-                    Issue::new(
-                        path,
-                        format!("`{path}` needs the {kind}'s id, not its `{a}`"),
-                    )
-                    .help(format!("write `${{{}}}`", r.target)),
-                ),
-            }
-        }
-        [Piece::Lit(l)] if l.starts_with(prefix) => None,
-        _ => Some(
-            Issue::new(path, format!("`{value}` is not a {kind}")).help(format!("use {example}")),
-        ),
-    }
-}
-
-/// What identifies the resource a field points at: the target of a reference (so
-/// `${v}` and `${v.id}` agree) or the literal id.
-pub(super) fn ref_key(value: &str) -> String {
-    match refs::scan(value).ok().as_deref() {
-        Some([Piece::Ref(r)]) => format!("${{{}}}", r.target),
-        _ => value.to_string(),
-    }
-}
 
 /// Names like `us-east-1a` or `us-west-2-lax-1a`: a region, a number, a zone letter.
 fn looks_like_az(s: &str) -> bool {

@@ -10,6 +10,7 @@ mod lookalike;
 mod network;
 mod rds;
 mod replace;
+mod secrets;
 mod strict;
 mod validate;
 mod web;

@@ -11,13 +11,12 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::event_bus::owned_id;
-use super::load_balancer::{elb_name, name_taken, tag_list, tags_of};
-use super::subnet::check_id_ref;
-use super::{Kind, Live, OpCx};
+use super::{elb_name, tag_list, tags_of};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::fields::check_id_ref;
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct TargetGroup;
 
@@ -339,7 +338,7 @@ impl Kind for TargetGroup {
         let ours: Vec<(String, AwsTg)> = all
             .into_iter()
             .filter_map(|t| {
-                let id = owned_id(tags.get(t.target_group_arn()?)?, stack)?;
+                let id = common::owned_id(tags.get(t.target_group_arn()?)?, stack)?;
                 Some((id, t))
             })
             .collect();
@@ -395,10 +394,11 @@ impl Kind for TargetGroup {
                 let tg = find_by_name(aws, &a.name).await?.ok_or(e)?;
                 let arn = tg.target_group_arn().unwrap_or_default().to_string();
                 let tags = tags_of(aws, std::slice::from_ref(&arn)).await?;
-                if owned_id(&tags.get(&arn).cloned().unwrap_or_default(), cx.stack).as_deref()
+                if common::owned_id(&tags.get(&arn).cloned().unwrap_or_default(), cx.stack)
+                    .as_deref()
                     != Some(cx.id)
                 {
-                    return Err(name_taken("a target group", &a.name, cx));
+                    return Err(common::name_taken("a target group", &a.name, cx));
                 }
                 cx.note("found the target group an earlier run created");
                 tg

@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_eventbridge::types::{EventBus as AwsBus, Tag};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use super::{bus_char, not_found, stack_buses, tag_list, tags_of};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct EventBus;
 
@@ -26,10 +26,6 @@ struct Fields {}
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Attrs {
     name: String,
-}
-
-pub(super) fn bus_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'
 }
 
 fn bus_name(stack: &str, id: &str) -> String {
@@ -83,7 +79,7 @@ impl Kind for EventBus {
                 let Some(tags) = tags_of(aws, arn).await? else {
                     return Ok(None);
                 };
-                Ok::<_, Error>(owned_id(&tags, stack).map(|id| live(id, name, arn)))
+                Ok::<_, Error>(common::owned_id(&tags, stack).map(|id| live(id, name, arn)))
             })
             .buffer_unordered(8)
             .try_collect()
@@ -116,7 +112,7 @@ impl Kind for EventBus {
                     .map_err(aws_error("DescribeEventBus"))?;
                 let arn = d.arn().unwrap_or_default();
                 let tags = tags_of(aws, arn).await?.unwrap_or_default();
-                if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+                if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
                     return Err(Error::Conflict(format!(
                         "an event bus named `{}` already exists and is not tagged as `{}` of stack `{}`; \
                          securecart does not adopt or change it: delete it or use another resource id",
@@ -190,93 +186,11 @@ fn live(id: String, name: &str, arn: &str) -> Live {
     }
 }
 
-pub(super) fn not_found(e: &Error) -> bool {
-    e.is_code(&["ResourceNotFoundException"])
-}
-
-/// securecart's tags in EventBridge's form.
-pub(super) fn tag_list(stack: &str, id: &str, name: &str) -> Result<Vec<Tag>, Error> {
-    common::tags(stack, id, name)
-        .into_iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| Error::Invalid(e.to_string()))
-        })
-        .collect()
-}
-
-/// The tags of an EventBridge resource, or `None` when it is gone meanwhile.
-pub(super) async fn tags_of(
-    aws: &Aws,
-    arn: &str,
-) -> Result<Option<BTreeMap<String, String>>, Error> {
-    match aws
-        .events
-        .list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .map_err(aws_error("ListTagsForResource"))
-    {
-        Ok(o) => Ok(Some(
-            o.tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-        )),
-        Err(e) if not_found(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-pub(super) fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
-    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
-        .then(|| tags.get(TAG_RESOURCE).cloned())
-        .flatten()
-}
-
-/// Every custom bus whose name starts like this stack's names (ours or not: the caller
-/// decides by tags).
-pub(super) async fn stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> {
-    // Buses and the rules on them both start here: one read serves both kinds.
-    let key = format!("events:stack-buses:{stack}");
-    let found = aws.read_once(key, || read_stack_buses(aws, stack)).await?;
-    Ok(found.as_ref().clone())
-}
-
-async fn read_stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = aws
-            .events
-            .list_event_buses()
-            .name_prefix(format!("{stack}-"))
-            .limit(100)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(aws_error("ListEventBuses"))?;
-        out.extend(
-            page.event_buses()
-                .iter()
-                .filter(|b| b.name() != Some("default"))
-                .cloned(),
-        );
-        match page.next_token() {
-            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
-            _ => return Ok(out),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::blueprint::{self, LoadError, SourceFile};
+    use crate::resources::{TAG_RESOURCE, TAG_STACK};
 
     #[test]
     fn desired_is_the_name() {
@@ -315,9 +229,9 @@ mod tests {
                 (TAG_RESOURCE.to_string(), "b".to_string()),
             ])
         };
-        assert_eq!(owned_id(&tags("shop"), "shop"), Some("b".into()));
-        assert_eq!(owned_id(&tags("shop-two"), "shop"), None);
-        assert_eq!(owned_id(&BTreeMap::new(), "shop"), None);
+        assert_eq!(common::owned_id(&tags("shop"), "shop"), Some("b".into()));
+        assert_eq!(common::owned_id(&tags("shop-two"), "shop"), None);
+        assert_eq!(common::owned_id(&BTreeMap::new(), "shop"), None);
     }
 
     #[test]

@@ -9,13 +9,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::event_bus::{bus_char, not_found, owned_id, stack_buses, tag_list, tags_of};
-use super::iam_role::{self, Grants};
-use super::{Kind, Live, OpCx};
+use super::{bus_char, not_found, stack_buses, tag_list, tags_of};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, Ref};
 use crate::blueprint::{CheckCx, Issue, Resource};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::iam_role::{self, Grants};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct EventRule;
 
@@ -347,7 +347,7 @@ impl Kind for EventRule {
         if let Some(existing) = describe_rule(aws, &a.name, &a.bus).await? {
             let arn = existing.arn().unwrap_or_default().to_string();
             let tags = tags_of(aws, &arn).await?.unwrap_or_default();
-            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+            if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
                 return Err(Error::Conflict(format!(
                     "an EventBridge rule named `{}` already exists on bus `{}` and is not tagged as `{}` of stack `{}`; \
                      securecart does not adopt or change it: delete it or use another resource id",
@@ -542,7 +542,7 @@ async fn read_rule(aws: &Aws, stack: &str, r: Rule) -> Result<Option<Live>, Erro
     let Some(tags) = tags_of(aws, arn).await? else {
         return Ok(None);
     };
-    let Some(id) = owned_id(&tags, stack) else {
+    let Some(id) = common::owned_id(&tags, stack) else {
         return Ok(None);
     };
     let bus = bus_of(r.event_bus_name());

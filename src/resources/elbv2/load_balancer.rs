@@ -1,25 +1,24 @@
 //! `load_balancer`: an Application Load Balancer. Also home of the Elastic Load
 //! Balancing helpers `target_group` and `listener` share (names, tags, ARN references).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancer as AwsLb, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
-    LoadBalancerTypeEnum, Tag,
+    LoadBalancerTypeEnum,
 };
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::event_bus::owned_id;
-use super::subnet::{check_id_ref, has_ref, ref_key};
-use super::{Kind, Live, OpCx};
+use super::{elb_name, lb_gone, stack_load_balancers, tag_list, tags_of};
 use crate::aws::Aws;
-use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::fields::{check_id_ref, id_set, ref_key};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct LoadBalancer;
 
@@ -203,8 +202,8 @@ impl Kind for LoadBalancer {
                 let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
                 let tags = tags_of(aws, std::slice::from_ref(&arn)).await?;
                 let tags = tags.get(&arn).cloned().unwrap_or_default();
-                if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
-                    return Err(name_taken("a load balancer", &a.name, cx));
+                if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
+                    return Err(common::name_taken("a load balancer", &a.name, cx));
                 }
                 cx.note("found the load balancer an earlier run created");
                 arn
@@ -477,196 +476,10 @@ fn check_zones(path: &str, subnets: &[String], cx: &CheckCx) -> Vec<Issue> {
     Vec::new()
 }
 
-// ---- Shared by the Elastic Load Balancing kinds -----------------------------------
-
-/// A name for load balancers and target groups: at most 32 letters, digits and hyphens,
-/// no hyphen at either end or twice in a row, not starting with `internal-`.
-pub(super) fn elb_name(stack: &str, id: &str) -> String {
-    let ok = |c: char| c.is_ascii_alphanumeric() || c == '-';
-    let tidy = |s: String| -> String {
-        let mut out = String::new();
-        for c in s.chars() {
-            if !(c == '-' && (out.is_empty() || out.ends_with('-'))) {
-                out.push(c);
-            }
-        }
-        out.trim_end_matches('-').to_string()
-    };
-    let name = tidy(common::physical_name(stack, id, 32, ok, ""));
-    if name.to_ascii_lowercase().starts_with("internal-") {
-        tidy(common::physical_name("sc", &name, 32, ok, ""))
-    } else {
-        name
-    }
-}
-
-/// Sorted ids without repeats (values still unknown stay, one each).
-pub(super) fn id_set(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v.dedup_by(|a, b| a == b && !common::unknown(a));
-    v
-}
-
-pub(super) fn tag_list(stack: &str, id: &str, name: &str) -> Vec<Tag> {
-    common::tags(stack, id, name)
-        .into_iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
-}
-
-/// Tags of up to any number of ELB resources: DescribeTags takes 20 ARNs per call.
-pub(super) async fn tags_of(
-    aws: &Aws,
-    arns: &[String],
-) -> Result<HashMap<String, BTreeMap<String, String>>, Error> {
-    let chunks: Vec<Vec<String>> = arns.chunks(20).map(<[String]>::to_vec).collect();
-    let found: Vec<Vec<(String, BTreeMap<String, String>)>> = futures::stream::iter(chunks)
-        .map(|chunk| async move {
-            let out = aws
-                .elbv2
-                .describe_tags()
-                .set_resource_arns(Some(chunk))
-                .send()
-                .await
-                .map_err(aws_error("DescribeTags"))?;
-            Ok::<_, Error>(
-                out.tag_descriptions()
-                    .iter()
-                    .map(|d| {
-                        let tags = d
-                            .tags()
-                            .iter()
-                            .filter_map(|t| {
-                                Some((
-                                    t.key()?.to_string(),
-                                    t.value().unwrap_or_default().to_string(),
-                                ))
-                            })
-                            .collect();
-                        (d.resource_arn().unwrap_or_default().to_string(), tags)
-                    })
-                    .collect(),
-            )
-        })
-        .buffer_unordered(4)
-        .try_collect()
-        .await?;
-    Ok(found.into_iter().flatten().collect())
-}
-
-/// The stack's application load balancers with their blueprint ids: every load
-/// balancer of the region (paginated), kept by their tags.
-pub(super) async fn stack_load_balancers(
-    aws: &Aws,
-    stack: &str,
-) -> Result<Vec<(String, AwsLb)>, Error> {
-    // Load balancers and listeners both start here: one read serves both kinds.
-    let key = format!("elbv2:stack-load-balancers:{stack}");
-    let found = aws
-        .read_once(key, || read_stack_load_balancers(aws, stack))
-        .await?;
-    Ok(found.as_ref().clone())
-}
-
-async fn read_stack_load_balancers(aws: &Aws, stack: &str) -> Result<Vec<(String, AwsLb)>, Error> {
-    let all: Vec<AwsLb> = aws
-        .elbv2
-        .describe_load_balancers()
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws_error("DescribeLoadBalancers"))?;
-    let all: Vec<AwsLb> = all
-        .into_iter()
-        .filter(|l| l.r#type() == Some(&LoadBalancerTypeEnum::Application))
-        .collect();
-    let arns: Vec<String> = all
-        .iter()
-        .filter_map(|l| l.load_balancer_arn().map(str::to_string))
-        .collect();
-    let tags = tags_of(aws, &arns).await?;
-    Ok(all
-        .into_iter()
-        .filter_map(|l| {
-            let t = tags.get(l.load_balancer_arn()?)?;
-            Some((owned_id(t, stack)?, l))
-        })
-        .collect())
-}
-
-pub(super) fn lb_gone(e: &Error) -> bool {
-    e.is_code(&["LoadBalancerNotFound", "LoadBalancerNotFoundException"])
-}
-
-pub(super) fn name_taken(what: &str, name: &str, cx: &OpCx<'_>) -> Error {
-    Error::Conflict(format!(
-        "{what} named `{name}` already exists and is not tagged as `{}` of stack `{}`; \
-         securecart does not adopt or change it: delete or rename it, or use another resource id",
-        cx.id, cx.stack
-    ))
-}
-
-/// Checks a field that names another resource's ARN: exactly one reference to a
-/// resource of `kind` (`${x}` or `${x.arn}`), or a literal ARN.
-pub(super) fn check_arn_ref(path: &str, value: &str, cx: &CheckCx, kind: &str) -> Option<Issue> {
-    let pieces = refs::scan(value).ok()?;
-    let example = format!("a reference like `${{my_{kind}}}`, or the ARN of an existing one");
-    match pieces.as_slice() {
-        [Piece::Ref(r)] => {
-            if r.target == refs::STACK {
-                return Some(
-                    Issue::new(path, format!("`{value}` is not a {kind}"))
-                        .help(format!("use {example}")),
-                );
-            }
-            let target = cx.resources.get(&r.target)?;
-            if target.kind != kind {
-                return Some(
-                    Issue::new(
-                        path,
-                        format!(
-                            "`{value}` refers to `{}` (type {}); `{path}` needs a {kind}",
-                            r.target, target.kind
-                        ),
-                    )
-                    .help(format!("use {example}")),
-                );
-            }
-            match r.attribute.as_deref() {
-                None | Some("arn") => None,
-                Some(a) => Some(
-                    Issue::new(
-                        path,
-                        format!("`{path}` needs the {kind}'s ARN, not its `{a}`"),
-                    )
-                    .help(format!("write `${{{}}}`", r.target)),
-                ),
-            }
-        }
-        [Piece::Lit(l)] if l.starts_with("arn:") => None,
-        _ if has_ref(value) => None,
-        _ => Some(
-            Issue::new(path, format!("`{value}` is not a {kind} ARN"))
-                .help(format!("use {example}")),
-        ),
-    }
-}
-
-/// The `app/NAME/ID` or `targetgroup/NAME/ID` tail of an ELB ARN (what CloudWatch
-/// metrics and ALBRequestCountPerTarget resource labels use).
-pub(super) fn arn_suffix(arn: &str) -> Option<&str> {
-    if common::unknown(arn) {
-        return None;
-    }
-    let resource = arn.splitn(6, ':').nth(5)?;
-    Some(resource.strip_prefix("loadbalancer/").unwrap_or(resource))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::elbv2::arn_suffix;
     use crate::resources::subnet::tests::problems;
     use aws_sdk_elasticloadbalancingv2::types::{AvailabilityZone, LoadBalancerState};
 

@@ -10,12 +10,12 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::event_bus::owned_id;
-use super::load_balancer::{check_arn_ref, lb_gone, stack_load_balancers, tag_list, tags_of};
-use super::{Kind, Live, OpCx};
+use super::{lb_gone, stack_load_balancers, tag_list, tags_of};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::fields::check_arn_ref;
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct Listener;
 
@@ -236,7 +236,7 @@ impl Kind for Listener {
         let mut out: Vec<Live> = listeners
             .iter()
             .filter_map(|l| {
-                let id = owned_id(tags.get(l.listener_arn()?)?, stack)?;
+                let id = common::owned_id(tags.get(l.listener_arn()?)?, stack)?;
                 Some(live(id, l))
             })
             .collect();
@@ -260,7 +260,7 @@ impl Kind for Listener {
         if let Some(l) = existing.iter().find(|l| l.port() == Some(a.port)) {
             let arn = l.listener_arn().unwrap_or_default().to_string();
             let tags = tags_of(aws, std::slice::from_ref(&arn)).await?;
-            if owned_id(&tags.get(&arn).cloned().unwrap_or_default(), cx.stack).as_deref()
+            if common::owned_id(&tags.get(&arn).cloned().unwrap_or_default(), cx.stack).as_deref()
                 != Some(cx.id)
             {
                 return Err(Error::Conflict(format!(

@@ -1,0 +1,126 @@
+//! Checks of blueprint fields that point at other resources (`${vpc}`, `${tg.arn}`, or a
+//! literal id), shared by every kind: one copy, so all kinds agree on what a reference is.
+
+use crate::blueprint::refs::{self, Piece};
+use crate::blueprint::{CheckCx, Issue};
+
+use super::common;
+
+/// True when the value still holds a `${...}` reference (resolved only at plan time).
+pub fn has_ref(value: &str) -> bool {
+    matches!(refs::scan(value), Ok(p) if p.iter().any(|p| matches!(p, Piece::Ref(_))))
+}
+
+/// Checks a field that names another resource's AWS id: either exactly one reference
+/// to a resource of `kind` (`${x}` or `${x.id}`), or a literal id starting with `prefix`.
+pub fn check_id_ref(
+    path: &str,
+    value: &str,
+    cx: &CheckCx,
+    kind: &str,
+    prefix: &str,
+) -> Option<Issue> {
+    let pieces = refs::scan(value).ok()?;
+    let example =
+        format!("a reference like `${{my_{kind}}}`, or the id of an existing one (`{prefix}…`)");
+    match pieces.as_slice() {
+        [Piece::Ref(r)] => {
+            if r.target == refs::STACK {
+                return Some(
+                    Issue::new(path, format!("`{value}` is not a {kind}"))
+                        .help(format!("use {example}")),
+                );
+            }
+            // An unknown target is already reported by the blueprint checks.
+            let target = cx.resources.get(&r.target)?;
+            if target.kind != kind {
+                return Some(
+                    Issue::new(
+                        path,
+                        format!(
+                            "`{value}` refers to `{}` (type {}); `{path}` needs a {kind}",
+                            r.target, target.kind
+                        ),
+                    )
+                    .help(format!("use {example}")),
+                );
+            }
+            match r.attribute.as_deref() {
+                None | Some("id") => None,
+                Some(a) => Some(
+                    Issue::new(
+                        path,
+                        format!("`{path}` needs the {kind}'s id, not its `{a}`"),
+                    )
+                    .help(format!("write `${{{}}}`", r.target)),
+                ),
+            }
+        }
+        [Piece::Lit(l)] if l.starts_with(prefix) => None,
+        _ => Some(
+            Issue::new(path, format!("`{value}` is not a {kind}")).help(format!("use {example}")),
+        ),
+    }
+}
+
+/// What identifies the resource a field points at: the target of a reference (so
+/// `${v}` and `${v.id}` agree) or the literal id.
+pub fn ref_key(value: &str) -> String {
+    match refs::scan(value).ok().as_deref() {
+        Some([Piece::Ref(r)]) => format!("${{{}}}", r.target),
+        _ => value.to_string(),
+    }
+}
+
+/// Sorted ids without repeats (values still unknown stay, one each).
+pub fn id_set(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup_by(|a, b| a == b && !common::unknown(a));
+    v
+}
+
+/// Checks a field that names another resource's ARN: exactly one reference to a
+/// resource of `kind` (`${x}` or `${x.arn}`), or a literal ARN.
+pub fn check_arn_ref(path: &str, value: &str, cx: &CheckCx, kind: &str) -> Option<Issue> {
+    let pieces = refs::scan(value).ok()?;
+    let example = format!("a reference like `${{my_{kind}}}`, or the ARN of an existing one");
+    match pieces.as_slice() {
+        [Piece::Ref(r)] => {
+            if r.target == refs::STACK {
+                return Some(
+                    Issue::new(path, format!("`{value}` is not a {kind}"))
+                        .help(format!("use {example}")),
+                );
+            }
+            let target = cx.resources.get(&r.target)?;
+            if target.kind != kind {
+                return Some(
+                    Issue::new(
+                        path,
+                        format!(
+                            "`{value}` refers to `{}` (type {}); `{path}` needs a {kind}",
+                            r.target, target.kind
+                        ),
+                    )
+                    .help(format!("use {example}")),
+                );
+            }
+            match r.attribute.as_deref() {
+                None | Some("arn") => None,
+                Some(a) => Some(
+                    Issue::new(
+                        path,
+                        format!("`{path}` needs the {kind}'s ARN, not its `{a}`"),
+                    )
+                    .help(format!("write `${{{}}}`", r.target)),
+                ),
+            }
+        }
+        [Piece::Lit(l)] if l.starts_with("arn:") => None,
+        _ if has_ref(value) => None,
+        _ => Some(
+            Issue::new(path, format!("`{value}` is not a {kind} ARN"))
+                .help(format!("use {example}")),
+        ),
+    }
+}
