@@ -971,9 +971,11 @@ impl Validator {
         for i in inlined.issues {
             let mut message = i.message;
             if let Some(v) = secret_path(&field_of(&i.path)) {
+                // The loader quotes paths in backticks, alone or leading a code file's
+                // path: only those are replaced, not the same letters in other words.
                 message = message
                     .replace(&format!("`{v}`"), FROM_SECRET)
-                    .replace(&v, FROM_SECRET);
+                    .replace(&format!("`{v}/"), &format!("`{FROM_SECRET}/"));
             }
             self.error(&join_path(path, &i.path), false, message, i.help);
         }
