@@ -241,6 +241,30 @@ fn json_mode_reports_problems_as_data() {
         .as_str()
         .unwrap_or_default()
         .contains("cidr_block"));
+    assert!(p.get("file").is_none(), "in the blueprint itself: {p}");
+    // A problem inside a definition file names that file.
+    let out = cli()
+        .args(["validate", "--json"])
+        .arg(repo().join("tests/fixtures/bad/definition_file_errors.yaml"))
+        .output()
+        .expect("run");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let p = v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .find(|p| p["path"] == "resources.orders.definition.States.Validate.Next")
+        .expect("the bad Next is reported");
+    assert!(
+        p["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("files/order_flow.asl.yaml")),
+        "{p}"
+    );
+    assert_eq!(
+        (p["line"].as_u64(), p["column"].as_u64()),
+        (Some(6), Some(11))
+    );
 }
 
 #[test]
