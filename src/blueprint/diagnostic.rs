@@ -1,5 +1,7 @@
 //! Blueprint problems as positioned diagnostics: collected all at once, printed as
 //! `file:line:column: message` in logs and as annotated source snippets on a terminal.
+//! A problem inside a file the blueprint names (a state machine's `definition_file`)
+//! carries that file, and is printed with its name, its lines and its snippet.
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,6 +33,20 @@ pub struct Problem {
     pub column: Option<usize>,
     #[serde(skip)]
     pub span: Option<(usize, usize)>,
+    /// The file the line, column and span are in, when it is not the blueprint itself.
+    #[serde(
+        rename = "file",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "file_name"
+    )]
+    pub source: Option<Arc<SourceFile>>,
+}
+
+fn file_name<S: serde::Serializer>(f: &Option<Arc<SourceFile>>, s: S) -> Result<S::Ok, S::Error> {
+    match f {
+        Some(f) => s.serialize_str(&f.name),
+        None => s.serialize_none(),
+    }
 }
 
 impl Problem {
@@ -43,7 +59,14 @@ impl Problem {
             line: None,
             column: None,
             span: None,
+            source: None,
         }
+    }
+
+    /// Says the problem's position is in `file`, a file the blueprint names.
+    pub fn in_file(mut self, file: Arc<SourceFile>) -> Self {
+        self.source = Some(file);
+        self
     }
 
     pub fn with_help(mut self, help: Option<String>) -> Self {
@@ -102,7 +125,8 @@ impl fmt::Display for Diagnostics {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}", self.file.name)?;
+            let file = p.source.as_ref().unwrap_or(&self.file);
+            write!(f, "{}", file.name)?;
             if let (Some(l), Some(c)) = (p.line, p.column) {
                 write!(f, ":{l}:{c}")?;
             }
@@ -130,10 +154,18 @@ impl ProblemReport {
     pub fn all(d: &Diagnostics) -> Vec<ProblemReport> {
         d.problems
             .iter()
-            .map(|p| ProblemReport {
-                problem: p.clone(),
-                src: NamedSource::new(d.file.name.clone(), d.file.text.clone())
-                    .with_language("yaml"),
+            .map(|p| {
+                let file = p.source.as_ref().unwrap_or(&d.file);
+                let language = if file.name.to_ascii_lowercase().ends_with(".json") {
+                    "json"
+                } else {
+                    "yaml"
+                };
+                ProblemReport {
+                    problem: p.clone(),
+                    src: NamedSource::new(file.name.clone(), file.text.clone())
+                        .with_language(language),
+                }
             })
             .collect()
     }

@@ -3,11 +3,21 @@
 //! `..` and symlinks are resolved, names regular files only, and is read with a size cap,
 //! so a blueprint from a pull request cannot read the host's files or exhaust memory.
 //!
+//! Checking and opening are one operation: every file is opened relative to a handle of
+//! the blueprint's folder by `cap-std`, which on Linux asks the kernel for `openat2` with
+//! `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS` (and elsewhere, or where a sandbox refuses
+//! `openat2`, resolves one component at a time without following a symlink out). A path
+//! that was checked and then swapped for a symlink out of the folder is refused by the
+//! open itself, and what was opened is then looked at through its own handle (`fstat`).
+//!
 //! Errors are plain sentences without the field name: callers locate them at the field.
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use cap_std::fs::{Dir, OpenOptions};
 
 /// EC2 takes at most 16 KB of user data, counted before base64 encoding:
 /// <https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/user-data.html>.
@@ -26,9 +36,12 @@ pub const CODE_UNZIPPED_MAX: u64 = 250 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct CodeFile {
     pub name: String,
-    pub path: PathBuf,
     pub executable: bool,
     pub size: u64,
+    /// The blueprint's folder, and the file's path inside it: read again through the same
+    /// kind of confined open when the code is zipped.
+    base: Arc<Dir>,
+    path: PathBuf,
 }
 
 fn human(bytes: u64) -> String {
@@ -39,19 +52,30 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// The blueprint's folder, with symlinks resolved: what every file must stay inside.
-fn base(dir: &Path) -> Result<PathBuf, String> {
+fn outside(shown: &str) -> String {
+    format!("`{shown}` leads outside the blueprint's folder: files must stay inside it")
+}
+
+fn not_regular(shown: &str) -> String {
+    format!("`{shown}` is not a regular file (a device, pipe or socket could never end)")
+}
+
+/// A handle of the blueprint's folder: every file is opened beneath it.
+fn base(dir: &Path) -> Result<Dir, String> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         dir
     };
-    dir.canonicalize()
-        .map_err(|e| format!("cannot resolve the blueprint's folder: {e}"))
+    // The folder itself is where the user pointed securecart: it is opened as given.
+    Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+        .map_err(|e| format!("cannot open the blueprint's folder: {e}"))
 }
 
-/// `rel` resolved inside the blueprint's folder `dir`, or why it may not be read.
-pub fn resolve(dir: &Path, rel: &str) -> Result<PathBuf, String> {
+/// Why `rel` may not even be tried: it is empty, holds control characters, is absolute or
+/// climbs out with `..`. Checked on the text, so a path out of the folder is refused the
+/// same way whether or not what it names exists (the open would refuse it too).
+fn check_text(rel: &str) -> Result<(), String> {
     let p = Path::new(rel);
     if rel.trim().is_empty() {
         return Err("the path is empty".into());
@@ -65,48 +89,72 @@ pub fn resolve(dir: &Path, rel: &str) -> Result<PathBuf, String> {
             "`{rel}` is an absolute path: name a file inside the blueprint's folder, relative to it"
         ));
     }
-    let outside =
-        || format!("`{rel}` leads outside the blueprint's folder: files must stay inside it");
-    // Checked on the text first, so a path out of the folder is refused the same way
-    // whether or not what it names exists.
     let mut depth: usize = 0;
     for c in p.components() {
         match c {
-            Component::ParentDir => depth = depth.checked_sub(1).ok_or_else(outside)?,
+            Component::ParentDir => depth = depth.checked_sub(1).ok_or_else(|| outside(rel))?,
             Component::Normal(_) => depth += 1,
             _ => {}
         }
     }
-    let base = base(dir)?;
-    let full = base.join(p).canonicalize().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            format!("cannot read `{rel}`: there is no such file in the blueprint's folder")
-        }
-        _ => format!("cannot read `{rel}`: {e}"),
-    })?;
-    // Symlinks are resolved by now: one pointing out of the folder lands here.
-    if !full.starts_with(&base) {
-        return Err(outside());
-    }
-    Ok(full)
+    Ok(())
 }
 
-/// Reads a regular file already resolved inside the folder, at most `cap` bytes. `shown`
-/// is the name the user wrote; `limit` says whose limit `cap` is.
-fn read_regular(path: &Path, shown: &str, cap: usize, limit: &str) -> Result<Vec<u8>, String> {
-    let not_regular =
-        || format!("`{shown}` is not a regular file (a device, pipe or socket could never end)");
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+/// cap-std reports a path that resolves outside the folder (the kernel's `EXDEV` from
+/// `openat2`, or its own component walk) as `PermissionDenied` with no OS error code
+/// (`cap_primitives::fs::errors::escape_attempt`); a real permission problem has its
+/// `EACCES`/`EPERM`.
+fn escaped(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied && e.raw_os_error().is_none()
+}
+
+/// Opens `rel` beneath `base` for reading, and what was opened with its metadata (taken
+/// from the open handle, so it describes the file that will be read). `shown` is how
+/// errors name it.
+fn open_beneath(
+    base: &Dir,
+    rel: &Path,
+    shown: &str,
+) -> Result<(std::fs::File, std::fs::Metadata), String> {
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use cap_std::fs::OpenOptionsExt;
+        // A FIFO would block the open itself until a writer came; non-blocking, it opens
+        // at once and is then refused as not a regular file. No terminal may become ours.
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = base
+        .open_with(rel, &opts)
+        .map_err(|e| match e.kind() {
+            _ if escaped(&e) => outside(shown),
+            std::io::ErrorKind::NotFound => {
+                format!("cannot read `{shown}`: there is no such file in the blueprint's folder")
+            }
+            _ => format!("cannot read `{shown}`: {e}"),
+        })?
+        .into_std();
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    Ok((file, meta))
+}
+
+/// Reads an opened regular file, at most `cap` bytes: the cap holds while reading, so a
+/// file that grows meanwhile still stops there.
+fn read_capped(
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+    shown: &str,
+    cap: usize,
+    limit: &str,
+) -> Result<Vec<u8>, String> {
     if meta.is_dir() {
         return Err(format!("`{shown}` is a folder, not a file"));
     }
     if !meta.is_file() {
-        return Err(not_regular());
-    }
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
-    // The file could have been swapped since the check above: check what was opened.
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(not_regular());
+        return Err(not_regular(shown));
     }
     let mut bytes = Vec::new();
     // One byte over the cap tells "too large" without reading the rest.
@@ -122,9 +170,12 @@ fn read_regular(path: &Path, shown: &str, cap: usize, limit: &str) -> Result<Vec
     Ok(bytes)
 }
 
-/// The bytes of the file `rel` inside the blueprint's folder `dir`, at most `cap`.
+/// The bytes of the file `rel` inside the blueprint's folder `dir`, at most `cap`;
+/// `limit` says whose limit `cap` is.
 pub fn read(dir: &Path, rel: &str, cap: usize, limit: &str) -> Result<Vec<u8>, String> {
-    read_regular(&resolve(dir, rel)?, rel, cap, limit)
+    check_text(rel)?;
+    let (file, meta) = open_beneath(&base(dir)?, Path::new(rel), rel)?;
+    read_capped(file, &meta, rel, cap, limit)
 }
 
 /// Like [`read`], for text: the file must be UTF-8.
@@ -139,78 +190,71 @@ pub fn read_text(dir: &Path, rel: &str, cap: usize, limit: &str) -> Result<Strin
 
 /// Reads one file listed by [`code_files`].
 pub fn read_code_file(f: &CodeFile) -> Result<Vec<u8>, String> {
-    read_regular(
-        &f.path,
+    let (file, meta) = open_beneath(&f.base, &f.path, &f.name)?;
+    read_capped(
+        file,
+        &meta,
         &f.name,
         CODE_UNZIPPED_MAX as usize,
         "the most Lambda takes unzipped",
     )
 }
 
-/// The files of Lambda code `rel` (a file, or a folder walked without recursion), sorted
-/// by name, leaving out names `skipped` says are never part of what runs. Every entry is
-/// checked like a single file: inside the folder after symlinks, a regular file; the
-/// total stays within what Lambda takes unzipped, and a folder must hold some file.
+/// The files of Lambda code `rel` (a file, or a folder walked recursively), sorted by
+/// name, leaving out names `skipped` says are never part of what runs. Every entry is
+/// opened like a single file, beneath the blueprint's folder (a symlink may point
+/// elsewhere inside it, never out), and must be a regular file or a folder; the total
+/// stays within what Lambda takes unzipped, and a folder must hold some file.
 pub fn code_files(
     dir: &Path,
     rel: &str,
     skipped: impl Fn(&str) -> bool,
 ) -> Result<Vec<CodeFile>, String> {
-    let root = resolve(dir, rel)?;
-    let base = base(dir)?;
-    let meta = std::fs::metadata(&root).map_err(|e| format!("cannot read `{rel}`: {e}"))?;
+    check_text(rel)?;
+    let base = Arc::new(base(dir)?);
+    let (root, meta) = open_beneath(&base, Path::new(rel), rel)?;
     let mut out = Vec::new();
     if !meta.is_dir() {
         if !meta.is_file() {
             return Err(format!("`{rel}` is not a regular file or a folder"));
         }
-        let name = root
+        let name = Path::new(rel)
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         out.push(CodeFile {
             name,
-            path: root,
             executable: executable(&meta),
             size: meta.len(),
+            base,
+            path: PathBuf::from(rel),
         });
         return Ok(out);
     }
     let mut total: u64 = 0;
-    let mut seen = HashSet::from([root.clone()]);
-    let mut stack = vec![(root, String::new())];
-    while let Some((folder, prefix)) = stack.pop() {
-        let shown = |name: &str| format!("{rel}/{prefix}{name}");
-        let entries =
-            std::fs::read_dir(&folder).map_err(|e| format!("cannot read `{}`: {e}", shown("")))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot read `{}`: {e}", shown("")))?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if skipped(&name) {
+    // Folders by device and inode: a symlink back up the tree would be walked forever.
+    let mut seen = HashSet::from([file_id(&meta)]);
+    // Each folder's names are listed through the handle that was opened (and checked)
+    // for it, then the handle is closed: a wide tree holds one descriptor at a time.
+    let mut stack = vec![(String::new(), names_in(root, rel)?)];
+    while let Some((prefix, names)) = stack.pop() {
+        for name in names {
+            let lossy = name.to_string_lossy();
+            if skipped(&lossy) {
                 continue;
             }
-            let path = entry
-                .path()
-                .canonicalize()
-                .map_err(|e| format!("cannot read `{}`: {e}", shown(&name)))?;
-            if !path.starts_with(&base) {
-                return Err(format!(
-                    "`{}` leads outside the blueprint's folder: files must stay inside it",
-                    shown(&name)
-                ));
-            }
-            let meta = std::fs::metadata(&path)
-                .map_err(|e| format!("cannot read `{}`: {e}", shown(&name)))?;
-            let zip_name = format!("{prefix}{name}");
+            let zip_name = format!("{prefix}{lossy}");
+            let shown = format!("{rel}/{zip_name}");
+            // Opened by its real name (the zip and messages take the readable form).
+            let path = Path::new(rel).join(prefix.as_str()).join(&name);
+            let (file, meta) = open_beneath(&base, &path, &shown)?;
             if meta.is_dir() {
-                // A symlink back up the tree would otherwise be walked forever.
-                if !seen.insert(path.clone()) {
+                if file_id(&meta).is_some_and(|id| !seen.insert(Some(id))) {
                     return Err(format!(
-                        "`{}` is a folder already included (a symlink loop?)",
-                        shown(&name)
+                        "`{shown}` is a folder already included (a symlink loop?)"
                     ));
                 }
-                stack.push((path, format!("{zip_name}/")));
+                stack.push((format!("{zip_name}/"), names_in(file, &shown)?));
             } else if meta.is_file() {
                 total += meta.len();
                 if total > CODE_UNZIPPED_MAX {
@@ -221,15 +265,13 @@ pub fn code_files(
                 }
                 out.push(CodeFile {
                     name: zip_name,
-                    path,
                     executable: executable(&meta),
                     size: meta.len(),
+                    base: base.clone(),
+                    path,
                 });
             } else {
-                return Err(format!(
-                    "`{}` is not a regular file (a device, pipe or socket could never end)",
-                    shown(&name)
-                ));
+                return Err(not_regular(&shown));
             }
         }
     }
@@ -238,6 +280,29 @@ pub fn code_files(
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// The names in an opened folder.
+fn names_in(folder: std::fs::File, shown: &str) -> Result<Vec<std::ffi::OsString>, String> {
+    let err = |e: std::io::Error| format!("cannot read `{shown}`: {e}");
+    let mut names = Vec::new();
+    for entry in Dir::from_std_file(folder).entries().map_err(err)? {
+        names.push(entry.map_err(err)?.file_name());
+    }
+    Ok(names)
+}
+
+#[cfg(unix)]
+fn file_id(m: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((m.dev(), m.ino()))
+}
+
+/// Without inode numbers a symlink loop ends where the system stops following symlinks
+/// in one path (`ELOOP`), as an error.
+#[cfg(not(unix))]
+fn file_id(_: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
 }
 
 #[cfg(unix)]
@@ -327,6 +392,91 @@ mod tests {
         }
     }
 
+    /// The refusal comes from the open beneath the folder's handle, not from a check
+    /// before it: `open_beneath` is called here with no check at all, on names whose text
+    /// looks harmless, and still cannot leave the folder.
+    #[cfg(unix)]
+    #[test]
+    fn the_open_itself_refuses_symlinks_out() {
+        use std::os::unix::fs::symlink;
+        let d = folder();
+        let bp = d.path().join("bp");
+        symlink("../secret.txt", bp.join("link.txt")).unwrap();
+        symlink(d.path().join("secret.txt"), bp.join("abs.txt")).unwrap();
+        symlink("..", bp.join("up")).unwrap();
+        symlink("/proc/self/root/etc/hostname", bp.join("magic")).unwrap();
+        let base = base(&bp).unwrap();
+        for name in ["link.txt", "abs.txt", "up/secret.txt", "magic"] {
+            assert!(check_text(name).is_ok(), "{name} looks harmless as text");
+            let e = open_beneath(&base, Path::new(name), name).unwrap_err();
+            assert_eq!(e, outside(name));
+        }
+        // Symlinks that stay inside the folder are followed, from any depth.
+        symlink("web.sh", bp.join("alias.sh")).unwrap();
+        symlink("../web.sh", bp.join("fn/web.sh")).unwrap();
+        assert_eq!(read_text(&bp, "alias.sh", 100, "x").unwrap(), "#!/bin/sh\n");
+        let names: Vec<String> = code_files(&bp, "fn", |_| false)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names, ["app.py", "lib/util.py", "web.sh"]);
+    }
+
+    /// A name swapped between a symlink inside the folder and one out of it, as fast as
+    /// another thread can rename: every read gives the inside file or a refusal, never the
+    /// outside file (a check before the open would let some through).
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_swapped_in_while_reading_is_refused() {
+        use std::os::unix::fs::symlink;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let d = folder();
+        let bp = d.path().join("bp");
+        symlink("web.sh", bp.join("swap.sh")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let (bp, stop) = (bp.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut flips = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let target = if flips.is_multiple_of(2) {
+                        "../secret.txt"
+                    } else {
+                        "web.sh"
+                    };
+                    let tmp = bp.join("swap.tmp");
+                    let _ = std::fs::remove_file(&tmp);
+                    symlink(target, &tmp).unwrap();
+                    // rename(2) replaces the name atomically: it always names a symlink.
+                    std::fs::rename(&tmp, bp.join("swap.sh")).unwrap();
+                    flips += 1;
+                }
+                flips
+            })
+        };
+        let (mut inside, mut refused) = (0, 0);
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(500) {
+            match read_text(&bp, "swap.sh", 100, "x") {
+                Ok(text) => {
+                    assert_eq!(text, "#!/bin/sh\n", "read outside the folder");
+                    inside += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e, outside("swap.sh"));
+                    refused += 1;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let flips = flipper.join().unwrap();
+        assert!(
+            inside + refused > 0 && flips > 0,
+            "{inside} {refused} {flips}"
+        );
+    }
+
     #[test]
     fn caps_sizes_and_refuses_special_files() {
         let d = folder();
@@ -350,6 +500,9 @@ mod tests {
             if made.is_ok_and(|s| s.success()) {
                 let e = read(&bp, "pipe", 100, "x").unwrap_err();
                 assert!(e.contains("not a regular file"), "{e}");
+                std::fs::rename(&fifo, bp.join("fn/pipe")).unwrap();
+                let e = code_files(&bp, "fn", |_| false).unwrap_err();
+                assert_eq!(e, not_regular("fn/pipe"));
             }
             std::os::unix::fs::symlink("/dev/zero", bp.join("zero")).unwrap();
             assert!(read(&bp, "zero", 100, "x")

@@ -32,14 +32,10 @@ pub trait Catalog {
 
     /// The fields with the files they name (beside the blueprint, in `dir`) read in, when
     /// the kind has such fields: references inside the files then become dependencies
-    /// and are checked like the rest. `None` when there is nothing to read.
-    fn inline_files(
-        &self,
-        _kind: &str,
-        _config: &Json,
-        _dir: &Path,
-    ) -> Result<Option<Json>, Issue> {
-        Ok(None)
+    /// and are checked like the rest. Called with parameters already substituted, so a
+    /// path from a parameter is read and checked like a written one.
+    fn inline_files(&self, _kind: &str, _config: &Json, _dir: &Path) -> Inlined {
+        Inlined::default()
     }
 
     /// The names AWS will know the resource by, derived from its id, each with the
@@ -47,6 +43,41 @@ pub trait Catalog {
     /// giving one name in one namespace would be one AWS resource.
     fn physical_names(&self, _kind: &str, _id: &str, _config: &Json) -> Vec<(String, String)> {
         Vec::new()
+    }
+}
+
+/// What reading a resource's file fields gave (see [`Catalog::inline_files`]). A problem
+/// with one file does not stop the resource's other checks.
+#[derive(Debug, Default)]
+pub struct Inlined {
+    /// The fields with the files' contents in place; `None` when nothing was read in.
+    pub config: Option<Json>,
+    /// The files read, each with the field (relative to the resource) its content fills
+    /// and the field that named it: problems found inside the content are placed in the
+    /// file, at their own line and column.
+    pub sources: Vec<FileSource>,
+    /// Problems at the resource's fields (a file missing, too large, outside the folder).
+    pub issues: Vec<Issue>,
+    /// Problems already placed in one of `sources` (a syntax error in the file).
+    pub problems: Vec<Problem>,
+}
+
+/// A file a resource's field named, read in under another field (see [`Inlined`]).
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    /// The field its content now fills, like `definition`.
+    pub content: String,
+    /// The field that named it, like `definition_file`.
+    pub named_by: String,
+    pub file: Arc<SourceFile>,
+}
+
+impl From<Issue> for Inlined {
+    fn from(i: Issue) -> Self {
+        Inlined {
+            issues: vec![i],
+            ..Inlined::default()
+        }
     }
 }
 
@@ -238,6 +269,9 @@ pub fn load(
     )
 }
 
+/// What a message or a file name says instead of a path that came from a secret parameter.
+const FROM_SECRET: &str = "(from a secret parameter)";
+
 /// Largest blueprint file read: far above any real one, it bounds what a wrong path
 /// (`/dev/zero`, a huge log) can make securecart hold in memory.
 const BLUEPRINT_MAX: u64 = 10 * 1024 * 1024;
@@ -274,6 +308,7 @@ pub fn parse(
         failed_params: BTreeSet::new(),
         failed_resources: BTreeSet::new(),
         secrets: Vec::new(),
+        sources: Vec::new(),
     };
     let bp = v.run(dir, vars, catalog);
     // Messages name the values they refuse ("`…` is not a valid CIDR block"): one that came
@@ -284,8 +319,17 @@ pub fn parse(
             p.help = Some(mask_secrets(h, &v.secrets));
         }
     }
-    v.problems
-        .sort_by_key(|p| (p.line.unwrap_or(0), p.column.unwrap_or(0)));
+    // The blueprint's problems first, then each named file's, each in reading order.
+    v.problems.sort_by(|a, b| {
+        let key = |p: &Problem| {
+            (
+                p.source.as_ref().map(|f| f.name.clone()),
+                p.line.unwrap_or(0),
+                p.column.unwrap_or(0),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
     let diags = Diagnostics {
         file,
         problems: v.problems,
@@ -317,6 +361,67 @@ fn mask_secrets(text: &str, secrets: &[String]) -> String {
 
 const TOP_LEVEL: &[&str] = &["name", "description", "parameters", "resources", "outputs"];
 const RESOURCE_META: &[&str] = &["type", "depends_on"];
+
+/// YAML text as JSON values, or where and why it cannot be: nesting past
+/// [`source::MAX_DEPTH`] is refused before anything recursive walks it, syntax errors are
+/// placed where the text says (duplicate keys at the repeated key, control characters at
+/// themselves), and numbers JSON cannot hold are refused where written. Blueprints and
+/// the YAML files they name both go through here; problems are placed in `file`.
+pub(crate) fn parse_yaml(file: &SourceFile) -> Result<Json, Vec<Problem>> {
+    if let Some(pos) = file.too_deep {
+        return Err(vec![Problem::error(format!(
+            "nested more than {} levels deep",
+            source::MAX_DEPTH
+        ))
+        .with_help(Some(
+            "a blueprint needs a few levels; check that this is the file you meant".into(),
+        ))
+        .at_pos(pos)]);
+    }
+    let yaml: serde_yaml::Value = match serde_yaml::from_str(&file.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let message = strip_location(&e.to_string());
+            let mut p = Problem::error(format!("invalid YAML: {message}"));
+            // serde_yaml places these two at the mapping and at 1:1; the text knows better.
+            let better = if message.contains("duplicate entry") {
+                file.duplicate_key
+            } else if message.contains("control characters") {
+                first_control_character(&file.text)
+            } else {
+                None
+            };
+            if let Some(pos) = better {
+                p = p.at_pos(pos);
+            } else if let Some(loc) = e.location() {
+                p = p.at_pos(source::Pos {
+                    line: loc.line(),
+                    column: loc.column(),
+                    offset: loc.index(),
+                    len: 1,
+                });
+            }
+            return Err(vec![p]);
+        }
+    };
+    // JSON has no NaN or infinity: converted, `.inf`, `.nan` and `1e400` would become
+    // null and surface later as an unrelated type error, so they stop here, located.
+    let mut bad = Vec::new();
+    non_finite(&yaml, "", &mut bad);
+    if !bad.is_empty() {
+        return Err(bad
+            .iter()
+            .map(|path| Problem::error("not a finite number").at(file, path, false))
+            .collect());
+    }
+    serde_json::to_value(&yaml).map_err(|e| {
+        vec![Problem::error(format!("unsupported YAML: {e}"))
+            .with_help(Some(
+                "keys must be strings; YAML tags are not supported".into(),
+            ))
+            .at(file, "", false)]
+    })
+}
 
 /// Closest candidate by edit distance, for "did you mean" hints.
 pub fn did_you_mean<'a>(
@@ -350,14 +455,40 @@ struct Validator {
     failed_resources: BTreeSet<String>,
     /// Secret parameter values met so far (see [`Blueprint::secrets`]).
     secrets: Vec<String>,
+    /// Files read in, with the full value paths of the field their content fills
+    /// (`resources.flow.definition`) and of the one that named them: problems under the
+    /// first are placed in the file.
+    sources: Vec<FileSource>,
 }
 
 impl Validator {
     fn error(&mut self, path: &str, key: bool, message: impl Into<String>, help: Option<String>) {
-        let p = Problem::error(message)
-            .with_help(help)
-            .at(&self.file, path, key);
+        let p = self.place(Problem::error(message).with_help(help), path, key);
         self.problems.push(p);
+    }
+
+    /// Points a problem at `path`: in the file read in there, when the path is inside a
+    /// field filled from a file, else in the blueprint. A place the file's index cannot
+    /// find (text it could not index) falls back to the field that named the file.
+    fn place(&self, p: Problem, path: &str, key: bool) -> Problem {
+        let inside = self.sources.iter().find_map(|s| {
+            let rest = path.strip_prefix(s.content.as_str())?;
+            match rest.strip_prefix('.') {
+                Some(r) => Some((r, s)),
+                None if rest.is_empty() || rest.starts_with('[') => Some((rest, s)),
+                None => None,
+            }
+        });
+        if let Some((rel, s)) = inside {
+            let mut p = if s.file.locate(rel).is_some() {
+                p.at(&s.file, rel, key).in_file(s.file.clone())
+            } else {
+                p.at(&self.file, &s.named_by, false)
+            };
+            p.path = Some(path.to_string());
+            return p;
+        }
+        p.at(&self.file, path, key)
     }
 
     fn run(
@@ -366,57 +497,7 @@ impl Validator {
         vars: &[(String, String)],
         catalog: &dyn Catalog,
     ) -> Option<Blueprint> {
-        if let Some(pos) = self.file.too_deep {
-            self.problems.push(
-                Problem::error(format!(
-                    "nested more than {} levels deep",
-                    source::MAX_DEPTH
-                ))
-                .with_help(Some(
-                    "a blueprint needs a few levels; check that this is the file you meant".into(),
-                ))
-                .at_pos(pos),
-            );
-            return None;
-        }
-        let yaml: serde_yaml::Value = match serde_yaml::from_str(&self.file.text) {
-            Ok(v) => v,
-            Err(e) => {
-                let message = strip_location(&e.to_string());
-                let mut p = Problem::error(format!("invalid YAML: {message}"));
-                // serde_yaml places these two at the mapping and at 1:1; the text knows better.
-                let better = if message.contains("duplicate entry") {
-                    self.file.duplicate_key
-                } else if message.contains("control characters") {
-                    first_control_character(&self.file.text)
-                } else {
-                    None
-                };
-                if let Some(pos) = better {
-                    p = p.at_pos(pos);
-                } else if let Some(loc) = e.location() {
-                    p = p.at_pos(source::Pos {
-                        line: loc.line(),
-                        column: loc.column(),
-                        offset: loc.index(),
-                        len: 1,
-                    });
-                }
-                self.problems.push(p);
-                return None;
-            }
-        };
-        // JSON has no NaN or infinity: converted, `.inf`, `.nan` and `1e400` would become
-        // null and surface later as an unrelated type error, so they stop here, located.
-        let mut bad = Vec::new();
-        non_finite(&yaml, "", &mut bad);
-        for path in &bad {
-            self.error(path, false, "not a finite number", None);
-        }
-        if !bad.is_empty() {
-            return None;
-        }
-        let root = match serde_json::to_value(&yaml) {
+        let root = match parse_yaml(&self.file) {
             Ok(Json::Object(m)) => m,
             Ok(Json::Null) => {
                 self.error(
@@ -436,13 +517,8 @@ impl Validator {
                 );
                 return None;
             }
-            Err(e) => {
-                self.error(
-                    "",
-                    false,
-                    format!("unsupported YAML: {e}"),
-                    Some("keys must be strings; YAML tags are not supported".into()),
-                );
+            Err(problems) => {
+                self.problems.extend(problems);
                 return None;
             }
         };
@@ -752,15 +828,12 @@ impl Validator {
             }
             let mut secret_fields = BTreeSet::new();
             let mut config = Json::Object(config);
-            match catalog.inline_files(&kind, &config, dir) {
-                Ok(Some(c)) => config = c,
-                Ok(None) => {}
-                Err(i) => {
-                    self.error(&join_path(&path, &i.path), false, i.message, i.help);
-                    broken.insert(id.clone());
-                }
-            }
-            if !self.substitute_params(&path, &mut config, params, &mut secret_fields) {
+            let mut params_ok =
+                self.substitute_params(&path, &mut config, params, &mut secret_fields);
+            // After the parameters, so a path from one is read and checked like any other.
+            let inlined = catalog.inline_files(&kind, &config, dir);
+            params_ok &= self.read_in(&path, dir, inlined, &mut config, params, &mut secret_fields);
+            if !params_ok {
                 // Kind checks would only repeat the parameter error in other words.
                 broken.insert(id.clone());
             }
@@ -818,8 +891,8 @@ impl Validator {
             };
             for i in issues {
                 // A problem with the resource as a whole (a missing field) points at its id.
-                let mut p = Problem::error(i.message).with_help(i.help).at(
-                    &self.file,
+                let mut p = self.place(
+                    Problem::error(i.message).with_help(i.help),
                     &join_path(&path, &i.path),
                     i.path.is_empty(),
                 );
@@ -904,6 +977,76 @@ impl Validator {
             );
         }
         out
+    }
+
+    /// Takes in what reading a resource's file fields gave: the problems (a path that came
+    /// from a secret parameter is not shown: the messages and the file's name say where it
+    /// came from instead), the files for placing later problems, and the fields filled
+    /// from files, whose parameters are substituted here. False when those named an
+    /// unknown parameter.
+    fn read_in(
+        &mut self,
+        path: &str,
+        dir: &Path,
+        inlined: Inlined,
+        config: &mut Json,
+        params: &IndexMap<String, Parameter>,
+        secret: &mut BTreeSet<String>,
+    ) -> bool {
+        let field_of = |p: &str| p.split(['.', '[']).next().unwrap_or_default().to_string();
+        let secret_path = |field: &str| {
+            secret
+                .contains(field)
+                .then(|| config.get(field).and_then(Json::as_str).map(str::to_string))
+                .flatten()
+        };
+        for i in inlined.issues {
+            let mut message = i.message;
+            if let Some(v) = secret_path(&field_of(&i.path)) {
+                // The loader quotes paths in backticks, alone or leading a code file's
+                // path: only those are replaced, not the same letters in other words.
+                message = message
+                    .replace(&format!("`{v}`"), FROM_SECRET)
+                    .replace(&format!("`{v}/"), &format!("`{FROM_SECRET}/"));
+            }
+            self.error(&join_path(path, &i.path), false, message, i.help);
+        }
+        let mut problems = inlined.problems;
+        for mut s in inlined.sources {
+            if secret_path(&field_of(&s.named_by)).is_some() {
+                let masked = Arc::new(SourceFile::new(
+                    dir.join(FROM_SECRET).display().to_string(),
+                    PathBuf::new(),
+                    s.file.text.clone(),
+                ));
+                for p in &mut problems {
+                    if p.source.as_ref().is_some_and(|f| Arc::ptr_eq(f, &s.file)) {
+                        p.source = Some(masked.clone());
+                    }
+                }
+                s.file = masked;
+            }
+            s.content = join_path(path, &s.content);
+            s.named_by = join_path(path, &s.named_by);
+            self.sources.push(s);
+        }
+        self.problems.extend(problems);
+        let Some(Json::Object(new)) = inlined.config else {
+            return true;
+        };
+        // Only what came from files: the rest had its parameters substituted already.
+        let fresh: serde_json::Map<String, Json> = new
+            .iter()
+            .filter(|(k, v)| config.get(k.as_str()) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut fresh = Json::Object(fresh);
+        let ok = self.substitute_params(path, &mut fresh, params, secret);
+        *config = Json::Object(new);
+        if let (Json::Object(c), Json::Object(f)) = (config, fresh) {
+            c.extend(f);
+        }
+        ok
     }
 
     /// Replaces `${params.X}` and `${stack.name}`-free parameter references in place.
@@ -1183,7 +1326,7 @@ fn first_control_character(text: &str) -> Option<source::Pos> {
 }
 
 /// The line and column of a byte offset (at a character boundary) in `text`.
-fn pos_at(text: &str, offset: usize) -> source::Pos {
+pub(crate) fn pos_at(text: &str, offset: usize) -> source::Pos {
     let before = &text[..offset];
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     source::Pos {

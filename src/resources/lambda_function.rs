@@ -28,7 +28,7 @@ use super::iam_role::{self, Grants};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
-use crate::blueprint::{files, CheckCx, Issue};
+use crate::blueprint::{files, CheckCx, Inlined, Issue};
 
 pub struct LambdaFunction;
 
@@ -721,13 +721,15 @@ impl Kind for LambdaFunction {
 
     /// Nothing is inlined, but the code is looked at while validating, so a missing,
     /// empty or out-of-folder `code` is an error located at the field, before any AWS call.
-    fn inline_files(&self, config: &Json, dir: &Path) -> Result<Option<Json>, Issue> {
+    fn inline_files(&self, config: &Json, dir: &Path) -> Inlined {
         if let Some(code) = config.get("code").and_then(Json::as_str) {
             if !code.contains("${") {
-                code_files(dir, code).map_err(|e| Issue::new("code", e))?;
+                if let Err(e) = code_files(dir, code) {
+                    return Issue::new("code", e).into();
+                }
             }
         }
-        Ok(None)
+        Inlined::default()
     }
 
     fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {

@@ -23,7 +23,7 @@ use super::fields::{check_id_ref, has_ref, id_set};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
-use crate::blueprint::{files, CheckCx, Issue};
+use crate::blueprint::{files, CheckCx, Inlined, Issue};
 
 pub struct LaunchTemplate;
 
@@ -206,15 +206,17 @@ impl Kind for LaunchTemplate {
 
     /// Nothing is inlined, but `user_data_file` is read while validating, so a missing,
     /// oversized or out-of-folder file is an error located at the field.
-    fn inline_files(&self, config: &Json, dir: &Path) -> Result<Option<Json>, Issue> {
+    fn inline_files(&self, config: &Json, dir: &Path) -> Inlined {
         if config.get("user_data").is_none() {
             if let Some(file) = config.get("user_data_file").and_then(Json::as_str) {
                 if !file.contains("${") {
-                    read_user_data_file(dir, file).map_err(|e| Issue::new("user_data_file", e))?;
+                    if let Err(e) = read_user_data_file(dir, file) {
+                        return Issue::new("user_data_file", e).into();
+                    }
                 }
             }
         }
-        Ok(None)
+        Inlined::default()
     }
 
     fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 
 use crate::aws::Aws;
-use crate::blueprint::{CheckCx, Issue};
+use crate::blueprint::{CheckCx, Inlined, Issue};
 
 pub use common::{aws_error, Error};
 
@@ -127,8 +127,8 @@ pub trait Kind: Send + Sync {
 
     /// The fields with the files they name read in (a state machine's `definition_file`),
     /// so references inside files are checked and become dependencies like inline ones.
-    fn inline_files(&self, _config: &Json, _dir: &Path) -> Result<Option<Json>, Issue> {
-        Ok(None)
+    fn inline_files(&self, _config: &Json, _dir: &Path) -> Inlined {
+        Inlined::default()
     }
 
     /// Outputs that an in-place update changes (a launch template's latest version):
@@ -224,8 +224,8 @@ impl crate::blueprint::Catalog for Catalog {
             .unwrap_or_default()
     }
 
-    fn inline_files(&self, name: &str, config: &Json, dir: &Path) -> Result<Option<Json>, Issue> {
-        kind(name).map_or(Ok(None), |k| k.inline_files(config, dir))
+    fn inline_files(&self, name: &str, config: &Json, dir: &Path) -> Inlined {
+        kind(name).map_or_else(Inlined::default, |k| k.inline_files(config, dir))
     }
 
     fn physical_names(&self, name: &str, id: &str, config: &Json) -> Vec<(String, String)> {

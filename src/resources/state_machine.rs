@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +29,8 @@ use super::lambda_function::{check_role, AUTO};
 use super::{asl, Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
-use crate::blueprint::{files, CheckCx, Issue};
+use crate::blueprint::source::Pos;
+use crate::blueprint::{self, files, CheckCx, FileSource, Inlined, Issue, Problem, SourceFile};
 
 pub struct StateMachine;
 
@@ -171,30 +173,95 @@ fn parse_definition_text(text: &str) -> Json {
         .unwrap_or_else(|_| Json::String(text.to_string()))
 }
 
+/// A definition file as read: its text (for placing problems inside it at their own line
+/// and column) and the definition, or the problems that keep it from being one.
+type DefinitionFile = (Arc<SourceFile>, Result<Json, Vec<Problem>>);
+
 /// Reads a definition file (JSON or YAML) beside the blueprint, through the confined
-/// loader, capped at the largest definition Step Functions takes.
-pub(super) fn read_definition_file(dir: &Path, file: &str) -> Result<Json, String> {
-    let path = dir.join(file);
-    let text = files::read_text(
+/// loader, capped at the largest definition Step Functions takes. Fails, as an issue at
+/// `definition_file`, when the file cannot be read at all.
+fn load_definition_file(dir: &Path, file: &str) -> Result<DefinitionFile, Issue> {
+    // The path first: one leading outside the folder says so whatever its name.
+    let bytes = files::read(
         dir,
         file,
         files::DEFINITION_MAX,
         "the most Step Functions takes as a definition",
-    )?;
+    )
+    .map_err(|e| Issue::new("definition_file", e))?;
     let lower = file.to_ascii_lowercase();
-    if lower.ends_with(".json") {
-        serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "{}:{}:{}: not JSON: {e}",
-                path.display(),
-                e.line(),
-                e.column()
-            )
-        })
+    let json = lower.ends_with(".json");
+    if !json && !lower.ends_with(".yaml") && !lower.ends_with(".yml") {
+        return Err(Issue::new(
+            "definition_file",
+            format!("`{file}` is not a JSON or YAML file"),
+        )
+        .help("name it like `workflow.asl.json` or `workflow.asl.yaml`"));
+    }
+    let path = dir.join(file);
+    let (text, not_utf8) = match String::from_utf8(bytes) {
+        Ok(text) => (text, None),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            // Invalid bytes replaced: every offset before the first one is kept.
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let pos = blueprint::pos_at(&text, at);
+            (text, Some(pos))
+        }
+    };
+    let source = Arc::new(SourceFile::new(path.display().to_string(), path, text));
+    let parsed = if let Some(pos) = not_utf8 {
+        Err(vec![Problem::error(
+            "the file is not UTF-8 text: this byte is invalid",
+        )
+        .with_help(Some(
+            "save the file as UTF-8; it may be Latin-1 or UTF-16".into(),
+        ))
+        .at_pos(pos)])
+    } else if json {
+        parse_json(&source)
     } else {
-        let y: serde_yaml::Value = serde_yaml::from_str(&text)
-            .map_err(|e| format!("{}: not YAML: {e}", path.display()))?;
-        serde_json::to_value(y).map_err(|e| format!("{}: {e}", path.display()))
+        blueprint::parse_yaml(&source)
+    };
+    let parsed = parsed.map_err(|ps| {
+        ps.into_iter()
+            .map(|p| p.in_file(source.clone()))
+            .collect::<Vec<_>>()
+    });
+    Ok((source, parsed))
+}
+
+/// A JSON definition, with a syntax error placed where serde_json found it.
+fn parse_json(source: &SourceFile) -> Result<Json, Vec<Problem>> {
+    if let Some(pos) = source.too_deep {
+        // serde_json's own limit (128) would do, but every walk of the value after it
+        // assumes the blueprint's.
+        return Err(vec![Problem::error(format!(
+            "nested more than {} levels deep",
+            blueprint::source::MAX_DEPTH
+        ))
+        .at_pos(pos)]);
+    }
+    serde_json::from_str(&source.text).map_err(|e| {
+        let message = e.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m);
+        let (line, column) = (e.line().max(1), e.column().max(1));
+        vec![Problem::error(format!("not JSON: {message}")).at_pos(Pos {
+            line,
+            column,
+            offset: source.offset_of(line, column),
+            len: 1,
+        })]
+    })
+}
+
+/// A problem placed in a file, as its plain line.
+fn placed(source: &SourceFile, p: &Problem) -> String {
+    match (p.line, p.column) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}: {}", source.name, p.message),
+        _ => format!("{}: {}", source.name, p.message),
     }
 }
 
@@ -504,21 +571,9 @@ impl Kind for StateMachine {
                     }
                 }
             }
-            (None, Some(file)) => {
-                let lower = file.to_ascii_lowercase();
-                if ![".json", ".yaml", ".yml"]
-                    .iter()
-                    .any(|e| lower.ends_with(e))
-                {
-                    out.push(
-                        Issue::new(
-                            "definition_file",
-                            format!("`{file}` is not a JSON or YAML file"),
-                        )
-                        .help("name it like `workflow.asl.json` or `workflow.asl.yaml`"),
-                    );
-                }
-            }
+            // Reading the file (and its problems) happened at load: a file that could be
+            // read is `definition` by now, and what kept the others out is reported.
+            (None, Some(_)) => {}
         }
         check_role(&f.role, "states.amazonaws.com", cx, &mut out);
         match &f.logging {
@@ -588,22 +643,44 @@ impl Kind for StateMachine {
         self.desired_in(stack, id, config, Path::new("."))
     }
 
-    fn inline_files(&self, config: &Json, dir: &Path) -> Result<Option<Json>, Issue> {
+    /// The definition file read in as `definition`: its problems (and those the checks
+    /// find in it later) are placed in the file, at their own line and column.
+    fn inline_files(&self, config: &Json, dir: &Path) -> Inlined {
         let Some(file) = config.get("definition_file").and_then(Json::as_str) else {
-            return Ok(None);
+            return Inlined::default();
         };
-        if config.get("definition").is_some() {
-            // check() reports having both.
-            return Ok(None);
+        // check() reports having both; a path made of references is only known at plan.
+        if config.get("definition").is_some() || file.contains("${") {
+            return Inlined::default();
         }
-        let definition =
-            read_definition_file(dir, file).map_err(|e| Issue::new("definition_file", e))?;
-        let mut c = config.clone();
-        if let Some(m) = c.as_object_mut() {
-            m.remove("definition_file");
-            m.insert("definition".into(), definition);
+        let (source, parsed) = match load_definition_file(dir, file) {
+            Ok(read) => read,
+            Err(issue) => return issue.into(),
+        };
+        let sources = vec![FileSource {
+            content: "definition".into(),
+            named_by: "definition_file".into(),
+            file: source,
+        }];
+        match parsed {
+            Ok(definition) => {
+                let mut c = config.clone();
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("definition_file");
+                    m.insert("definition".into(), definition);
+                }
+                Inlined {
+                    config: Some(c),
+                    sources,
+                    ..Inlined::default()
+                }
+            }
+            Err(problems) => Inlined {
+                sources,
+                problems,
+                ..Inlined::default()
+            },
         }
-        Ok(Some(c))
     }
 
     fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
@@ -617,17 +694,24 @@ impl Kind for StateMachine {
         let definition = match (&f.definition, &f.definition_file) {
             (Some(d), _) => d.clone(),
             (None, Some(file)) => {
-                let d =
-                    read_definition_file(dir, file).map_err(|e| format!("definition_file: {e}"))?;
-                // A file is checked here, at plan time, since the blueprint checks do not
-                // read files.
+                let (source, parsed) = load_definition_file(dir, file)
+                    .map_err(|i| format!("definition_file: {}", i.message))?;
+                let d = parsed
+                    .map_err(|ps| ps.first().map(|p| placed(&source, p)).unwrap_or_default())?;
+                // Checked here when the path was only known now (validate reads the rest).
                 let mut issues = Vec::new();
                 asl::validate(&d, "definition", &mut issues);
                 if f.role == AUTO {
                     check_auto_role(&d, &mut issues);
                 }
                 if let Some(i) = issues.iter().find(|i| !i.warning) {
-                    return Err(format!("{file}: {}: {}", i.path, i.message));
+                    let rel = i.path.strip_prefix("definition").unwrap_or(&i.path);
+                    let p = Problem::error(i.message.clone()).at(
+                        &source,
+                        rel.trim_start_matches('.'),
+                        false,
+                    );
+                    return Err(placed(&source, &p));
                 }
                 d
             }
@@ -1244,11 +1328,15 @@ mod tests {
                 dir.path(),
             )
             .unwrap_err();
-        assert!(bad.contains("definition.States.A.Next"), "{bad}");
+        let name = dir.path().join("bad.asl.json").display().to_string();
+        assert_eq!(
+            bad,
+            format!("{name}:1:59: `Next` names `B`, which is not a state here")
+        );
         // Read in at load time, so its references are substituted like inline ones.
         let inlined = StateMachine
             .inline_files(&json!({"definition_file": "refs.asl.json"}), dir.path())
-            .unwrap()
+            .config
             .unwrap();
         assert!(inlined.get("definition_file").is_none());
         assert_eq!(
@@ -1257,8 +1345,8 @@ mod tests {
         );
         let gone = StateMachine
             .inline_files(&json!({"definition_file": "gone.asl.json"}), dir.path())
-            .unwrap_err();
-        assert_eq!(gone.path, "definition_file");
+            .issues;
+        assert_eq!(gone[0].path, "definition_file");
         let missing = StateMachine
             .desired_in(
                 "shop",
@@ -1268,6 +1356,69 @@ mod tests {
             )
             .unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
+    }
+
+    /// Problems inside a definition file are placed in the file, with its name, line and
+    /// column; a file that cannot be read or parsed leaves the resource's other checks
+    /// running.
+    #[test]
+    fn definition_file_problems_are_placed_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("flow.asl.yaml"),
+            "StartAt: A\nStates:\n  A:\n    Type: Pass\n    Next: B\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("broken.asl.json"),
+            "{\n  \"StartAt\": \"A\",\n  \"States\": {\n    \"A\": {\"Type\": \"Pass\" \"End\": true}\n  }\n}\n",
+        )
+        .unwrap();
+        let text = concat!(
+            "name: shop\n",
+            "resources:\n",
+            "  flow:\n",
+            "    type: state_machine\n",
+            "    definition_file: flow.asl.yaml\n",
+            "  broken:\n",
+            "    type: state_machine\n",
+            "    definition_file: broken.asl.json\n",
+            "    tracing: maybe\n",
+            "  gone:\n",
+            "    type: state_machine\n",
+            "    definition_file: gone.asl.yaml\n",
+            "    role: not-an-arn\n",
+        );
+        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text.into());
+        let d = match blueprint::parse(file, dir.path().into(), &[], &crate::resources::Catalog) {
+            Err(LoadError::Invalid(d)) => d,
+            other => panic!("{other:?}"),
+        };
+        let lines: Vec<String> = d
+            .errors()
+            .map(|p| {
+                let f = p.source.as_ref().map_or("t.yaml".to_string(), |f| {
+                    f.path.file_name().unwrap().to_string_lossy().to_string()
+                });
+                format!(
+                    "{f}:{}:{}: {}",
+                    p.line.unwrap_or(0),
+                    p.column.unwrap_or(0),
+                    p.message
+                )
+            })
+            .collect();
+        let want = [
+            "t.yaml:9:14: invalid type: string \"maybe\", expected a boolean",
+            "t.yaml:12:22: cannot read `gone.asl.yaml`: there is no such file in the blueprint's folder",
+            "t.yaml:13:11: `not-an-arn` is not a role ARN",
+            "broken.asl.json:4:26: not JSON: expected `,` or `}`",
+            "flow.asl.yaml:5:11: `Next` names `B`, which is not a state here",
+        ];
+        for w in want {
+            assert!(lines.iter().any(|l| l.starts_with(w)), "{w}\n{lines:#?}");
+        }
+        assert_eq!(lines.len(), want.len(), "{lines:#?}");
     }
 
     #[test]

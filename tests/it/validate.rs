@@ -1,7 +1,9 @@
 //! Bad blueprints: each fixture in tests/fixtures/bad states the errors it must produce
-//! (`# expect: LINE:COL message`), and `validate` must report all of them, exit 1, and
-//! never call AWS. `# args: …` adds command-line arguments; `# expect-only` says the
-//! expected errors are all there is (one root cause, reported once).
+//! (`# expect: LINE:COL message`, or `# expect: FILE:LINE:COL message` for an error inside
+//! a file the blueprint names, FILE relative to the fixture's folder), and `validate` must
+//! report all of them, exit 1, and never call AWS. `# args: …` adds command-line
+//! arguments; `# expect-only` says the expected errors are all there is (one root cause,
+//! reported once); `# absent: TEXT` says TEXT (a secret) must appear in no output.
 
 use super::common::{cli, repo};
 
@@ -24,7 +26,7 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: "))
             .map(|e| {
-                let (pos, msg) = e.split_once(' ').expect("`# expect: LINE:COL message`");
+                let (pos, msg) = split_position(e).expect("`# expect: LINE:COL message`");
                 (pos.to_string(), msg.to_string())
             })
             .collect();
@@ -55,8 +57,27 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
                 out.status.code()
             ));
         }
+        let absent: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# absent: "))
+            .collect();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for a in &absent {
+            if stderr.contains(a) || stdout.contains(a) {
+                failures.push(format!(
+                    "{}: `{a}` must not be shown:\n{stdout}{stderr}",
+                    f.display()
+                ));
+            }
+        }
         for (pos, msg) in &expects {
-            let want = format!("{}:{pos}: error: ", f.display());
+            let want = match pos.rsplitn(3, ':').collect::<Vec<_>>().as_slice() {
+                [col, line, file] => format!(
+                    "{}:{line}:{col}: error: ",
+                    f.parent().expect("folder").join(file).display()
+                ),
+                _ => format!("{}:{pos}: error: ", f.display()),
+            };
             let found = stderr
                 .lines()
                 .any(|l| l.starts_with(&want) && l.contains(msg.as_str()));
@@ -77,6 +98,17 @@ fn every_bad_blueprint_reports_its_errors_with_positions() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `[FILE:]LINE:COL message` split after its position (FILE may hold spaces).
+fn split_position(e: &str) -> Option<(&str, &str)> {
+    e.match_indices(' ').map(|(i, _)| i).find_map(|i| {
+        let pos = &e[..i];
+        let mut parts = pos.rsplitn(3, ':');
+        let numbers =
+            parts.next()?.parse::<usize>().is_ok() && parts.next()?.parse::<usize>().is_ok();
+        numbers.then(|| (pos, &e[i + 1..]))
+    })
 }
 
 /// Nesting thousands of levels deep once overflowed the stack (exit 134) before any
@@ -209,6 +241,30 @@ fn json_mode_reports_problems_as_data() {
         .as_str()
         .unwrap_or_default()
         .contains("cidr_block"));
+    assert!(p.get("file").is_none(), "in the blueprint itself: {p}");
+    // A problem inside a definition file names that file.
+    let out = cli()
+        .args(["validate", "--json"])
+        .arg(repo().join("tests/fixtures/bad/definition_file_errors.yaml"))
+        .output()
+        .expect("run");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let p = v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .find(|p| p["path"] == "resources.orders.definition.States.Validate.Next")
+        .expect("the bad Next is reported");
+    assert!(
+        p["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("files/order_flow.asl.yaml")),
+        "{p}"
+    );
+    assert_eq!(
+        (p["line"].as_u64(), p["column"].as_u64()),
+        (Some(6), Some(11))
+    );
 }
 
 #[test]
