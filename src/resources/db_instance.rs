@@ -319,6 +319,7 @@ impl Kind for DbInstance {
     fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
         let f: Fields = parse(config).map_err(|i| i.message)?;
         let name = identifier(stack, id);
+        wanted().lock().map(|mut w| w.insert(name.clone())).ok();
         let mut master_password = None;
         let source = match f.master_password.as_deref() {
             Some(GENERATED) => GENERATED,
@@ -1201,9 +1202,11 @@ async fn set_password(
 // A run killed between PutParameter and CreateDBInstance (or a create AWS refused)
 // leaves a parameter with no instance to delete it with. `read` reports each such
 // parameter of the stack as a resource of its own (`ID/master-password`, kind
-// `db_instance`), so destroy deletes it and a plan shows it; only parameters named like
-// securecart's and tagged with the stack and a resource id that has no DB instance
-// count — anything else under `/securecart/STACK/` is left alone.
+// `db_instance`), so destroy deletes it; only parameters named like securecart's and
+// tagged with the stack and a resource id that has no DB instance count — anything else
+// under `/securecart/STACK/` is left alone. In an apply whose blueprint still has that
+// instance the parameter is the one to create it with, so its delete step keeps it (the
+// planner, which knows nothing of SSM, still lists it as a delete).
 
 /// The parameter leaves securecart writes for a DB instance.
 const PARAMETER_LEAVES: &[&str] = &["master-password", "master-password-digest"];
@@ -1263,6 +1266,12 @@ async fn leftover_parameters(
     Ok(out)
 }
 
+/// The instances the blueprint of this run wants (by identifier), as `desired` saw them.
+fn wanted() -> &'static Mutex<BTreeSet<String>> {
+    static W: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    W.get_or_init(Default::default)
+}
+
 /// Attribute of a leftover parameter's [`Live`]: its name.
 const LEFTOVER: &str = "leftover_parameter";
 
@@ -1277,7 +1286,17 @@ async fn delete_leftover(aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Er
         .unwrap_or_default();
     let lock = parameter_lock(name);
     let _held = lock.lock().await;
-    if describe(aws, &identifier(cx.stack, id)).await?.is_some() {
+    let ident = identifier(cx.stack, id);
+    // An apply whose blueprint still has the instance creates it with this very
+    // parameter (a password stored before an interrupted CreateDBInstance must be the
+    // one RDS gets): only a destroy, or a blueprint without it, removes it.
+    if wanted().lock().is_ok_and(|w| w.contains(&ident)) {
+        cx.note(format!(
+            "{name} is kept: `{id}` of the blueprint is created with it"
+        ));
+        return Ok(());
+    }
+    if describe(aws, &ident).await?.is_some() {
         cx.note(format!("{name} belongs to DB instance `{id}` again; kept"));
         return Ok(());
     }
