@@ -951,3 +951,77 @@ fn destroy_deletes_the_parameters_a_killed_apply_left_and_only_those() {
     let (code, _, _) = run_json(&["destroy", "--yes"], &stack);
     assert_ne!(code, 0);
 }
+
+#[test]
+fn a_create_that_fails_after_storing_its_passwords_leaves_nothing_after_destroy() {
+    // The state a kill -9 between PutParameter and CreateDBInstance leaves, made by the
+    // binary itself: RDS refuses the create (no such subnet group) after securecart has
+    // stored the generated password and the blueprint password's record.
+    let stack = stack("rdsfail");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bp = dir.path().join("blueprint.yaml");
+    let db = |id: &str, password: &str| {
+        format!(
+            "  {id}:\n    type: db_instance\n    engine: postgres\n    engine_version: \"16\"\n    instance_class: db.t4g.micro\n    db_subnet_group: no-such-group-{id}\n    master_password: {password}\n    final_snapshot: false\n"
+        )
+    };
+    std::fs::write(
+        &bp,
+        format!(
+            "name: t\nparameters:\n  pw:\n    type: string\n    secret: true\n    default: Failed-Create-Pass-333\nresources:\n{}{}",
+            db("first", "generated"),
+            db("second", "${params.pw}")
+        ),
+    )
+    .expect("write");
+    let bp_s = bp.to_str().expect("utf-8 path");
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 1, "the create was not refused: {out:#}\n{err}");
+    assert_not_shown("Failed-Create-Pass-333", &[&out.to_string(), &err]);
+    let names = [
+        format!("/securecart/{stack}/first/master-password"),
+        format!("/securecart/{stack}/second/master-password-digest"),
+    ];
+    let exists = |name: &str| {
+        let name = name.to_string();
+        rt().block_on(async move {
+            aws_sdk_ssm::Client::new(&sdk().await)
+                .get_parameter()
+                .name(name)
+                .send()
+                .await
+                .is_ok()
+        })
+    };
+    for n in &names {
+        assert!(exists(n), "{n} was not stored before CreateDBInstance");
+    }
+    assert!(rt().block_on(instances(&stack)).is_empty());
+
+    // The blueprint is still there: the next plan creates the instances (the stored
+    // password is kept for that), and lists the parameters as leftovers.
+    let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 2, "{out:#}");
+    let mut planned = changes(&out["plan"]);
+    planned.sort();
+    assert_eq!(
+        planned,
+        [
+            ("first".to_string(), "create".to_string()),
+            ("first/master-password".to_string(), "delete".to_string()),
+            ("second".to_string(), "create".to_string()),
+            (
+                "second/master-password-digest".to_string(),
+                "delete".to_string()
+            ),
+        ]
+    );
+    // Destroy finds them although no instance exists, and deletes them.
+    let (code, out, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    for n in &names {
+        assert!(!exists(n), "{n} remains after destroy");
+    }
+    let (code, _, _) = run_json(&["destroy", bp_s, "--yes"], &stack);
+    assert_ne!(code, 0, "a second destroy still found something");
+}
