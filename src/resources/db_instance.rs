@@ -2,8 +2,8 @@
 //! RDS kinds share: identifiers, tags, reference checks, waiting for an instance and
 //! deleting one.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, OnceLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -110,9 +110,10 @@ struct Fields {
     /// an instance with read replicas needs this or a parameter. Otherwise a parameter
     /// with `secret: true`. Left out (the default), RDS generates it and keeps it in AWS
     /// Secrets Manager (`ManageMasterUserPassword`; the `master_user_secret_arn`
-    /// attribute), which rules out read replicas. AWS never returns a password, so
-    /// securecart sets it when it creates the instance (or switches how it is kept) and
-    /// does not detect later changes of the value.
+    /// attribute), which rules out read replicas. AWS never returns a password: for a
+    /// password from the blueprint securecart keeps a salted digest of it in the SSM
+    /// SecureString `/securecart/STACK/ID/master-password-digest`, so a changed value
+    /// plans `master_password (sensitive)` and apply sets it in place.
     #[serde(default)]
     master_password: Option<String>,
     /// Name of a database to create in the instance. Changing it replaces the instance.
@@ -194,6 +195,12 @@ struct Attrs {
     master_username: String,
     /// `secrets_manager`, `generated` or `blueprint` — never the password.
     master_password_source: String,
+    /// A password from the blueprint, as far as plan can compare it: [`PASSWORD_SAME`]
+    /// when it matches the stack's record of it, [`PASSWORD_CHANGED`] when it does not;
+    /// absent when there is nothing to compare (see "The blueprint's master password").
+    /// Never the password or its digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    master_password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     db_name: Option<String>,
     /// [`READY`] once the instance has its endpoint, else its RDS status (`creating`):
@@ -311,16 +318,20 @@ impl Kind for DbInstance {
 
     fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
         let f: Fields = parse(config).map_err(|i| i.message)?;
+        let name = identifier(stack, id);
+        wanted().lock().map(|mut w| w.insert(name.clone())).ok();
+        let mut master_password = None;
         let source = match f.master_password.as_deref() {
             Some(GENERATED) => GENERATED,
             Some(p) => {
                 remember_password(stack, id, p);
+                master_password = compare_with_record(&name, p)?;
                 FROM_BLUEPRINT
             }
             None => MANAGED,
         };
         Ok(json!(Attrs {
-            name: identifier(stack, id),
+            name,
             engine: f.engine.as_str().to_string(),
             engine_version: f.engine_version.trim().to_string(),
             instance_class: f.instance_class.trim().to_ascii_lowercase(),
@@ -337,6 +348,7 @@ impl Kind for DbInstance {
             security_groups: f.security_groups.map(sorted),
             master_username: f.master_username,
             master_password_source: source.to_string(),
+            master_password,
             db_name: f.db_name,
             status: READY.to_string(),
         }))
@@ -412,6 +424,18 @@ impl Kind for DbInstance {
         if a.backup_retention == 0 {
             w.push("automated backups are off (checkov CKV_AWS_133, trivy AWS-0077, cfn-nag W75, Security Hub RDS.11), and without them the instance can have no read replicas: set `backup_retention` to 1 or more".to_string());
         }
+        if a.master_password_source == FROM_BLUEPRINT && a.master_password.is_none() {
+            let why = match found(&a.name) {
+                Some(Found::Missing) => "has no record of its master password (it was created before securecart kept one, or the record was deleted)",
+                Some(Found::Unreadable) => "has a record of its master password that securecart cannot read",
+                _ => "",
+            };
+            if !why.is_empty() {
+                w.push(format!(
+                    "the instance {why}, so a change of `master_password` cannot be seen and none is planned; the next change securecart applies to this instance also sets the password from the blueprint and records it"
+                ));
+            }
+        }
         if !a.deletion_protection && !a.final_snapshot {
             w.push("neither deletion protection nor a final snapshot: deleting the instance loses its data for good (fine for a lab; production wants `deletion_protection: true`, checkov CKV_AWS_293, Security Hub RDS.8)".to_string());
         }
@@ -419,11 +443,22 @@ impl Kind for DbInstance {
     }
 
     async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
-        Ok(stack_instances(aws, stack, "db_instance")
-            .await?
-            .into_iter()
-            .map(|(id, db)| live(id, &db))
-            .collect())
+        let dbs = stack_instances(aws, stack, "db_instance").await?;
+        let owners: BTreeSet<String> = dbs.iter().map(|(id, _)| id.clone()).collect();
+        let reads = dbs.into_iter().map(|(id, db)| async move {
+            let mut l = live(id, &db);
+            if l.attrs["master_password_source"] == FROM_BLUEPRINT {
+                let f = read_record(aws, stack, &l.id).await?;
+                if matches!(f, Found::Record(_)) {
+                    l.attrs["master_password"] = json!(PASSWORD_SAME);
+                }
+                set_found(&l.physical_id, f);
+            }
+            Ok::<_, Error>(l)
+        });
+        let mut out = futures::future::try_join_all(reads).await?;
+        out.extend(leftover_parameters(aws, stack, &owners).await?);
+        Ok(out)
     }
 
     async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
@@ -433,8 +468,31 @@ impl Kind for DbInstance {
             (TAG_FINAL_SNAPSHOT, a.final_snapshot.to_string()),
             (TAG_ENGINE_VERSION, a.engine_version.clone()),
         ];
+        // Held until RDS has the instance: a leftover parameter of this id is not
+        // removed in between (see "Leftover parameters").
+        let lock = match a.master_password_source.as_str() {
+            GENERATED => Some(parameter_lock(&password_parameter(cx.stack, cx.id))),
+            FROM_BLUEPRINT => Some(parameter_lock(&digest_parameter(cx.stack, cx.id))),
+            _ => None,
+        };
+        let held = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        // Whether an instance an earlier attempt made may have another password than
+        // the blueprint's (for a blueprint password: unless its record says the same).
+        let mut unsure = false;
         let password = match a.master_password_source.as_str() {
-            FROM_BLUEPRINT => Some(recall_password(cx.stack, cx.id)?),
+            FROM_BLUEPRINT => {
+                let p = recall_password(cx.stack, cx.id)?;
+                // Recorded before RDS sees it: see "The blueprint's master password".
+                unsure = match read_record(aws, cx.stack, cx.id).await? {
+                    Found::Record(r) => !r.matches(&p),
+                    _ => true,
+                };
+                write_record(aws, cx, &p).await?;
+                Some(p)
+            }
             GENERATED => {
                 // Stored before RDS sees it: a run killed in between finds it again.
                 let name = password_parameter(cx.stack, cx.id);
@@ -476,9 +534,10 @@ impl Kind for DbInstance {
                 .map(|_| ())
                 .map_err(aws_error("CreateDBInstance"))
         };
-        create_or_adopt(aws, cx, &a.name, send).await?;
+        let adopted = create_or_adopt(aws, cx, &a.name, send).await?;
+        drop(held);
         cx.note("RDS is creating the instance (5–10 minutes on AWS)");
-        let db = wait_ready(
+        let mut db = wait_ready(
             aws,
             cx,
             &a.name,
@@ -487,7 +546,16 @@ impl Kind for DbInstance {
             |_| true,
         )
         .await?;
-        Ok(live(cx.id.to_string(), &db))
+        if let (true, true, Some(p)) = (adopted, unsure, &password) {
+            // The instance an earlier attempt made got that attempt's password.
+            cx.note("setting the master password of the instance an earlier attempt created");
+            db = set_password(aws, cx, &a.name, p).await?;
+        }
+        let mut l = live(cx.id.to_string(), &db);
+        if a.master_password_source == FROM_BLUEPRINT {
+            l.attrs["master_password"] = json!(PASSWORD_SAME);
+        }
+        Ok(l)
     }
 
     async fn update(
@@ -562,6 +630,20 @@ impl Kind for DbInstance {
         let parameter = password_parameter(cx.stack, cx.id);
         let password_source =
             has("master_password_source").then_some(a.master_password_source.as_str());
+        // A blueprint password kept as it was is set when its record says it changed, and
+        // along with any other modification when there is no record to tell.
+        let mut record = password_source == Some(FROM_BLUEPRINT);
+        if password_source.is_none() && a.master_password_source == FROM_BLUEPRINT {
+            let unrecorded = matches!(found(&ident), Some(Found::Missing | Found::Unreadable));
+            if has("master_password") || (modify && unrecorded) {
+                // ModifyDBInstance, MasterUserPassword: "doesn't result in an outage and the
+                // change is asynchronously applied as soon as possible"; it stays in
+                // PendingModifiedValues until then, which `applied` waits out.
+                req = req.master_user_password(recall_password(cx.stack, cx.id)?);
+                modify = true;
+                record = true;
+            }
+        }
         if let Some(source) = password_source {
             // Turning Secrets Manager off takes the new password in the same call, and
             // RDS then deletes its secret (ModifyDBInstance, ManageMasterUserPassword).
@@ -616,13 +698,36 @@ impl Kind for DbInstance {
             }
             _ => {}
         }
+        // The record follows the password too: after ModifyDBInstance succeeded.
+        if record {
+            write_record(aws, cx, &recall_password(cx.stack, cx.id)?).await?;
+        } else if password_source.is_some() && was.master_password_source == FROM_BLUEPRINT {
+            // No longer a blueprint password: its record describes nothing.
+            let name = digest_parameter(cx.stack, cx.id);
+            delete_owned_parameter(aws, cx.stack, cx.id, &name).await?;
+        }
         let db = describe(aws, &a.name)
             .await?
             .ok_or_else(|| Error::Conflict(format!("DB instance {} disappeared", a.name)))?;
-        Ok(live(cx.id.to_string(), &db))
+        let mut l = live(cx.id.to_string(), &db);
+        if a.master_password_source == FROM_BLUEPRINT {
+            l.attrs["master_password"] = if record {
+                json!(PASSWORD_SAME)
+            } else {
+                live_db
+                    .attrs
+                    .get("master_password")
+                    .cloned()
+                    .unwrap_or(Json::Null)
+            };
+        }
+        Ok(l)
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        if live.attrs.get(LEFTOVER).is_some() {
+            return delete_leftover(aws, cx, live).await;
+        }
         let snapshot = live
             .attrs
             .get("final_snapshot")
@@ -631,14 +736,23 @@ impl Kind for DbInstance {
             .then(|| final_snapshot_name(&live.physical_id));
         delete_instance(aws, cx, &live.physical_id, snapshot).await?;
         // Only once the instance is gone: until then the password still opens it.
-        match live
+        if let Some(name) = live
             .outputs
             .get("master_password_parameter")
             .and_then(Json::as_str)
+            .filter(|n| !n.is_empty())
         {
-            Some(name) if !name.is_empty() => delete_password_parameter(aws, name).await,
-            _ => Ok(()),
+            delete_password_parameter(aws, name).await?;
         }
+        // Whatever else securecart keeps for this id (a generated password an earlier
+        // switch of source left, the record), if tagged as this resource's.
+        for name in [
+            password_parameter(cx.stack, cx.id),
+            digest_parameter(cx.stack, cx.id),
+        ] {
+            delete_owned_parameter(aws, cx.stack, cx.id, &name).await?;
+        }
+        Ok(())
     }
 }
 
@@ -679,6 +793,8 @@ fn live(id: String, db: &AwsInstance) -> Live {
             FROM_BLUEPRINT
         }
         .to_string(),
+        // Filled in by `read`, which looks for the stack's record of the password.
+        master_password: None,
         db_name: db.db_name().map(str::to_string),
         status: status(db),
     };
@@ -724,6 +840,8 @@ fn passwords() -> &'static Mutex<HashMap<(String, String), String>> {
 
 fn remember_password(stack: &str, id: &str, password: &str) {
     if password != UNKNOWN {
+        // A password written in plain text is still a password: never printed either.
+        crate::secrets::register(password);
         if let Ok(mut p) = passwords().lock() {
             p.insert((stack.to_string(), id.to_string()), password.to_string());
         }
@@ -736,6 +854,458 @@ fn recall_password(stack: &str, id: &str) -> Result<String, Error> {
         .ok()
         .and_then(|p| p.get(&(stack.to_string(), id.to_string())).cloned())
         .ok_or_else(|| Error::Invalid("the master password is not known in this run".into()))
+}
+
+// ---- The blueprint's master password: change detection ---------------------------
+//
+// RDS never returns a password (DescribeDBInstances has no such field; ModifyDBInstance
+// takes `MasterUserPassword` write-only:
+// <https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_ModifyDBInstance.html>),
+// and securecart keeps no state file. So a changed `master_password` would go unseen
+// while functions and user data get the new one. securecart therefore keeps, in AWS, a
+// record plan can compare without holding the password: a PBKDF2-HMAC-SHA256 digest of
+// it with a random salt, in an SSM SecureString parameter of the stack beside the
+// generated one (`/securecart/STACK/ID/master-password-digest`, tagged like it).
+//
+// Why this design:
+// - A digest, not the password: the record only has to tell "same or not"; a copy of the
+//   password would be one more place to steal it from.
+// - Random salt and 600,000 iterations (OWASP Password Storage Cheat Sheet for
+//   PBKDF2-HMAC-SHA256), not a plain or stack-derived salt: a blueprint password can be
+//   weak and the same in many accounts (every learner's lab has a `primary`); whoever can
+//   read the record can test guesses offline, so each guess must cost, and equal passwords
+//   must not give equal records. The parameters travel in the record, so they can rise.
+// - A SecureString, not a tag: tags show to anyone with `rds:DescribeDBInstances` and in
+//   the console; a SecureString is encrypted with the account's `aws/ssm` KMS key and
+//   reading it needs `kms:Decrypt` as well
+//   (<https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-securestring.html>).
+// - Order: on create the record is written BEFORE CreateDBInstance (a run killed in
+//   between leaves a record of what it was about to send, at worst one with no instance,
+//   which destroy sweeps); on update it is written AFTER ModifyDBInstance succeeded (a run
+//   killed in between leaves the old record, so the next plan shows the change again —
+//   never "unchanged" for a password the instance does not have).
+// - Who compares: `read` has AWS but not the blueprint, `desired` the password but not
+//   AWS. `read` leaves what it found in [`records`] (keyed by identifier), `desired`
+//   compares, and the attributes carry only the verdict ([`PASSWORD_SAME`] /
+//   [`PASSWORD_CHANGED`]) — never the password, the digest or the salt.
+// - No record for an instance that exists (made before securecart kept one, or the
+//   parameter was deleted): securecart cannot tell, so it plans no blind change; a plan
+//   warning says so, and the next ModifyDBInstance securecart sends to the instance for
+//   another change also sets the password and writes the record.
+// - Only `blueprint` passwords are compared: a `generated` one lives in its own
+//   parameter, Secrets Manager's is RDS's; a switch between sources is its own change
+//   (`master_password_source`) that sets the password. A read replica has none of its
+//   own: RDS replicates the source's.
+
+/// `master_password` of an instance whose record matches the blueprint's password.
+const PASSWORD_SAME: &str = "(sensitive)";
+/// `master_password` the blueprint wants when the record does not match.
+const PASSWORD_CHANGED: &str = "(sensitive, changed)";
+
+/// Where the digest record of DB instance `id` of `stack` lives.
+pub(super) fn digest_parameter(stack: &str, id: &str) -> String {
+    format!("/securecart/{stack}/{id}/master-password-digest")
+}
+
+const KDF: &str = "pbkdf2-sha256";
+const KDF_ROUNDS: u32 = 600_000;
+const SALT_LEN: usize = 16;
+
+/// A salted digest of a master password: `pbkdf2-sha256$ROUNDS$SALT$DIGEST` (hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    rounds: u32,
+    salt: Vec<u8>,
+    digest: [u8; 32],
+}
+
+impl Record {
+    fn new(password: &str) -> Result<Record, Error> {
+        Record::with_rounds(password, KDF_ROUNDS)
+    }
+
+    fn with_rounds(password: &str, rounds: u32) -> Result<Record, Error> {
+        let mut salt = vec![0u8; SALT_LEN];
+        os_random(&mut salt)?;
+        Ok(Record {
+            rounds,
+            digest: kdf(password, &salt, rounds),
+            salt,
+        })
+    }
+
+    fn matches(&self, password: &str) -> bool {
+        // Not constant-time: both sides are on this machine, nobody times the comparison.
+        kdf(password, &self.salt, self.rounds) == self.digest
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "{KDF}${}${}${}",
+            self.rounds,
+            hex::encode(&self.salt),
+            hex::encode(self.digest)
+        )
+    }
+
+    fn decode(text: &str) -> Option<Record> {
+        let mut parts = text.trim().split('$');
+        if parts.next()? != KDF {
+            return None;
+        }
+        let rounds: u32 = parts.next()?.parse().ok()?;
+        let salt = hex::decode(parts.next()?).ok()?;
+        let digest = hex::decode(parts.next()?).ok()?.try_into().ok()?;
+        // A record that costs nothing to test guesses against is no record of ours.
+        let sane = (1_000..=10_000_000).contains(&rounds) && salt.len() >= 8;
+        (sane && parts.next().is_none()).then_some(Record {
+            rounds,
+            salt,
+            digest,
+        })
+    }
+}
+
+fn kdf(password: &str, salt: &[u8], rounds: u32) -> [u8; 32] {
+    pbkdf2::pbkdf2_hmac_array::<sha2::Sha256, 32>(password.as_bytes(), salt, rounds)
+}
+
+/// What `read` found of an instance's password record.
+#[derive(Debug, Clone)]
+enum Found {
+    Record(Record),
+    /// No parameter (an instance made before securecart kept records, or it was deleted).
+    Missing,
+    /// A parameter that is not a record securecart can read.
+    Unreadable,
+    /// A parameter at that name that is not tagged as this resource's.
+    Foreign,
+}
+
+/// What `read` found, by instance identifier, for `desired` and `warnings` of this run.
+fn records() -> &'static Mutex<HashMap<String, Found>> {
+    static R: OnceLock<Mutex<HashMap<String, Found>>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+fn found(ident: &str) -> Option<Found> {
+    records().lock().ok()?.get(ident).cloned()
+}
+
+fn set_found(ident: &str, f: Found) {
+    if let Ok(mut r) = records().lock() {
+        r.insert(ident.to_string(), f);
+    }
+}
+
+/// The `master_password` attribute `desired` gives a blueprint password.
+fn compare_with_record(ident: &str, password: &str) -> Result<Option<String>, String> {
+    if password == UNKNOWN {
+        return Ok(None);
+    }
+    Ok(match found(ident) {
+        Some(Found::Record(r)) => Some(
+            if r.matches(password) {
+                PASSWORD_SAME
+            } else {
+                PASSWORD_CHANGED
+            }
+            .to_string(),
+        ),
+        Some(Found::Foreign) => {
+            return Err(
+                "an SSM parameter exists where securecart keeps the digest of this instance's master password, but it is not tagged as this resource's; securecart does not read or overwrite it: delete or rename it"
+                    .to_string(),
+            )
+        }
+        _ => None,
+    })
+}
+
+/// The stack's tags on an SSM parameter: `None` when it does not exist.
+async fn parameter_owner(
+    aws: &Aws,
+    name: &str,
+) -> Result<Option<(Option<String>, Option<String>)>, Error> {
+    let tags = aws
+        .ssm
+        .list_tags_for_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id(name)
+        .send()
+        .await
+        .map_err(aws_error("ListTagsForResource"));
+    let tags = match tags {
+        Ok(t) => t,
+        Err(e) if e.is_code(&["InvalidResourceId", "ParameterNotFound"]) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let tag = |k: &str| {
+        tags.tag_list()
+            .iter()
+            .find(|t| t.key() == k)
+            .map(|t| t.value().to_string())
+    };
+    Ok(Some((tag(TAG_STACK), tag(TAG_RESOURCE))))
+}
+
+/// The record of DB instance `id` of `stack`, as `read` finds it.
+async fn read_record(aws: &Aws, stack: &str, id: &str) -> Result<Found, Error> {
+    let name = digest_parameter(stack, id);
+    let got = aws
+        .ssm
+        .get_parameter()
+        .name(&name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(aws_error("GetParameter"));
+    let value = match got {
+        Ok(out) => out
+            .parameter()
+            .and_then(|p| p.value())
+            .unwrap_or_default()
+            .to_string(),
+        Err(e) if e.is_code(&["ParameterNotFound"]) => return Ok(Found::Missing),
+        Err(e) => return Err(e),
+    };
+    // Masked by value wherever text is printed: the digest is for comparing, not showing.
+    crate::secrets::register(&value);
+    match parameter_owner(aws, &name).await? {
+        None => return Ok(Found::Missing),
+        Some((s, r)) if s.as_deref() != Some(stack) || r.as_deref() != Some(id) => {
+            return Ok(Found::Foreign)
+        }
+        Some(_) => {}
+    }
+    Ok(Record::decode(&value).map_or(Found::Unreadable, Found::Record))
+}
+
+/// Writes the record of `password` for the resource of `cx`. A new parameter gets its
+/// tags; an existing one (ours: checked) is overwritten, without tags, since SSM refuses
+/// Tags together with Overwrite (terraform-provider-aws #18550; PutParameter:
+/// <https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html>).
+async fn write_record(aws: &Aws, cx: &OpCx<'_>, password: &str) -> Result<(), Error> {
+    let name = digest_parameter(cx.stack, cx.id);
+    let made = Record::new(password)?;
+    let record = made.encode();
+    crate::secrets::register(&record);
+    // What a later plan in this process compares with (`read` would find the same).
+    let remember = || set_found(&identifier(cx.stack, cx.id), Found::Record(made.clone()));
+    let put = || {
+        aws.ssm
+            .put_parameter()
+            .name(&name)
+            .description(
+                "Salted digest of an RDS master password, for securecart's change detection",
+            )
+            .value(&record)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+    };
+    let tags = ssm_tags(cx, &name)?;
+    match put()
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(aws_error("PutParameter"))
+    {
+        Ok(_) => {
+            remember();
+            return Ok(());
+        }
+        Err(e) if e.is_code(&["ParameterAlreadyExists"]) => {}
+        Err(e) => return Err(e),
+    }
+    match parameter_owner(aws, &name).await? {
+        Some((Some(s), Some(r))) if s == cx.stack && r == cx.id => {}
+        _ => {
+            return Err(Error::Conflict(format!(
+                "the SSM parameter {name} exists but is not tagged as the password record of `{}` of stack `{}`; securecart does not overwrite it: delete it or rename the resource",
+                cx.id, cx.stack
+            )))
+        }
+    }
+    put()
+        .overwrite(true)
+        .send()
+        .await
+        .map_err(aws_error("PutParameter"))?;
+    remember();
+    Ok(())
+}
+
+fn ssm_tags(cx: &OpCx<'_>, name: &str) -> Result<Vec<aws_sdk_ssm::types::Tag>, Error> {
+    common::tags(cx.stack, cx.id, name)
+        .into_iter()
+        .map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Invalid(format!("cannot tag {name}: {e}")))
+}
+
+/// Deletes `name` if it is tagged as resource `id` of `stack`; gone is success, and one
+/// that is not ours is left alone (returns false).
+async fn delete_owned_parameter(
+    aws: &Aws,
+    stack: &str,
+    id: &str,
+    name: &str,
+) -> Result<bool, Error> {
+    match parameter_owner(aws, name).await? {
+        None => Ok(true),
+        Some((s, r)) if s.as_deref() == Some(stack) && r.as_deref() == Some(id) => {
+            delete_password_parameter(aws, name).await?;
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+    }
+}
+
+/// One lock per parameter name: a create that reads or writes the parameter and sends
+/// CreateDBInstance, and the removal of that parameter as a leftover, never interleave.
+fn parameter_lock(name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static L: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let mut locks = L
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    locks.entry(name.to_string()).or_default().clone()
+}
+
+/// Sets the master password of `ident` and waits until RDS has applied it.
+async fn set_password(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    ident: &str,
+    password: &str,
+) -> Result<AwsInstance, Error> {
+    aws.rds
+        .modify_db_instance()
+        .db_instance_identifier(ident)
+        .master_user_password(password)
+        .apply_immediately(true)
+        .send()
+        .await
+        .map_err(aws_error("ModifyDBInstance"))?;
+    wait_ready(
+        aws,
+        cx,
+        ident,
+        "the new master password to be applied",
+        MODIFY_TIMEOUT,
+        applied,
+    )
+    .await
+}
+
+// ---- Leftover parameters ----------------------------------------------------------
+//
+// A run killed between PutParameter and CreateDBInstance (or a create AWS refused)
+// leaves a parameter with no instance to delete it with. `read` reports each such
+// parameter of the stack as a resource of its own (`ID/master-password`, kind
+// `db_instance`), so destroy deletes it; only parameters named like securecart's and
+// tagged with the stack and a resource id that has no DB instance count — anything else
+// under `/securecart/STACK/` is left alone. In an apply whose blueprint still has that
+// instance the parameter is the one to create it with, so its delete step keeps it (the
+// planner, which knows nothing of SSM, still lists it as a delete).
+
+/// The parameter leaves securecart writes for a DB instance.
+const PARAMETER_LEAVES: &[&str] = &["master-password", "master-password-digest"];
+
+/// The stack's leftover parameters: tagged for `stack`, named for a DB instance id not in
+/// `owners`.
+async fn leftover_parameters(
+    aws: &Aws,
+    stack: &str,
+    owners: &BTreeSet<String>,
+) -> Result<Vec<Live>, Error> {
+    let prefix = format!("/securecart/{stack}/");
+    let listed = aws
+        .ssm
+        .get_parameters_by_path()
+        .path(&prefix)
+        .recursive(true)
+        .with_decryption(false)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(aws_error("GetParametersByPath"));
+    let listed: Vec<_> = match listed {
+        Ok(pages) => pages
+            .into_iter()
+            .flat_map(|p| p.parameters.unwrap_or_default())
+            .collect(),
+        // An identity allowed to plan without it still plans; only leftovers go unseen.
+        Err(e) if e.is_code(&["AccessDeniedException"]) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for p in listed {
+        let Some(name) = p.name() else { continue };
+        let Some((id, leaf)) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            continue;
+        };
+        if !PARAMETER_LEAVES.contains(&leaf) || owners.contains(id) {
+            continue;
+        }
+        match parameter_owner(aws, name).await? {
+            Some((Some(s), Some(r))) if s == stack && r == id => {}
+            _ => continue,
+        }
+        out.push(Live {
+            id: format!("{id}/{leaf}"),
+            kind: "db_instance",
+            physical_id: name.to_string(),
+            attrs: json!({ LEFTOVER: name, "db_instance_id": id }),
+            outputs: BTreeMap::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// The instances the blueprint of this run wants (by identifier), as `desired` saw them.
+fn wanted() -> &'static Mutex<BTreeSet<String>> {
+    static W: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    W.get_or_init(Default::default)
+}
+
+/// Attribute of a leftover parameter's [`Live`]: its name.
+const LEFTOVER: &str = "leftover_parameter";
+
+/// Deletes a leftover parameter, unless its instance appeared since the plan (this same
+/// apply created it, or another run did): then it is that instance's again.
+async fn delete_leftover(aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+    let name = live.physical_id.as_str();
+    let id = live
+        .attrs
+        .get("db_instance_id")
+        .and_then(Json::as_str)
+        .unwrap_or_default();
+    let lock = parameter_lock(name);
+    let _held = lock.lock().await;
+    let ident = identifier(cx.stack, id);
+    // An apply whose blueprint still has the instance creates it with this very
+    // parameter (a password stored before an interrupted CreateDBInstance must be the
+    // one RDS gets): only a destroy, or a blueprint without it, removes it.
+    if wanted().lock().is_ok_and(|w| w.contains(&ident)) {
+        cx.note(format!(
+            "{name} is kept: `{id}` of the blueprint is created with it"
+        ));
+        return Ok(());
+    }
+    if describe(aws, &ident).await?.is_some() {
+        cx.note(format!("{name} belongs to DB instance `{id}` again; kept"));
+        return Ok(());
+    }
+    if !delete_owned_parameter(aws, cx.stack, id, name).await? {
+        cx.note(format!(
+            "{name} is no longer tagged as `{id}` of this stack; left alone"
+        ));
+    }
+    Ok(())
 }
 
 // ---- The generated master password -------------------------------------------------
@@ -767,6 +1337,7 @@ async fn stored_password(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<String,
             return Ok(p);
         }
         let password = generate_password()?;
+        crate::secrets::register(&password);
         let tags = common::tags(cx.stack, cx.id, name)
             .into_iter()
             .map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build())
@@ -820,6 +1391,8 @@ async fn read_password(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<Option<St
         Err(e) if e.is_code(&["ParameterNotFound"]) => return Ok(None),
         Err(e) => return Err(e),
     };
+    // Whatever it turns out to be, it is never printed.
+    crate::secrets::register(&value);
     let tags = aws
         .ssm
         .list_tags_for_resource()
@@ -1205,23 +1778,24 @@ fn elapsed(d: Duration) -> String {
 
 /// Runs a create call; when the identifier is taken by this very resource (an earlier,
 /// interrupted run), carries on with that instance; when by anything else, says so.
+/// True when it carried on with an instance an earlier attempt made.
 pub(super) async fn create_or_adopt<F, Fut>(
     aws: &Aws,
     cx: &OpCx<'_>,
     ident: &str,
     send: F,
-) -> Result<(), Error>
+) -> Result<bool, Error>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<(), Error>>,
 {
     let err = match send().await {
-        Ok(()) => return Ok(()),
+        Ok(()) => return Ok(false),
         Err(e) if e.is_code(&["DBInstanceAlreadyExists"]) => e,
         Err(e) => return Err(e),
     };
     let Some(db) = describe(aws, ident).await? else {
-        return send().await;
+        return send().await.map(|_| false);
     };
     if owned_id(db.tag_list(), cx.stack).as_deref() != Some(cx.id) {
         let owner = tag_map(db.tag_list());
@@ -1238,10 +1812,10 @@ where
             "{ident} from an earlier run is being deleted; waiting to create it again"
         ));
         wait_gone(aws, cx, ident).await?;
-        return send().await;
+        return send().await.map(|_| false);
     }
     cx.note("found the DB instance an earlier attempt created");
-    Ok(())
+    Ok(true)
 }
 
 /// Deletes a DB instance (with a final snapshot when `snapshot` names one) and waits
@@ -1760,6 +2334,92 @@ pub(super) mod tests {
         // `generated` is a keyword, not a password: no length error, no plain-text warning.
         let p = problems(&format!("{BASE}    master_password: generated\n"));
         assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn password_records_tell_same_from_changed_and_hold_no_password() {
+        // Few rounds here (they travel in the record): unoptimised, 600,000 take seconds.
+        let r = Record::with_rounds("correct-horse-battery", 1_000).unwrap();
+        assert!(r.matches("correct-horse-battery"));
+        assert!(!r.matches("correct-horse-battery2"));
+        let text = r.encode();
+        assert!(!text.contains("correct-horse"), "{text}");
+        assert!(text.starts_with("pbkdf2-sha256$1000$"), "{text}");
+        assert_eq!(Record::decode(&text), Some(r.clone()));
+        // A fresh salt each time: equal passwords never give equal records.
+        let again = Record::with_rounds("correct-horse-battery", 1_000).unwrap();
+        assert_ne!(again.encode(), text);
+        // PBKDF2-HMAC-SHA256 itself: RFC 7914 section 11's test vector.
+        assert_eq!(
+            hex::encode(pbkdf2::pbkdf2_hmac_array::<sha2::Sha256, 64>(b"passwd", b"salt", 1)),
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783"
+        );
+        assert_eq!(KDF_ROUNDS, 600_000);
+        for bad in [
+            "",
+            "sha256$1$00$00",
+            "pbkdf2-sha256$1$0011223344556677$00",
+            "pbkdf2-sha256$600000$zz$00",
+            &format!("{text}$extra"),
+        ] {
+            assert_eq!(Record::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_plan_compares_a_blueprint_password_with_its_record() {
+        let mut c = config();
+        c["master_password"] = json!("first-password-1");
+        let ident = identifier("cmptest", "primary");
+        let want = |c: &Json| DbInstance.desired("cmptest", "primary", c).unwrap();
+        // Nothing read (a create): nothing to compare, and no note.
+        assert!(want(&c).get("master_password").is_none());
+        assert!(DbInstance.warnings(&want(&c)).is_empty());
+        // The record matches: the same token `read` gives the live instance.
+        let record = Record::with_rounds("first-password-1", 1_000).unwrap();
+        let r_salt = record.salt.clone();
+        set_found(&ident, Found::Record(record));
+        let d = want(&c);
+        assert_eq!(d["master_password"], json!(PASSWORD_SAME));
+        let mut l = live(
+            "primary".into(),
+            &aws_instance(&[(TAG_STACK, "cmptest"), (TAG_ENGINE_VERSION, "16")]),
+        );
+        l.attrs["master_password_source"] = json!(FROM_BLUEPRINT);
+        l.attrs["master_password"] = json!(PASSWORD_SAME);
+        l.attrs["name"] = json!(ident);
+        assert_eq!(
+            crate::plan::changed_attributes(&d, &l.attrs),
+            Vec::<String>::new()
+        );
+        // Another password: an in-place change, shown as sensitive when it is a secret.
+        c["master_password"] = json!("second-password-2");
+        let d = want(&c);
+        assert_eq!(d["master_password"], json!(PASSWORD_CHANGED));
+        let changes = crate::plan::diff(&d, &l.attrs, DbInstance.replace_on(), &Default::default());
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].attribute, "master_password");
+        assert!(!changes[0].forces_replacement);
+        // Even unmasked, neither side holds anything of the password or its record.
+        let shown = serde_json::to_string(&changes).unwrap();
+        assert!(
+            !shown.contains("second-password") && !shown.contains("pbkdf2"),
+            "{shown}"
+        );
+        assert!(!shown.contains(&hex::encode(&r_salt)), "{shown}");
+        // No record for an instance that exists: no blind change, one note.
+        set_found(&ident, Found::Missing);
+        let d = want(&c);
+        assert!(d.get("master_password").is_none());
+        let w = DbInstance.warnings(&d).join("\n");
+        assert!(w.contains("no record of its master password"), "{w}");
+        // A parameter someone else owns at the record's name: a plan error, never used.
+        set_found(&ident, Found::Foreign);
+        let e = DbInstance.desired("cmptest", "primary", &c).unwrap_err();
+        assert!(e.contains("not tagged as this resource's"), "{e}");
+        // Other sources are not compared.
+        c["master_password"] = json!(GENERATED);
+        assert!(want(&c).get("master_password").is_none());
     }
 
     #[test]

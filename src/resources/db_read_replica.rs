@@ -32,7 +32,9 @@ struct Fields {
     /// The primary: a reference like `${primary}` to a `db_instance` with backups on
     /// (`backup_retention` ≥ 1) and a master password RDS may copy: `generated` or a
     /// parameter, not Secrets Manager's (the default). It must be available first,
-    /// which the reference ensures. Changing it replaces the replica.
+    /// which the reference ensures. Changing it replaces the replica. The replica has
+    /// the source's master password (it has none of its own): a change of the source's
+    /// `master_password` reaches it by replication.
     source: String,
     /// Instance class, like `db.t4g.micro`. Changed in place.
     instance_class: String,
@@ -531,6 +533,20 @@ resources:
             "{with_param}  r1:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n    availability_zone: ${{stack.region}}b\n"
         ));
         assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_replica_has_no_password_of_its_own() {
+        // RDS copies the source's master password (and replicates later changes of it):
+        // one written on a replica is refused where it stands, without being quoted.
+        let p = problems(&format!(
+            "{BASE}  r1:\n    type: db_read_replica\n    source: ${{primary}}\n    instance_class: db.t4g.micro\n    availability_zone: ${{stack.region}}b\n    master_password: another-pass-1\n"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            p[0],
+            "Error resources.r1.master_password: unknown field `master_password`"
+        );
     }
 
     #[test]

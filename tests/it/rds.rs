@@ -677,3 +677,351 @@ fn switching_between_secrets_manager_and_a_generated_password_converges() {
 
     destroy_leaves_no_instance_or_password(&stack, bp_s);
 }
+
+/// The digest record of the primary's password, straight from SSM (None: not there).
+async fn digest_record(stack: &str, id: &str) -> Option<Parameter> {
+    let ssm = aws_sdk_ssm::Client::new(&sdk().await);
+    match ssm
+        .get_parameter()
+        .name(format!("/securecart/{stack}/{id}/master-password-digest"))
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(out) => out.parameter().cloned(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found()) =>
+        {
+            None
+        }
+        Err(e) => panic!("GetParameter: {e:?}"),
+    }
+}
+
+/// Lab 03's primary alone, its password from a secret parameter given with `--var`.
+fn primary_with_secret_password() -> (tempfile::TempDir, std::path::PathBuf) {
+    let lab = std::fs::read_to_string(repo().join("labs/03/blueprint.yaml")).expect("lab");
+    let primary_only = lab[..lab.find("\n  replica_b:\n").expect("replica_b")]
+        .replace(
+            "    master_password: generated\n",
+            "    master_password: ${params.db_password}\n",
+        )
+        .replace(
+            "parameters:\n",
+            // A default (the first password) lets destroy and the cleanup load it bare.
+            "parameters:\n  db_password:\n    type: string\n    secret: true\n    default: First-Secret-Pass-111\n",
+        )
+        + "\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bp = dir.path().join("blueprint.yaml");
+    std::fs::write(&bp, primary_only).expect("write");
+    (dir, bp)
+}
+
+#[test]
+fn a_changed_secret_password_is_planned_applied_and_never_shown() {
+    let stack = stack("rdspwchg");
+    let (_dir, bp) = primary_with_secret_password();
+    let bp_s = bp.to_str().expect("utf-8 path");
+    let _cleanup = Cleanup(&stack, bp_s);
+    const A: &str = "First-Secret-Pass-111";
+    const B: &str = "Second-Secret-Pass-222";
+    let var = |p: &str| format!("db_password={p}");
+
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes", "--var", &var(A)], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    assert_not_shown(A, &[&out.to_string(), &err]);
+    // The record: a SecureString of the stack holding a salted digest, not the password.
+    let first = rt().block_on(async {
+        let p = digest_record(&stack, "primary").await.expect("no record");
+        assert_eq!(p.r#type(), Some(&ParameterType::SecureString));
+        let ssm = aws_sdk_ssm::Client::new(&sdk().await);
+        let tags = ssm
+            .list_tags_for_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(p.name().unwrap_or_default())
+            .send()
+            .await
+            .expect("parameter tags");
+        let tag = |k: &str| {
+            tags.tag_list()
+                .iter()
+                .find(|t| t.key() == k)
+                .map(|t| t.value().to_string())
+        };
+        assert_eq!(tag("securecart:stack").as_deref(), Some(stack.as_str()));
+        assert_eq!(tag("securecart:resource").as_deref(), Some("primary"));
+        p.value().unwrap_or_default().to_string()
+    });
+    assert!(first.starts_with("pbkdf2-sha256$"), "{first}");
+    assert!(!first.contains(A));
+    let digest = first.rsplit('$').next().expect("digest").to_string();
+    assert_no_changes(&["plan", bp_s, "--var", &var(A)], &stack);
+
+    // Another password: an in-place update of `master_password`, shown as sensitive, with
+    // neither password nor any part of the record on screen, in JSON or in text.
+    let (code, out, err) = run_json(&["plan", bp_s, "--var", &var(B)], &stack);
+    assert_eq!(code, 2, "{out:#}\n{err}");
+    assert_eq!(
+        changes(&out["plan"]),
+        [("primary".to_string(), "update".to_string())]
+    );
+    let primary = out["plan"]["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .find(|a| a["id"] == "primary")
+        .expect("primary")
+        .clone();
+    let changed = primary["changes"].as_array().expect("changes");
+    assert_eq!(changed.len(), 1, "{primary:#}");
+    assert_eq!(changed[0]["attribute"], "master_password");
+    assert_eq!(changed[0]["before"], "(sensitive)");
+    assert_eq!(changed[0]["after"], "(sensitive)");
+    assert_eq!(changed[0]["forces_replacement"], false);
+    let text = cli()
+        .args(["plan", bp_s, "--local", "--stack", &stack, "--var", &var(B)])
+        .output()
+        .expect("plan");
+    let (t_out, t_err) = (
+        String::from_utf8_lossy(&text.stdout).to_string(),
+        String::from_utf8_lossy(&text.stderr).to_string(),
+    );
+    assert!(
+        t_out.contains("master_password") && t_out.contains("(sensitive) → (sensitive)"),
+        "{t_out}"
+    );
+    for secret in [A, B, &first, &digest, "pbkdf2"] {
+        assert!(
+            ![&out.to_string(), &err, &t_out, &t_err]
+                .iter()
+                .any(|o| o.contains(secret)),
+            "the password or its record is on screen"
+        );
+    }
+
+    // Applied: ModifyDBInstance sets it, the record follows, the next plan is empty.
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes", "--var", &var(B)], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    let second = rt().block_on(async { digest_record(&stack, "primary").await.expect("record") });
+    let second_value = second.value().unwrap_or_default().to_string();
+    assert_ne!(second_value, first, "the record was not rewritten");
+    for secret in [A, B, &first, &digest, &second_value] {
+        assert!(
+            !out.to_string().contains(secret) && !err.contains(secret),
+            "the password or its record is on screen"
+        );
+    }
+    assert_no_changes(&["plan", bp_s, "--var", &var(B)], &stack);
+    // And the old password is a change again.
+    let (code, out, _) = run_json(&["plan", bp_s, "--var", &var(A)], &stack);
+    assert_eq!(code, 2, "{out:#}");
+
+    // No record (an instance from before securecart kept one): no blind change, a note;
+    // the next change applied to the instance sets the password and records it.
+    rt().block_on(async {
+        aws_sdk_ssm::Client::new(&sdk().await)
+            .delete_parameter()
+            .name(format!(
+                "/securecart/{stack}/primary/master-password-digest"
+            ))
+            .send()
+            .await
+            .expect("delete record");
+    });
+    let (code, out, err) = run_json(&["plan", bp_s, "--var", &var(A)], &stack);
+    assert_eq!(
+        code, 0,
+        "a blind change was planned: {out:#}
+{err}"
+    );
+    let notes = out["plan"]["warnings"].to_string();
+    assert!(
+        notes.contains("no record of its master password"),
+        "{notes}"
+    );
+    edit(&bp, "    backup_retention: 1 ", "    backup_retention: 2 ");
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes", "--var", &var(A)], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    assert!(rt().block_on(digest_record(&stack, "primary")).is_some());
+    assert_no_changes(&["plan", bp_s, "--var", &var(A)], &stack);
+
+    destroy_leaves_no_instance_or_password(&stack, bp_s);
+    assert!(
+        rt().block_on(digest_record(&stack, "primary")).is_none(),
+        "the record remains"
+    );
+}
+
+#[test]
+fn destroy_deletes_the_parameters_a_killed_apply_left_and_only_those() {
+    let stack = stack("rdsleft");
+    emulator();
+    let put = |name: String, tag_stack: Option<&str>, id: &str| {
+        let id = id.to_string();
+        let tag_stack = tag_stack.map(str::to_string);
+        rt().block_on(async move {
+            let ssm = aws_sdk_ssm::Client::new(&sdk().await);
+            let mut req = ssm
+                .put_parameter()
+                .name(&name)
+                .value("Left-behind-value-0123456789")
+                .r#type(ParameterType::SecureString);
+            if let Some(s) = tag_stack {
+                for (k, v) in [
+                    ("securecart:stack", s.as_str()),
+                    ("securecart:resource", &id),
+                ] {
+                    req = req.tags(
+                        aws_sdk_ssm::types::Tag::builder()
+                            .key(k)
+                            .value(v)
+                            .build()
+                            .expect("tag"),
+                    );
+                }
+            }
+            req.send().await.expect("put parameter");
+        })
+    };
+    let path = |id: &str, leaf: &str| format!("/securecart/{stack}/{id}/{leaf}");
+    // What a run killed between PutParameter and CreateDBInstance leaves, for either kind
+    // of password: tagged with the stack, with no instance.
+    put(path("primary", "master-password"), Some(&stack), "primary");
+    put(
+        path("other", "master-password-digest"),
+        Some(&stack),
+        "other",
+    );
+    // Not ours to delete: untagged, another stack's tag, or a name securecart never writes.
+    put(path("foreign", "master-password"), None, "foreign");
+    put(
+        path("elsewhere", "master-password"),
+        Some("another-stack"),
+        "elsewhere",
+    );
+    put(path("notes", "something-else"), Some(&stack), "notes");
+
+    let (code, out, err) = run_json(&["destroy", "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    let mut deleted: Vec<String> = out["plan"]["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["action"].as_str().unwrap_or(""),
+                a["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        [
+            "delete other/master-password-digest",
+            "delete primary/master-password"
+        ]
+    );
+    assert!(!err.contains("Left-behind-value"));
+    rt().block_on(async {
+        let ssm = aws_sdk_ssm::Client::new(&sdk().await);
+        let exists = |name: String| {
+            let ssm = ssm.clone();
+            async move { ssm.get_parameter().name(name).send().await.is_ok() }
+        };
+        assert!(!exists(path("primary", "master-password")).await);
+        assert!(!exists(path("other", "master-password-digest")).await);
+        for (id, leaf) in [
+            ("foreign", "master-password"),
+            ("elsewhere", "master-password"),
+            ("notes", "something-else"),
+        ] {
+            assert!(exists(path(id, leaf)).await, "{id}/{leaf} was deleted");
+            ssm.delete_parameter()
+                .name(path(id, leaf))
+                .send()
+                .await
+                .expect("clean up");
+        }
+    });
+    // Nothing of the stack left: destroy says so.
+    let (code, _, _) = run_json(&["destroy", "--yes"], &stack);
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn a_create_that_fails_after_storing_its_passwords_leaves_nothing_after_destroy() {
+    // The state a kill -9 between PutParameter and CreateDBInstance leaves, made by the
+    // binary itself: RDS refuses the create (no such subnet group) after securecart has
+    // stored the generated password and the blueprint password's record.
+    let stack = stack("rdsfail");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bp = dir.path().join("blueprint.yaml");
+    let db = |id: &str, password: &str| {
+        format!(
+            "  {id}:\n    type: db_instance\n    engine: postgres\n    engine_version: \"16\"\n    instance_class: db.t4g.micro\n    db_subnet_group: no-such-group-{id}\n    master_password: {password}\n    final_snapshot: false\n"
+        )
+    };
+    std::fs::write(
+        &bp,
+        format!(
+            "name: t\nparameters:\n  pw:\n    type: string\n    secret: true\n    default: Failed-Create-Pass-333\nresources:\n{}{}",
+            db("first", "generated"),
+            db("second", "${params.pw}")
+        ),
+    )
+    .expect("write");
+    let bp_s = bp.to_str().expect("utf-8 path");
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 1, "the create was not refused: {out:#}\n{err}");
+    assert_not_shown("Failed-Create-Pass-333", &[&out.to_string(), &err]);
+    let names = [
+        format!("/securecart/{stack}/first/master-password"),
+        format!("/securecart/{stack}/second/master-password-digest"),
+    ];
+    let exists = |name: &str| {
+        let name = name.to_string();
+        rt().block_on(async move {
+            aws_sdk_ssm::Client::new(&sdk().await)
+                .get_parameter()
+                .name(name)
+                .send()
+                .await
+                .is_ok()
+        })
+    };
+    for n in &names {
+        assert!(exists(n), "{n} was not stored before CreateDBInstance");
+    }
+    assert!(rt().block_on(instances(&stack)).is_empty());
+
+    // The blueprint is still there: the next plan creates the instances (the stored
+    // password is kept for that), and lists the parameters as leftovers.
+    let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_eq!(code, 2, "{out:#}");
+    let mut planned = changes(&out["plan"]);
+    planned.sort();
+    assert_eq!(
+        planned,
+        [
+            ("first".to_string(), "create".to_string()),
+            ("first/master-password".to_string(), "delete".to_string()),
+            ("second".to_string(), "create".to_string()),
+            (
+                "second/master-password-digest".to_string(),
+                "delete".to_string()
+            ),
+        ]
+    );
+    // Destroy finds them although no instance exists, and deletes them.
+    let (code, out, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    for n in &names {
+        assert!(!exists(n), "{n} remains after destroy");
+    }
+    let (code, _, _) = run_json(&["destroy", bp_s, "--yes"], &stack);
+    assert_ne!(code, 0, "a second destroy still found something");
+}
