@@ -483,6 +483,25 @@ pub fn plan(
         if claimed[i] {
             continue;
         }
+        // A part a kind keeps beside a resource under `OWNER/part` (a DB instance's stored
+        // password, left by a run killed before the instance was made) stays while the
+        // blueprint has its owner: the owner's create takes it up.
+        if let Some((owner, part)) = l.id.split_once('/') {
+            if kinds.get(owner).is_some_and(|k| k == l.kind) {
+                actions.push(PlannedAction {
+                    id: l.id.clone(),
+                    kind: l.kind.to_string(),
+                    action: Action::NoOp,
+                    reason: format!("{part} of `{owner}`, kept for it"),
+                    physical_id: Some(l.physical_id.clone()),
+                    changes: Vec::new(),
+                    depends_on: Vec::new(),
+                    create_before_delete: false,
+                    live: Some(i),
+                });
+                continue;
+            }
+        }
         let reason = match kinds.get(&l.id) {
             None => "no longer in the blueprint".to_string(),
             Some(k) if k != l.kind => format!("the blueprint declares `{}` as a {k} now", l.id),

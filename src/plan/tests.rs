@@ -458,3 +458,34 @@ fn an_attribute_holding_a_secret_under_another_name_or_digest_is_sensitive() {
     assert_eq!(c[0].before, json!(SENSITIVE));
     assert_eq!(c[0].after, json!(SENSITIVE));
 }
+
+#[test]
+fn a_part_kept_beside_a_resource_of_the_blueprint_is_not_deleted() {
+    let b = bp(BP);
+    let part = |id: &str| Live {
+        id: id.into(),
+        kind: "vpc",
+        physical_id: format!("/securecart/shop/{id}"),
+        attrs: json!({}),
+        outputs: BTreeMap::new(),
+    };
+    let p = plan(
+        &stack(),
+        &b,
+        &[part("net/stored"), part("gone/stored")],
+        &resources::kind,
+    );
+    let action = |id: &str| {
+        p.actions
+            .iter()
+            .find(|a| a.id == id)
+            .map(|a| (a.action, a.reason.clone()))
+            .expect(id)
+    };
+    assert_eq!(
+        action("net/stored"),
+        (Action::NoOp, "stored of `net`, kept for it".to_string())
+    );
+    // Its owner is gone from the blueprint: the part goes too.
+    assert_eq!(action("gone/stored").0, Action::Delete);
+}
