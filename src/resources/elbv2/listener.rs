@@ -450,7 +450,7 @@ fn live(id: String, l: &AwsListener) -> Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::subnet::tests::problems;
+    use crate::resources::testing::problems;
 
     fn listener(body: &str) -> Vec<String> {
         problems(&format!(

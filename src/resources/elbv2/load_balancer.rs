@@ -480,7 +480,7 @@ fn check_zones(path: &str, subnets: &[String], cx: &CheckCx) -> Vec<Issue> {
 mod tests {
     use super::*;
     use crate::resources::elbv2::arn_suffix;
-    use crate::resources::subnet::tests::problems;
+    use crate::resources::testing::problems;
     use aws_sdk_elasticloadbalancingv2::types::{AvailabilityZone, LoadBalancerState};
 
     const NET: &str = "

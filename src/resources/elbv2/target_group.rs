@@ -597,7 +597,7 @@ fn live(id: String, tg: &AwsTg, deregistration_delay: i32) -> Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::subnet::tests::problems;
+    use crate::resources::testing::problems;
 
     fn tg(body: &str) -> Vec<String> {
         problems(&format!(

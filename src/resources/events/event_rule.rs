@@ -14,7 +14,7 @@ use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, Ref};
 use crate::blueprint::{CheckCx, Issue, Resource};
 use crate::resources::common::{self, aws_error, parse, Error};
-use crate::resources::iam_role::{self, Grants};
+use crate::resources::iam::{self, Grants};
 use crate::resources::{Kind, Live, OpCx};
 
 pub struct EventRule;
@@ -442,7 +442,7 @@ impl Kind for EventRule {
             revoke_invoke(aws, &a.name, &gone_fns).await?;
             if old.role_policy.is_some() && a.role_policy.is_none() {
                 cx.note("deleting the automatic role, which no target uses any more");
-                iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+                iam::delete_auto_role(aws, cx.stack, cx.id).await?;
             }
         }
         Ok(live(cx.id.to_string(), &arn, a))
@@ -453,7 +453,7 @@ impl Kind for EventRule {
         // The automatic role first: a rule left without it is found and deleted by the next
         // run, a role left without its rule would be an orphan.
         if a.role_policy.is_some() {
-            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+            iam::delete_auto_role(aws, cx.stack, cx.id).await?;
         }
         revoke_invoke(aws, &a.name, &a.targets.iter().collect::<Vec<_>>()).await?;
         // A rule with targets cannot be deleted; the list is fresh, not the one read at plan time.
@@ -935,7 +935,7 @@ fn check_target(t: &TargetField, cx: &CheckCx) -> Vec<(&'static str, Issue)> {
     }
     let target_kind = reference(&t.arn, cx).map(|(_, res)| res.kind.clone());
     let starts_machine = target_kind.as_deref() == Some("state_machine")
-        || iam_role::arn_parts(&t.arn)
+        || iam::arn_parts(&t.arn)
             .is_some_and(|(_, s, _, _, r)| s == "states" && r.starts_with("stateMachine:"));
     if t.role.is_none() && starts_machine {
         out.push((
@@ -984,7 +984,7 @@ fn auto_role_policy(targets: &[TargetAttrs]) -> Option<Json> {
     }
     let mut g = Grants::default();
     for t in auto {
-        iam_role::grant_for_value(&t.arn, &mut g);
+        iam::grant_for_value(&t.arn, &mut g);
     }
     Some(g.policy())
 }
@@ -995,7 +995,7 @@ async fn with_auto_role(aws: &Aws, stack: &str, mut a: Attrs) -> Result<Attrs, E
     let mut auto_arn = None;
     for t in &mut a.targets {
         if let Some(r) = &t.role {
-            if iam_role::is_auto_role(r, stack) {
+            if iam::is_auto_role(r, stack) {
                 auto_arn = Some(r.clone());
                 t.role = Some(iam_role_auto().to_string());
             }
@@ -1003,7 +1003,7 @@ async fn with_auto_role(aws: &Aws, stack: &str, mut a: Attrs) -> Result<Attrs, E
     }
     if let Some(arn) = auto_arn {
         a.role_policy = Some(
-            iam_role::auto_role_policy(aws, &arn)
+            iam::auto_role_policy(aws, &arn)
                 .await?
                 .unwrap_or(Json::Null),
         );
@@ -1017,7 +1017,7 @@ async fn ensure_role(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<Option<Strin
         None => Ok(None),
         Some(policy) => {
             let (arn, _) =
-                iam_role::ensure_auto_role(aws, cx, KIND, "events.amazonaws.com", policy).await?;
+                iam::ensure_auto_role(aws, cx, KIND, "events.amazonaws.com", policy).await?;
             Ok(Some(arn))
         }
     }
@@ -1038,8 +1038,7 @@ fn with_role_arn(targets: &[TargetAttrs], role: Option<&str>) -> Vec<TargetAttrs
 }
 
 fn is_function(arn: &str) -> bool {
-    iam_role::arn_parts(arn)
-        .is_some_and(|(_, s, _, _, r)| s == "lambda" && r.starts_with("function:"))
+    iam::arn_parts(arn).is_some_and(|(_, s, _, _, r)| s == "lambda" && r.starts_with("function:"))
 }
 
 /// The id of the statement that lets this rule invoke a function target.

@@ -2,8 +2,7 @@
 //! delete retry the network kinds share for resources held by network interfaces.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
@@ -13,12 +12,12 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, ec2, parse, Error};
-use super::fields::{check_id_ref, has_ref, ref_key};
-use super::subnet::set_name_tag;
-use super::{Kind, Live, OpCx};
+use super::{delete_while_in_use, set_name_tag};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::resources::fields::{check_id_ref, has_ref, ref_key};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct SecurityGroup;
 
@@ -1077,144 +1076,11 @@ fn live(id: String, g: &AwsGroup, region: &str) -> Live {
 
 // ---- Deleting what network interfaces still hold -------------------------------------
 
-/// Network interfaces may hold a subnet or security group for many minutes after what
-/// made them is gone (Lambda's: 45 minutes or more). Long, but bounded.
-const IN_USE_BUDGET: Duration = Duration::from_secs(20 * 60);
-
-/// Runs `op` (a delete) until it stops failing with DependencyViolation, saying which
-/// network interfaces (found with the filter `eni_filter` = `id`) still hold it, for at
-/// most [`IN_USE_BUDGET`]. Already gone counts as deleted.
-pub(super) async fn delete_while_in_use<F, Fut>(
-    aws: &Aws,
-    cx: &OpCx<'_>,
-    what: &str,
-    eni_filter: &str,
-    id: &str,
-    op: F,
-) -> Result<(), Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
-{
-    let held_by = || holders(aws, eni_filter, id);
-    retry_while_held(
-        cx,
-        what,
-        id,
-        IN_USE_BUDGET,
-        Duration::from_secs(2),
-        op,
-        held_by,
-    )
-    .await
-}
-
-async fn retry_while_held<F, Fut, H, HFut>(
-    cx: &OpCx<'_>,
-    what: &str,
-    id: &str,
-    budget: Duration,
-    first_delay: Duration,
-    mut op: F,
-    held_by: H,
-) -> Result<(), Error>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), Error>>,
-    H: Fn() -> HFut,
-    HFut: Future<Output = String>,
-{
-    let start = Instant::now();
-    let mut delay = first_delay;
-    loop {
-        let e = match op().await {
-            Ok(()) => return Ok(()),
-            Err(e) if ec2::not_found(e.code()) => return Ok(()),
-            Err(e) if e.is_code(&["DependencyViolation"]) => e,
-            Err(e) => return Err(e),
-        };
-        let holders = held_by().await;
-        if start.elapsed() >= budget {
-            return Err(Error::Conflict(format!(
-                "{what} {id} is still in use after {}s ({holders}): delete or detach what uses it, then run again ({e})",
-                budget.as_secs()
-            )));
-        }
-        cx.note(format!(
-            "{what} {id} is still in use ({holders}); waiting for it to be released"
-        ));
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(15));
-    }
-}
-
-/// What holds a subnet or group, in words: its network interfaces and, for a group,
-/// the other groups whose rules refer to it.
-async fn holders(aws: &Aws, eni_filter: &str, id: &str) -> String {
-    let mut found = Vec::new();
-    let enis = aws
-        .ec2
-        .describe_network_interfaces()
-        .filters(Filter::builder().name(eni_filter).values(id).build())
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await;
-    if let Ok(enis) = enis {
-        for n in enis {
-            let mut about: Vec<String> = Vec::new();
-            if let Some(d) = n.description().filter(|d| !d.is_empty()) {
-                about.push(d.to_string());
-            }
-            if let Some(t) = n.interface_type() {
-                about.push(t.as_str().to_string());
-            }
-            if let Some(s) = n.status() {
-                about.push(s.as_str().to_string());
-            }
-            let eni = n.network_interface_id().unwrap_or("?");
-            found.push(if about.is_empty() {
-                eni.to_string()
-            } else {
-                format!("{eni}: {}", about.join(", "))
-            });
-        }
-    }
-    if eni_filter == "group-id" {
-        for f in ["ip-permission.group-id", "egress.ip-permission.group-id"] {
-            let out = aws
-                .ec2
-                .describe_security_groups()
-                .filters(Filter::builder().name(f).values(id).build())
-                .send()
-                .await;
-            if let Ok(out) = out {
-                for g in out
-                    .security_groups()
-                    .iter()
-                    .filter(|g| g.group_id() != Some(id))
-                {
-                    found.push(format!(
-                        "rules of security group {}",
-                        g.group_id().unwrap_or("?")
-                    ));
-                }
-            }
-        }
-    }
-    found.dedup();
-    if found.is_empty() {
-        "by something AWS does not list as a network interface".to_string()
-    } else {
-        format!("by {}", found.join("; "))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::subnet::tests::problems;
+    use crate::resources::ec2::retry_while_held;
+    use crate::resources::testing::problems;
 
     fn sg(body: &str) -> Vec<String> {
         problems(&format!(

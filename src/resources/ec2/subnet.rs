@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, Filter, ResourceType, Subnet as AwsSubnet, SubnetState, Tag,
+    AttributeBooleanValue, Filter, ResourceType, Subnet as AwsSubnet, SubnetState,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, ec2, parse, Error};
-use super::fields::{check_id_ref, has_ref, ref_key};
-use super::{Kind, Live, OpCx};
+use super::set_name_tag;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::resources::fields::{check_id_ref, has_ref, ref_key};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct Subnet;
 
@@ -248,7 +249,7 @@ impl Kind for Subnet {
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
-        super::security_group::delete_while_in_use(
+        super::delete_while_in_use(
             aws,
             cx,
             "subnet",
@@ -383,44 +384,11 @@ fn looks_like_az(s: &str) -> bool {
     ok_chars && letter && digit && s.contains('-')
 }
 
-/// Sets the Name tag, for a resource someone renamed outside securecart.
-pub(super) async fn set_name_tag(aws: &Aws, resource_id: &str, name: &str) -> Result<(), Error> {
-    aws.ec2
-        .create_tags()
-        .resources(resource_id)
-        .tags(Tag::builder().key("Name").value(name).build())
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("CreateTags"))
-}
-
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
-    use crate::blueprint::{LoadError, SourceFile};
-
-    /// Validates a blueprint; the error and warning messages, each prefixed with its path.
-    pub(crate) fn problems(yaml: &str) -> Vec<String> {
-        let file = SourceFile::new("t.yaml".to_string(), "t.yaml".into(), yaml.to_string());
-        let diags = match crate::blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog)
-        {
-            Ok(bp) => bp.warnings,
-            Err(LoadError::Invalid(d)) => d.problems,
-            Err(e) => panic!("{e}"),
-        };
-        diags
-            .iter()
-            .map(|p| {
-                format!(
-                    "{:?} {}: {}",
-                    p.severity,
-                    p.path.as_deref().unwrap_or(""),
-                    p.message
-                )
-            })
-            .collect()
-    }
+    use crate::resources::testing::problems;
+    use aws_sdk_ec2::types::Tag;
 
     const NET: &str = "
 name: t

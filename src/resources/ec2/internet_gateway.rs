@@ -7,12 +7,12 @@ use aws_sdk_ec2::types::{AttachmentStatus, InternetGateway as AwsIgw, ResourceTy
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, ec2, parse, Error};
-use super::fields::{check_id_ref, ref_key};
-use super::subnet::set_name_tag;
-use super::{Kind, Live, OpCx};
+use super::set_name_tag;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::resources::fields::{check_id_ref, ref_key};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct InternetGateway;
 
@@ -331,7 +331,7 @@ fn live(id: String, igw_id: &str, a: Attrs) -> Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::subnet::tests::problems;
+    use crate::resources::testing::problems;
     use aws_sdk_ec2::types::{InternetGatewayAttachment, Tag};
 
     #[test]

@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
-use super::common::{self, aws_error, ec2, parse, Error};
-use super::fields::{check_id_ref, has_ref, id_set};
-use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
+use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::resources::fields::{check_id_ref, has_ref, id_set};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct LaunchTemplate;
 
@@ -799,7 +799,7 @@ fn outputs_live(id: &str, t: &AwsTemplate, latest: i64, default: i64, image_id: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::subnet::tests::problems;
+    use crate::resources::testing::problems;
     use aws_sdk_ec2::types::{
         LaunchTemplateInstanceMetadataOptions, LaunchTemplateInstanceNetworkInterfaceSpecification,
     };

@@ -14,13 +14,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::elbv2::arn_suffix;
-use super::fields::{check_arn_ref, check_id_ref, has_ref, id_set, ref_key};
-use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::elbv2::arn_suffix;
+use crate::resources::fields::{check_arn_ref, check_id_ref, has_ref, id_set, ref_key};
+use crate::resources::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 
 pub struct AutoscalingGroup;
 
@@ -1132,7 +1132,7 @@ fn live(id: String, g: &AwsGroup, policy: Option<Policy>) -> Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::subnet::tests::problems;
+    use crate::resources::testing::problems;
     use aws_sdk_autoscaling::types::TagDescription;
 
     fn asg(body: &str) -> Vec<String> {

@@ -23,14 +23,14 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::iam_role::{self, Grants};
-use super::lambda_function::{check_role, AUTO};
-use super::{asl, Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use super::asl;
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::source::Pos;
 use crate::blueprint::{self, files, CheckCx, FileSource, Inlined, Issue, Problem, SourceFile};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::iam::{self, check_role, Grants, AUTO};
+use crate::resources::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 
 pub struct StateMachine;
 
@@ -275,7 +275,7 @@ fn log_group_arn(v: &str) -> String {
 
 /// A Task's service integration, from its `Resource`, without the partition.
 fn integration(resource: &str) -> Option<&str> {
-    let (_, service, region, account, rest) = iam_role::arn_parts(resource)?;
+    let (_, service, region, account, rest) = iam::arn_parts(resource)?;
     (service == "states" && region.is_empty() && account.is_empty()).then_some(rest)
 }
 
@@ -312,7 +312,7 @@ fn check_auto_role(def: &Json, out: &mut Vec<Issue>) {
             }
         };
         let is_lambda_arn = resource.contains("${")
-            || iam_role::arn_parts(resource)
+            || iam::arn_parts(resource)
                 .is_some_and(|(_, s, _, _, r)| s == "lambda" && r.starts_with("function:"));
         match integration(resource) {
             Some("lambda:invoke" | "lambda:invoke.waitForTaskToken") => {
@@ -359,7 +359,7 @@ fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
     let grant =
         |v: Option<&Json>, g: &mut Grants, unknown: &mut bool| match v.and_then(Json::as_str) {
             Some(s) if common::unknown(s) => *unknown = true,
-            Some(s) => iam_role::grant_for_value(s, g),
+            Some(s) => iam::grant_for_value(s, g),
             None => {}
         };
     for (_, task) in asl::tasks(def, "definition") {
@@ -404,7 +404,7 @@ fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
                 }
             }
             Some(_) => {}
-            None => iam_role::grant_for_value(resource, &mut g),
+            None => iam::grant_for_value(resource, &mut g),
         }
     }
     if unknown {
@@ -503,7 +503,7 @@ where
 /// True when the state machine's role (`auto` or an ARN) is its automatic role or an
 /// `iam_role` of the stack.
 fn manages_role(role: &str, stack: &str) -> bool {
-    role == AUTO || iam_role::is_stack_role(role, stack)
+    role == AUTO || iam::is_stack_role(role, stack)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -746,7 +746,7 @@ impl Kind for StateMachine {
 
     fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
         let mut out = vec![("state machine name".into(), machine_name(stack, id))];
-        out.extend(iam_role::auto_role_key(stack, id, config));
+        out.extend(iam::auto_role_key(stack, id, config));
         out
     }
 
@@ -812,7 +812,7 @@ impl Kind for StateMachine {
         let account = aws.account_id().await?;
         let arn = format!(
             "arn:{}:states:{}:{account}:stateMachine:{}",
-            iam_role::partition_of(&aws.region),
+            iam::partition_of(&aws.region),
             aws.region,
             a.name
         );
@@ -927,7 +927,7 @@ impl Kind for StateMachine {
         }
         if old.role == AUTO && a.role != AUTO {
             cx.note("deleting the automatic role, which the state machine no longer uses");
-            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+            iam::delete_auto_role(aws, cx.stack, cx.id).await?;
         }
         Ok(live(cx.id.to_string(), &arn, a))
     }
@@ -937,7 +937,7 @@ impl Kind for StateMachine {
         // The role first: a state machine left without it is found and deleted by the next
         // run; a role left without its state machine would be an orphan.
         if old.role == AUTO {
-            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+            iam::delete_auto_role(aws, cx.stack, cx.id).await?;
         }
         let arn = live_sm.physical_id.clone();
         match aws
@@ -985,8 +985,7 @@ async fn role_arn_for(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<String, Err
         .role_policy
         .as_ref()
         .ok_or_else(|| Error::Invalid("`role: auto` without a derived policy".into()))?;
-    let (arn, _) =
-        iam_role::ensure_auto_role(aws, cx, KIND, "states.amazonaws.com", policy).await?;
+    let (arn, _) = iam::ensure_auto_role(aws, cx, KIND, "states.amazonaws.com", policy).await?;
     Ok(arn)
 }
 
@@ -1081,10 +1080,10 @@ async fn describe_live(
         return Ok(None);
     }
     let role_arn = d.role_arn();
-    let auto = iam_role::is_auto_role(role_arn, stack);
+    let auto = iam::is_auto_role(role_arn, stack);
     let role_policy = if auto {
         Some(
-            iam_role::auto_role_policy(aws, role_arn)
+            iam::auto_role_policy(aws, role_arn)
                 .await?
                 .unwrap_or(Json::Null),
         )

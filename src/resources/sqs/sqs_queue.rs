@@ -11,11 +11,11 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct SqsQueue;
 

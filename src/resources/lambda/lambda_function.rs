@@ -23,17 +23,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
-use super::common::{self, aws_error, parse, Error};
-use super::iam_role::{self, Grants};
-use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::iam::{self, check_role, Grants, AUTO};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct LambdaFunction;
 
 const KIND: &str = "lambda_function";
-pub(super) const AUTO: &str = "auto";
 /// How long a just-created or changed role may stay unusable for Lambda (IAM is
 /// eventually consistent): terraform-provider-aws waits 2 minutes for IAM propagation.
 const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
@@ -291,7 +290,7 @@ fn auto_policy(
     }
     let mut g = Grants::default();
     for v in environment.values() {
-        iam_role::grant_for_value(v, &mut g);
+        iam::grant_for_value(v, &mut g);
     }
     match (log_group_arn, log_group) {
         (Some(arn), _) => {
@@ -362,7 +361,7 @@ fn role_not_ready(e: &Error, managed_role: bool) -> bool {
 /// True when the function's role (`auto` or an ARN) is its automatic role or an `iam_role`
 /// of the stack.
 fn manages_role(role: &str, stack: &str) -> bool {
-    role == AUTO || iam_role::is_stack_role(role, stack)
+    role == AUTO || iam::is_stack_role(role, stack)
 }
 
 /// Runs a create or update, retrying for up to [`ROLE_PROPAGATION`] while Lambda cannot
@@ -517,61 +516,6 @@ const RESERVED_ENV: &[&str] = &[
     "LAMBDA_TASK_ROOT",
     "LAMBDA_RUNTIME_DIR",
 ];
-
-/// Checks a `role` field shared by functions and state machines: `auto`, or a role ARN
-/// (a reference to an `iam_role` that `service` may assume).
-pub(super) fn check_role(role: &str, service: &str, cx: &CheckCx, out: &mut Vec<Issue>) {
-    if role == AUTO {
-        return;
-    }
-    if is_literal(role) && !(role.starts_with("arn:") && role.contains(":role/")) {
-        out.push(
-            Issue::new("role", format!("`{role}` is not a role ARN"))
-                .help("use `auto` for a least-privilege role of its own, or a reference like `${my_role.arn}`"),
-        );
-        return;
-    }
-    let Ok(pieces) = refs::scan(role) else { return };
-    let [Piece::Ref(r)] = pieces.as_slice() else {
-        return;
-    };
-    let Some(res) = cx.resources.get(&r.target) else {
-        return;
-    };
-    if res.kind != "iam_role" {
-        out.push(Issue::new(
-            "role",
-            format!("`{r}` is a {}, not an iam_role", res.kind),
-        ));
-        return;
-    }
-    if !matches!(r.attribute.as_deref(), None | Some("arn")) {
-        out.push(
-            Issue::new("role", format!("the role is given by its ARN, not `{r}`"))
-                .help(format!("use `${{{}.arn}}`", r.target)),
-        );
-    }
-    let services: Vec<String> = match res.config.get("service") {
-        Some(Json::String(s)) => vec![s.clone()],
-        Some(Json::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => return,
-    };
-    if services.iter().all(|s| is_literal(s)) && !services.iter().any(|s| s == service) {
-        out.push(
-            Issue::new(
-                "role",
-                format!("role `{}` cannot be assumed by {service}", r.target),
-            )
-            .help(format!(
-                "add `{service}` to the `service` of `{}`",
-                r.target
-            )),
-        );
-    }
-}
 
 #[async_trait]
 impl Kind for LambdaFunction {
@@ -814,7 +758,7 @@ impl Kind for LambdaFunction {
 
     fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
         let mut out = vec![("function name".into(), function_name(stack, id))];
-        out.extend(iam_role::auto_role_key(stack, id, config));
+        out.extend(iam::auto_role_key(stack, id, config));
         out
     }
 
@@ -998,7 +942,7 @@ impl Kind for LambdaFunction {
         }
         if old.role == AUTO && a.role != AUTO {
             cx.note("deleting the automatic role, which the function no longer uses");
-            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+            iam::delete_auto_role(aws, cx.stack, cx.id).await?;
         }
         Ok(live(cx.id.to_string(), &arn, a))
     }
@@ -1008,7 +952,7 @@ impl Kind for LambdaFunction {
         // The role goes first: a function without its role is found again by the next run
         // and deleted then, whereas a role left behind by its function would be an orphan.
         if old.role == AUTO {
-            iam_role::delete_auto_role(aws, cx.stack, cx.id).await?;
+            iam::delete_auto_role(aws, cx.stack, cx.id).await?;
         }
         match aws
             .lambda
@@ -1034,8 +978,7 @@ async fn role_arn_for(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<String, Err
         .role_policy
         .as_ref()
         .ok_or_else(|| Error::Invalid("`role: auto` without a derived policy".into()))?;
-    let (arn, _) =
-        iam_role::ensure_auto_role(aws, cx, KIND, "lambda.amazonaws.com", policy).await?;
+    let (arn, _) = iam::ensure_auto_role(aws, cx, KIND, "lambda.amazonaws.com", policy).await?;
     Ok(arn)
 }
 
@@ -1190,7 +1133,7 @@ async fn read_function(
 fn attrs_of(f: &FunctionConfiguration, stack: &str, role_policy: Option<Json>) -> Attrs {
     let name = f.function_name().unwrap_or_default().to_string();
     let role_arn = f.role().unwrap_or_default();
-    let auto = iam_role::is_auto_role(role_arn, stack);
+    let auto = iam::is_auto_role(role_arn, stack);
     Attrs {
         runtime: f
             .runtime()
@@ -1244,8 +1187,8 @@ async fn live_of(
     f: &FunctionConfiguration,
 ) -> Result<Live, Error> {
     let role_arn = f.role().unwrap_or_default();
-    let policy = if iam_role::is_auto_role(role_arn, stack) {
-        iam_role::auto_role_policy(aws, role_arn).await?
+    let policy = if iam::is_auto_role(role_arn, stack) {
+        iam::auto_role_policy(aws, role_arn).await?
     } else {
         None
     };

@@ -11,11 +11,11 @@ use aws_sdk_rds::types::{DbInstance as AwsInstance, Tag};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
 
 pub struct DbInstance;
 

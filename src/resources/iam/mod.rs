@@ -1,6 +1,4 @@
-//! `iam_role`: an IAM role that an AWS service assumes, with managed and inline policies.
-//!
-//! Also the IAM pieces other kinds share: policy normalisation (so that IAM's re-ordering
+//! AWS IAM: what kinds share — policy normalisation (so that IAM's re-ordering
 //! and reformatting never shows as a change) and the automatic least-privilege roles behind
 //! `role: auto` on functions, state machines and rule targets.
 //!
@@ -9,105 +7,28 @@
 //! live under `/securecart/STACK/auto/`, belong to the resource that uses them (which creates,
 //! updates and deletes them) and are never read as `iam_role` resources.
 
+pub mod iam_role;
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_sdk_iam::types::{Role, Tag};
 use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value as Json};
 
-use super::common::{self, aws_error, parse, Error};
-use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, Error};
+use crate::resources::OpCx;
 
-pub struct IamRole;
-
-const KIND: &str = "iam_role";
 /// The name of the one inline policy of an automatic role.
 pub(super) const AUTO_POLICY: &str = "securecart-auto";
 /// The tag that marks an automatic role with the kind of the resource that owns it.
 const TAG_AUTO_FOR: &str = "securecart:auto-role-for";
 /// How long IAM may take to show a just-created role to the other IAM calls.
 const IAM_SETTLE: Duration = Duration::from_secs(30);
-
-/// An IAM role that an AWS service (Lambda, Step Functions, EventBridge, …) assumes.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct Fields {
-    /// The AWS service or services that may assume the role, like `lambda.amazonaws.com`.
-    service: Services,
-    /// ARNs of managed policies to attach, like
-    /// `arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`.
-    #[serde(default)]
-    managed_policies: Vec<String>,
-    /// Inline policies: name → policy document, written as YAML
-    /// (`Statement: [{Effect: Allow, Action: [sqs:SendMessage], Resource: "${orders.arn}"}]`).
-    /// `Version: 2012-10-17` is added when left out.
-    #[serde(default)]
-    policies: BTreeMap<String, Json>,
-    /// What the role is for (up to 1000 characters).
-    #[serde(default)]
-    description: Option<String>,
-}
-
-/// One service principal or a list of them.
-#[derive(Debug, Clone, Serialize)]
-struct Services(Vec<String>);
-
-impl<'de> Deserialize<'de> for Services {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        match Json::deserialize(d)? {
-            Json::String(s) => Ok(Services(vec![s])),
-            Json::Array(a) => a
-                .into_iter()
-                .map(|v| match v {
-                    Json::String(s) => Ok(s),
-                    other => Err(D::Error::custom(format!(
-                        "expected a service principal like `lambda.amazonaws.com`, not {other}"
-                    ))),
-                })
-                .collect::<Result<_, _>>()
-                .map(Services),
-            other => Err(D::Error::custom(format!(
-                "expected a service principal like `lambda.amazonaws.com` or a list of them, not {other}"
-            ))),
-        }
-    }
-}
-
-impl schemars::JsonSchema for Services {
-    fn schema_name() -> Cow<'static, str> {
-        "Services".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "anyOf": [
-                {"type": "string"},
-                {"type": "array", "items": {"type": "string"}, "minItems": 1}
-            ]
-        })
-    }
-}
-
-/// Normalised attributes: what `desired` builds and `read` finds, in one shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Attrs {
-    name: String,
-    description: Option<String>,
-    /// The trust policy, normalised.
-    trust_policy: Json,
-    /// Sorted, without duplicates.
-    managed_policies: Vec<String>,
-    /// Name → normalised document.
-    policies: BTreeMap<String, Json>,
-}
 
 pub(super) fn iam_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
@@ -385,9 +306,7 @@ const ROLE_NAMESPACE: &str = "IAM role name (compared without case)";
 /// The automatic role's name in the IAM namespace, when `config` asks for one
 /// (`role: auto`, the default), for the blueprint's name-collision check.
 pub(super) fn auto_role_key(stack: &str, id: &str, config: &Json) -> Option<(String, String)> {
-    let auto = config
-        .get("role")
-        .is_none_or(|r| r.as_str() == Some(super::lambda_function::AUTO));
+    let auto = config.get("role").is_none_or(|r| r.as_str() == Some(AUTO));
     auto.then(|| {
         (
             ROLE_NAMESPACE.into(),
@@ -602,328 +521,6 @@ pub(super) fn check_policy(doc: &Json, at: &str, out: &mut Vec<Issue>) {
     }
 }
 
-#[async_trait]
-impl Kind for IamRole {
-    fn name(&self) -> &'static str {
-        KIND
-    }
-
-    fn attributes(&self) -> &'static [&'static str] {
-        &["arn", "name"]
-    }
-
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
-        let mut out = Vec::new();
-        if f.service.0.is_empty() {
-            out.push(Issue::new(
-                "service",
-                "name at least one service that assumes the role",
-            ));
-        }
-        for (i, s) in f.service.0.iter().enumerate() {
-            if is_literal(s) && !valid_service(s) {
-                let at = if config.get("service").is_some_and(Json::is_array) {
-                    format!("service[{i}]")
-                } else {
-                    "service".to_string()
-                };
-                out.push(
-                    Issue::new(at, format!("`{s}` is not an AWS service principal"))
-                        .help("like `lambda.amazonaws.com` or `states.amazonaws.com`"),
-                );
-            }
-        }
-        for (i, p) in f.managed_policies.iter().enumerate() {
-            if is_literal(p) && !(p.starts_with("arn:") && p.contains(":policy/")) {
-                out.push(
-                    Issue::new(
-                        format!("managed_policies[{i}]"),
-                        format!("`{p}` is not a managed policy ARN"),
-                    )
-                    .help(
-                        "like `arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`",
-                    ),
-                );
-            }
-            if p.ends_with("policy/AdministratorAccess") || p.ends_with("policy/PowerUserAccess") {
-                out.push(
-                    Issue::new(
-                        format!("managed_policies[{i}]"),
-                        format!("`{p}` allows every action (security baseline: no wildcard actions, CKV_AWS_60/61 / cfn-nag F3)"),
-                    )
-                    .warning(),
-                );
-            }
-        }
-        if f.managed_policies.len() > 20 {
-            out.push(Issue::new(
-                "managed_policies",
-                format!(
-                    "a role has at most 20 managed policies, not {}",
-                    f.managed_policies.len()
-                ),
-            ));
-        }
-        for (name, doc) in &f.policies {
-            let at = format!("policies.{name}");
-            if name.is_empty() || name.len() > 128 || !name.chars().all(iam_char) {
-                out.push(Issue::new(
-                    at.clone(),
-                    format!("policy name `{name}` must be 1 to 128 letters, digits or `_+=,.@-`"),
-                ));
-            }
-            check_policy(doc, &at, &mut out);
-        }
-        if f.description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 1000)
-        {
-            out.push(Issue::new(
-                "description",
-                "a description has at most 1000 characters",
-            ));
-        }
-        // An automatic role of a resource called `X` is `STACK-X-role`: it would take this
-        // role's name.
-        if let Some(base) = id.strip_suffix("-role") {
-            if let Some(r) = cx.resources.get(base) {
-                if ["lambda_function", "state_machine", "event_rule"].contains(&r.kind.as_str()) {
-                    out.push(Issue::new(
-                        "",
-                        format!("`{base}` may get an automatic role with the same IAM name as this one (`…-{id}`)"),
-                    ).help(format!("rename this role, e.g. `{base}_exec_role`")));
-                }
-            }
-        }
-        out
-    }
-
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| {
-            if i.path.is_empty() {
-                i.message
-            } else {
-                format!("{}: {}", i.path, i.message)
-            }
-        })?;
-        let services: Vec<String> = f
-            .service
-            .0
-            .iter()
-            .map(|s| s.trim().to_string())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let a = Attrs {
-            name: role_name(stack, id),
-            description: f
-                .description
-                .map(|d| d.trim().to_string())
-                .filter(|d| !d.is_empty()),
-            trust_policy: trust_policy(&services),
-            managed_policies: f
-                .managed_policies
-                .iter()
-                .map(|p| p.trim().to_string())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            policies: f
-                .policies
-                .iter()
-                .map(|(k, v)| (k.clone(), policy_of_blueprint(v)))
-                .collect(),
-        };
-        serde_json::to_value(a).map_err(|e| e.to_string())
-    }
-
-    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
-        vec![(
-            ROLE_NAMESPACE.into(),
-            role_name(stack, id).to_ascii_lowercase(),
-        )]
-    }
-
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["name"]
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some(Json::Object(p)) = desired.get("policies") {
-            for (name, doc) in p {
-                let mut issues = Vec::new();
-                check_policy(doc, name, &mut issues);
-                out.extend(
-                    issues
-                        .into_iter()
-                        .filter(|i| i.warning)
-                        .map(|i| format!("policy `{name}`: {}", i.message)),
-                );
-            }
-        }
-        out
-    }
-
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
-        let path = stack_path(stack);
-        let roles = list_roles(aws, &path).await?;
-        // Tags, attached and inline policies have no batched form: calls per role.
-        let found: Vec<Option<Live>> =
-            futures::stream::iter(roles.into_iter().filter(|r| r.path() == path))
-                .map(|r| read_role(aws, stack, r))
-                .buffer_unordered(8)
-                .try_collect()
-                .await?;
-        let mut out: Vec<Live> = found.into_iter().flatten().collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
-    }
-
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let tags = common::tags(cx.stack, cx.id, &a.name);
-        let role = match create_role_call(
-            aws,
-            &a.name,
-            &stack_path(cx.stack),
-            &a.trust_policy,
-            a.description.as_deref(),
-            &tags,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) if e.is_code(&["EntityAlreadyExists"]) => {
-                // Ours from an interrupted run, or someone else's.
-                let tags = role_tags(aws, &a.name).await?.unwrap_or_default();
-                let existing = get_role(aws, &a.name).await?;
-                let Some(existing) = existing.filter(|r| {
-                    common::owned_id(&tags, cx.stack).as_deref() == Some(cx.id)
-                        && r.path() == stack_path(cx.stack)
-                }) else {
-                    return Err(Error::Conflict(format!(
-                        "an IAM role named `{}` already exists and is not tagged as `{}` of stack `{}`; \
-                         securecart does not adopt or change it: delete it or use another resource id",
-                        a.name, cx.id, cx.stack
-                    )));
-                };
-                cx.note("the role exists from an earlier run; bringing it up to date");
-                let live = role_live(aws, cx.id.to_string(), existing).await?;
-                let changed: Vec<String> = crate::plan::changed_attributes(desired, &live.attrs);
-                if changed.is_empty() {
-                    return Ok(live);
-                }
-                return self.update(aws, cx, &live, desired, &changed).await;
-            }
-            Err(e) => return Err(e),
-        };
-        for p in &a.managed_policies {
-            attach(aws, cx, &a.name, p).await?;
-        }
-        for (name, doc) in &a.policies {
-            put_policy(aws, cx, &a.name, name, doc).await?;
-        }
-        Ok(live(cx.id.to_string(), role.arn(), a))
-    }
-
-    async fn update(
-        &self,
-        aws: &Aws,
-        cx: &OpCx<'_>,
-        live_role: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let old: Attrs = common::from_desired(&live_role.attrs)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        if has("description") {
-            cx.note("updating the description");
-            aws.iam
-                .update_role()
-                .role_name(&a.name)
-                .description(a.description.clone().unwrap_or_default())
-                .send()
-                .await
-                .map_err(aws_error("UpdateRole"))?;
-        }
-        if has("trust_policy") {
-            cx.note("updating the trust policy");
-            update_trust(aws, &a.name, &a.trust_policy).await?;
-        }
-        if has("managed_policies") {
-            for p in old
-                .managed_policies
-                .iter()
-                .filter(|p| !a.managed_policies.contains(p))
-            {
-                cx.note(format!("detaching {p}"));
-                detach(aws, &a.name, p).await?;
-            }
-            for p in a
-                .managed_policies
-                .iter()
-                .filter(|p| !old.managed_policies.contains(p))
-            {
-                attach(aws, cx, &a.name, p).await?;
-            }
-        }
-        if has("policies") {
-            for name in old.policies.keys().filter(|n| !a.policies.contains_key(*n)) {
-                cx.note(format!("deleting inline policy {name}"));
-                delete_policy(aws, &a.name, name).await?;
-            }
-            for (name, doc) in &a.policies {
-                if old.policies.get(name) != Some(doc) {
-                    put_policy(aws, cx, &a.name, name, doc).await?;
-                }
-            }
-        }
-        let arn = live_role
-            .outputs
-            .get("arn")
-            .and_then(Json::as_str)
-            .unwrap_or(&live_role.physical_id)
-            .to_string();
-        Ok(live(cx.id.to_string(), &arn, a))
-    }
-
-    async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
-        let name = live
-            .outputs
-            .get("name")
-            .and_then(Json::as_str)
-            .unwrap_or_else(|| role_name_of(&live.physical_id))
-            .to_string();
-        delete_role(aws, &name).await
-    }
-}
-
-fn live(id: String, arn: &str, a: Attrs) -> Live {
-    let outputs: BTreeMap<String, Json> = [
-        ("arn".to_string(), json!(arn)),
-        ("name".to_string(), json!(a.name)),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: KIND,
-        physical_id: arn.to_string(),
-        attrs: json!(a),
-        outputs,
-    }
-}
-
 fn gone(e: &Error) -> bool {
     e.is_code(&["NoSuchEntity", "NoSuchEntityException"])
 }
@@ -983,54 +580,6 @@ async fn role_tags(aws: &Aws, name: &str) -> Result<Option<BTreeMap<String, Stri
             _ => return Ok(Some(out)),
         }
     }
-}
-
-async fn read_role(aws: &Aws, stack: &str, role: Role) -> Result<Option<Live>, Error> {
-    let Some(tags) = role_tags(aws, role.role_name()).await? else {
-        return Ok(None);
-    };
-    let Some(id) = common::owned_id(&tags, stack) else {
-        return Ok(None);
-    };
-    match role_live(aws, id, role).await {
-        Ok(l) => Ok(Some(l)),
-        Err(e) if gone(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The role as [`Live`]: its listing plus its attached and inline policies.
-async fn role_live(aws: &Aws, id: String, role: Role) -> Result<Live, Error> {
-    let name = role.role_name().to_string();
-    let managed = attached_policies(aws, &name).await?;
-    let names = inline_policy_names(aws, &name).await?;
-    let mut policies = BTreeMap::new();
-    for p in names {
-        let doc = aws
-            .iam
-            .get_role_policy()
-            .role_name(&name)
-            .policy_name(&p)
-            .send()
-            .await
-            .map_err(aws_error("GetRolePolicy"))?;
-        policies.insert(p, parse_policy_text(doc.policy_document()));
-    }
-    let a = Attrs {
-        name: name.clone(),
-        description: role
-            .description()
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(str::to_string),
-        trust_policy: role
-            .assume_role_policy_document()
-            .map(parse_policy_text)
-            .unwrap_or(Json::Null),
-        managed_policies: managed,
-        policies,
-    };
-    Ok(live(id, role.arn(), a))
 }
 
 async fn attached_policies(aws: &Aws, role: &str) -> Result<Vec<String>, Error> {
@@ -1220,10 +769,70 @@ async fn delete_role(aws: &Aws, name: &str) -> Result<(), Error> {
     }
 }
 
+/// `role: auto`: the resource gets a least-privilege role derived from what it refers to.
+pub(crate) const AUTO: &str = "auto";
+
+/// Checks a `role` field shared by functions and state machines: `auto`, or a role ARN
+/// (a reference to an `iam_role` that `service` may assume).
+pub(super) fn check_role(role: &str, service: &str, cx: &CheckCx, out: &mut Vec<Issue>) {
+    if role == AUTO {
+        return;
+    }
+    if is_literal(role) && !(role.starts_with("arn:") && role.contains(":role/")) {
+        out.push(
+            Issue::new("role", format!("`{role}` is not a role ARN"))
+                .help("use `auto` for a least-privilege role of its own, or a reference like `${my_role.arn}`"),
+        );
+        return;
+    }
+    let Ok(pieces) = refs::scan(role) else { return };
+    let [Piece::Ref(r)] = pieces.as_slice() else {
+        return;
+    };
+    let Some(res) = cx.resources.get(&r.target) else {
+        return;
+    };
+    if res.kind != "iam_role" {
+        out.push(Issue::new(
+            "role",
+            format!("`{r}` is a {}, not an iam_role", res.kind),
+        ));
+        return;
+    }
+    if !matches!(r.attribute.as_deref(), None | Some("arn")) {
+        out.push(
+            Issue::new("role", format!("the role is given by its ARN, not `{r}`"))
+                .help(format!("use `${{{}.arn}}`", r.target)),
+        );
+    }
+    let services: Vec<String> = match res.config.get("service") {
+        Some(Json::String(s)) => vec![s.clone()],
+        Some(Json::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => return,
+    };
+    if services.iter().all(|s| is_literal(s)) && !services.iter().any(|s| s == service) {
+        out.push(
+            Issue::new(
+                "role",
+                format!("role `{}` cannot be assumed by {service}", r.target),
+            )
+            .help(format!(
+                "add `{service}` to the `service` of `{}`",
+                r.target
+            )),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::iam_role::*;
     use super::*;
     use crate::blueprint::{self, LoadError, Severity, SourceFile};
+    use crate::resources::Kind;
 
     fn problems(resources: &str) -> Vec<(Severity, String, String)> {
         let text = format!("name: shop\nresources:\n{resources}");

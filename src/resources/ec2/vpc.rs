@@ -7,10 +7,10 @@ use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName, 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::common::{self, aws_error, ec2, parse, Error};
-use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::resources::{Kind, Live, OpCx};
 
 pub struct Vpc;
 

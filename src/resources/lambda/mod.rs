@@ -1,0 +1,3 @@
+//! AWS Lambda: the `lambda_function` kind.
+
+pub mod lambda_function;

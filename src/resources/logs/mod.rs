@@ -1,0 +1,3 @@
+//! Amazon CloudWatch Logs: the `log_group` kind.
+
+pub mod log_group;

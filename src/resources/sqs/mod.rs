@@ -1,0 +1,3 @@
+//! Amazon SQS: the `sqs_queue` kind.
+
+pub mod sqs_queue;
