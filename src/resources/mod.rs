@@ -264,13 +264,6 @@ pub(crate) mod testing {
 mod layout_tests {
     use std::path::Path;
 
-    /// Kinds still importing a sibling kind, to be moved into their service module
-    /// (issue 9): each entry is `(file, kind it imports)`. Nothing may be added here.
-    const NOT_YET_MOVED: &[(&str, &str)] = &[
-        ("rds/db_read_replica.rs", "db_instance"),
-        ("rds/db_subnet_group.rs", "db_instance"),
-    ];
-
     /// Kinds import their service module and `common`, never another kind: shared code
     /// lives where every kind of the service finds it.
     #[test]
@@ -312,20 +305,9 @@ mod layout_tests {
                 }
             }
         }
-        let unexpected: Vec<_> = found
-            .iter()
-            .filter(|(f, k)| !NOT_YET_MOVED.contains(&(f.as_str(), k.as_str())))
-            .collect();
         assert!(
-            unexpected.is_empty(),
-            "kinds importing another kind (move the shared code into the service's mod.rs): {unexpected:?}"
+            found.is_empty(),
+            "kinds importing another kind (move the shared code into the service's mod.rs): {found:?}"
         );
-        // The exceptions must still be needed: a fixed one leaves the list.
-        for e in NOT_YET_MOVED {
-            assert!(
-                found.iter().any(|(f, k)| (f.as_str(), k.as_str()) == *e),
-                "{e:?} no longer imports that kind: remove it from NOT_YET_MOVED"
-            );
-        }
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_rds::types::DbInstance as AwsInstance;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::db_instance::{
+use super::{
     add_tags, applied, check_class, check_ref, check_zone, create_or_adopt, delete_instance,
     describe, final_snapshot_name, identifier, instance_outputs, lower_known, rds_tags,
     security_group_ids, sorted, stack_instances, status, tag_map, wait_created, wait_ready,
@@ -471,7 +471,7 @@ fn live(id: String, db: &AwsInstance) -> Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::rds::db_instance::tests::problems;
+    use crate::resources::testing::problems;
     use crate::resources::{TAG_RESOURCE, TAG_STACK};
     use aws_sdk_rds::types::{Endpoint, Tag};
 

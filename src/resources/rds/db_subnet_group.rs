@@ -9,7 +9,7 @@ use aws_sdk_rds::types::DbSubnetGroup as AwsGroup;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::db_instance::{check_ref, has_ref, owned_id, rds_name, rds_tags, sorted};
+use super::{check_ref, has_ref, owned_id, rds_name, rds_tags, sorted};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::{CheckCx, Issue};
@@ -375,7 +375,7 @@ fn live(id: String, g: &AwsGroup) -> Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::rds::db_instance::tests::problems;
+    use crate::resources::testing::problems;
     use aws_sdk_rds::types::Subnet;
 
     const NET: &str = "
