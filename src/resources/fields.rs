@@ -20,16 +20,47 @@ pub fn check_id_ref(
     kind: &str,
     prefix: &str,
 ) -> Option<Issue> {
+    check_pointer(path, value, cx, kind, Wants::Id { prefix })
+}
+
+/// Checks a field that names another resource's ARN: exactly one reference to a
+/// resource of `kind` (`${x}` or `${x.arn}`), or a literal ARN.
+pub fn check_arn_ref(path: &str, value: &str, cx: &CheckCx, kind: &str) -> Option<Issue> {
+    check_pointer(path, value, cx, kind, Wants::Arn)
+}
+
+/// What a field that points at another resource takes from it.
+#[derive(Clone, Copy)]
+enum Wants<'a> {
+    /// Its id; a literal one starts with `prefix`.
+    Id { prefix: &'a str },
+    /// Its ARN; a literal one starts with `arn:`, and a longer template is left to plan.
+    Arn,
+}
+
+fn check_pointer(path: &str, value: &str, cx: &CheckCx, kind: &str, wants: Wants) -> Option<Issue> {
     let pieces = refs::scan(value).ok()?;
-    let example =
-        format!("a reference like `${{my_{kind}}}`, or the id of an existing one (`{prefix}…`)");
+    let (attribute, what, example) = match wants {
+        Wants::Id { prefix } => (
+            "id",
+            "id",
+            format!(
+                "a reference like `${{my_{kind}}}`, or the id of an existing one (`{prefix}…`)"
+            ),
+        ),
+        Wants::Arn => (
+            "arn",
+            "ARN",
+            format!("a reference like `${{my_{kind}}}`, or the ARN of an existing one"),
+        ),
+    };
+    let not_one = |noun: &str| {
+        Some(Issue::new(path, format!("`{value}` is not a {noun}")).help(format!("use {example}")))
+    };
     match pieces.as_slice() {
         [Piece::Ref(r)] => {
             if r.target == refs::STACK {
-                return Some(
-                    Issue::new(path, format!("`{value}` is not a {kind}"))
-                        .help(format!("use {example}")),
-                );
+                return not_one(kind);
             }
             // An unknown target is already reported by the blueprint checks.
             let target = cx.resources.get(&r.target)?;
@@ -46,20 +77,28 @@ pub fn check_id_ref(
                 );
             }
             match r.attribute.as_deref() {
-                None | Some("id") => None,
+                None => None,
+                Some(a) if a == attribute => None,
                 Some(a) => Some(
                     Issue::new(
                         path,
-                        format!("`{path}` needs the {kind}'s id, not its `{a}`"),
+                        format!("`{path}` needs the {kind}'s {what}, not its `{a}`"),
                     )
                     .help(format!("write `${{{}}}`", r.target)),
                 ),
             }
         }
-        [Piece::Lit(l)] if l.starts_with(prefix) => None,
-        _ => Some(
-            Issue::new(path, format!("`{value}` is not a {kind}")).help(format!("use {example}")),
-        ),
+        [Piece::Lit(l)] => match wants {
+            Wants::Id { prefix } if l.starts_with(prefix) => None,
+            Wants::Arn if l.starts_with("arn:") => None,
+            Wants::Id { .. } => not_one(kind),
+            Wants::Arn => not_one(&format!("{kind} ARN")),
+        },
+        _ => match wants {
+            Wants::Arn if has_ref(value) => None,
+            Wants::Id { .. } => not_one(kind),
+            Wants::Arn => not_one(&format!("{kind} ARN")),
+        },
     }
 }
 
@@ -77,50 +116,4 @@ pub fn id_set(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v.dedup_by(|a, b| a == b && !common::unknown(a));
     v
-}
-
-/// Checks a field that names another resource's ARN: exactly one reference to a
-/// resource of `kind` (`${x}` or `${x.arn}`), or a literal ARN.
-pub fn check_arn_ref(path: &str, value: &str, cx: &CheckCx, kind: &str) -> Option<Issue> {
-    let pieces = refs::scan(value).ok()?;
-    let example = format!("a reference like `${{my_{kind}}}`, or the ARN of an existing one");
-    match pieces.as_slice() {
-        [Piece::Ref(r)] => {
-            if r.target == refs::STACK {
-                return Some(
-                    Issue::new(path, format!("`{value}` is not a {kind}"))
-                        .help(format!("use {example}")),
-                );
-            }
-            let target = cx.resources.get(&r.target)?;
-            if target.kind != kind {
-                return Some(
-                    Issue::new(
-                        path,
-                        format!(
-                            "`{value}` refers to `{}` (type {}); `{path}` needs a {kind}",
-                            r.target, target.kind
-                        ),
-                    )
-                    .help(format!("use {example}")),
-                );
-            }
-            match r.attribute.as_deref() {
-                None | Some("arn") => None,
-                Some(a) => Some(
-                    Issue::new(
-                        path,
-                        format!("`{path}` needs the {kind}'s ARN, not its `{a}`"),
-                    )
-                    .help(format!("write `${{{}}}`", r.target)),
-                ),
-            }
-        }
-        [Piece::Lit(l)] if l.starts_with("arn:") => None,
-        _ if has_ref(value) => None,
-        _ => Some(
-            Issue::new(path, format!("`{value}` is not a {kind} ARN"))
-                .help(format!("use {example}")),
-        ),
-    }
 }
