@@ -147,28 +147,61 @@ impl fmt::Display for Diagnostics {
 #[derive(Debug)]
 pub struct ProblemReport {
     problem: Problem,
-    src: NamedSource<String>,
+    src: NamedSource<Arc<str>>,
 }
 
 impl ProblemReport {
     pub fn all(d: &Diagnostics) -> Vec<ProblemReport> {
+        // One copy of the text for all: a generated blueprint can have thousands of problems.
+        let text: Arc<str> = Arc::from(d.file.text.as_str());
         d.problems
             .iter()
-            .map(|p| {
-                let file = p.source.as_ref().unwrap_or(&d.file);
+            .enumerate()
+            .map(|(i, p)| {
+                let (file, text) = match &p.source {
+                    Some(f) => (f, Arc::from(f.text.as_str())),
+                    None => (&d.file, text.clone()),
+                };
                 let language = if file.name.to_ascii_lowercase().ends_with(".json") {
                     "json"
                 } else {
                     "yaml"
                 };
                 ProblemReport {
-                    problem: p.clone(),
-                    src: NamedSource::new(file.name.clone(), file.text.clone())
-                        .with_language(language),
+                    problem: Problem {
+                        span: p
+                            .span
+                            .filter(|&s| i < SNIPPETS_MAX && showable(&file.text, s)),
+                        ..p.clone()
+                    },
+                    src: NamedSource::new(file.name.clone(), text).with_language(language),
                 }
             })
             .collect()
     }
+}
+
+/// Problems shown with a source snippet; past these, each finding a line scans the text
+/// again (thousands of problems in a large file take seconds), and no one reads that many
+/// snippets: the rest show their message, and every one its `file:line:column` line.
+const SNIPPETS_MAX: usize = 100;
+
+/// Longest source line shown in a snippet. miette pads the underline with a format width,
+/// which Rust caps at 65,535 (past that it panics), and a line that long shows nothing on
+/// a terminal anyway: the problem is then rendered without its snippet, and the plain
+/// `file:line:column` line still points at it.
+const SNIPPET_LINE_MAX: usize = 4096;
+
+fn showable(text: &str, (offset, len): (usize, usize)) -> bool {
+    let (Some(before), Some(after)) = (text.get(..offset), text.get(offset.saturating_add(len)..))
+    else {
+        return false;
+    };
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let end = text.len() - after.len() + after.find('\n').unwrap_or(after.len());
+    text[start..end]
+        .split('\n')
+        .all(|l| l.len() <= SNIPPET_LINE_MAX)
 }
 
 impl fmt::Display for ProblemReport {

@@ -313,11 +313,14 @@ pub fn parse(
     let bp = v.run(dir, vars, catalog);
     // Messages name the values they refuse ("`…` is not a valid CIDR block"): one that came
     // from a secret parameter is masked here already, so no printer can show it.
+    // Control characters, terminal escapes and bidi overrides in a message (a key or value
+    // echoed back) are shown escaped.
     for p in &mut v.problems {
-        p.message = mask_secrets(&p.message, &v.secrets);
-        if let Some(h) = &p.help {
-            p.help = Some(mask_secrets(h, &v.secrets));
-        }
+        p.message = printable(&mask_secrets(&p.message, &v.secrets));
+        p.help = p
+            .help
+            .as_deref()
+            .map(|h| printable(&mask_secrets(h, &v.secrets)));
     }
     // The blueprint's problems first, then each named file's, each in reading order.
     v.problems.sort_by(|a, b| {
@@ -378,28 +381,59 @@ pub(crate) fn parse_yaml(file: &SourceFile) -> Result<Json, Vec<Problem>> {
         ))
         .at_pos(pos)]);
     }
+    // libyaml (YAML 1.1, behind serde_yaml) breaks lines at these, yaml-rust2 (YAML
+    // 1.2, behind the positions) does not: the two would read different documents, and
+    // every position could be wrong. Inside a quoted string, `\N`, `\L`, `\P` write them.
+    // A carriage return alone (old Mac line ends) is the same trouble.
+    let lone_cr = file
+        .text
+        .match_indices('\r')
+        .find(|(i, _)| !file.text[i + 1..].starts_with('\n'))
+        .map(|(i, _)| i);
+    let odd_break = file.text.find(['\u{85}', '\u{2028}', '\u{2029}']);
+    if let Some(offset) = [lone_cr, odd_break].into_iter().flatten().min() {
+        return Err(vec![Problem::error("a line break YAML parsers disagree on (a carriage return without a line feed, NEL, LINE or PARAGRAPH SEPARATOR)")
+            .with_help(Some("save the file with \\n or \\r\\n line ends; inside a double-quoted string write `\\r`, `\\N`, `\\L` or `\\P`".into()))
+            .at_pos(pos_at(&file.text, offset))]);
+    }
     let yaml: serde_yaml::Value = match serde_yaml::from_str(&file.text) {
         Ok(v) => v,
         Err(e) => {
             let message = strip_location(&e.to_string());
             let mut p = Problem::error(format!("invalid YAML: {message}"));
+            if message.contains("repetition limit") {
+                if let Some((pos, nodes)) = file.biggest_alias {
+                    // serde_yaml's guard against alias bombs, with no position of its own.
+                    p = p.with_help(Some(format!(
+                        "aliases expand the document too far; this one alone repeats {nodes} values"
+                    )));
+                    p = p.at_pos(pos);
+                }
+            }
             // serde_yaml places these two at the mapping and at 1:1; the text knows better.
             let better = if message.contains("duplicate entry") {
                 file.duplicate_key
             } else if message.contains("control characters") {
                 first_control_character(&file.text)
+            } else if message.contains("more than one document") {
+                file.second_document.or(file.syntax_error)
             } else {
                 None
             };
             if let Some(pos) = better {
                 p = p.at_pos(pos);
+            } else if p.line.is_some() {
+                // Placed already, at the alias bomb.
             } else if let Some(loc) = e.location() {
-                p = p.at_pos(source::Pos {
-                    line: loc.line(),
-                    column: loc.column(),
-                    offset: loc.index(),
-                    len: 1,
-                });
+                // Not `loc.index()`: libyaml counts that in characters, not bytes.
+                let offset = file.offset_of(loc.line(), loc.column());
+                p = p.at_pos(pos_at(&file.text, offset));
+            } else if let Some(pos) = file.syntax_error {
+                // serde_yaml gives some errors no position; the other parser may.
+                p = p.at_pos(pos);
+            } else {
+                // Nothing more precise is known: the file as a whole.
+                p = p.at_pos(pos_at(&file.text, 0));
             }
             return Err(vec![p]);
         }
@@ -1316,6 +1350,29 @@ pub fn join_path(base: &str, rel: &str) -> String {
     }
 }
 
+/// Messages quote what the blueprint says (keys, values, `--var`s), and they go to a
+/// terminal one per line: a line break, an escape sequence or a bidi override in a key
+/// would break the line, drive the terminal or hide text, so such characters show escaped.
+fn printable(s: &str) -> String {
+    if !s.chars().any(unprintable) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if unprintable(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+pub fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Where the first character YAML does not allow (a C0 control other than tab and line
 /// breaks, DEL, or a C1 control) sits.
 fn first_control_character(text: &str) -> Option<source::Pos> {
@@ -1333,7 +1390,8 @@ pub(crate) fn pos_at(text: &str, offset: usize) -> source::Pos {
         line: before.matches('\n').count() + 1,
         column: before[line_start..].chars().count() + 1,
         offset,
-        len: 1,
+        // The whole character: a span ending inside one is no span the renderer can show.
+        len: text[offset..].chars().next().map_or(0, char::len_utf8),
     }
 }
 

@@ -85,9 +85,14 @@ pub fn collect(value: &Json, path: &str, out: &mut Vec<(String, Result<Ref, Stri
     match value {
         Json::String(s) => match scan(s) {
             Ok(pieces) => {
+                // Once per string: `${x}` written 100,000 times is one reference to
+                // check (and report), not 100,000.
+                let mut seen = std::collections::HashSet::new();
                 for p in pieces {
                     if let Piece::Ref(r) = p {
-                        out.push((path.to_string(), Ok(r)));
+                        if seen.insert(r.clone()) {
+                            out.push((path.to_string(), Ok(r)));
+                        }
                     }
                 }
             }

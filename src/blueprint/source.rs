@@ -37,6 +37,13 @@ pub struct SourceFile {
     /// The first key that repeats one earlier in its mapping (serde_yaml points at the
     /// mapping instead).
     pub duplicate_key: Option<Pos>,
+    /// Where a second document starts (`---` after a first one), or where the text stops
+    /// being YAML: serde_yaml refuses both, but says where only for some syntax errors.
+    pub second_document: Option<Pos>,
+    pub syntax_error: Option<Pos>,
+    /// The alias that stands for the most nodes (the first, among equals), with how many:
+    /// where an alias bomb is, when serde_yaml refuses one with no position.
+    pub biggest_alias: Option<(Pos, u64)>,
 }
 
 /// Deepest nesting of mappings and sequences a blueprint may have, aliases expanded.
@@ -58,10 +65,17 @@ impl SourceFile {
             line_starts,
             too_deep: None,
             duplicate_key: None,
+            second_document: None,
+            syntax_error: None,
+            biggest_alias: None,
         };
         // yaml-rust2's `load` recurses once per level: thousands of nested `- ` overflow
         // the stack. The event stream is flat, so depth is measured on it first.
-        if let Some(mark) = first_too_deep(&file.text) {
+        let scan = scan(&file.text);
+        file.second_document = scan.second_document.map(|m| file.pos_of(&m, 1));
+        file.syntax_error = scan.syntax_error.map(|m| file.pos_of(&m, 1));
+        file.biggest_alias = scan.biggest_alias.map(|(m, n)| (file.pos_of(&m, 1), n));
+        if let Some(mark) = scan.too_deep {
             file.too_deep = Some(file.pos_of(&mark, 1));
             return file;
         }
@@ -73,11 +87,29 @@ impl SourceFile {
             duplicate: None,
         };
         let mut parser = Parser::new_from_str(&file.text);
-        if parser.load(&mut builder, false).is_ok() {
-            let (out, duplicate) = (builder.out, builder.duplicate);
-            file.index = out;
-            file.duplicate_key = duplicate;
-        }
+        let loaded = parser.load(&mut builder, false).is_ok();
+        let (mut out, duplicate) = (builder.out, builder.duplicate);
+        // yaml-rust2 may stop where libyaml (behind serde_yaml) reads on: what it indexed
+        // up to there stays, and later paths fall back to their ancestors, the root at
+        // worst, which sits where the two parsers part. A file of only blanks and comments
+        // has no root node: what is wrong with it ("the blueprint is empty") is at its start.
+        let start = Pos {
+            line: 1,
+            column: 1,
+            offset: 0,
+            len: 0,
+        };
+        let root = if loaded {
+            start
+        } else {
+            file.syntax_error.unwrap_or(start)
+        };
+        out.entry(String::new()).or_insert(Located {
+            key: None,
+            value: root,
+        });
+        file.index = out;
+        file.duplicate_key = duplicate;
         file
     }
 
@@ -89,7 +121,11 @@ impl SourceFile {
             if let Some(l) = self.index.get(&p) {
                 return Some(*l);
             }
-            let cut = p.rfind(['.', '['])?;
+            if p.is_empty() {
+                return None;
+            }
+            // Up to the parent; the root (`""`) is the parent of a top-level key.
+            let cut = p.rfind(['.', '[']).unwrap_or(0);
             p.truncate(cut);
         }
     }
@@ -107,6 +143,8 @@ impl SourceFile {
             .copied()
             .unwrap_or(self.text.len());
         let line_text = &self.text[start..];
+        // Never past the line's end into the next one.
+        let line_text = &line_text[..line_text.find('\n').unwrap_or(line_text.len())];
         let within: usize = line_text
             .chars()
             .take(column.saturating_sub(1))
@@ -116,25 +154,98 @@ impl SourceFile {
     }
 
     fn pos_of(&self, m: &Marker, len_hint: usize) -> Pos {
-        // yaml-rust2 columns are 0-based.
-        let line = m.line().max(1);
-        let column = m.col() + 1;
-        let offset = self.offset_of(line, column);
+        // yaml-rust2 columns are 0-based. Its marker can sit past the text (the empty
+        // value of a last `key:` without a line break is on the line after it): the
+        // position comes back from the clamped offset, so it is always inside the text.
+        let offset = self.offset_of(m.line().max(1), m.col() + 1);
+        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.line_starts[line - 1];
+        let column = self.text[start..offset].chars().count() + 1;
+        // The length is the value's, which escapes and folding make differ from the
+        // source's: it is cut to the text, at a character boundary.
+        let mut end = offset.saturating_add(len_hint).min(self.text.len());
+        while !self.text.is_char_boundary(end) {
+            end -= 1;
+        }
         Pos {
             line,
             column,
             offset,
-            len: len_hint,
+            len: end - offset,
         }
     }
 }
 
+/// What one flat pass over the events finds (markers, turned into positions by the caller).
+#[derive(Default)]
+struct Scan {
+    too_deep: Option<Marker>,
+    second_document: Option<Marker>,
+    syntax_error: Option<Marker>,
+    biggest_alias: Option<(Marker, u64)>,
+}
+
+/// One pass over the events, one at a time, so it uses no stack whatever the input.
+/// Syntax errors end it; the scanner's own flow-depth limit (255 open brackets, hit while
+/// it looks ahead for a key) counts as too deep.
+fn scan(text: &str) -> Scan {
+    let mut out = Scan::default();
+    let mut documents = 0;
+    // Nodes an anchor stands for, aliases expanded (saturating: a bomb grows exponentially).
+    let mut sizes: HashMap<usize, u64> = HashMap::new();
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    out.too_deep = first_too_deep(text, &mut |ev, mark| {
+        let size = match ev {
+            Ok(Event::DocumentStart) => {
+                documents += 1;
+                if documents == 2 && out.second_document.is_none() {
+                    out.second_document = Some(*mark);
+                }
+                return;
+            }
+            Err(()) => {
+                out.syntax_error = Some(*mark);
+                return;
+            }
+            Ok(Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _)) => {
+                open.push((*anchor, 1));
+                return;
+            }
+            Ok(Event::SequenceEnd | Event::MappingEnd) => {
+                let Some((anchor, size)) = open.pop() else {
+                    return;
+                };
+                if anchor != 0 {
+                    sizes.insert(anchor, size);
+                }
+                size
+            }
+            Ok(Event::Scalar(_, _, anchor, _)) => {
+                if *anchor != 0 {
+                    sizes.insert(*anchor, 1);
+                }
+                1
+            }
+            Ok(Event::Alias(anchor)) => {
+                let size = sizes.get(anchor).copied().unwrap_or(1);
+                if out.biggest_alias.is_none_or(|(_, n)| size > n) {
+                    out.biggest_alias = Some((*mark, size));
+                }
+                size
+            }
+            Ok(_) => return,
+        };
+        if let Some((_, total)) = open.last_mut() {
+            *total = total.saturating_add(size);
+        }
+    });
+    out
+}
+
 /// The marker of the first node nested deeper than [`MAX_DEPTH`], counting what an alias
-/// stands for (an alias of a deep anchor nests that anchor's depth again). Reads events
-/// one at a time, so it uses no stack whatever the input. Syntax errors end the check:
-/// serde_yaml reports them with their position, except the scanner's own flow-depth
-/// limit (255 open brackets, hit while it looks ahead for a key), which is this error.
-fn first_too_deep(text: &str) -> Option<Marker> {
+/// stands for (an alias of a deep anchor nests that anchor's depth again). Every event
+/// (or the syntax error that ends the pass) goes to `seen` too.
+fn first_too_deep(text: &str, seen: &mut dyn FnMut(Result<&Event, ()>, &Marker)) -> Option<Marker> {
     let mut parser = Parser::new_from_str(text);
     // Open collections: (anchor id, height of the deepest child collection so far).
     let mut open: Vec<(usize, usize)> = Vec::new();
@@ -144,8 +255,12 @@ fn first_too_deep(text: &str) -> Option<Marker> {
         let (ev, mark) = match parser.next_token() {
             Ok(next) => next,
             Err(e) if e.info().contains("recursion limit") => return Some(*e.marker()),
-            Err(_) => return None,
+            Err(e) => {
+                seen(Err(()), e.marker());
+                return None;
+            }
         };
+        seen(Ok(&ev), &mark);
         let leaf = match ev {
             Event::StreamEnd => return None,
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {

@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod emulator_lifecycle;
+mod fuzz;
 mod interrupt;
 mod lookalike;
 mod network;
