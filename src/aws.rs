@@ -17,11 +17,12 @@ use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef, InterceptorContext,
 };
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use tokio::sync::OnceCell;
 
 /// Where and as whom to call AWS (resolved from flags and environment in `settings`).
@@ -399,15 +400,11 @@ impl Aws {
     /// come from one API (DB instances and their replicas, load balancers and their
     /// listeners) then cost one call, not two. Only for reading live state, never for
     /// the checks a create or delete makes, which must see AWS as it is now.
-    pub async fn read_once<T, F, Fut>(
-        &self,
-        key: String,
-        read: F,
-    ) -> Result<Arc<T>, crate::resources::Error>
+    pub async fn read_once<T, F, Fut>(&self, key: String, read: F) -> Result<Arc<T>, Error>
     where
         T: Any + Send + Sync,
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<T, crate::resources::Error>>,
+        Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let cell = self
             .reads
@@ -424,9 +421,8 @@ impl Aws {
             })
             .await?
             .clone();
-        v.downcast::<T>().map_err(|_| {
-            crate::resources::Error::Invalid("a shared read was used with two types".into())
-        })
+        v.downcast::<T>()
+            .map_err(|_| Error::Invalid("a shared read was used with two types".into()))
     }
 
     /// The endpoint that could not be reached, when no endpoint has answered in this
@@ -436,7 +432,7 @@ impl Aws {
     }
 
     /// The caller's account id (one STS call, made only when something needs it).
-    pub async fn account_id(&self) -> Result<String, crate::resources::Error> {
+    pub async fn account_id(&self) -> Result<String, Error> {
         self.account
             .get_or_try_init(|| async {
                 let out = self
@@ -444,11 +440,108 @@ impl Aws {
                     .get_caller_identity()
                     .send()
                     .await
-                    .map_err(crate::resources::aws_error("GetCallerIdentity"))?;
+                    .map_err(aws_error("GetCallerIdentity"))?;
                 Ok(out.account().unwrap_or_default().to_string())
             })
             .await
             .cloned()
+    }
+}
+
+// ---- Errors of AWS calls, in words -------------------------------------------------
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// An AWS API call failed (after the SDK's own retries).
+    #[error("{operation} failed: {message}")]
+    Aws {
+        operation: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// Something in AWS stands in the way and is not ours to change.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("timed out after {secs}s waiting for {what}")]
+    Timeout { what: String, secs: u64 },
+    /// The desired attributes cannot be turned into a request.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Aws { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn is_code(&self, codes: &[&str]) -> bool {
+        self.code().is_some_and(|c| codes.contains(&c))
+    }
+}
+
+/// An error and its causes in words, `outer: inner: …` (DisplayErrorContext would append a
+/// Debug dump of the whole error, which is not for users).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !parts.last().is_some_and(|p| p.ends_with(&s)) {
+            parts.push(s);
+        }
+        cur = c.source();
+    }
+    parts.join(": ")
+}
+
+/// Maps an SDK error to [`Error`], keeping the service's error code and message.
+pub fn aws_error<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |e| {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let code = e.code().map(str::to_string);
+        let message = match (&e, e.message()) {
+            (_, Some(m)) => format!(
+                "{}{m}",
+                code.as_deref()
+                    .map(|c| format!("{c}: "))
+                    .unwrap_or_default()
+            ),
+            // The error chain in words (io error, connection refused), never a Debug dump.
+            (SdkError::DispatchFailure(_), None) => {
+                let chain = error_chain(&e);
+                // The SDK loads credentials while dispatching: no endpoint was tried at all.
+                if chain.contains("loading credentials") {
+                    format!("no usable AWS credentials (environment, profile, SSO or instance role; see the README's Real AWS section): {chain}")
+                } else {
+                    format!("cannot reach the AWS endpoint: {chain}")
+                }
+            }
+            (SdkError::TimeoutError(_), None) => "the request timed out".to_string(),
+            (_, None) => match (&code, status) {
+                (Some(c), _) => c.clone(),
+                // Something answered, but not with an AWS error (a proxy, a web server).
+                (None, Some(s)) if s >= 300 => format!(
+                    "the endpoint answered HTTP {s} without an AWS error in the body (is it an AWS endpoint?)"
+                ),
+                (None, _) => error_chain(&e),
+            },
+        };
+        let message = if status == Some(501) && code.is_some() {
+            format!("{message} (the endpoint does not implement {operation}; the bundled emulator lacks it)")
+        } else {
+            message
+        };
+        Error::Aws {
+            operation: operation.to_string(),
+            code,
+            message,
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod blueprint;
 pub mod cli;
 mod commands;
+pub mod diff;
 pub mod error;
 pub mod graph;
 pub mod local;

@@ -1,12 +1,9 @@
-//! Helpers every kind shares: the error type, physical names, tags, typed field parsing,
+//! Helpers every kind shares: physical names, tags, typed field parsing,
 //! waiting with backoff and bounded retries of eventual-consistency errors.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -15,100 +12,7 @@ use super::{OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::Issue;
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum Error {
-    /// An AWS API call failed (after the SDK's own retries).
-    #[error("{operation} failed: {message}")]
-    Aws {
-        operation: String,
-        code: Option<String>,
-        message: String,
-    },
-    /// Something in AWS stands in the way and is not ours to change.
-    #[error("{0}")]
-    Conflict(String),
-    #[error("timed out after {secs}s waiting for {what}")]
-    Timeout { what: String, secs: u64 },
-    /// The desired attributes cannot be turned into a request.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl Error {
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Error::Aws { code, .. } => code.as_deref(),
-            _ => None,
-        }
-    }
-
-    pub fn is_code(&self, codes: &[&str]) -> bool {
-        self.code().is_some_and(|c| codes.contains(&c))
-    }
-}
-
-/// An error and its causes in words, `outer: inner: …` (DisplayErrorContext would append a
-/// Debug dump of the whole error, which is not for users).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !parts.last().is_some_and(|p| p.ends_with(&s)) {
-            parts.push(s);
-        }
-        cur = c.source();
-    }
-    parts.join(": ")
-}
-
-/// Maps an SDK error to [`Error`], keeping the service's error code and message.
-pub fn aws_error<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    move |e| {
-        let status = e.raw_response().map(|r| r.status().as_u16());
-        let code = e.code().map(str::to_string);
-        let message = match (&e, e.message()) {
-            (_, Some(m)) => format!(
-                "{}{m}",
-                code.as_deref()
-                    .map(|c| format!("{c}: "))
-                    .unwrap_or_default()
-            ),
-            // The error chain in words (io error, connection refused), never a Debug dump.
-            (SdkError::DispatchFailure(_), None) => {
-                let chain = error_chain(&e);
-                // The SDK loads credentials while dispatching: no endpoint was tried at all.
-                if chain.contains("loading credentials") {
-                    format!("no usable AWS credentials (environment, profile, SSO or instance role; see the README's Real AWS section): {chain}")
-                } else {
-                    format!("cannot reach the AWS endpoint: {chain}")
-                }
-            }
-            (SdkError::TimeoutError(_), None) => "the request timed out".to_string(),
-            (_, None) => match (&code, status) {
-                (Some(c), _) => c.clone(),
-                // Something answered, but not with an AWS error (a proxy, a web server).
-                (None, Some(s)) if s >= 300 => format!(
-                    "the endpoint answered HTTP {s} without an AWS error in the body (is it an AWS endpoint?)"
-                ),
-                (None, _) => error_chain(&e),
-            },
-        };
-        let message = if status == Some(501) && code.is_some() {
-            format!("{message} (the endpoint does not implement {operation}; the bundled emulator lacks it)")
-        } else {
-            message
-        };
-        Error::Aws {
-            operation: operation.to_string(),
-            code,
-            message,
-        }
-    }
-}
+pub use crate::aws::{aws_error, Error};
 
 /// A deterministic physical name `stack-id`, within `max` characters (including
 /// `suffix`), using only characters `ok` accepts; too long → shortened with a hash.

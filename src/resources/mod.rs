@@ -310,4 +310,38 @@ mod layout_tests {
             "kinds importing another kind (move the shared code into the service's mod.rs): {found:?}"
         );
     }
+
+    /// No cycles: kinds do not reach into the planner (the diff they share is `crate::diff`),
+    /// and AWS calls' error mapping (`aws.rs`) knows nothing of kinds.
+    #[test]
+    fn kinds_do_not_import_the_planner_nor_aws_rs_the_kinds() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let code = |f: &Path| {
+            let text = std::fs::read_to_string(f).expect("source");
+            // The code, not its unit tests.
+            match text.find("#[cfg(test)]") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        };
+        let mut stack = vec![src.join("resources")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).expect("dir") {
+                let f = e.expect("entry").path();
+                if f.is_dir() {
+                    stack.push(f);
+                } else if f.extension().is_some_and(|x| x == "rs") {
+                    assert!(
+                        !code(&f).contains("crate::plan"),
+                        "{} imports the planner",
+                        f.display()
+                    );
+                }
+            }
+        }
+        assert!(
+            !code(&src.join("aws.rs")).contains("crate::resources"),
+            "aws.rs imports resources"
+        );
+    }
 }

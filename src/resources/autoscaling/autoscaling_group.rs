@@ -421,7 +421,7 @@ impl Kind for AutoscalingGroup {
             cx.note("found the Auto Scaling group an earlier run created");
             let policy = read_policy(aws, &g, &policy_name(cx.stack, cx.id)).await?;
             let now = live(cx.id.to_string(), &g, policy);
-            let changed = crate::plan::changed_attributes(desired, &now.attrs);
+            let changed = crate::diff::changed_attributes(desired, &now.attrs);
             return self.update(aws, cx, &now, desired, &changed).await;
         }
         if let Some(p) = &a.scaling_policy {

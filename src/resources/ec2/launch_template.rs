@@ -385,7 +385,7 @@ impl Kind for LaunchTemplate {
                     .await?
                     .ok_or_else(|| Error::Invalid("the launch template has no version".into()))?;
                 let now = live(cx.id.to_string(), &t, &v);
-                let changed = crate::plan::changed_attributes(desired, &now.attrs);
+                let changed = crate::diff::changed_attributes(desired, &now.attrs);
                 if changed.is_empty() {
                     return Ok(now);
                 }

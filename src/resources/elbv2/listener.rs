@@ -271,7 +271,7 @@ impl Kind for Listener {
             }
             cx.note("found the listener an earlier run created");
             let now = live(cx.id.to_string(), l);
-            let changed = crate::plan::changed_attributes(desired, &now.attrs);
+            let changed = crate::diff::changed_attributes(desired, &now.attrs);
             if !changed.is_empty() {
                 modify(aws, &arn, &a).await?;
             }

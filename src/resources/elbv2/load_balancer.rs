@@ -230,7 +230,7 @@ impl Kind for LoadBalancer {
         };
         let lb = wait_active(aws, cx, &arn).await?;
         let now = live(cx.id.to_string(), &lb, drop_invalid(aws, &arn).await?);
-        let changed = crate::plan::changed_attributes(desired, &now.attrs);
+        let changed = crate::diff::changed_attributes(desired, &now.attrs);
         if changed.is_empty() {
             return Ok(now);
         }

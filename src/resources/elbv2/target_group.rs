@@ -411,7 +411,7 @@ impl Kind for TargetGroup {
             &tg,
             deregistration_delay(aws, &arn).await?,
         );
-        let changed = crate::plan::changed_attributes(desired, &now.attrs);
+        let changed = crate::diff::changed_attributes(desired, &now.attrs);
         if changed
             .iter()
             .any(|c| self.replace_on().contains(&c.as_str()))

@@ -360,7 +360,7 @@ impl Kind for EventRule {
                 .unwrap_or_default();
             let attrs = with_auto_role(aws, cx.stack, attrs_of(&existing, &targets)).await?;
             let live_rule = live(cx.id.to_string(), &arn, attrs);
-            let changed: Vec<String> = crate::plan::changed_attributes(desired, &live_rule.attrs);
+            let changed: Vec<String> = crate::diff::changed_attributes(desired, &live_rule.attrs);
             if changed.is_empty() {
                 return Ok(live_rule);
             }

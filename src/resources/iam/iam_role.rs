@@ -305,7 +305,7 @@ impl Kind for IamRole {
                 };
                 cx.note("the role exists from an earlier run; bringing it up to date");
                 let live = role_live(aws, cx.id.to_string(), existing).await?;
-                let changed: Vec<String> = crate::plan::changed_attributes(desired, &live.attrs);
+                let changed: Vec<String> = crate::diff::changed_attributes(desired, &live.attrs);
                 if changed.is_empty() {
                     return Ok(live);
                 }

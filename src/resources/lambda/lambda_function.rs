@@ -817,7 +817,7 @@ impl Kind for LambdaFunction {
             }
             cx.note("the function exists from an earlier run; bringing it up to date");
             let l = live_of(aws, cx.stack, cx.id.to_string(), &existing).await?;
-            let changed: Vec<String> = crate::plan::changed_attributes(desired, &l.attrs);
+            let changed: Vec<String> = crate::diff::changed_attributes(desired, &l.attrs);
             if changed.is_empty() {
                 return Ok(l);
             }

@@ -191,7 +191,7 @@ impl Kind for LogGroupKind {
                 }
                 cx.note("the log group exists from an earlier run; bringing it up to date");
                 let l = live_of(cx.id.to_string(), &g, &arn);
-                let changed: Vec<String> = crate::plan::changed_attributes(desired, &l.attrs);
+                let changed: Vec<String> = crate::diff::changed_attributes(desired, &l.attrs);
                 if changed.is_empty() {
                     return Ok(l);
                 }

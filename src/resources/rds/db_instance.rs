@@ -1711,7 +1711,7 @@ mod tests {
             ]),
         );
         assert_eq!(
-            crate::plan::diff(&d, &l.attrs, &[], &Default::default()),
+            crate::diff::diff(&d, &l.attrs, &[], &Default::default()),
             vec![]
         );
         assert_eq!(
@@ -1764,7 +1764,7 @@ mod tests {
         let l = live("primary".into(), &db);
         let d = DbInstance.desired("dev", "primary", &c).unwrap();
         assert_eq!(
-            crate::plan::diff(&d, &l.attrs, &[], &Default::default()),
+            crate::diff::diff(&d, &l.attrs, &[], &Default::default()),
             vec![]
         );
         assert_eq!(l.outputs["master_password_parameter"], json!(name));
@@ -1775,7 +1775,7 @@ mod tests {
         );
         assert_eq!(managed.outputs["master_password_parameter"], json!(""));
         assert_eq!(
-            crate::plan::changed_attributes(&d, &managed.attrs),
+            crate::diff::changed_attributes(&d, &managed.attrs),
             ["master_password_source"]
         );
         // `generated` is a keyword, not a password: no length error, no plain-text warning.
@@ -1836,14 +1836,14 @@ mod tests {
         l.attrs["master_password"] = json!(PASSWORD_SAME);
         l.attrs["name"] = json!(ident);
         assert_eq!(
-            crate::plan::changed_attributes(&d, &l.attrs),
+            crate::diff::changed_attributes(&d, &l.attrs),
             Vec::<String>::new()
         );
         // Another password: an in-place change, shown as sensitive when it is a secret.
         c["master_password"] = json!("second-password-2");
         let d = want(&c);
         assert_eq!(d["master_password"], json!(PASSWORD_CHANGED));
-        let changes = crate::plan::diff(&d, &l.attrs, DbInstance.replace_on(), &Default::default());
+        let changes = crate::diff::diff(&d, &l.attrs, DbInstance.replace_on(), &Default::default());
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].attribute, "master_password");
         assert!(!changes[0].forces_replacement);
@@ -1901,7 +1901,7 @@ mod tests {
         let l = live("primary".into(), &db);
         assert!(!l.outputs.contains_key("endpoint"));
         let d = DbInstance.desired("dev", "primary", &config()).unwrap();
-        let changes = crate::plan::diff(&d, &l.attrs, DbInstance.replace_on(), &Default::default());
+        let changes = crate::diff::diff(&d, &l.attrs, DbInstance.replace_on(), &Default::default());
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].attribute, "status");
         assert_eq!(changes[0].before, json!("creating"));

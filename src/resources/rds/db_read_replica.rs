@@ -596,14 +596,14 @@ resources:
         let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
         let l = live("r1".into(), &replica(Some("dev-primary"), &tags));
         assert_eq!(
-            crate::plan::diff(&d, &l.attrs, &[], &Default::default()),
+            crate::diff::diff(&d, &l.attrs, &[], &Default::default()),
             vec![]
         );
 
         let mut cfg = cfg;
         cfg["promote"] = json!(true);
         let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
-        let changes = crate::plan::diff(
+        let changes = crate::diff::diff(
             &d,
             &l.attrs,
             DbReadReplica.replace_on(),
@@ -622,7 +622,7 @@ resources:
         ] {
             let l = live("r1".into(), &after);
             assert_eq!(
-                crate::plan::diff(&d, &l.attrs, &[], &Default::default()),
+                crate::diff::diff(&d, &l.attrs, &[], &Default::default()),
                 vec![]
             );
         }
@@ -638,7 +638,7 @@ resources:
         assert!(!l.outputs.contains_key("endpoint"));
         let cfg = json!({"source": "dev-primary", "instance_class": "db.t4g.micro", "availability_zone": "us-east-1b"});
         let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
-        let changes = crate::plan::diff(
+        let changes = crate::diff::diff(
             &d,
             &l.attrs,
             DbReadReplica.replace_on(),

@@ -827,7 +827,7 @@ impl Kind for StateMachine {
                 )));
             }
             cx.note("the state machine exists from an earlier run; bringing it up to date");
-            let changed: Vec<String> = crate::plan::changed_attributes(desired, &existing.attrs);
+            let changed: Vec<String> = crate::diff::changed_attributes(desired, &existing.attrs);
             if changed.is_empty() {
                 return Ok(existing);
             }

@@ -389,7 +389,7 @@ impl Kind for SqsQueue {
             cx.note("the queue exists from an earlier run; bringing it up to date");
             let attrs = settling(cx, || get_attributes(aws, &url)).await?;
             let live = live_of(cx.id.to_string(), &url, &attrs)?;
-            let changed: Vec<String> = crate::plan::changed_attributes(desired, &live.attrs);
+            let changed: Vec<String> = crate::diff::changed_attributes(desired, &live.attrs);
             if changed.is_empty() {
                 return Ok(live);
             }
