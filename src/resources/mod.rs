@@ -345,3 +345,113 @@ mod layout_tests {
         );
     }
 }
+
+/// Tests over the whole registry: what every kind must declare, checked for all of them.
+#[cfg(test)]
+mod registry_tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use serde_json::{json, Value as Json};
+
+    use super::REGISTRY;
+    use crate::blueprint::refs::{self, Resolved};
+
+    #[test]
+    fn names_are_unique_and_every_kind_has_a_schema_and_a_readme_row() {
+        let names: BTreeSet<&str> = REGISTRY.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), REGISTRY.len(), "two kinds share a name");
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .expect("README.md");
+        let schema = crate::blueprint::schema::blueprint_schema(&super::Catalog).to_string();
+        for k in REGISTRY {
+            let s = k.schema();
+            assert_eq!(
+                s["type"],
+                "object",
+                "{}: its schema is not an object: {s}",
+                k.name()
+            );
+            assert!(!k.attributes().is_empty(), "{}: no attributes", k.name());
+            assert!(
+                readme.contains(&format!("| `{}` |", k.name())),
+                "{} has no row in the README's kinds table",
+                k.name()
+            );
+            assert!(
+                schema.contains(&format!("\"{}\"", k.name())),
+                "{} is not in `securecart schema`",
+                k.name()
+            );
+        }
+    }
+
+    /// `replace_on`, `derived_attributes` and `unique_name` name attributes that `desired`
+    /// produces: a typo there would silently never replace or never mask. Checked on every
+    /// resource of the shipped blueprints (plus a role, which none ships).
+    #[test]
+    fn declared_attributes_are_attributes_desired_produces() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // Attributes are optional (a zone left out is not compared): the union over every
+        // exercised configuration is what `desired` can produce.
+        let mut produced: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
+        let mut check = |kind: &'static dyn super::Kind, id: &str, config: &Json, dir: &Path| {
+            let unknown = |_: &refs::Ref| Some(Resolved::Unknown);
+            let config = refs::substitute(config, &unknown);
+            let d = kind
+                .desired_in("s", id, &config, dir)
+                .unwrap_or_else(|e| panic!("{}: desired of `{id}`: {e}", kind.name()));
+            produced
+                .entry(kind.name())
+                .or_default()
+                .extend(d.as_object().expect("an object").keys().cloned());
+        };
+        let mut files: Vec<_> = std::fs::read_dir(root.join("blueprints"))
+            .expect("blueprints/")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        for lab in ["labs/01", "labs/02", "labs/03"] {
+            files.push(root.join(lab).join("blueprint.yaml"));
+        }
+        for f in files {
+            let bp = crate::blueprint::load(&f, &[], &super::Catalog)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            for r in bp.resources.values() {
+                let kind = super::kind(&r.kind).expect("registered");
+                check(kind, &r.id, &r.config, &bp.dir);
+                if r.kind == "db_instance" {
+                    // No shipped primary pins a zone (Multi-AZ or RDS's choice).
+                    let mut pinned = r.config.clone();
+                    pinned["availability_zone"] = json!("us-east-1a");
+                    check(kind, &r.id, &pinned, &bp.dir);
+                }
+            }
+        }
+        let role = super::kind("iam_role").expect("iam_role");
+        check(
+            role,
+            "role",
+            &json!({"service": "lambda.amazonaws.com"}),
+            root,
+        );
+        for kind in REGISTRY {
+            let Some(keys) = produced.get(kind.name()) else {
+                panic!("no shipped blueprint exercises `{}`", kind.name());
+            };
+            let unique = kind.unique_name();
+            let declared = kind
+                .replace_on()
+                .iter()
+                .chain(kind.derived_attributes().iter().map(|(a, _)| a))
+                .chain(unique.iter().map(|(a, _)| a));
+            for a in declared {
+                assert!(
+                    keys.contains(*a),
+                    "{}: `{a}` is declared but desired produces only {keys:?}",
+                    kind.name()
+                );
+            }
+        }
+    }
+}
