@@ -340,10 +340,12 @@ fn check(loaded: Result<blueprint::Blueprint, LoadError>) -> Result<Outcome, Str
 /// Every problem points inside the text (or is of a documented unlocated kind), and both
 /// renderings and the JSON form complete. Returns how many were unlocated.
 fn check_diagnostics(d: &Diagnostics) -> Result<u64, String> {
-    let text = &d.file.text;
-    let lines: Vec<&str> = text.split('\n').collect();
     let mut unlocated = 0;
     for p in &d.problems {
+        // A problem inside a file the blueprint names (a definition file) is located in
+        // that file's text.
+        let text = &p.source.as_ref().unwrap_or(&d.file).text;
+        let lines: Vec<&str> = text.split('\n').collect();
         match (p.line, p.column) {
             (Some(line), Some(column)) => {
                 let at = format!("{line}:{column} `{}`", p.message);
