@@ -158,22 +158,7 @@ fn rds_read_replicas_lab() {
             .expect("no password parameter");
         assert_eq!(p.r#type(), Some(&ParameterType::SecureString));
         assert_eq!(p.version(), 1);
-        let ssm = aws_sdk_ssm::Client::new(&sdk().await);
-        let tags = ssm
-            .list_tags_for_resource()
-            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
-            .resource_id(p.name().unwrap_or_default())
-            .send()
-            .await
-            .expect("parameter tags");
-        let tag = |k: &str| {
-            tags.tag_list()
-                .iter()
-                .find(|t| t.key() == k)
-                .map(|t| t.value().to_string())
-        };
-        assert_eq!(tag("securecart:stack").as_deref(), Some(stack.as_str()));
-        assert_eq!(tag("securecart:resource").as_deref(), Some("primary"));
+        assert_tagged_for(p.name().unwrap_or_default(), &stack, "primary").await;
         p.value().unwrap_or_default().to_string()
     });
     assert!(
@@ -736,22 +721,7 @@ fn a_changed_secret_password_is_planned_applied_and_never_shown() {
     let first = rt().block_on(async {
         let p = digest_record(&stack, "primary").await.expect("no record");
         assert_eq!(p.r#type(), Some(&ParameterType::SecureString));
-        let ssm = aws_sdk_ssm::Client::new(&sdk().await);
-        let tags = ssm
-            .list_tags_for_resource()
-            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
-            .resource_id(p.name().unwrap_or_default())
-            .send()
-            .await
-            .expect("parameter tags");
-        let tag = |k: &str| {
-            tags.tag_list()
-                .iter()
-                .find(|t| t.key() == k)
-                .map(|t| t.value().to_string())
-        };
-        assert_eq!(tag("securecart:stack").as_deref(), Some(stack.as_str()));
-        assert_eq!(tag("securecart:resource").as_deref(), Some("primary"));
+        assert_tagged_for(p.name().unwrap_or_default(), &stack, "primary").await;
         p.value().unwrap_or_default().to_string()
     });
     assert!(first.starts_with("pbkdf2-sha256$"), "{first}");
@@ -1032,4 +1002,24 @@ fn a_create_that_fails_after_storing_its_passwords_leaves_nothing_after_destroy(
     }
     let (code, _, _) = run_json(&["destroy", bp_s, "--yes"], &stack);
     assert_ne!(code, 0, "a second destroy still found something");
+}
+
+/// Asserts that SSM parameter `name` carries the tags of resource `id` of `stack`.
+async fn assert_tagged_for(name: &str, stack: &str, id: &str) {
+    let ssm = aws_sdk_ssm::Client::new(&sdk().await);
+    let tags = ssm
+        .list_tags_for_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id(name)
+        .send()
+        .await
+        .expect("parameter tags");
+    let tag = |k: &str| {
+        tags.tag_list()
+            .iter()
+            .find(|t| t.key() == k)
+            .map(|t| t.value().to_string())
+    };
+    assert_eq!(tag("securecart:stack").as_deref(), Some(stack), "{name}");
+    assert_eq!(tag("securecart:resource").as_deref(), Some(id), "{name}");
 }
