@@ -50,14 +50,24 @@ pub fn register(value: &str) {
 /// `text` with every registered secret replaced by [`MASK`].
 pub fn redact(text: &str) -> Cow<'_, str> {
     let all = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    if all.is_empty() || !all.iter().any(|s| text.contains(s.as_str())) {
+    mask(text, &all, MASK)
+}
+
+/// `text` with each of `secrets` (of at least [`MIN_LEN`] characters) replaced by `with`,
+/// longest first so a secret that contains another is masked whole. The one masking
+/// routine: the output's registry and the validator's own list both use it.
+pub fn mask<'a>(text: &'a str, secrets: &[String], with: &str) -> Cow<'a, str> {
+    let mut found: Vec<&String> = secrets
+        .iter()
+        .filter(|s| s.chars().count() >= MIN_LEN && text.contains(s.as_str()))
+        .collect();
+    if found.is_empty() {
         return Cow::Borrowed(text);
     }
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let mut out = text.to_string();
-    for s in all.iter() {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), MASK);
-        }
+    for s in found {
+        out = out.replace(s.as_str(), with);
     }
     Cow::Owned(out)
 }

@@ -348,18 +348,9 @@ pub fn parse(
     }
 }
 
-/// `text` with each of `secrets` replaced by `(secret)`, longest first.
+/// `text` with each of `secrets` replaced by `(secret)`.
 fn mask_secrets(text: &str, secrets: &[String]) -> String {
-    let mut all: Vec<&String> = secrets
-        .iter()
-        .filter(|s| s.chars().count() >= crate::secrets::MIN_LEN)
-        .collect();
-    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = text.to_string();
-    for s in all {
-        out = out.replace(s.as_str(), "(secret)");
-    }
-    out
+    crate::secrets::mask(text, secrets, "(secret)").into_owned()
 }
 
 const TOP_LEVEL: &[&str] = &["name", "description", "parameters", "resources", "outputs"];

@@ -15,12 +15,12 @@ use aws_sdk_ssm::types::{Parameter, ParameterType};
 
 use super::common::*;
 
-/// The generated master password's parameter, straight from SSM (None: not there).
-async fn password_parameter(stack: &str) -> Option<Parameter> {
+/// An SSM parameter, decrypted, straight from SSM (None: not there).
+async fn ssm_parameter(name: String) -> Option<Parameter> {
     let ssm = aws_sdk_ssm::Client::new(&sdk().await);
     match ssm
         .get_parameter()
-        .name(format!("/securecart/{stack}/primary/master-password"))
+        .name(name)
         .with_decryption(true)
         .send()
         .await
@@ -34,6 +34,16 @@ async fn password_parameter(stack: &str) -> Option<Parameter> {
         }
         Err(e) => panic!("GetParameter: {e:?}"),
     }
+}
+
+/// The generated master password's parameter of the primary.
+async fn password_parameter(stack: &str) -> Option<Parameter> {
+    ssm_parameter(format!("/securecart/{stack}/primary/master-password")).await
+}
+
+/// The digest record of a DB instance's blueprint password.
+async fn digest_record(stack: &str, id: &str) -> Option<Parameter> {
+    ssm_parameter(format!("/securecart/{stack}/{id}/master-password-digest")).await
 }
 
 /// Checks that no output of a run shows `secret`.
@@ -661,27 +671,6 @@ fn switching_between_secrets_manager_and_a_generated_password_converges() {
     assert_no_changes(&["plan", bp_s], &stack);
 
     destroy_leaves_no_instance_or_password(&stack, bp_s);
-}
-
-/// The digest record of the primary's password, straight from SSM (None: not there).
-async fn digest_record(stack: &str, id: &str) -> Option<Parameter> {
-    let ssm = aws_sdk_ssm::Client::new(&sdk().await);
-    match ssm
-        .get_parameter()
-        .name(format!("/securecart/{stack}/{id}/master-password-digest"))
-        .with_decryption(true)
-        .send()
-        .await
-    {
-        Ok(out) => out.parameter().cloned(),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found()) =>
-        {
-            None
-        }
-        Err(e) => panic!("GetParameter: {e:?}"),
-    }
 }
 
 /// Lab 03's primary alone, its password from a secret parameter given with `--var`.
