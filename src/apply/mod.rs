@@ -469,6 +469,7 @@ impl Executor<'_> {
                 kind,
                 live: Some(old),
                 desired: Json::Null,
+                payload: resources::Payload::default(),
             });
         }
         let kind = resources::kind(&a.kind)
@@ -498,7 +499,9 @@ impl Executor<'_> {
                 pending.join(", ")
             ));
         }
-        let desired = kind.desired_in(&self.stack.name, &a.id, &config, &bp.dir)?;
+        let resources::Desired { attrs, payload } =
+            kind.desired_in(&self.stack.name, &a.id, &config, &bp.dir)?;
+        let desired = attrs;
         let desired = match (&old, step.op) {
             // Made beside the old copy: the other of its two unique names.
             (Some(o), Op::Create) if a.create_before_delete => {
@@ -515,6 +518,7 @@ impl Executor<'_> {
             kind,
             live,
             desired,
+            payload,
         })
     }
 }
@@ -525,6 +529,8 @@ struct Job {
     kind: &'static dyn Kind,
     live: Option<Live>,
     desired: Json,
+    /// What `desired_in` computed for the create or update besides the attributes.
+    payload: resources::Payload,
 }
 
 impl Job {
@@ -546,6 +552,7 @@ impl Job {
         let cx = OpCx {
             stack,
             id: &self.id,
+            payload: &self.payload,
             progress: &progress,
         };
         let r = match (self.op, &self.live) {

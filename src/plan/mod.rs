@@ -233,7 +233,7 @@ pub fn plan(
         let lookup = |rf: &Ref| resolve_ref(rf, stack, &outputs, kind_of, &kinds);
         let config = refs::substitute(&r.config, &lookup);
         let desired = match kind.desired_in(&stack.name, &id, &config, &bp.dir) {
-            Ok(d) => d,
+            Ok(d) => d.attrs,
             Err(e) => {
                 errors.push(Warning {
                     id: id.clone(),

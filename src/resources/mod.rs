@@ -1,6 +1,7 @@
 //! AWS resource kinds: one folder per AWS service (`ec2/`, `rds/`, `iam/`, …) with one file
-//! per kind implementing [`Kind`], all registered in [`REGISTRY`]. What the kinds of one
-//! service share (tags, find, wait, error matching) is in that service's `mod.rs`, as
+//! per kind written on the typed contract [`typed::Resource`] (the adapter [`typed::Typed`]
+//! makes it a [`Kind`]), all registered in [`REGISTRY`]; how to add one: `README.md` here.
+//! What the kinds of one service share (tags, find, wait, error matching) is in that service's `mod.rs`, as
 //! terraform-provider-aws keeps find/status/wait beside each service; what every kind shares
 //! is in `common` and `fields`. A kind never imports another kind (a test checks). Adding a
 //! kind means a file in its service's folder and a line in the registry.
@@ -18,6 +19,7 @@ mod sfn;
 mod sqs;
 
 mod fields;
+pub mod typed;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +31,8 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Inlined, Issue};
 
 pub use common::{aws_error, Error};
+use typed::Typed;
+pub use typed::{Desired, Payload};
 
 /// Tag carrying the stack name on everything securecart creates.
 pub const TAG_STACK: &str = "securecart:stack";
@@ -46,7 +50,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &events::event_bus::EventBus,
     &events::event_rule::EventRule,
     &iam::iam_role::IamRole,
-    &logs::log_group::LogGroupKind,
+    &Typed(logs::log_group::LogGroupKind),
     &lambda::lambda_function::LambdaFunction,
     &sfn::state_machine::StateMachine,
     &ec2::launch_template::LaunchTemplate,
@@ -77,10 +81,12 @@ pub struct Live {
     pub outputs: BTreeMap<String, Json>,
 }
 
-/// Context of one create / update / delete: who it is for and where progress goes.
+/// Context of one create / update / delete: who it is for, what its desired state
+/// computed besides attributes (see [`Payload`]) and where progress goes.
 pub struct OpCx<'a> {
     pub stack: &'a str,
     pub id: &'a str,
+    pub payload: &'a Payload,
     pub progress: &'a (dyn Fn(String) + Send + Sync),
 }
 
@@ -107,19 +113,23 @@ pub trait Kind: Send + Sync {
     fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue>;
 
     /// The normalised attributes the resource should have, from its fields with
-    /// references resolved (unknown ones hold [`crate::blueprint::refs::UNKNOWN`]).
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String>;
-
-    /// Like [`Kind::desired`], for kinds that read files beside the blueprint (user data,
-    /// function code): `dir` is the blueprint's folder. The planner and executor call this.
+    /// references resolved (unknown ones hold [`crate::blueprint::refs::UNKNOWN`]), and the
+    /// payload its create or update sends; `dir` is the blueprint's folder, for kinds that
+    /// read files beside it (user data, function code). The planner and executor call this.
     fn desired_in(
         &self,
         stack: &str,
         id: &str,
         config: &Json,
         _dir: &Path,
-    ) -> Result<Json, String> {
-        self.desired(stack, id, config)
+    ) -> Result<Desired, String> {
+        self.desired(stack, id, config).map(Desired::plain)
+    }
+
+    /// The attributes of [`Kind::desired_in`] for a blueprint in the current folder.
+    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
+        self.desired_in(stack, id, config, Path::new("."))
+            .map(|d| d.attrs)
     }
 
     /// The fields with the files they name read in (a state machine's `definition_file`),
@@ -278,7 +288,9 @@ mod layout_tests {
             for f in std::fs::read_dir(&svc).expect("service folder") {
                 let f = f.expect("entry").path();
                 let text = std::fs::read_to_string(&f).expect("source");
-                if text.contains("impl Kind for ") && f.file_name().is_some_and(|n| n != "mod.rs") {
+                if (text.contains("impl Kind for ") || text.contains("impl Resource for "))
+                    && f.file_name().is_some_and(|n| n != "mod.rs")
+                {
                     kinds.push((f, text));
                 }
             }
@@ -401,7 +413,8 @@ mod registry_tests {
             let config = refs::substitute(config, &unknown);
             let d = kind
                 .desired_in("s", id, &config, dir)
-                .unwrap_or_else(|e| panic!("{}: desired of `{id}`: {e}", kind.name()));
+                .unwrap_or_else(|e| panic!("{}: desired of `{id}`: {e}", kind.name()))
+                .attrs;
             produced
                 .entry(kind.name())
                 .or_default()

@@ -625,10 +625,14 @@ fn web_kinds_create_twice_without_duplicates() {
                 }),
             };
             let kind = securecart::resources::kind(kind_name).expect("kind");
-            let desired = kind.desired(&stack, id, &config).expect("desired");
+            let want = kind
+                .desired_in(&stack, id, &config, std::path::Path::new("."))
+                .expect("desired");
+            let desired = want.attrs.clone();
             let cx = securecart::resources::OpCx {
                 stack: &stack,
                 id,
+                payload: &want.payload,
                 progress: &quiet,
             };
             let first = kind
@@ -657,16 +661,19 @@ fn web_kinds_create_twice_without_duplicates() {
             .await
             .expect("foreign target group");
         let kind = securecart::resources::kind("target_group").expect("kind");
-        let desired = kind
-            .desired(
+        let want = kind
+            .desired_in(
                 &stack,
                 "taken",
                 &serde_json::json!({"vpc": vpc, "port": 80}),
+                std::path::Path::new("."),
             )
             .expect("desired");
+        let desired = want.attrs.clone();
         let cx = securecart::resources::OpCx {
             stack: &stack,
             id: "taken",
+            payload: &want.payload,
             progress: &quiet,
         };
         let err = kind
@@ -681,6 +688,7 @@ fn web_kinds_create_twice_without_duplicates() {
             let cx = securecart::resources::OpCx {
                 stack: &stack,
                 id,
+                payload: &securecart::resources::Payload::default(),
                 progress: &quiet,
             };
             kind.delete(&aws, &cx, live).await.expect("delete");

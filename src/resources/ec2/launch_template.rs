@@ -200,10 +200,6 @@ impl Kind for LaunchTemplate {
         issues
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        self.desired_in(stack, id, config, Path::new("."))
-    }
-
     /// Nothing is inlined, but `user_data_file` is read while validating, so a missing,
     /// oversized or out-of-folder file is an error located at the field.
     fn inline_files(&self, config: &Json, dir: &Path) -> Inlined {
@@ -219,50 +215,59 @@ impl Kind for LaunchTemplate {
         Inlined::default()
     }
 
-    fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
-        let image = if common::unknown(&f.image) {
-            f.image.clone()
-        } else {
-            image_attr(&f.image)?
-        };
-        let script = match (&f.user_data, &f.user_data_file) {
-            (Some(u), _) => Some(u.clone()),
-            (None, Some(file)) => {
-                Some(read_user_data_file(dir, file).map_err(|e| format!("user_data_file: {e}"))?)
-            }
-            (None, None) => None,
-        };
-        let user_data_sha256 = match script {
-            None => None,
-            Some(s) if common::unknown(&s) => Some(UNKNOWN.to_string()),
-            Some(s) => match with_vars(&s, &f.user_data_vars)? {
-                None => Some(UNKNOWN.to_string()),
-                Some(text) => {
-                    if text.len() > USER_DATA_MAX {
-                        return Err(format!(
-                            "the user data is {} bytes, more than AWS takes ({USER_DATA_MAX})",
-                            text.len()
-                        ));
+    fn desired_in(
+        &self,
+        stack: &str,
+        id: &str,
+        config: &Json,
+        dir: &Path,
+    ) -> Result<crate::resources::Desired, String> {
+        let attrs = (|| -> Result<Json, String> {
+            let f: Fields = parse(config).map_err(|i| i.message)?;
+            let image = if common::unknown(&f.image) {
+                f.image.clone()
+            } else {
+                image_attr(&f.image)?
+            };
+            let script = match (&f.user_data, &f.user_data_file) {
+                (Some(u), _) => Some(u.clone()),
+                (None, Some(file)) => Some(
+                    read_user_data_file(dir, file).map_err(|e| format!("user_data_file: {e}"))?,
+                ),
+                (None, None) => None,
+            };
+            let user_data_sha256 = match script {
+                None => None,
+                Some(s) if common::unknown(&s) => Some(UNKNOWN.to_string()),
+                Some(s) => match with_vars(&s, &f.user_data_vars)? {
+                    None => Some(UNKNOWN.to_string()),
+                    Some(text) => {
+                        if text.len() > USER_DATA_MAX {
+                            return Err(format!(
+                                "the user data is {} bytes, more than AWS takes ({USER_DATA_MAX})",
+                                text.len()
+                            ));
+                        }
+                        let sha = sha256(text.as_bytes());
+                        USER_DATA
+                            .lock()
+                            .expect("user data cache")
+                            .insert(sha.clone(), text);
+                        Some(sha)
                     }
-                    let sha = sha256(text.as_bytes());
-                    USER_DATA
-                        .lock()
-                        .expect("user data cache")
-                        .insert(sha.clone(), text);
-                    Some(sha)
-                }
-            },
-        };
-        Ok(json!(Attrs {
-            name: template_name(stack, id),
-            image,
-            instance_type: f.instance_type,
-            user_data_sha256,
-            security_groups: id_set(f.security_groups),
-            require_imdsv2: f.require_imdsv2,
-            associate_public_ip_address: f.associate_public_ip_address,
-        }))
+                },
+            };
+            Ok(json!(Attrs {
+                name: template_name(stack, id),
+                image,
+                instance_type: f.instance_type,
+                user_data_sha256,
+                security_groups: id_set(f.security_groups),
+                require_imdsv2: f.require_imdsv2,
+                associate_public_ip_address: f.associate_public_ip_address,
+            }))
+        })()?;
+        Ok(crate::resources::Desired::plain(attrs))
     }
 
     fn volatile_outputs(&self) -> &'static [&'static str] {
@@ -909,6 +914,7 @@ resources:
         let cfg = json!({"user_data_file": "web.sh", "user_data_vars": {"DB_HOST": "db.example", "PORT": 5432, "Q": "it's"}});
         let d = LaunchTemplate
             .desired_in("dev", "lt", &cfg, dir.path())
+            .map(|d| d.attrs)
             .unwrap();
         let want = "#!/bin/bash\nexport DB_HOST='db.example'\nexport PORT='5432'\nexport Q='it'\\''s'\necho \"$DB_HOST\"\n";
         assert_eq!(d["user_data_sha256"], json!(sha256(want.as_bytes())));
@@ -916,6 +922,7 @@ resources:
         let cfg = json!({"user_data_file": "web.sh", "user_data_vars": {"DB_HOST": UNKNOWN}});
         let d = LaunchTemplate
             .desired_in("dev", "lt", &cfg, dir.path())
+            .map(|d| d.attrs)
             .unwrap();
         assert_eq!(d["user_data_sha256"], json!(UNKNOWN));
         let e = LaunchTemplate
@@ -925,6 +932,7 @@ resources:
                 &json!({"user_data_file": "nope.sh"}),
                 dir.path(),
             )
+            .map(|d| d.attrs)
             .unwrap_err();
         assert!(e.contains("user_data_file: cannot read `nope.sh`"), "{e}");
         let e = with_vars(

@@ -1380,6 +1380,7 @@ resources:
         let cx = OpCx {
             stack: "dev",
             id: "web",
+            payload: &crate::resources::Payload::default(),
             progress: &progress,
         };
         let tries = std::sync::atomic::AtomicUsize::new(0);
@@ -1412,6 +1413,7 @@ resources:
         let cx = OpCx {
             stack: "dev",
             id: "web",
+            payload: &crate::resources::Payload::default(),
             progress: &quiet,
         };
         let always = || async { Err(dependency("in use")) };

@@ -659,10 +659,6 @@ impl Kind for LambdaFunction {
         out
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        self.desired_in(stack, id, config, Path::new("."))
-    }
-
     /// Nothing is inlined, but the code is looked at while validating, so a missing,
     /// empty or out-of-folder `code` is an error located at the field, before any AWS call.
     fn inline_files(&self, config: &Json, dir: &Path) -> Inlined {
@@ -676,84 +672,93 @@ impl Kind for LambdaFunction {
         Inlined::default()
     }
 
-    fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| {
-            if i.path.is_empty() {
-                i.message
-            } else {
-                format!("{}: {}", i.path, i.message)
-            }
-        })?;
-        let zip = zip_code(dir, &f.code).map_err(|e| format!("code: {e}"))?;
-        if f.runtime.starts_with("python") {
-            let names: BTreeSet<String> = code_files(dir, &f.code)?
-                .into_iter()
-                .map(|f| f.name)
-                .collect();
-            check_python_handler(&f.handler, &names)?;
-        }
-        let sha = code_sha256(&zip);
-        if let Ok(mut c) = code_cache().lock() {
-            c.insert(sha.clone(), Arc::new(zip));
-        }
-        let name = function_name(stack, id);
-        let environment: BTreeMap<String, String> = f
-            .environment
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Json::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
-            })
-            .collect();
-        let log_group_arn = f
-            .log_group
-            .as_deref()
-            .filter(|l| l.starts_with("arn:"))
-            .map(str::to_string);
-        let log_group = f
-            .log_group
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                if common::unknown(l) {
-                    l.to_string()
+    fn desired_in(
+        &self,
+        stack: &str,
+        id: &str,
+        config: &Json,
+        dir: &Path,
+    ) -> Result<crate::resources::Desired, String> {
+        let attrs = (|| -> Result<Json, String> {
+            let f: Fields = parse(config).map_err(|i| {
+                if i.path.is_empty() {
+                    i.message
                 } else {
-                    log_group_name(l)
+                    format!("{}: {}", i.path, i.message)
                 }
-            })
-            .filter(|l| *l != default_log_group(&name));
-        let role = f.role.trim().to_string();
-        let role_policy = (role == AUTO).then(|| {
-            auto_policy(
-                &name,
-                &environment,
-                log_group.as_deref(),
-                log_group_arn.as_deref(),
-                f.tracing,
-            )
-        });
-        let a = Attrs {
-            name,
-            runtime: f.runtime.trim().to_string(),
-            handler: f.handler.trim().to_string(),
-            memory: common::uint32("memory", f.memory)?,
-            timeout: common::uint32("timeout", f.timeout)?,
-            environment,
-            role,
-            role_policy,
-            tracing: f.tracing,
-            log_group,
-            description: f
-                .description
-                .map(|d| d.trim().to_string())
-                .filter(|d| !d.is_empty()),
-            code_sha256: sha,
-        };
-        serde_json::to_value(a).map_err(|e| e.to_string())
+            })?;
+            let zip = zip_code(dir, &f.code).map_err(|e| format!("code: {e}"))?;
+            if f.runtime.starts_with("python") {
+                let names: BTreeSet<String> = code_files(dir, &f.code)?
+                    .into_iter()
+                    .map(|f| f.name)
+                    .collect();
+                check_python_handler(&f.handler, &names)?;
+            }
+            let sha = code_sha256(&zip);
+            if let Ok(mut c) = code_cache().lock() {
+                c.insert(sha.clone(), Arc::new(zip));
+            }
+            let name = function_name(stack, id);
+            let environment: BTreeMap<String, String> = f
+                .environment
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Json::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            let log_group_arn = f
+                .log_group
+                .as_deref()
+                .filter(|l| l.starts_with("arn:"))
+                .map(str::to_string);
+            let log_group = f
+                .log_group
+                .as_deref()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    if common::unknown(l) {
+                        l.to_string()
+                    } else {
+                        log_group_name(l)
+                    }
+                })
+                .filter(|l| *l != default_log_group(&name));
+            let role = f.role.trim().to_string();
+            let role_policy = (role == AUTO).then(|| {
+                auto_policy(
+                    &name,
+                    &environment,
+                    log_group.as_deref(),
+                    log_group_arn.as_deref(),
+                    f.tracing,
+                )
+            });
+            let a = Attrs {
+                name,
+                runtime: f.runtime.trim().to_string(),
+                handler: f.handler.trim().to_string(),
+                memory: common::uint32("memory", f.memory)?,
+                timeout: common::uint32("timeout", f.timeout)?,
+                environment,
+                role,
+                role_policy,
+                tracing: f.tracing,
+                log_group,
+                description: f
+                    .description
+                    .map(|d| d.trim().to_string())
+                    .filter(|d| !d.is_empty()),
+                code_sha256: sha,
+            };
+            serde_json::to_value(a).map_err(|e| e.to_string())
+        })()?;
+        Ok(crate::resources::Desired::plain(attrs))
     }
 
     fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
@@ -1313,6 +1318,7 @@ mod tests {
         c["log_group"] = json!("arn:aws:logs:eu-west-1:123456789012:log-group:/securecart/shop/fn");
         let a = LambdaFunction
             .desired_in("shop", "pay", &c, d.path())
+            .map(|d| d.attrs)
             .unwrap();
         assert_eq!(a["name"], "shop-pay");
         assert_eq!(a["role"], "auto");
@@ -1335,6 +1341,7 @@ mod tests {
         c["role"] = json!("arn:aws:iam::123456789012:role/x");
         let b = LambdaFunction
             .desired_in("shop", "pay", &c, d.path())
+            .map(|d| d.attrs)
             .unwrap();
         assert_eq!(b["role_policy"], Json::Null);
         // Values known only after apply make the policy unknown too.
@@ -1342,6 +1349,7 @@ mod tests {
         c["environment"]["QUEUE_URL"] = json!(UNKNOWN);
         let u = LambdaFunction
             .desired_in("shop", "pay", &c, d.path())
+            .map(|d| d.attrs)
             .unwrap();
         assert_eq!(u["role_policy"], UNKNOWN);
     }
@@ -1353,16 +1361,21 @@ mod tests {
         c["code"] = json!("nope");
         assert!(LambdaFunction
             .desired_in("shop", "f", &c, d.path())
+            .map(|d| d.attrs)
             .unwrap_err()
             .contains("cannot read"));
         let mut c = config();
         c["handler"] = json!("app.handler");
         let e = LambdaFunction
             .desired_in("shop", "f", &c, d.path())
+            .map(|d| d.attrs)
             .unwrap_err();
         assert!(e.contains("needs `app.py`"), "{e}");
         c["handler"] = json!("lib.util.main");
-        assert!(LambdaFunction.desired_in("shop", "f", &c, d.path()).is_ok());
+        assert!(LambdaFunction
+            .desired_in("shop", "f", &c, d.path())
+            .map(|d| d.attrs)
+            .is_ok());
     }
 
     #[test]
@@ -1374,6 +1387,7 @@ mod tests {
         c["role"] = json!("arn:aws:iam::1:role/r");
         let want = LambdaFunction
             .desired_in("shop", "f", &c, d.path())
+            .map(|d| d.attrs)
             .unwrap();
         let f = FunctionConfiguration::builder()
             .function_name("shop-f")

@@ -2,22 +2,20 @@
 //! functions and state machines. Named `/securecart/STACK/ID`, so one DescribeLogGroups
 //! call with that prefix finds every log group of a stack.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::types::LogGroup;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
+use super as logs;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, parse, Error};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::common::{self, aws_error, owned_id, Error};
+use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct LogGroupKind;
-
-const KIND: &str = "log_group";
 
 /// The retention periods CloudWatch Logs accepts, in days.
 const RETENTIONS: &[u32] = &[
@@ -28,7 +26,7 @@ const RETENTIONS: &[u32] = &[
 /// A CloudWatch Logs log group.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// Days to keep log events: one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400,
     /// 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653 — or `never` to keep them forever
     /// (storage is billed per GB-month).
@@ -59,7 +57,7 @@ fn default_retention() -> Json {
 
 /// Normalised attributes: what `desired` builds and `read` finds, in one shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     /// `None`: kept forever.
     retention_days: Option<u32>,
@@ -92,53 +90,42 @@ fn retention_of(v: &Json) -> Result<Option<u32>, String> {
 }
 
 #[async_trait]
-impl Kind for LogGroupKind {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for LogGroupKind {
+    const KIND: &'static str = "log_group";
+    const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
+    const REPLACE_ON: &'static [&'static str] = &["name"];
+    const ADOPT: Adopt = Adopt::OnCodes(&["ResourceAlreadyExistsException"]);
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["arn", "name"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    /// The group and its ARN without the `:*` suffix.
+    type Raw = (LogGroup, String);
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, _cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
+    fn check(&self, _id: &str, f: &Fields, _cx: &CheckCx) -> Vec<Issue> {
+        let Err(e) = retention_of(&f.retention_days) else {
+            return Vec::new();
         };
-        match retention_of(&f.retention_days) {
-            Ok(_) => Vec::new(),
-            Err(e) => {
-                let mut i = Issue::new("retention_days", e);
-                if let Some(n) = f.retention_days.as_u64() {
-                    let next = RETENTIONS.iter().find(|&&r| u64::from(r) >= n);
-                    if let Some(r) = next {
-                        i = i.help(format!("the closest longer period is {r}"));
-                    }
-                }
-                vec![i]
-            }
+        let mut i = Issue::new("retention_days", e);
+        let longer = f
+            .retention_days
+            .as_u64()
+            .and_then(|n| RETENTIONS.iter().find(|&&r| u64::from(r) >= n));
+        if let Some(r) = longer {
+            i = i.help(format!("the closest longer period is {r}"));
         }
+        vec![i]
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
         let a = Attrs {
-            name: group_name(stack, id),
+            name: group_name(site.stack, site.id),
             retention_days: retention_of(&f.retention_days)?,
         };
-        serde_json::to_value(a).map_err(|e| e.to_string())
+        Ok((a, ()))
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["name"]
-    }
-
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
         let groups = aws
             .logs
             .describe_log_groups()
@@ -150,55 +137,63 @@ impl Kind for LogGroupKind {
             .await
             .map_err(aws_error("DescribeLogGroups"))?;
         // Tags have no batched form: one call per group.
-        let found: Vec<Option<Live>> = futures::stream::iter(groups)
+        let found: Vec<Option<(String, Self::Raw)>> = futures::stream::iter(groups)
             .map(|g| async move {
                 let Some(arn) = arn_of(&g) else {
                     return Ok(None);
                 };
-                let Some(tags) = tags_of(aws, &arn).await? else {
-                    return Ok(None);
-                };
-                Ok::<_, Error>(common::owned_id(&tags, stack).map(|id| live_of(id, &g, &arn)))
+                let owner = logs::tags_of(aws, &arn)
+                    .await?
+                    .and_then(|t| owned_id(&t, stack));
+                Ok::<_, Error>(owner.map(|id| (id, (g, arn))))
             })
             .buffer_unordered(8)
             .try_collect()
             .await?;
-        let mut out: Vec<Live> = found.into_iter().flatten().collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+        Ok(found.into_iter().flatten().collect())
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<Self::Raw>>, Error> {
+        let Some(g) = describe(aws, &a.name).await? else {
+            return Ok(None);
+        };
+        let arn = arn_of(&g).unwrap_or_default();
+        let tags = logs::tags_of(aws, &arn).await?.unwrap_or_default();
+        Ok(Some(Found {
+            owner: owned_id(&tags, stack),
+            raw: (g, arn),
+        }))
+    }
+
+    fn observe(&self, (g, arn): &Self::Raw) -> Observed<Attrs> {
+        let name = g.log_group_name().unwrap_or_default().to_string();
+        Observed {
+            physical_id: name.clone(),
+            outputs: vec![("arn", json!(arn)), ("name", json!(name))],
+            attrs: Attrs {
+                name,
+                retention_days: g.retention_in_days().and_then(|d| u32::try_from(d).ok()),
+            },
+        }
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        _: &(),
+    ) -> Result<Self::Raw, Error> {
         let mut req = aws.logs.create_log_group().log_group_name(&a.name);
         for (k, v) in common::tags(cx.stack, cx.id, &a.name) {
             req = req.tags(k, v);
         }
-        match req.send().await.map_err(aws_error("CreateLogGroup")) {
-            Ok(_) => {}
-            Err(e) if e.is_code(&["ResourceAlreadyExistsException"]) => {
-                let Some(g) = describe(aws, &a.name).await? else {
-                    return Err(e);
-                };
-                let arn = arn_of(&g).unwrap_or_default();
-                let tags = tags_of(aws, &arn).await?.unwrap_or_default();
-                if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
-                    return Err(Error::Conflict(format!(
-                        "a log group named `{}` already exists and is not tagged as `{}` of stack `{}`; \
-                         securecart does not adopt or change it: delete it or use another resource id",
-                        a.name, cx.id, cx.stack
-                    )));
-                }
-                cx.note("the log group exists from an earlier run; bringing it up to date");
-                let l = live_of(cx.id.to_string(), &g, &arn);
-                let changed: Vec<String> = crate::diff::changed_attributes(desired, &l.attrs);
-                if changed.is_empty() {
-                    return Ok(l);
-                }
-                return self.update(aws, cx, &l, desired, &changed).await;
-            }
-            Err(e) => return Err(e),
-        }
+        req.send().await.map_err(aws_error("CreateLogGroup"))?;
         if let Some(d) = a.retention_days {
             set_retention(aws, &a.name, Some(d)).await?;
         }
@@ -208,29 +203,23 @@ impl Kind for LogGroupKind {
             message: format!("log group `{}` is not there after creating it", a.name),
         })?;
         let arn = arn_of(&g).unwrap_or_default();
-        Ok(live(cx.id.to_string(), &arn, a))
+        Ok((g, arn))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_group: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        if changed.iter().any(|c| c == "retention_days") {
+        _live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<Self::Raw>, Error> {
+        if changed.has("retention_days") {
             cx.note("setting the retention");
             set_retention(aws, &a.name, a.retention_days).await?;
         }
-        let arn = live_group
-            .outputs
-            .get("arn")
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_string();
-        Ok(live(cx.id.to_string(), &arn, a))
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -255,30 +244,6 @@ fn arn_of(g: &LogGroup) -> Option<String> {
         .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string()))
 }
 
-fn live_of(id: String, g: &LogGroup, arn: &str) -> Live {
-    let a = Attrs {
-        name: g.log_group_name().unwrap_or_default().to_string(),
-        retention_days: g.retention_in_days().and_then(|d| u32::try_from(d).ok()),
-    };
-    live(id, arn, a)
-}
-
-fn live(id: String, arn: &str, a: Attrs) -> Live {
-    let outputs: BTreeMap<String, Json> = [
-        ("arn".to_string(), json!(arn)),
-        ("name".to_string(), json!(a.name)),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: KIND,
-        physical_id: a.name.clone(),
-        attrs: json!(a),
-        outputs,
-    }
-}
-
 async fn describe(aws: &Aws, name: &str) -> Result<Option<LogGroup>, Error> {
     let out = aws
         .logs
@@ -292,26 +257,6 @@ async fn describe(aws: &Aws, name: &str) -> Result<Option<LogGroup>, Error> {
         .iter()
         .find(|g| g.log_group_name() == Some(name))
         .cloned())
-}
-
-/// The group's tags, or `None` when it is gone.
-async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
-    match aws
-        .logs
-        .list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .map_err(aws_error("ListTagsForResource"))
-    {
-        Ok(o) => Ok(Some(
-            o.tags()
-                .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-        )),
-        Err(e) if e.is_code(&["ResourceNotFoundException"]) => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 async fn set_retention(aws: &Aws, name: &str, days: Option<u32>) -> Result<(), Error> {
@@ -343,21 +288,23 @@ async fn set_retention(aws: &Aws, name: &str, days: Option<u32>) -> Result<(), E
 mod tests {
     use super::*;
     use crate::blueprint::{self, LoadError, SourceFile};
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
+
+    const K: Typed<LogGroupKind> = Typed(LogGroupKind);
 
     #[test]
     fn names_and_retention() {
-        let d = LogGroupKind
-            .desired("shop", "workflow_logs", &json!({}))
-            .unwrap();
+        let d = K.desired("shop", "workflow_logs", &json!({})).unwrap();
         assert_eq!(
             d,
             json!({"name": "/securecart/shop/workflow_logs", "retention_days": 365})
         );
-        let d = LogGroupKind
+        let d = K
             .desired("shop", "l", &json!({"retention_days": "never"}))
             .unwrap();
         assert_eq!(d["retention_days"], Json::Null);
-        assert!(LogGroupKind
+        assert!(K
             .desired("shop", "l", &json!({"retention_days": 10}))
             .unwrap_err()
             .contains("one of 1, 3"));
@@ -375,11 +322,10 @@ mod tests {
             arn,
             "arn:aws:logs:us-east-1:1:log-group:/securecart/shop/logs"
         );
-        let l = live_of("logs".into(), &g, &arn);
+        let o = LogGroupKind.observe(&(g, arn));
         assert_eq!(
-            l.attrs,
-            LogGroupKind
-                .desired("shop", "logs", &json!({"retention_days": 14}))
+            serde_json::to_value(o.attrs).unwrap(),
+            K.desired("shop", "logs", &json!({"retention_days": 14}))
                 .unwrap()
         );
     }

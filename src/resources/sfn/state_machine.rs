@@ -639,10 +639,6 @@ impl Kind for StateMachine {
         out
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        self.desired_in(stack, id, config, Path::new("."))
-    }
-
     /// The definition file read in as `definition`: its problems (and those the checks
     /// find in it later) are placed in the file, at their own line and column.
     fn inline_files(&self, config: &Json, dir: &Path) -> Inlined {
@@ -683,65 +679,74 @@ impl Kind for StateMachine {
         }
     }
 
-    fn desired_in(&self, stack: &str, id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| {
-            if i.path.is_empty() {
-                i.message
-            } else {
-                format!("{}: {}", i.path, i.message)
-            }
-        })?;
-        let definition = match (&f.definition, &f.definition_file) {
-            (Some(d), _) => d.clone(),
-            (None, Some(file)) => {
-                let (source, parsed) = load_definition_file(dir, file)
-                    .map_err(|i| format!("definition_file: {}", i.message))?;
-                let d = parsed
-                    .map_err(|ps| ps.first().map(|p| placed(&source, p)).unwrap_or_default())?;
-                // Checked here when the path was only known now (validate reads the rest).
-                let mut issues = Vec::new();
-                asl::validate(&d, "definition", &mut issues);
-                if f.role == AUTO {
-                    check_auto_role(&d, &mut issues);
+    fn desired_in(
+        &self,
+        stack: &str,
+        id: &str,
+        config: &Json,
+        dir: &Path,
+    ) -> Result<crate::resources::Desired, String> {
+        let attrs = (|| -> Result<Json, String> {
+            let f: Fields = parse(config).map_err(|i| {
+                if i.path.is_empty() {
+                    i.message
+                } else {
+                    format!("{}: {}", i.path, i.message)
                 }
-                if let Some(i) = issues.iter().find(|i| !i.warning) {
-                    let rel = i.path.strip_prefix("definition").unwrap_or(&i.path);
-                    let p = Problem::error(i.message.clone()).at(
-                        &source,
-                        rel.trim_start_matches('.'),
-                        false,
-                    );
-                    return Err(placed(&source, &p));
+            })?;
+            let definition = match (&f.definition, &f.definition_file) {
+                (Some(d), _) => d.clone(),
+                (None, Some(file)) => {
+                    let (source, parsed) = load_definition_file(dir, file)
+                        .map_err(|i| format!("definition_file: {}", i.message))?;
+                    let d = parsed
+                        .map_err(|ps| ps.first().map(|p| placed(&source, p)).unwrap_or_default())?;
+                    // Checked here when the path was only known now (validate reads the rest).
+                    let mut issues = Vec::new();
+                    asl::validate(&d, "definition", &mut issues);
+                    if f.role == AUTO {
+                        check_auto_role(&d, &mut issues);
+                    }
+                    if let Some(i) = issues.iter().find(|i| !i.warning) {
+                        let rel = i.path.strip_prefix("definition").unwrap_or(&i.path);
+                        let p = Problem::error(i.message.clone()).at(
+                            &source,
+                            rel.trim_start_matches('.'),
+                            false,
+                        );
+                        return Err(placed(&source, &p));
+                    }
+                    d
                 }
-                d
-            }
-            (None, None) => {
-                return Err("a state machine needs `definition` or `definition_file`".into())
-            }
-        };
-        let definition = sorted(&definition);
-        let logging = f
-            .logging
-            .as_ref()
-            .filter(|l| l.level != Level::Off)
-            .map(|l| LoggingAttrs {
-                log_group: log_group_arn(&l.log_group),
-                level: l.level,
-                include_execution_data: l.include_execution_data,
-            });
-        let role = f.role.trim().to_string();
-        let role_policy =
-            (role == AUTO).then(|| auto_policy(&definition, logging.is_some(), f.tracing));
-        let a = Attrs {
-            name: machine_name(stack, id),
-            workflow_type: f.workflow_type,
-            definition,
-            role,
-            role_policy,
-            logging,
-            tracing: f.tracing,
-        };
-        serde_json::to_value(a).map_err(|e| e.to_string())
+                (None, None) => {
+                    return Err("a state machine needs `definition` or `definition_file`".into())
+                }
+            };
+            let definition = sorted(&definition);
+            let logging = f
+                .logging
+                .as_ref()
+                .filter(|l| l.level != Level::Off)
+                .map(|l| LoggingAttrs {
+                    log_group: log_group_arn(&l.log_group),
+                    level: l.level,
+                    include_execution_data: l.include_execution_data,
+                });
+            let role = f.role.trim().to_string();
+            let role_policy =
+                (role == AUTO).then(|| auto_policy(&definition, logging.is_some(), f.tracing));
+            let a = Attrs {
+                name: machine_name(stack, id),
+                workflow_type: f.workflow_type,
+                definition,
+                role,
+                role_policy,
+                logging,
+                tracing: f.tracing,
+            };
+            serde_json::to_value(a).map_err(|e| e.to_string())
+        })()?;
+        Ok(crate::resources::Desired::plain(attrs))
     }
 
     fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
@@ -1317,6 +1322,7 @@ mod tests {
                 &json!({"definition_file": "ok.asl.yaml"}),
                 dir.path(),
             )
+            .map(|d| d.attrs)
             .unwrap();
         assert_eq!(ok["definition"]["StartAt"], "A");
         let bad = StateMachine
@@ -1326,6 +1332,7 @@ mod tests {
                 &json!({"definition_file": "bad.asl.json"}),
                 dir.path(),
             )
+            .map(|d| d.attrs)
             .unwrap_err();
         let name = dir.path().join("bad.asl.json").display().to_string();
         assert_eq!(
@@ -1353,6 +1360,7 @@ mod tests {
                 &json!({"definition_file": "nope.json"}),
                 dir.path(),
             )
+            .map(|d| d.attrs)
             .unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
     }
