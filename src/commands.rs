@@ -214,6 +214,7 @@ impl<'a> Session<'a> {
     ) -> ApplyResult {
         let exec = Executor {
             aws,
+            kinds: &resources::kind,
             stack,
             blueprint: bp,
             parallelism: self.s.parallelism,

@@ -211,6 +211,8 @@ fn waits_on(waits: &[BTreeSet<usize>], from: usize, to: usize) -> bool {
 
 pub struct Executor<'a> {
     pub aws: &'a Aws,
+    /// The kinds by name: the registry's (`resources::kind`), or fakes in tests.
+    pub kinds: &'a (dyn Fn(&str) -> Option<&'static dyn Kind> + Sync),
     pub stack: &'a StackInfo,
     pub blueprint: Option<&'a Blueprint>,
     pub parallelism: usize,
@@ -460,7 +462,7 @@ impl Executor<'_> {
         if step.op == Op::Delete {
             let old =
                 old.ok_or_else(|| format!("internal error: no live copy of `{}` to delete", a.id))?;
-            let kind = resources::kind(old.kind).ok_or_else(|| {
+            let kind = (self.kinds)(old.kind).ok_or_else(|| {
                 format!("internal error: `{}` has unknown kind {}", a.id, old.kind)
             })?;
             return Ok(Job {
@@ -472,7 +474,7 @@ impl Executor<'_> {
                 payload: resources::Payload::default(),
             });
         }
-        let kind = resources::kind(&a.kind)
+        let kind = (self.kinds)(&a.kind)
             .ok_or_else(|| format!("internal error: `{}` has unknown kind {}", a.id, a.kind))?;
         let bp = self.blueprint.ok_or_else(|| {
             format!(
@@ -485,7 +487,7 @@ impl Executor<'_> {
             .resources
             .get(&a.id)
             .ok_or_else(|| format!("internal error: `{}` is not in the blueprint", a.id))?;
-        let lookup = |rf: &Ref| plan::resolve_ref(rf, self.stack, known, &resources::kind, kinds);
+        let lookup = |rf: &Ref| plan::resolve_ref(rf, self.stack, known, self.kinds, kinds);
         let config = refs::substitute(&r.config, &lookup);
         if refs::has_unknown(&config) {
             let pending: Vec<String> = r
@@ -583,3 +585,6 @@ impl Job {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod scheduling;

@@ -136,8 +136,12 @@ fn replacements_on_a_replaced_vpc_delete_first_without_a_cycle() {
     );
 }
 
+/// Tests that send `SIGINT` to this process take turns: every executor running in it
+/// receives the signal.
+pub(super) static SIGNALS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Sends `SIGINT` to this test process (what Ctrl-C does to securecart).
-fn ctrl_c() {
+pub(super) fn ctrl_c() {
     let ok = std::process::Command::new("kill")
         .args(["-INT", &std::process::id().to_string()])
         .status()
@@ -146,7 +150,7 @@ fn ctrl_c() {
 }
 
 /// Tells the test when the first step has started (so the executor listens for Ctrl-C).
-struct Started(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+pub(super) struct Started(pub(super) std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
 
 impl crate::report::Reporter for Started {
     fn event(&self, e: Event<'_>) {
@@ -160,6 +164,7 @@ impl crate::report::Reporter for Started {
 
 #[tokio::test]
 async fn a_second_ctrl_c_stops_waiting_for_steps_in_flight() {
+    let _one_at_a_time = SIGNALS.lock().await;
     // An endpoint that accepts connections and never answers: the create waits for the
     // SDK's 120 s attempt timeout, as a long AWS wait would.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -184,6 +189,7 @@ async fn a_second_ctrl_c_stops_waiting_for_steps_in_flight() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let ex = Executor {
         aws: &aws,
+        kinds: &resources::kind,
         stack: &stack(),
         blueprint: Some(&b),
         parallelism: 2,
