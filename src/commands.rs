@@ -11,7 +11,9 @@ use serde_json::Value as Json;
 use crate::apply::{ApplyResult, Executor};
 use crate::aws::Aws;
 use crate::blueprint::{self, refs, Blueprint, LoadError};
-use crate::cli::{Command, GraphFormat, LocalAction, RunArgs};
+use crate::cli::{
+    BlueprintArg, Command, DestroyArgs, GraphArgs, GraphFormat, LocalAction, PlanArgs, RunArgs,
+};
 use crate::error::{Error, ExitCode};
 use crate::local;
 use crate::plan::{self, Plan, StackInfo};
@@ -226,162 +228,189 @@ impl<'a> Session<'a> {
 
 pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
     let mut ss = Session::new(s);
-    let view = ss.view.clone();
     match cmd {
         Command::Validate(a) => {
-            view.validate(&ss.load(&a.blueprint)?);
+            ss.view.clone().validate(&ss.load(&a.blueprint)?);
             Ok(ExitCode::Ok)
         }
-        Command::Plan(a) => {
-            let Loaded {
-                bp,
-                aws,
-                live,
-                info,
-            } = ss.load_stack(&a.blueprint).await?;
-            let plan = ss.plan(&info, &bp, &live);
-            view.plan(&aws.region, &plan, a.all, &ss.stats(&aws));
-            Ok(if !plan.errors.is_empty() {
-                ExitCode::Error
-            } else if plan.summary.has_changes() {
-                ExitCode::Changes
-            } else {
-                ExitCode::Ok
-            })
-        }
-        Command::Apply(a) => {
-            let Loaded {
-                bp,
-                aws,
-                live,
-                info,
-            } = ss.load_stack(&a.blueprint).await?;
-            let plan = ss.plan(&info, &bp, &live);
-            view.proposed(&aws.region, &plan);
-            if !plan.errors.is_empty() {
-                return Err(Error::Refused(
-                    "the plan has errors: nothing was changed".into(),
-                ));
-            }
-            let result = if plan.summary.has_changes() {
-                ss.confirm(&format!(
-                    "Apply these changes to stack `{}` in {}?",
-                    info.name, aws.region
-                ))?;
-                Some(
-                    ss.execute(&aws, &info, Some(&bp), &plan, &live, "apply")
-                        .await,
-                )
-            } else {
-                None
-            };
-            let outputs = match &result {
-                Some(r) => resolve_outputs(&bp, &info, &r.resources),
-                None => resolve_outputs(&bp, &info, &live_outputs(&live)),
-            };
-            view.applied(&ApplyDoc {
-                region: &aws.region,
-                plan: &plan,
-                apply: result.as_ref(),
-                outputs: &outputs,
-                stats: &ss.stats(&aws),
-            });
-            Ok(step_code(result.as_ref()))
-        }
-        Command::Destroy(a) => {
-            let bp = match &a.blueprint {
-                Some(p) => Some(ss.load(p)?),
-                None => None,
-            };
-            let name = ss.stack_name(bp.as_ref())?;
-            let aws = ss.connect().await?;
-            let live = ss.read_live(&aws, &name).await?;
-            if live.is_empty() && !a.allow_empty {
-                return Err(Error::NothingToDestroy {
-                    stack: name,
-                    region: aws.region.clone(),
-                });
-            }
-            let info = ss.stack_info(&aws, &name, None).await;
-            let plan = plan::destroy_plan(&name, &live);
-            view.proposed(&aws.region, &plan);
-            let result = if plan.summary.has_changes() {
-                ss.confirm(&format!(
-                    "Delete all {} resource(s) of stack `{name}` in {}?",
-                    plan.summary.delete, aws.region
-                ))?;
-                Some(ss.execute(&aws, &info, None, &plan, &live, "destroy").await)
-            } else {
-                None
-            };
-            view.destroyed(&DestroyDoc {
-                region: &aws.region,
-                plan: &plan,
-                destroy: result.as_ref(),
-                stats: &ss.stats(&aws),
-            });
-            Ok(step_code(result.as_ref()))
-        }
-        Command::Graph(a) => {
-            let bp = ss.load(&a.blueprint)?;
-            let nodes: Vec<crate::graph::Node> = bp
-                .resources
-                .values()
-                .map(|r| crate::graph::Node {
-                    id: &r.id,
-                    label: &r.kind,
-                })
-                .collect();
-            let edges: BTreeMap<String, Vec<String>> = bp
-                .resources
-                .values()
-                .map(|r| (r.id.clone(), r.dependencies().into_iter().collect()))
-                .collect();
-            view.graph(&match a.format {
-                GraphFormat::Dot => crate::graph::to_dot(&bp.name, &nodes, &edges),
-                GraphFormat::Mermaid => crate::graph::to_mermaid(&nodes, &edges),
-            });
-            Ok(ExitCode::Ok)
-        }
+        Command::Plan(a) => plan_cmd(&mut ss, a).await,
+        Command::Apply(a) => apply_cmd(&mut ss, a).await,
+        Command::Destroy(a) => destroy_cmd(&mut ss, a).await,
+        Command::Graph(a) => graph_cmd(&mut ss, a),
         Command::Outputs(a) => {
             let Loaded { bp, live, info, .. } = ss.load_stack(&a.blueprint).await?;
-            view.outputs(&resolve_outputs(&bp, &info, &live_outputs(&live)));
+            ss.view
+                .clone()
+                .outputs(&resolve_outputs(&bp, &info, &live_outputs(&live)));
             Ok(ExitCode::Ok)
         }
         Command::Run(a) => run_workflow(&mut ss, &a).await,
-        Command::Local { action } => {
-            let opts = local::LocalOptions::from_env(s.local_port);
-            let status = match action {
-                LocalAction::Start => {
-                    let reporter = ss.reporter.clone();
-                    tokio::task::spawn_blocking(move || {
-                        local::ensure_running(&opts, &mut |m: &str| {
-                            reporter.event(Event::Note { message: m })
-                        })
-                    })
-                    .await
-                    .expect("emulator task")?
-                }
-                LocalAction::Stop => {
-                    view.emulator_stopped(local::stop(&opts)?);
-                    local::status(&opts)?
-                }
-                LocalAction::Status => local::status(&opts)?,
-            };
-            view.emulator(&status, !matches!(action, LocalAction::Stop));
-            Ok(
-                if matches!(action, LocalAction::Status) && !status.running {
-                    ExitCode::Error
-                } else {
-                    ExitCode::Ok
-                },
-            )
-        }
+        Command::Local { action } => local_cmd(&mut ss, s, action).await,
         Command::Schema => {
-            view.schema(&blueprint::schema::blueprint_schema(&resources::Catalog));
+            ss.view
+                .clone()
+                .schema(&blueprint::schema::blueprint_schema(&resources::Catalog));
             Ok(ExitCode::Ok)
         }
     }
+}
+
+/// `plan`: exit 2 when there are changes, 1 when the plan has errors.
+async fn plan_cmd(ss: &mut Session<'_>, a: PlanArgs) -> Result<ExitCode, Error> {
+    let view = ss.view.clone();
+    let Loaded {
+        bp,
+        aws,
+        live,
+        info,
+    } = ss.load_stack(&a.blueprint).await?;
+    let plan = ss.plan(&info, &bp, &live);
+    view.plan(&aws.region, &plan, a.all, &ss.stats(&aws));
+    Ok(if !plan.errors.is_empty() {
+        ExitCode::Error
+    } else if plan.summary.has_changes() {
+        ExitCode::Changes
+    } else {
+        ExitCode::Ok
+    })
+}
+
+/// `apply`: the plan, a confirmation, the executor, and the outputs.
+async fn apply_cmd(ss: &mut Session<'_>, a: BlueprintArg) -> Result<ExitCode, Error> {
+    let view = ss.view.clone();
+    let Loaded {
+        bp,
+        aws,
+        live,
+        info,
+    } = ss.load_stack(&a.blueprint).await?;
+    let plan = ss.plan(&info, &bp, &live);
+    view.proposed(&aws.region, &plan);
+    if !plan.errors.is_empty() {
+        return Err(Error::Refused(
+            "the plan has errors: nothing was changed".into(),
+        ));
+    }
+    let result = if plan.summary.has_changes() {
+        ss.confirm(&format!(
+            "Apply these changes to stack `{}` in {}?",
+            info.name, aws.region
+        ))?;
+        Some(
+            ss.execute(&aws, &info, Some(&bp), &plan, &live, "apply")
+                .await,
+        )
+    } else {
+        None
+    };
+    let outputs = match &result {
+        Some(r) => resolve_outputs(&bp, &info, &r.resources),
+        None => resolve_outputs(&bp, &info, &live_outputs(&live)),
+    };
+    view.applied(&ApplyDoc {
+        region: &aws.region,
+        plan: &plan,
+        apply: result.as_ref(),
+        outputs: &outputs,
+        stats: &ss.stats(&aws),
+    });
+    Ok(step_code(result.as_ref()))
+}
+
+/// `destroy`: everything tagged with the stack, found without a blueprint if need be.
+async fn destroy_cmd(ss: &mut Session<'_>, a: DestroyArgs) -> Result<ExitCode, Error> {
+    let view = ss.view.clone();
+    let bp = match &a.blueprint {
+        Some(p) => Some(ss.load(p)?),
+        None => None,
+    };
+    let name = ss.stack_name(bp.as_ref())?;
+    let aws = ss.connect().await?;
+    let live = ss.read_live(&aws, &name).await?;
+    if live.is_empty() && !a.allow_empty {
+        return Err(Error::NothingToDestroy {
+            stack: name,
+            region: aws.region.clone(),
+        });
+    }
+    let info = ss.stack_info(&aws, &name, None).await;
+    let plan = plan::destroy_plan(&name, &live);
+    view.proposed(&aws.region, &plan);
+    let result = if plan.summary.has_changes() {
+        ss.confirm(&format!(
+            "Delete all {} resource(s) of stack `{name}` in {}?",
+            plan.summary.delete, aws.region
+        ))?;
+        Some(ss.execute(&aws, &info, None, &plan, &live, "destroy").await)
+    } else {
+        None
+    };
+    view.destroyed(&DestroyDoc {
+        region: &aws.region,
+        plan: &plan,
+        destroy: result.as_ref(),
+        stats: &ss.stats(&aws),
+    });
+    Ok(step_code(result.as_ref()))
+}
+
+/// `graph`: the blueprint's dependency graph as DOT or Mermaid.
+fn graph_cmd(ss: &mut Session<'_>, a: GraphArgs) -> Result<ExitCode, Error> {
+    let view = ss.view.clone();
+    let bp = ss.load(&a.blueprint)?;
+    let nodes: Vec<crate::graph::Node> = bp
+        .resources
+        .values()
+        .map(|r| crate::graph::Node {
+            id: &r.id,
+            label: &r.kind,
+        })
+        .collect();
+    let edges: BTreeMap<String, Vec<String>> = bp
+        .resources
+        .values()
+        .map(|r| (r.id.clone(), r.dependencies().into_iter().collect()))
+        .collect();
+    view.graph(&match a.format {
+        GraphFormat::Dot => crate::graph::to_dot(&bp.name, &nodes, &edges),
+        GraphFormat::Mermaid => crate::graph::to_mermaid(&nodes, &edges),
+    });
+    Ok(ExitCode::Ok)
+}
+
+/// `local start|stop|status`: the bundled emulator.
+async fn local_cmd(
+    ss: &mut Session<'_>,
+    s: &Settings,
+    action: LocalAction,
+) -> Result<ExitCode, Error> {
+    let view = ss.view.clone();
+    let opts = local::LocalOptions::from_env(s.local_port);
+    let status = match action {
+        LocalAction::Start => {
+            let reporter = ss.reporter.clone();
+            tokio::task::spawn_blocking(move || {
+                local::ensure_running(&opts, &mut |m: &str| {
+                    reporter.event(Event::Note { message: m })
+                })
+            })
+            .await
+            .expect("emulator task")?
+        }
+        LocalAction::Stop => {
+            view.emulator_stopped(local::stop(&opts)?);
+            local::status(&opts)?
+        }
+        LocalAction::Status => local::status(&opts)?,
+    };
+    view.emulator(&status, !matches!(action, LocalAction::Stop));
+    Ok(
+        if matches!(action, LocalAction::Status) && !status.running {
+            ExitCode::Error
+        } else {
+            ExitCode::Ok
+        },
+    )
 }
 
 /// The exit code of an apply or destroy from its result (`None`: nothing needed doing).
