@@ -446,6 +446,44 @@ impl Aws {
             .await
             .cloned()
     }
+
+    /// The region's availability zones this account can use, as (name, ID) sorted by
+    /// name: available, and not a Local or Wavelength Zone nor one that needs opting in.
+    /// Names are mapped per account (`us-east-1a` differs between accounts) and some
+    /// regions skip letters (ap-northeast-1 has a, c and d):
+    /// https://docs.aws.amazon.com/ram/latest/userguide/working-with-az-ids.html
+    pub async fn availability_zones(&self) -> Result<Vec<(String, String)>, Error> {
+        // Filtered here rather than with request filters, which the same call answers
+        // differently across endpoints (a filter name it does not know is an error).
+        let out = self
+            .ec2
+            .describe_availability_zones()
+            .send()
+            .await
+            .map_err(aws_error("DescribeAvailabilityZones"))?;
+        let mut zones: Vec<(String, String)> = out
+            .availability_zones()
+            .iter()
+            .filter(|z| z.zone_type().is_none_or(|t| t == "availability-zone"))
+            .filter(|z| {
+                z.opt_in_status().is_none_or(|o| {
+                    *o == aws_sdk_ec2::types::AvailabilityZoneOptInStatus::OptInNotRequired
+                })
+            })
+            .filter(|z| {
+                z.state()
+                    .is_none_or(|s| *s == aws_sdk_ec2::types::AvailabilityZoneState::Available)
+            })
+            .filter_map(|z| {
+                Some((
+                    z.zone_name()?.to_string(),
+                    z.zone_id().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect();
+        zones.sort();
+        Ok(zones)
+    }
 }
 
 // ---- Errors of AWS calls, in words -------------------------------------------------

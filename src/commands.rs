@@ -146,18 +146,47 @@ impl<'a> Session<'a> {
         Ok(live)
     }
 
-    async fn stack_info(&self, aws: &Aws, name: &str, bp: Option<&Blueprint>) -> StackInfo {
-        let needs_account = bp.is_some_and(|b| b.source.text.contains("stack.account_id"));
-        let account_id = if needs_account {
+    /// The facts `${stack.*}` references need, read only when the blueprint uses them.
+    async fn stack_info(
+        &self,
+        aws: &Aws,
+        name: &str,
+        bp: Option<&Blueprint>,
+    ) -> Result<StackInfo, Error> {
+        let used = bp.map(Blueprint::stack_references).unwrap_or_default();
+        let uses = |attribute: &str| {
+            used.iter().any(|(_, r)| {
+                r.attribute
+                    .as_deref()
+                    .is_some_and(|a| a == attribute || a.starts_with(&format!("{attribute}[")))
+            })
+        };
+        let account_id = if uses("account_id") {
             aws.account_id().await.ok()
         } else {
             None
         };
-        StackInfo {
+        let zones = if uses("zones") {
+            aws.availability_zones()
+                .await
+                .map_err(|source| read_error(aws, "availability zones", source))?
+                .into_iter()
+                .map(|(name, id)| plan::Zone { name, id })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let info = StackInfo {
             name: name.to_string(),
             region: aws.region.clone(),
             account_id,
+            zones,
+        };
+        if let Some(bp) = bp {
+            info.check_zones(bp)
+                .map_err(|d| Error::Blueprint(LoadError::Invalid(d)))?;
         }
+        Ok(info)
     }
 
     /// What plan, apply and outputs all start from: the blueprint, the stack's live
@@ -167,7 +196,7 @@ impl<'a> Session<'a> {
         let name = self.stack_name(Some(&bp))?;
         let aws = self.connect().await?;
         let live = self.read_live(&aws, &name).await?;
-        let info = self.stack_info(&aws, &name, Some(&bp)).await;
+        let info = self.stack_info(&aws, &name, Some(&bp)).await?;
         Ok(Loaded {
             bp,
             aws,
@@ -333,7 +362,7 @@ async fn destroy_cmd(ss: &mut Session<'_>, a: DestroyArgs) -> Result<ExitCode, E
             region: aws.region.clone(),
         });
     }
-    let info = ss.stack_info(&aws, &name, None).await;
+    let info = ss.stack_info(&aws, &name, None).await?;
     let plan = plan::destroy_plan(&name, &live);
     view.proposed(&aws.region, &plan);
     let result = if plan.summary.has_changes() {

@@ -192,6 +192,25 @@ pub struct Blueprint {
     pub secrets: Vec<String>,
 }
 
+impl Blueprint {
+    /// The `${stack.…}` references of the blueprint (resources and outputs), each with the
+    /// value path where it stands: what facts about the stack a plan needs to look up.
+    pub fn stack_references(&self) -> Vec<(String, Ref)> {
+        let mut found = Vec::new();
+        for r in self.resources.values() {
+            refs::collect(&r.config, &format!("resources.{}", r.id), &mut found);
+        }
+        for (name, o) in &self.outputs {
+            refs::collect(&o.value, &format!("outputs.{name}.value"), &mut found);
+        }
+        found
+            .into_iter()
+            .filter_map(|(path, r)| Some((path, r.ok()?)))
+            .filter(|(_, r)| r.target == refs::STACK)
+            .collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read blueprint {path}: {source}")]
@@ -1151,16 +1170,26 @@ impl Validator {
             return false;
         }
         if r.target == refs::STACK {
-            let ok = matches!(
-                r.attribute.as_deref(),
-                Some("name" | "region" | "account_id")
-            );
+            let attribute = r.attribute.as_deref().unwrap_or_default();
+            let (ok, help) = match refs::split_index(attribute) {
+                Some(("zones", _)) => (true, ""),
+                _ if attribute == "zones" => (
+                    false,
+                    "`zones` is the region's list of availability zones: pick one by its \
+                     position, like ${stack.zones[0]}",
+                ),
+                _ => (
+                    matches!(attribute, "name" | "region" | "account_id"),
+                    "use ${stack.name}, ${stack.region}, ${stack.account_id} or \
+                     ${stack.zones[N]} (the region's Nth availability zone, from 0)",
+                ),
+            };
             if !ok {
                 self.error(
                     at,
                     false,
                     format!("unknown stack attribute in `{r}`"),
-                    Some("use ${stack.name}, ${stack.region} or ${stack.account_id}".into()),
+                    Some(help.into()),
                 );
             }
             return false;

@@ -31,6 +31,16 @@ impl std::fmt::Display for Ref {
     }
 }
 
+/// An attribute naming one item of a list, `zones[2]`, as (`zones`, 2).
+pub fn split_index(attribute: &str) -> Option<(&str, usize)> {
+    let (name, rest) = attribute.split_once('[')?;
+    let index = rest.strip_suffix(']')?;
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((name, index.parse().ok()?))
+}
+
 /// Splits a string into literal pieces and references.
 pub fn scan(s: &str) -> Result<Vec<Piece>, String> {
     let mut out = Vec::new();
@@ -58,9 +68,15 @@ pub fn scan(s: &str) -> Result<Vec<Piece>, String> {
                     && p.chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             };
-            if !valid(&target) || !attribute.as_deref().map(valid).unwrap_or(true) {
+            // An attribute may pick one item of a list: `${stack.zones[0]}`.
+            let valid_attribute = |p: &str| match split_index(p) {
+                Some((name, _)) => valid(name),
+                None => valid(p) && !p.contains('['),
+            };
+            if !valid(&target) || !attribute.as_deref().map(valid_attribute).unwrap_or(true) {
                 return Err(format!(
-                    "malformed reference `${{{inner}}}`: expected `${{id}}` or `${{id.attribute}}`"
+                    "malformed reference `${{{inner}}}`: expected `${{id}}`, `${{id.attribute}}` \
+                     or `${{id.attribute[index]}}`"
                 ));
             }
             if !lit.is_empty() {

@@ -228,3 +228,33 @@ fn a_secret_too_short_to_mask_is_warned_about() {
         "{w:?}"
     );
 }
+
+#[test]
+fn zones_are_named_by_position() {
+    let sub = |zone: &str| {
+        format!("name: z\nresources:\n  net:\n    type: vpc\n    cidr_block: 10.0.0.0/16\n  sub:\n    type: subnet\n    vpc: ${{net.id}}\n    cidr_block: 10.0.1.0/24\n    availability_zone: {zone}\n")
+    };
+    let b = load(&sub("${stack.zones[1]}"), &[]).expect("valid");
+    let refs = b.stack_references();
+    assert_eq!(refs.len(), 1, "{refs:?}");
+    assert_eq!(refs[0].0, "resources.sub.availability_zone");
+    assert_eq!(refs[0].1.attribute.as_deref(), Some("zones[1]"));
+    // The list itself is not a zone; other attributes take no index.
+    let d = load(&sub("${stack.zones}"), &[]).unwrap_err();
+    assert_eq!(
+        messages(&d),
+        vec!["10:24 unknown stack attribute in `${stack.zones}`"]
+    );
+    assert!(d.problems[0]
+        .help
+        .as_deref()
+        .is_some_and(|h| h.contains("${stack.zones[0]}")));
+    let d = load(&sub("${stack.region[0]}"), &[]).unwrap_err();
+    assert_eq!(
+        messages(&d),
+        vec!["10:24 unknown stack attribute in `${stack.region[0]}`"]
+    );
+    for bad in ["${stack.zones[]}", "${stack.zones[x]}", "${stack.zones[0}"] {
+        assert!(load(&sub(bad), &[]).is_err(), "{bad}");
+    }
+}

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 pub use crate::diff::{changed_attributes, diff, Change, Sensitivity, SENSITIVE};
 
 use crate::blueprint::refs::{self, Ref, Resolved, UNKNOWN};
-use crate::blueprint::Blueprint;
+use crate::blueprint::{Blueprint, Diagnostics, Problem};
 use crate::graph::DepGraph;
 use crate::resources::{Kind, Live};
 
@@ -102,17 +102,78 @@ pub struct StackInfo {
     pub name: String,
     pub region: String,
     pub account_id: Option<String>,
+    /// The region's availability zones by name, in the order `${stack.zones[N]}` counts
+    /// them; read only when the blueprint names zones (empty otherwise).
+    pub zones: Vec<Zone>,
+}
+
+/// An availability zone: its name (mapped per account: `us-east-1a` here may be another
+/// data centre than `us-east-1a` elsewhere) and its ID (the same everywhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    pub name: String,
+    pub id: String,
 }
 
 impl StackInfo {
     pub fn lookup(&self, attr: Option<&str>) -> Option<Resolved> {
-        let v = match attr? {
+        let attr = attr?;
+        let v = match attr {
             "name" => self.name.clone(),
             "region" => self.region.clone(),
             "account_id" => self.account_id.clone()?,
-            _ => return None,
+            _ => match refs::split_index(attr) {
+                Some(("zones", i)) => self.zones.get(i)?.name.clone(),
+                _ => return None,
+            },
         };
         Some(Resolved::Known(Json::String(v)))
+    }
+
+    /// Checks every `${stack.zones[N]}` of the blueprint against the region's zones: a
+    /// position past the last zone is an error at that place, naming the zones there are.
+    pub fn check_zones(&self, bp: &Blueprint) -> Result<(), Diagnostics> {
+        let listed = self
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| format!("[{i}] {} ({})", z.name, z.id))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let problems: Vec<Problem> = bp
+            .stack_references()
+            .into_iter()
+            .filter_map(|(path, r)| {
+                let (_, i) = refs::split_index(r.attribute.as_deref()?)
+                    .filter(|(name, _)| *name == "zones")?;
+                (i >= self.zones.len()).then(|| {
+                    let message = format!(
+                        "`{r}`: region {} has {} availability zone(s) this account can use",
+                        self.region,
+                        self.zones.len()
+                    );
+                    let help = if self.zones.is_empty() {
+                        "no zone is available without opting in: try another region".to_string()
+                    } else {
+                        format!(
+                            "the zones are {listed}; use a position from 0 to {}",
+                            self.zones.len() - 1
+                        )
+                    };
+                    Problem::error(message)
+                        .with_help(Some(help))
+                        .at(&bp.source, &path, false)
+                })
+            })
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Diagnostics {
+            file: bp.source.clone(),
+            problems,
+            secrets: bp.secrets.clone(),
+        })
     }
 }
 

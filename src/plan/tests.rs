@@ -41,6 +41,7 @@ pub(crate) fn stack() -> StackInfo {
         name: "shop".into(),
         region: "eu-west-1".into(),
         account_id: None,
+        zones: Vec::new(),
     }
 }
 
@@ -488,4 +489,49 @@ fn a_part_kept_beside_a_resource_of_the_blueprint_is_not_deleted() {
     );
     // Its owner is gone from the blueprint: the part goes too.
     assert_eq!(action("gone/stored").0, Action::Delete);
+}
+
+#[test]
+fn zone_positions_resolve_and_past_the_last_is_a_located_error() {
+    let text = "name: shop\nresources:\n  net: {type: vpc, cidr_block: 10.0.0.0/16}\n  a:\n    type: subnet\n    vpc: ${net}\n    cidr_block: 10.0.1.0/24\n    availability_zone: ${stack.zones[0]}\n  c:\n    type: subnet\n    vpc: ${net}\n    cidr_block: 10.0.2.0/24\n    availability_zone: ${stack.zones[2]}\n";
+    let b = bp(text);
+    let zone = |n: &str, id: &str| super::Zone {
+        name: n.into(),
+        id: id.into(),
+    };
+    let mut info = stack();
+    info.region = "ap-northeast-1".into();
+    info.zones = vec![
+        zone("ap-northeast-1a", "apne1-az4"),
+        zone("ap-northeast-1c", "apne1-az1"),
+        zone("ap-northeast-1d", "apne1-az2"),
+    ];
+    assert!(info.check_zones(&b).is_ok());
+    let p = plan(&info, &b, &[], &resources::kind);
+    let zone_of = |id: &str| {
+        p.actions
+            .iter()
+            .find(|a| a.id == id)
+            .and_then(|a| {
+                a.changes
+                    .iter()
+                    .find(|c| c.attribute == "availability_zone")
+            })
+            .map(|c| c.after.clone())
+    };
+    assert_eq!(zone_of("a"), Some(serde_json::json!("ap-northeast-1a")));
+    assert_eq!(zone_of("c"), Some(serde_json::json!("ap-northeast-1d")));
+
+    info.zones.truncate(2);
+    let d = info.check_zones(&b).unwrap_err();
+    assert_eq!(d.problems.len(), 1);
+    let p = &d.problems[0];
+    assert_eq!((p.line, p.column), (Some(13), Some(24)));
+    assert!(
+        p.message.contains("ap-northeast-1 has 2 availability zone"),
+        "{}",
+        p.message
+    );
+    let help = p.help.as_deref().unwrap_or_default();
+    assert!(help.contains("[1] ap-northeast-1c (apne1-az1)"), "{help}");
 }

@@ -10,6 +10,7 @@ mod interrupt;
 mod lookalike;
 mod network;
 mod rds;
+mod regions;
 mod replace;
 mod secrets;
 mod strict;

@@ -266,8 +266,8 @@ fn rds_read_replicas_lab() {
     );
     edit(
         &bp,
-        "  # replica_b2:\n  #   type: db_read_replica\n  #   source: ${primary}\n  #   instance_class: ${params.instance_class}\n  #   availability_zone: ${stack.region}b\n  #   final_snapshot: false\n",
-        "  replica_b2:\n    type: db_read_replica\n    source: ${primary}\n    instance_class: ${params.instance_class}\n    availability_zone: ${stack.region}b\n    final_snapshot: false\n",
+        "  # replica_b2:\n  #   type: db_read_replica\n  #   source: ${primary}\n  #   instance_class: ${params.instance_class}\n  #   availability_zone: ${stack.zones[1]}\n  #   final_snapshot: false\n",
+        "  replica_b2:\n    type: db_read_replica\n    source: ${primary}\n    instance_class: ${params.instance_class}\n    availability_zone: ${stack.zones[1]}\n    final_snapshot: false\n",
     );
     let (code, out, _) = run_json(&["plan", bp_s], &stack);
     assert_eq!(code, 2);
@@ -317,8 +317,8 @@ fn rds_read_replicas_lab() {
     // Promotion: an update named as such, made, then quiet.
     edit(
         &bp,
-        "    availability_zone: ${stack.region}c\n    final_snapshot: false\n",
-        "    availability_zone: ${stack.region}c\n    final_snapshot: false\n    promote: true\n",
+        "    availability_zone: ${stack.zones[2]}\n    final_snapshot: false\n",
+        "    availability_zone: ${stack.zones[2]}\n    final_snapshot: false\n    promote: true\n",
     );
     let (code, out, _) = run_json(&["plan", bp_s], &stack);
     assert_eq!(code, 2);

@@ -1,0 +1,82 @@
+//! Any region: blueprints name zones by position (`${stack.zones[N]}`), so they apply
+//! unchanged in regions whose zone letters skip (ap-northeast-1: a, c, d; ca-central-1:
+//! a, b, d), and a position a region lacks is a located error before any change.
+
+use crate::common::{changes, emulator, repo, run_json};
+
+/// Apply, a no-change plan and destroy of `blueprints/network.yaml` in `region`; the
+/// subnets land in the region's first two zones.
+fn network_in(region: &str, zones: [&str; 2]) {
+    let stack = crate::common::stack(&format!("zones-{}", &region[..2]));
+    let bp = repo().join("blueprints/network.yaml");
+    let bp = bp.to_str().expect("utf-8 path");
+    let (code, out, stderr) = run_json(&["apply", bp, "--yes", "--region", region], &stack);
+    assert_eq!(code, 0, "{region}: {out:#}\n{stderr}");
+    let zone_of = |id: &str| {
+        out["plan"]["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .find(|a| a["id"] == id)
+            .and_then(|a| {
+                a["changes"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["attribute"] == "availability_zone")
+                    .map(|c| c["after"].clone())
+            })
+            .unwrap_or_else(|| panic!("{region}: no zone for {id}: {out:#}"))
+    };
+    assert_eq!(zone_of("public_a"), zones[0], "{region}");
+    assert_eq!(zone_of("public_b"), zones[1], "{region}");
+    let (code, plan, stderr) = run_json(&["plan", bp, "--region", region], &stack);
+    assert_eq!(code, 0, "{region}: {plan:#}\n{stderr}");
+    assert!(changes(&plan["plan"]).is_empty(), "{region}: {plan:#}");
+    let (code, out, stderr) = run_json(&["destroy", bp, "--yes", "--region", region], &stack);
+    assert_eq!(code, 0, "{region}: {out:#}\n{stderr}");
+}
+
+#[test]
+fn network_applies_in_tokyo_whose_zones_skip_b() {
+    network_in("ap-northeast-1", ["ap-northeast-1a", "ap-northeast-1c"]);
+}
+
+#[test]
+fn network_applies_in_canada_whose_zones_skip_c() {
+    network_in("ca-central-1", ["ca-central-1a", "ca-central-1b"]);
+}
+
+/// Lab 03 wants three zones; a region with two stops at `${stack.zones[2]}` with the
+/// zones it has, before any change.
+#[test]
+fn a_zone_position_past_the_region_is_a_located_error() {
+    emulator();
+    let stack = crate::common::stack("zones-two");
+    let out = crate::common::cli()
+        .args([
+            "plan",
+            "labs/03",
+            "--local",
+            "--region",
+            "us-west-1",
+            "--stack",
+            &stack,
+        ])
+        .current_dir(repo())
+        .output()
+        .expect("run securecart");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("labs/03/blueprint.yaml:36:") || stderr.contains("blueprint.yaml:36:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("us-west-1 has 2 availability zone"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("us-west-1a") && stderr.contains("us-west-1b"),
+        "{stderr}"
+    );
+}
