@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
+use aws_smithy_runtime::client::retries::{RetryPartition, TokenBucket};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextRef,
@@ -265,6 +266,62 @@ impl ClassifyRetry for NoRetryBeforeAnswer {
     }
 }
 
+/// Error codes that mean an account quota is reached, which waiting does not change: the
+/// SDK counts `LimitExceededException` as throttling (aws-runtime `THROTTLING_ERRORS`) and
+/// would retry it for minutes. IAM (`LimitExceeded`: "Cannot exceed quota for
+/// RolesPerAccount"), EventBridge, CloudWatch Logs, Lambda and Auto Scaling (`LimitExceeded`)
+/// use them for quotas; their throttling has codes of its own (`Throttling`,
+/// `ThrottlingException`, `TooManyRequestsException`, EC2's `RequestLimitExceeded`), which
+/// stay retried. https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html
+const QUOTA_CODES: &[&str] = &["LimitExceededException", "LimitExceeded"];
+
+/// Stops retries of a quota error (see [`QUOTA_CODES`]). It runs before the SDK's own
+/// classifiers, and a forbidden retry ends the classification.
+#[derive(Debug)]
+struct QuotaIsNotThrottling;
+
+impl ClassifyRetry for QuotaIsNotThrottling {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let quota = matches!(ctx.output_or_error(), Some(Err(_)))
+            && ctx
+                .response()
+                .and_then(error_code_of)
+                .is_some_and(|c| QUOTA_CODES.contains(&c.as_str()));
+        if quota {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "securecart-quota-is-not-throttling"
+    }
+}
+
+/// The AWS error code of an error response, for any service's protocol: the
+/// `x-amzn-ErrorType` header (JSON protocols), `<Code>` (XML/query protocols) or `__type`
+/// (JSON bodies). A classifier sees the response, not the operation's typed error.
+fn error_code_of(r: &HttpResponse) -> Option<String> {
+    let bare = |c: &str| {
+        let c = c.split(':').next().unwrap_or(c);
+        c.rsplit('#').next().unwrap_or(c).trim().to_string()
+    };
+    if let Some(h) = r.headers().get("x-amzn-errortype") {
+        return Some(bare(h));
+    }
+    let body = std::str::from_utf8(r.body().bytes()?).ok()?;
+    if let Some(i) = body.find("<Code>") {
+        let rest = &body[i + "<Code>".len()..];
+        return Some(bare(&rest[..rest.find("</Code>")?]));
+    }
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.get("__type")
+        .or_else(|| v.get("code"))
+        .and_then(|c| c.as_str())
+        .map(bare)
+}
+
 #[derive(Debug)]
 struct Counter(Arc<Stats>);
 
@@ -323,12 +380,14 @@ pub struct Aws {
 type SharedRead = Arc<OnceCell<Arc<dyn Any + Send + Sync>>>;
 
 macro_rules! client {
-    ($krate:ident, $sdk:expr, $icpt:expr, $reach:expr) => {
+    ($krate:ident, $sdk:expr, $icpt:expr, $reach:expr, $partition:expr) => {
         $krate::Client::from_conf(
             $krate::config::Builder::from($sdk)
                 .interceptor($icpt.clone())
                 .interceptor(ReachWatch($reach.clone()))
                 .retry_classifier(NoRetryBeforeAnswer($reach.clone()))
+                .retry_classifier(QuotaIsNotThrottling)
+                .retry_partition($partition.clone())
                 .build(),
         )
     };
@@ -374,19 +433,27 @@ impl Aws {
         let stats = Arc::new(Stats::default());
         let icpt = SharedInterceptor::new(Counter(stats.clone()));
         let reach = Arc::new(Reach::default());
+        // The standard retry strategy shares a quota of 500 tokens per region, 5 per retry:
+        // under sustained throttling (a large apply, or several CI runs in one account) it
+        // runs dry and later calls fail on their first throttle, with attempts left
+        // (https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html,
+        // "retry quota"). securecart bounds retries by attempts and backoff instead.
+        let partition = RetryPartition::custom("securecart")
+            .token_bucket(TokenBucket::unlimited())
+            .build();
         Ok(Aws {
-            ec2: client!(aws_sdk_ec2, &sdk, icpt, reach),
-            sqs: client!(aws_sdk_sqs, &sdk, icpt, reach),
-            events: client!(aws_sdk_eventbridge, &sdk, icpt, reach),
-            sfn: client!(aws_sdk_sfn, &sdk, icpt, reach),
-            lambda: client!(aws_sdk_lambda, &sdk, icpt, reach),
-            iam: client!(aws_sdk_iam, &sdk, icpt, reach),
-            elbv2: client!(aws_sdk_elasticloadbalancingv2, &sdk, icpt, reach),
-            autoscaling: client!(aws_sdk_autoscaling, &sdk, icpt, reach),
-            rds: client!(aws_sdk_rds, &sdk, icpt, reach),
-            ssm: client!(aws_sdk_ssm, &sdk, icpt, reach),
-            logs: client!(aws_sdk_cloudwatchlogs, &sdk, icpt, reach),
-            sts: client!(aws_sdk_sts, &sdk, icpt, reach),
+            ec2: client!(aws_sdk_ec2, &sdk, icpt, reach, partition),
+            sqs: client!(aws_sdk_sqs, &sdk, icpt, reach, partition),
+            events: client!(aws_sdk_eventbridge, &sdk, icpt, reach, partition),
+            sfn: client!(aws_sdk_sfn, &sdk, icpt, reach, partition),
+            lambda: client!(aws_sdk_lambda, &sdk, icpt, reach, partition),
+            iam: client!(aws_sdk_iam, &sdk, icpt, reach, partition),
+            elbv2: client!(aws_sdk_elasticloadbalancingv2, &sdk, icpt, reach, partition),
+            autoscaling: client!(aws_sdk_autoscaling, &sdk, icpt, reach, partition),
+            rds: client!(aws_sdk_rds, &sdk, icpt, reach, partition),
+            ssm: client!(aws_sdk_ssm, &sdk, icpt, reach, partition),
+            logs: client!(aws_sdk_cloudwatchlogs, &sdk, icpt, reach, partition),
+            sts: client!(aws_sdk_sts, &sdk, icpt, reach, partition),
             region,
             local: s.local,
             stats,
@@ -570,6 +637,13 @@ where
                 (None, _) => error_chain(&e),
             },
         };
+        let message = match code.as_deref() {
+            Some(c) if QUOTA_CODES.contains(&c) => format!(
+                "{message} (an account quota, not throttling: raise it in Service Quotas or \
+                 remove resources you no longer use)"
+            ),
+            _ => message,
+        };
         let message = if status == Some(501) && code.is_some() {
             format!("{message} (the endpoint does not implement {operation}; the bundled emulator lacks it)")
         } else {
@@ -585,6 +659,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicU64;
+
     use super::*;
 
     #[test]
@@ -620,5 +696,128 @@ mod tests {
         let dns = std::io::Error::other("Failed to lookup address information (os error -2)");
         let e = ConnectorError::io(Box::new(dns));
         assert_eq!(reason_of(&e), "failed to lookup address information");
+    }
+
+    /// A stand-in STS endpoint: every call is answered `error_code` until its attempt
+    /// number (the SDK's `amz-sdk-request: attempt=N` header) reaches `ok_from`, then
+    /// succeeds. Counts the requests it answered.
+    async fn sts_answering(error_code: &'static str, ok_from: u32) -> (String, Arc<AtomicU64>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let served = Arc::new(AtomicU64::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Headers, then a body of Content-Length bytes.
+                    let (head, need) = loop {
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let len = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (head, end + 4 + len);
+                        }
+                    };
+                    while buf.len() < need {
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let attempt = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("amz-sdk-request:"))
+                        .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("attempt=")))
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .unwrap_or(1);
+                    let (status, body) = if attempt >= ok_from {
+                        ("200 OK", "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/t</Arn><UserId>T</UserId><Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>".to_string())
+                    } else {
+                        ("400 Bad Request", format!("<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{error_code}</Code><Message>stand-in</Message></Error><RequestId>r</RequestId></ErrorResponse>"))
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        (url, served)
+    }
+
+    async fn connect(url: String) -> Aws {
+        Aws::connect(&AwsSettings {
+            endpoint_url: Some(url),
+            local: true,
+            ..Default::default()
+        })
+        .await
+        .expect("connect")
+    }
+
+    /// 300 calls throttled twice each need 600 retries: more than the SDK's default retry
+    /// quota (500 tokens, 5 a retry) allows, so without securecart's own partition most of
+    /// them would fail with attempts left.
+    #[tokio::test]
+    async fn sustained_throttling_does_not_exhaust_a_retry_quota() {
+        let (url, served) = sts_answering("Throttling", 3).await;
+        let aws = connect(url).await;
+        let calls = (0..300).map(|_| aws.sts.get_caller_identity().send());
+        let results = futures::future::join_all(calls).await;
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        assert_eq!(failed, 0, "{:?}", results.iter().find(|r| r.is_err()));
+        assert_eq!(served.load(Ordering::SeqCst), 900);
+    }
+
+    /// A quota is not throttling: one call, and the error says what to do.
+    #[tokio::test]
+    async fn a_quota_error_is_not_retried_and_says_so() {
+        for code in QUOTA_CODES {
+            let (url, served) = sts_answering(code, 99).await;
+            let aws = connect(url).await;
+            let e = aws
+                .sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(aws_error("GetCallerIdentity"))
+                .expect_err("a quota error");
+            assert_eq!(served.load(Ordering::SeqCst), 1, "{code} was retried");
+            assert!(
+                e.to_string().contains("an account quota, not throttling"),
+                "{e}"
+            );
+        }
+        // Throttling under another name is still retried.
+        let (url, served) = sts_answering("RequestLimitExceeded", 2).await;
+        connect(url)
+            .await
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("retried");
+        assert_eq!(served.load(Ordering::SeqCst), 2);
     }
 }
