@@ -1,6 +1,7 @@
 //! `log_group`: an Amazon CloudWatch Logs log group with its retention, for the logs of
-//! functions and state machines. Named `/securecart/STACK/ID`, so one DescribeLogGroups
-//! call with that prefix finds every log group of a stack.
+//! functions and state machines. Named `/securecart/STACK/ID`, or for Step Functions
+//! `/aws/vendedlogs/states/securecart/STACK/ID`, so one DescribeLogGroups call per prefix
+//! finds every log group of a stack.
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::types::LogGroup;
@@ -33,6 +34,20 @@ pub struct Fields {
     #[serde(default = "default_retention")]
     #[schemars(with = "RetentionSchema")]
     retention_days: Json,
+    /// `step_functions` for a state machine's execution logs: the group is then named under
+    /// `/aws/vendedlogs/states/`, as AWS advises, so the CloudWatch Logs resource policy
+    /// that log delivery needs covers it with one wildcard instead of growing with every
+    /// state machine (that policy is limited to 5,120 characters). Changing it replaces
+    /// the group.
+    #[serde(default, rename = "for")]
+    for_service: Option<LogsFor>,
+}
+
+/// The AWS service that delivers into the group, when that decides its name.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogsFor {
+    StepFunctions,
 }
 
 /// Days, or `never`.
@@ -63,10 +78,19 @@ pub struct Attrs {
     retention_days: Option<u32>,
 }
 
-/// `/securecart/STACK/ID`: stack names and ids are short and use only characters log
-/// group names allow.
-fn group_name(stack: &str, id: &str) -> String {
-    format!("/securecart/{stack}/{id}")
+/// Where a stack's log groups are, by the service delivering into them.
+/// https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html
+/// https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-and-resource-policy.html
+fn prefix(stack: &str, for_service: Option<LogsFor>) -> String {
+    match for_service {
+        None => format!("/securecart/{stack}/"),
+        Some(LogsFor::StepFunctions) => format!("/aws/vendedlogs/states/securecart/{stack}/"),
+    }
+}
+
+/// Stack names and ids are short and use only characters log group names allow.
+fn group_name(stack: &str, id: &str, for_service: Option<LogsFor>) -> String {
+    format!("{}{id}", prefix(stack, for_service))
 }
 
 fn retention_of(v: &Json) -> Result<Option<u32>, String> {
@@ -119,23 +143,27 @@ impl Resource for LogGroupKind {
 
     fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
         let a = Attrs {
-            name: group_name(site.stack, site.id),
+            name: group_name(site.stack, site.id, f.for_service),
             retention_days: retention_of(&f.retention_days)?,
         };
         Ok((a, ()))
     }
 
     async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
-        let groups = aws
-            .logs
-            .describe_log_groups()
-            .log_group_name_prefix(format!("/securecart/{stack}/"))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeLogGroups"))?;
+        let mut groups = Vec::new();
+        for for_service in [None, Some(LogsFor::StepFunctions)] {
+            let found = aws
+                .logs
+                .describe_log_groups()
+                .log_group_name_prefix(prefix(stack, for_service))
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(aws_error("DescribeLogGroups"))?;
+            groups.extend(found);
+        }
         // Tags have no batched form: one call per group.
         let found: Vec<Option<(String, Self::Raw)>> = futures::stream::iter(groups)
             .map(|g| async move {
@@ -308,6 +336,14 @@ mod tests {
             .desired("shop", "l", &json!({"retention_days": 10}))
             .unwrap_err()
             .contains("one of 1, 3"));
+        let d = K
+            .desired("shop", "wf", &json!({"for": "step_functions"}))
+            .unwrap();
+        assert_eq!(d["name"], "/aws/vendedlogs/states/securecart/shop/wf");
+        assert!(K
+            .desired("shop", "wf", &json!({"for": "lambda"}))
+            .unwrap_err()
+            .contains("step_functions"));
     }
 
     #[test]
