@@ -57,7 +57,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &Typed(elbv2::load_balancer::LoadBalancer),
     &Typed(elbv2::target_group::TargetGroup),
     &Typed(elbv2::listener::Listener),
-    &autoscaling::autoscaling_group::AutoscalingGroup,
+    &Typed(autoscaling::autoscaling_group::AutoscalingGroup),
     &rds::db_subnet_group::DbSubnetGroup,
     &rds::db_instance::DbInstance,
     &rds::db_read_replica::DbReadReplica,
