@@ -66,67 +66,40 @@ fn default_deregistration() -> i64 {
 
 /// The health check: a request to `path` every `interval` seconds.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct HealthCheckField {
     /// Path requested (default `/`).
-    #[serde(default = "default_path")]
     path: String,
     /// Port checked; default: the port traffic goes to.
-    #[serde(default)]
     port: Option<i64>,
     /// `HTTP` or `HTTPS`; default: the target group's protocol.
-    #[serde(default)]
     protocol: Option<Protocol>,
     /// Seconds between checks, 5 to 300 (default 30).
-    #[serde(default = "default_interval")]
     interval: i64,
     /// Seconds without an answer that fail a check, 2 to 120 and below `interval`
     /// (default 5).
-    #[serde(default = "default_timeout")]
     timeout: i64,
     /// Checks in a row that make an unhealthy target healthy, 2 to 10 (default 5).
-    #[serde(default = "default_healthy")]
     healthy_threshold: i64,
     /// Checks in a row that make a healthy target unhealthy, 2 to 10 (default 2).
-    #[serde(default = "default_unhealthy")]
     unhealthy_threshold: i64,
     /// HTTP codes that count as healthy: `200`, `200,302` or `200-399` (default `200`).
-    #[serde(default = "default_matcher")]
     matcher: String,
 }
 
 impl Default for HealthCheckField {
     fn default() -> Self {
         HealthCheckField {
-            path: default_path(),
+            path: "/".into(),
             port: None,
             protocol: None,
-            interval: default_interval(),
-            timeout: default_timeout(),
-            healthy_threshold: default_healthy(),
-            unhealthy_threshold: default_unhealthy(),
-            matcher: default_matcher(),
+            interval: 30,
+            timeout: 5,
+            healthy_threshold: 5,
+            unhealthy_threshold: 2,
+            matcher: "200".into(),
         }
     }
-}
-
-fn default_path() -> String {
-    "/".into()
-}
-fn default_interval() -> i64 {
-    30
-}
-fn default_timeout() -> i64 {
-    5
-}
-fn default_healthy() -> i64 {
-    5
-}
-fn default_unhealthy() -> i64 {
-    2
-}
-fn default_matcher() -> String {
-    "200".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
