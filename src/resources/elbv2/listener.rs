@@ -73,6 +73,19 @@ pub struct Attrs {
     default_action: DefaultAction,
 }
 
+/// Sets protocol, port, default action, certificate and TLS policy on a CreateListener or
+/// ModifyListener request (two builder types with the same setters).
+macro_rules! with_settings {
+    ($req:expr, $a:expr) => {{
+        let a: &Attrs = $a;
+        $req.protocol(ProtocolEnum::from(a.protocol.as_str()))
+            .port(a.port)
+            .default_actions(action(&a.default_action))
+            .set_certificates(certificates(a))
+            .set_ssl_policy(a.ssl_policy.clone())
+    }};
+}
+
 #[async_trait]
 impl Resource for Listener {
     const KIND: &'static str = "listener";
@@ -253,15 +266,11 @@ impl Resource for Listener {
         a: &Attrs,
         _: &(),
     ) -> Result<AwsListener, Error> {
-        let mut req = aws
+        let req = aws
             .elbv2
             .create_listener()
-            .load_balancer_arn(&a.load_balancer)
-            .protocol(ProtocolEnum::from(a.protocol.as_str()))
-            .port(a.port)
-            .default_actions(action(&a.default_action))
-            .set_certificates(certificates(a))
-            .set_ssl_policy(a.ssl_policy.clone());
+            .load_balancer_arn(&a.load_balancer);
+        let mut req = with_settings!(req, a);
         for t in tag_list(cx.stack, cx.id, &format!("{}-{}", cx.stack, cx.id)) {
             req = req.tags(t);
         }
@@ -282,14 +291,8 @@ impl Resource for Listener {
         _: &(),
         _changed: Changed<'_>,
     ) -> Result<Option<AwsListener>, Error> {
-        aws.elbv2
-            .modify_listener()
-            .listener_arn(&live.physical_id)
-            .protocol(ProtocolEnum::from(a.protocol.as_str()))
-            .port(a.port)
-            .default_actions(action(&a.default_action))
-            .set_certificates(certificates(a))
-            .set_ssl_policy(a.ssl_policy.clone())
+        let req = aws.elbv2.modify_listener().listener_arn(&live.physical_id);
+        with_settings!(req, a)
             .send()
             .await
             .map_err(aws_error("ModifyListener"))?;

@@ -100,23 +100,20 @@ impl Resource for LoadBalancer {
 
     fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
-        for (i, s) in f.subnets.iter().enumerate() {
-            issues.extend(check_id_ref(
-                &format!("subnets[{i}]"),
-                s,
-                cx,
-                "subnet",
-                "subnet-",
-            ));
-        }
-        for (i, s) in f.security_groups.iter().enumerate() {
-            issues.extend(check_id_ref(
-                &format!("security_groups[{i}]"),
-                s,
-                cx,
+        let lists = [
+            ("subnets", &f.subnets, "subnet", "subnet-"),
+            (
+                "security_groups",
+                &f.security_groups,
                 "security_group",
                 "sg-",
-            ));
+            ),
+        ];
+        for (field, ids, kind, prefix) in lists {
+            for (i, s) in ids.iter().enumerate() {
+                let path = format!("{field}[{i}]");
+                issues.extend(check_id_ref(&path, s, cx, kind, prefix));
+            }
         }
         issues.extend(check_zones("subnets", &f.subnets, cx));
         if !f.drop_invalid_header_fields {
