@@ -142,6 +142,10 @@ pub trait Resource: Send + Sync + 'static {
     const UNIQUE_NAME: Option<(&'static str, usize)> = None;
     /// How a leftover of an interrupted run is met (see [`Adopt`]).
     const ADOPT: Adopt = Adopt::Never;
+    /// Whether adopting a leftover calls `update` even when nothing differs: for a kind
+    /// whose update also waits until the resource is usable (an Auto Scaling group's
+    /// instances InService), which the leftover of an interrupted create may not be yet.
+    const UPDATE_ADOPTED: bool = false;
 
     /// The blueprint fields; their doc comments are the schema's descriptions.
     type Fields: DeserializeOwned + schemars::JsonSchema;
@@ -284,7 +288,7 @@ impl<R: Resource> Typed<R> {
         cx.note("found what an earlier, interrupted run created; bringing it up to date");
         let live = self.live(cx.id.to_string(), &found.raw)?;
         let changed = crate::diff::changed_attributes(desired_json, &live.attrs);
-        if changed.is_empty() {
+        if changed.is_empty() && !R::UPDATE_ADOPTED {
             return Ok(live);
         }
         let forcing: Vec<&str> = changed

@@ -6,30 +6,31 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_autoscaling::types::{
-    Activity, AutoScalingGroup as AwsGroup, Filter, LaunchTemplateSpecification, LifecycleState,
-    MetricType, PredefinedMetricSpecification, RefreshPreferences, ScalingActivityStatusCode, Tag,
-    TargetTrackingConfiguration,
+    AutoScalingGroup as AwsGroup, Filter, LaunchTemplateSpecification, MetricType,
+    PredefinedMetricSpecification, RefreshPreferences, Tag, TargetTrackingConfiguration,
 };
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
+use super::{
+    activity_ids, describe, group_gone, owned_id, wait_capacity, wait_instances_gone,
+    with_template_retry, CAPACITY_TIMEOUT,
+};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::common::{self, aws_error, Error};
 use crate::resources::elbv2::arn_suffix;
 use crate::resources::fields::{check_arn_ref, check_id_ref, has_ref, id_set, ref_key};
-use crate::resources::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx, TAG_STACK};
 
 pub struct AutoscalingGroup;
 
-const KIND: &str = "autoscaling_group";
 const CPU: &str = "ASGAverageCPUUtilization";
 const REQUESTS: &str = "ALBRequestCountPerTarget";
 const ELB_HEALTH_BASELINE: &str = "security baseline CKV2_AWS_15";
-/// Instances may take minutes to boot and pass their lifecycle hooks.
-const CAPACITY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// The largest group size the API takes: MinSize, MaxSize and DesiredCapacity are 32-bit
 /// integers (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_CreateAutoScalingGroup.html).
 const MAX_SIZE: i64 = i32::MAX as i64;
@@ -75,7 +76,7 @@ struct PolicyField {
 /// launch template running in the given subnets.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// The launch template: a reference like `${web_lt}` or an id (`lt-…`).
     launch_template: String,
     /// Which version to launch: write `${web_lt.latest_version}` so that a template
@@ -111,7 +112,7 @@ fn default_grace() -> i64 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Policy {
+pub struct Policy {
     metric: String,
     target: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,7 +120,7 @@ struct Policy {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     launch_template: String,
     launch_template_version: String,
@@ -135,24 +136,24 @@ struct Attrs {
 }
 
 #[async_trait]
-impl Kind for AutoscalingGroup {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for AutoscalingGroup {
+    const KIND: &'static str = "autoscaling_group";
+    const ATTRIBUTES: &'static [&'static str] = &["name", "arn"];
+    const REPLACE_ON: &'static [&'static str] = &["name"];
+    // A re-run after an interrupted apply finds the group the first run made (AWS would
+    // answer AlreadyExists; not every emulator does, so look first).
+    const ADOPT: Adopt = Adopt::LookFirst;
+    // The interrupted create may have died waiting for the instances: the update waits
+    // for them (and reports a failed launch) even when nothing else is to change.
+    const UPDATE_ADOPTED: bool = true;
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["name", "arn"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    /// The group and its target-tracking policy (read by the policy's name).
+    type Raw = (AwsGroup, Option<Policy>);
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         issues.extend(check_id_ref(
             "launch_template",
@@ -272,8 +273,7 @@ impl Kind for AutoscalingGroup {
         issues
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
         let min_size = common::int32("min_size", f.min_size)?;
         let max_size = common::int32("max_size", f.max_size)?;
         let desired_capacity =
@@ -294,8 +294,8 @@ impl Kind for AutoscalingGroup {
             .as_ref()
             .map(|p| policy_attr(p, &f.target_groups))
             .transpose()?;
-        Ok(json!(Attrs {
-            name: group_name(stack, id),
+        let a = Attrs {
+            name: group_name(site.stack, site.id),
             launch_template: f.launch_template,
             launch_template_version: version,
             subnets: id_set(f.subnets),
@@ -314,30 +314,23 @@ impl Kind for AutoscalingGroup {
             .into(),
             health_check_grace_period: grace,
             scaling_policy: policy,
-        }))
+        };
+        Ok((a, ()))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+    fn physical_names(&self, stack: &str, id: &str, _: &Fields) -> Vec<(String, String)> {
         vec![("Auto Scaling group name".into(), group_name(stack, id))]
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["name"]
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
-        let with_targets = desired
-            .get("target_groups")
-            .and_then(Json::as_array)
-            .is_some_and(|t| !t.is_empty());
-        if with_targets && desired.get("health_check_type").and_then(Json::as_str) == Some("EC2") {
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
+        if !a.target_groups.is_empty() && a.health_check_type == "EC2" {
             vec![elb_health_warning()]
         } else {
             Vec::new()
         }
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
         let groups: Vec<AwsGroup> = aws
             .autoscaling
             .describe_auto_scaling_groups()
@@ -358,25 +351,92 @@ impl Kind for AutoscalingGroup {
             .filter_map(|g| Some((owned_id(&g, stack)?, g)))
             .collect();
         // Policies have no batched form for chosen groups: one DescribePolicies each.
-        let mut out: Vec<Live> = futures::stream::iter(ours)
+        futures::stream::iter(ours)
             .map(|(id, g)| async move {
                 let policy = read_policy(aws, &g, &policy_name(stack, &id)).await?;
-                Ok::<_, Error>(live(id, &g, policy))
+                Ok::<_, Error>((id, (g, policy)))
             })
             .buffer_unordered(8)
             .try_collect()
-            .await?;
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+            .await
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<Self::Raw>>, Error> {
+        let Some(g) = describe(aws, &a.name).await? else {
+            return Ok(None);
+        };
+        let owner = owned_id(&g, stack);
+        // The policy is named after the group's id: only one of the stack's has one.
+        let policy = match &owner {
+            Some(id) => read_policy(aws, &g, &policy_name(stack, id)).await?,
+            None => None,
+        };
+        Ok(Some(Found {
+            owner,
+            raw: (g, policy),
+        }))
+    }
+
+    fn observe(&self, (g, policy): &Self::Raw) -> Observed<Attrs> {
+        let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+        let lt = g.launch_template();
+        Observed {
+            physical_id: name.clone(),
+            outputs: vec![
+                ("name", json!(name)),
+                ("arn", json!(g.auto_scaling_group_arn().unwrap_or_default())),
+            ],
+            attrs: Attrs {
+                name,
+                launch_template: lt
+                    .and_then(|t| t.launch_template_id())
+                    .unwrap_or_default()
+                    .to_string(),
+                launch_template_version: lt
+                    .and_then(|t| t.version())
+                    .unwrap_or("$Default")
+                    .to_string(),
+                subnets: id_set(
+                    g.vpc_zone_identifier()
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                min_size: g.min_size().unwrap_or_default(),
+                max_size: g.max_size().unwrap_or_default(),
+                desired_capacity: if policy.is_some() {
+                    None
+                } else {
+                    g.desired_capacity()
+                },
+                target_groups: id_set(g.target_group_arns().to_vec()),
+                health_check_type: g.health_check_type().unwrap_or("EC2").to_string(),
+                health_check_grace_period: g.health_check_grace_period().unwrap_or_default(),
+                scaling_policy: policy.clone(),
+            },
+        }
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        _: &(),
+    ) -> Result<Self::Raw, Error> {
         let mut req = aws
             .autoscaling
             .create_auto_scaling_group()
             .auto_scaling_group_name(&a.name)
-            .launch_template(template_spec(&a))
+            .launch_template(template_spec(a))
             .min_size(a.min_size)
             .max_size(a.max_size)
             .desired_capacity(a.desired_capacity.unwrap_or(a.min_size))
@@ -395,56 +455,31 @@ impl Kind for AutoscalingGroup {
                     .build(),
             );
         }
-        // A re-run after an interrupted apply finds the group the first run made (AWS
-        // would answer AlreadyExists; not every emulator does): it converges like an update.
-        let existing = match describe(aws, &a.name).await? {
-            Some(g) => Some(g),
-            None => match with_template_retry(cx, || async {
-                req.clone()
-                    .send()
-                    .await
-                    .map_err(aws_error("CreateAutoScalingGroup"))
-            })
-            .await
-            {
-                Ok(_) => None,
-                Err(e) if e.is_code(&["AlreadyExists"]) => {
-                    Some(describe(aws, &a.name).await?.ok_or(e)?)
-                }
-                Err(e) => return Err(e),
-            },
-        };
-        if let Some(g) = existing {
-            if owned_id(&g, cx.stack).as_deref() != Some(cx.id) {
-                return Err(common::name_taken("an Auto Scaling group", &a.name, cx));
-            }
-            cx.note("found the Auto Scaling group an earlier run created");
-            let policy = read_policy(aws, &g, &policy_name(cx.stack, cx.id)).await?;
-            let now = live(cx.id.to_string(), &g, policy);
-            let changed = crate::diff::changed_attributes(desired, &now.attrs);
-            return self.update(aws, cx, &now, desired, &changed).await;
-        }
+        with_template_retry(cx, || async {
+            req.clone()
+                .send()
+                .await
+                .map_err(aws_error("CreateAutoScalingGroup"))
+        })
+        .await?;
         if let Some(p) = &a.scaling_policy {
             put_policy(aws, &a.name, &policy_name(cx.stack, cx.id), p).await?;
         }
         // A new group has no activities from before this call.
         let g = wait_capacity(aws, cx, &a.name, &HashSet::new()).await?;
-        let mut l = live(cx.id.to_string(), &g, a.scaling_policy.clone());
-        l.attrs = json!(a);
-        Ok(l)
+        Ok((g, a.scaling_policy.clone()))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_g: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let before: Attrs = common::from_desired(&live_g.attrs)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<Self::Raw>, Error> {
+        let before = attrs_of::<Self>(live)?;
         let core = [
             "launch_template",
             "launch_template_version",
@@ -458,12 +493,12 @@ impl Kind for AutoscalingGroup {
         // Failures from before this update are not its doing: the wait below judges only
         // the activities that start after this point.
         let earlier = activity_ids(aws, &a.name).await?;
-        if core.iter().any(|f| has(f)) {
+        if changed.any(&core) {
             with_template_retry(cx, || async {
                 aws.autoscaling
                     .update_auto_scaling_group()
                     .auto_scaling_group_name(&a.name)
-                    .launch_template(template_spec(&a))
+                    .launch_template(template_spec(a))
                     .min_size(a.min_size)
                     .max_size(a.max_size)
                     .set_desired_capacity(a.desired_capacity)
@@ -476,19 +511,9 @@ impl Kind for AutoscalingGroup {
             })
             .await?;
         }
-        if has("target_groups") {
-            let added: Vec<String> = a
-                .target_groups
-                .iter()
-                .filter(|t| !before.target_groups.contains(t))
-                .cloned()
-                .collect();
-            let removed: Vec<String> = before
-                .target_groups
-                .iter()
-                .filter(|t| !a.target_groups.contains(t))
-                .cloned()
-                .collect();
+        if changed.has("target_groups") {
+            let added = missing_from(&a.target_groups, &before.target_groups);
+            let removed = missing_from(&before.target_groups, &a.target_groups);
             if !added.is_empty() {
                 aws.autoscaling
                     .attach_load_balancer_target_groups()
@@ -509,20 +534,18 @@ impl Kind for AutoscalingGroup {
             }
         }
         let pname = policy_name(cx.stack, cx.id);
-        if has("scaling_policy") {
+        if changed.has("scaling_policy") {
             match &a.scaling_policy {
                 Some(p) => put_policy(aws, &a.name, &pname, p).await?,
                 None => delete_policy(aws, &a.name, &pname).await?,
             }
         }
         let g = wait_capacity(aws, cx, &a.name, &earlier).await?;
-        let template_changed = has("launch_template") || has("launch_template_version");
-        if template_changed && !g.instances().is_empty() {
-            refresh_instances(aws, cx, &a).await?;
+        if changed.any(&["launch_template", "launch_template_version"]) && !g.instances().is_empty()
+        {
+            refresh_instances(aws, cx, a).await?;
         }
-        let mut l = live(cx.id.to_string(), &g, a.scaling_policy.clone());
-        l.attrs = json!(a);
-        Ok(l)
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -530,11 +553,7 @@ impl Kind for AutoscalingGroup {
         if describe(aws, name).await?.is_none() {
             return wait_instances_gone(aws, cx, name).await;
         }
-        if live
-            .attrs
-            .get("scaling_policy")
-            .is_some_and(|p| !p.is_null())
-        {
+        if attrs_of::<Self>(live)?.scaling_policy.is_some() {
             // Deleting the group deletes its policies on AWS; not on every emulator.
             delete_policy(aws, name, &policy_name(cx.stack, &live.id)).await?;
         }
@@ -569,6 +588,11 @@ impl Kind for AutoscalingGroup {
         .await?;
         wait_instances_gone(aws, cx, name).await
     }
+}
+
+/// The entries of `a` that `b` lacks.
+fn missing_from(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|t| !b.contains(t)).cloned().collect()
 }
 
 fn elb_health_warning() -> String {
@@ -701,40 +725,11 @@ fn name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-_.".contains(c)
 }
 
-fn owned_id(g: &AwsGroup, stack: &str) -> Option<String> {
-    let tag = |k: &str| {
-        g.tags()
-            .iter()
-            .find(|t| t.key() == Some(k))
-            .and_then(|t| t.value())
-    };
-    (tag(TAG_STACK) == Some(stack))
-        .then(|| tag(TAG_RESOURCE).map(str::to_string))
-        .flatten()
-}
-
 fn template_spec(a: &Attrs) -> LaunchTemplateSpecification {
     LaunchTemplateSpecification::builder()
         .launch_template_id(&a.launch_template)
         .version(&a.launch_template_version)
         .build()
-}
-
-fn group_gone(e: &Error) -> bool {
-    // AWS says "AutoScalingGroup name not found" as a ValidationError.
-    matches!(e, Error::Aws { code: Some(c), message, .. }
-        if c == "ValidationError" && message.contains("not found"))
-}
-
-async fn describe(aws: &Aws, name: &str) -> Result<Option<AwsGroup>, Error> {
-    let out = aws
-        .autoscaling
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(name)
-        .send()
-        .await
-        .map_err(aws_error("DescribeAutoScalingGroups"))?;
-    Ok(out.auto_scaling_groups().first().cloned())
 }
 
 async fn read_policy(aws: &Aws, g: &AwsGroup, name: &str) -> Result<Option<Policy>, Error> {
@@ -847,293 +842,16 @@ async fn refresh_instances(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<(), Er
     }
 }
 
-/// Waits until the group has its desired number of InService, healthy instances, or
-/// Auto Scaling reports that launching them failed.
-///
-/// AWS answers CreateAutoScalingGroup at once and launches the instances afterwards; when a
-/// launch fails (vCPU limit, instance type not offered in the zone, AMI of another
-/// architecture) the group simply stays short, and the reason is only in its scaling
-/// activities: "If an attempt to launch instances failed, the StatusCode value is Failed or
-/// Cancelled and the StatusMessage element in the response indicates the cause of the
-/// failure" (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_DescribeScalingActivities.html).
-/// Reading them ends the wait at once with AWS's reason instead of a 15-minute timeout
-/// (hashicorp/terraform#14480, terraform-provider-aws#29753). `before`: the activities the
-/// group had before this operation, which are not its doing.
-async fn wait_capacity(
-    aws: &Aws,
-    cx: &OpCx<'_>,
-    name: &str,
-    before: &HashSet<String>,
-) -> Result<AwsGroup, Error> {
-    let last_failure: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-    let r = common::wait_for(
-        cx,
-        "the group's instances to be InService",
-        CAPACITY_TIMEOUT,
-        || async {
-            let Some(g) = describe(aws, name).await? else {
-                return Ok(None);
-            };
-            let want = g.desired_capacity().unwrap_or_default() as usize;
-            let ready = g
-                .instances()
-                .iter()
-                .filter(|i| {
-                    i.lifecycle_state() == Some(&LifecycleState::InService)
-                        && i.health_status() == Some("Healthy")
-                })
-                .count();
-            if ready >= want {
-                return Ok(Some(g));
-            }
-            match launch_verdict(&recent_activities(aws, name).await?, before) {
-                Launches::Failed(e) => return Err(e),
-                Launches::Retrying(why) => {
-                    cx.note(format!(
-                        "{ready} of {want} instances InService; a launch failed and Auto Scaling is retrying: {why}"
-                    ));
-                    *last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
-                }
-                Launches::Going => cx.note(format!("{ready} of {want} instances InService")),
-            }
-            Ok(None)
-        },
-    )
-    .await;
-    match (
-        r,
-        last_failure.into_inner().unwrap_or_else(|p| p.into_inner()),
-    ) {
-        (Err(Error::Timeout { what, secs }), Some(why)) => Err(Error::Timeout {
-            what: format!("{what} (the last launch failed: {why})"),
-            secs,
-        }),
-        (r, _) => r,
-    }
-}
-
-/// What the group's recent scaling activities say about the launches of this operation.
-#[derive(Debug)]
-enum Launches {
-    /// Nothing failed (or a later launch succeeded): keep waiting.
-    Going,
-    /// The latest launch failed for a reason that passes (AWS's capacity in a zone):
-    /// Auto Scaling retries by itself, so keep waiting, saying why.
-    Retrying(String),
-    /// The latest launch failed for a reason that does not pass by itself.
-    Failed(Error),
-}
-
-/// Judges the activities that are not in `before`: the outcome of the latest one that has
-/// ended decides. A failure followed by a successful launch is AWS recovering (a zone out
-/// of capacity, then another zone), not a reason to stop. Insufficient capacity is left
-/// to Auto Scaling's own retries, as AWS says ("Our system will be working on provisioning
-/// additional capacity"; terraform-provider-aws#41580 and #33665 show applies failed on it
-/// needlessly).
-fn launch_verdict(activities: &[Activity], before: &HashSet<String>) -> Launches {
-    let latest = activities
-        .iter()
-        .filter(|a| !a.activity_id().is_some_and(|id| before.contains(id)))
-        .filter(|a| {
-            matches!(
-                a.status_code(),
-                Some(
-                    ScalingActivityStatusCode::Successful
-                        | ScalingActivityStatusCode::Failed
-                        | ScalingActivityStatusCode::Cancelled
-                )
-            )
-        })
-        .max_by(|a, b| a.start_time().cmp(&b.start_time()));
-    let Some(act) = latest else {
-        return Launches::Going;
-    };
-    let status = match act.status_code() {
-        Some(s @ (ScalingActivityStatusCode::Failed | ScalingActivityStatusCode::Cancelled)) => s,
-        _ => return Launches::Going,
-    };
-    let why = act
-        .status_message()
-        .or(act.description())
-        .unwrap_or("no reason given")
-        .to_string();
-    if insufficient_capacity(&why) {
-        return Launches::Retrying(why);
-    }
-    Launches::Failed(Error::Aws {
-        operation: "Launching the group's instances".into(),
-        code: Some(status.as_str().to_string()),
-        message: format!(
-            "Auto Scaling activity {} {}: {why} (the group stays and keeps trying: \
-             fix the cause and apply again, or destroy the stack)",
-            act.activity_id().unwrap_or("?"),
-            status.as_str()
-        ),
-    })
-}
-
-/// EC2's InsufficientInstanceCapacity as Auto Scaling reports it: "We currently do not have
-/// sufficient t3.micro capacity in the Availability Zone you requested (…). Our system will
-/// be working on provisioning additional capacity." Spot: "There is no Spot capacity
-/// available that matches your request."
-fn insufficient_capacity(message: &str) -> bool {
-    message.contains("do not have sufficient") || message.contains("no Spot capacity available")
-}
-
-/// The group's most recent activities. Auto Scaling lists the ones in progress first,
-/// then the newest; one page of 100 holds every activity an operation of securecart
-/// starts (one per instance launched), so the rest of the six weeks AWS keeps is not read.
-async fn recent_activities(aws: &Aws, name: &str) -> Result<Vec<Activity>, Error> {
-    Ok(aws
-        .autoscaling
-        .describe_scaling_activities()
-        .auto_scaling_group_name(name)
-        .max_records(100)
-        .send()
-        .await
-        .map_err(aws_error("DescribeScalingActivities"))?
-        .activities()
-        .to_vec())
-}
-
-/// The ids of the group's recent activities, to tell later ones apart.
-async fn activity_ids(aws: &Aws, name: &str) -> Result<HashSet<String>, Error> {
-    Ok(recent_activities(aws, name)
-        .await?
-        .iter()
-        .filter_map(|a| a.activity_id().map(str::to_string))
-        .collect())
-}
-
-/// Auto Scaling may not see a launch template EC2 created a moment ago: "You must use a
-/// valid fully-formed launch template. The specified launch template, with template ID
-/// lt-…, does not exist." (terraform-provider-aws retries it:
-/// https://github.com/hashicorp/terraform-provider-aws/pull/40088). Other "fully-formed
-/// launch template" errors (a key pair or image that does not exist) are for good.
-fn template_not_ready(e: &Error) -> bool {
-    common::is_aws_message(e, &["ValidationError"], "The specified launch template")
-        && common::is_aws_message(e, &["ValidationError"], "does not exist")
-}
-
-/// How long Auto Scaling may take to see a new launch template (or version).
-const TEMPLATE_SETTLE: Duration = Duration::from_secs(30);
-
-/// Runs a create or update of the group, retrying briefly while Auto Scaling does not see
-/// its launch template yet.
-async fn with_template_retry<T, F, Fut>(cx: &OpCx<'_>, op: F) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    common::retry_while(
-        cx,
-        template_not_ready,
-        TEMPLATE_SETTLE,
-        "Auto Scaling does not see the new launch template yet (EC2 changes take a moment to reach it)",
-        op,
-    )
-    .await
-}
-
-/// Waits until no instance launched by the group is left (terminated ones are gone).
-async fn wait_instances_gone(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<(), Error> {
-    use aws_sdk_ec2::types::Filter as Ec2Filter;
-    common::wait_for(
-        cx,
-        "the group's instances to be terminated",
-        CAPACITY_TIMEOUT,
-        || async {
-            let left = aws
-                .ec2
-                .describe_instances()
-                .filters(
-                    Ec2Filter::builder()
-                        .name("tag:aws:autoscaling:groupName")
-                        .values(name)
-                        .build(),
-                )
-                .filters(
-                    Ec2Filter::builder()
-                        .name("instance-state-name")
-                        .set_values(Some(
-                            ["pending", "running", "shutting-down", "stopping", "stopped"]
-                                .map(String::from)
-                                .to_vec(),
-                        ))
-                        .build(),
-                )
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(aws_error("DescribeInstances"))?;
-            let n: usize = left.iter().map(|r| r.instances().len()).sum();
-            if n == 0 {
-                return Ok(Some(()));
-            }
-            cx.note(format!("{n} instances of the group still terminating"));
-            Ok(None)
-        },
-    )
-    .await
-}
-
-fn live(id: String, g: &AwsGroup, policy: Option<Policy>) -> Live {
-    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
-    let lt = g.launch_template();
-    let attrs = Attrs {
-        name: name.clone(),
-        launch_template: lt
-            .and_then(|t| t.launch_template_id())
-            .unwrap_or_default()
-            .to_string(),
-        launch_template_version: lt
-            .and_then(|t| t.version())
-            .unwrap_or("$Default")
-            .to_string(),
-        subnets: id_set(
-            g.vpc_zone_identifier()
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-        ),
-        min_size: g.min_size().unwrap_or_default(),
-        max_size: g.max_size().unwrap_or_default(),
-        desired_capacity: if policy.is_some() {
-            None
-        } else {
-            g.desired_capacity()
-        },
-        target_groups: id_set(g.target_group_arns().to_vec()),
-        health_check_type: g.health_check_type().unwrap_or("EC2").to_string(),
-        health_check_grace_period: g.health_check_grace_period().unwrap_or_default(),
-        scaling_policy: policy,
-    };
-    let outputs = [
-        ("name", json!(name)),
-        ("arn", json!(g.auto_scaling_group_arn().unwrap_or_default())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    Live {
-        id,
-        kind: KIND,
-        physical_id: name,
-        attrs: json!(attrs),
-        outputs,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::testing::problems;
+    use crate::resources::typed::Typed;
+    use crate::resources::{Kind, TAG_RESOURCE};
     use aws_sdk_autoscaling::types::TagDescription;
+    use serde_json::Value as Json;
+
+    const K: Typed<AutoscalingGroup> = Typed(AutoscalingGroup);
 
     fn asg(body: &str) -> Vec<String> {
         problems(&format!(
@@ -1163,103 +881,6 @@ resources:
     subnets: [\"${{a}}\"]
 {body}"
         ))
-    }
-
-    /// An activity as DescribeScalingActivities answers it (recorded AWS messages below).
-    fn activity(id: &str, at: i64, status: ScalingActivityStatusCode, message: &str) -> Activity {
-        Activity::builder()
-            .activity_id(id)
-            .auto_scaling_group_name("t-g")
-            .cause(format!("At 2026-12-07T10:00:{at:02}Z an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 0 to 2."))
-            .description("Launching a new EC2 instance.  Status Reason: see StatusMessage")
-            .start_time(aws_smithy_types::DateTime::from_secs(1_796_000_000 + at))
-            .status_code(status)
-            .set_status_message((!message.is_empty()).then(|| message.to_string()))
-            .progress(100)
-            .build()
-    }
-
-    const VCPU_LIMIT: &str = "You have requested more vCPU capacity than your current vCPU limit of 32 allows for the instance bucket that the specified instance type belongs to. Please visit http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit. Launching EC2 instance failed.";
-    const NOT_OFFERED: &str = "Your requested instance type (t4g.micro) is not supported in your requested Availability Zone (us-east-1e). Please retry your request by not specifying an Availability Zone or choosing us-east-1a, us-east-1b, us-east-1c, us-east-1d, us-east-1f. Launching EC2 instance failed.";
-    const ARCHITECTURE: &str = "The architecture 'arm64' of the specified instance type does not match the architecture 'x86_64' of the specified AMI. Specify an instance type and an AMI that have matching architectures, and try again. You can use 'describe-instance-types' or 'describe-images' to discover the architecture of the instance type or AMI. Launching EC2 instance failed.";
-    const NO_CAPACITY: &str = "We currently do not have sufficient r6a.xlarge capacity in the Availability Zone you requested (ap-southeast-2b). Our system will be working on provisioning additional capacity. You can currently get r6a.xlarge capacity by not specifying an Availability Zone in your request or choosing ap-southeast-2a, ap-southeast-2c. Launching EC2 instance failed.";
-
-    #[test]
-    fn a_failed_launch_ends_the_wait_with_aws_reason() {
-        use ScalingActivityStatusCode::*;
-        let none = HashSet::new();
-        for reason in [VCPU_LIMIT, NOT_OFFERED, ARCHITECTURE] {
-            let acts = [
-                activity("b", 2, InProgress, ""),
-                activity("a", 1, Failed, reason),
-            ];
-            match launch_verdict(&acts, &none) {
-                Launches::Failed(e) => {
-                    let text = e.to_string();
-                    assert!(text.contains(reason), "{text}");
-                    assert!(text.contains("activity a Failed"), "{text}");
-                    assert_eq!(e.code(), Some("Failed"));
-                }
-                other => panic!("{reason}: {other:?}"),
-            }
-        }
-        let cancelled = [activity("c", 1, Cancelled, "")];
-        assert!(matches!(
-            launch_verdict(&cancelled, &none),
-            Launches::Failed(e) if e.to_string().contains("Status Reason")
-        ));
-    }
-
-    #[test]
-    fn launches_that_pass_or_predate_the_change_do_not_end_the_wait() {
-        use ScalingActivityStatusCode::*;
-        let none = HashSet::new();
-        // Nothing yet, or still launching.
-        assert!(matches!(launch_verdict(&[], &none), Launches::Going));
-        assert!(matches!(
-            launch_verdict(&[activity("a", 1, PreInService, "")], &none),
-            Launches::Going
-        ));
-        // A zone out of capacity, then a launch elsewhere that worked: AWS recovered.
-        let recovered = [
-            activity("b", 5, Successful, ""),
-            activity("a", 1, Failed, NOT_OFFERED),
-        ];
-        assert!(matches!(launch_verdict(&recovered, &none), Launches::Going));
-        // The same failure again after that success decides.
-        let again = [
-            activity("c", 9, Failed, NOT_OFFERED),
-            activity("b", 5, Successful, ""),
-        ];
-        assert!(matches!(launch_verdict(&again, &none), Launches::Failed(_)));
-        // Insufficient capacity passes: Auto Scaling retries it by itself.
-        match launch_verdict(&[activity("a", 1, Failed, NO_CAPACITY)], &none) {
-            Launches::Retrying(why) => assert_eq!(why, NO_CAPACITY),
-            other => panic!("{other:?}"),
-        }
-        // A failure from before this operation is not its doing.
-        let before: HashSet<String> = ["old".to_string()].into();
-        let old = [activity("old", 1, Failed, VCPU_LIMIT)];
-        assert!(matches!(launch_verdict(&old, &before), Launches::Going));
-    }
-
-    #[test]
-    fn only_a_template_auto_scaling_cannot_see_yet_is_retried() {
-        let aws = |message: &str| Error::Aws {
-            operation: "CreateAutoScalingGroup".into(),
-            code: Some("ValidationError".into()),
-            message: format!("ValidationError: {message}"),
-        };
-        assert!(template_not_ready(&aws("You must use a valid fully-formed launch template. The specified launch template, with template ID lt-0123456789abcdef0, does not exist.")));
-        assert!(!template_not_ready(&aws(
-            "You must use a valid fully-formed launch template. The key pair 'web' does not exist"
-        )));
-        assert!(!template_not_ready(&aws(
-            "You must use a valid fully-formed launch template. The image id '[ami-04c61f099db4b898d]' does not exist"
-        )));
-        assert!(!template_not_ready(&aws(
-            "AutoScalingGroup name not found - t-g"
-        )));
     }
 
     #[test]
@@ -1292,15 +913,15 @@ resources:
 
     #[test]
     fn desired_defaults() {
-        let d = AutoscalingGroup
+        let d = K
             .desired("dev", "g", &json!({"launch_template": "lt-1", "launch_template_version": 3, "subnets": ["s-2", "s-1"], "min_size": 2, "max_size": 4, "target_groups": ["arn:tg"]}))
             .unwrap();
         assert_eq!(d["launch_template_version"], json!("3"));
         assert_eq!(d["desired_capacity"], json!(2));
         assert_eq!(d["health_check_type"], json!("ELB"));
         assert_eq!(d["subnets"], json!(["s-1", "s-2"]));
-        assert!(AutoscalingGroup.warnings(&d).is_empty());
-        let d = AutoscalingGroup
+        assert!(K.warnings(&d).is_empty());
+        let d = K
             .desired("dev", "g", &json!({"launch_template": "lt-1", "subnets": ["s-1"], "min_size": 2, "max_size": 4,
                 "target_groups": ["arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/t/2"],
                 "scaling_policy": {"requests_per_target": 100, "load_balancer": "arn:aws:elasticloadbalancing:us-east-1:1:loadbalancer/app/l/1"}}))
@@ -1314,7 +935,7 @@ resources:
 
     #[test]
     fn read_shape_matches_desired() {
-        let d = AutoscalingGroup
+        let d = K
             .desired("dev", "g", &json!({"launch_template": "lt-1", "launch_template_version": "2", "subnets": ["s-2", "s-1"], "min_size": 2, "max_size": 4, "target_groups": ["arn:tg"], "scaling_policy": {"cpu_utilization": 50}}))
             .unwrap();
         let g = AwsGroup::builder()
@@ -1350,8 +971,8 @@ resources:
             target: 50.0,
             resource_label: None,
         };
-        let l = live("g".into(), &g, Some(p));
-        assert_eq!(d, l.attrs);
+        let o = AutoscalingGroup.observe(&(g.clone(), Some(p)));
+        assert_eq!(d, json!(o.attrs));
         assert_eq!(owned_id(&g, "dev"), Some("g".into()));
         assert_eq!(owned_id(&g, "dev2"), None);
     }

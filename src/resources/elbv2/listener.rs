@@ -8,35 +8,25 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
-use super::{lb_gone, stack_load_balancers, tag_list, tags_of};
+use super::{self as elbv2, lb_gone, listener_gone, stack_load_balancers, tag_list, Protocol};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::common::{self, aws_error, Error};
 use crate::resources::fields::check_arn_ref;
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct Listener;
 
-const KIND: &str = "listener";
 const DEFAULT_SSL_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 const HTTPS_BASELINE: &str = "security baseline CKV_AWS_2 / ELB.1";
-
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "UPPERCASE")]
-enum Protocol {
-    #[default]
-    Http,
-    Https,
-}
 
 /// A listener: what a load balancer does with requests on one port.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// The load balancer: a reference like `${web_lb}` or an ARN. Changing it replaces
     /// the listener.
     load_balancer: String,
@@ -74,7 +64,7 @@ enum DefaultAction {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     load_balancer: String,
     protocol: String,
     port: i32,
@@ -83,25 +73,33 @@ struct Attrs {
     default_action: DefaultAction,
 }
 
+/// Sets protocol, port, default action, certificate and TLS policy on a CreateListener or
+/// ModifyListener request (two builder types with the same setters).
+macro_rules! with_settings {
+    ($req:expr, $a:expr) => {{
+        let a: &Attrs = $a;
+        $req.protocol(ProtocolEnum::from(a.protocol.as_str()))
+            .port(a.port)
+            .default_actions(action(&a.default_action))
+            .set_certificates(certificates(a))
+            .set_ssl_policy(a.ssl_policy.clone())
+    }};
+}
+
 #[async_trait]
-impl Kind for Listener {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for Listener {
+    const KIND: &'static str = "listener";
+    const ATTRIBUTES: &'static [&'static str] = &["arn"];
+    const REPLACE_ON: &'static [&'static str] = &["load_balancer"];
+    // A port holds one listener: a re-run finds the one an earlier run made.
+    const ADOPT: Adopt = Adopt::LookFirst;
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["arn"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    type Raw = AwsListener;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         issues.extend(check_arn_ref(
             "load_balancer",
@@ -166,8 +164,7 @@ impl Kind for Listener {
         issues
     }
 
-    fn desired(&self, _stack: &str, _id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
+    fn desired(&self, _site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
         let https = f.protocol == Protocol::Https;
         let default_action = match f.forward {
             Some(tg) => DefaultAction::Forward(tg),
@@ -177,49 +174,38 @@ impl Kind for Listener {
                 status_code: "HTTP_301".into(),
             },
         };
-        Ok(json!(Attrs {
+        let a = Attrs {
             load_balancer: f.load_balancer,
-            protocol: if https { "HTTPS" } else { "HTTP" }.into(),
+            protocol: f.protocol.as_str().into(),
             port: common::int32("port", f.port.unwrap_or(if https { 443 } else { 80 }))?,
             certificate_arn: f.certificate_arn.filter(|_| https),
             ssl_policy: https.then(|| f.ssl_policy.unwrap_or_else(|| DEFAULT_SSL_POLICY.into())),
             default_action,
-        }))
+        };
+        Ok((a, ()))
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["load_balancer"]
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
-        let http = desired.get("protocol").and_then(Json::as_str) == Some("HTTP");
-        let forwards = desired
-            .get("default_action")
-            .is_some_and(|a| a.get("forward").is_some());
-        if http && forwards {
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
+        if a.protocol == "HTTP" && matches!(a.default_action, DefaultAction::Forward(_)) {
             vec![http_forward_warning()]
         } else {
             Vec::new()
         }
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    fn label(&self, a: &Attrs) -> String {
+        format!(
+            "a listener on port {} of load balancer {}",
+            a.port, a.load_balancer
+        )
+    }
+
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, AwsListener)>, Error> {
         let lbs = stack_load_balancers(aws, stack).await?;
         // DescribeListeners takes one load balancer per call.
         let listeners: Vec<Vec<AwsListener>> = futures::stream::iter(lbs)
             .map(|(_, lb)| async move {
-                let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
-                let r = aws
-                    .elbv2
-                    .describe_listeners()
-                    .load_balancer_arn(&arn)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>()
-                    .await
-                    .map_err(aws_error("DescribeListeners"));
-                match r {
+                match listeners_of(aws, lb.load_balancer_arn().unwrap_or_default()).await {
                     Err(e) if lb_gone(&e) => Ok(Vec::new()),
                     other => other,
                 }
@@ -227,93 +213,90 @@ impl Kind for Listener {
             .buffer_unordered(8)
             .try_collect()
             .await?;
-        let listeners: Vec<AwsListener> = listeners.into_iter().flatten().collect();
-        let arns: Vec<String> = listeners
-            .iter()
-            .filter_map(|l| l.listener_arn().map(str::to_string))
-            .collect();
-        let tags = tags_of(aws, &arns).await?;
-        let mut out: Vec<Live> = listeners
-            .iter()
-            .filter_map(|l| {
-                let id = common::owned_id(tags.get(l.listener_arn()?)?, stack)?;
-                Some(live(id, l))
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+        let listeners = listeners.into_iter().flatten().collect();
+        elbv2::owned(aws, stack, listeners, AwsListener::listener_arn).await
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        // A port holds one listener: a re-run finds the one an earlier run made.
-        let existing = aws
-            .elbv2
-            .describe_listeners()
-            .load_balancer_arn(&a.load_balancer)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeListeners"))?;
-        if let Some(l) = existing.iter().find(|l| l.port() == Some(a.port)) {
-            let arn = l.listener_arn().unwrap_or_default().to_string();
-            let tags = tags_of(aws, std::slice::from_ref(&arn)).await?;
-            if common::owned_id(&tags.get(&arn).cloned().unwrap_or_default(), cx.stack).as_deref()
-                != Some(cx.id)
-            {
-                return Err(Error::Conflict(format!(
-                    "port {} of load balancer {} already has listener {arn}, which is not tagged as `{}` of stack `{}`; \
-                     securecart does not adopt or change it: delete it or use another port",
-                    a.port, a.load_balancer, cx.id, cx.stack
-                )));
-            }
-            cx.note("found the listener an earlier run created");
-            let now = live(cx.id.to_string(), l);
-            let changed = crate::diff::changed_attributes(desired, &now.attrs);
-            if !changed.is_empty() {
-                modify(aws, &arn, &a).await?;
-            }
-            let mut l = now;
-            l.attrs = json!(a);
-            return Ok(l);
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<AwsListener>>, Error> {
+        let existing = listeners_of(aws, &a.load_balancer).await?;
+        let Some(l) = existing.into_iter().find(|l| l.port() == Some(a.port)) else {
+            return Ok(None);
+        };
+        Ok(Some(Found {
+            owner: elbv2::owner(aws, stack, l.listener_arn().unwrap_or_default()).await?,
+            raw: l,
+        }))
+    }
+
+    fn observe(&self, l: &AwsListener) -> Observed<Attrs> {
+        let arn = l.listener_arn().unwrap_or_default().to_string();
+        let protocol = l
+            .protocol()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let https = protocol == "HTTPS";
+        Observed {
+            outputs: vec![("arn", json!(arn))],
+            physical_id: arn,
+            attrs: Attrs {
+                load_balancer: l.load_balancer_arn().unwrap_or_default().to_string(),
+                protocol,
+                port: l.port().unwrap_or_default(),
+                certificate_arn: l
+                    .certificates()
+                    .first()
+                    .and_then(|c| c.certificate_arn())
+                    .map(str::to_string)
+                    .filter(|_| https),
+                ssl_policy: l.ssl_policy().map(str::to_string).filter(|_| https),
+                default_action: read_action(l),
+            },
         }
-        let mut req = aws
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        _: &(),
+    ) -> Result<AwsListener, Error> {
+        let req = aws
             .elbv2
             .create_listener()
-            .load_balancer_arn(&a.load_balancer)
-            .protocol(ProtocolEnum::from(a.protocol.as_str()))
-            .port(a.port)
-            .default_actions(action(&a.default_action))
-            .set_certificates(certificates(&a))
-            .set_ssl_policy(a.ssl_policy.clone());
+            .load_balancer_arn(&a.load_balancer);
+        let mut req = with_settings!(req, a);
         for t in tag_list(cx.stack, cx.id, &format!("{}-{}", cx.stack, cx.id)) {
             req = req.tags(t);
         }
         let out = req.send().await.map_err(aws_error("CreateListener"))?;
-        let l = out
-            .listeners()
+        out.listeners()
             .first()
-            .ok_or_else(|| Error::Invalid("CreateListener returned no listener".into()))?;
-        let mut l = live(cx.id.to_string(), l);
-        l.attrs = json!(a);
-        Ok(l)
+            .cloned()
+            .ok_or_else(|| Error::Invalid("CreateListener returned no listener".into()))
     }
 
+    /// ModifyListener with everything: port, protocol, certificate, policy and action.
     async fn update(
         &self,
         aws: &Aws,
         _cx: &OpCx<'_>,
-        live_l: &Live,
-        desired: &Json,
-        _changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        modify(aws, &live_l.physical_id, &a).await?;
-        let mut l = live_l.clone();
-        l.attrs = json!(a);
-        Ok(l)
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        _changed: Changed<'_>,
+    ) -> Result<Option<AwsListener>, Error> {
+        let req = aws.elbv2.modify_listener().listener_arn(&live.physical_id);
+        with_settings!(req, a)
+            .send()
+            .await
+            .map_err(aws_error("ModifyListener"))?;
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -325,11 +308,23 @@ impl Kind for Listener {
             .await
             .map_err(aws_error("DeleteListener"));
         match r {
-            Err(e) if e.is_code(&["ListenerNotFound", "ListenerNotFoundException"]) => Ok(()),
-            Err(e) if lb_gone(&e) => Ok(()),
+            Err(e) if listener_gone(&e) => Ok(()),
             other => other.map(|_| ()),
         }
     }
+}
+
+/// Every listener of one load balancer (paginated).
+async fn listeners_of(aws: &Aws, lb_arn: &str) -> Result<Vec<AwsListener>, Error> {
+    aws.elbv2
+        .describe_listeners()
+        .load_balancer_arn(lb_arn)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(aws_error("DescribeListeners"))
 }
 
 fn http_forward_warning() -> String {
@@ -337,22 +332,6 @@ fn http_forward_warning() -> String {
         "a plain HTTP listener forwards traffic unencrypted; add an HTTPS listener and use \
          `redirect_to_https: true` here — {HTTPS_BASELINE}"
     )
-}
-
-/// ModifyListener with everything: port, protocol, certificate, policy and action.
-async fn modify(aws: &Aws, arn: &str, a: &Attrs) -> Result<(), Error> {
-    aws.elbv2
-        .modify_listener()
-        .listener_arn(arn)
-        .protocol(ProtocolEnum::from(a.protocol.as_str()))
-        .port(a.port)
-        .default_actions(action(&a.default_action))
-        .set_certificates(certificates(a))
-        .set_ssl_policy(a.ssl_policy.clone())
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("ModifyListener"))
 }
 
 fn certificates(a: &Attrs) -> Option<Vec<Certificate>> {
@@ -418,39 +397,14 @@ fn read_action(l: &AwsListener) -> DefaultAction {
     }
 }
 
-fn live(id: String, l: &AwsListener) -> Live {
-    let arn = l.listener_arn().unwrap_or_default().to_string();
-    let protocol = l
-        .protocol()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    let https = protocol == "HTTPS";
-    let attrs = Attrs {
-        load_balancer: l.load_balancer_arn().unwrap_or_default().to_string(),
-        protocol,
-        port: l.port().unwrap_or_default(),
-        certificate_arn: l
-            .certificates()
-            .first()
-            .and_then(|c| c.certificate_arn())
-            .map(str::to_string)
-            .filter(|_| https),
-        ssl_policy: l.ssl_policy().map(str::to_string).filter(|_| https),
-        default_action: read_action(l),
-    };
-    Live {
-        id,
-        kind: KIND,
-        physical_id: arn.clone(),
-        attrs: json!(attrs),
-        outputs: [("arn".to_string(), json!(arn))].into_iter().collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::testing::problems;
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
+
+    const K: Typed<Listener> = Typed(Listener);
 
     fn listener(body: &str) -> Vec<String> {
         problems(&format!(
@@ -487,22 +441,22 @@ resources:
             p[0].starts_with("Warning") && p[0].contains("CKV_AWS_2 / ELB.1"),
             "{p:?}"
         );
-        let d = Listener
+        let d = K
             .desired(
                 "dev",
                 "l",
                 &json!({"load_balancer": "arn:lb", "forward": "arn:tg"}),
             )
             .unwrap();
-        assert!(Listener.warnings(&d)[0].contains("CKV_AWS_2 / ELB.1"));
-        let d = Listener
+        assert!(K.warnings(&d)[0].contains("CKV_AWS_2 / ELB.1"));
+        let d = K
             .desired(
                 "dev",
                 "l",
                 &json!({"load_balancer": "arn:lb", "redirect_to_https": true}),
             )
             .unwrap();
-        assert!(Listener.warnings(&d).is_empty());
+        assert!(K.warnings(&d).is_empty());
     }
 
     #[test]
@@ -527,7 +481,7 @@ resources:
 
     #[test]
     fn read_shape_matches_desired() {
-        let d = Listener
+        let d = K
             .desired(
                 "dev",
                 "l",
@@ -545,9 +499,9 @@ resources:
                 status_code: "HTTP_301".into(),
             }))
             .build();
-        assert_eq!(d, live("l".into(), &aws).attrs);
+        assert_eq!(d, json!(Listener.observe(&aws).attrs));
 
-        let d = Listener
+        let d = K
             .desired("dev", "l", &json!({"load_balancer": "arn:lb", "protocol": "HTTPS", "certificate_arn": "arn:cert", "forward": "arn:tg"}))
             .unwrap();
         let aws = AwsListener::builder()
@@ -559,7 +513,7 @@ resources:
             .certificates(Certificate::builder().certificate_arn("arn:cert").build())
             .default_actions(action(&DefaultAction::Forward("arn:tg".into())))
             .build();
-        assert_eq!(d, live("l".into(), &aws).attrs);
+        assert_eq!(d, json!(Listener.observe(&aws).attrs));
         assert_eq!(d["default_action"], json!({"forward": "arn:tg"}));
     }
 }

@@ -1,5 +1,5 @@
-//! `load_balancer`: an Application Load Balancer. Also home of the Elastic Load
-//! Balancing helpers `target_group` and `listener` share (names, tags, ARN references).
+//! `load_balancer`: an Application Load Balancer in two or more zones, dropping invalid
+//! HTTP headers by default.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -9,20 +9,19 @@ use aws_sdk_elasticloadbalancingv2::types::{
     LoadBalancer as AwsLb, LoadBalancerAttribute, LoadBalancerSchemeEnum, LoadBalancerStateEnum,
     LoadBalancerTypeEnum,
 };
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::{elb_name, lb_gone, stack_load_balancers, tag_list, tags_of};
+use super::{self as elbv2, elb_name, lb_gone, stack_load_balancers, tag_list};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, parse, Error};
+use crate::resources::common::{self, aws_error, Error};
 use crate::resources::fields::{check_id_ref, id_set, ref_key};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx, Payload};
 
 pub struct LoadBalancer;
 
-const KIND: &str = "load_balancer";
 const DROP_INVALID: &str = "routing.http.drop_invalid_header_fields.enabled";
 const HEADERS_BASELINE: &str = "security baseline CKV_AWS_131 / ELB.4";
 
@@ -51,7 +50,7 @@ impl Scheme {
 /// listeners forward to.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// `internet-facing` (the default) or `internal`. Changing it replaces the load balancer.
     #[serde(default)]
     scheme: Scheme,
@@ -73,7 +72,7 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     scheme: String,
     subnets: Vec<String>,
@@ -82,42 +81,39 @@ struct Attrs {
 }
 
 #[async_trait]
-impl Kind for LoadBalancer {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for LoadBalancer {
+    const KIND: &'static str = "load_balancer";
+    const ATTRIBUTES: &'static [&'static str] = &["arn", "dns_name", "zone_id", "name"];
+    const REPLACE_ON: &'static [&'static str] = &["name", "scheme"];
+    // Names are unique per account and region: a copy made first takes the other name.
+    const CREATE_BEFORE_DELETE: bool = true;
+    const UNIQUE_NAME: Option<(&'static str, usize)> = Some(("name", 32));
+    // AWS answers a second CreateLoadBalancer with the same settings with the existing
+    // one, but not with other settings (nor does every emulator): look first.
+    const ADOPT: Adopt = Adopt::LookFirst;
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["arn", "dns_name", "zone_id", "name"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    /// The load balancer and whether it drops invalid header fields (an attribute).
+    type Raw = (AwsLb, bool);
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
-        for (i, s) in f.subnets.iter().enumerate() {
-            issues.extend(check_id_ref(
-                &format!("subnets[{i}]"),
-                s,
-                cx,
-                "subnet",
-                "subnet-",
-            ));
-        }
-        for (i, s) in f.security_groups.iter().enumerate() {
-            issues.extend(check_id_ref(
-                &format!("security_groups[{i}]"),
-                s,
-                cx,
+        let lists = [
+            ("subnets", &f.subnets, "subnet", "subnet-"),
+            (
+                "security_groups",
+                &f.security_groups,
                 "security_group",
                 "sg-",
-            ));
+            ),
+        ];
+        for (field, ids, kind, prefix) in lists {
+            for (i, s) in ids.iter().enumerate() {
+                let path = format!("{field}[{i}]");
+                issues.extend(check_id_ref(&path, s, cx, kind, prefix));
+            }
         }
         issues.extend(check_zones("subnets", &f.subnets, cx));
         if !f.drop_invalid_header_fields {
@@ -132,127 +128,167 @@ impl Kind for LoadBalancer {
         issues
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
-        Ok(json!(Attrs {
-            name: elb_name(stack, id),
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
+        let a = Attrs {
+            name: elb_name(site.stack, site.id),
             scheme: f.scheme.as_str().to_string(),
             subnets: id_set(f.subnets),
             security_groups: id_set(f.security_groups),
             drop_invalid_header_fields: f.drop_invalid_header_fields,
-        }))
+        };
+        Ok((a, ()))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+    fn physical_names(&self, stack: &str, id: &str, _: &Fields) -> Vec<(String, String)> {
         vec![("load balancer name".into(), elb_name(stack, id))]
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["name", "scheme"]
-    }
-
-    // Names are unique per account and region: a copy made first takes the other name.
-    fn create_before_delete(&self) -> bool {
-        true
-    }
-
-    fn unique_name(&self) -> Option<(&'static str, usize)> {
-        Some(("name", 32))
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
-        if desired.get("drop_invalid_header_fields") == Some(&Json::Bool(false)) {
-            vec![format!(
-                "drop_invalid_header_fields is off: invalid HTTP headers reach the targets — {HEADERS_BASELINE}"
-            )]
-        } else {
-            Vec::new()
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
+        if a.drop_invalid_header_fields {
+            return Vec::new();
         }
+        vec![format!(
+            "drop_invalid_header_fields is off: invalid HTTP headers reach the targets — {HEADERS_BASELINE}"
+        )]
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
         let lbs = stack_load_balancers(aws, stack).await?;
-        // Attributes have no batched form: one DescribeLoadBalancerAttributes each.
-        let mut out: Vec<Live> = futures::stream::iter(lbs)
-            .map(|(id, lb)| async move {
-                let arn = lb.load_balancer_arn().unwrap_or_default();
-                match drop_invalid(aws, arn).await {
-                    Ok(drop) => Ok(Some(live(id, &lb, drop))),
-                    // Deleted between the two calls.
-                    Err(e) if lb_gone(&e) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .buffer_unordered(8)
-            .try_collect::<Vec<_>>()
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+        // Deleted between the two calls: left out.
+        elbv2::with_each(lbs, AwsLb::load_balancer_arn, lb_gone, |arn| async move {
+            drop_invalid(aws, &arn).await
+        })
+        .await
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        // AWS answers a second CreateLoadBalancer with the same settings with the existing
-        // one, but not with other settings (nor does every emulator): look first.
-        let arn = match find_by_name(aws, &a.name).await? {
-            Some(lb) => {
-                let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
-                let tags = tags_of(aws, std::slice::from_ref(&arn)).await?;
-                let tags = tags.get(&arn).cloned().unwrap_or_default();
-                if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
-                    return Err(common::name_taken("a load balancer", &a.name, cx));
-                }
-                cx.note("found the load balancer an earlier run created");
-                arn
-            }
-            None => {
-                let mut req = aws
-                    .elbv2
-                    .create_load_balancer()
-                    .name(&a.name)
-                    .r#type(LoadBalancerTypeEnum::Application)
-                    .scheme(LoadBalancerSchemeEnum::from(a.scheme.as_str()))
-                    .set_subnets(Some(a.subnets.clone()))
-                    .set_security_groups(Some(a.security_groups.clone()));
-                for t in tag_list(cx.stack, cx.id, &a.name) {
-                    req = req.tags(t);
-                }
-                let out = req.send().await.map_err(aws_error("CreateLoadBalancer"))?;
-                out.load_balancers()
-                    .first()
-                    .and_then(|l| l.load_balancer_arn())
-                    .ok_or_else(|| Error::Invalid("CreateLoadBalancer returned no ARN".into()))?
-                    .to_string()
-            }
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<Self::Raw>>, Error> {
+        let by_name = aws.elbv2.describe_load_balancers().names(&a.name);
+        let Some(mut lb) = elbv2::one_lb(by_name).await? else {
+            return Ok(None);
         };
-        let lb = wait_active(aws, cx, &arn).await?;
-        let now = live(cx.id.to_string(), &lb, drop_invalid(aws, &arn).await?);
-        let changed = crate::diff::changed_attributes(desired, &now.attrs);
-        if changed.is_empty() {
-            return Ok(now);
+        let owner = elbv2::owner(aws, stack, arn_of(&lb)).await?;
+        if owner.is_some() {
+            // An earlier run's create, interrupted while AWS provisioned it: wait as
+            // that create would have (`find` has no progress line to tell of it).
+            let quiet = |_: String| {};
+            let payload = Payload::default();
+            let cx = OpCx {
+                stack,
+                id: "",
+                payload: &payload,
+                progress: &quiet,
+            };
+            lb = wait_active(aws, &cx, arn_of(&lb)).await?;
         }
-        converge(aws, &arn, &a, &changed).await?;
-        let mut l = now;
-        l.attrs = json!(a);
-        Ok(l)
+        let drop = drop_invalid(aws, arn_of(&lb)).await?;
+        Ok(Some(Found {
+            owner,
+            raw: (lb, drop),
+        }))
+    }
+
+    fn observe(&self, (lb, drop_invalid_header_fields): &Self::Raw) -> Observed<Attrs> {
+        let name = lb.load_balancer_name().unwrap_or_default().to_string();
+        Observed {
+            physical_id: arn_of(lb).to_string(),
+            outputs: vec![
+                ("arn", json!(arn_of(lb))),
+                ("dns_name", json!(lb.dns_name().unwrap_or_default())),
+                (
+                    "zone_id",
+                    json!(lb.canonical_hosted_zone_id().unwrap_or_default()),
+                ),
+                ("name", json!(name)),
+            ],
+            attrs: Attrs {
+                name,
+                scheme: lb
+                    .scheme()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                subnets: id_set(
+                    lb.availability_zones()
+                        .iter()
+                        .filter_map(|z| z.subnet_id().map(str::to_string))
+                        .collect(),
+                ),
+                security_groups: id_set(lb.security_groups().to_vec()),
+                drop_invalid_header_fields: *drop_invalid_header_fields,
+            },
+        }
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        _: &(),
+    ) -> Result<Self::Raw, Error> {
+        let mut req = aws
+            .elbv2
+            .create_load_balancer()
+            .name(&a.name)
+            .r#type(LoadBalancerTypeEnum::Application)
+            .scheme(LoadBalancerSchemeEnum::from(a.scheme.as_str()))
+            .set_subnets(Some(a.subnets.clone()))
+            .set_security_groups(Some(a.security_groups.clone()));
+        for t in tag_list(cx.stack, cx.id, &a.name) {
+            req = req.tags(t);
+        }
+        let out = req.send().await.map_err(aws_error("CreateLoadBalancer"))?;
+        let arn = out
+            .load_balancers()
+            .first()
+            .and_then(|l| l.load_balancer_arn())
+            .ok_or_else(|| Error::Invalid("CreateLoadBalancer returned no ARN".into()))?
+            .to_string();
+        let lb = wait_active(aws, cx, &arn).await?;
+        // The attribute is not part of CreateLoadBalancer: set after, when AWS's default
+        // is not the one wanted.
+        if drop_invalid(aws, &arn).await? != a.drop_invalid_header_fields {
+            set_drop_invalid(aws, &arn, a.drop_invalid_header_fields).await?;
+        }
+        Ok((lb, a.drop_invalid_header_fields))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         _cx: &OpCx<'_>,
-        live_lb: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        converge(aws, &live_lb.physical_id, &a, changed).await?;
-        let mut l = live_lb.clone();
-        l.attrs = json!(a);
-        Ok(l)
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<Self::Raw>, Error> {
+        let arn = &live.physical_id;
+        if changed.has("subnets") {
+            aws.elbv2
+                .set_subnets()
+                .load_balancer_arn(arn)
+                .set_subnets(Some(a.subnets.clone()))
+                .send()
+                .await
+                .map_err(aws_error("SetSubnets"))?;
+        }
+        if changed.has("security_groups") {
+            aws.elbv2
+                .set_security_groups()
+                .load_balancer_arn(arn)
+                .set_security_groups(Some(a.security_groups.clone()))
+                .send()
+                .await
+                .map_err(aws_error("SetSecurityGroups"))?;
+        }
+        if changed.has("drop_invalid_header_fields") {
+            set_drop_invalid(aws, arn, a.drop_invalid_header_fields).await?;
+        }
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -272,54 +308,14 @@ impl Kind for LoadBalancer {
             cx,
             "the load balancer to be deleted",
             Duration::from_secs(600),
-            || async {
-                match describe_arn(aws, arn).await {
-                    Ok(None) => Ok(Some(())),
-                    Ok(Some(_)) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            },
+            || async { Ok(describe_arn(aws, arn).await?.is_none().then_some(())) },
         )
         .await
     }
 }
 
-/// Brings subnets, security groups and attributes to `a`.
-async fn converge(aws: &Aws, arn: &str, a: &Attrs, changed: &[String]) -> Result<(), Error> {
-    let has = |f: &str| changed.iter().any(|c| c == f);
-    if has("subnets") {
-        aws.elbv2
-            .set_subnets()
-            .load_balancer_arn(arn)
-            .set_subnets(Some(a.subnets.clone()))
-            .send()
-            .await
-            .map_err(aws_error("SetSubnets"))?;
-    }
-    if has("security_groups") {
-        aws.elbv2
-            .set_security_groups()
-            .load_balancer_arn(arn)
-            .set_security_groups(Some(a.security_groups.clone()))
-            .send()
-            .await
-            .map_err(aws_error("SetSecurityGroups"))?;
-    }
-    if has("drop_invalid_header_fields") {
-        aws.elbv2
-            .modify_load_balancer_attributes()
-            .load_balancer_arn(arn)
-            .attributes(
-                LoadBalancerAttribute::builder()
-                    .key(DROP_INVALID)
-                    .value(a.drop_invalid_header_fields.to_string())
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(aws_error("ModifyLoadBalancerAttributes"))?;
-    }
-    Ok(())
+fn arn_of(lb: &AwsLb) -> &str {
+    lb.load_balancer_arn().unwrap_or_default()
 }
 
 async fn wait_active(aws: &Aws, cx: &OpCx<'_>, arn: &str) -> Result<AwsLb, Error> {
@@ -328,19 +324,13 @@ async fn wait_active(aws: &Aws, cx: &OpCx<'_>, arn: &str) -> Result<AwsLb, Error
         "the load balancer to be active",
         Duration::from_secs(900),
         || async {
-            match describe_arn(aws, arn).await {
-                // Just created: briefly invisible to Describe.
-                Ok(None) => Ok(None),
-                Err(e) => Err(e),
-                Ok(Some(lb)) => {
-                    let state = lb.state().and_then(|s| s.code());
-                    Ok(matches!(
-                        state,
-                        Some(LoadBalancerStateEnum::Active | LoadBalancerStateEnum::Failed)
-                    )
-                    .then_some(lb))
-                }
-            }
+            // Just created: briefly invisible to Describe (`None`).
+            Ok(describe_arn(aws, arn).await?.filter(|lb| {
+                matches!(
+                    lb.state().and_then(|s| s.code()),
+                    Some(LoadBalancerStateEnum::Active | LoadBalancerStateEnum::Failed)
+                )
+            }))
         },
     )
     .await?;
@@ -357,33 +347,7 @@ async fn wait_active(aws: &Aws, cx: &OpCx<'_>, arn: &str) -> Result<AwsLb, Error
 }
 
 async fn describe_arn(aws: &Aws, arn: &str) -> Result<Option<AwsLb>, Error> {
-    let r = aws
-        .elbv2
-        .describe_load_balancers()
-        .load_balancer_arns(arn)
-        .send()
-        .await
-        .map_err(aws_error("DescribeLoadBalancers"));
-    match r {
-        Ok(out) => Ok(out.load_balancers().first().cloned()),
-        Err(e) if lb_gone(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-async fn find_by_name(aws: &Aws, name: &str) -> Result<Option<AwsLb>, Error> {
-    let r = aws
-        .elbv2
-        .describe_load_balancers()
-        .names(name)
-        .send()
-        .await
-        .map_err(aws_error("DescribeLoadBalancers"));
-    match r {
-        Ok(out) => Ok(out.load_balancers().first().cloned()),
-        Err(e) if lb_gone(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
+    elbv2::one_lb(aws.elbv2.describe_load_balancers().load_balancer_arns(arn)).await
 }
 
 async fn drop_invalid(aws: &Aws, arn: &str) -> Result<bool, Error> {
@@ -400,43 +364,20 @@ async fn drop_invalid(aws: &Aws, arn: &str) -> Result<bool, Error> {
         .any(|a| a.key() == Some(DROP_INVALID) && a.value() == Some("true")))
 }
 
-fn live(id: String, lb: &AwsLb, drop_invalid_header_fields: bool) -> Live {
-    let arn = lb.load_balancer_arn().unwrap_or_default().to_string();
-    let name = lb.load_balancer_name().unwrap_or_default().to_string();
-    let attrs = Attrs {
-        name: name.clone(),
-        scheme: lb
-            .scheme()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
-        subnets: id_set(
-            lb.availability_zones()
-                .iter()
-                .filter_map(|z| z.subnet_id().map(str::to_string))
-                .collect(),
-        ),
-        security_groups: id_set(lb.security_groups().to_vec()),
-        drop_invalid_header_fields,
-    };
-    let outputs = [
-        ("arn", json!(arn)),
-        ("dns_name", json!(lb.dns_name().unwrap_or_default())),
-        (
-            "zone_id",
-            json!(lb.canonical_hosted_zone_id().unwrap_or_default()),
-        ),
-        ("name", json!(name)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    Live {
-        id,
-        kind: KIND,
-        physical_id: arn,
-        attrs: json!(attrs),
-        outputs,
-    }
+async fn set_drop_invalid(aws: &Aws, arn: &str, on: bool) -> Result<(), Error> {
+    aws.elbv2
+        .modify_load_balancer_attributes()
+        .load_balancer_arn(arn)
+        .attributes(
+            LoadBalancerAttribute::builder()
+                .key(DROP_INVALID)
+                .value(on.to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(aws_error("ModifyLoadBalancerAttributes"))
 }
 
 /// Zones of the subnets, where the blueprint says them: fewer than two known-distinct
@@ -481,7 +422,11 @@ mod tests {
     use super::*;
     use crate::resources::elbv2::arn_suffix;
     use crate::resources::testing::problems;
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
     use aws_sdk_elasticloadbalancingv2::types::{AvailabilityZone, LoadBalancerState};
+
+    const K: Typed<LoadBalancer> = Typed(LoadBalancer);
 
     const NET: &str = "
 name: t
@@ -550,18 +495,18 @@ resources:
             p[0].starts_with("Warning") && p[0].contains("CKV_AWS_131 / ELB.4"),
             "{p:?}"
         );
-        let d = LoadBalancer
+        let d = K
             .desired(
                 "dev",
                 "lb",
                 &json!({"subnets": ["s-2", "s-1"], "drop_invalid_header_fields": false}),
             )
             .unwrap();
-        assert!(LoadBalancer.warnings(&d)[0].contains("CKV_AWS_131 / ELB.4"));
-        let d = LoadBalancer
+        assert!(K.warnings(&d)[0].contains("CKV_AWS_131 / ELB.4"));
+        let d = K
             .desired("dev", "lb", &json!({"subnets": ["s-2", "s-1"]}))
             .unwrap();
-        assert!(LoadBalancer.warnings(&d).is_empty());
+        assert!(K.warnings(&d).is_empty());
     }
 
     #[test]
@@ -588,7 +533,7 @@ resources:
 
     #[test]
     fn read_shape_matches_desired() {
-        let d = LoadBalancer
+        let d = K
             .desired(
                 "dev",
                 "lb",
@@ -622,10 +567,10 @@ resources:
             )
             .security_groups("sg-1")
             .build();
-        let l = live("lb".into(), &aws, true);
-        assert_eq!(d, l.attrs);
-        assert_eq!(l.outputs["zone_id"], json!("Z1"));
-        assert_eq!(arn_suffix(&l.physical_id), Some("app/dev-lb/abc"));
+        let o = LoadBalancer.observe(&(aws, true));
+        assert_eq!(d, json!(o.attrs));
+        assert!(o.outputs.contains(&("zone_id", json!("Z1"))));
+        assert_eq!(arn_suffix(&o.physical_id), Some("app/dev-lb/abc"));
         assert_eq!(
             arn_suffix("arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/dev-tg/def"),
             Some("targetgroup/dev-tg/def")
