@@ -47,7 +47,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &ec2::route_table::RouteTable,
     &ec2::security_group::SecurityGroup,
     &sqs::sqs_queue::SqsQueue,
-    &events::event_bus::EventBus,
+    &Typed(events::event_bus::EventBus),
     &events::event_rule::EventRule,
     &iam::iam_role::IamRole,
     &Typed(logs::log_group::LogGroupKind),
