@@ -48,7 +48,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &ec2::security_group::SecurityGroup,
     &sqs::sqs_queue::SqsQueue,
     &Typed(events::event_bus::EventBus),
-    &events::event_rule::EventRule,
+    &Typed(events::event_rule::EventRule),
     &iam::iam_role::IamRole,
     &Typed(logs::log_group::LogGroupKind),
     &lambda::lambda_function::LambdaFunction,
