@@ -46,7 +46,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &ec2::internet_gateway::InternetGateway,
     &ec2::route_table::RouteTable,
     &ec2::security_group::SecurityGroup,
-    &sqs::sqs_queue::SqsQueue,
+    &Typed(sqs::sqs_queue::SqsQueue),
     &Typed(events::event_bus::EventBus),
     &Typed(events::event_rule::EventRule),
     &iam::iam_role::IamRole,

@@ -1066,12 +1066,14 @@ mod tests {
 
     /// The messages of the problems at `path` whose severity starts with `severity`, joined.
     fn at(p: &[String], severity: &str, path: &str) -> String {
-        let message = |l: &str| {
-            let (s, rest) = l.split_once(' ')?;
-            s.starts_with(severity).then_some(())?;
-            rest.strip_prefix(path)?.strip_prefix(": ").map(str::to_string)
-        };
-        p.iter().filter_map(|l| message(l)).collect::<Vec<_>>().join(" | ")
+        p.iter()
+            .filter_map(|l| {
+                let (s, rest) = l.split_once(' ')?;
+                s.starts_with(severity).then_some(())?;
+                rest.strip_prefix(path)?.strip_prefix(": ")
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 
     #[test]
