@@ -1174,21 +1174,19 @@ mod tests {
         ] {
             assert_eq!(check_schedule(ok), Ok(()), "{ok}");
         }
-        assert!(check_schedule("rate(1 minutes)")
-            .unwrap_err()
-            .contains("rate(1 minute)"));
-        assert!(check_schedule("rate(5 minute)")
-            .unwrap_err()
-            .contains("rate(5 minutes)"));
-        assert!(check_schedule("rate(0 hours)").is_err());
-        assert!(check_schedule("rate(5 weeks)").is_err());
-        assert!(check_schedule("cron(0 12 * * *)")
-            .unwrap_err()
-            .contains("6 fields"));
-        assert!(check_schedule("cron(0 12 * * * *)")
-            .unwrap_err()
-            .contains("`?`"));
-        assert!(check_schedule("every 5 minutes").is_err());
+        // Each wrong one with what its message must say ("" for no particular text).
+        for (bad, says) in [
+            ("rate(1 minutes)", "rate(1 minute)"),
+            ("rate(5 minute)", "rate(5 minutes)"),
+            ("rate(0 hours)", ""),
+            ("rate(5 weeks)", ""),
+            ("cron(0 12 * * *)", "6 fields"),
+            ("cron(0 12 * * * *)", "`?`"),
+            ("every 5 minutes", ""),
+        ] {
+            let e = check_schedule(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -1209,57 +1207,25 @@ mod tests {
             "      - {id: 'bad id', arn: 'arn:aws:sns:eu-west-1:1:t', role: admin}\n",
         ));
         let at = |path: &str| at(&p, "", path);
-        assert!(at("resources.both.schedule").contains("not both"), "{p:?}");
-        assert!(
-            at("resources.neither").contains("needs `event_pattern` or `schedule`"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.scalar.event_pattern.source").contains("lists"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.scalar.event_pattern.detail.x").contains("matches nothing"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.listy.event_pattern").contains("must be a mapping"),
-            "{p:?}"
-        );
-        assert!(at("resources.sched.schedule").contains("6 fields"), "{p:?}");
-        assert!(
-            at("resources.sched.bus").contains("default event bus"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.wrongbus.bus").contains("not an event_bus"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[0].sqs_message_group_id").contains("FIFO queue"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[0].arn").contains("does not let EventBridge"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[1].id").contains("also used by targets[0]"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[1].arn").contains("not an ARN"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[2].arn").contains("needs an ARN"),
-            "{p:?}"
-        );
-        assert!(at("resources.tg.targets[3].id").contains("bad id"), "{p:?}");
-        assert!(
-            at("resources.tg.targets[3].role").contains("not a role ARN"),
-            "{p:?}"
-        );
+        for (path, needle) in [
+            ("resources.both.schedule", "not both"),
+            ("resources.neither", "needs `event_pattern` or `schedule`"),
+            ("resources.scalar.event_pattern.source", "lists"),
+            ("resources.scalar.event_pattern.detail.x", "matches nothing"),
+            ("resources.listy.event_pattern", "must be a mapping"),
+            ("resources.sched.schedule", "6 fields"),
+            ("resources.sched.bus", "default event bus"),
+            ("resources.wrongbus.bus", "not an event_bus"),
+            ("resources.tg.targets[0].sqs_message_group_id", "FIFO queue"),
+            ("resources.tg.targets[0].arn", "does not let EventBridge"),
+            ("resources.tg.targets[1].id", "also used by targets[0]"),
+            ("resources.tg.targets[1].arn", "not an ARN"),
+            ("resources.tg.targets[2].arn", "needs an ARN"),
+            ("resources.tg.targets[3].id", "bad id"),
+            ("resources.tg.targets[3].role", "not a role ARN"),
+        ] {
+            assert!(at(path).contains(needle), "{path}: {p:?}");
+        }
     }
 
     #[test]
@@ -1318,14 +1284,12 @@ mod tests {
             "      - {id: d, arn: '${f.arn}'}\n",
         ));
         let at = |path: &str| at(&p, "Error", path);
-        assert!(
-            at("resources.r.targets[0].arn").contains("needs a role"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.r.targets[1].role").contains("for state machine targets"),
-            "{p:?}"
-        );
+        for (path, needle) in [
+            ("resources.r.targets[0].arn", "needs a role"),
+            ("resources.r.targets[1].role", "for state machine targets"),
+        ] {
+            assert!(at(path).contains(needle), "{path}: {p:?}");
+        }
         assert!(at("resources.r.targets[2].arn").is_empty(), "{p:?}");
         assert!(at("resources.r.targets[2].role").is_empty(), "{p:?}");
         assert!(at("resources.r.targets[3].arn").is_empty(), "{p:?}");

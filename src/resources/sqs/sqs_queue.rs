@@ -1137,33 +1137,24 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(" | ")
         };
-        assert!(
-            at("resources.q.content_based_deduplication").contains("only FIFO"),
-            "{p:?}"
-        );
-        assert!(at("resources.q.delay").contains("0 to 900"), "{p:?}");
-        assert!(
-            at("resources.q.dead_letter.max_receives").contains("1 to 1000"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.q.dead_letter.queue")
-                .contains("a standard queue cannot use a FIFO queue"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.q.allow_services[0]").contains("not an AWS service principal"),
-            "{p:?}"
-        );
+        for (path, needle) in [
+            ("resources.q.content_based_deduplication", "only FIFO"),
+            ("resources.q.delay", "0 to 900"),
+            ("resources.q.dead_letter.max_receives", "1 to 1000"),
+            (
+                "resources.q.dead_letter.queue",
+                "a standard queue cannot use a FIFO queue",
+            ),
+            (
+                "resources.q.allow_services[0]",
+                "not an AWS service principal",
+            ),
+            ("resources.r.dead_letter.queue", "not an sqs_queue"),
+            ("resources.s.dead_letter.queue", "not a queue ARN"),
+        ] {
+            assert!(at(path).contains(needle), "{path}: {p:?}");
+        }
         assert!(at("resources.q.allow_services[1]").is_empty(), "{p:?}");
-        assert!(
-            at("resources.r.dead_letter.queue").contains("not an sqs_queue"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.s.dead_letter.queue").contains("not a queue ARN"),
-            "{p:?}"
-        );
     }
 
     #[test]
