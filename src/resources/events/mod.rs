@@ -42,33 +42,27 @@ pub fn tag_list(stack: &str, id: &str, name: &str) -> Result<Vec<Tag>, Error> {
         .collect()
 }
 
-/// The tags of an EventBridge resource, or `None` when it is gone meanwhile.
-pub async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
-    match aws
+/// The blueprint id the resource's tags give it in `stack`; `None` when it is not the
+/// stack's, or gone meanwhile. EventBridge has no batched tag read: one call a resource.
+pub async fn owner(aws: &Aws, stack: &str, arn: &str) -> Result<Option<String>, Error> {
+    let out = aws
         .events
         .list_tags_for_resource()
         .resource_arn(arn)
         .send()
-        .await
-        .map_err(aws_error("ListTagsForResource"))
-    {
-        Ok(o) => Ok(Some(
-            o.tags()
+        .await;
+    match out.map_err(aws_error("ListTagsForResource")) {
+        Ok(o) => {
+            let tags: BTreeMap<String, String> = o
+                .tags()
                 .iter()
                 .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-        )),
+                .collect();
+            Ok(common::owned_id(&tags, stack))
+        }
         Err(e) if not_found(&e) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// The blueprint id the resource's tags give it in `stack`; `None` when it is not the
-/// stack's, or gone meanwhile. EventBridge has no batched tag read: one call a resource.
-pub async fn owner(aws: &Aws, stack: &str, arn: &str) -> Result<Option<String>, Error> {
-    Ok(tags_of(aws, arn)
-        .await?
-        .and_then(|t| common::owned_id(&t, stack)))
 }
 
 /// Every item of a list call that takes and returns a `NextToken` (the EventBridge SDK has
