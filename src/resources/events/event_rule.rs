@@ -9,17 +9,16 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::{bus_char, not_found, stack_buses, tag_list, tags_of};
+use super::{self as events, bus_char};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, Ref};
-use crate::blueprint::{CheckCx, Issue, Resource};
-use crate::resources::common::{self, aws_error, parse, Error};
+use crate::blueprint::{self, CheckCx, Issue};
+use crate::resources::common::{self, aws_error, Error};
 use crate::resources::iam::{self, Grants};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::typed::{self, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct EventRule;
-
-const KIND: &str = "event_rule";
 const DEFAULT_BUS: &str = "default";
 /// EventBridge's limit of targets per rule.
 const MAX_TARGETS: usize = 5;
@@ -27,7 +26,7 @@ const MAX_TARGETS: usize = 5;
 /// An EventBridge rule: matches events (or fires on a schedule) and sends them to targets.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// The event bus the rule listens on, as a reference like `${orders_bus.name}`.
     /// Leave it out for the account's default bus. Changing it replaces the rule.
     #[serde(default)]
@@ -80,7 +79,7 @@ struct TargetField {
 
 /// Normalised attributes: what `desired` builds and `read` finds, in one shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     bus: String,
     event_pattern: Option<Json>,
@@ -158,24 +157,21 @@ fn target_id_ok(id: &str) -> bool {
 }
 
 #[async_trait]
-impl Kind for EventRule {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for EventRule {
+    const KIND: &'static str = "event_rule";
+    const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
+    const REPLACE_ON: &'static [&'static str] = &["bus", "name"];
+    // PutRule would silently overwrite a same-named rule: look first, and touch it only if
+    // it carries this resource's tags (left behind by an interrupted run).
+    const ADOPT: Adopt = Adopt::LookFirst;
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["arn", "name"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    /// The rule's ARN and its attributes as read (see [`read`]).
+    type Raw = (String, Attrs);
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut out = Vec::new();
         match (&f.event_pattern, &f.schedule) {
             (Some(_), Some(_)) => out.push(
@@ -267,14 +263,7 @@ impl Kind for EventRule {
         out
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| {
-            if i.path.is_empty() {
-                i.message
-            } else {
-                format!("{}: {}", i.path, i.message)
-            }
-        })?;
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
         let mut targets: Vec<TargetAttrs> = f
             .targets
             .iter()
@@ -290,7 +279,7 @@ impl Kind for EventRule {
         targets.sort_by(|a, b| a.id.cmp(&b.id));
         let role_policy = auto_role_policy(&targets);
         let a = Attrs {
-            name: rule_name(stack, id),
+            name: rule_name(site.stack, site.id),
             bus: bus_of(f.bus.as_deref()),
             event_pattern: f.event_pattern.as_ref().map(sorted),
             schedule: non_empty(f.schedule.as_deref()),
@@ -299,26 +288,26 @@ impl Kind for EventRule {
             targets,
             role_policy,
         };
-        serde_json::to_value(a).map_err(|e| e.to_string())
+        Ok((a, ()))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
-        let what = match config.get("bus").and_then(Json::as_str) {
+    fn physical_names(&self, stack: &str, id: &str, f: &Fields) -> Vec<(String, String)> {
+        let what = match &f.bus {
             Some(bus) => format!("rule name on `{bus}`"),
             None => "rule name on the default bus".into(),
         };
         vec![(what, rule_name(stack, id))]
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["bus", "name"]
+    fn label(&self, a: &Attrs) -> String {
+        format!("an EventBridge rule named `{}` on bus `{}`", a.name, a.bus)
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
         // Rules live on a bus: the default one, or one of the stack's own.
         let mut buses = vec![DEFAULT_BUS.to_string()];
         buses.extend(
-            stack_buses(aws, stack)
+            events::stack_buses(aws, stack)
                 .await?
                 .iter()
                 .filter_map(|b| b.name().map(str::to_string)),
@@ -330,79 +319,81 @@ impl Kind for EventRule {
             .try_collect()
             .await?;
         // Tags and targets have no batched form: one call of each per rule.
-        let found: Vec<Option<Live>> = futures::stream::iter(per_bus.into_iter().flatten())
-            .map(|r| read_rule(aws, stack, r))
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        let mut out: Vec<Live> = found.into_iter().flatten().collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+        let found: Vec<Option<(String, Self::Raw)>> =
+            futures::stream::iter(per_bus.into_iter().flatten())
+                .map(|r| async move {
+                    // Rules that other AWS services manage on our buses are theirs.
+                    let (None, Some(_), Some(arn)) = (r.managed_by(), r.name(), r.arn()) else {
+                        return Ok(None);
+                    };
+                    let Some(id) = events::owner(aws, stack, arn).await? else {
+                        return Ok(None);
+                    };
+                    Ok::<_, Error>(read(aws, stack, &r).await?.map(|raw| (id, raw)))
+                })
+                .buffer_unordered(8)
+                .try_collect()
+                .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        // PutRule would silently overwrite a same-named rule: look first, and touch it only
-        // if it carries this resource's tags (left behind by an interrupted run).
-        if let Some(existing) = describe_rule(aws, &a.name, &a.bus).await? {
-            let arn = existing.arn().unwrap_or_default().to_string();
-            let tags = tags_of(aws, &arn).await?.unwrap_or_default();
-            if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
-                return Err(Error::Conflict(format!(
-                    "an EventBridge rule named `{}` already exists on bus `{}` and is not tagged as `{}` of stack `{}`; \
-                     securecart does not adopt or change it: delete it or use another resource id",
-                    a.name, a.bus, cx.id, cx.stack
-                )));
-            }
-            cx.note("the rule exists from an earlier run; bringing it up to date");
-            let targets = list_targets(aws, &a.name, &a.bus)
-                .await?
-                .unwrap_or_default();
-            let attrs = with_auto_role(aws, cx.stack, attrs_of(&existing, &targets)).await?;
-            let live_rule = live(cx.id.to_string(), &arn, attrs);
-            let changed: Vec<String> = crate::diff::changed_attributes(desired, &live_rule.attrs);
-            if changed.is_empty() {
-                return Ok(live_rule);
-            }
-            return self.update(aws, cx, &live_rule, desired, &changed).await;
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<Self::Raw>>, Error> {
+        let Some(rule) = describe_rule(aws, &a.name, &a.bus).await? else {
+            return Ok(None);
+        };
+        let owner = events::owner(aws, stack, rule.arn().unwrap_or_default()).await?;
+        Ok(read(aws, stack, &rule)
+            .await?
+            .map(|raw| Found { owner, raw }))
+    }
+
+    fn observe(&self, (arn, a): &Self::Raw) -> Observed<Attrs> {
+        Observed {
+            physical_id: arn.clone(),
+            outputs: vec![("arn", json!(arn)), ("name", json!(a.name))],
+            attrs: a.clone(),
         }
-        let arn = put_rule(aws, &a, tag_list(cx.stack, cx.id, &a.name)?).await?;
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        _: &(),
+    ) -> Result<Self::Raw, Error> {
+        let arn = put_rule(aws, a, events::tag_list(cx.stack, cx.id, &a.name)?).await?;
         // A crash before the targets are in leaves a tagged rule without them; the next
         // plan finds it and update() adds them.
-        let role = ensure_role(aws, cx, &a).await?;
-        let targets = with_role_arn(&a.targets, role.as_deref());
-        put_targets(aws, &a, &targets.iter().collect::<Vec<_>>()).await?;
-        allow_invoke(aws, cx, &a, &arn, &a.targets.iter().collect::<Vec<_>>()).await?;
-        Ok(live(cx.id.to_string(), &arn, a))
+        let role = ensure_role(aws, cx, a).await?;
+        put_targets(aws, a, &with_role_arn(&a.targets, role.as_deref())).await?;
+        allow_invoke(aws, cx, a, &arn, &a.targets).await?;
+        Ok((arn, a.clone()))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_rule: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let old: Attrs = common::from_desired(&live_rule.attrs)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        let mut arn = live_rule
-            .outputs
-            .get("arn")
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if ["event_pattern", "schedule", "enabled", "description"]
-            .iter()
-            .any(|f| has(f))
-        {
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<Self::Raw>, Error> {
+        let old = typed::attrs_of::<Self>(live)?;
+        let mut arn = live.physical_id.clone();
+        if changed.any(&["event_pattern", "schedule", "enabled", "description"]) {
             cx.note("updating the rule");
             // PutRule replaces every setting of the rule (not its tags), so it gets all of them.
-            arn = put_rule(aws, &a, Vec::new()).await?;
+            arn = put_rule(aws, a, Vec::new()).await?;
         }
-        if has("targets") || has("role_policy") {
-            let role = ensure_role(aws, cx, &a).await?;
+        if changed.any(&["targets", "role_policy"]) {
+            let role = ensure_role(aws, cx, a).await?;
             let remove: Vec<String> = old
                 .targets
                 .iter()
@@ -432,30 +423,26 @@ impl Kind for EventRule {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-                let resolved: Vec<TargetAttrs> = put
-                    .iter()
-                    .map(|t| with_role_arn(std::slice::from_ref(*t), role.as_deref()).remove(0))
-                    .collect();
-                put_targets(aws, &a, &resolved.iter().collect::<Vec<_>>()).await?;
-                allow_invoke(aws, cx, &a, &arn, &put).await?;
+                put_targets(aws, a, &with_role_arn(put.clone(), role.as_deref())).await?;
+                allow_invoke(aws, cx, a, &arn, put).await?;
             }
-            revoke_invoke(aws, &a.name, &gone_fns).await?;
+            revoke_invoke(aws, &a.name, gone_fns).await?;
             if old.role_policy.is_some() && a.role_policy.is_none() {
                 cx.note("deleting the automatic role, which no target uses any more");
                 iam::delete_auto_role(aws, cx.stack, cx.id).await?;
             }
         }
-        Ok(live(cx.id.to_string(), &arn, a))
+        Ok(Some((arn, a.clone())))
     }
 
-    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live_rule: &Live) -> Result<(), Error> {
-        let a: Attrs = common::from_desired(&live_rule.attrs)?;
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        let a = typed::attrs_of::<Self>(live)?;
         // The automatic role first: a rule left without it is found and deleted by the next
         // run, a role left without its rule would be an orphan.
         if a.role_policy.is_some() {
             iam::delete_auto_role(aws, cx.stack, cx.id).await?;
         }
-        revoke_invoke(aws, &a.name, &a.targets.iter().collect::<Vec<_>>()).await?;
+        revoke_invoke(aws, &a.name, &a.targets).await?;
         // A rule with targets cannot be deleted; the list is fresh, not the one read at plan time.
         let Some(targets) = list_targets(aws, &a.name, &a.bus).await? else {
             return Ok(());
@@ -463,22 +450,19 @@ impl Kind for EventRule {
         let ids: Vec<String> = targets.iter().map(|t| t.id().to_string()).collect();
         if !ids.is_empty() {
             match remove_targets(aws, &a.name, &a.bus, &ids).await {
-                Err(e) if not_found(&e) => return Ok(()),
+                Err(e) if events::not_found(&e) => return Ok(()),
                 other => other?,
             }
         }
-        match aws
-            .events
-            .delete_rule()
-            .name(&a.name)
-            .event_bus_name(&a.bus)
-            .send()
-            .await
-            .map_err(aws_error("DeleteRule"))
-        {
-            Err(e) if not_found(&e) => Ok(()),
-            other => other.map(|_| ()),
-        }
+        events::gone_is_ok(
+            aws.events
+                .delete_rule()
+                .name(&a.name)
+                .event_bus_name(&a.bus)
+                .send()
+                .await
+                .map_err(aws_error("DeleteRule")),
+        )
     }
 }
 
@@ -486,22 +470,6 @@ fn target_id(t: &TargetField, index: usize) -> String {
     t.id.clone()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("target-{}", index + 1))
-}
-
-fn live(id: String, arn: &str, a: Attrs) -> Live {
-    let outputs: BTreeMap<String, Json> = [
-        ("arn".to_string(), json!(arn)),
-        ("name".to_string(), json!(a.name)),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: KIND,
-        physical_id: arn.to_string(),
-        attrs: json!(a),
-        outputs,
-    }
 }
 
 fn attrs_of(r: &Rule, targets: &[Target]) -> Attrs {
@@ -531,88 +499,67 @@ fn attrs_of(r: &Rule, targets: &[Target]) -> Attrs {
     }
 }
 
-async fn read_rule(aws: &Aws, stack: &str, r: Rule) -> Result<Option<Live>, Error> {
-    // Rules that other AWS services manage on our buses are theirs.
-    if r.managed_by().is_some() {
-        return Ok(None);
-    }
-    let (Some(name), Some(arn)) = (r.name(), r.arn()) else {
-        return Ok(None);
-    };
-    let Some(tags) = tags_of(aws, arn).await? else {
+/// The rule with its targets, as its ARN and attributes (targets that use the stack's
+/// automatic role say `auto`, and the role's policy is in); `None` when it is gone.
+async fn read(aws: &Aws, stack: &str, r: &Rule) -> Result<Option<(String, Attrs)>, Error> {
+    let name = r.name().unwrap_or_default();
+    let Some(targets) = list_targets(aws, name, &bus_of(r.event_bus_name())).await? else {
         return Ok(None);
     };
-    let Some(id) = common::owned_id(&tags, stack) else {
-        return Ok(None);
-    };
-    let bus = bus_of(r.event_bus_name());
-    let Some(targets) = list_targets(aws, name, &bus).await? else {
-        return Ok(None);
-    };
-    let attrs = with_auto_role(aws, stack, attrs_of(&r, &targets)).await?;
-    Ok(Some(live(id, arn, attrs)))
+    let attrs = with_auto_role(aws, stack, attrs_of(r, &targets)).await?;
+    Ok(Some((r.arn().unwrap_or_default().to_string(), attrs)))
 }
 
 async fn list_rules(aws: &Aws, bus: String, prefix: &str) -> Result<Vec<Rule>, Error> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = aws
+    let bus = &bus;
+    events::pages(|token| async move {
+        let page = match aws
             .events
             .list_rules()
-            .event_bus_name(&bus)
+            .event_bus_name(bus)
             .name_prefix(prefix)
             .limit(100)
-            .set_next_token(token.clone())
+            .set_next_token(token)
             .send()
             .await
-            .map_err(aws_error("ListRules"));
-        let page = match page {
+            .map_err(aws_error("ListRules"))
+        {
             // The bus went away between listing buses and listing its rules.
-            Err(e) if not_found(&e) => return Ok(out),
+            Err(e) if events::not_found(&e) => return Ok((Vec::new(), None)),
             other => other?,
         };
-        out.extend(page.rules().iter().map(|r| {
+        let rules = page.rules().iter().cloned().map(|mut r| {
             // Some answers leave the bus out; the rule is on the bus we asked about.
-            if r.event_bus_name().is_none() {
-                let mut r = r.clone();
-                r.event_bus_name = Some(bus.clone());
-                r
-            } else {
-                r.clone()
-            }
-        }));
-        match page.next_token() {
-            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
-            _ => return Ok(out),
-        }
-    }
+            r.event_bus_name.get_or_insert_with(|| bus.clone());
+            r
+        });
+        Ok((rules.collect(), page.next_token().map(str::to_string)))
+    })
+    .await
 }
 
 /// The rule's targets, or `None` when the rule does not exist.
 async fn list_targets(aws: &Aws, rule: &str, bus: &str) -> Result<Option<Vec<Target>>, Error> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
+    let all = events::pages(|token| async move {
         let page = aws
             .events
             .list_targets_by_rule()
             .rule(rule)
             .event_bus_name(bus)
             .limit(100)
-            .set_next_token(token.clone())
+            .set_next_token(token)
             .send()
             .await
-            .map_err(aws_error("ListTargetsByRule"));
-        let page = match page {
-            Err(e) if not_found(&e) => return Ok(None),
-            other => other?,
-        };
-        out.extend(page.targets().iter().cloned());
-        match page.next_token() {
-            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
-            _ => return Ok(Some(out)),
-        }
+            .map_err(aws_error("ListTargetsByRule"))?;
+        Ok((
+            page.targets().to_vec(),
+            page.next_token().map(str::to_string),
+        ))
+    })
+    .await;
+    match all {
+        Err(e) if events::not_found(&e) => Ok(None),
+        other => other.map(Some),
     }
 }
 
@@ -627,7 +574,7 @@ async fn describe_rule(aws: &Aws, name: &str, bus: &str) -> Result<Option<Rule>,
         .await
         .map_err(aws_error("DescribeRule"))
     {
-        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) if events::not_found(&e) => return Ok(None),
         other => other?,
     };
     Ok(Some(
@@ -689,74 +636,72 @@ fn aws_target(t: &TargetAttrs) -> Result<Target, Error> {
         .map_err(|e| Error::Invalid(format!("target `{}`: {e}", t.id)))
 }
 
-/// PutTargets answers 200 even when targets fail: the failures are in the body.
-async fn put_targets(aws: &Aws, a: &Attrs, targets: &[&TargetAttrs]) -> Result<(), Error> {
+/// PutTargets and RemoveTargets answer 200 even when targets fail: the failures are in
+/// the body, as (target id, code, message).
+fn failures(
+    operation: &str,
+    count: i32,
+    entries: &[(Option<&str>, Option<&str>, Option<&str>)],
+) -> Result<(), Error> {
+    if count == 0 && entries.is_empty() {
+        return Ok(());
+    }
+    let why: Vec<String> = entries
+        .iter()
+        .map(|(id, code, message)| {
+            format!(
+                "target `{}`: {}{}",
+                id.unwrap_or("?"),
+                code.map(|c| format!("{c}: ")).unwrap_or_default(),
+                message.unwrap_or("failed")
+            )
+        })
+        .collect();
+    Err(Error::Aws {
+        operation: operation.into(),
+        code: entries.first().and_then(|e| e.1).map(str::to_string),
+        message: why.join("; "),
+    })
+}
+
+async fn put_targets(aws: &Aws, a: &Attrs, targets: &[TargetAttrs]) -> Result<(), Error> {
     for chunk in targets.chunks(10) {
-        let mut req = aws
+        let out = aws
             .events
             .put_targets()
             .rule(&a.name)
-            .event_bus_name(&a.bus);
-        for t in chunk {
-            req = req.targets(aws_target(t)?);
-        }
-        let out = req.send().await.map_err(aws_error("PutTargets"))?;
-        if out.failed_entry_count() > 0 || !out.failed_entries().is_empty() {
-            let why: Vec<String> = out
-                .failed_entries()
-                .iter()
-                .map(|f| {
-                    format!(
-                        "target `{}`: {}{}",
-                        f.target_id().unwrap_or("?"),
-                        f.error_code().map(|c| format!("{c}: ")).unwrap_or_default(),
-                        f.error_message().unwrap_or("failed")
-                    )
-                })
-                .collect();
-            return Err(Error::Aws {
-                operation: "PutTargets".into(),
-                code: out
-                    .failed_entries()
-                    .first()
-                    .and_then(|f| f.error_code())
-                    .map(str::to_string),
-                message: why.join("; "),
-            });
-        }
+            .event_bus_name(&a.bus)
+            .set_targets(Some(
+                chunk.iter().map(aws_target).collect::<Result<_, _>>()?,
+            ))
+            .send()
+            .await
+            .map_err(aws_error("PutTargets"))?;
+        let failed = out.failed_entries().iter();
+        let failed: Vec<_> = failed
+            .map(|f| (f.target_id(), f.error_code(), f.error_message()))
+            .collect();
+        failures("PutTargets", out.failed_entry_count(), &failed)?;
     }
     Ok(())
 }
 
 async fn remove_targets(aws: &Aws, rule: &str, bus: &str, ids: &[String]) -> Result<(), Error> {
     for chunk in ids.chunks(100) {
-        let mut req = aws.events.remove_targets().rule(rule).event_bus_name(bus);
-        for id in chunk {
-            req = req.ids(id);
-        }
-        let out = req.send().await.map_err(aws_error("RemoveTargets"))?;
-        if out.failed_entry_count() > 0 || !out.failed_entries().is_empty() {
-            let why: Vec<String> = out
-                .failed_entries()
-                .iter()
-                .map(|f| {
-                    format!(
-                        "target `{}`: {}",
-                        f.target_id().unwrap_or("?"),
-                        f.error_message().unwrap_or("failed")
-                    )
-                })
-                .collect();
-            return Err(Error::Aws {
-                operation: "RemoveTargets".into(),
-                code: out
-                    .failed_entries()
-                    .first()
-                    .and_then(|f| f.error_code())
-                    .map(str::to_string),
-                message: why.join("; "),
-            });
-        }
+        let out = aws
+            .events
+            .remove_targets()
+            .rule(rule)
+            .event_bus_name(bus)
+            .set_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(aws_error("RemoveTargets"))?;
+        let failed = out.failed_entries().iter();
+        let failed: Vec<_> = failed
+            .map(|f| (f.target_id(), f.error_code(), f.error_message()))
+            .collect();
+        failures("RemoveTargets", out.failed_entry_count(), &failed)?;
     }
     Ok(())
 }
@@ -831,7 +776,7 @@ fn check_schedule(s: &str) -> Result<(), String> {
 }
 
 /// A field's value when it is exactly one reference, with the resource it names.
-fn reference<'a>(value: &str, cx: &'a CheckCx) -> Option<(Ref, &'a Resource)> {
+fn reference<'a>(value: &str, cx: &'a CheckCx) -> Option<(Ref, &'a blueprint::Resource)> {
     match refs::scan(value).ok()?.as_slice() {
         [Piece::Ref(r)] => cx.resources.get(&r.target).map(|res| (r.clone(), res)),
         _ => None,
@@ -944,7 +889,7 @@ fn check_target(t: &TargetField, cx: &CheckCx) -> Vec<(&'static str, Issue)> {
                 .help("add `role: auto` to this target for a role allowed only `states:StartExecution` on it"),
         ));
     }
-    if t.role.as_deref() == Some(iam_role_auto()) && !starts_machine {
+    if t.role.as_deref() == Some(AUTO_ROLE) && !starts_machine {
         out.push((
             "role",
             Issue::new(
@@ -954,7 +899,7 @@ fn check_target(t: &TargetField, cx: &CheckCx) -> Vec<(&'static str, Issue)> {
             .help("remove `role`, or give a role ARN"),
         ));
     }
-    if let Some(role) = t.role.as_deref().filter(|r| *r != iam_role_auto()) {
+    if let Some(role) = t.role.as_deref().filter(|r| *r != AUTO_ROLE) {
         if is_literal(role) && !role.starts_with("arn:") {
             out.push((
                 "role",
@@ -966,15 +911,14 @@ fn check_target(t: &TargetField, cx: &CheckCx) -> Vec<(&'static str, Issue)> {
     out
 }
 
-fn iam_role_auto() -> &'static str {
-    "auto"
-}
+/// `role: auto`: the rule's own least-privilege role.
+const AUTO_ROLE: &str = "auto";
 
 /// The automatic role's policy: what the targets with `role: auto` need.
 fn auto_role_policy(targets: &[TargetAttrs]) -> Option<Json> {
     let auto: Vec<&TargetAttrs> = targets
         .iter()
-        .filter(|t| t.role.as_deref() == Some(iam_role_auto()))
+        .filter(|t| t.role.as_deref() == Some(AUTO_ROLE))
         .collect();
     if auto.is_empty() {
         return None;
@@ -997,7 +941,7 @@ async fn with_auto_role(aws: &Aws, stack: &str, mut a: Attrs) -> Result<Attrs, E
         if let Some(r) = &t.role {
             if iam::is_auto_role(r, stack) {
                 auto_arn = Some(r.clone());
-                t.role = Some(iam_role_auto().to_string());
+                t.role = Some(AUTO_ROLE.to_string());
             }
         }
     }
@@ -1017,19 +961,23 @@ async fn ensure_role(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<Option<Strin
         None => Ok(None),
         Some(policy) => {
             let (arn, _) =
-                iam::ensure_auto_role(aws, cx, KIND, "events.amazonaws.com", policy).await?;
+                iam::ensure_auto_role(aws, cx, EventRule::KIND, "events.amazonaws.com", policy)
+                    .await?;
             Ok(Some(arn))
         }
     }
 }
 
 /// The targets with `role: auto` replaced by the automatic role's ARN.
-fn with_role_arn(targets: &[TargetAttrs], role: Option<&str>) -> Vec<TargetAttrs> {
+fn with_role_arn<'a>(
+    targets: impl IntoIterator<Item = &'a TargetAttrs>,
+    role: Option<&str>,
+) -> Vec<TargetAttrs> {
     targets
-        .iter()
+        .into_iter()
         .map(|t| {
             let mut t = t.clone();
-            if t.role.as_deref() == Some(iam_role_auto()) {
+            if t.role.as_deref() == Some(AUTO_ROLE) {
                 t.role = role.map(str::to_string);
             }
             t
@@ -1049,14 +997,14 @@ fn permission_id(rule: &str, target: &str) -> String {
 
 /// Lets the rule invoke its function targets (lambda:AddPermission for
 /// events.amazonaws.com, limited to this rule's ARN).
-async fn allow_invoke(
+async fn allow_invoke<'a>(
     aws: &Aws,
     cx: &OpCx<'_>,
     a: &Attrs,
     rule_arn: &str,
-    targets: &[&TargetAttrs],
+    targets: impl IntoIterator<Item = &'a TargetAttrs>,
 ) -> Result<(), Error> {
-    for t in targets.iter().filter(|t| is_function(&t.arn)) {
+    for t in targets.into_iter().filter(|t| is_function(&t.arn)) {
         cx.note(format!("allowing the rule to invoke {}", t.arn));
         match aws
             .lambda
@@ -1079,8 +1027,12 @@ async fn allow_invoke(
 }
 
 /// Takes back what [`allow_invoke`] gave (a function already gone is fine).
-async fn revoke_invoke(aws: &Aws, rule: &str, targets: &[&TargetAttrs]) -> Result<(), Error> {
-    for t in targets.iter().filter(|t| is_function(&t.arn)) {
+async fn revoke_invoke<'a>(
+    aws: &Aws,
+    rule: &str,
+    targets: impl IntoIterator<Item = &'a TargetAttrs>,
+) -> Result<(), Error> {
+    for t in targets.into_iter().filter(|t| is_function(&t.arn)) {
         match aws
             .lambda
             .remove_permission()
@@ -1100,24 +1052,28 @@ async fn revoke_invoke(aws: &Aws, rule: &str, targets: &[&TargetAttrs]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blueprint::{self, LoadError, Severity, SourceFile};
+    use crate::resources::typed::Typed;
+    use crate::resources::{testing, Kind};
 
     fn desired(config: Json) -> Json {
-        EventRule.desired("shop", "placed", &config).unwrap()
+        Typed(EventRule).desired("shop", "placed", &config).unwrap()
     }
 
-    fn problems(resources: &str) -> Vec<(Severity, String, String)> {
-        let text = format!("name: shop\nresources:\n{resources}");
-        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
-        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
-            Ok(bp) => bp.warnings,
-            Err(LoadError::Invalid(d)) => d.problems,
-            Err(e) => panic!("{e}"),
-        };
-        problems
-            .into_iter()
-            .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
-            .collect()
+    /// Problems of a blueprint with these resources, as `Severity path: message`.
+    fn problems(resources: &str) -> Vec<String> {
+        testing::problems(&format!("name: shop\nresources:\n{resources}"))
+    }
+
+    /// The messages of the problems at `path` whose severity starts with `severity`, joined.
+    fn at(p: &[String], severity: &str, path: &str) -> String {
+        p.iter()
+            .filter_map(|l| {
+                let (s, rest) = l.split_once(' ')?;
+                s.starts_with(severity).then_some(())?;
+                rest.strip_prefix(path)?.strip_prefix(": ")
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
     }
 
     #[test]
@@ -1218,21 +1174,19 @@ mod tests {
         ] {
             assert_eq!(check_schedule(ok), Ok(()), "{ok}");
         }
-        assert!(check_schedule("rate(1 minutes)")
-            .unwrap_err()
-            .contains("rate(1 minute)"));
-        assert!(check_schedule("rate(5 minute)")
-            .unwrap_err()
-            .contains("rate(5 minutes)"));
-        assert!(check_schedule("rate(0 hours)").is_err());
-        assert!(check_schedule("rate(5 weeks)").is_err());
-        assert!(check_schedule("cron(0 12 * * *)")
-            .unwrap_err()
-            .contains("6 fields"));
-        assert!(check_schedule("cron(0 12 * * * *)")
-            .unwrap_err()
-            .contains("`?`"));
-        assert!(check_schedule("every 5 minutes").is_err());
+        // Each wrong one with what its message must say ("" for no particular text).
+        for (bad, says) in [
+            ("rate(1 minutes)", "rate(1 minute)"),
+            ("rate(5 minute)", "rate(5 minutes)"),
+            ("rate(0 hours)", ""),
+            ("rate(5 weeks)", ""),
+            ("cron(0 12 * * *)", "6 fields"),
+            ("cron(0 12 * * * *)", "`?`"),
+            ("every 5 minutes", ""),
+        ] {
+            let e = check_schedule(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -1252,64 +1206,26 @@ mod tests {
             "      - {arn: '${q.url}', sqs_message_group_id: g}\n",
             "      - {id: 'bad id', arn: 'arn:aws:sns:eu-west-1:1:t', role: admin}\n",
         ));
-        let at = |path: &str| {
-            p.iter()
-                .filter(|(_, q, _)| q == path)
-                .map(|(_, _, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        };
-        assert!(at("resources.both.schedule").contains("not both"), "{p:?}");
-        assert!(
-            at("resources.neither").contains("needs `event_pattern` or `schedule`"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.scalar.event_pattern.source").contains("lists"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.scalar.event_pattern.detail.x").contains("matches nothing"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.listy.event_pattern").contains("must be a mapping"),
-            "{p:?}"
-        );
-        assert!(at("resources.sched.schedule").contains("6 fields"), "{p:?}");
-        assert!(
-            at("resources.sched.bus").contains("default event bus"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.wrongbus.bus").contains("not an event_bus"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[0].sqs_message_group_id").contains("FIFO queue"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[0].arn").contains("does not let EventBridge"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[1].id").contains("also used by targets[0]"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[1].arn").contains("not an ARN"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.tg.targets[2].arn").contains("needs an ARN"),
-            "{p:?}"
-        );
-        assert!(at("resources.tg.targets[3].id").contains("bad id"), "{p:?}");
-        assert!(
-            at("resources.tg.targets[3].role").contains("not a role ARN"),
-            "{p:?}"
-        );
+        let at = |path: &str| at(&p, "", path);
+        for (path, needle) in [
+            ("resources.both.schedule", "not both"),
+            ("resources.neither", "needs `event_pattern` or `schedule`"),
+            ("resources.scalar.event_pattern.source", "lists"),
+            ("resources.scalar.event_pattern.detail.x", "matches nothing"),
+            ("resources.listy.event_pattern", "must be a mapping"),
+            ("resources.sched.schedule", "6 fields"),
+            ("resources.sched.bus", "default event bus"),
+            ("resources.wrongbus.bus", "not an event_bus"),
+            ("resources.tg.targets[0].sqs_message_group_id", "FIFO queue"),
+            ("resources.tg.targets[0].arn", "does not let EventBridge"),
+            ("resources.tg.targets[1].id", "also used by targets[0]"),
+            ("resources.tg.targets[1].arn", "not an ARN"),
+            ("resources.tg.targets[2].arn", "needs an ARN"),
+            ("resources.tg.targets[3].id", "bad id"),
+            ("resources.tg.targets[3].role", "not a role ARN"),
+        ] {
+            assert!(at(path).contains(needle), "{path}: {p:?}");
+        }
     }
 
     #[test]
@@ -1367,21 +1283,13 @@ mod tests {
             "      - {id: c, arn: '${sm.arn}', role: auto}\n",
             "      - {id: d, arn: '${f.arn}'}\n",
         ));
-        let at = |path: &str| {
-            p.iter()
-                .filter(|(s, q, _)| q == path && *s == Severity::Error)
-                .map(|(_, _, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join(" | ")
-        };
-        assert!(
-            at("resources.r.targets[0].arn").contains("needs a role"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.r.targets[1].role").contains("for state machine targets"),
-            "{p:?}"
-        );
+        let at = |path: &str| at(&p, "Error", path);
+        for (path, needle) in [
+            ("resources.r.targets[0].arn", "needs a role"),
+            ("resources.r.targets[1].role", "for state machine targets"),
+        ] {
+            assert!(at(path).contains(needle), "{path}: {p:?}");
+        }
         assert!(at("resources.r.targets[2].arn").is_empty(), "{p:?}");
         assert!(at("resources.r.targets[2].role").is_empty(), "{p:?}");
         assert!(at("resources.r.targets[3].arn").is_empty(), "{p:?}");

@@ -1,10 +1,11 @@
 //! Amazon EventBridge: what the `event_bus` and `event_rule` kinds share — bus names,
-//! tags, finding the stack's buses, error matching.
+//! tags and ownership, finding the stack's buses, paging, error matching.
 
 pub mod event_bus;
 pub mod event_rule;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use aws_sdk_eventbridge::types::{EventBus as AwsBus, Tag};
 
@@ -17,6 +18,14 @@ pub fn bus_char(c: char) -> bool {
 
 pub fn not_found(e: &Error) -> bool {
     e.is_code(&["ResourceNotFoundException"])
+}
+
+/// Already gone counts as deleted.
+pub fn gone_is_ok<T>(r: Result<T, Error>) -> Result<(), Error> {
+    match r {
+        Err(e) if not_found(&e) => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// securecart's tags in EventBridge's form.
@@ -33,24 +42,46 @@ pub fn tag_list(stack: &str, id: &str, name: &str) -> Result<Vec<Tag>, Error> {
         .collect()
 }
 
-/// The tags of an EventBridge resource, or `None` when it is gone meanwhile.
-pub async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
-    match aws
+/// The blueprint id the resource's tags give it in `stack`; `None` when it is not the
+/// stack's, or gone meanwhile. EventBridge has no batched tag read: one call a resource.
+pub async fn owner(aws: &Aws, stack: &str, arn: &str) -> Result<Option<String>, Error> {
+    let out = aws
         .events
         .list_tags_for_resource()
         .resource_arn(arn)
         .send()
-        .await
-        .map_err(aws_error("ListTagsForResource"))
-    {
-        Ok(o) => Ok(Some(
-            o.tags()
+        .await;
+    match out.map_err(aws_error("ListTagsForResource")) {
+        Ok(o) => {
+            let tags: BTreeMap<String, String> = o
+                .tags()
                 .iter()
                 .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-        )),
+                .collect();
+            Ok(common::owned_id(&tags, stack))
+        }
         Err(e) if not_found(&e) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Every item of a list call that takes and returns a `NextToken` (the EventBridge SDK has
+/// no paginators): `page` is one call with the token, answering the items and the next
+/// token. A token that is empty or repeats ends the list.
+pub async fn pages<T, F, Fut>(mut page: F) -> Result<Vec<T>, Error>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), Error>>,
+{
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let (items, next) = page(token.clone()).await?;
+        out.extend(items);
+        match next {
+            Some(t) if !t.is_empty() && Some(&t) != token.as_ref() => token = Some(t),
+            _ => return Ok(out),
+        }
     }
 }
 
@@ -64,27 +95,23 @@ pub async fn stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> {
 }
 
 async fn read_stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
+    pages(|token| async move {
         let page = aws
             .events
             .list_event_buses()
             .name_prefix(format!("{stack}-"))
             .limit(100)
-            .set_next_token(token.clone())
+            .set_next_token(token)
             .send()
             .await
             .map_err(aws_error("ListEventBuses"))?;
-        out.extend(
-            page.event_buses()
-                .iter()
-                .filter(|b| b.name() != Some("default"))
-                .cloned(),
-        );
-        match page.next_token() {
-            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
-            _ => return Ok(out),
-        }
-    }
+        let buses = page
+            .event_buses()
+            .iter()
+            .filter(|b| b.name() != Some("default"))
+            .cloned()
+            .collect();
+        Ok((buses, page.next_token().map(str::to_string)))
+    })
+    .await
 }

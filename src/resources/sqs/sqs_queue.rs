@@ -2,7 +2,7 @@
 //! at-rest encryption and the AWS services allowed to send to it.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,20 +11,20 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value as Json};
 
+use super as sqs;
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, parse, Error};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::common::{self, aws_error, Error};
+use crate::resources::typed::{self, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct SqsQueue;
-
-const KIND: &str = "sqs_queue";
 
 /// An SQS queue.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// A FIFO queue: exactly-once processing, in order within a message group. Its
     /// name ends in `.fifo`. Changing it replaces the queue (and loses its messages).
     #[serde(default)]
@@ -36,16 +36,16 @@ struct Fields {
     /// Seconds a received message stays hidden from other consumers (0 to 43200).
     // The numbers are read wide so that a negative or huge value meets the range check
     // (which names the allowed range) rather than a bare type error.
-    #[serde(default = "default_visibility_field")]
+    #[serde(default = "int::<VISIBILITY>")]
     visibility_timeout: i64,
     /// Seconds a message is kept before SQS drops it (60 to 1209600, i.e. 14 days).
-    #[serde(default = "default_retention_field")]
+    #[serde(default = "int::<RETENTION>")]
     message_retention: i64,
     /// Seconds every new message waits before it can be received (0 to 900).
     #[serde(default)]
     delay: i64,
     /// Largest message accepted, in bytes (1024 to 1048576).
-    #[serde(default = "default_max_size_field")]
+    #[serde(default = "int::<MAX_SIZE>")]
     max_message_size: i64,
     /// Seconds a receive call waits for a message to arrive (long polling, 0 to 20).
     #[serde(default)]
@@ -64,39 +64,16 @@ struct Fields {
     allow_services: Vec<String>,
 }
 
-fn default_visibility() -> u32 {
-    30
-}
-
-fn default_retention() -> u32 {
-    345_600
-}
-
-fn default_max_size() -> u32 {
-    262_144
-}
-
-fn default_visibility_field() -> i64 {
-    default_visibility().into()
-}
-
-fn default_retention_field() -> i64 {
-    default_retention().into()
-}
-
-fn default_max_size_field() -> i64 {
-    default_max_size().into()
-}
-
-fn default_max_receives() -> i64 {
-    5
-}
-
+/// SQS's defaults, which a queue read back without the attribute has too.
+const VISIBILITY: u32 = 30;
+const RETENTION: u32 = 345_600;
+const MAX_SIZE: u32 = 262_144;
 /// SQS's default data key reuse period, in seconds.
-const DEFAULT_REUSE: u32 = 300;
+const REUSE: u32 = 300;
 
-fn default_reuse() -> i64 {
-    DEFAULT_REUSE.into()
+/// A number field's default (serde takes a function).
+fn int<const N: u32>() -> i64 {
+    N.into()
 }
 
 /// The redrive policy of a queue.
@@ -107,7 +84,7 @@ struct DeadLetter {
     /// must be FIFO if this queue is, and standard if this queue is.
     queue: String,
     /// Failed receives after which a message moves to the dead-letter queue (1 to 1000).
-    #[serde(default = "default_max_receives")]
+    #[serde(default = "int::<5>")]
     max_receives: i64,
 }
 
@@ -126,7 +103,7 @@ struct KmsKey {
     /// The KMS key: an id, ARN or alias such as `alias/orders`.
     kms_key: String,
     /// Seconds SQS reuses a data key before calling KMS again (60 to 86400).
-    #[serde(default = "default_reuse")]
+    #[serde(default = "int::<REUSE>")]
     data_key_reuse_period: i64,
 }
 
@@ -177,7 +154,7 @@ impl schemars::JsonSchema for Encryption {
 
 /// Normalised attributes: what `desired` builds and `read` finds, in one shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     fifo: bool,
     content_based_deduplication: bool,
@@ -233,24 +210,20 @@ impl Fields {
 }
 
 #[async_trait]
-impl Kind for SqsQueue {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for SqsQueue {
+    const KIND: &'static str = "sqs_queue";
+    const ATTRIBUTES: &'static [&'static str] = &["arn", "url", "name"];
+    const REPLACE_ON: &'static [&'static str] = &["fifo", "name"];
+    // Looked up by name first: CreateQueue answers with the URL of an existing queue whose
+    // attributes happen to match, even when it belongs to someone else.
+    const ADOPT: Adopt = Adopt::LookFirst;
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["arn", "url", "name"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    type Raw = Queue;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut out = Vec::new();
         for (field, v, lo, hi) in f.limits() {
             if !(lo..=hi).contains(&v) {
@@ -311,16 +284,9 @@ impl Kind for SqsQueue {
         out
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| {
-            if i.path.is_empty() {
-                i.message
-            } else {
-                format!("{}: {}", i.path, i.message)
-            }
-        })?;
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
         let a = Attrs {
-            name: queue_name(stack, id, f.fifo),
+            name: queue_name(site.stack, site.id, f.fifo),
             fifo: f.fifo,
             content_based_deduplication: f.fifo && f.content_based_deduplication,
             visibility_timeout: common::uint32("visibility_timeout", f.visibility_timeout)?,
@@ -332,27 +298,26 @@ impl Kind for SqsQueue {
             encryption: f.encryption,
             allow_services: normalise_services(&f.allow_services),
         };
-        serde_json::to_value(a).map_err(|e| e.to_string())
+        Ok((a, ()))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
-        let fifo = config.get("fifo") == Some(&Json::Bool(true));
-        vec![("queue name".into(), queue_name(stack, id, fifo))]
+    fn physical_names(&self, stack: &str, id: &str, f: &Fields) -> Vec<(String, String)> {
+        vec![("queue name".into(), queue_name(stack, id, f.fifo))]
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["fifo", "name"]
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
-        if desired.get("encryption").and_then(Json::as_str) == Some("none") {
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
+        if a.encryption == Encryption::Off {
             vec!["`encryption: none` stores messages unencrypted (security baseline CKV_AWS_27 / SQS.1)".into()]
         } else {
             Vec::new()
         }
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    fn label(&self, a: &Attrs) -> String {
+        format!("an SQS queue named `{}`", a.name)
+    }
+
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Queue)>, Error> {
         let urls = aws
             .sqs
             .list_queues()
@@ -366,60 +331,78 @@ impl Kind for SqsQueue {
             .map_err(aws_error("ListQueues"))?;
         // SQS has no batched form of either call: one ListQueueTags per queue, then
         // GetQueueAttributes only for the queues that are ours.
-        let found: Vec<Option<Live>> = futures::stream::iter(urls)
-            .map(|url| read_queue(aws, stack, url))
+        let found: Vec<Option<(String, Queue)>> = futures::stream::iter(urls)
+            .map(|url| async move {
+                let Some(tags) = sqs::tags_of(aws, &url).await? else {
+                    return Ok(None);
+                };
+                let Some(id) = common::owned_id(&tags, stack) else {
+                    return Ok(None);
+                };
+                let read = sqs::unless_gone(sqs::get_attributes(aws, &url).await)?;
+                read.map(|m| Ok((id, Queue::read(url, &m)?))).transpose()
+            })
             .buffer_unordered(8)
             .try_collect()
             .await?;
-        let mut out: Vec<Live> = found.into_iter().flatten().collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+        Ok(found.into_iter().flatten().collect())
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        // Looked up by name first: CreateQueue answers with the URL of an existing queue
-        // whose attributes happen to match, even when it belongs to someone else.
-        if let Some(url) = queue_url(aws, &a.name).await? {
-            let tags = list_tags(aws, &url).await?.unwrap_or_default();
-            if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
-                return Err(conflict(&a.name, cx));
-            }
-            // Ours from an interrupted run that read() did not see yet: converge it.
-            cx.note("the queue exists from an earlier run; bringing it up to date");
-            let attrs = settling(cx, || get_attributes(aws, &url)).await?;
-            let live = live_of(cx.id.to_string(), &url, &attrs)?;
-            let changed: Vec<String> = crate::diff::changed_attributes(desired, &live.attrs);
-            if changed.is_empty() {
-                return Ok(live);
-            }
-            return self.update(aws, cx, &live, desired, &changed).await;
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Result<Option<Found<Queue>>, Error> {
+        let Some(url) = sqs::queue_url(aws, &a.name).await? else {
+            return Ok(None);
+        };
+        let Some(tags) = sqs::tags_of(aws, &url).await? else {
+            return Ok(None);
+        };
+        // Not waited for: GetQueueUrl found the queue, and SQS answers it only once the
+        // queue is usable (as GetQueueAttributes does; tests/it/strict.rs
+        // a_new_sqs_queue_does_not_exist_for_a_moment).
+        let m = sqs::get_attributes(aws, &url).await?;
+        Ok(Some(Found {
+            owner: common::owned_id(&tags, stack),
+            raw: Queue::read(url, &m)?,
+        }))
+    }
+
+    fn observe(&self, q: &Queue) -> Observed<Attrs> {
+        Observed {
+            physical_id: q.url.clone(),
+            outputs: vec![
+                ("arn", json!(q.arn)),
+                ("url", json!(q.url)),
+                ("name", json!(q.attrs.name)),
+            ],
+            attrs: q.attrs.clone(),
         }
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, a: &Attrs, _: &()) -> Result<Queue, Error> {
         let tags = common::tags(cx.stack, cx.id, &a.name);
         let created = common::retry_on(
             cx,
-            DELETED_RECENTLY,
+            sqs::DELETED_RECENTLY,
             Duration::from_secs(90),
             "a queue of this name was deleted less than 60 s ago and SQS keeps the name until then",
             || {
                 // The redrive names a dead-letter queue that may have been created a moment
                 // ago, which SQS may not know yet.
-                settling(cx, || async {
-                    let mut req = aws.sqs.create_queue().queue_name(&a.name);
-                    for (k, v) in create_attributes(&a) {
-                        req = req.attributes(k, v);
-                    }
-                    for (k, v) in &tags {
-                        req = req.tags(k, v);
-                    }
-                    req.send().await.map_err(aws_error("CreateQueue"))
+                sqs::settling(cx, || async {
+                    aws.sqs
+                        .create_queue()
+                        .queue_name(&a.name)
+                        .set_attributes(Some(create_attributes(a).into_iter().collect()))
+                        .set_tags(Some(tags.clone().into_iter().collect()))
+                        .send()
+                        .await
+                        .map_err(aws_error("CreateQueue"))
                 })
             },
         )
         .await;
         let created = match created {
             Err(e) if e.is_code(&["QueueAlreadyExists", "QueueNameExists"]) => {
-                return Err(conflict(&a.name, cx))
+                return Err(taken(a, cx))
             }
             other => other?,
         };
@@ -436,205 +419,114 @@ impl Kind for SqsQueue {
         // attributes match, whoever made it: its tags say whether it is ours (for an
         // existing name CreateQueue "returns the queue URL for the existing queue" and
         // makes nothing, so a queue someone else made keeps its own tags).
-        let tags = settling(cx, || async {
-            aws.sqs
-                .list_queue_tags()
-                .queue_url(&url)
-                .send()
-                .await
-                .map(|o| o.tags().cloned().unwrap_or_default())
+        let tags = sqs::settling(cx, || async {
+            let out = aws.sqs.list_queue_tags().queue_url(&url).send().await;
+            out.map(|o| o.tags().cloned().unwrap_or_default())
                 .map_err(aws_error("ListQueueTags"))
         })
         .await?;
         if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
-            return Err(conflict(&a.name, cx));
+            return Err(taken(a, cx));
         }
         // The policy names the queue ARN, known only now; until it is set the queue
         // only refuses more, and a re-run after a crash here converges in update().
         // Both calls are on the queue just created: SQS may not know it yet.
-        let attrs = settling(cx, || get_attributes(aws, &url)).await?;
+        let attrs = sqs::settling(cx, || sqs::get_attributes(aws, &url)).await?;
         let arn = attrs.get(&Q::QueueArn).cloned().unwrap_or_default();
         if !a.allow_services.is_empty() {
             let arn = require_arn(&arn, &a.name)?;
             let policy = vec![(Q::Policy, policy_document(arn, &a.allow_services))];
-            settling(cx, || set_attributes(aws, &url, policy.clone())).await?;
+            sqs::settling(cx, || sqs::set_attributes(aws, &url, policy.clone())).await?;
         }
-        Ok(live(cx.id.to_string(), &url, &arn, a))
+        Ok(Queue {
+            url,
+            arn,
+            attrs: a.clone(),
+        })
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_q: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let old: Attrs = common::from_desired(&live_q.attrs)?;
-        let url = &live_q.physical_id;
-        let arn = live_q
-            .outputs
-            .get("arn")
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        let mut set = Vec::new();
-        for (field, key, value) in [
-            (
-                "visibility_timeout",
-                Q::VisibilityTimeout,
-                a.visibility_timeout,
-            ),
-            (
-                "message_retention",
-                Q::MessageRetentionPeriod,
-                a.message_retention,
-            ),
-            ("delay", Q::DelaySeconds, a.delay),
-            (
-                "max_message_size",
-                Q::MaximumMessageSize,
-                a.max_message_size,
-            ),
-            (
-                "receive_wait_time",
-                Q::ReceiveMessageWaitTimeSeconds,
-                a.receive_wait_time,
-            ),
-        ] {
-            if has(field) {
-                set.push((key, value.to_string()));
-            }
-        }
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<Queue>, Error> {
+        let old = typed::attrs_of::<Self>(live)?;
+        let url = &live.physical_id;
+        let arn = live.outputs.get("arn").and_then(Json::as_str).unwrap_or("");
+        let mut set: Vec<(Q, String)> = numbers(a)
+            .into_iter()
+            .filter(|(field, _, _)| changed.has(field))
+            .map(|(_, key, value)| (key, value.to_string()))
+            .collect();
         // Standard queues reject the attribute, even set to false.
-        if has("content_based_deduplication") && a.fifo {
+        if changed.has("content_based_deduplication") && a.fifo {
             set.push((
                 Q::ContentBasedDeduplication,
                 a.content_based_deduplication.to_string(),
             ));
         }
-        if has("dead_letter") {
+        if changed.has("dead_letter") {
             // An empty policy removes the redrive.
-            set.push((
-                Q::RedrivePolicy,
-                a.dead_letter
-                    .as_ref()
-                    .map(redrive_policy)
-                    .unwrap_or_default(),
-            ));
+            let redrive = a.dead_letter.as_ref().map(redrive_policy);
+            set.push((Q::RedrivePolicy, redrive.unwrap_or_default()));
         }
-        if has("encryption") {
+        if changed.has("encryption") {
             set.extend(encryption_change(&old.encryption, &a.encryption));
         }
-        if has("allow_services") {
+        if changed.has("allow_services") {
             let doc = if a.allow_services.is_empty() {
                 String::new()
             } else {
-                policy_document(require_arn(&arn, &a.name)?, &a.allow_services)
+                policy_document(require_arn(arn, &a.name)?, &a.allow_services)
             };
             set.push((Q::Policy, doc));
         }
         if !set.is_empty() {
-            cx.note(format!(
-                "setting {}",
-                set.iter()
-                    .map(|(k, _)| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            let keys: Vec<&str> = set.iter().map(|(k, _)| k.as_str()).collect();
+            cx.note(format!("setting {}", keys.join(", ")));
             // The queue is known to exist (read found it), perhaps made a moment ago by an
             // interrupted run, and a new redrive may name a dead-letter queue this apply
             // just created.
-            settling(cx, || set_attributes(aws, url, set.clone())).await?;
+            sqs::settling(cx, || sqs::set_attributes(aws, url, set.clone())).await?;
         }
-        Ok(live(cx.id.to_string(), url, &arn, a))
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
-        match aws
+        let out = aws
             .sqs
             .delete_queue()
             .queue_url(&live.physical_id)
             .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = aws_error("DeleteQueue")(e);
-                if gone(&e) {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+            .await;
+        sqs::unless_gone(out.map_err(aws_error("DeleteQueue"))).map(|_| ())
     }
 }
 
-const DELETED_RECENTLY: &[&str] = &[
-    "AWS.SimpleQueueService.QueueDeletedRecently",
-    "QueueDeletedRecently",
-];
-
-/// How long a queue that was just created, or is known to exist, may still be unknown to
-/// SQS. The SQS API reference (CreateQueue) says: "After you create a queue, you must wait
-/// at least one second after the queue is created to be able to use the queue."
-/// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html
-const NEW_QUEUE_SETTLE: Duration = Duration::from_secs(20);
-
-/// A redrive naming a dead-letter queue SQS does not know (yet): "Value {...} for parameter
-/// RedrivePolicy is invalid. Reason: Dead letter target does not exist." (serverless#5215:
-/// https://github.com/serverless/serverless/issues/5215). The query code is
-/// InvalidParameterValue; the JSON protocol's is InvalidAttributeValue.
-fn dead_letter_unknown(e: &Error) -> bool {
-    common::is_aws_message(
-        e,
-        &["InvalidParameterValue", "InvalidAttributeValue"],
-        "Dead letter target does not exist",
-    )
+/// A queue as read: its URL, its ARN and its attributes.
+pub struct Queue {
+    url: String,
+    arn: String,
+    attrs: Attrs,
 }
 
-/// What a queue just created answers for about a second: itself or its dead-letter queue
-/// not found.
-fn not_settled(e: &Error) -> bool {
-    gone(e) || dead_letter_unknown(e)
+impl Queue {
+    fn read(url: String, m: &HashMap<Q, String>) -> Result<Queue, Error> {
+        Ok(Queue {
+            attrs: attrs_of(m, &url)?,
+            arn: m.get(&Q::QueueArn).cloned().unwrap_or_default(),
+            url,
+        })
+    }
 }
 
-/// Runs a call on a queue that was just created or is known to exist, retrying briefly
-/// while SQS does not know it (or its dead-letter queue) yet. Never for reads that decide
-/// whether a queue exists: there "not found" is the answer.
-async fn settling<T, F, Fut>(cx: &OpCx<'_>, op: F) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    common::retry_while(
-        cx,
-        not_settled,
-        NEW_QUEUE_SETTLE,
-        "SQS makes a new queue usable about a second after CreateQueue",
-        op,
-    )
-    .await
-}
-
-/// The queue no longer exists (deleted meanwhile, or already gone).
-fn gone(e: &Error) -> bool {
-    e.is_code(&[
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "QueueDoesNotExist",
-        "NonExistentQueue",
-    ])
-}
-
-fn conflict(name: &str, cx: &OpCx<'_>) -> Error {
-    Error::Conflict(format!(
-        "an SQS queue named `{name}` already exists and is not tagged as `{}` of stack `{}`; \
-         securecart does not adopt or change it: delete or rename that queue, or use another resource id",
-        cx.id, cx.stack
-    ))
+/// The refusal of a name taken by a queue that is not this resource's.
+fn taken(a: &Attrs, cx: &OpCx<'_>) -> Error {
+    common::name_taken("an SQS queue", &a.name, cx)
 }
 
 fn require_arn<'a>(arn: &'a str, name: &str) -> Result<&'a str, Error> {
@@ -647,73 +539,6 @@ fn require_arn<'a>(arn: &'a str, name: &str) -> Result<&'a str, Error> {
     } else {
         Ok(arn)
     }
-}
-
-/// The URL of the queue called `name`, if there is one.
-async fn queue_url(aws: &Aws, name: &str) -> Result<Option<String>, Error> {
-    match aws.sqs.get_queue_url().queue_name(name).send().await {
-        Ok(o) => Ok(o.queue_url().map(str::to_string)),
-        Err(e) => {
-            let e = aws_error("GetQueueUrl")(e);
-            if gone(&e) {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
-}
-
-/// The queue's tags, or `None` when it was deleted in the meantime.
-async fn list_tags(aws: &Aws, url: &str) -> Result<Option<HashMap<String, String>>, Error> {
-    match aws.sqs.list_queue_tags().queue_url(url).send().await {
-        Ok(o) => Ok(Some(o.tags().cloned().unwrap_or_default())),
-        Err(e) => {
-            let e = aws_error("ListQueueTags")(e);
-            if gone(&e) {
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    }
-}
-
-async fn get_attributes(aws: &Aws, url: &str) -> Result<HashMap<Q, String>, Error> {
-    aws.sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(Q::All)
-        .send()
-        .await
-        .map(|o| o.attributes().cloned().unwrap_or_default())
-        .map_err(aws_error("GetQueueAttributes"))
-}
-
-async fn set_attributes(aws: &Aws, url: &str, attrs: Vec<(Q, String)>) -> Result<(), Error> {
-    let mut req = aws.sqs.set_queue_attributes().queue_url(url);
-    for (k, v) in attrs {
-        req = req.attributes(k, v);
-    }
-    req.send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("SetQueueAttributes"))
-}
-
-async fn read_queue(aws: &Aws, stack: &str, url: String) -> Result<Option<Live>, Error> {
-    let Some(tags) = list_tags(aws, &url).await? else {
-        return Ok(None);
-    };
-    let Some(id) = common::owned_id(&tags, stack) else {
-        return Ok(None);
-    };
-    let attrs = match get_attributes(aws, &url).await {
-        Ok(a) => a,
-        Err(e) if gone(&e) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    live_of(id, &url, &attrs).map(Some)
 }
 
 /// Normalises GetQueueAttributes into [`Attrs`], filling in AWS's defaults for
@@ -745,7 +570,7 @@ fn attrs_of(m: &HashMap<Q, String>, url: &str) -> Result<Attrs, Error> {
     let encryption = match kms {
         Some(k) => Encryption::Kms(KmsKey {
             kms_key: k.to_string(),
-            data_key_reuse_period: num(Q::KmsDataKeyReusePeriodSeconds, DEFAULT_REUSE)?.into(),
+            data_key_reuse_period: num(Q::KmsDataKeyReusePeriodSeconds, REUSE)?.into(),
         }),
         None if flag(Q::SqsManagedSseEnabled) => Encryption::Sqs,
         None => Encryption::Off,
@@ -755,10 +580,10 @@ fn attrs_of(m: &HashMap<Q, String>, url: &str) -> Result<Attrs, Error> {
         name,
         fifo,
         content_based_deduplication: fifo && flag(Q::ContentBasedDeduplication),
-        visibility_timeout: num(Q::VisibilityTimeout, default_visibility())?,
-        message_retention: num(Q::MessageRetentionPeriod, default_retention())?,
+        visibility_timeout: num(Q::VisibilityTimeout, VISIBILITY)?,
+        message_retention: num(Q::MessageRetentionPeriod, RETENTION)?,
         delay: num(Q::DelaySeconds, 0)?,
-        max_message_size: num(Q::MaximumMessageSize, default_max_size())?,
+        max_message_size: num(Q::MaximumMessageSize, MAX_SIZE)?,
         receive_wait_time: num(Q::ReceiveMessageWaitTimeSeconds, 0)?,
         dead_letter: dead_letter_of(m.get(&Q::RedrivePolicy).map(String::as_str)),
         encryption,
@@ -766,40 +591,38 @@ fn attrs_of(m: &HashMap<Q, String>, url: &str) -> Result<Attrs, Error> {
     })
 }
 
-fn live_of(id: String, url: &str, m: &HashMap<Q, String>) -> Result<Live, Error> {
-    let a = attrs_of(m, url)?;
-    let arn = m.get(&Q::QueueArn).cloned().unwrap_or_default();
-    Ok(live(id, url, &arn, a))
-}
-
-fn live(id: String, url: &str, arn: &str, a: Attrs) -> Live {
-    let outputs: BTreeMap<String, Json> = [
-        ("arn".to_string(), json!(arn)),
-        ("url".to_string(), json!(url)),
-        ("name".to_string(), json!(a.name)),
+/// The numbers of a queue: (attribute, SQS attribute, value).
+fn numbers(a: &Attrs) -> [(&'static str, Q, u32); 5] {
+    [
+        (
+            "visibility_timeout",
+            Q::VisibilityTimeout,
+            a.visibility_timeout,
+        ),
+        (
+            "message_retention",
+            Q::MessageRetentionPeriod,
+            a.message_retention,
+        ),
+        ("delay", Q::DelaySeconds, a.delay),
+        (
+            "max_message_size",
+            Q::MaximumMessageSize,
+            a.max_message_size,
+        ),
+        (
+            "receive_wait_time",
+            Q::ReceiveMessageWaitTimeSeconds,
+            a.receive_wait_time,
+        ),
     ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: KIND,
-        physical_id: url.to_string(),
-        attrs: json!(a),
-        outputs,
-    }
 }
 
 fn create_attributes(a: &Attrs) -> Vec<(Q, String)> {
-    let mut v = vec![
-        (Q::VisibilityTimeout, a.visibility_timeout.to_string()),
-        (Q::MessageRetentionPeriod, a.message_retention.to_string()),
-        (Q::DelaySeconds, a.delay.to_string()),
-        (Q::MaximumMessageSize, a.max_message_size.to_string()),
-        (
-            Q::ReceiveMessageWaitTimeSeconds,
-            a.receive_wait_time.to_string(),
-        ),
-    ];
+    let mut v: Vec<(Q, String)> = numbers(a)
+        .into_iter()
+        .map(|(_, key, value)| (key, value.to_string()))
+        .collect();
     if a.fifo {
         v.push((Q::FifoQueue, "true".into()));
         v.push((
@@ -1013,7 +836,7 @@ fn check_dead_letter(queue: &str, fifo: bool, cx: &CheckCx) -> Vec<Issue> {
             let Some(target) = cx.resources.get(&r.target) else {
                 return Vec::new();
             };
-            if target.kind != KIND {
+            if target.kind != SqsQueue::KIND {
                 return vec![Issue::new(
                     AT,
                     format!("`{r}` is a {}, not an sqs_queue", target.kind),
@@ -1061,27 +884,19 @@ fn check_dead_letter(queue: &str, fifo: bool, cx: &CheckCx) -> Vec<Issue> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blueprint::{self, LoadError, Severity, SourceFile};
+    use crate::resources::typed::Typed;
+    use crate::resources::{testing, Kind};
 
     const ARN: &str = "arn:aws:sqs:eu-west-1:123456789012:shop-orders";
+    const K: Typed<SqsQueue> = Typed(SqsQueue);
 
     fn desired(config: Json) -> Json {
-        SqsQueue.desired("shop", "orders", &config).unwrap()
+        K.desired("shop", "orders", &config).unwrap()
     }
 
-    /// Problems of a blueprint as (severity, path, message).
-    fn problems(resources: &str) -> Vec<(Severity, String, String)> {
-        let text = format!("name: shop\nresources:\n{resources}");
-        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
-        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
-            Ok(bp) => bp.warnings,
-            Err(LoadError::Invalid(d)) => d.problems,
-            Err(e) => panic!("{e}"),
-        };
-        problems
-            .into_iter()
-            .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
-            .collect()
+    /// Problems of a blueprint with these resources, as `Severity path: message`.
+    fn problems(resources: &str) -> Vec<String> {
+        testing::problems(&format!("name: shop\nresources:\n{resources}"))
     }
 
     #[test]
@@ -1109,7 +924,7 @@ mod tests {
         let d = desired(json!({"fifo": true, "content_based_deduplication": true}));
         assert_eq!(d["name"], "shop-orders.fifo");
         assert_eq!(d["content_based_deduplication"], true);
-        let long = SqsQueue
+        let long = K
             .desired("shop", &"q".repeat(90), &json!({"fifo": true}))
             .unwrap();
         let name = long["name"].as_str().unwrap();
@@ -1124,17 +939,12 @@ mod tests {
             d["encryption"],
             json!({"kms_key": "alias/orders", "data_key_reuse_period": 300})
         );
-        let e = SqsQueue
+        let e = K
             .desired("shop", "orders", &json!({"encryption": "off"}))
             .unwrap_err();
         assert!(e.contains("expected `sqs`, `none`"), "{e}");
-        assert_eq!(
-            SqsQueue
-                .warnings(&desired(json!({"encryption": "none"})))
-                .len(),
-            1
-        );
-        assert!(SqsQueue.warnings(&desired(json!({}))).is_empty());
+        assert_eq!(K.warnings(&desired(json!({"encryption": "none"}))).len(), 1);
+        assert!(K.warnings(&desired(json!({}))).is_empty());
     }
 
     #[test]
@@ -1310,39 +1120,6 @@ mod tests {
     }
 
     #[test]
-    fn a_new_queue_is_waited_for_only_on_its_own_answers() {
-        let aws = |code: &str, message: &str| Error::Aws {
-            operation: "GetQueueAttributes".into(),
-            code: Some(code.into()),
-            message: format!("{code}: {message}"),
-        };
-        // The JSON protocol's code, and the query code the SDK reads from
-        // x-amzn-query-error, for "The specified queue does not exist."
-        assert!(not_settled(&aws(
-            "QueueDoesNotExist",
-            "The specified queue does not exist."
-        )));
-        assert!(not_settled(&aws(
-            "AWS.SimpleQueueService.NonExistentQueue",
-            "The specified queue does not exist."
-        )));
-        assert!(not_settled(&aws(
-            "InvalidParameterValue",
-            "Value {\"deadLetterTargetArn\":\"arn:aws:sqs:eu-west-1:1:dev-dlq\",\"maxReceiveCount\":3} \
-             for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist."
-        )));
-        // A redrive that is wrong for good is not waited for.
-        assert!(!not_settled(&aws(
-            "InvalidParameterValue",
-            "Value {} for parameter RedrivePolicy is invalid. Reason: Invalid value for maxReceiveCount: 0"
-        )));
-        assert!(!not_settled(&aws(
-            "AccessDenied",
-            "Access to the resource is denied."
-        )));
-    }
-
-    #[test]
     fn unreadable_redrive_stays_visible() {
         let d = dead_letter_of(Some("garbage")).unwrap();
         assert!(d.queue.contains("garbage"));
@@ -1356,51 +1133,41 @@ mod tests {
         );
         let at = |path: &str| {
             p.iter()
-                .filter(|(_, q, _)| q == path)
-                .map(|(_, _, m)| m.as_str())
+                .filter_map(|l| l.split_once(' ')?.1.strip_prefix(path)?.strip_prefix(": "))
                 .collect::<Vec<_>>()
                 .join(" | ")
         };
-        assert!(
-            at("resources.q.content_based_deduplication").contains("only FIFO"),
-            "{p:?}"
-        );
-        assert!(at("resources.q.delay").contains("0 to 900"), "{p:?}");
-        assert!(
-            at("resources.q.dead_letter.max_receives").contains("1 to 1000"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.q.dead_letter.queue")
-                .contains("a standard queue cannot use a FIFO queue"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.q.allow_services[0]").contains("not an AWS service principal"),
-            "{p:?}"
-        );
+        for (path, needle) in [
+            ("resources.q.content_based_deduplication", "only FIFO"),
+            ("resources.q.delay", "0 to 900"),
+            ("resources.q.dead_letter.max_receives", "1 to 1000"),
+            (
+                "resources.q.dead_letter.queue",
+                "a standard queue cannot use a FIFO queue",
+            ),
+            (
+                "resources.q.allow_services[0]",
+                "not an AWS service principal",
+            ),
+            ("resources.r.dead_letter.queue", "not an sqs_queue"),
+            ("resources.s.dead_letter.queue", "not a queue ARN"),
+        ] {
+            assert!(at(path).contains(needle), "{path}: {p:?}");
+        }
         assert!(at("resources.q.allow_services[1]").is_empty(), "{p:?}");
-        assert!(
-            at("resources.r.dead_letter.queue").contains("not an sqs_queue"),
-            "{p:?}"
-        );
-        assert!(
-            at("resources.s.dead_letter.queue").contains("not a queue ARN"),
-            "{p:?}"
-        );
     }
 
     #[test]
     fn unencrypted_queue_is_a_baseline_warning() {
         let p = problems("  q: {type: sqs_queue, encryption: none}\n");
         assert_eq!(p.len(), 1, "{p:?}");
-        assert_eq!(p[0].0, Severity::Warning);
-        assert!(p[0].2.contains("CKV_AWS_27 / SQS.1"));
+        assert!(p[0].starts_with("Warning "), "{p:?}");
+        assert!(p[0].contains("CKV_AWS_27 / SQS.1"));
         assert!(problems("  q: {type: sqs_queue, encryption: {kms_key: alias/x}}\n").is_empty());
         let p = problems("  q: {type: sqs_queue, encryption: {kms_key: alias/x, rotate: true}}\n");
         assert!(
             p.iter()
-                .any(|(s, _, m)| *s == Severity::Error && m.contains("rotate")),
+                .any(|l| l.starts_with("Error ") && l.contains("rotate")),
             "{p:?}"
         );
     }
