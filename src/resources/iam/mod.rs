@@ -21,6 +21,7 @@ use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, Error};
+use crate::resources::fields::is_literal;
 use crate::resources::OpCx;
 
 /// The name of the one inline policy of an automatic role.
@@ -303,11 +304,10 @@ pub(super) fn auto_role_name(stack: &str, id: &str) -> String {
 /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-names).
 const ROLE_NAMESPACE: &str = "IAM role name (compared without case)";
 
-/// The automatic role's name in the IAM namespace, when `config` asks for one
-/// (`role: auto`, the default), for the blueprint's name-collision check.
-pub(super) fn auto_role_key(stack: &str, id: &str, config: &Json) -> Option<(String, String)> {
-    let auto = config.get("role").is_none_or(|r| r.as_str() == Some(AUTO));
-    auto.then(|| {
+/// The automatic role's name in the IAM namespace, when `role` is `auto`, for the
+/// blueprint's name-collision check.
+pub(super) fn auto_role_key(stack: &str, id: &str, role: &str) -> Option<(String, String)> {
+    (role == AUTO).then(|| {
         (
             ROLE_NAMESPACE.into(),
             auto_role_name(stack, id).to_ascii_lowercase(),
@@ -414,6 +414,171 @@ pub(super) async fn delete_auto_role(aws: &Aws, stack: &str, id: &str) -> Result
 }
 
 // ---------------------------------------------------------------------------------------
+// The role a function or state machine runs as (`role: auto` or an ARN)
+// ---------------------------------------------------------------------------------------
+
+/// How long a just-created or changed role may stay unusable for the service that runs as
+/// it (IAM is eventually consistent): terraform-provider-aws waits 2 minutes for IAM
+/// propagation (hashicorp/terraform-provider-aws#47447).
+const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
+
+/// The default of a `role` field: a least-privilege role of the resource's own.
+pub(super) fn auto() -> String {
+    AUTO.to_string()
+}
+
+/// True when a resource's role (`auto` or an ARN) is its automatic role or an `iam_role`
+/// of the stack: one securecart has just granted what it holds.
+pub(super) fn manages_role(role: &str, stack: &str) -> bool {
+    role == AUTO || is_stack_role(role, stack)
+}
+
+/// The role a function or state machine runs as, in blueprint terms: `auto` with the
+/// automatic role's policy, or a role's ARN (and no policy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecRole {
+    pub role: String,
+    pub policy: Option<Json>,
+}
+
+impl ExecRole {
+    /// The role ARN read from AWS: the stack's automatic role reads as `auto`, with its
+    /// policy; an automatic role whose policy is gone reads as no policy (plan then
+    /// restores it).
+    pub fn of(role_arn: &str, stack: &str, auto_policy: Option<Json>) -> Self {
+        if is_auto_role(role_arn, stack) {
+            ExecRole {
+                role: AUTO.to_string(),
+                policy: Some(auto_policy.unwrap_or(Json::Null)),
+            }
+        } else {
+            ExecRole {
+                role: role_arn.to_string(),
+                policy: None,
+            }
+        }
+    }
+
+    /// Reads the role of a resource: the automatic role's policy costs one call.
+    pub(super) async fn read(aws: &Aws, stack: &str, role_arn: &str) -> Result<Self, Error> {
+        let policy = if is_auto_role(role_arn, stack) {
+            auto_role_policy(aws, role_arn).await?
+        } else {
+            None
+        };
+        Ok(Self::of(role_arn, stack, policy))
+    }
+}
+
+/// A service that runs resources as a role (Lambda, Step Functions): who assumes the
+/// role, and how the service says it cannot use the role yet while IAM propagates.
+pub(super) struct RoleUser {
+    /// The kind of the resources (marks their automatic roles).
+    pub kind: &'static str,
+    /// What progress lines call one of them ("function").
+    pub noun: &'static str,
+    /// The service principal that assumes the role.
+    pub service: &'static str,
+    /// The answer while the service cannot assume the role yet: IAM propagation, whoever
+    /// made the role.
+    pub not_assumable: fn(&Error) -> bool,
+    /// The answer while the role lacks a permission the service checks at create and
+    /// update: it passes only on a role securecart has just granted it to.
+    pub lacks_permission: fn(&Error) -> bool,
+    /// What the progress line says while waiting.
+    pub waiting: &'static str,
+    /// What the role needs, added to the error when the wait ends on a missing permission.
+    pub hint: &'static str,
+}
+
+impl RoleUser {
+    /// Whether an error of a create or update will pass once IAM has propagated. A
+    /// missing permission only passes on a role securecart granted it to (`managed_role`:
+    /// the automatic role, or an `iam_role` of the stack that was just put); a role from
+    /// outside the stack that lacks it keeps lacking it, so that fails at once.
+    pub fn not_ready(&self, e: &Error, managed_role: bool) -> bool {
+        (self.not_assumable)(e) || (managed_role && (self.lacks_permission)(e))
+    }
+
+    /// Runs a create or update of a resource running as `role`, retrying for up to
+    /// [`ROLE_PROPAGATION`] while the service cannot use a role that IAM has only just
+    /// created or changed.
+    pub async fn retry<T, F, Fut>(&self, cx: &OpCx<'_>, role: &str, op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let managed = manages_role(role, cx.stack);
+        common::retry_while(
+            cx,
+            |e| self.not_ready(e, managed),
+            ROLE_PROPAGATION,
+            self.waiting,
+            op,
+        )
+        .await
+        .map_err(|e| {
+            if (self.lacks_permission)(&e) {
+                common::with_hint(e, self.hint)
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The ARN to run as: the automatic role (created or brought up to date with
+    /// `policy`), or the role the blueprint names.
+    pub async fn role_arn(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        role: &str,
+        policy: Option<&Json>,
+    ) -> Result<String, Error> {
+        if role != AUTO {
+            return Ok(role.to_string());
+        }
+        let policy =
+            policy.ok_or_else(|| Error::Invalid("`role: auto` without a derived policy".into()))?;
+        let (arn, _) = ensure_auto_role(aws, cx, self.kind, self.service, policy).await?;
+        Ok(arn)
+    }
+
+    /// After an update from `role: auto` to a role of its own: the automatic role goes.
+    pub async fn drop_unused_auto_role(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        old: &str,
+        new: &str,
+    ) -> Result<(), Error> {
+        if old == AUTO && new != AUTO {
+            cx.note(format!(
+                "deleting the automatic role, which the {} no longer uses",
+                self.noun
+            ));
+            delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Before the resource itself goes: its automatic role, if it has one. The role goes
+    /// first: a resource left without its role is found and deleted by the next run,
+    /// whereas a role left behind by its resource would be an orphan.
+    pub async fn delete_auto_role_of(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        role: &str,
+    ) -> Result<(), Error> {
+        if role == AUTO {
+            delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The kind
 // ---------------------------------------------------------------------------------------
 
@@ -426,10 +591,6 @@ fn valid_service(s: &str) -> bool {
             && h.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
     })
-}
-
-fn is_literal(value: &str) -> bool {
-    matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
 }
 
 /// Actions of a statement that contain a wildcard.
@@ -829,10 +990,8 @@ pub(super) fn check_role(role: &str, service: &str, cx: &CheckCx, out: &mut Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::iam_role::*;
     use super::*;
     use crate::blueprint::{self, LoadError, Severity, SourceFile};
-    use crate::resources::Kind;
 
     fn problems(resources: &str) -> Vec<(Severity, String, String)> {
         let text = format!("name: shop\nresources:\n{resources}");
@@ -982,51 +1141,6 @@ mod tests {
         ));
         assert!(auto_role_name("shop", &"x".repeat(80)).len() <= 64);
         assert!(auto_role_name("shop", &"x".repeat(80)).ends_with("-role"));
-    }
-
-    #[test]
-    fn desired_normalises_and_reads_back_the_same() {
-        let d = IamRole
-            .desired(
-                "shop",
-                "events_role",
-                &json!({
-                    "service": "events.amazonaws.com",
-                    "managed_policies": ["arn:aws:iam::aws:policy/b", "arn:aws:iam::aws:policy/a"],
-                    "policies": {"start": {"Statement": [{"Effect": "Allow", "Action": ["states:StartExecution"], "Resource": ["arn:x"]}]}},
-                }),
-            )
-            .unwrap();
-        assert_eq!(d["name"], "shop-events_role");
-        assert_eq!(
-            d["managed_policies"],
-            json!(["arn:aws:iam::aws:policy/a", "arn:aws:iam::aws:policy/b"])
-        );
-        assert_eq!(d["policies"]["start"]["Version"], "2012-10-17");
-        assert_eq!(
-            d["policies"]["start"]["Statement"][0]["Action"],
-            "states:StartExecution"
-        );
-        assert_eq!(
-            d["trust_policy"]["Statement"][0]["Principal"]["Service"],
-            "events.amazonaws.com"
-        );
-        // What IAM answers for it (re-ordered, URL-encoded) reads back as equal.
-        let role = Role::builder()
-            .path("/securecart/shop/")
-            .role_name("shop-events_role")
-            .role_id("AROA")
-            .arn("arn:aws:iam::1:role/securecart/shop/shop-events_role")
-            .create_date(aws_smithy_types::DateTime::from_secs(0))
-            .assume_role_policy_document(
-                "%7B%22Statement%22%3A%5B%7B%22Action%22%3A%22sts%3AAssumeRole%22%2C%22Principal%22%3A%7B%22Service%22%3A%5B%22events.amazonaws.com%22%5D%7D%2C%22Effect%22%3A%22Allow%22%7D%5D%2C%22Version%22%3A%222012-10-17%22%7D",
-            )
-            .build()
-            .unwrap();
-        assert_eq!(
-            role.assume_role_policy_document().map(parse_policy_text),
-            Some(d["trust_policy"].clone())
-        );
     }
 
     #[test]

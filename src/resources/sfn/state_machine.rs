@@ -751,7 +751,11 @@ impl Kind for StateMachine {
 
     fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
         let mut out = vec![("state machine name".into(), machine_name(stack, id))];
-        out.extend(iam::auto_role_key(stack, id, config));
+        let role = config
+            .get("role")
+            .map_or(Some(AUTO), Json::as_str)
+            .unwrap_or_default();
+        out.extend(iam::auto_role_key(stack, id, role));
         out
     }
 
