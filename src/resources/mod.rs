@@ -52,7 +52,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &Typed(iam::iam_role::IamRole),
     &Typed(logs::log_group::LogGroupKind),
     &Typed(lambda::lambda_function::LambdaFunction),
-    &sfn::state_machine::StateMachine,
+    &Typed(sfn::state_machine::StateMachine),
     &ec2::launch_template::LaunchTemplate,
     &elbv2::load_balancer::LoadBalancer,
     &elbv2::target_group::TargetGroup,

@@ -1202,4 +1202,45 @@ mod tests {
         ));
         assert!(p.is_empty(), "{p:?}");
     }
+
+    #[test]
+    fn managed_roles_are_the_auto_role_and_the_stacks_own() {
+        assert!(manages_role(AUTO, "dev"));
+        assert!(manages_role(
+            "arn:aws:iam::1:role/securecart/dev/dev-runner",
+            "dev"
+        ));
+        assert!(manages_role(
+            "arn:aws:iam::1:role/securecart/dev/auto/dev-wf-role",
+            "dev"
+        ));
+        assert!(!manages_role(
+            "arn:aws:iam::1:role/securecart/prod/prod-runner",
+            "dev"
+        ));
+        assert!(!manages_role("arn:aws:iam::1:role/ops-runner", "dev"));
+    }
+
+    #[test]
+    fn a_role_read_from_aws_is_auto_only_when_it_is_the_stacks_automatic_role() {
+        let auto = "arn:aws:iam::1:role/securecart/dev/auto/dev-wf-role";
+        let policy = json!({"Version": "2012-10-17"});
+        assert_eq!(
+            ExecRole::of(auto, "dev", Some(policy.clone())),
+            ExecRole {
+                role: AUTO.into(),
+                policy: Some(policy.clone())
+            }
+        );
+        // Its policy gone: no policy, which plan then restores.
+        assert_eq!(ExecRole::of(auto, "dev", None).policy, Some(Json::Null));
+        // Another stack's automatic role is just a role.
+        assert_eq!(
+            ExecRole::of(auto, "prod", Some(policy)),
+            ExecRole {
+                role: auto.into(),
+                policy: None
+            }
+        );
+    }
 }
