@@ -561,21 +561,6 @@ impl RoleUser {
         }
         Ok(())
     }
-
-    /// Before the resource itself goes: its automatic role, if it has one. The role goes
-    /// first: a resource left without its role is found and deleted by the next run,
-    /// whereas a role left behind by its resource would be an orphan.
-    pub async fn delete_auto_role_of(
-        &self,
-        aws: &Aws,
-        cx: &OpCx<'_>,
-        role: &str,
-    ) -> Result<(), Error> {
-        if role == AUTO {
-            delete_auto_role(aws, cx.stack, cx.id).await?;
-        }
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -819,7 +804,32 @@ async fn update_trust(aws: &Aws, name: &str, trust: &Json) -> Result<(), Error> 
         .map_err(aws_error("UpdateAssumeRolePolicy"))
 }
 
-/// A role just created can be missing for the other IAM calls for a moment.
+/// Runs a call on a role that may be seconds old: a role just created can be missing for
+/// the other IAM calls for a moment. NoSuchEntity names either the new role (wait for it)
+/// or a wrong policy ARN, which fails again after the short wait.
+async fn on_new_role<F, Fut>(cx: &OpCx<'_>, op: F) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    common::retry_on(
+        cx,
+        &["NoSuchEntity"],
+        IAM_SETTLE,
+        "IAM does not show the new role everywhere yet",
+        op,
+    )
+    .await
+}
+
+/// Deleting or detaching what is already gone is done.
+fn done_if_gone<T>(r: Result<T, Error>) -> Result<(), Error> {
+    match r {
+        Err(e) if gone(&e) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 async fn put_policy(
     aws: &Aws,
     cx: &OpCx<'_>,
@@ -828,77 +838,55 @@ async fn put_policy(
     doc: &Json,
 ) -> Result<(), Error> {
     cx.note(format!("putting inline policy {name}"));
-    common::retry_on(
-        cx,
-        &["NoSuchEntity"],
-        IAM_SETTLE,
-        "IAM does not show the new role everywhere yet",
-        || async {
-            aws.iam
-                .put_role_policy()
-                .role_name(role)
-                .policy_name(name)
-                .policy_document(doc.to_string())
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("PutRolePolicy"))
-        },
-    )
+    on_new_role(cx, || async {
+        aws.iam
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .policy_document(doc.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(aws_error("PutRolePolicy"))
+    })
     .await
 }
 
 async fn delete_policy(aws: &Aws, role: &str, name: &str) -> Result<(), Error> {
-    match aws
+    let r = aws
         .iam
         .delete_role_policy()
         .role_name(role)
         .policy_name(name)
         .send()
-        .await
-        .map_err(aws_error("DeleteRolePolicy"))
-    {
-        Err(e) if gone(&e) => Ok(()),
-        other => other.map(|_| ()),
-    }
+        .await;
+    done_if_gone(r.map_err(aws_error("DeleteRolePolicy")))
 }
 
 async fn attach(aws: &Aws, cx: &OpCx<'_>, role: &str, policy: &str) -> Result<(), Error> {
     cx.note(format!("attaching {policy}"));
-    // NoSuchEntity names either the new role (wait for it) or a wrong policy ARN, which
-    // fails again after the short wait.
-    common::retry_on(
-        cx,
-        &["NoSuchEntity"],
-        IAM_SETTLE,
-        "IAM does not show the new role everywhere yet",
-        || async {
-            aws.iam
-                .attach_role_policy()
-                .role_name(role)
-                .policy_arn(policy)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("AttachRolePolicy"))
-        },
-    )
+    on_new_role(cx, || async {
+        aws.iam
+            .attach_role_policy()
+            .role_name(role)
+            .policy_arn(policy)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(aws_error("AttachRolePolicy"))
+    })
     .await
 }
 
 async fn detach(aws: &Aws, role: &str, policy: &str) -> Result<(), Error> {
-    match aws
+    let r = aws
         .iam
         .detach_role_policy()
         .role_name(role)
         .policy_arn(policy)
         .send()
-        .await
-        .map_err(aws_error("DetachRolePolicy"))
-    {
-        Err(e) if gone(&e) => Ok(()),
-        other => other.map(|_| ()),
-    }
+        .await;
+    done_if_gone(r.map_err(aws_error("DetachRolePolicy")))
 }
 
 /// Detaches and deletes every policy of the role, then the role (already gone is fine).
@@ -917,17 +905,8 @@ async fn delete_role(aws: &Aws, name: &str) -> Result<(), Error> {
     for p in inline {
         delete_policy(aws, name, &p).await?;
     }
-    match aws
-        .iam
-        .delete_role()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(aws_error("DeleteRole"))
-    {
-        Err(e) if gone(&e) => Ok(()),
-        other => other.map(|_| ()),
-    }
+    let r = aws.iam.delete_role().role_name(name).send().await;
+    done_if_gone(r.map_err(aws_error("DeleteRole")))
 }
 
 /// `role: auto`: the resource gets a least-privilege role derived from what it refers to.

@@ -463,8 +463,9 @@ impl Resource for LambdaFunction {
     const KIND: &'static str = "lambda_function";
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
-    /// Look before creating: CreateFunction's ResourceConflictException also means "an
-    /// update is in progress", so the answer alone does not say the name is taken.
+    /// Look before creating: CreateFunction answers a taken name with
+    /// ResourceConflictException, which the role retry also waits out as "an update is in
+    /// progress".
     const ADOPT: Adopt = Adopt::LookFirst;
 
     type Fields = Fields;
@@ -921,7 +922,11 @@ impl Resource for LambdaFunction {
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
         let old = attrs_of::<Self>(live)?;
-        ROLE.delete_auto_role_of(aws, cx, &old.role).await?;
+        // The role goes first: a function left without it is found and deleted by the next
+        // run, whereas a role left behind by its function would be an orphan.
+        if old.role == AUTO {
+            iam::delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
         match aws
             .lambda
             .delete_function()
@@ -1338,48 +1343,20 @@ mod tests {
     #[test]
     fn own_roles_with_tracing_are_warned_about_unless_they_grant_xray() {
         let p = problems(concat!(
-            "  bare: {type: iam_role, service: lambda.amazonaws.com}
-",
-            "  managed:
-    type: iam_role
-    service: lambda.amazonaws.com
-",
-            "    managed_policies: [arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess]
-",
-            "  inline:
-    type: iam_role
-    service: lambda.amazonaws.com
-",
-            "    policies:
-      xray:
-        Statement:
-",
-            "          - {Effect: Allow, Action: ['xray:Put*'], Resource: '*'}
-",
-            "  half:
-    type: iam_role
-    service: lambda.amazonaws.com
-",
-            "    policies:
-      xray:
-        Statement:
-",
-            "          - {Effect: Allow, Action: xray:PutTraceSegments, Resource: '*'}
-",
-            "  a: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}'}
-",
-            "  b: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${managed.arn}'}
-",
-            "  c: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${inline.arn}'}
-",
-            "  d: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${half.arn}'}
-",
-            "  e: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: 'arn:aws:iam::1:role/x'}
-",
-            "  f: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}', tracing: false}
-",
-            "  g: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h}
-",
+            "  bare: {type: iam_role, service: lambda.amazonaws.com}\n",
+            "  managed: {type: iam_role, service: lambda.amazonaws.com,\n",
+            "    managed_policies: [arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess]}\n",
+            "  inline: {type: iam_role, service: lambda.amazonaws.com, policies: {xray: {Statement:\n",
+            "    [{Effect: Allow, Action: ['xray:Put*'], Resource: '*'}]}}}\n",
+            "  half: {type: iam_role, service: lambda.amazonaws.com, policies: {xray: {Statement:\n",
+            "    [{Effect: Allow, Action: xray:PutTraceSegments, Resource: '*'}]}}}\n",
+            "  a: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}'}\n",
+            "  b: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${managed.arn}'}\n",
+            "  c: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${inline.arn}'}\n",
+            "  d: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${half.arn}'}\n",
+            "  e: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: 'arn:aws:iam::1:role/x'}\n",
+            "  f: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}', tracing: false}\n",
+            "  g: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h}\n",
         ));
         let xray_warning = |id: &str| {
             p.iter().find(|(_, q, m)| {

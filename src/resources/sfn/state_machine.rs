@@ -927,7 +927,11 @@ impl Resource for StateMachine {
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
         let old = attrs_of::<Self>(live)?;
-        ROLE.delete_auto_role_of(aws, cx, &old.role).await?;
+        // The role first: a state machine left without it is found and deleted by the next
+        // run; a role left without its state machine would be an orphan.
+        if old.role == AUTO {
+            iam::delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
         let arn = &live.physical_id;
         match aws
             .sfn
