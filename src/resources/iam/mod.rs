@@ -578,22 +578,62 @@ fn valid_service(s: &str) -> bool {
     })
 }
 
+/// The actions a statement names (one, or a list).
+fn actions(statement: &Json) -> Vec<&str> {
+    match statement.get("Action") {
+        Some(Json::String(a)) => vec![a.as_str()],
+        Some(Json::Array(a)) => a.iter().filter_map(Json::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Actions of a statement that contain a wildcard.
 fn wildcard_actions(statement: &Json) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut visit = |v: &Json| {
-        if let Json::String(s) = v {
-            if s.contains('*') {
-                out.push(s.clone());
-            }
-        }
-    };
-    match statement.get("Action") {
-        Some(Json::Array(a)) => a.iter().for_each(&mut visit),
-        Some(v) => visit(v),
-        None => {}
+    let actions = actions(statement).into_iter();
+    actions
+        .filter(|a| a.contains('*'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// IAM action matching: case-insensitive, `*` as a wildcard at the end (`xray:*`, `xray:Put*`).
+fn action_matches(pattern: &str, action: &str) -> bool {
+    let (p, a) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+    match p.strip_suffix('*') {
+        Some(prefix) => a.starts_with(prefix),
+        None => p == a,
     }
-    out
+}
+
+/// True when the fields of an `iam_role` of the blueprint visibly allow every one of
+/// `wanted`: in an Allow statement of an inline policy, or by attaching one of the AWS
+/// managed policies named `managed`.
+pub(super) fn role_config_allows(config: &Json, wanted: &[&str], managed: &[&str]) -> bool {
+    let attached = config
+        .get("managed_policies")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .any(|p| managed.iter().any(|m| p.ends_with(&format!(":policy/{m}"))));
+    let statements: Vec<&Json> = config
+        .get("policies")
+        .and_then(Json::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|doc| match doc.get("Statement") {
+            Some(Json::Array(a)) => a.iter().collect(),
+            Some(st @ Json::Object(_)) => vec![st],
+            _ => Vec::new(),
+        })
+        .filter(|st| st.get("Effect").and_then(Json::as_str) == Some("Allow"))
+        .collect();
+    let allowed = |action: &&str| {
+        statements
+            .iter()
+            .any(|st| actions(st).iter().any(|a| action_matches(a, action)))
+    };
+    attached || wanted.iter().all(allowed)
 }
 
 /// Checks of one policy document; paths are relative to `at`.
@@ -970,20 +1010,11 @@ pub(super) fn check_role(role: &str, service: &str, cx: &CheckCx, out: &mut Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blueprint::{self, LoadError, Severity, SourceFile};
 
-    fn problems(resources: &str) -> Vec<(Severity, String, String)> {
-        let text = format!("name: shop\nresources:\n{resources}");
-        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
-        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
-            Ok(bp) => bp.warnings,
-            Err(LoadError::Invalid(d)) => d.problems,
-            Err(e) => panic!("{e}"),
-        };
-        problems
-            .into_iter()
-            .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
-            .collect()
+    /// The problems of a blueprint of stack `shop` with these resources, as
+    /// "Severity path: message" lines.
+    fn problems(resources: &str) -> Vec<String> {
+        crate::resources::testing::problems(&format!("name: shop\nresources:\n{resources}"))
     }
 
     #[test]
@@ -1133,11 +1164,9 @@ mod tests {
             "  fn: {type: sqs_queue}\n  fn-role: {type: iam_role, service: lambda.amazonaws.com}\n",
         ));
         let at = |path: &str| {
-            p.iter()
-                .filter(|(_, q, _)| q == path)
-                .map(|(_, _, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join(" | ")
+            let at_path = format!(" {path}: ");
+            let lines = p.iter().filter(|l| l.contains(&at_path));
+            lines.map(String::as_str).collect::<Vec<_>>().join(" | ")
         };
         assert!(
             at("resources.r.service[0]").contains("not an AWS service principal"),

@@ -341,47 +341,11 @@ const XRAY_HINT: &str = "with `tracing: true` the role needs xray:PutTraceSegmen
 /// True when an `iam_role` of the blueprint visibly allows what `tracing: true` needs:
 /// X-Ray's write actions in an inline policy, or AWS's X-Ray write policy attached.
 fn role_config_grants_xray(config: &Json) -> bool {
-    let managed = config
-        .get("managed_policies")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Json::as_str)
-        .any(|p| {
-            p.ends_with(":policy/AWSXRayDaemonWriteAccess")
-                || p.ends_with(":policy/AWSXrayWriteOnlyAccess")
-        });
-    let allowed = |action: &str| {
-        config
-            .get("policies")
-            .and_then(Json::as_object)
-            .into_iter()
-            .flat_map(|m| m.values())
-            .flat_map(|doc| match doc.get("Statement") {
-                Some(Json::Array(a)) => a.clone(),
-                Some(st @ Json::Object(_)) => vec![st.clone()],
-                _ => Vec::new(),
-            })
-            .filter(|st| st.get("Effect").and_then(Json::as_str) == Some("Allow"))
-            .any(|st| {
-                let actions: Vec<&str> = match st.get("Action") {
-                    Some(Json::String(a)) => vec![a.as_str()],
-                    Some(Json::Array(a)) => a.iter().filter_map(Json::as_str).collect(),
-                    _ => Vec::new(),
-                };
-                actions.iter().any(|a| action_matches(a, action))
-            })
-    };
-    managed || (allowed("xray:PutTraceSegments") && allowed("xray:PutTelemetryRecords"))
-}
-
-/// IAM action matching: case-insensitive, `*` as a wildcard at the end (`xray:*`, `xray:Put*`).
-fn action_matches(pattern: &str, action: &str) -> bool {
-    let (p, a) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
-    match p.strip_suffix('*') {
-        Some(prefix) => a.starts_with(prefix),
-        None => p == a,
-    }
+    iam::role_config_allows(
+        config,
+        &["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+        &["AWSXRayDaemonWriteAccess", "AWSXrayWriteOnlyAccess"],
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1085,6 +1049,11 @@ mod tests {
 
     const K: Typed<LambdaFunction> = Typed(LambdaFunction);
 
+    /// The desired attributes of function `id` of stack `shop`, with its code in `dir`.
+    fn attrs(id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
+        K.desired_in("shop", id, config, dir).map(|d| d.attrs)
+    }
+
     fn problems(resources: &str) -> Vec<(Severity, String, String)> {
         let text = format!("name: shop\nresources:\n{resources}");
         let dir = blueprint::files::folder_with_code(&text);
@@ -1203,18 +1172,12 @@ mod tests {
         assert!(!policy.contains("\"sqs:*\"") && !policy.contains("\"Action\":\"*\""));
         // An explicit role has no derived policy.
         c["role"] = json!("arn:aws:iam::123456789012:role/x");
-        let b = K
-            .desired_in("shop", "pay", &c, d.path())
-            .map(|d| d.attrs)
-            .unwrap();
+        let b = attrs("pay", &c, d.path()).unwrap();
         assert_eq!(b["role_policy"], Json::Null);
         // Values known only after apply make the policy unknown too.
         c["role"] = json!("auto");
         c["environment"]["QUEUE_URL"] = json!(UNKNOWN);
-        let u = K
-            .desired_in("shop", "pay", &c, d.path())
-            .map(|d| d.attrs)
-            .unwrap();
+        let u = attrs("pay", &c, d.path()).unwrap();
         assert_eq!(u["role_policy"], UNKNOWN);
     }
 
@@ -1223,23 +1186,15 @@ mod tests {
         let d = code_dir();
         let mut c = config();
         c["code"] = json!("nope");
-        assert!(K
-            .desired_in("shop", "f", &c, d.path())
-            .map(|d| d.attrs)
+        assert!(attrs("f", &c, d.path())
             .unwrap_err()
             .contains("cannot read"));
         let mut c = config();
         c["handler"] = json!("app.handler");
-        let e = K
-            .desired_in("shop", "f", &c, d.path())
-            .map(|d| d.attrs)
-            .unwrap_err();
+        let e = attrs("f", &c, d.path()).unwrap_err();
         assert!(e.contains("needs `app.py`"), "{e}");
         c["handler"] = json!("lib.util.main");
-        assert!(K
-            .desired_in("shop", "f", &c, d.path())
-            .map(|d| d.attrs)
-            .is_ok());
+        assert!(attrs("f", &c, d.path()).is_ok());
     }
 
     #[test]
@@ -1249,10 +1204,7 @@ mod tests {
         c["environment"] = json!({"A": "1"});
         c["log_group"] = json!("/securecart/shop/fn");
         c["role"] = json!("arn:aws:iam::1:role/r");
-        let want = K
-            .desired_in("shop", "f", &c, d.path())
-            .map(|d| d.attrs)
-            .unwrap();
+        let want = attrs("f", &c, d.path()).unwrap();
         let f = FunctionConfiguration::builder()
             .function_name("shop-f")
             .function_arn("arn:aws:lambda:us-east-1:1:function:shop-f")

@@ -1224,25 +1224,14 @@ mod tests {
             r#"{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${fn.arn}", "End": true}}}"#,
         )
         .unwrap();
-        let ok = K
-            .desired_in(
-                "shop",
-                "f",
-                &json!({"definition_file": "ok.asl.yaml"}),
-                dir.path(),
-            )
-            .map(|d| d.attrs)
-            .unwrap();
+        let from_file = |file: &str| {
+            let config = json!({ "definition_file": file });
+            K.desired_in("shop", "f", &config, dir.path())
+                .map(|d| d.attrs)
+        };
+        let ok = from_file("ok.asl.yaml").unwrap();
         assert_eq!(ok["definition"]["StartAt"], "A");
-        let bad = K
-            .desired_in(
-                "shop",
-                "f",
-                &json!({"definition_file": "bad.asl.json"}),
-                dir.path(),
-            )
-            .map(|d| d.attrs)
-            .unwrap_err();
+        let bad = from_file("bad.asl.json").unwrap_err();
         let name = dir.path().join("bad.asl.json").display().to_string();
         assert_eq!(
             bad,
@@ -1262,15 +1251,7 @@ mod tests {
             .inline_files(&json!({"definition_file": "gone.asl.json"}), dir.path())
             .issues;
         assert_eq!(gone[0].path, "definition_file");
-        let missing = K
-            .desired_in(
-                "shop",
-                "f",
-                &json!({"definition_file": "nope.json"}),
-                dir.path(),
-            )
-            .map(|d| d.attrs)
-            .unwrap_err();
+        let missing = from_file("nope.json").unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
     }
 
