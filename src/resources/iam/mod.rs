@@ -1,6 +1,8 @@
 //! AWS IAM: what kinds share — policy normalisation (so that IAM's re-ordering
-//! and reformatting never shows as a change) and the automatic least-privilege roles behind
-//! `role: auto` on functions, state machines and rule targets.
+//! and reformatting never shows as a change), the automatic least-privilege roles behind
+//! `role: auto` on functions, state machines and rule targets, and how a function or state
+//! machine uses its role ([`RoleUser`]: waiting out IAM propagation; [`ExecRole`]: the role
+//! read back in blueprint terms).
 //!
 //! IAM is global: roles are named `STACK-ID` and live under the path `/securecart/STACK/`,
 //! so one `ListRoles` call with that path prefix finds every role of a stack. Automatic roles
