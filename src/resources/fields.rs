@@ -6,6 +6,12 @@ use crate::blueprint::{CheckCx, Issue};
 
 use super::common;
 
+/// True when the value is plain text, without any `${...}` reference: only such a value
+/// can be checked before plan.
+pub fn is_literal(value: &str) -> bool {
+    matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
+}
+
 /// True when the value still holds a `${...}` reference (resolved only at plan time).
 pub fn has_ref(value: &str) -> bool {
     matches!(refs::scan(value), Ok(p) if p.iter().any(|p| matches!(p, Piece::Ref(_))))

@@ -8,17 +8,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value as Json};
 
 use super::*;
-use crate::resources::common::{self, parse, Error};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::common::{self, Error};
+use crate::resources::fields::is_literal;
+use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct IamRole;
 
-const KIND: &str = "iam_role";
-
 /// An IAM role that an AWS service (Lambda, Step Functions, EventBridge, …) assumes.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Fields {
+pub struct Fields {
     /// The AWS service or services that may assume the role, like `lambda.amazonaws.com`.
     service: Services,
     /// ARNs of managed policies to attach, like
@@ -35,15 +35,28 @@ pub(super) struct Fields {
     description: Option<String>,
 }
 
-/// One service principal or a list of them.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct Services(Vec<String>);
+/// One service principal or a list of them (kept apart so a problem names `service` or
+/// `service[i]` as written).
+#[derive(Debug, Clone)]
+pub enum Services {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Services {
+    fn all(&self) -> &[String] {
+        match self {
+            Services::One(s) => std::slice::from_ref(s),
+            Services::Many(v) => v,
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for Services {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         match Json::deserialize(d)? {
-            Json::String(s) => Ok(Services(vec![s])),
+            Json::String(s) => Ok(Services::One(s)),
             Json::Array(a) => a
                 .into_iter()
                 .map(|v| match v {
@@ -53,7 +66,7 @@ impl<'de> Deserialize<'de> for Services {
                     ))),
                 })
                 .collect::<Result<_, _>>()
-                .map(Services),
+                .map(Services::Many),
             other => Err(D::Error::custom(format!(
                 "expected a service principal like `lambda.amazonaws.com` or a list of them, not {other}"
             ))),
@@ -78,7 +91,7 @@ impl schemars::JsonSchema for Services {
 
 /// Normalised attributes: what `desired` builds and `read` finds, in one shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct Attrs {
+pub struct Attrs {
     name: String,
     description: Option<String>,
     /// The trust policy, normalised.
@@ -89,38 +102,35 @@ pub(super) struct Attrs {
     policies: BTreeMap<String, Json>,
 }
 
+/// A role as read: its listing, the ARNs of its attached policies and its inline
+/// policies (name → normalised document).
+pub type RoleRead = (Role, Vec<String>, BTreeMap<String, Json>);
+
 #[async_trait]
-impl Kind for IamRole {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for IamRole {
+    const KIND: &'static str = "iam_role";
+    const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
+    const REPLACE_ON: &'static [&'static str] = &["name"];
+    const ADOPT: Adopt = Adopt::OnCodes(&["EntityAlreadyExists"]);
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["arn", "name"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    type Raw = RoleRead;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut out = Vec::new();
-        if f.service.0.is_empty() {
+        if f.service.all().is_empty() {
             out.push(Issue::new(
                 "service",
                 "name at least one service that assumes the role",
             ));
         }
-        for (i, s) in f.service.0.iter().enumerate() {
+        for (i, s) in f.service.all().iter().enumerate() {
             if is_literal(s) && !valid_service(s) {
-                let at = if config.get("service").is_some_and(Json::is_array) {
-                    format!("service[{i}]")
-                } else {
-                    "service".to_string()
+                let at = match f.service {
+                    Services::Many(_) => format!("service[{i}]"),
+                    Services::One(_) => "service".to_string(),
                 };
                 out.push(
                     Issue::new(at, format!("`{s}` is not an AWS service principal"))
@@ -193,24 +203,17 @@ impl Kind for IamRole {
         out
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| {
-            if i.path.is_empty() {
-                i.message
-            } else {
-                format!("{}: {}", i.path, i.message)
-            }
-        })?;
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
         let services: Vec<String> = f
             .service
-            .0
+            .all()
             .iter()
             .map(|s| s.trim().to_string())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         let a = Attrs {
-            name: role_name(stack, id),
+            name: role_name(site.stack, site.id),
             description: f
                 .description
                 .map(|d| d.trim().to_string())
@@ -229,56 +232,112 @@ impl Kind for IamRole {
                 .map(|(k, v)| (k.clone(), policy_of_blueprint(v)))
                 .collect(),
         };
-        serde_json::to_value(a).map_err(|e| e.to_string())
+        Ok((a, ()))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+    fn physical_names(&self, stack: &str, id: &str, _: &Fields) -> Vec<(String, String)> {
         vec![(
             ROLE_NAMESPACE.into(),
             role_name(stack, id).to_ascii_lowercase(),
         )]
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["name"]
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(Json::Object(p)) = desired.get("policies") {
-            for (name, doc) in p {
-                let mut issues = Vec::new();
-                check_policy(doc, name, &mut issues);
-                out.extend(
-                    issues
-                        .into_iter()
-                        .filter(|i| i.warning)
-                        .map(|i| format!("policy `{name}`: {}", i.message)),
-                );
-            }
+        for (name, doc) in &a.policies {
+            let mut issues = Vec::new();
+            check_policy(doc, name, &mut issues);
+            out.extend(
+                issues
+                    .into_iter()
+                    .filter(|i| i.warning)
+                    .map(|i| format!("policy `{name}`: {}", i.message)),
+            );
         }
         out
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    fn label(&self, a: &Attrs) -> String {
+        format!("an IAM role named `{}`", a.name)
+    }
+
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, RoleRead)>, Error> {
         let path = stack_path(stack);
         let roles = list_roles(aws, &path).await?;
         // Tags, attached and inline policies have no batched form: calls per role.
-        let found: Vec<Option<Live>> =
+        let found: Vec<Option<(String, RoleRead)>> =
             futures::stream::iter(roles.into_iter().filter(|r| r.path() == path))
-                .map(|r| read_role(aws, stack, r))
+                .map(|r| async move {
+                    let Some(tags) = role_tags(aws, r.role_name()).await? else {
+                        return Ok(None);
+                    };
+                    let Some(id) = common::owned_id(&tags, stack) else {
+                        return Ok(None);
+                    };
+                    match read_policies(aws, r).await {
+                        Ok(read) => Ok(Some((id, read))),
+                        Err(e) if gone(&e) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
                 .buffer_unordered(8)
                 .try_collect()
                 .await?;
-        let mut out: Vec<Live> = found.into_iter().flatten().collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+        Ok(found.into_iter().flatten().collect())
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<RoleRead>>, Error> {
+        let tags = role_tags(aws, &a.name).await?.unwrap_or_default();
+        let Some(role) = get_role(aws, &a.name).await? else {
+            return Ok(None);
+        };
+        // Ours only under the stack's path (an automatic role is not an `iam_role`).
+        let owner = common::owned_id(&tags, stack).filter(|_| role.path() == stack_path(stack));
+        if owner.is_none() {
+            // Not ours: the refusal needs nothing more of it.
+            return Ok(Some(Found {
+                owner,
+                raw: (role, Vec::new(), BTreeMap::new()),
+            }));
+        }
+        Ok(Some(Found {
+            owner,
+            raw: read_policies(aws, role).await?,
+        }))
+    }
+
+    fn observe(&self, (role, managed, policies): &RoleRead) -> Observed<Attrs> {
+        Observed {
+            physical_id: role.arn().to_string(),
+            outputs: vec![
+                ("arn", json!(role.arn())),
+                ("name", json!(role.role_name())),
+            ],
+            attrs: Attrs {
+                name: role.role_name().to_string(),
+                description: role
+                    .description()
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string),
+                trust_policy: role
+                    .assume_role_policy_document()
+                    .map(parse_policy_text)
+                    .unwrap_or(Json::Null),
+                managed_policies: managed.clone(),
+                policies: policies.clone(),
+            },
+        }
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, a: &Attrs, _: &()) -> Result<RoleRead, Error> {
         let tags = common::tags(cx.stack, cx.id, &a.name);
-        let role = match create_role_call(
+        let role = create_role_call(
             aws,
             &a.name,
             &stack_path(cx.stack),
@@ -286,54 +345,28 @@ impl Kind for IamRole {
             a.description.as_deref(),
             &tags,
         )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) if e.is_code(&["EntityAlreadyExists"]) => {
-                // Ours from an interrupted run, or someone else's.
-                let tags = role_tags(aws, &a.name).await?.unwrap_or_default();
-                let existing = get_role(aws, &a.name).await?;
-                let Some(existing) = existing.filter(|r| {
-                    common::owned_id(&tags, cx.stack).as_deref() == Some(cx.id)
-                        && r.path() == stack_path(cx.stack)
-                }) else {
-                    return Err(Error::Conflict(format!(
-                        "an IAM role named `{}` already exists and is not tagged as `{}` of stack `{}`; \
-                         securecart does not adopt or change it: delete it or use another resource id",
-                        a.name, cx.id, cx.stack
-                    )));
-                };
-                cx.note("the role exists from an earlier run; bringing it up to date");
-                let live = role_live(aws, cx.id.to_string(), existing).await?;
-                let changed: Vec<String> = crate::diff::changed_attributes(desired, &live.attrs);
-                if changed.is_empty() {
-                    return Ok(live);
-                }
-                return self.update(aws, cx, &live, desired, &changed).await;
-            }
-            Err(e) => return Err(e),
-        };
+        .await?;
         for p in &a.managed_policies {
             attach(aws, cx, &a.name, p).await?;
         }
         for (name, doc) in &a.policies {
             put_policy(aws, cx, &a.name, name, doc).await?;
         }
-        Ok(live(cx.id.to_string(), role.arn(), a))
+        // CreateRole answers the role; the policies are what was just attached and put.
+        Ok((role, a.managed_policies.clone(), a.policies.clone()))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_role: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let old: Attrs = common::from_desired(&live_role.attrs)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        if has("description") {
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<RoleRead>, Error> {
+        let old = attrs_of::<Self>(live)?;
+        if changed.has("description") {
             cx.note("updating the description");
             aws.iam
                 .update_role()
@@ -343,11 +376,11 @@ impl Kind for IamRole {
                 .await
                 .map_err(aws_error("UpdateRole"))?;
         }
-        if has("trust_policy") {
+        if changed.has("trust_policy") {
             cx.note("updating the trust policy");
             update_trust(aws, &a.name, &a.trust_policy).await?;
         }
-        if has("managed_policies") {
+        if changed.has("managed_policies") {
             for p in old
                 .managed_policies
                 .iter()
@@ -364,7 +397,7 @@ impl Kind for IamRole {
                 attach(aws, cx, &a.name, p).await?;
             }
         }
-        if has("policies") {
+        if changed.has("policies") {
             for name in old.policies.keys().filter(|n| !a.policies.contains_key(*n)) {
                 cx.note(format!("deleting inline policy {name}"));
                 delete_policy(aws, &a.name, name).await?;
@@ -375,13 +408,7 @@ impl Kind for IamRole {
                 }
             }
         }
-        let arn = live_role
-            .outputs
-            .get("arn")
-            .and_then(Json::as_str)
-            .unwrap_or(&live_role.physical_id)
-            .to_string();
-        Ok(live(cx.id.to_string(), &arn, a))
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -395,43 +422,12 @@ impl Kind for IamRole {
     }
 }
 
-pub(super) fn live(id: String, arn: &str, a: Attrs) -> Live {
-    let outputs: BTreeMap<String, Json> = [
-        ("arn".to_string(), json!(arn)),
-        ("name".to_string(), json!(a.name)),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: KIND,
-        physical_id: arn.to_string(),
-        attrs: json!(a),
-        outputs,
-    }
-}
-
-pub(super) async fn read_role(aws: &Aws, stack: &str, role: Role) -> Result<Option<Live>, Error> {
-    let Some(tags) = role_tags(aws, role.role_name()).await? else {
-        return Ok(None);
-    };
-    let Some(id) = common::owned_id(&tags, stack) else {
-        return Ok(None);
-    };
-    match role_live(aws, id, role).await {
-        Ok(l) => Ok(Some(l)),
-        Err(e) if gone(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// The role as [`Live`]: its listing plus its attached and inline policies.
-pub(super) async fn role_live(aws: &Aws, id: String, role: Role) -> Result<Live, Error> {
+/// The role with its attached and inline policies.
+async fn read_policies(aws: &Aws, role: Role) -> Result<RoleRead, Error> {
     let name = role.role_name().to_string();
     let managed = attached_policies(aws, &name).await?;
-    let names = inline_policy_names(aws, &name).await?;
     let mut policies = BTreeMap::new();
-    for p in names {
+    for p in inline_policy_names(aws, &name).await? {
         let doc = aws
             .iam
             .get_role_policy()
@@ -442,19 +438,87 @@ pub(super) async fn role_live(aws: &Aws, id: String, role: Role) -> Result<Live,
             .map_err(aws_error("GetRolePolicy"))?;
         policies.insert(p, parse_policy_text(doc.policy_document()));
     }
-    let a = Attrs {
-        name: name.clone(),
-        description: role
-            .description()
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(str::to_string),
-        trust_policy: role
-            .assume_role_policy_document()
-            .map(parse_policy_text)
-            .unwrap_or(Json::Null),
-        managed_policies: managed,
-        policies,
-    };
-    Ok(live(id, role.arn(), a))
+    Ok((role, managed, policies))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
+
+    #[test]
+    fn desired_normalises_and_reads_back_the_same() {
+        let d = Typed(IamRole)
+            .desired(
+                "shop",
+                "events_role",
+                &json!({
+                    "service": "events.amazonaws.com",
+                    "description": " starts the workflow ",
+                    "managed_policies": ["arn:aws:iam::aws:policy/b", "arn:aws:iam::aws:policy/a"],
+                    "policies": {"start": {"Statement": [{"Effect": "Allow", "Action": ["states:StartExecution"], "Resource": ["arn:x"]}]}},
+                }),
+            )
+            .unwrap();
+        assert_eq!(d["name"], "shop-events_role");
+        assert_eq!(d["description"], "starts the workflow");
+        assert_eq!(
+            d["managed_policies"],
+            json!(["arn:aws:iam::aws:policy/a", "arn:aws:iam::aws:policy/b"])
+        );
+        assert_eq!(d["policies"]["start"]["Version"], "2012-10-17");
+        assert_eq!(
+            d["policies"]["start"]["Statement"][0]["Action"],
+            "states:StartExecution"
+        );
+        assert_eq!(
+            d["trust_policy"]["Statement"][0]["Principal"]["Service"],
+            "events.amazonaws.com"
+        );
+        // What IAM answers for it (re-ordered, URL-encoded) reads back as equal.
+        let role = Role::builder()
+            .path("/securecart/shop/")
+            .role_name("shop-events_role")
+            .role_id("AROA")
+            .arn("arn:aws:iam::1:role/securecart/shop/shop-events_role")
+            .description("starts the workflow")
+            .create_date(aws_smithy_types::DateTime::from_secs(0))
+            .assume_role_policy_document(
+                "%7B%22Statement%22%3A%5B%7B%22Action%22%3A%22sts%3AAssumeRole%22%2C%22Principal%22%3A%7B%22Service%22%3A%5B%22events.amazonaws.com%22%5D%7D%2C%22Effect%22%3A%22Allow%22%7D%5D%2C%22Version%22%3A%222012-10-17%22%7D",
+            )
+            .build()
+            .unwrap();
+        let start = "%7B%22Statement%22%3A%5B%7B%22Resource%22%3A%22arn%3Ax%22%2C%22Action%22%3A%22states%3AStartExecution%22%2C%22Effect%22%3A%22Allow%22%7D%5D%2C%22Version%22%3A%222012-10-17%22%7D";
+        let read = (
+            role,
+            vec![
+                "arn:aws:iam::aws:policy/a".to_string(),
+                "arn:aws:iam::aws:policy/b".to_string(),
+            ],
+            BTreeMap::from([("start".to_string(), parse_policy_text(start))]),
+        );
+        let o = IamRole.observe(&read);
+        assert_eq!(serde_json::to_value(&o.attrs).unwrap(), d);
+        assert_eq!(
+            o.physical_id,
+            "arn:aws:iam::1:role/securecart/shop/shop-events_role"
+        );
+        assert_eq!(o.outputs[1], ("name", json!("shop-events_role")));
+    }
+
+    #[test]
+    fn a_namesake_is_refused_in_iam_words() {
+        let (a, ()) = IamRole
+            .desired(
+                &Site {
+                    stack: "shop",
+                    id: "r",
+                    dir: std::path::Path::new("."),
+                },
+                serde_json::from_value(json!({"service": "lambda.amazonaws.com"})).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(IamRole.label(&a), "an IAM role named `shop-r`");
+    }
 }

@@ -1,6 +1,8 @@
 //! AWS IAM: what kinds share — policy normalisation (so that IAM's re-ordering
-//! and reformatting never shows as a change) and the automatic least-privilege roles behind
-//! `role: auto` on functions, state machines and rule targets.
+//! and reformatting never shows as a change), the automatic least-privilege roles behind
+//! `role: auto` on functions, state machines and rule targets, and how a function or state
+//! machine uses its role ([`RoleUser`]: waiting out IAM propagation; [`ExecRole`]: the role
+//! read back in blueprint terms).
 //!
 //! IAM is global: roles are named `STACK-ID` and live under the path `/securecart/STACK/`,
 //! so one `ListRoles` call with that path prefix finds every role of a stack. Automatic roles
@@ -21,6 +23,7 @@ use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, Error};
+use crate::resources::fields::is_literal;
 use crate::resources::OpCx;
 
 /// The name of the one inline policy of an automatic role.
@@ -303,11 +306,10 @@ pub(super) fn auto_role_name(stack: &str, id: &str) -> String {
 /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-names).
 const ROLE_NAMESPACE: &str = "IAM role name (compared without case)";
 
-/// The automatic role's name in the IAM namespace, when `config` asks for one
-/// (`role: auto`, the default), for the blueprint's name-collision check.
-pub(super) fn auto_role_key(stack: &str, id: &str, config: &Json) -> Option<(String, String)> {
-    let auto = config.get("role").is_none_or(|r| r.as_str() == Some(AUTO));
-    auto.then(|| {
+/// The automatic role's name in the IAM namespace, when `role` is `auto`, for the
+/// blueprint's name-collision check.
+pub(super) fn auto_role_key(stack: &str, id: &str, role: &str) -> Option<(String, String)> {
+    (role == AUTO).then(|| {
         (
             ROLE_NAMESPACE.into(),
             auto_role_name(stack, id).to_ascii_lowercase(),
@@ -414,6 +416,156 @@ pub(super) async fn delete_auto_role(aws: &Aws, stack: &str, id: &str) -> Result
 }
 
 // ---------------------------------------------------------------------------------------
+// The role a function or state machine runs as (`role: auto` or an ARN)
+// ---------------------------------------------------------------------------------------
+
+/// How long a just-created or changed role may stay unusable for the service that runs as
+/// it (IAM is eventually consistent): terraform-provider-aws waits 2 minutes for IAM
+/// propagation (hashicorp/terraform-provider-aws#47447).
+const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
+
+/// The default of a `role` field: a least-privilege role of the resource's own.
+pub(super) fn auto() -> String {
+    AUTO.to_string()
+}
+
+/// True when a resource's role (`auto` or an ARN) is its automatic role or an `iam_role`
+/// of the stack: one securecart has just granted what it holds.
+pub(super) fn manages_role(role: &str, stack: &str) -> bool {
+    role == AUTO || is_stack_role(role, stack)
+}
+
+/// The role a function or state machine runs as, in blueprint terms: `auto` with the
+/// automatic role's policy, or a role's ARN (and no policy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecRole {
+    pub role: String,
+    pub policy: Option<Json>,
+}
+
+impl ExecRole {
+    /// The role ARN read from AWS: the stack's automatic role reads as `auto`, with its
+    /// policy; an automatic role whose policy is gone reads as no policy (plan then
+    /// restores it).
+    pub fn of(role_arn: &str, stack: &str, auto_policy: Option<Json>) -> Self {
+        if is_auto_role(role_arn, stack) {
+            ExecRole {
+                role: AUTO.to_string(),
+                policy: Some(auto_policy.unwrap_or(Json::Null)),
+            }
+        } else {
+            ExecRole {
+                role: role_arn.to_string(),
+                policy: None,
+            }
+        }
+    }
+
+    /// Reads the role of a resource: the automatic role's policy costs one call.
+    pub(super) async fn read(aws: &Aws, stack: &str, role_arn: &str) -> Result<Self, Error> {
+        let policy = if is_auto_role(role_arn, stack) {
+            auto_role_policy(aws, role_arn).await?
+        } else {
+            None
+        };
+        Ok(Self::of(role_arn, stack, policy))
+    }
+}
+
+/// A service that runs resources as a role (Lambda, Step Functions): who assumes the
+/// role, and how the service says it cannot use the role yet while IAM propagates.
+pub(super) struct RoleUser {
+    /// The kind of the resources (marks their automatic roles).
+    pub kind: &'static str,
+    /// What progress lines call one of them ("function").
+    pub noun: &'static str,
+    /// The service principal that assumes the role.
+    pub service: &'static str,
+    /// The answer while the service cannot assume the role yet: IAM propagation, whoever
+    /// made the role.
+    pub not_assumable: fn(&Error) -> bool,
+    /// The answer while the role lacks a permission the service checks at create and
+    /// update: it passes only on a role securecart has just granted it to.
+    pub lacks_permission: fn(&Error) -> bool,
+    /// What the progress line says while waiting.
+    pub waiting: &'static str,
+    /// What the role needs, added to the error when the wait ends on a missing permission.
+    pub hint: &'static str,
+}
+
+impl RoleUser {
+    /// Whether an error of a create or update will pass once IAM has propagated. A
+    /// missing permission only passes on a role securecart granted it to (`managed_role`:
+    /// the automatic role, or an `iam_role` of the stack that was just put); a role from
+    /// outside the stack that lacks it keeps lacking it, so that fails at once.
+    pub fn not_ready(&self, e: &Error, managed_role: bool) -> bool {
+        (self.not_assumable)(e) || (managed_role && (self.lacks_permission)(e))
+    }
+
+    /// Runs a create or update of a resource running as `role`, retrying for up to
+    /// [`ROLE_PROPAGATION`] while the service cannot use a role that IAM has only just
+    /// created or changed.
+    pub async fn retry<T, F, Fut>(&self, cx: &OpCx<'_>, role: &str, op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let managed = manages_role(role, cx.stack);
+        common::retry_while(
+            cx,
+            |e| self.not_ready(e, managed),
+            ROLE_PROPAGATION,
+            self.waiting,
+            op,
+        )
+        .await
+        .map_err(|e| {
+            if (self.lacks_permission)(&e) {
+                common::with_hint(e, self.hint)
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The ARN to run as: the automatic role (created or brought up to date with
+    /// `policy`), or the role the blueprint names.
+    pub async fn role_arn(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        role: &str,
+        policy: Option<&Json>,
+    ) -> Result<String, Error> {
+        if role != AUTO {
+            return Ok(role.to_string());
+        }
+        let policy =
+            policy.ok_or_else(|| Error::Invalid("`role: auto` without a derived policy".into()))?;
+        let (arn, _) = ensure_auto_role(aws, cx, self.kind, self.service, policy).await?;
+        Ok(arn)
+    }
+
+    /// After an update from `role: auto` to a role of its own: the automatic role goes.
+    pub async fn drop_unused_auto_role(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        old: &str,
+        new: &str,
+    ) -> Result<(), Error> {
+        if old == AUTO && new != AUTO {
+            cx.note(format!(
+                "deleting the automatic role, which the {} no longer uses",
+                self.noun
+            ));
+            delete_auto_role(aws, cx.stack, cx.id).await?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The kind
 // ---------------------------------------------------------------------------------------
 
@@ -428,26 +580,62 @@ fn valid_service(s: &str) -> bool {
     })
 }
 
-fn is_literal(value: &str) -> bool {
-    matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
+/// The actions a statement names (one, or a list).
+fn actions(statement: &Json) -> Vec<&str> {
+    match statement.get("Action") {
+        Some(Json::String(a)) => vec![a.as_str()],
+        Some(Json::Array(a)) => a.iter().filter_map(Json::as_str).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Actions of a statement that contain a wildcard.
 fn wildcard_actions(statement: &Json) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut visit = |v: &Json| {
-        if let Json::String(s) = v {
-            if s.contains('*') {
-                out.push(s.clone());
-            }
-        }
-    };
-    match statement.get("Action") {
-        Some(Json::Array(a)) => a.iter().for_each(&mut visit),
-        Some(v) => visit(v),
-        None => {}
+    let actions = actions(statement).into_iter();
+    actions
+        .filter(|a| a.contains('*'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// IAM action matching: case-insensitive, `*` as a wildcard at the end (`xray:*`, `xray:Put*`).
+fn action_matches(pattern: &str, action: &str) -> bool {
+    let (p, a) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+    match p.strip_suffix('*') {
+        Some(prefix) => a.starts_with(prefix),
+        None => p == a,
     }
-    out
+}
+
+/// True when the fields of an `iam_role` of the blueprint visibly allow every one of
+/// `wanted`: in an Allow statement of an inline policy, or by attaching one of the AWS
+/// managed policies named `managed`.
+pub(super) fn role_config_allows(config: &Json, wanted: &[&str], managed: &[&str]) -> bool {
+    let attached = config
+        .get("managed_policies")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .any(|p| managed.iter().any(|m| p.ends_with(&format!(":policy/{m}"))));
+    let statements: Vec<&Json> = config
+        .get("policies")
+        .and_then(Json::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .flat_map(|doc| match doc.get("Statement") {
+            Some(Json::Array(a)) => a.iter().collect(),
+            Some(st @ Json::Object(_)) => vec![st],
+            _ => Vec::new(),
+        })
+        .filter(|st| st.get("Effect").and_then(Json::as_str) == Some("Allow"))
+        .collect();
+    let allowed = |action: &&str| {
+        statements
+            .iter()
+            .any(|st| actions(st).iter().any(|a| action_matches(a, action)))
+    };
+    attached || wanted.iter().all(allowed)
 }
 
 /// Checks of one policy document; paths are relative to `at`.
@@ -658,7 +846,32 @@ async fn update_trust(aws: &Aws, name: &str, trust: &Json) -> Result<(), Error> 
         .map_err(aws_error("UpdateAssumeRolePolicy"))
 }
 
-/// A role just created can be missing for the other IAM calls for a moment.
+/// Runs a call on a role that may be seconds old: a role just created can be missing for
+/// the other IAM calls for a moment. NoSuchEntity names either the new role (wait for it)
+/// or a wrong policy ARN, which fails again after the short wait.
+async fn on_new_role<F, Fut>(cx: &OpCx<'_>, op: F) -> Result<(), Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    common::retry_on(
+        cx,
+        &["NoSuchEntity"],
+        IAM_SETTLE,
+        "IAM does not show the new role everywhere yet",
+        op,
+    )
+    .await
+}
+
+/// Deleting or detaching what is already gone is done.
+fn done_if_gone<T>(r: Result<T, Error>) -> Result<(), Error> {
+    match r {
+        Err(e) if gone(&e) => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 async fn put_policy(
     aws: &Aws,
     cx: &OpCx<'_>,
@@ -667,77 +880,55 @@ async fn put_policy(
     doc: &Json,
 ) -> Result<(), Error> {
     cx.note(format!("putting inline policy {name}"));
-    common::retry_on(
-        cx,
-        &["NoSuchEntity"],
-        IAM_SETTLE,
-        "IAM does not show the new role everywhere yet",
-        || async {
-            aws.iam
-                .put_role_policy()
-                .role_name(role)
-                .policy_name(name)
-                .policy_document(doc.to_string())
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("PutRolePolicy"))
-        },
-    )
+    on_new_role(cx, || async {
+        aws.iam
+            .put_role_policy()
+            .role_name(role)
+            .policy_name(name)
+            .policy_document(doc.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(aws_error("PutRolePolicy"))
+    })
     .await
 }
 
 async fn delete_policy(aws: &Aws, role: &str, name: &str) -> Result<(), Error> {
-    match aws
+    let r = aws
         .iam
         .delete_role_policy()
         .role_name(role)
         .policy_name(name)
         .send()
-        .await
-        .map_err(aws_error("DeleteRolePolicy"))
-    {
-        Err(e) if gone(&e) => Ok(()),
-        other => other.map(|_| ()),
-    }
+        .await;
+    done_if_gone(r.map_err(aws_error("DeleteRolePolicy")))
 }
 
 async fn attach(aws: &Aws, cx: &OpCx<'_>, role: &str, policy: &str) -> Result<(), Error> {
     cx.note(format!("attaching {policy}"));
-    // NoSuchEntity names either the new role (wait for it) or a wrong policy ARN, which
-    // fails again after the short wait.
-    common::retry_on(
-        cx,
-        &["NoSuchEntity"],
-        IAM_SETTLE,
-        "IAM does not show the new role everywhere yet",
-        || async {
-            aws.iam
-                .attach_role_policy()
-                .role_name(role)
-                .policy_arn(policy)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("AttachRolePolicy"))
-        },
-    )
+    on_new_role(cx, || async {
+        aws.iam
+            .attach_role_policy()
+            .role_name(role)
+            .policy_arn(policy)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(aws_error("AttachRolePolicy"))
+    })
     .await
 }
 
 async fn detach(aws: &Aws, role: &str, policy: &str) -> Result<(), Error> {
-    match aws
+    let r = aws
         .iam
         .detach_role_policy()
         .role_name(role)
         .policy_arn(policy)
         .send()
-        .await
-        .map_err(aws_error("DetachRolePolicy"))
-    {
-        Err(e) if gone(&e) => Ok(()),
-        other => other.map(|_| ()),
-    }
+        .await;
+    done_if_gone(r.map_err(aws_error("DetachRolePolicy")))
 }
 
 /// Detaches and deletes every policy of the role, then the role (already gone is fine).
@@ -756,17 +947,8 @@ async fn delete_role(aws: &Aws, name: &str) -> Result<(), Error> {
     for p in inline {
         delete_policy(aws, name, &p).await?;
     }
-    match aws
-        .iam
-        .delete_role()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(aws_error("DeleteRole"))
-    {
-        Err(e) if gone(&e) => Ok(()),
-        other => other.map(|_| ()),
-    }
+    let r = aws.iam.delete_role().role_name(name).send().await;
+    done_if_gone(r.map_err(aws_error("DeleteRole")))
 }
 
 /// `role: auto`: the resource gets a least-privilege role derived from what it refers to.
@@ -829,23 +1011,12 @@ pub(super) fn check_role(role: &str, service: &str, cx: &CheckCx, out: &mut Vec<
 
 #[cfg(test)]
 mod tests {
-    use super::iam_role::*;
     use super::*;
-    use crate::blueprint::{self, LoadError, Severity, SourceFile};
-    use crate::resources::Kind;
 
-    fn problems(resources: &str) -> Vec<(Severity, String, String)> {
-        let text = format!("name: shop\nresources:\n{resources}");
-        let file = SourceFile::new("t.yaml".into(), "t.yaml".into(), text);
-        let problems = match blueprint::parse(file, ".".into(), &[], &crate::resources::Catalog) {
-            Ok(bp) => bp.warnings,
-            Err(LoadError::Invalid(d)) => d.problems,
-            Err(e) => panic!("{e}"),
-        };
-        problems
-            .into_iter()
-            .map(|p| (p.severity, p.path.unwrap_or_default(), p.message))
-            .collect()
+    /// The problems of a blueprint of stack `shop` with these resources, as
+    /// "Severity path: message" lines.
+    fn problems(resources: &str) -> Vec<String> {
+        crate::resources::testing::problems(&format!("name: shop\nresources:\n{resources}"))
     }
 
     #[test]
@@ -985,51 +1156,6 @@ mod tests {
     }
 
     #[test]
-    fn desired_normalises_and_reads_back_the_same() {
-        let d = IamRole
-            .desired(
-                "shop",
-                "events_role",
-                &json!({
-                    "service": "events.amazonaws.com",
-                    "managed_policies": ["arn:aws:iam::aws:policy/b", "arn:aws:iam::aws:policy/a"],
-                    "policies": {"start": {"Statement": [{"Effect": "Allow", "Action": ["states:StartExecution"], "Resource": ["arn:x"]}]}},
-                }),
-            )
-            .unwrap();
-        assert_eq!(d["name"], "shop-events_role");
-        assert_eq!(
-            d["managed_policies"],
-            json!(["arn:aws:iam::aws:policy/a", "arn:aws:iam::aws:policy/b"])
-        );
-        assert_eq!(d["policies"]["start"]["Version"], "2012-10-17");
-        assert_eq!(
-            d["policies"]["start"]["Statement"][0]["Action"],
-            "states:StartExecution"
-        );
-        assert_eq!(
-            d["trust_policy"]["Statement"][0]["Principal"]["Service"],
-            "events.amazonaws.com"
-        );
-        // What IAM answers for it (re-ordered, URL-encoded) reads back as equal.
-        let role = Role::builder()
-            .path("/securecart/shop/")
-            .role_name("shop-events_role")
-            .role_id("AROA")
-            .arn("arn:aws:iam::1:role/securecart/shop/shop-events_role")
-            .create_date(aws_smithy_types::DateTime::from_secs(0))
-            .assume_role_policy_document(
-                "%7B%22Statement%22%3A%5B%7B%22Action%22%3A%22sts%3AAssumeRole%22%2C%22Principal%22%3A%7B%22Service%22%3A%5B%22events.amazonaws.com%22%5D%7D%2C%22Effect%22%3A%22Allow%22%7D%5D%2C%22Version%22%3A%222012-10-17%22%7D",
-            )
-            .build()
-            .unwrap();
-        assert_eq!(
-            role.assume_role_policy_document().map(parse_policy_text),
-            Some(d["trust_policy"].clone())
-        );
-    }
-
-    #[test]
     fn checks_fields() {
         let p = problems(concat!(
             "  r:\n    type: iam_role\n    service: [lambda, states.amazonaws.com]\n",
@@ -1040,11 +1166,9 @@ mod tests {
             "  fn: {type: sqs_queue}\n  fn-role: {type: iam_role, service: lambda.amazonaws.com}\n",
         ));
         let at = |path: &str| {
-            p.iter()
-                .filter(|(_, q, _)| q == path)
-                .map(|(_, _, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join(" | ")
+            let at_path = format!(" {path}: ");
+            let lines = p.iter().filter(|l| l.contains(&at_path));
+            lines.map(String::as_str).collect::<Vec<_>>().join(" | ")
         };
         assert!(
             at("resources.r.service[0]").contains("not an AWS service principal"),
@@ -1087,5 +1211,46 @@ mod tests {
             "    policies:\n      send: {Statement: [{Effect: Allow, Action: [sqs:SendMessage], Resource: '${q.arn}'}]}\n",
         ));
         assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn managed_roles_are_the_auto_role_and_the_stacks_own() {
+        assert!(manages_role(AUTO, "dev"));
+        assert!(manages_role(
+            "arn:aws:iam::1:role/securecart/dev/dev-runner",
+            "dev"
+        ));
+        assert!(manages_role(
+            "arn:aws:iam::1:role/securecart/dev/auto/dev-wf-role",
+            "dev"
+        ));
+        assert!(!manages_role(
+            "arn:aws:iam::1:role/securecart/prod/prod-runner",
+            "dev"
+        ));
+        assert!(!manages_role("arn:aws:iam::1:role/ops-runner", "dev"));
+    }
+
+    #[test]
+    fn a_role_read_from_aws_is_auto_only_when_it_is_the_stacks_automatic_role() {
+        let auto = "arn:aws:iam::1:role/securecart/dev/auto/dev-wf-role";
+        let policy = json!({"Version": "2012-10-17"});
+        assert_eq!(
+            ExecRole::of(auto, "dev", Some(policy.clone())),
+            ExecRole {
+                role: AUTO.into(),
+                policy: Some(policy.clone())
+            }
+        );
+        // Its policy gone: no policy, which plan then restores.
+        assert_eq!(ExecRole::of(auto, "dev", None).policy, Some(Json::Null));
+        // Another stack's automatic role is just a role.
+        assert_eq!(
+            ExecRole::of(auto, "prod", Some(policy)),
+            ExecRole {
+                role: auto.into(),
+                policy: None
+            }
+        );
     }
 }

@@ -6,10 +6,9 @@
 //! `STACK-ID-role`, derived from what its environment refers to; it is created, updated and
 //! deleted with the function, and its policy is an attribute, so a change shows in plan.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,18 +23,26 @@ use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
 use crate::aws::Aws;
-use crate::blueprint::refs::{self, Piece, UNKNOWN};
+use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
-use crate::resources::common::{self, aws_error, parse, Error};
-use crate::resources::iam::{self, check_role, Grants, AUTO};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::common::{self, aws_error, Error};
+use crate::resources::fields::is_literal;
+use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
+use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct LambdaFunction;
 
-const KIND: &str = "lambda_function";
-/// How long a just-created or changed role may stay unusable for Lambda (IAM is
-/// eventually consistent): terraform-provider-aws waits 2 minutes for IAM propagation.
-const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
+/// How Lambda uses a function's role, and what it answers while IAM propagates.
+const ROLE: RoleUser = RoleUser {
+    kind: "lambda_function",
+    noun: "function",
+    service: "lambda.amazonaws.com",
+    not_assumable: role_not_assumable,
+    lacks_permission: xray_denied,
+    waiting: "Lambda cannot use the role yet (IAM changes take a moment to reach Lambda), or an update is still in progress",
+    hint: XRAY_HINT,
+};
 
 const RUNTIMES: &[&str] = &[
     "python3.9",
@@ -59,7 +66,7 @@ const RUNTIMES: &[&str] = &[
 /// A Lambda function.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// The code: a folder (zipped with everything in it) or a single file, relative to the
     /// blueprint's folder, like `functions/validate_order`. Editing it updates the function
     /// in place.
@@ -86,7 +93,7 @@ struct Fields {
     /// its own — logs, X-Ray, and `sqs:SendMessage` / `events:PutEvents` /
     /// `lambda:InvokeFunction` / `states:StartExecution` on what `environment` refers to —
     /// or a role's ARN like `${payments_role.arn}`.
-    #[serde(default = "auto")]
+    #[serde(default = "iam::auto")]
     role: String,
     /// AWS X-Ray active tracing. On by default; turning it off fails the security baseline
     /// (CKV_AWS_50). A role other than `auto` then needs `xray:PutTraceSegments` and
@@ -115,17 +122,13 @@ fn default_timeout() -> i64 {
     3
 }
 
-fn auto() -> String {
-    AUTO.to_string()
-}
-
 fn yes() -> bool {
     true
 }
 
 /// Normalised attributes: what `desired` builds and `read` finds, in one shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     runtime: String,
     handler: String,
@@ -167,26 +170,6 @@ fn log_group_name(v: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Code
 // ---------------------------------------------------------------------------------------
-
-/// Zipped code by its SHA-256, filled in when plan or apply computes the desired
-/// attributes, so that create and update (which see only those) can upload the bytes.
-fn code_cache() -> &'static Mutex<HashMap<String, Arc<Vec<u8>>>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-fn cached_code(sha: &str) -> Result<Arc<Vec<u8>>, Error> {
-    code_cache()
-        .lock()
-        .map_err(|_| Error::Invalid("the code cache is poisoned".into()))?
-        .get(sha)
-        .cloned()
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "the code with SHA-256 {sha} was not prepared (a securecart bug; please report it)"
-            ))
-        })
-}
 
 /// Files to zip: `(name in the zip, path, executable)`, sorted by name, read through the
 /// blueprint's confined loader (inside its folder, regular files, size-capped). Caches and
@@ -350,44 +333,6 @@ fn xray_denied(e: &Error) -> bool {
     )
 }
 
-/// Whether an error of a create or update will pass once IAM has propagated. A missing
-/// X-Ray permission only passes on a role securecart granted it to (the automatic role,
-/// or an `iam_role` of the stack that was just put); a role from outside the stack that
-/// lacks it keeps lacking it, so that fails at once.
-fn role_not_ready(e: &Error, managed_role: bool) -> bool {
-    role_not_assumable(e) || (managed_role && xray_denied(e))
-}
-
-/// True when the function's role (`auto` or an ARN) is its automatic role or an `iam_role`
-/// of the stack.
-fn manages_role(role: &str, stack: &str) -> bool {
-    role == AUTO || iam::is_stack_role(role, stack)
-}
-
-/// Runs a create or update, retrying for up to [`ROLE_PROPAGATION`] while Lambda cannot
-/// use a role that IAM has only just created or changed, or an update is in progress.
-async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, managed_role: bool, op: F) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    let r = common::retry_while(
-        cx,
-        |e| role_not_ready(e, managed_role),
-        ROLE_PROPAGATION,
-        "Lambda cannot use the role yet (IAM changes take a moment to reach Lambda), or an update is still in progress",
-        op,
-    )
-    .await;
-    r.map_err(|e| {
-        if xray_denied(&e) {
-            common::with_hint(e, XRAY_HINT)
-        } else {
-            e
-        }
-    })
-}
-
 /// What a role needs for `tracing: true`.
 const XRAY_HINT: &str = "with `tracing: true` the role needs xray:PutTraceSegments and \
      xray:PutTelemetryRecords (for example the managed policy \
@@ -396,56 +341,16 @@ const XRAY_HINT: &str = "with `tracing: true` the role needs xray:PutTraceSegmen
 /// True when an `iam_role` of the blueprint visibly allows what `tracing: true` needs:
 /// X-Ray's write actions in an inline policy, or AWS's X-Ray write policy attached.
 fn role_config_grants_xray(config: &Json) -> bool {
-    let managed = config
-        .get("managed_policies")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Json::as_str)
-        .any(|p| {
-            p.ends_with(":policy/AWSXRayDaemonWriteAccess")
-                || p.ends_with(":policy/AWSXrayWriteOnlyAccess")
-        });
-    let allowed = |action: &str| {
-        config
-            .get("policies")
-            .and_then(Json::as_object)
-            .into_iter()
-            .flat_map(|m| m.values())
-            .flat_map(|doc| match doc.get("Statement") {
-                Some(Json::Array(a)) => a.clone(),
-                Some(st @ Json::Object(_)) => vec![st.clone()],
-                _ => Vec::new(),
-            })
-            .filter(|st| st.get("Effect").and_then(Json::as_str) == Some("Allow"))
-            .any(|st| {
-                let actions: Vec<&str> = match st.get("Action") {
-                    Some(Json::String(a)) => vec![a.as_str()],
-                    Some(Json::Array(a)) => a.iter().filter_map(Json::as_str).collect(),
-                    _ => Vec::new(),
-                };
-                actions.iter().any(|a| action_matches(a, action))
-            })
-    };
-    managed || (allowed("xray:PutTraceSegments") && allowed("xray:PutTelemetryRecords"))
-}
-
-/// IAM action matching: case-insensitive, `*` as a wildcard at the end (`xray:*`, `xray:Put*`).
-fn action_matches(pattern: &str, action: &str) -> bool {
-    let (p, a) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
-    match p.strip_suffix('*') {
-        Some(prefix) => a.starts_with(prefix),
-        None => p == a,
-    }
+    iam::role_config_allows(
+        config,
+        &["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+        &["AWSXRayDaemonWriteAccess", "AWSXrayWriteOnlyAccess"],
+    )
 }
 
 // ---------------------------------------------------------------------------------------
 // The kind
 // ---------------------------------------------------------------------------------------
-
-fn is_literal(value: &str) -> bool {
-    matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
-}
 
 /// Secrets in a function's environment: anyone allowed `lambda:GetFunctionConfiguration`
 /// reads them in clear (Lambda encrypts them at rest only). One written out in the blueprint
@@ -518,24 +423,23 @@ const RESERVED_ENV: &[&str] = &[
 ];
 
 #[async_trait]
-impl Kind for LambdaFunction {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for LambdaFunction {
+    const KIND: &'static str = "lambda_function";
+    const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
+    const REPLACE_ON: &'static [&'static str] = &["name"];
+    /// Look before creating: CreateFunction answers a taken name with
+    /// ResourceConflictException, which the role retry also waits out as "an update is in
+    /// progress".
+    const ADOPT: Adopt = Adopt::LookFirst;
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["arn", "name"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    /// The zipped code (its SHA-256 is the `code_sha256` attribute).
+    type Payload = Vec<u8>;
+    /// The configuration and the role it runs as.
+    type Raw = (FunctionConfiguration, ExecRole);
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut out = Vec::new();
         if f.code.trim().is_empty() {
             out.push(Issue::new(
@@ -672,114 +576,94 @@ impl Kind for LambdaFunction {
         Inlined::default()
     }
 
-    fn desired_in(
-        &self,
-        stack: &str,
-        id: &str,
-        config: &Json,
-        dir: &Path,
-    ) -> Result<crate::resources::Desired, String> {
-        let attrs = (|| -> Result<Json, String> {
-            let f: Fields = parse(config).map_err(|i| {
-                if i.path.is_empty() {
-                    i.message
-                } else {
-                    format!("{}: {}", i.path, i.message)
-                }
-            })?;
-            let zip = zip_code(dir, &f.code).map_err(|e| format!("code: {e}"))?;
-            if f.runtime.starts_with("python") {
-                let names: BTreeSet<String> = code_files(dir, &f.code)?
-                    .into_iter()
-                    .map(|f| f.name)
-                    .collect();
-                check_python_handler(&f.handler, &names)?;
-            }
-            let sha = code_sha256(&zip);
-            if let Ok(mut c) = code_cache().lock() {
-                c.insert(sha.clone(), Arc::new(zip));
-            }
-            let name = function_name(stack, id);
-            let environment: BTreeMap<String, String> = f
-                .environment
-                .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Json::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), v)
-                })
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, Vec<u8>), String> {
+        let zip = zip_code(site.dir, &f.code).map_err(|e| format!("code: {e}"))?;
+        if f.runtime.starts_with("python") {
+            let names: BTreeSet<String> = code_files(site.dir, &f.code)?
+                .into_iter()
+                .map(|f| f.name)
                 .collect();
-            let log_group_arn = f
-                .log_group
-                .as_deref()
-                .filter(|l| l.starts_with("arn:"))
-                .map(str::to_string);
-            let log_group = f
-                .log_group
-                .as_deref()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(|l| {
-                    if common::unknown(l) {
-                        l.to_string()
-                    } else {
-                        log_group_name(l)
-                    }
-                })
-                .filter(|l| *l != default_log_group(&name));
-            let role = f.role.trim().to_string();
-            let role_policy = (role == AUTO).then(|| {
-                auto_policy(
-                    &name,
-                    &environment,
-                    log_group.as_deref(),
-                    log_group_arn.as_deref(),
-                    f.tracing,
-                )
-            });
-            let a = Attrs {
-                name,
-                runtime: f.runtime.trim().to_string(),
-                handler: f.handler.trim().to_string(),
-                memory: common::uint32("memory", f.memory)?,
-                timeout: common::uint32("timeout", f.timeout)?,
-                environment,
-                role,
-                role_policy,
-                tracing: f.tracing,
-                log_group,
-                description: f
-                    .description
-                    .map(|d| d.trim().to_string())
-                    .filter(|d| !d.is_empty()),
-                code_sha256: sha,
-            };
-            serde_json::to_value(a).map_err(|e| e.to_string())
-        })()?;
-        Ok(crate::resources::Desired::plain(attrs))
+            check_python_handler(&f.handler, &names)?;
+        }
+        let name = function_name(site.stack, site.id);
+        let environment: BTreeMap<String, String> = f
+            .environment
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let log_group_arn = f
+            .log_group
+            .as_deref()
+            .filter(|l| l.starts_with("arn:"))
+            .map(str::to_string);
+        let log_group = f
+            .log_group
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                if common::unknown(l) {
+                    l.to_string()
+                } else {
+                    log_group_name(l)
+                }
+            })
+            .filter(|l| *l != default_log_group(&name));
+        let role = f.role.trim().to_string();
+        let role_policy = (role == AUTO).then(|| {
+            auto_policy(
+                &name,
+                &environment,
+                log_group.as_deref(),
+                log_group_arn.as_deref(),
+                f.tracing,
+            )
+        });
+        let a = Attrs {
+            name,
+            runtime: f.runtime.trim().to_string(),
+            handler: f.handler.trim().to_string(),
+            memory: common::uint32("memory", f.memory)?,
+            timeout: common::uint32("timeout", f.timeout)?,
+            environment,
+            role,
+            role_policy,
+            tracing: f.tracing,
+            log_group,
+            description: f
+                .description
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty()),
+            code_sha256: code_sha256(&zip),
+        };
+        Ok((a, zip))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+    fn physical_names(&self, stack: &str, id: &str, f: &Fields) -> Vec<(String, String)> {
         let mut out = vec![("function name".into(), function_name(stack, id))];
-        out.extend(iam::auto_role_key(stack, id, config));
+        out.extend(iam::auto_role_key(stack, id, &f.role));
         out
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["name"]
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
-        if desired.get("tracing") == Some(&Json::Bool(false)) {
-            vec!["`tracing: false` turns X-Ray tracing off (security baseline CKV_AWS_50)".into()]
-        } else {
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
+        if a.tracing {
             Vec::new()
+        } else {
+            vec!["`tracing: false` turns X-Ray tracing off (security baseline CKV_AWS_50)".into()]
         }
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    fn label(&self, a: &Attrs) -> String {
+        format!("a Lambda function named `{}`", a.name)
+    }
+
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
         let prefix = format!("{stack}-");
         let functions = aws
             .lambda
@@ -793,46 +677,106 @@ impl Kind for LambdaFunction {
             .map_err(aws_error("ListFunctions"))?;
         // Tags (and the automatic role's policy) have no batched form: calls per function
         // whose name could be ours.
-        let found: Vec<Option<Live>> = futures::stream::iter(
+        let found: Vec<Option<(String, Self::Raw)>> = futures::stream::iter(
             functions
                 .into_iter()
                 .filter(|f| f.function_name().is_some_and(|n| n.starts_with(&prefix))),
         )
-        .map(|f| read_function(aws, stack, f))
+        .map(|f| async move {
+            let Some(arn) = f.function_arn() else {
+                return Ok(None);
+            };
+            let Some(tags) = list_tags(aws, arn).await? else {
+                return Ok(None);
+            };
+            let Some(id) = common::owned_id(&tags, stack) else {
+                return Ok(None);
+            };
+            let role = ExecRole::read(aws, stack, f.role().unwrap_or_default()).await?;
+            Ok::<_, Error>(Some((id, (f, role))))
+        })
         .buffer_unordered(8)
         .try_collect()
         .await?;
-        let mut out: Vec<Live> = found.into_iter().flatten().collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+        Ok(found.into_iter().flatten().collect())
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        if let Some(existing) = get_configuration(aws, &a.name).await? {
-            // Ours from an interrupted run (converge it), or someone else's.
-            let arn = existing.function_arn().unwrap_or_default().to_string();
-            let tags = list_tags(aws, &arn).await?.unwrap_or_default();
-            if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
-                return Err(Error::Conflict(format!(
-                    "a Lambda function named `{}` already exists and is not tagged as `{}` of stack `{}`; \
-                     securecart does not adopt or change it: delete it or use another resource id",
-                    a.name, cx.id, cx.stack
-                )));
-            }
-            cx.note("the function exists from an earlier run; bringing it up to date");
-            let l = live_of(aws, cx.stack, cx.id.to_string(), &existing).await?;
-            let changed: Vec<String> = crate::diff::changed_attributes(desired, &l.attrs);
-            if changed.is_empty() {
-                return Ok(l);
-            }
-            return self.update(aws, cx, &l, desired, &changed).await;
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<Self::Raw>>, Error> {
+        let Some(f) = get_configuration(aws, &a.name).await? else {
+            return Ok(None);
+        };
+        let tags = list_tags(aws, f.function_arn().unwrap_or_default())
+            .await?
+            .unwrap_or_default();
+        let role = ExecRole::read(aws, stack, f.role().unwrap_or_default()).await?;
+        Ok(Some(Found {
+            owner: common::owned_id(&tags, stack),
+            raw: (f, role),
+        }))
+    }
+
+    fn observe(&self, (f, role): &Self::Raw) -> Observed<Attrs> {
+        let name = f.function_name().unwrap_or_default().to_string();
+        let arn = f.function_arn().unwrap_or_default().to_string();
+        Observed {
+            physical_id: arn.clone(),
+            outputs: vec![("arn", json!(arn)), ("name", json!(name))],
+            attrs: Attrs {
+                runtime: f
+                    .runtime()
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default(),
+                handler: f.handler().unwrap_or_default().to_string(),
+                memory: f
+                    .memory_size()
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(128),
+                timeout: f.timeout().and_then(|t| u32::try_from(t).ok()).unwrap_or(3),
+                environment: f
+                    .environment()
+                    .and_then(|e| e.variables())
+                    .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default(),
+                role: role.role.clone(),
+                role_policy: role.policy.clone(),
+                tracing: f
+                    .tracing_config()
+                    .and_then(|t| t.mode())
+                    .is_some_and(|m| *m == TracingMode::Active),
+                log_group: f
+                    .logging_config()
+                    .and_then(|l| l.log_group())
+                    .map(str::to_string)
+                    .filter(|l| *l != default_log_group(&name)),
+                description: f
+                    .description()
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string),
+                code_sha256: f.code_sha256().unwrap_or_default().to_string(),
+                name,
+            },
         }
-        let role_arn = role_arn_for(aws, cx, &a).await?;
-        let code = cached_code(&a.code_sha256)?;
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        zip: &Vec<u8>,
+    ) -> Result<Self::Raw, Error> {
+        let role_arn = ROLE
+            .role_arn(aws, cx, &a.role, a.role_policy.as_ref())
+            .await?;
         let tags = common::tags(cx.stack, cx.id, &a.name);
         cx.note("creating the function");
-        let created = with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
+        ROLE.retry(cx, &a.role, || async {
             let mut req = aws
                 .lambda
                 .create_function()
@@ -844,12 +788,12 @@ impl Kind for LambdaFunction {
                 .timeout(api_int("timeout", a.timeout)?)
                 .code(
                     FunctionCode::builder()
-                        .zip_file(Blob::new(code.as_ref().clone()))
+                        .zip_file(Blob::new(zip.clone()))
                         .build(),
                 )
-                .environment(environment(&a))
-                .tracing_config(tracing(&a))
-                .logging_config(logging(&a));
+                .environment(environment(a))
+                .tracing_config(tracing(a))
+                .logging_config(logging(a));
             if let Some(d) = &a.description {
                 req = req.description(d);
             }
@@ -859,29 +803,26 @@ impl Kind for LambdaFunction {
             req.send().await.map_err(aws_error("CreateFunction"))
         })
         .await?;
-        let arn = created.function_arn().unwrap_or_default().to_string();
-        wait_ready(aws, cx, &a.name, "the function to become Active").await?;
-        Ok(live(cx.id.to_string(), &arn, a))
+        let f = wait_ready(aws, cx, &a.name, "the function to become Active").await?;
+        // The role is the one just set up: no need to read its policy back.
+        let role = ExecRole {
+            role: a.role.clone(),
+            policy: a.role_policy.clone(),
+        };
+        Ok((f, role))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_fn: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let old: Attrs = common::from_desired(&live_fn.attrs)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        let arn = live_fn
-            .outputs
-            .get("arn")
-            .and_then(Json::as_str)
-            .unwrap_or(&live_fn.physical_id)
-            .to_string();
-        let config_fields = [
+        live: &Live,
+        a: &Attrs,
+        zip: &Vec<u8>,
+        changed: Changed<'_>,
+    ) -> Result<Option<Self::Raw>, Error> {
+        let old = attrs_of::<Self>(live)?;
+        const CONFIG: &[&str] = &[
             "runtime",
             "handler",
             "memory",
@@ -892,21 +833,22 @@ impl Kind for LambdaFunction {
             "log_group",
             "description",
         ];
-        let config_changes = config_fields.iter().any(|f| has(f));
+        let config_changes = changed.any(CONFIG);
         // The role first: new permissions must be in place before the code needing them runs.
-        let role_arn = if a.role == AUTO && (has("role") || has("role_policy") || config_changes) {
-            role_arn_for(aws, cx, &a).await?
-        } else {
-            a.role.clone()
-        };
-        if has("code_sha256") {
-            let code = cached_code(&a.code_sha256)?;
+        let role_arn =
+            if a.role == AUTO && (changed.any(&["role", "role_policy"]) || config_changes) {
+                ROLE.role_arn(aws, cx, &a.role, a.role_policy.as_ref())
+                    .await?
+            } else {
+                a.role.clone()
+            };
+        if changed.has("code_sha256") {
             cx.note("updating the code");
-            with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
+            ROLE.retry(cx, &a.role, || async {
                 aws.lambda
                     .update_function_code()
                     .function_name(&a.name)
-                    .zip_file(Blob::new(code.as_ref().clone()))
+                    .zip_file(Blob::new(zip.clone()))
                     .send()
                     .await
                     .map_err(aws_error("UpdateFunctionCode"))
@@ -915,18 +857,10 @@ impl Kind for LambdaFunction {
             wait_ready(aws, cx, &a.name, "the code update to finish").await?;
         }
         if config_changes {
-            cx.note(format!(
-                "updating {}",
-                config_fields
-                    .iter()
-                    .filter(|f| has(f))
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
-                let req = aws
-                    .lambda
+            let what: Vec<&str> = CONFIG.iter().copied().filter(|f| changed.has(f)).collect();
+            cx.note(format!("updating {}", what.join(", ")));
+            ROLE.retry(cx, &a.role, || async {
+                aws.lambda
                     .update_function_configuration()
                     .function_name(&a.name)
                     .runtime(Runtime::from(a.runtime.as_str()))
@@ -934,28 +868,26 @@ impl Kind for LambdaFunction {
                     .role(&role_arn)
                     .memory_size(api_int("memory", a.memory)?)
                     .timeout(api_int("timeout", a.timeout)?)
-                    .environment(environment(&a))
-                    .tracing_config(tracing(&a))
-                    .logging_config(logging(&a))
-                    .description(a.description.clone().unwrap_or_default());
-                req.send()
+                    .environment(environment(a))
+                    .tracing_config(tracing(a))
+                    .logging_config(logging(a))
+                    .description(a.description.clone().unwrap_or_default())
+                    .send()
                     .await
                     .map_err(aws_error("UpdateFunctionConfiguration"))
             })
             .await?;
             wait_ready(aws, cx, &a.name, "the configuration update to finish").await?;
         }
-        if old.role == AUTO && a.role != AUTO {
-            cx.note("deleting the automatic role, which the function no longer uses");
-            iam::delete_auto_role(aws, cx.stack, cx.id).await?;
-        }
-        Ok(live(cx.id.to_string(), &arn, a))
+        ROLE.drop_unused_auto_role(aws, cx, &old.role, &a.role)
+            .await?;
+        Ok(None)
     }
 
-    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live_fn: &Live) -> Result<(), Error> {
-        let old: Attrs = common::from_desired(&live_fn.attrs)?;
-        // The role goes first: a function without its role is found again by the next run
-        // and deleted then, whereas a role left behind by its function would be an orphan.
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        let old = attrs_of::<Self>(live)?;
+        // The role goes first: a function left without it is found and deleted by the next
+        // run, whereas a role left behind by its function would be an orphan.
         if old.role == AUTO {
             iam::delete_auto_role(aws, cx.stack, cx.id).await?;
         }
@@ -971,20 +903,6 @@ impl Kind for LambdaFunction {
             other => other.map(|_| ()),
         }
     }
-}
-
-/// The role the function runs as: its automatic role (created or brought up to date), or
-/// the one the blueprint names.
-async fn role_arn_for(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<String, Error> {
-    if a.role != AUTO {
-        return Ok(a.role.clone());
-    }
-    let policy = a
-        .role_policy
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("`role: auto` without a derived policy".into()))?;
-    let (arn, _) = iam::ensure_auto_role(aws, cx, KIND, "lambda.amazonaws.com", policy).await?;
-    Ok(arn)
 }
 
 fn environment(a: &Attrs) -> Environment {
@@ -1019,8 +937,13 @@ fn logging(a: &Attrs) -> LoggingConfig {
         .build()
 }
 
-/// Waits until the function is Active and no update is in progress.
-async fn wait_ready(aws: &Aws, cx: &OpCx<'_>, name: &str, what: &str) -> Result<(), Error> {
+/// Waits until the function is Active and no update is in progress; its configuration then.
+async fn wait_ready(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    name: &str,
+    what: &str,
+) -> Result<FunctionConfiguration, Error> {
     common::wait_for(cx, what, Duration::from_secs(300), || async {
         let Some(c) = get_configuration(aws, name).await? else {
             return Err(Error::Aws {
@@ -1055,7 +978,7 @@ async fn wait_ready(aws: &Aws, cx: &OpCx<'_>, name: &str, what: &str) -> Result<
                 ),
             }),
             Some(LastUpdateStatus::InProgress) => Ok(None),
-            _ => Ok(Some(())),
+            _ => Ok(Some(c)),
         }
     })
     .await
@@ -1117,110 +1040,19 @@ async fn list_tags(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, Strin
     }
 }
 
-async fn read_function(
-    aws: &Aws,
-    stack: &str,
-    f: FunctionConfiguration,
-) -> Result<Option<Live>, Error> {
-    let Some(arn) = f.function_arn() else {
-        return Ok(None);
-    };
-    let Some(tags) = list_tags(aws, arn).await? else {
-        return Ok(None);
-    };
-    let Some(id) = common::owned_id(&tags, stack) else {
-        return Ok(None);
-    };
-    live_of(aws, stack, id, &f).await.map(Some)
-}
-
-/// Normalises a function's configuration into [`Attrs`].
-fn attrs_of(f: &FunctionConfiguration, stack: &str, role_policy: Option<Json>) -> Attrs {
-    let name = f.function_name().unwrap_or_default().to_string();
-    let role_arn = f.role().unwrap_or_default();
-    let auto = iam::is_auto_role(role_arn, stack);
-    Attrs {
-        runtime: f
-            .runtime()
-            .map(|r| r.as_str().to_string())
-            .unwrap_or_default(),
-        handler: f.handler().unwrap_or_default().to_string(),
-        memory: f
-            .memory_size()
-            .and_then(|m| u32::try_from(m).ok())
-            .unwrap_or(128),
-        timeout: f.timeout().and_then(|t| u32::try_from(t).ok()).unwrap_or(3),
-        environment: f
-            .environment()
-            .and_then(|e| e.variables())
-            .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default(),
-        role: if auto {
-            AUTO.to_string()
-        } else {
-            role_arn.to_string()
-        },
-        // An automatic role whose policy is gone reads as no policy: plan then restores it.
-        role_policy: if auto {
-            Some(role_policy.unwrap_or(Json::Null))
-        } else {
-            None
-        },
-        tracing: f
-            .tracing_config()
-            .and_then(|t| t.mode())
-            .is_some_and(|m| *m == TracingMode::Active),
-        log_group: f
-            .logging_config()
-            .and_then(|l| l.log_group())
-            .map(str::to_string)
-            .filter(|l| *l != default_log_group(&name)),
-        description: f
-            .description()
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(str::to_string),
-        code_sha256: f.code_sha256().unwrap_or_default().to_string(),
-        name,
-    }
-}
-
-async fn live_of(
-    aws: &Aws,
-    stack: &str,
-    id: String,
-    f: &FunctionConfiguration,
-) -> Result<Live, Error> {
-    let role_arn = f.role().unwrap_or_default();
-    let policy = if iam::is_auto_role(role_arn, stack) {
-        iam::auto_role_policy(aws, role_arn).await?
-    } else {
-        None
-    };
-    let a = attrs_of(f, stack, policy);
-    Ok(live(id, f.function_arn().unwrap_or_default(), a))
-}
-
-fn live(id: String, arn: &str, a: Attrs) -> Live {
-    let outputs: BTreeMap<String, Json> = [
-        ("arn".to_string(), json!(arn)),
-        ("name".to_string(), json!(a.name)),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: KIND,
-        physical_id: arn.to_string(),
-        attrs: json!(a),
-        outputs,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::blueprint::{self, LoadError, Severity, SourceFile};
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
+
+    const K: Typed<LambdaFunction> = Typed(LambdaFunction);
+
+    /// The desired attributes of function `id` of stack `shop`, with its code in `dir`.
+    fn attrs(id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
+        K.desired_in("shop", id, config, dir).map(|d| d.attrs)
+    }
 
     fn problems(resources: &str) -> Vec<(Severity, String, String)> {
         let text = format!("name: shop\nresources:\n{resources}");
@@ -1316,16 +1148,17 @@ mod tests {
             "LIMIT": 5,
         });
         c["log_group"] = json!("arn:aws:logs:eu-west-1:123456789012:log-group:/securecart/shop/fn");
-        let a = LambdaFunction
-            .desired_in("shop", "pay", &c, d.path())
-            .map(|d| d.attrs)
-            .unwrap();
+        let desired = K.desired_in("shop", "pay", &c, d.path()).unwrap();
+        let a = desired.attrs;
         assert_eq!(a["name"], "shop-pay");
         assert_eq!(a["role"], "auto");
         assert_eq!(a["environment"]["LIMIT"], "5");
         assert_eq!(a["log_group"], "/securecart/shop/fn");
         assert_eq!(a["code_sha256"].as_str().unwrap().len(), 44);
-        assert!(cached_code(a["code_sha256"].as_str().unwrap()).is_ok());
+        // The zip travels with the plan to create and update, matching the hash.
+        let zip = desired.payload.get::<Vec<u8>>().expect("the zip");
+        assert_eq!(a["code_sha256"], code_sha256(zip));
+        assert_eq!(zip, &zip_code(d.path(), "fn").unwrap());
         let policy = a["role_policy"].to_string();
         for want in [
             "sqs:SendMessage",
@@ -1339,18 +1172,12 @@ mod tests {
         assert!(!policy.contains("\"sqs:*\"") && !policy.contains("\"Action\":\"*\""));
         // An explicit role has no derived policy.
         c["role"] = json!("arn:aws:iam::123456789012:role/x");
-        let b = LambdaFunction
-            .desired_in("shop", "pay", &c, d.path())
-            .map(|d| d.attrs)
-            .unwrap();
+        let b = attrs("pay", &c, d.path()).unwrap();
         assert_eq!(b["role_policy"], Json::Null);
         // Values known only after apply make the policy unknown too.
         c["role"] = json!("auto");
         c["environment"]["QUEUE_URL"] = json!(UNKNOWN);
-        let u = LambdaFunction
-            .desired_in("shop", "pay", &c, d.path())
-            .map(|d| d.attrs)
-            .unwrap();
+        let u = attrs("pay", &c, d.path()).unwrap();
         assert_eq!(u["role_policy"], UNKNOWN);
     }
 
@@ -1359,23 +1186,15 @@ mod tests {
         let d = code_dir();
         let mut c = config();
         c["code"] = json!("nope");
-        assert!(LambdaFunction
-            .desired_in("shop", "f", &c, d.path())
-            .map(|d| d.attrs)
+        assert!(attrs("f", &c, d.path())
             .unwrap_err()
             .contains("cannot read"));
         let mut c = config();
         c["handler"] = json!("app.handler");
-        let e = LambdaFunction
-            .desired_in("shop", "f", &c, d.path())
-            .map(|d| d.attrs)
-            .unwrap_err();
+        let e = attrs("f", &c, d.path()).unwrap_err();
         assert!(e.contains("needs `app.py`"), "{e}");
         c["handler"] = json!("lib.util.main");
-        assert!(LambdaFunction
-            .desired_in("shop", "f", &c, d.path())
-            .map(|d| d.attrs)
-            .is_ok());
+        assert!(attrs("f", &c, d.path()).is_ok());
     }
 
     #[test]
@@ -1385,10 +1204,7 @@ mod tests {
         c["environment"] = json!({"A": "1"});
         c["log_group"] = json!("/securecart/shop/fn");
         c["role"] = json!("arn:aws:iam::1:role/r");
-        let want = LambdaFunction
-            .desired_in("shop", "f", &c, d.path())
-            .map(|d| d.attrs)
-            .unwrap();
+        let want = attrs("f", &c, d.path()).unwrap();
         let f = FunctionConfiguration::builder()
             .function_name("shop-f")
             .function_arn("arn:aws:lambda:us-east-1:1:function:shop-f")
@@ -1415,7 +1231,10 @@ mod tests {
                     .build(),
             )
             .build();
-        assert_eq!(json!(attrs_of(&f, "shop", None)), want);
+        let role = ExecRole::of("arn:aws:iam::1:role/r", "shop", None);
+        let o = LambdaFunction.observe(&(f, role));
+        assert_eq!(serde_json::to_value(&o.attrs).unwrap(), want);
+        assert_eq!(o.physical_id, "arn:aws:lambda:us-east-1:1:function:shop-f");
         // The default log group reads as none, like the blueprint that leaves it out.
         let g = FunctionConfiguration::builder()
             .function_name("shop-f")
@@ -1426,7 +1245,12 @@ mod tests {
             )
             .role("arn:aws:iam::1:role/securecart/shop/auto/shop-f-role")
             .build();
-        let a = attrs_of(&g, "shop", Some(json!({"Version": "2012-10-17"})));
+        let role = ExecRole::of(
+            "arn:aws:iam::1:role/securecart/shop/auto/shop-f-role",
+            "shop",
+            Some(json!({"Version": "2012-10-17"})),
+        );
+        let a = LambdaFunction.observe(&(g, role)).attrs;
         assert_eq!(a.log_group, None);
         assert_eq!(a.role, "auto");
         assert_eq!(a.role_policy, Some(json!({"Version": "2012-10-17"})));
@@ -1448,26 +1272,20 @@ mod tests {
             "InvalidParameterValueException",
             "The provided execution role does not have permissions to call PutTraceSegments on XRAY",
         );
-        assert!(role_not_ready(&assume, true));
-        assert!(role_not_ready(&assume, false));
+        assert!(ROLE.not_ready(&assume, true));
+        assert!(ROLE.not_ready(&assume, false));
         // X-Ray permissions propagate on a role securecart just granted them to; a role from
         // outside the stack without them fails at once.
-        assert!(role_not_ready(&xray, true));
-        assert!(!role_not_ready(&xray, false));
-        assert!(role_not_ready(
+        assert!(ROLE.not_ready(&xray, true));
+        assert!(!ROLE.not_ready(&xray, false));
+        assert!(ROLE.not_ready(
             &aws("ResourceConflictException", "An update is in progress"),
             false
         ));
-        assert!(!role_not_ready(
+        assert!(!ROLE.not_ready(
             &aws("InvalidParameterValueException", "Unsupported runtime"),
             true
         ));
-        assert!(manages_role(AUTO, "shop"));
-        assert!(manages_role(
-            "arn:aws:iam::1:role/securecart/shop/shop-r",
-            "shop"
-        ));
-        assert!(!manages_role("arn:aws:iam::1:role/lambda-basic", "shop"));
         // The error that ends the wait says what the role lacks.
         let hinted = common::with_hint(xray, XRAY_HINT).to_string();
         assert!(hinted.contains("PutTraceSegments on XRAY"), "{hinted}");
@@ -1477,48 +1295,20 @@ mod tests {
     #[test]
     fn own_roles_with_tracing_are_warned_about_unless_they_grant_xray() {
         let p = problems(concat!(
-            "  bare: {type: iam_role, service: lambda.amazonaws.com}
-",
-            "  managed:
-    type: iam_role
-    service: lambda.amazonaws.com
-",
-            "    managed_policies: [arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess]
-",
-            "  inline:
-    type: iam_role
-    service: lambda.amazonaws.com
-",
-            "    policies:
-      xray:
-        Statement:
-",
-            "          - {Effect: Allow, Action: ['xray:Put*'], Resource: '*'}
-",
-            "  half:
-    type: iam_role
-    service: lambda.amazonaws.com
-",
-            "    policies:
-      xray:
-        Statement:
-",
-            "          - {Effect: Allow, Action: xray:PutTraceSegments, Resource: '*'}
-",
-            "  a: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}'}
-",
-            "  b: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${managed.arn}'}
-",
-            "  c: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${inline.arn}'}
-",
-            "  d: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${half.arn}'}
-",
-            "  e: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: 'arn:aws:iam::1:role/x'}
-",
-            "  f: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}', tracing: false}
-",
-            "  g: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h}
-",
+            "  bare: {type: iam_role, service: lambda.amazonaws.com}\n",
+            "  managed: {type: iam_role, service: lambda.amazonaws.com,\n",
+            "    managed_policies: [arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess]}\n",
+            "  inline: {type: iam_role, service: lambda.amazonaws.com, policies: {xray: {Statement:\n",
+            "    [{Effect: Allow, Action: ['xray:Put*'], Resource: '*'}]}}}\n",
+            "  half: {type: iam_role, service: lambda.amazonaws.com, policies: {xray: {Statement:\n",
+            "    [{Effect: Allow, Action: xray:PutTraceSegments, Resource: '*'}]}}}\n",
+            "  a: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}'}\n",
+            "  b: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${managed.arn}'}\n",
+            "  c: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${inline.arn}'}\n",
+            "  d: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${half.arn}'}\n",
+            "  e: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: 'arn:aws:iam::1:role/x'}\n",
+            "  f: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h, role: '${bare.arn}', tracing: false}\n",
+            "  g: {type: lambda_function, code: fn, runtime: python3.12, handler: h.h}\n",
         ));
         let xray_warning = |id: &str| {
             p.iter().find(|(_, q, m)| {

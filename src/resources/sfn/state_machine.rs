@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_sfn::operation::describe_state_machine::DescribeStateMachineOutput;
 use aws_sdk_sfn::types::{
     CloudWatchLogsLogGroup, LogDestination, LogLevel, LoggingConfiguration, StateMachineType, Tag,
     TracingConfiguration,
@@ -28,16 +29,28 @@ use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::source::Pos;
 use crate::blueprint::{self, files, CheckCx, FileSource, Inlined, Issue, Problem, SourceFile};
-use crate::resources::common::{self, aws_error, parse, Error};
-use crate::resources::iam::{self, check_role, Grants, AUTO};
-use crate::resources::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use crate::resources::common::{self, aws_error, Error};
+use crate::resources::fields::is_literal;
+use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
+use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct StateMachine;
 
-const KIND: &str = "state_machine";
-/// How long a just-created or changed role may stay unusable for Step Functions:
-/// terraform-provider-aws waits 2 minutes for IAM propagation (#47447).
-const ROLE_PROPAGATION: Duration = Duration::from_secs(120);
+/// How Step Functions uses a state machine's role, and what it answers while IAM
+/// propagates.
+const ROLE: RoleUser = RoleUser {
+    kind: "state_machine",
+    noun: "state machine",
+    service: "states.amazonaws.com",
+    not_assumable: role_not_assumable,
+    lacks_permission: log_destination_denied,
+    waiting: "Step Functions cannot use the role yet (IAM changes take a moment to reach it)",
+    hint: "the role needs logs:CreateLogDelivery, logs:GetLogDelivery, \
+           logs:UpdateLogDelivery, logs:DeleteLogDelivery, logs:ListLogDeliveries, \
+           logs:PutResourcePolicy, logs:DescribeResourcePolicies and \
+           logs:DescribeLogGroups on `*`; `role: auto` grants them",
+};
 /// The tracing flag as a tag too: the bundled emulator leaves `tracingConfiguration` out of
 /// DescribeStateMachine (AWS always answers it, and that answer wins).
 const TAG_TRACING: &str = "securecart:tracing";
@@ -45,7 +58,7 @@ const TAG_TRACING: &str = "securecart:tracing";
 /// A Step Functions state machine.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// `STANDARD` (the default: durable, exactly-once, up to a year, priced per state
     /// transition) or `EXPRESS` (high-volume, up to 5 minutes, priced per request and
     /// duration). Changing it replaces the state machine.
@@ -61,7 +74,7 @@ struct Fields {
     definition_file: Option<String>,
     /// The IAM role the state machine runs as: `auto` (the default) for a least-privilege
     /// role derived from its Task states, or a role's ARN like `${workflow_role.arn}`.
-    #[serde(default = "auto")]
+    #[serde(default = "iam::auto")]
     role: String,
     /// Execution history to CloudWatch Logs. Without it, this fails the security baseline
     /// (CKV_AWS_285 / StepFunctions.1).
@@ -71,10 +84,6 @@ struct Fields {
     /// (CKV_AWS_284).
     #[serde(default = "yes")]
     tracing: bool,
-}
-
-fn auto() -> String {
-    AUTO.to_string()
 }
 
 fn yes() -> bool {
@@ -118,7 +127,7 @@ enum Level {
 
 /// Normalised attributes: what `desired` builds and `read` finds, in one shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     workflow_type: WorkflowType,
     /// Parsed, keys sorted.
@@ -461,78 +470,29 @@ fn log_destination_denied(e: &Error) -> bool {
     )
 }
 
-/// Whether an error of Create/UpdateStateMachine will pass once IAM has propagated.
-/// A missing permission only passes on a role securecart granted it to (the automatic
-/// role, or an `iam_role` of the stack that was just put); a role from outside the stack
-/// that lacks it keeps lacking it, so that fails at once.
-fn role_not_ready(e: &Error, managed_role: bool) -> bool {
-    role_not_assumable(e) || (managed_role && log_destination_denied(e))
-}
-
-/// Runs a create or update, retrying (for up to [`ROLE_PROPAGATION`]) while Step
-/// Functions cannot use a role IAM has only just created or changed. `managed_role`: the
-/// state machine's role is one securecart manages (see [`role_not_ready`]).
-async fn with_role_retry<T, F, Fut>(cx: &OpCx<'_>, managed_role: bool, op: F) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    let r = common::retry_while(
-        cx,
-        |e| role_not_ready(e, managed_role),
-        ROLE_PROPAGATION,
-        "Step Functions cannot use the role yet (IAM changes take a moment to reach it)",
-        op,
-    )
-    .await;
-    r.map_err(|e| {
-        if log_destination_denied(&e) {
-            common::with_hint(
-                e,
-                "the role needs logs:CreateLogDelivery, logs:GetLogDelivery, \
-                 logs:UpdateLogDelivery, logs:DeleteLogDelivery, logs:ListLogDeliveries, \
-                 logs:PutResourcePolicy, logs:DescribeResourcePolicies and \
-                 logs:DescribeLogGroups on `*`; `role: auto` grants them",
-            )
-        } else {
-            e
-        }
-    })
-}
-
-/// True when the state machine's role (`auto` or an ARN) is its automatic role or an
-/// `iam_role` of the stack.
-fn manages_role(role: &str, stack: &str) -> bool {
-    role == AUTO || iam::is_stack_role(role, stack)
-}
-
-// ---------------------------------------------------------------------------------------
-// The kind
-// ---------------------------------------------------------------------------------------
-
-fn is_literal(value: &str) -> bool {
-    matches!(refs::scan(value).as_deref(), Ok([Piece::Lit(_)]))
+/// A state machine as read: its description, its tags (the tracing flag's fallback) and
+/// the role it runs as.
+pub struct Machine {
+    d: DescribeStateMachineOutput,
+    tags: BTreeMap<String, String>,
+    role: ExecRole,
 }
 
 #[async_trait]
-impl Kind for StateMachine {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for StateMachine {
+    const KIND: &'static str = "state_machine";
+    const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
+    const REPLACE_ON: &'static [&'static str] = &["name", "workflow_type"];
+    /// CreateStateMachine answers with an existing machine of the same name and
+    /// definition whoever owns it: look first.
+    const ADOPT: Adopt = Adopt::LookFirst;
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["arn", "name"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    type Raw = Machine;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut out = Vec::new();
         match (&f.definition, &f.definition_file) {
             (Some(_), Some(_)) => out.push(Issue::new(
@@ -679,94 +639,74 @@ impl Kind for StateMachine {
         }
     }
 
-    fn desired_in(
-        &self,
-        stack: &str,
-        id: &str,
-        config: &Json,
-        dir: &Path,
-    ) -> Result<crate::resources::Desired, String> {
-        let attrs = (|| -> Result<Json, String> {
-            let f: Fields = parse(config).map_err(|i| {
-                if i.path.is_empty() {
-                    i.message
-                } else {
-                    format!("{}: {}", i.path, i.message)
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
+        let definition = match (&f.definition, &f.definition_file) {
+            (Some(d), _) => d.clone(),
+            (None, Some(file)) => {
+                let (source, parsed) = load_definition_file(site.dir, file)
+                    .map_err(|i| format!("definition_file: {}", i.message))?;
+                let d = parsed
+                    .map_err(|ps| ps.first().map(|p| placed(&source, p)).unwrap_or_default())?;
+                // Checked here when the path was only known now (validate reads the rest).
+                let mut issues = Vec::new();
+                asl::validate(&d, "definition", &mut issues);
+                if f.role == AUTO {
+                    check_auto_role(&d, &mut issues);
                 }
-            })?;
-            let definition = match (&f.definition, &f.definition_file) {
-                (Some(d), _) => d.clone(),
-                (None, Some(file)) => {
-                    let (source, parsed) = load_definition_file(dir, file)
-                        .map_err(|i| format!("definition_file: {}", i.message))?;
-                    let d = parsed
-                        .map_err(|ps| ps.first().map(|p| placed(&source, p)).unwrap_or_default())?;
-                    // Checked here when the path was only known now (validate reads the rest).
-                    let mut issues = Vec::new();
-                    asl::validate(&d, "definition", &mut issues);
-                    if f.role == AUTO {
-                        check_auto_role(&d, &mut issues);
-                    }
-                    if let Some(i) = issues.iter().find(|i| !i.warning) {
-                        let rel = i.path.strip_prefix("definition").unwrap_or(&i.path);
-                        let p = Problem::error(i.message.clone()).at(
-                            &source,
-                            rel.trim_start_matches('.'),
-                            false,
-                        );
-                        return Err(placed(&source, &p));
-                    }
-                    d
+                if let Some(i) = issues.iter().find(|i| !i.warning) {
+                    let rel = i.path.strip_prefix("definition").unwrap_or(&i.path);
+                    let p = Problem::error(i.message.clone()).at(
+                        &source,
+                        rel.trim_start_matches('.'),
+                        false,
+                    );
+                    return Err(placed(&source, &p));
                 }
-                (None, None) => {
-                    return Err("a state machine needs `definition` or `definition_file`".into())
-                }
-            };
-            let definition = sorted(&definition);
-            let logging = f
-                .logging
-                .as_ref()
-                .filter(|l| l.level != Level::Off)
-                .map(|l| LoggingAttrs {
-                    log_group: log_group_arn(&l.log_group),
-                    level: l.level,
-                    include_execution_data: l.include_execution_data,
-                });
-            let role = f.role.trim().to_string();
-            let role_policy =
-                (role == AUTO).then(|| auto_policy(&definition, logging.is_some(), f.tracing));
-            let a = Attrs {
-                name: machine_name(stack, id),
-                workflow_type: f.workflow_type,
-                definition,
-                role,
-                role_policy,
-                logging,
-                tracing: f.tracing,
-            };
-            serde_json::to_value(a).map_err(|e| e.to_string())
-        })()?;
-        Ok(crate::resources::Desired::plain(attrs))
+                d
+            }
+            (None, None) => {
+                return Err("a state machine needs `definition` or `definition_file`".into())
+            }
+        };
+        let definition = sorted(&definition);
+        let logging = f
+            .logging
+            .as_ref()
+            .filter(|l| l.level != Level::Off)
+            .map(|l| LoggingAttrs {
+                log_group: log_group_arn(&l.log_group),
+                level: l.level,
+                include_execution_data: l.include_execution_data,
+            });
+        let role = f.role.trim().to_string();
+        let role_policy =
+            (role == AUTO).then(|| auto_policy(&definition, logging.is_some(), f.tracing));
+        let a = Attrs {
+            name: machine_name(site.stack, site.id),
+            workflow_type: f.workflow_type,
+            definition,
+            role,
+            role_policy,
+            logging,
+            tracing: f.tracing,
+        };
+        Ok((a, ()))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
+    fn physical_names(&self, stack: &str, id: &str, f: &Fields) -> Vec<(String, String)> {
         let mut out = vec![("state machine name".into(), machine_name(stack, id))];
-        out.extend(iam::auto_role_key(stack, id, config));
+        out.extend(iam::auto_role_key(stack, id, &f.role));
         out
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["name", "workflow_type"]
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
         let mut out = Vec::new();
-        if desired.get("logging").is_some_and(Json::is_null) {
+        if a.logging.is_none() {
             out.push(
                 "execution logging is off (security baseline CKV_AWS_285 / StepFunctions.1)".into(),
             );
         }
-        if desired.get("tracing") == Some(&Json::Bool(false)) {
+        if !a.tracing {
             out.push(
                 "`tracing: false` turns X-Ray tracing off (security baseline CKV_AWS_284)".into(),
             );
@@ -774,7 +714,7 @@ impl Kind for StateMachine {
         out
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Machine)>, Error> {
         let prefix = format!("{stack}-");
         let machines = aws
             .sfn
@@ -787,7 +727,7 @@ impl Kind for StateMachine {
             .map_err(aws_error("ListStateMachines"))?;
         // Tags and definitions have no batched form: calls per state machine whose name
         // could be ours.
-        let found: Vec<Option<Live>> = futures::stream::iter(
+        let found: Vec<Option<(String, Machine)>> = futures::stream::iter(
             machines
                 .into_iter()
                 .filter(|m| m.name().starts_with(&prefix))
@@ -797,23 +737,23 @@ impl Kind for StateMachine {
             let Some(tags) = tags_of(aws, &arn).await? else {
                 return Ok(None);
             };
-            let Some(id) = owned_id(&tags, stack) else {
+            let Some(id) = common::owned_id(&tags, stack) else {
                 return Ok(None);
             };
-            describe_live(aws, stack, id, &arn, &tags).await
+            Ok(describe(aws, stack, &arn, tags).await?.map(|m| (id, m)))
         })
         .buffer_unordered(8)
         .try_collect()
         .await?;
-        let mut out: Vec<Live> = found.into_iter().flatten().collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+        Ok(found.into_iter().flatten().collect())
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        // CreateStateMachine answers with an existing machine of the same name and
-        // definition whoever owns it: look first.
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<Machine>>, Error> {
         let account = aws.account_id().await?;
         let arn = format!(
             "arn:{}:states:{}:{account}:stateMachine:{}",
@@ -822,103 +762,153 @@ impl Kind for StateMachine {
             a.name
         );
         let tags = tags_of(aws, &arn).await?.unwrap_or_default();
-        if let Some(existing) = describe_live(aws, cx.stack, cx.id.to_string(), &arn, &tags).await?
-        {
-            if owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
-                return Err(Error::Conflict(format!(
-                    "a state machine named `{}` already exists and is not tagged as `{}` of stack `{}`; \
-                     securecart does not adopt or change it: delete it or use another resource id",
-                    a.name, cx.id, cx.stack
-                )));
-            }
-            cx.note("the state machine exists from an earlier run; bringing it up to date");
-            let changed: Vec<String> = crate::diff::changed_attributes(desired, &existing.attrs);
-            if changed.is_empty() {
-                return Ok(existing);
-            }
-            return self.update(aws, cx, &existing, desired, &changed).await;
+        let owner = common::owned_id(&tags, stack);
+        Ok(describe(aws, stack, &arn, tags)
+            .await?
+            .map(|raw| Found { owner, raw }))
+    }
+
+    fn observe(&self, m: &Machine) -> Observed<Attrs> {
+        let d = &m.d;
+        let logging = d.logging_configuration().and_then(|l| {
+            let level = match l.level()? {
+                LogLevel::All => Level::All,
+                LogLevel::Error => Level::Error,
+                LogLevel::Fatal => Level::Fatal,
+                _ => return None,
+            };
+            let group = l
+                .destinations()
+                .first()
+                .and_then(|d| d.cloud_watch_logs_log_group())
+                .and_then(|g| g.log_group_arn())
+                .map(log_group_arn)
+                .unwrap_or_default();
+            Some(LoggingAttrs {
+                log_group: group,
+                level,
+                include_execution_data: l.include_execution_data(),
+            })
+        });
+        Observed {
+            physical_id: d.state_machine_arn().to_string(),
+            outputs: vec![
+                ("arn", json!(d.state_machine_arn())),
+                ("name", json!(d.name())),
+            ],
+            attrs: Attrs {
+                name: d.name().to_string(),
+                workflow_type: if *d.r#type() == StateMachineType::Express {
+                    WorkflowType::Express
+                } else {
+                    WorkflowType::Standard
+                },
+                definition: parse_definition_text(d.definition()),
+                role: m.role.role.clone(),
+                role_policy: m.role.policy.clone(),
+                logging,
+                tracing: d
+                    .tracing_configuration()
+                    .map(|t| t.enabled())
+                    .unwrap_or_else(|| m.tags.get(TAG_TRACING).is_some_and(|v| v == "true")),
+            },
         }
-        let role_arn = role_arn_for(aws, cx, &a).await?;
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, a: &Attrs, _: &()) -> Result<Machine, Error> {
+        let role_arn = ROLE
+            .role_arn(aws, cx, &a.role, a.role_policy.as_ref())
+            .await?;
+        let mut tags: BTreeMap<String, String> =
+            common::tags(cx.stack, cx.id, &a.name).into_iter().collect();
+        tags.insert(TAG_TRACING.into(), a.tracing.to_string());
         cx.note("creating the state machine");
-        let created = with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
-            let mut req = aws
-                .sfn
-                .create_state_machine()
-                .name(&a.name)
-                .definition(a.definition.to_string())
-                .role_arn(&role_arn)
-                .r#type(machine_type(a.workflow_type))
-                .logging_configuration(logging_configuration(&a))
-                .tracing_configuration(TracingConfiguration::builder().enabled(a.tracing).build());
-            for (k, v) in common::tags(cx.stack, cx.id, &a.name) {
-                req = req.tags(Tag::builder().key(k).value(v).build());
-            }
-            req = req.tags(
-                Tag::builder()
-                    .key(TAG_TRACING)
-                    .value(a.tracing.to_string())
-                    .build(),
-            );
-            req.send().await.map_err(aws_error("CreateStateMachine"))
-        })
-        .await?;
-        Ok(live(cx.id.to_string(), created.state_machine_arn(), a))
+        let created = ROLE
+            .retry(cx, &a.role, || async {
+                let mut req = aws
+                    .sfn
+                    .create_state_machine()
+                    .name(&a.name)
+                    .definition(a.definition.to_string())
+                    .role_arn(&role_arn)
+                    .r#type(machine_type(a.workflow_type))
+                    .logging_configuration(logging_configuration(a))
+                    .tracing_configuration(tracing_configuration(a));
+                for (k, v) in &tags {
+                    req = req.tags(Tag::builder().key(k).value(v).build());
+                }
+                req.send().await.map_err(aws_error("CreateStateMachine"))
+            })
+            .await?;
+        // CreateStateMachine answers the ARN and date only: the machine is what was sent.
+        let d = DescribeStateMachineOutput::builder()
+            .state_machine_arn(created.state_machine_arn())
+            .name(&a.name)
+            .definition(a.definition.to_string())
+            .role_arn(&role_arn)
+            .r#type(machine_type(a.workflow_type))
+            .creation_date(*created.creation_date())
+            .logging_configuration(logging_configuration(a))
+            .tracing_configuration(tracing_configuration(a))
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot describe the new state machine: {e}")))?;
+        let role = ExecRole {
+            role: a.role.clone(),
+            policy: a.role_policy.clone(),
+        };
+        Ok(Machine { d, tags, role })
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_sm: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let old: Attrs = common::from_desired(&live_sm.attrs)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        let arn = live_sm.physical_id.clone();
-        let role_arn = if a.role == AUTO && (has("role") || has("role_policy")) {
-            Some(role_arn_for(aws, cx, &a).await?)
-        } else if has("role") {
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<Machine>, Error> {
+        let old = attrs_of::<Self>(live)?;
+        let arn = &live.physical_id;
+        let role_arn = if a.role == AUTO && changed.any(&["role", "role_policy"]) {
+            Some(
+                ROLE.role_arn(aws, cx, &a.role, a.role_policy.as_ref())
+                    .await?,
+            )
+        } else if changed.has("role") {
             Some(a.role.clone())
         } else {
             None
         };
-        if ["definition", "role", "logging", "tracing"]
-            .iter()
-            .any(|f| has(f))
-        {
-            cx.note(format!(
-                "updating {}",
-                ["definition", "role", "logging", "tracing"]
-                    .into_iter()
-                    .filter(|f| has(f))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            with_role_retry(cx, manages_role(&a.role, cx.stack), || async {
-                let mut req = aws.sfn.update_state_machine().state_machine_arn(&arn);
-                if has("definition") {
+        const CHANGEABLE: &[&str] = &["definition", "role", "logging", "tracing"];
+        if changed.any(CHANGEABLE) {
+            let what: Vec<&str> = CHANGEABLE
+                .iter()
+                .copied()
+                .filter(|f| changed.has(f))
+                .collect();
+            cx.note(format!("updating {}", what.join(", ")));
+            ROLE.retry(cx, &a.role, || async {
+                let mut req = aws.sfn.update_state_machine().state_machine_arn(arn);
+                if changed.has("definition") {
                     req = req.definition(a.definition.to_string());
                 }
-                if let (true, Some(r)) = (has("role"), &role_arn) {
+                if let (true, Some(r)) = (changed.has("role"), &role_arn) {
                     req = req.role_arn(r);
                 }
-                if has("logging") {
-                    req = req.logging_configuration(logging_configuration(&a));
+                if changed.has("logging") {
+                    req = req.logging_configuration(logging_configuration(a));
                 }
-                if has("tracing") {
-                    req = req.tracing_configuration(
-                        TracingConfiguration::builder().enabled(a.tracing).build(),
-                    );
+                if changed.has("tracing") {
+                    req = req.tracing_configuration(tracing_configuration(a));
                 }
                 req.send().await.map_err(aws_error("UpdateStateMachine"))
             })
             .await?;
-            if has("tracing") {
+            if changed.has("tracing") {
                 aws.sfn
                     .tag_resource()
-                    .resource_arn(&arn)
+                    .resource_arn(arn)
                     .tags(
                         Tag::builder()
                             .key(TAG_TRACING)
@@ -930,25 +920,23 @@ impl Kind for StateMachine {
                     .map_err(aws_error("TagResource"))?;
             }
         }
-        if old.role == AUTO && a.role != AUTO {
-            cx.note("deleting the automatic role, which the state machine no longer uses");
-            iam::delete_auto_role(aws, cx.stack, cx.id).await?;
-        }
-        Ok(live(cx.id.to_string(), &arn, a))
+        ROLE.drop_unused_auto_role(aws, cx, &old.role, &a.role)
+            .await?;
+        Ok(None)
     }
 
-    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live_sm: &Live) -> Result<(), Error> {
-        let old: Attrs = common::from_desired(&live_sm.attrs)?;
+    async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
+        let old = attrs_of::<Self>(live)?;
         // The role first: a state machine left without it is found and deleted by the next
         // run; a role left without its state machine would be an orphan.
         if old.role == AUTO {
             iam::delete_auto_role(aws, cx.stack, cx.id).await?;
         }
-        let arn = live_sm.physical_id.clone();
+        let arn = &live.physical_id;
         match aws
             .sfn
             .delete_state_machine()
-            .state_machine_arn(&arn)
+            .state_machine_arn(arn)
             .send()
             .await
             .map_err(aws_error("DeleteStateMachine"))
@@ -965,7 +953,7 @@ impl Kind for StateMachine {
                 match aws
                     .sfn
                     .describe_state_machine()
-                    .state_machine_arn(&arn)
+                    .state_machine_arn(arn)
                     .send()
                     .await
                     .map_err(aws_error("DescribeStateMachine"))
@@ -980,25 +968,15 @@ impl Kind for StateMachine {
     }
 }
 
-/// The role the state machine runs as: its automatic role (created or brought up to
-/// date), or the one the blueprint names.
-async fn role_arn_for(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<String, Error> {
-    if a.role != AUTO {
-        return Ok(a.role.clone());
-    }
-    let policy = a
-        .role_policy
-        .as_ref()
-        .ok_or_else(|| Error::Invalid("`role: auto` without a derived policy".into()))?;
-    let (arn, _) = iam::ensure_auto_role(aws, cx, KIND, "states.amazonaws.com", policy).await?;
-    Ok(arn)
-}
-
 fn machine_type(t: WorkflowType) -> StateMachineType {
     match t {
         WorkflowType::Standard => StateMachineType::Standard,
         WorkflowType::Express => StateMachineType::Express,
     }
+}
+
+fn tracing_configuration(a: &Attrs) -> TracingConfiguration {
+    TracingConfiguration::builder().enabled(a.tracing).build()
 }
 
 fn logging_configuration(a: &Attrs) -> LoggingConfiguration {
@@ -1029,12 +1007,6 @@ fn gone(e: &Error) -> bool {
     e.is_code(&["StateMachineDoesNotExist", "ResourceNotFound"])
 }
 
-fn owned_id(tags: &BTreeMap<String, String>, stack: &str) -> Option<String> {
-    (tags.get(TAG_STACK).map(String::as_str) == Some(stack))
-        .then(|| tags.get(TAG_RESOURCE).cloned())
-        .flatten()
-}
-
 /// The state machine's tags, or `None` when it is gone.
 async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
     match aws
@@ -1061,15 +1033,14 @@ async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>
     }
 }
 
-/// The state machine at `arn` as [`Live`], or `None` when there is none (or it is being
-/// deleted).
-async fn describe_live(
+/// The state machine at `arn` with the role it runs as, or `None` when there is none (or
+/// it is being deleted).
+async fn describe(
     aws: &Aws,
     stack: &str,
-    id: String,
     arn: &str,
-    tags: &BTreeMap<String, String>,
-) -> Result<Option<Live>, Error> {
+    tags: BTreeMap<String, String>,
+) -> Result<Option<Machine>, Error> {
     let d = match aws
         .sfn
         .describe_state_machine()
@@ -1084,80 +1055,18 @@ async fn describe_live(
     if d.status().is_some_and(|s| s.as_str() == "DELETING") {
         return Ok(None);
     }
-    let role_arn = d.role_arn();
-    let auto = iam::is_auto_role(role_arn, stack);
-    let role_policy = if auto {
-        Some(
-            iam::auto_role_policy(aws, role_arn)
-                .await?
-                .unwrap_or(Json::Null),
-        )
-    } else {
-        None
-    };
-    let logging = d.logging_configuration().and_then(|l| {
-        let level = match l.level()? {
-            LogLevel::All => Level::All,
-            LogLevel::Error => Level::Error,
-            LogLevel::Fatal => Level::Fatal,
-            _ => return None,
-        };
-        let group = l
-            .destinations()
-            .first()
-            .and_then(|d| d.cloud_watch_logs_log_group())
-            .and_then(|g| g.log_group_arn())
-            .map(log_group_arn)
-            .unwrap_or_default();
-        Some(LoggingAttrs {
-            log_group: group,
-            level,
-            include_execution_data: l.include_execution_data(),
-        })
-    });
-    let a = Attrs {
-        name: d.name().to_string(),
-        workflow_type: if *d.r#type() == StateMachineType::Express {
-            WorkflowType::Express
-        } else {
-            WorkflowType::Standard
-        },
-        definition: parse_definition_text(d.definition()),
-        role: if auto {
-            AUTO.to_string()
-        } else {
-            role_arn.to_string()
-        },
-        role_policy,
-        logging,
-        tracing: d
-            .tracing_configuration()
-            .map(|t| t.enabled())
-            .unwrap_or_else(|| tags.get(TAG_TRACING).is_some_and(|v| v == "true")),
-    };
-    Ok(Some(live(id, d.state_machine_arn(), a)))
-}
-
-fn live(id: String, arn: &str, a: Attrs) -> Live {
-    let outputs: BTreeMap<String, Json> = [
-        ("arn".to_string(), json!(arn)),
-        ("name".to_string(), json!(a.name)),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: KIND,
-        physical_id: arn.to_string(),
-        attrs: json!(a),
-        outputs,
-    }
+    let role = ExecRole::read(aws, stack, d.role_arn()).await?;
+    Ok(Some(Machine { d, tags, role }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::blueprint::{self, LoadError, Severity, SourceFile};
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
+
+    const K: Typed<StateMachine> = Typed(StateMachine);
 
     fn problems(resources: &str) -> Vec<(Severity, String, String, Option<usize>)> {
         let text = format!("name: shop\nresources:\n{resources}");
@@ -1268,7 +1177,7 @@ mod tests {
                 "StartAt": "Pay",
             }
         });
-        let d = StateMachine.desired("shop", "flow", &config).unwrap();
+        let d = K.desired("shop", "flow", &config).unwrap();
         assert_eq!(d["name"], "shop-flow");
         assert_eq!(d["workflow_type"], "STANDARD");
         let keys: Vec<&String> = d["definition"].as_object().unwrap().keys().collect();
@@ -1293,7 +1202,7 @@ mod tests {
         // Unknown names make the policy unknown, not silently narrower.
         let mut c = config.clone();
         c["definition"]["States"]["Pay"]["Parameters"]["FunctionName"] = json!(UNKNOWN);
-        let u = StateMachine.desired("shop", "flow", &c).unwrap();
+        let u = K.desired("shop", "flow", &c).unwrap();
         assert_eq!(u["role_policy"], UNKNOWN);
     }
 
@@ -1315,32 +1224,21 @@ mod tests {
             r#"{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${fn.arn}", "End": true}}}"#,
         )
         .unwrap();
-        let ok = StateMachine
-            .desired_in(
-                "shop",
-                "f",
-                &json!({"definition_file": "ok.asl.yaml"}),
-                dir.path(),
-            )
-            .map(|d| d.attrs)
-            .unwrap();
+        let from_file = |file: &str| {
+            let config = json!({ "definition_file": file });
+            K.desired_in("shop", "f", &config, dir.path())
+                .map(|d| d.attrs)
+        };
+        let ok = from_file("ok.asl.yaml").unwrap();
         assert_eq!(ok["definition"]["StartAt"], "A");
-        let bad = StateMachine
-            .desired_in(
-                "shop",
-                "f",
-                &json!({"definition_file": "bad.asl.json"}),
-                dir.path(),
-            )
-            .map(|d| d.attrs)
-            .unwrap_err();
+        let bad = from_file("bad.asl.json").unwrap_err();
         let name = dir.path().join("bad.asl.json").display().to_string();
         assert_eq!(
             bad,
             format!("{name}:1:59: `Next` names `B`, which is not a state here")
         );
         // Read in at load time, so its references are substituted like inline ones.
-        let inlined = StateMachine
+        let inlined = K
             .inline_files(&json!({"definition_file": "refs.asl.json"}), dir.path())
             .config
             .unwrap();
@@ -1349,19 +1247,11 @@ mod tests {
             inlined["definition"]["States"]["A"]["Resource"],
             "${fn.arn}"
         );
-        let gone = StateMachine
+        let gone = K
             .inline_files(&json!({"definition_file": "gone.asl.json"}), dir.path())
             .issues;
         assert_eq!(gone[0].path, "definition_file");
-        let missing = StateMachine
-            .desired_in(
-                "shop",
-                "f",
-                &json!({"definition_file": "nope.json"}),
-                dir.path(),
-            )
-            .map(|d| d.attrs)
-            .unwrap_err();
+        let missing = from_file("nope.json").unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
     }
 
@@ -1440,36 +1330,70 @@ mod tests {
         let logs =
             denied("The state machine IAM Role is not authorized to access the Log Destination");
         // Assuming is IAM propagation whoever made the role.
-        assert!(role_not_ready(&assume, true));
-        assert!(role_not_ready(&assume, false));
+        assert!(ROLE.not_ready(&assume, true));
+        assert!(ROLE.not_ready(&assume, false));
         // A missing log permission passes only on a role securecart just granted it to.
-        assert!(role_not_ready(&logs, true));
-        assert!(!role_not_ready(&logs, false));
-        assert!(!role_not_ready(&denied("not allowed to tag"), true));
+        assert!(ROLE.not_ready(&logs, true));
+        assert!(!ROLE.not_ready(&logs, false));
+        assert!(!ROLE.not_ready(&denied("not allowed to tag"), true));
         let other_code = Error::Aws {
             operation: "CreateStateMachine".into(),
             code: Some("InvalidDefinition".into()),
             message: "The state machine IAM Role is not authorized to access the Log Destination"
                 .into(),
         };
-        assert!(!role_not_ready(&other_code, true));
+        assert!(!ROLE.not_ready(&other_code, true));
     }
 
     #[test]
-    fn managed_roles_are_the_auto_role_and_the_stacks_own() {
-        assert!(manages_role(AUTO, "dev"));
-        assert!(manages_role(
-            "arn:aws:iam::1:role/securecart/dev/dev-runner",
-            "dev"
-        ));
-        assert!(manages_role(
-            "arn:aws:iam::1:role/securecart/dev/auto/dev-wf-role",
-            "dev"
-        ));
-        assert!(!manages_role(
-            "arn:aws:iam::1:role/securecart/prod/prod-runner",
-            "dev"
-        ));
-        assert!(!manages_role("arn:aws:iam::1:role/ops-runner", "dev"));
+    fn read_shape_matches_desired() {
+        let config = json!({
+            "workflow_type": "EXPRESS",
+            "role": "arn:aws:iam::1:role/securecart/shop/shop-runner",
+            "logging": {"log_group": "arn:aws:logs:us-east-1:1:log-group:/securecart/shop/logs:*", "level": "ERROR", "include_execution_data": false},
+            "definition": {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}},
+        });
+        let want = K.desired("shop", "flow", &config).unwrap();
+        let a: Attrs = serde_json::from_value(want.clone()).unwrap();
+        // As DescribeStateMachine answers it: the definition as text, the log group with
+        // `:*`, the tracing flag only as a tag (the bundled emulator's answer).
+        let d = DescribeStateMachineOutput::builder()
+            .state_machine_arn("arn:aws:states:us-east-1:1:stateMachine:shop-flow")
+            .name("shop-flow")
+            .definition(r#"{"States": {"A": {"End": true, "Type": "Pass"}}, "StartAt": "A"}"#)
+            .role_arn("arn:aws:iam::1:role/securecart/shop/shop-runner")
+            .r#type(StateMachineType::Express)
+            .creation_date(aws_smithy_types::DateTime::from_secs(0))
+            .logging_configuration(logging_configuration(&a))
+            .build()
+            .unwrap();
+        let m = Machine {
+            d,
+            tags: BTreeMap::from([(TAG_TRACING.to_string(), "true".to_string())]),
+            role: ExecRole::of(
+                "arn:aws:iam::1:role/securecart/shop/shop-runner",
+                "shop",
+                None,
+            ),
+        };
+        let o = StateMachine.observe(&m);
+        assert_eq!(serde_json::to_value(&o.attrs).unwrap(), want);
+        assert_eq!(
+            o.physical_id,
+            "arn:aws:states:us-east-1:1:stateMachine:shop-flow"
+        );
+        // An answer with tracing wins over the tag.
+        let mut m = m;
+        m.d = DescribeStateMachineOutput::builder()
+            .state_machine_arn("arn:aws:states:us-east-1:1:stateMachine:shop-flow")
+            .name("shop-flow")
+            .definition("{}")
+            .role_arn("r")
+            .r#type(StateMachineType::Standard)
+            .creation_date(aws_smithy_types::DateTime::from_secs(0))
+            .tracing_configuration(TracingConfiguration::builder().enabled(false).build())
+            .build()
+            .unwrap();
+        assert!(!StateMachine.observe(&m).attrs.tracing);
     }
 }
