@@ -1,6 +1,7 @@
-//! Amazon EC2 (VPC networking and launch templates): what its kinds share — Name tags,
-//! deleting what network interfaces still hold, error matching. (Tag filters and tag
-//! specifications are in `common::ec2`.)
+//! Amazon EC2 (VPC networking and launch templates): what its kinds share — reading
+//! everything tagged for a stack, answers of resources that are gone, ARNs, Name tags,
+//! deleting what network interfaces still hold. (Tag filters, tag specifications and
+//! error matching are in `common::ec2`.)
 
 pub mod internet_gateway;
 pub mod launch_template;
@@ -28,6 +29,54 @@ pub async fn set_name_tag(aws: &Aws, resource_id: &str, name: &str) -> Result<()
         .await
         .map(|_| ())
         .map_err(aws_error("CreateTags"))
+}
+
+/// Everything one paginated EC2 Describe request (`$request`, named `$operation` in
+/// errors) finds under the stack's tag filter, each with the blueprint id its tags give it;
+/// what the filter lets through but is not this stack's by [`ec2::owned_id`] is left out.
+/// A macro because every Describe call has its own request, paginator and item types.
+macro_rules! tagged {
+    ($request:expr, $operation:literal, $stack:expr) => {{
+        let stack: &str = $stack;
+        $request
+            .filters($crate::resources::common::ec2::stack_filter(stack))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err($crate::resources::common::aws_error($operation))
+            .map(|all| {
+                all.into_iter()
+                    .filter_map(|x| {
+                        Some((
+                            $crate::resources::common::ec2::owned_id(x.tags(), stack)?,
+                            x,
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+            })
+    }};
+}
+pub(crate) use tagged;
+
+/// An EC2 answer with `*.NotFound` as `None`: the resource is gone, or was just made and
+/// is not visible to Describe yet (EC2 is eventually consistent:
+/// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
+pub fn found<T>(answer: Result<T, Error>) -> Result<Option<T>, Error> {
+    match answer {
+        Err(e) if ec2::not_found(e.code()) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+/// The ARN of an EC2 resource whose answer carries none (`what` is its ARN's resource
+/// type: `vpc`, `subnet`).
+pub fn arn(region: &str, owner: Option<&str>, what: &str, id: &str) -> String {
+    format!(
+        "arn:aws:ec2:{region}:{}:{what}/{id}",
+        owner.unwrap_or_default()
+    )
 }
 
 /// Network interfaces may hold a subnet or security group for many minutes after what
