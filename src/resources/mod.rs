@@ -42,7 +42,7 @@ pub const TAG_RESOURCE: &str = "securecart:resource";
 /// Every kind securecart knows, in the order `schema` and help list them.
 pub static REGISTRY: &[&dyn Kind] = &[
     &Typed(ec2::vpc::Vpc),
-    &ec2::subnet::Subnet,
+    &Typed(ec2::subnet::Subnet),
     &ec2::internet_gateway::InternetGateway,
     &ec2::route_table::RouteTable,
     &ec2::security_group::SecurityGroup,

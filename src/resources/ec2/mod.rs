@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::{Filter, Tag};
 
 use crate::aws::Aws;
+use crate::blueprint::{CheckCx, Resource as Declared};
 use crate::resources::common::{aws_error, ec2, Error};
 use crate::resources::OpCx;
 
@@ -77,6 +78,19 @@ pub fn arn(region: &str, owner: Option<&str>, what: &str, id: &str) -> String {
         "arn:aws:ec2:{region}:{}:{what}/{id}",
         owner.unwrap_or_default()
     )
+}
+
+/// The resources of `kind` declared before `id`: a clash between two of them is reported
+/// once, on the later one.
+pub fn earlier<'a>(
+    cx: &'a CheckCx,
+    id: &'a str,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a Declared> + 'a {
+    cx.resources
+        .values()
+        .take_while(move |r| r.id != id)
+        .filter(move |r| r.kind == kind)
 }
 
 /// Network interfaces may hold a subnet or security group for many minutes after what
