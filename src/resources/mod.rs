@@ -43,7 +43,7 @@ pub const TAG_RESOURCE: &str = "securecart:resource";
 pub static REGISTRY: &[&dyn Kind] = &[
     &Typed(ec2::vpc::Vpc),
     &Typed(ec2::subnet::Subnet),
-    &ec2::internet_gateway::InternetGateway,
+    &Typed(ec2::internet_gateway::InternetGateway),
     &ec2::route_table::RouteTable,
     &ec2::security_group::SecurityGroup,
     &sqs::sqs_queue::SqsQueue,

@@ -14,10 +14,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, Tag};
+use serde_json::Value as Json;
 
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Resource as Declared};
-use crate::resources::common::{aws_error, ec2, Error};
+use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::fields::ref_key;
 use crate::resources::OpCx;
 
 /// Sets the Name tag, for a resource someone renamed outside securecart.
@@ -91,6 +93,53 @@ pub fn earlier<'a>(
         .values()
         .take_while(move |r| r.id != id)
         .filter(move |r| r.kind == kind)
+}
+
+/// The VPC a declared resource's `vpc` field names, as a reference key (`${v}` and
+/// `${v.id}` alike), to catch resources of two VPCs used together.
+pub fn named_vpc(r: &Declared) -> Option<String> {
+    r.config.get("vpc").and_then(Json::as_str).map(ref_key)
+}
+
+/// Detaching fails while anything in the VPC holds a public address; that clears as
+/// instances stop and addresses are released, so it is worth waiting for
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DetachInternetGateway.html>).
+const DETACH_BUDGET: Duration = Duration::from_secs(600);
+
+/// Detaches an internet gateway from a VPC; not attached (or gone) counts as done.
+pub async fn detach_gateway(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    igw_id: &str,
+    vpc: &str,
+) -> Result<(), Error> {
+    let why = format!(
+        "{vpc} still has public addresses mapped (Elastic IPs, or instances, NAT gateways or load balancers with public IPs); they must be released before {igw_id} can be detached"
+    );
+    let r = common::retry_on(
+        cx,
+        &["DependencyViolation"],
+        DETACH_BUDGET,
+        &why,
+        || async {
+            aws.ec2
+                .detach_internet_gateway()
+                .internet_gateway_id(igw_id)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("DetachInternetGateway"))
+        },
+    )
+    .await;
+    match found(r) {
+        Err(e) if e.is_code(&["Gateway.NotAttached"]) => Ok(()),
+        Err(e) if e.is_code(&["DependencyViolation"]) => {
+            Err(Error::Conflict(format!("{why}: {e}")))
+        }
+        other => other.map(|_| ()),
+    }
 }
 
 /// Network interfaces may hold a subnet or security group for many minutes after what

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{found, set_name_tag, tagged};
+use super::{detach_gateway, found, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, ec2, Error};
@@ -245,20 +245,7 @@ async fn detach_stack_gateways(aws: &Aws, cx: &OpCx<'_>, vpc_id: &str) -> Result
             continue;
         };
         cx.note(format!("detaching internet gateway {id} first"));
-        let r = aws
-            .ec2
-            .detach_internet_gateway()
-            .internet_gateway_id(id)
-            .vpc_id(vpc_id)
-            .send()
-            .await
-            .map_err(aws_error("DetachInternetGateway"));
-        match found(r) {
-            Err(e) if e.is_code(&["Gateway.NotAttached"]) => {}
-            other => {
-                other?;
-            }
-        }
+        detach_gateway(aws, cx, id, vpc_id).await?;
     }
     Ok(())
 }
