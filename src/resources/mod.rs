@@ -44,7 +44,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &Typed(ec2::vpc::Vpc),
     &Typed(ec2::subnet::Subnet),
     &Typed(ec2::internet_gateway::InternetGateway),
-    &ec2::route_table::RouteTable,
+    &Typed(ec2::route_table::RouteTable),
     &ec2::security_group::SecurityGroup,
     &sqs::sqs_queue::SqsQueue,
     &events::event_bus::EventBus,
