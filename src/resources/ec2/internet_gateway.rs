@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{detach_gateway, earlier, found, named_vpc, set_name_tag, tagged};
+use super::{by_id, detach_gateway, earlier, named_vpc, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue, Resource as Declared};
 use crate::resources::common::{self, aws_error, ec2, Error};
@@ -188,14 +188,11 @@ fn as_made(igw_id: &str, tags: Option<Vec<Tag>>, vpc: Option<&str>) -> AwsIgw {
 }
 
 async fn describe(aws: &Aws, igw_id: &str) -> Result<Option<AwsIgw>, Error> {
-    let out = aws
+    let req = aws
         .ec2
         .describe_internet_gateways()
-        .internet_gateway_ids(igw_id)
-        .send()
-        .await
-        .map_err(aws_error("DescribeInternetGateways"));
-    Ok(found(out)?.and_then(|o| o.internet_gateways().first().cloned()))
+        .internet_gateway_ids(igw_id);
+    by_id!(req, "DescribeInternetGateways", internet_gateways)
 }
 
 /// Moves the gateway from the VPC it is attached to (if any) to the one wanted.

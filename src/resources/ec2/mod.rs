@@ -63,6 +63,22 @@ macro_rules! tagged {
 }
 pub(crate) use tagged;
 
+/// The resource an EC2 Describe request by id (`$request`, named `$operation` in errors)
+/// answers with, the first of its list `$items`; `None` when it is gone or, just made,
+/// not visible yet (see [`found`]). The find-by-id of terraform-provider-aws's `find.go`.
+macro_rules! by_id {
+    ($request:expr, $operation:literal, $items:ident) => {
+        $crate::resources::ec2::found(
+            $request
+                .send()
+                .await
+                .map_err($crate::resources::common::aws_error($operation)),
+        )
+        .map(|out| out.and_then(|o| o.$items().first().cloned()))
+    };
+}
+pub(crate) use by_id;
+
 /// An EC2 answer with `*.NotFound` as `None`: the resource is gone, or was just made and
 /// is not visible to Describe yet (EC2 is eventually consistent:
 /// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).

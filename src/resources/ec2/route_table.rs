@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::{earlier, found, named_vpc, set_name_tag, tagged};
+use super::{by_id, earlier, found, named_vpc, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue, Resource as Declared};
 use crate::resources::common::{self, aws_error, ec2, Error};
@@ -601,14 +601,8 @@ fn as_made(rtb_id: &str, tags: Option<Vec<Tag>>, a: &Attrs) -> AwsRouteTable {
 }
 
 async fn describe(aws: &Aws, rtb_id: &str) -> Result<Option<AwsRouteTable>, Error> {
-    let out = aws
-        .ec2
-        .describe_route_tables()
-        .route_table_ids(rtb_id)
-        .send()
-        .await
-        .map_err(aws_error("DescribeRouteTables"));
-    Ok(found(out)?.and_then(|o| o.route_tables().first().cloned()))
+    let req = aws.ec2.describe_route_tables().route_table_ids(rtb_id);
+    by_id!(req, "DescribeRouteTables", route_tables)
 }
 
 /// The explicit subnet associations in effect.

@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::{earlier, found, set_name_tag, tagged};
+use super::{by_id, earlier, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, ec2, parse, Error};
@@ -59,7 +59,7 @@ impl Resource for Subnet {
     type Fields = Fields;
     type Attrs = Attrs;
     type Payload = ();
-    /// The subnet and its ARN (older answers carry none).
+    /// The subnet and its region (for the ARN of answers that carry none).
     type Raw = (AwsSubnet, String);
 
     fn check(&self, id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
@@ -151,7 +151,7 @@ impl Resource for Subnet {
         let subnets = tagged!(aws.ec2.describe_subnets(), "DescribeSubnets", stack)?;
         Ok(subnets
             .into_iter()
-            .map(|(id, s)| (id, with_arn(&aws.region, s)))
+            .map(|(id, s)| (id, (s, aws.region.clone())))
             .collect())
     }
 
@@ -173,7 +173,7 @@ impl Resource for Subnet {
         meet(out.subnets(), stack, a, &aws.region)
     }
 
-    fn observe(&self, (s, arn): &Self::Raw) -> Observed<Attrs> {
+    fn observe(&self, (s, region): &Self::Raw) -> Observed<Attrs> {
         let attrs = Attrs {
             name: ec2::name_tag(s.tags()).unwrap_or_default(),
             vpc: s.vpc_id().unwrap_or_default().to_string(),
@@ -182,6 +182,8 @@ impl Resource for Subnet {
             map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
         };
         let subnet_id = s.subnet_id().unwrap_or_default().to_string();
+        let arn = (s.subnet_arn().map(str::to_string))
+            .unwrap_or_else(|| super::arn(region, s.owner_id(), "subnet", &subnet_id));
         Observed {
             outputs: vec![
                 ("id", json!(subnet_id)),
@@ -222,20 +224,10 @@ impl Resource for Subnet {
             "the subnet to be available",
             Duration::from_secs(300),
             || async {
-                let out = aws
-                    .ec2
-                    .describe_subnets()
-                    .subnet_ids(&subnet_id)
-                    .send()
-                    .await
-                    .map_err(aws_error("DescribeSubnets"));
                 // Just-created subnets can be briefly invisible to Describe.
-                Ok(found(out)?.and_then(|o| {
-                    o.subnets()
-                        .first()
-                        .filter(|s| s.state() != Some(&SubnetState::Pending))
-                        .cloned()
-                }))
+                let req = aws.ec2.describe_subnets().subnet_ids(&subnet_id);
+                let subnet = by_id!(req, "DescribeSubnets", subnets)?;
+                Ok(subnet.filter(|s| s.state() != Some(&SubnetState::Pending)))
             },
         )
         .await?;
@@ -249,7 +241,7 @@ impl Resource for Subnet {
             set_map_public_ip(aws, &subnet_id, a.map_public_ip_on_launch).await?;
             subnet.map_public_ip_on_launch = Some(a.map_public_ip_on_launch);
         }
-        Ok(with_arn(&aws.region, subnet))
+        Ok((subnet, aws.region.clone()))
     }
 
     async fn update(
@@ -291,18 +283,6 @@ impl Resource for Subnet {
     }
 }
 
-fn with_arn(region: &str, s: AwsSubnet) -> (AwsSubnet, String) {
-    let arn = s.subnet_arn().map(str::to_string).unwrap_or_else(|| {
-        super::arn(
-            region,
-            s.owner_id(),
-            "subnet",
-            s.subnet_id().unwrap_or_default(),
-        )
-    });
-    (s, arn)
-}
-
 /// Of a VPC's subnets, the one of this stack with the wanted range (what an earlier try
 /// made, or this stack's under another id: the adapter tells them apart); else, when
 /// others overlap the range, an error naming them so the user sees what is in the way.
@@ -318,7 +298,7 @@ fn meet(
         if owner.is_some() && s.cidr_block() == Some(a.cidr_block.as_str()) {
             return Ok(Some(Found {
                 owner,
-                raw: with_arn(region, s.clone()),
+                raw: (s.clone(), region.to_string()),
             }));
         }
         let (Some(cidr), Ok(want)) = (s.cidr_block(), common::parse_cidr(&a.cidr_block)) else {
@@ -503,10 +483,8 @@ resources:
         let d = Typed(Subnet)
             .desired("dev", "a", &json!({"vpc": "vpc-1", "cidr_block": "10.0.1.0/24", "availability_zone": "us-east-1a"}))
             .unwrap();
-        let o = Subnet.observe(&with_arn(
-            "us-east-1",
-            subnet("subnet-1", "10.0.1.0/24", &[("Name", "dev-a")]),
-        ));
+        let s = subnet("subnet-1", "10.0.1.0/24", &[("Name", "dev-a")]);
+        let o = Subnet.observe(&(s, "us-east-1".to_string()));
         assert_eq!(d, serde_json::to_value(&o.attrs).unwrap());
         assert_eq!(o.physical_id, "subnet-1");
         let arn = o.outputs.iter().find(|(k, _)| *k == "arn").map(|(_, v)| v);

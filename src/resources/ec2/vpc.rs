@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{detach_gateway, found, set_name_tag, tagged};
+use super::{by_id, detach_gateway, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, ec2, Error};
@@ -44,29 +44,13 @@ pub struct Attrs {
     enable_dns_hostnames: bool,
 }
 
-/// A VPC as read: DescribeVpcs does not return the DNS settings, nor an ARN.
+/// A VPC as read, with what DescribeVpcs does not say: its DNS settings, and the region
+/// its ARN names.
 pub struct Read {
     vpc: AwsVpc,
     dns_support: bool,
     dns_hostnames: bool,
-    arn: String,
-}
-
-impl Read {
-    fn new(aws: &Aws, vpc: AwsVpc, dns_support: bool, dns_hostnames: bool) -> Self {
-        let arn = super::arn(
-            &aws.region,
-            vpc.owner_id(),
-            "vpc",
-            vpc.vpc_id().unwrap_or_default(),
-        );
-        Read {
-            vpc,
-            dns_support,
-            dns_hostnames,
-            arn,
-        }
-    }
+    region: String,
 }
 
 #[async_trait]
@@ -109,7 +93,16 @@ impl Resource for Vpc {
             let support = dns_attribute(aws, &vpc_id, VpcAttributeName::EnableDnsSupport).await?;
             let hostnames =
                 dns_attribute(aws, &vpc_id, VpcAttributeName::EnableDnsHostnames).await?;
-            out.push((id, Read::new(aws, v, support, hostnames)));
+            let region = aws.region.clone();
+            out.push((
+                id,
+                Read {
+                    vpc: v,
+                    dns_support: support,
+                    dns_hostnames: hostnames,
+                    region,
+                },
+            ));
         }
         Ok(out)
     }
@@ -126,7 +119,10 @@ impl Resource for Vpc {
             outputs: vec![
                 ("id", json!(vpc_id)),
                 ("cidr_block", json!(attrs.cidr_block)),
-                ("arn", json!(r.arn)),
+                (
+                    "arn",
+                    json!(super::arn(&r.region, r.vpc.owner_id(), "vpc", &vpc_id)),
+                ),
             ],
             physical_id: vpc_id,
             attrs,
@@ -153,30 +149,23 @@ impl Resource for Vpc {
             "the VPC to be available",
             Duration::from_secs(300),
             || async {
-                let d = aws
-                    .ec2
-                    .describe_vpcs()
-                    .vpc_ids(&vpc_id)
-                    .send()
-                    .await
-                    .map_err(aws_error("DescribeVpcs"));
                 // Just-created VPCs can be briefly invisible to Describe.
-                Ok(found(d)?.and_then(|d| {
-                    d.vpcs()
-                        .first()
-                        .filter(|v| v.state() == Some(&VpcState::Available))
-                        .cloned()
-                }))
+                let vpc = by_id!(
+                    aws.ec2.describe_vpcs().vpc_ids(&vpc_id),
+                    "DescribeVpcs",
+                    vpcs
+                )?;
+                Ok(vpc.filter(|v| v.state() == Some(&VpcState::Available)))
             },
         )
         .await?;
         set_dns(aws, &vpc_id, a, true, true).await?;
-        Ok(Read::new(
-            aws,
+        Ok(Read {
             vpc,
-            a.enable_dns_support,
-            a.enable_dns_hostnames,
-        ))
+            dns_support: a.enable_dns_support,
+            dns_hostnames: a.enable_dns_hostnames,
+            region: aws.region.clone(),
+        })
     }
 
     async fn update(
@@ -316,10 +305,10 @@ mod tests {
             .tags(Tag::builder().key("Name").value("dev-main").build())
             .build();
         let r = Read {
-            arn: super::super::arn("us-east-1", v.owner_id(), "vpc", "vpc-1"),
             vpc: v,
             dns_support: true,
             dns_hostnames: false,
+            region: "us-east-1".into(),
         };
         let o = Vpc.observe(&r);
         assert_eq!(serde_json::to_value(&o.attrs).unwrap(), d);
