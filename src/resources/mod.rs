@@ -41,10 +41,10 @@ pub const TAG_RESOURCE: &str = "securecart:resource";
 
 /// Every kind securecart knows, in the order `schema` and help list them.
 pub static REGISTRY: &[&dyn Kind] = &[
-    &ec2::vpc::Vpc,
-    &ec2::subnet::Subnet,
-    &ec2::internet_gateway::InternetGateway,
-    &ec2::route_table::RouteTable,
+    &Typed(ec2::vpc::Vpc),
+    &Typed(ec2::subnet::Subnet),
+    &Typed(ec2::internet_gateway::InternetGateway),
+    &Typed(ec2::route_table::RouteTable),
     &ec2::security_group::SecurityGroup,
     &Typed(sqs::sqs_queue::SqsQueue),
     &Typed(events::event_bus::EventBus),

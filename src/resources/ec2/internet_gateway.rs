@@ -3,77 +3,57 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{AttachmentStatus, InternetGateway as AwsIgw, ResourceType};
+use aws_sdk_ec2::types::{
+    AttachmentStatus, InternetGateway as AwsIgw, InternetGatewayAttachment, ResourceType, Tag,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
-use super::set_name_tag;
+use super::{by_id, detach_gateway, earlier, named_vpc, set_name_tag, tagged};
 use crate::aws::Aws;
-use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::blueprint::{CheckCx, Issue, Resource as Declared};
+use crate::resources::common::{self, aws_error, ec2, Error};
 use crate::resources::fields::{check_id_ref, ref_key};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::typed::{attrs_of, Changed, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct InternetGateway;
 
 /// An internet gateway, attached to one VPC.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// The VPC to attach to: a reference like `${main_vpc}` or an existing VPC id
     /// (`vpc-…`). A VPC has at most one internet gateway. Changing it moves the gateway
     /// (detach, then attach).
     vpc: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Attrs {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attrs {
     name: String,
     /// The attached VPC; `None` (null) when detached, e.g. after an interrupted apply.
     vpc: Option<String>,
 }
 
-/// Detaching fails while anything in the VPC holds a public address; that clears as
-/// instances stop and addresses are released, so it is worth waiting for.
-const DETACH_BUDGET: Duration = Duration::from_secs(600);
-
 #[async_trait]
-impl Kind for InternetGateway {
-    fn name(&self) -> &'static str {
-        "internet_gateway"
-    }
+impl Resource for InternetGateway {
+    const KIND: &'static str = "internet_gateway";
+    const ATTRIBUTES: &'static [&'static str] = &["id"];
+    const REPLACE_ON: &'static [&'static str] = &[];
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["id"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    type Raw = AwsIgw;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         if let Some(i) = check_id_ref("vpc", &f.vpc, cx, "vpc", "vpc-") {
             return vec![i];
         }
         let key = ref_key(&f.vpc);
-        let earlier = cx
-            .resources
-            .values()
-            .take_while(|r| r.id != id)
-            .filter(|r| r.kind == "internet_gateway")
-            .find(|r| {
-                r.config
-                    .get("vpc")
-                    .and_then(Json::as_str)
-                    .map(ref_key)
-                    .as_deref()
-                    == Some(key.as_str())
-            });
-        match earlier {
+        let same_vpc = |r: &&Declared| named_vpc(r).as_deref() == Some(key.as_str());
+        match earlier(cx, id, "internet_gateway").find(same_vpc) {
             Some(other) => vec![Issue::new(
                 "vpc",
                 format!(
@@ -85,51 +65,45 @@ impl Kind for InternetGateway {
         }
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
-        Ok(json!(Attrs {
-            name: format!("{stack}-{id}"),
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
+        let a = Attrs {
+            name: format!("{}-{}", site.stack, site.id),
             vpc: Some(f.vpc),
-        }))
+        };
+        Ok((a, ()))
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &[]
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, AwsIgw)>, Error> {
+        tagged!(
+            aws.ec2.describe_internet_gateways(),
+            "DescribeInternetGateways",
+            stack
+        )
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
-        let igws = aws
-            .ec2
-            .describe_internet_gateways()
-            .filters(ec2::stack_filter(stack))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeInternetGateways"))?;
-        Ok(igws
-            .iter()
-            .filter_map(|g| {
-                let id = ec2::owned_id(g.tags(), stack)?;
-                let attrs = Attrs {
-                    name: ec2::name_tag(g.tags()).unwrap_or_default(),
-                    vpc: attached_vpc(g),
-                };
-                Some(live(id, g.internet_gateway_id().unwrap_or_default(), attrs))
-            })
-            .collect())
+    fn observe(&self, g: &AwsIgw) -> Observed<Attrs> {
+        let igw_id = g.internet_gateway_id().unwrap_or_default().to_string();
+        Observed {
+            outputs: vec![("id", json!(igw_id))],
+            physical_id: igw_id,
+            attrs: Attrs {
+                name: ec2::name_tag(g.tags()).unwrap_or_default(),
+                vpc: attached_vpc(g),
+            },
+        }
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let tags = common::tags(cx.stack, cx.id, &a.name);
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, a: &Attrs, _: &()) -> Result<AwsIgw, Error> {
+        let tags = ec2::tag_spec(
+            ResourceType::InternetGateway,
+            &common::tags(cx.stack, cx.id, &a.name),
+        );
         // CreateInternetGateway takes no ClientToken: should a retried call make a
         // second gateway, the next plan sees the duplicate by its tags and deletes it.
         let out = aws
             .ec2
             .create_internet_gateway()
-            .tag_specifications(ec2::tag_spec(ResourceType::InternetGateway, &tags))
+            .tag_specifications(tags.clone())
             .send()
             .await
             .map_err(aws_error("CreateInternetGateway"))?;
@@ -141,53 +115,43 @@ impl Kind for InternetGateway {
         // The gateway exists (and is found by its tags) from here on: if the attach
         // below fails, the next plan shows it detached and update attaches it.
         converge(aws, cx, &igw_id, None, a.vpc.as_deref()).await?;
-        Ok(live(cx.id.to_string(), &igw_id, a))
+        Ok(as_made(&igw_id, tags.tags, a.vpc.as_deref()))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_igw: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let now: Attrs = common::from_desired(&live_igw.attrs)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        if has("vpc") {
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<AwsIgw>, Error> {
+        if changed.has("vpc") {
+            let now = attrs_of::<Self>(live)?;
             converge(
                 aws,
                 cx,
-                &live_igw.physical_id,
+                &live.physical_id,
                 now.vpc.as_deref(),
                 a.vpc.as_deref(),
             )
             .await?;
         }
-        if has("name") {
-            set_name_tag(aws, &live_igw.physical_id, &a.name).await?;
+        if changed.has("name") {
+            set_name_tag(aws, &live.physical_id, &a.name).await?;
         }
-        Ok(live(cx.id.to_string(), &live_igw.physical_id, a))
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
         let igw_id = &live.physical_id;
         // Fresh, not the plan's view: whatever it is attached to now must be detached.
-        let out = aws
-            .ec2
-            .describe_internet_gateways()
-            .internet_gateway_ids(igw_id)
-            .send()
-            .await
-            .map_err(aws_error("DescribeInternetGateways"));
-        let attached = match out {
-            Err(e) if ec2::not_found(e.code()) => return Ok(()),
-            Err(e) => return Err(e),
-            Ok(o) => o.internet_gateways().first().and_then(attached_vpc),
+        let Some(g) = describe(aws, igw_id).await? else {
+            return Ok(());
         };
-        if let Some(vpc) = attached {
-            detach(aws, cx, igw_id, &vpc).await?;
+        if let Some(vpc) = attached_vpc(&g) {
+            detach_gateway(aws, cx, igw_id, &vpc).await?;
         }
         ec2::delete_retrying(
             cx,
@@ -207,6 +171,30 @@ impl Kind for InternetGateway {
     }
 }
 
+/// The gateway as made: its tags, attached to the VPC (what a Describe would say, without
+/// making one).
+fn as_made(igw_id: &str, tags: Option<Vec<Tag>>, vpc: Option<&str>) -> AwsIgw {
+    let attached = vpc.map(|v| {
+        vec![InternetGatewayAttachment::builder()
+            .vpc_id(v)
+            .state(AttachmentStatus::from("available"))
+            .build()]
+    });
+    AwsIgw::builder()
+        .internet_gateway_id(igw_id)
+        .set_tags(tags)
+        .set_attachments(attached)
+        .build()
+}
+
+async fn describe(aws: &Aws, igw_id: &str) -> Result<Option<AwsIgw>, Error> {
+    let req = aws
+        .ec2
+        .describe_internet_gateways()
+        .internet_gateway_ids(igw_id);
+    by_id!(req, "DescribeInternetGateways", internet_gateways)
+}
+
 /// Moves the gateway from the VPC it is attached to (if any) to the one wanted.
 async fn converge(
     aws: &Aws,
@@ -219,7 +207,7 @@ async fn converge(
         return Ok(());
     }
     if let Some(old) = now {
-        detach(aws, cx, igw_id, old).await?;
+        detach_gateway(aws, cx, igw_id, old).await?;
     }
     if let Some(new) = want {
         attach(aws, cx, igw_id, new).await?;
@@ -249,56 +237,14 @@ async fn attach(aws: &Aws, cx: &OpCx<'_>, igw_id: &str, vpc: &str) -> Result<(),
         // Already attached is fine when it is to this VPC (an earlier attempt got there);
         // otherwise the VPC has another gateway, which is not ours to take away.
         Err(e) if e.is_code(&["Resource.AlreadyAssociated"]) => {
-            let out = aws
-                .ec2
-                .describe_internet_gateways()
-                .internet_gateway_ids(igw_id)
-                .send()
-                .await
-                .map_err(aws_error("DescribeInternetGateways"))?;
-            if out
-                .internet_gateways()
-                .first()
-                .and_then(attached_vpc)
-                .as_deref()
-                == Some(vpc)
-            {
+            let now = describe(aws, igw_id).await?;
+            if now.as_ref().and_then(attached_vpc).as_deref() == Some(vpc) {
                 Ok(())
             } else {
                 Err(Error::Conflict(format!(
                     "cannot attach {igw_id} to {vpc}: {e} (a VPC has at most one internet gateway; detach the other one first)"
                 )))
             }
-        }
-        other => other,
-    }
-}
-
-async fn detach(aws: &Aws, cx: &OpCx<'_>, igw_id: &str, vpc: &str) -> Result<(), Error> {
-    let why = format!(
-        "{vpc} still has public addresses mapped (Elastic IPs, or instances, NAT gateways or load balancers with public IPs); they must be released before {igw_id} can be detached"
-    );
-    let r = common::retry_on(
-        cx,
-        &["DependencyViolation"],
-        DETACH_BUDGET,
-        &why,
-        || async {
-            aws.ec2
-                .detach_internet_gateway()
-                .internet_gateway_id(igw_id)
-                .vpc_id(vpc)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("DetachInternetGateway"))
-        },
-    )
-    .await;
-    match r {
-        Err(e) if e.is_code(&["Gateway.NotAttached"]) || ec2::not_found(e.code()) => Ok(()),
-        Err(e) if e.is_code(&["DependencyViolation"]) => {
-            Err(Error::Conflict(format!("{why}: {e}")))
         }
         other => other,
     }
@@ -318,21 +264,12 @@ fn attached_vpc(g: &AwsIgw) -> Option<String> {
         .map(str::to_string)
 }
 
-fn live(id: String, igw_id: &str, a: Attrs) -> Live {
-    Live {
-        id,
-        kind: "internet_gateway",
-        physical_id: igw_id.to_string(),
-        attrs: json!(a),
-        outputs: [("id".to_string(), json!(igw_id))].into_iter().collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::testing::problems;
-    use aws_sdk_ec2::types::{InternetGatewayAttachment, Tag};
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
 
     #[test]
     fn one_gateway_per_vpc() {
@@ -367,24 +304,27 @@ resources:
 
     #[test]
     fn desired_matches_read() {
-        let d = InternetGateway
+        let d = Typed(InternetGateway)
             .desired("dev", "igw", &json!({"vpc": "vpc-1"}))
             .unwrap();
+        let name = vec![Tag::builder().key("Name").value("dev-igw").build()];
         let g = AwsIgw::builder()
             .internet_gateway_id("igw-1")
-            .tags(Tag::builder().key("Name").value("dev-igw").build())
+            .set_tags(Some(name.clone()))
             .attachments(
                 InternetGatewayAttachment::builder()
                     .vpc_id("vpc-1")
-                    .state(AttachmentStatus::from("available"))
+                    .state(AttachmentStatus::Attached)
                     .build(),
             )
             .build();
-        let a = Attrs {
-            name: "dev-igw".into(),
-            vpc: attached_vpc(&g),
-        };
-        assert_eq!(d, json!(a));
+        let o = InternetGateway.observe(&g);
+        assert_eq!(d, serde_json::to_value(&o.attrs).unwrap());
+        assert_eq!(o.outputs, vec![("id", json!("igw-1"))]);
+        // What create returns reads the same.
+        let made = InternetGateway.observe(&as_made("igw-1", Some(name), Some("vpc-1")));
+        assert_eq!(d, serde_json::to_value(&made.attrs).unwrap());
+        assert_eq!(made.physical_id, "igw-1");
         let detached = AwsIgw::builder()
             .attachments(
                 InternetGatewayAttachment::builder()

@@ -1,6 +1,7 @@
-//! Amazon EC2 (VPC networking and launch templates): what its kinds share — Name tags,
-//! deleting what network interfaces still hold, error matching. (Tag filters and tag
-//! specifications are in `common::ec2`.)
+//! Amazon EC2 (VPC networking and launch templates): what its kinds share — reading
+//! everything tagged for a stack, answers of resources that are gone, ARNs, Name tags,
+//! deleting what network interfaces still hold. (Tag filters, tag specifications and
+//! error matching are in `common::ec2`.)
 
 pub mod internet_gateway;
 pub mod launch_template;
@@ -13,9 +14,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, Tag};
+use serde_json::Value as Json;
 
 use crate::aws::Aws;
-use crate::resources::common::{aws_error, ec2, Error};
+use crate::blueprint::{CheckCx, Resource as Declared};
+use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::fields::ref_key;
 use crate::resources::OpCx;
 
 /// Sets the Name tag, for a resource someone renamed outside securecart.
@@ -28,6 +32,130 @@ pub async fn set_name_tag(aws: &Aws, resource_id: &str, name: &str) -> Result<()
         .await
         .map(|_| ())
         .map_err(aws_error("CreateTags"))
+}
+
+/// Everything one paginated EC2 Describe request (`$request`, named `$operation` in
+/// errors) finds under the stack's tag filter, each with the blueprint id its tags give it;
+/// what the filter lets through but is not this stack's by [`ec2::owned_id`] is left out.
+/// A macro because every Describe call has its own request, paginator and item types.
+macro_rules! tagged {
+    ($request:expr, $operation:literal, $stack:expr) => {{
+        let stack: &str = $stack;
+        $request
+            .filters($crate::resources::common::ec2::stack_filter(stack))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err($crate::resources::common::aws_error($operation))
+            .map(|all| {
+                all.into_iter()
+                    .filter_map(|x| {
+                        Some((
+                            $crate::resources::common::ec2::owned_id(x.tags(), stack)?,
+                            x,
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+            })
+    }};
+}
+pub(crate) use tagged;
+
+/// The resource an EC2 Describe request by id (`$request`, named `$operation` in errors)
+/// answers with, the first of its list `$items`; `None` when it is gone or, just made,
+/// not visible yet (see [`found`]). The find-by-id of terraform-provider-aws's `find.go`.
+macro_rules! by_id {
+    ($request:expr, $operation:literal, $items:ident) => {
+        $crate::resources::ec2::found(
+            $request
+                .send()
+                .await
+                .map_err($crate::resources::common::aws_error($operation)),
+        )
+        .map(|out| out.and_then(|o| o.$items().first().cloned()))
+    };
+}
+pub(crate) use by_id;
+
+/// An EC2 answer with `*.NotFound` as `None`: the resource is gone, or was just made and
+/// is not visible to Describe yet (EC2 is eventually consistent:
+/// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
+pub fn found<T>(answer: Result<T, Error>) -> Result<Option<T>, Error> {
+    match answer {
+        Err(e) if ec2::not_found(e.code()) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+/// The ARN of an EC2 resource whose answer carries none (`what` is its ARN's resource
+/// type: `vpc`, `subnet`).
+pub fn arn(region: &str, owner: Option<&str>, what: &str, id: &str) -> String {
+    format!(
+        "arn:aws:ec2:{region}:{}:{what}/{id}",
+        owner.unwrap_or_default()
+    )
+}
+
+/// The resources of `kind` declared before `id`: a clash between two of them is reported
+/// once, on the later one.
+pub fn earlier<'a>(
+    cx: &'a CheckCx,
+    id: &'a str,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a Declared> + 'a {
+    cx.resources
+        .values()
+        .take_while(move |r| r.id != id)
+        .filter(move |r| r.kind == kind)
+}
+
+/// The VPC a declared resource's `vpc` field names, as a reference key (`${v}` and
+/// `${v.id}` alike), to catch resources of two VPCs used together.
+pub fn named_vpc(r: &Declared) -> Option<String> {
+    r.config.get("vpc").and_then(Json::as_str).map(ref_key)
+}
+
+/// Detaching fails while anything in the VPC holds a public address; that clears as
+/// instances stop and addresses are released, so it is worth waiting for
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DetachInternetGateway.html>).
+const DETACH_BUDGET: Duration = Duration::from_secs(600);
+
+/// Detaches an internet gateway from a VPC; not attached (or gone) counts as done.
+pub async fn detach_gateway(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    igw_id: &str,
+    vpc: &str,
+) -> Result<(), Error> {
+    let why = format!(
+        "{vpc} still has public addresses mapped (Elastic IPs, or instances, NAT gateways or load balancers with public IPs); they must be released before {igw_id} can be detached"
+    );
+    let r = common::retry_on(
+        cx,
+        &["DependencyViolation"],
+        DETACH_BUDGET,
+        &why,
+        || async {
+            aws.ec2
+                .detach_internet_gateway()
+                .internet_gateway_id(igw_id)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error("DetachInternetGateway"))
+        },
+    )
+    .await;
+    match found(r) {
+        Err(e) if e.is_code(&["Gateway.NotAttached"]) => Ok(()),
+        Err(e) if e.is_code(&["DependencyViolation"]) => {
+            Err(Error::Conflict(format!("{why}: {e}")))
+        }
+        other => other.map(|_| ()),
+    }
 }
 
 /// Network interfaces may hold a subnet or security group for many minutes after what

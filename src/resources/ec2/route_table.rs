@@ -6,24 +6,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
     Filter, ResourceType, Route as AwsRoute, RouteOrigin, RouteTable as AwsRouteTable,
-    RouteTableAssociationStateCode,
+    RouteTableAssociation, RouteTableAssociationStateCode, Tag,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::set_name_tag;
+use super::{by_id, earlier, found, named_vpc, set_name_tag, tagged};
 use crate::aws::Aws;
-use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::blueprint::{CheckCx, Issue, Resource as Declared};
+use crate::resources::common::{self, aws_error, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::typed::{self, Changed, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct RouteTable;
 
 /// A route table of a VPC.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// The VPC of the table: a reference like `${main_vpc}` or an existing VPC id
     /// (`vpc-…`). Changing it replaces the table.
     vpc: String,
@@ -40,7 +41,7 @@ struct Fields {
 /// A route: where traffic goes (`destination`) and exactly one target.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RouteField {
+pub struct RouteField {
     /// The addresses this route covers: an IPv4 or IPv6 CIDR block like `0.0.0.0/0`
     /// (the internet) or `10.1.0.0/16`, or a managed prefix list id (`pl-…`). One route
     /// per destination.
@@ -79,7 +80,7 @@ impl RouteField {
 
 /// A route as planned and as read: the same shape on both sides.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-struct Route {
+pub struct Route {
     destination: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     gateway: Option<String>,
@@ -89,8 +90,8 @@ struct Route {
     other_target: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Attrs {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attrs {
     name: String,
     vpc: String,
     routes: Vec<Route>,
@@ -98,34 +99,22 @@ struct Attrs {
 }
 
 #[async_trait]
-impl Kind for RouteTable {
-    fn name(&self) -> &'static str {
-        "route_table"
-    }
+impl Resource for RouteTable {
+    const KIND: &'static str = "route_table";
+    const ATTRIBUTES: &'static [&'static str] = &["id"];
+    const REPLACE_ON: &'static [&'static str] = &["vpc"];
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["id"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    type Raw = AwsRouteTable;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         issues.extend(check_id_ref("vpc", &f.vpc, cx, "vpc", "vpc-"));
         let vpc = ref_key(&f.vpc);
         // The VPC another resource's `vpc` field names, to catch cross-VPC mix-ups.
-        let vpc_of = |value: &str| {
-            cx.referenced(value)
-                .and_then(|r| r.config.get("vpc"))
-                .and_then(Json::as_str)
-                .map(ref_key)
-        };
+        let vpc_of = |value: &str| cx.referenced(value).and_then(named_vpc);
 
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for (i, r) in f.routes.iter().enumerate() {
@@ -205,20 +194,11 @@ impl Kind for RouteTable {
                 ));
             }
             // A subnet has one route table: report it on the later table only.
-            let earlier = cx
-                .resources
-                .values()
-                .take_while(|r| r.id != id)
-                .filter(|r| r.kind == "route_table")
-                .find(|r| {
-                    r.config
-                        .get("subnets")
-                        .and_then(Json::as_array)
-                        .is_some_and(|l| {
-                            l.iter().filter_map(Json::as_str).any(|o| ref_key(o) == key)
-                        })
-                });
-            if let Some(other) = earlier {
+            let lists_it = |r: &&Declared| {
+                let listed = r.config.get("subnets").and_then(Json::as_array);
+                listed.is_some_and(|l| l.iter().filter_map(Json::as_str).any(|o| ref_key(o) == key))
+            };
+            if let Some(other) = earlier(cx, id, "route_table").find(lists_it) {
                 issues.push(Issue::new(
                     &at,
                     format!(
@@ -231,8 +211,7 @@ impl Kind for RouteTable {
         issues
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
         let mut routes: Vec<Route> = f
             .routes
             .into_iter()
@@ -245,42 +224,53 @@ impl Kind for RouteTable {
         routes.sort();
         routes.dedup();
         let subnets: BTreeSet<String> = f.subnets.into_iter().collect();
-        Ok(json!(Attrs {
-            name: format!("{stack}-{id}"),
+        let a = Attrs {
+            name: format!("{}-{}", site.stack, site.id),
             vpc: f.vpc,
             routes,
             subnets: subnets.into_iter().collect(),
-        }))
+        };
+        Ok((a, ()))
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["vpc"]
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, AwsRouteTable)>, Error> {
+        tagged!(
+            aws.ec2.describe_route_tables(),
+            "DescribeRouteTables",
+            stack
+        )
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
-        let tables = aws
-            .ec2
-            .describe_route_tables()
-            .filters(ec2::stack_filter(stack))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeRouteTables"))?;
-        Ok(tables
-            .iter()
-            .filter_map(|t| {
-                let id = ec2::owned_id(t.tags(), stack)?;
-                let attrs = attrs_of(t);
-                Some(live(id, t.route_table_id().unwrap_or_default(), attrs))
-            })
-            .collect())
+    fn observe(&self, t: &AwsRouteTable) -> Observed<Attrs> {
+        let rtb_id = t.route_table_id().unwrap_or_default().to_string();
+        let mut routes: Vec<Route> = t.routes().iter().filter_map(route_of).collect();
+        routes.sort();
+        Observed {
+            outputs: vec![("id", json!(rtb_id))],
+            physical_id: rtb_id,
+            attrs: Attrs {
+                name: ec2::name_tag(t.tags()).unwrap_or_default(),
+                vpc: t.vpc_id().unwrap_or_default().to_string(),
+                routes,
+                subnets: in_effect(t)
+                    .filter_map(|a| a.subnet_id())
+                    .map(String::from)
+                    .collect(),
+            },
+        }
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let tags = common::tags(cx.stack, cx.id, &a.name);
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        _: &(),
+    ) -> Result<AwsRouteTable, Error> {
+        let tags = ec2::tag_spec(
+            ResourceType::RouteTable,
+            &common::tags(cx.stack, cx.id, &a.name),
+        );
         // The token guards the SDK's own retries of this one call. It is unique per
         // attempt on purpose: EC2 answers a reused token with the table it made then,
         // even after a destroy, and a later run finds an earlier table by its tags.
@@ -298,7 +288,7 @@ impl Kind for RouteTable {
             .create_route_table()
             .vpc_id(&a.vpc)
             .client_token(token)
-            .tag_specifications(ec2::tag_spec(ResourceType::RouteTable, &tags))
+            .tag_specifications(tags.clone())
             .send()
             .await
             .map_err(aws_error("CreateRouteTable"))?;
@@ -311,35 +301,34 @@ impl Kind for RouteTable {
         // plan shows the missing routes or subnets and update adds them.
         converge_routes(aws, cx, &rtb_id, &[], &a.routes).await?;
         converge_subnets(aws, cx, &rtb_id, &BTreeMap::new(), &a.subnets).await?;
-        Ok(live(cx.id.to_string(), &rtb_id, a))
+        Ok(as_made(&rtb_id, tags.tags, a))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_rt: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let now: Attrs = common::from_desired(&live_rt.attrs)?;
-        let rtb_id = &live_rt.physical_id;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        if has("routes") {
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<AwsRouteTable>, Error> {
+        let rtb_id = &live.physical_id;
+        if changed.has("routes") {
+            let now = typed::attrs_of::<Self>(live)?;
             converge_routes(aws, cx, rtb_id, &now.routes, &a.routes).await?;
         }
-        if has("subnets") {
+        if changed.has("subnets") {
             // Disassociating needs the association ids, which only a fresh read has.
             let table = describe(aws, rtb_id)
                 .await?
                 .ok_or_else(|| Error::Conflict(format!("route table {rtb_id} no longer exists")))?;
             converge_subnets(aws, cx, rtb_id, &associations(&table), &a.subnets).await?;
         }
-        if has("name") {
+        if changed.has("name") {
             set_name_tag(aws, rtb_id, &a.name).await?;
         }
-        Ok(live(cx.id.to_string(), rtb_id, a))
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -440,10 +429,8 @@ async fn converge_routes(
             .send()
             .await
             .map_err(aws_error("DeleteRoute"));
-        match r {
-            Err(e) if ec2::not_found(e.code()) => {}
-            Err(e) => return Err(e),
-            Ok(_) => cx.note(format!("removed the route to {}", n.destination)),
+        if found(r)?.is_some() {
+            cx.note(format!("removed the route to {}", n.destination));
         }
     }
     Ok(())
@@ -530,10 +517,8 @@ async fn converge_subnets(
             .send()
             .await
             .map_err(aws_error("DisassociateRouteTable"));
-        match r {
-            Err(e) if ec2::not_found(e.code()) => {}
-            Err(e) => return Err(e),
-            Ok(_) => cx.note(format!("disassociated {s}")),
+        if found(r)?.is_some() {
+            cx.note(format!("disassociated {s}"));
         }
     }
     Ok(())
@@ -594,35 +579,49 @@ async fn take_over(
     Err(err)
 }
 
+/// The table as made: its tags, routes and subnets (what a Describe would say of what
+/// this stack manages, without making one).
+fn as_made(rtb_id: &str, tags: Option<Vec<Tag>>, a: &Attrs) -> AwsRouteTable {
+    let route = |r: &Route| {
+        let b = with_destination!(AwsRoute::builder(), r.destination);
+        with_target!(b, r).origin(RouteOrigin::CreateRoute).build()
+    };
+    AwsRouteTable::builder()
+        .route_table_id(rtb_id)
+        .vpc_id(&a.vpc)
+        .set_tags(tags)
+        .set_routes(Some(a.routes.iter().map(route).collect()))
+        .set_associations(Some(
+            a.subnets
+                .iter()
+                .map(|s| RouteTableAssociation::builder().subnet_id(s).build())
+                .collect(),
+        ))
+        .build()
+}
+
 async fn describe(aws: &Aws, rtb_id: &str) -> Result<Option<AwsRouteTable>, Error> {
-    let out = aws
-        .ec2
-        .describe_route_tables()
-        .route_table_ids(rtb_id)
-        .send()
-        .await
-        .map_err(aws_error("DescribeRouteTables"));
-    match out {
-        Err(e) if ec2::not_found(e.code()) => Ok(None),
-        Err(e) => Err(e),
-        Ok(o) => Ok(o.route_tables().first().cloned()),
-    }
+    let req = aws.ec2.describe_route_tables().route_table_ids(rtb_id);
+    by_id!(req, "DescribeRouteTables", route_tables)
+}
+
+/// The explicit subnet associations in effect.
+fn in_effect(t: &AwsRouteTable) -> impl Iterator<Item = &RouteTableAssociation> {
+    t.associations().iter().filter(|a| {
+        !matches!(
+            a.association_state().and_then(|s| s.state()),
+            Some(
+                RouteTableAssociationStateCode::Disassociated
+                    | RouteTableAssociationStateCode::Disassociating
+                    | RouteTableAssociationStateCode::Failed
+            )
+        )
+    })
 }
 
 /// Subnet → association id, for the explicit subnet associations in effect.
 fn associations(t: &AwsRouteTable) -> BTreeMap<String, String> {
-    t.associations()
-        .iter()
-        .filter(|a| {
-            !matches!(
-                a.association_state().and_then(|s| s.state()),
-                Some(
-                    RouteTableAssociationStateCode::Disassociated
-                        | RouteTableAssociationStateCode::Disassociating
-                        | RouteTableAssociationStateCode::Failed
-                )
-            )
-        })
+    in_effect(t)
         .filter_map(|a| {
             Some((
                 a.subnet_id()?.to_string(),
@@ -675,32 +674,13 @@ fn route_of(r: &AwsRoute) -> Option<Route> {
     })
 }
 
-fn attrs_of(t: &AwsRouteTable) -> Attrs {
-    let mut routes: Vec<Route> = t.routes().iter().filter_map(route_of).collect();
-    routes.sort();
-    Attrs {
-        name: ec2::name_tag(t.tags()).unwrap_or_default(),
-        vpc: t.vpc_id().unwrap_or_default().to_string(),
-        routes,
-        subnets: associations(t).into_keys().collect(),
-    }
-}
-
-fn live(id: String, rtb_id: &str, a: Attrs) -> Live {
-    Live {
-        id,
-        kind: "route_table",
-        physical_id: rtb_id.to_string(),
-        attrs: json!(a),
-        outputs: [("id".to_string(), json!(rtb_id))].into_iter().collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::testing::problems;
-    use aws_sdk_ec2::types::{RouteTableAssociation, RouteTableAssociationState, Tag};
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
+    use aws_sdk_ec2::types::RouteTableAssociationState;
 
     const NET: &str = "
 name: t
@@ -805,7 +785,7 @@ resources:
 
     #[test]
     fn desired_matches_read_and_ignores_the_local_route() {
-        let d = RouteTable
+        let d = Typed(RouteTable)
             .desired(
                 "dev",
                 "public",
@@ -860,7 +840,12 @@ resources:
                     .build(),
             )
             .build();
-        assert_eq!(d, json!(attrs_of(&t)));
+        let o = RouteTable.observe(&t);
+        assert_eq!(d, json!(o.attrs));
+        assert_eq!(o.outputs, vec![("id", json!("rtb-1"))]);
+        // What create returns reads the same.
+        let made = RouteTable.observe(&as_made("rtb-1", t.tags.clone(), &o.attrs));
+        assert_eq!(d, json!(made.attrs));
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! `subnet`: an IPv4 range of a VPC in one availability zone. Also home of the checks
-//! and calls the network kinds share (references to ids, the Name tag).
+//! `subnet`: an IPv4 range of a VPC in one availability zone.
 
 use std::time::Duration;
 
@@ -10,19 +9,20 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::set_name_tag;
+use super::{by_id, earlier, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, ec2, parse, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct Subnet;
 
 /// A subnet of a VPC.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// The VPC the subnet belongs to: a reference like `${main_vpc}` or an existing VPC id
     /// (`vpc-…`). Changing it replaces the subnet.
     vpc: String,
@@ -38,8 +38,8 @@ struct Fields {
     map_public_ip_on_launch: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Attrs {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attrs {
     name: String,
     vpc: String,
     cidr_block: String,
@@ -48,24 +48,21 @@ struct Attrs {
 }
 
 #[async_trait]
-impl Kind for Subnet {
-    fn name(&self) -> &'static str {
-        "subnet"
-    }
+impl Resource for Subnet {
+    const KIND: &'static str = "subnet";
+    const ATTRIBUTES: &'static [&'static str] = &["id", "cidr_block", "availability_zone", "arn"];
+    const REPLACE_ON: &'static [&'static str] = &["vpc", "cidr_block", "availability_zone"];
+    /// CreateSubnet takes no ClientToken; a second try fails with a CIDR conflict, and a
+    /// subnet of the range carrying our tags is then the one the first try made.
+    const ADOPT: Adopt = Adopt::OnCodes(&["InvalidSubnet.Conflict"]);
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["id", "cidr_block", "availability_zone", "arn"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    /// The subnet and its region (for the ARN of answers that carry none).
+    type Raw = (AwsSubnet, String);
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         issues.extend(check_id_ref("vpc", &f.vpc, cx, "vpc", "vpc-"));
         if !has_ref(&f.availability_zone) && !looks_like_az(&f.availability_zone) {
@@ -111,10 +108,7 @@ impl Kind for Subnet {
         }
         // Only earlier subnets: an overlap is reported once, on the later of the two.
         let key = ref_key(&f.vpc);
-        for other in cx.resources.values().take_while(|r| r.id != id) {
-            if other.kind != "subnet" {
-                continue;
-            }
+        for other in earlier(cx, id, "subnet") {
             let Ok(o) = parse::<Fields>(&other.config) else {
                 continue;
             };
@@ -137,47 +131,80 @@ impl Kind for Subnet {
         issues
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
-        Ok(json!(Attrs {
-            name: format!("{stack}-{id}"),
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
+        let a = Attrs {
+            name: format!("{}-{}", site.stack, site.id),
             vpc: f.vpc,
             cidr_block: f.cidr_block,
             availability_zone: f.availability_zone,
             map_public_ip_on_launch: f.map_public_ip_on_launch,
-        }))
+        };
+        Ok((a, ()))
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["vpc", "cidr_block", "availability_zone"]
+    /// Subnets are known by their range: a refusal names it.
+    fn label(&self, a: &Attrs) -> String {
+        format!("a subnet with range {} in {}", a.cidr_block, a.vpc)
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
-        let subnets = aws
-            .ec2
-            .describe_subnets()
-            .filters(ec2::stack_filter(stack))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeSubnets"))?;
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
+        let subnets = tagged!(aws.ec2.describe_subnets(), "DescribeSubnets", stack)?;
         Ok(subnets
-            .iter()
-            .filter_map(|s| {
-                let id = ec2::owned_id(s.tags(), stack)?;
-                Some(live(id, s, &aws.region))
-            })
+            .into_iter()
+            .map(|(id, s)| (id, (s, aws.region.clone())))
             .collect())
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+    /// After a CIDR conflict: the subnets of the VPC, for this stack's subnet of the range
+    /// or, failing that, what is in the way.
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<Self::Raw>>, Error> {
+        let out = aws
+            .ec2
+            .describe_subnets()
+            .filters(Filter::builder().name("vpc-id").values(&a.vpc).build())
+            .send()
+            .await
+            .map_err(aws_error("DescribeSubnets"))?;
+        meet(out.subnets(), stack, a, &aws.region)
+    }
+
+    fn observe(&self, (s, region): &Self::Raw) -> Observed<Attrs> {
+        let attrs = Attrs {
+            name: ec2::name_tag(s.tags()).unwrap_or_default(),
+            vpc: s.vpc_id().unwrap_or_default().to_string(),
+            cidr_block: s.cidr_block().unwrap_or_default().to_string(),
+            availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+            map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+        };
+        let subnet_id = s.subnet_id().unwrap_or_default().to_string();
+        let arn = (s.subnet_arn().map(str::to_string))
+            .unwrap_or_else(|| super::arn(region, s.owner_id(), "subnet", &subnet_id));
+        Observed {
+            outputs: vec![
+                ("id", json!(subnet_id)),
+                ("cidr_block", json!(attrs.cidr_block)),
+                ("availability_zone", json!(attrs.availability_zone)),
+                ("arn", json!(arn)),
+            ],
+            physical_id: subnet_id,
+            attrs,
+        }
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        _: &(),
+    ) -> Result<Self::Raw, Error> {
         let tags = common::tags(cx.stack, cx.id, &a.name);
-        // CreateSubnet takes no ClientToken; a second try fails with a CIDR conflict,
-        // and a subnet carrying our tags is then the one the first try made.
-        let created = aws
+        let out = aws
             .ec2
             .create_subnet()
             .vpc_id(&a.vpc)
@@ -186,29 +213,21 @@ impl Kind for Subnet {
             .tag_specifications(ec2::tag_spec(ResourceType::Subnet, &tags))
             .send()
             .await
-            .map_err(aws_error("CreateSubnet"));
-        let subnet_id = match created {
-            Ok(out) => out
-                .subnet()
-                .and_then(AwsSubnet::subnet_id)
-                .ok_or_else(|| Error::Invalid("CreateSubnet returned no subnet id".into()))?
-                .to_string(),
-            Err(e) if e.is_code(&["InvalidSubnet.Conflict"]) => {
-                adopt_or_explain(aws, cx, &a, e).await?
-            }
-            Err(e) => return Err(e),
-        };
-        let subnet = common::wait_for(
+            .map_err(aws_error("CreateSubnet"))?;
+        let subnet_id = out
+            .subnet()
+            .and_then(AwsSubnet::subnet_id)
+            .ok_or_else(|| Error::Invalid("CreateSubnet returned no subnet id".into()))?
+            .to_string();
+        let mut subnet = common::wait_for(
             cx,
             "the subnet to be available",
             Duration::from_secs(300),
             || async {
-                match describe_one(aws, &subnet_id).await {
-                    // Just-created subnets can be briefly invisible to Describe.
-                    Err(e) if ec2::not_found(e.code()) => Ok(None),
-                    Err(e) => Err(e),
-                    Ok(s) => Ok(s.filter(|s| s.state() != Some(&SubnetState::Pending))),
-                }
+                // Just-created subnets can be briefly invisible to Describe.
+                let req = aws.ec2.describe_subnets().subnet_ids(&subnet_id);
+                let subnet = by_id!(req, "DescribeSubnets", subnets)?;
+                Ok(subnet.filter(|s| s.state() != Some(&SubnetState::Pending)))
             },
         )
         .await?;
@@ -220,32 +239,27 @@ impl Kind for Subnet {
         }
         if subnet.map_public_ip_on_launch().unwrap_or(false) != a.map_public_ip_on_launch {
             set_map_public_ip(aws, &subnet_id, a.map_public_ip_on_launch).await?;
+            subnet.map_public_ip_on_launch = Some(a.map_public_ip_on_launch);
         }
-        let mut l = live(cx.id.to_string(), &subnet, &aws.region);
-        l.attrs = json!(a);
-        Ok(l)
+        Ok((subnet, aws.region.clone()))
     }
 
     async fn update(
         &self,
         aws: &Aws,
-        cx: &OpCx<'_>,
+        _cx: &OpCx<'_>,
         live: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        if has("map_public_ip_on_launch") {
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<Self::Raw>, Error> {
+        if changed.has("map_public_ip_on_launch") {
             set_map_public_ip(aws, &live.physical_id, a.map_public_ip_on_launch).await?;
         }
-        if has("name") {
+        if changed.has("name") {
             set_name_tag(aws, &live.physical_id, &a.name).await?;
         }
-        let mut l = live.clone();
-        l.id = cx.id.to_string();
-        l.attrs = json!(a);
-        Ok(l)
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -269,38 +283,23 @@ impl Kind for Subnet {
     }
 }
 
-async fn describe_one(aws: &Aws, subnet_id: &str) -> Result<Option<AwsSubnet>, Error> {
-    let out = aws
-        .ec2
-        .describe_subnets()
-        .subnet_ids(subnet_id)
-        .send()
-        .await
-        .map_err(aws_error("DescribeSubnets"))?;
-    Ok(out.subnets().first().cloned())
-}
-
-/// After a CIDR conflict: our own subnet from an earlier try is adopted; anything else
-/// is named so the user can see what is in the way.
-async fn adopt_or_explain(
-    aws: &Aws,
-    cx: &OpCx<'_>,
+/// Of a VPC's subnets, the one of this stack with the wanted range (what an earlier try
+/// made, or this stack's under another id: the adapter tells them apart); else, when
+/// others overlap the range, an error naming them so the user sees what is in the way.
+fn meet(
+    subnets: &[AwsSubnet],
+    stack: &str,
     a: &Attrs,
-    err: Error,
-) -> Result<String, Error> {
-    let out = aws
-        .ec2
-        .describe_subnets()
-        .filters(Filter::builder().name("vpc-id").values(&a.vpc).build())
-        .send()
-        .await
-        .map_err(aws_error("DescribeSubnets"))?;
+    region: &str,
+) -> Result<Option<Found<(AwsSubnet, String)>>, Error> {
     let mut in_the_way = Vec::new();
-    for s in out.subnets() {
-        let ours = ec2::owned_id(s.tags(), cx.stack).as_deref() == Some(cx.id);
-        if ours && s.cidr_block() == Some(a.cidr_block.as_str()) {
-            cx.note("found the subnet an earlier attempt created");
-            return Ok(s.subnet_id().unwrap_or_default().to_string());
+    for s in subnets {
+        let owner = ec2::owned_id(s.tags(), stack);
+        if owner.is_some() && s.cidr_block() == Some(a.cidr_block.as_str()) {
+            return Ok(Some(Found {
+                owner,
+                raw: (s.clone(), region.to_string()),
+            }));
         }
         let (Some(cidr), Ok(want)) = (s.cidr_block(), common::parse_cidr(&a.cidr_block)) else {
             continue;
@@ -315,10 +314,10 @@ async fn adopt_or_explain(
         }
     }
     if in_the_way.is_empty() {
-        return Err(err);
+        return Ok(None);
     }
     Err(Error::Conflict(format!(
-        "{} overlaps {} in {}: {err}",
+        "{} overlaps {} in {}",
         a.cidr_block,
         in_the_way.join(", "),
         a.vpc
@@ -336,43 +335,6 @@ async fn set_map_public_ip(aws: &Aws, subnet_id: &str, on: bool) -> Result<(), E
         .map_err(aws_error("ModifySubnetAttribute"))
 }
 
-fn live(id: String, s: &AwsSubnet, region: &str) -> Live {
-    let subnet_id = s.subnet_id().unwrap_or_default().to_string();
-    let attrs = Attrs {
-        name: ec2::name_tag(s.tags()).unwrap_or_default(),
-        vpc: s.vpc_id().unwrap_or_default().to_string(),
-        cidr_block: s.cidr_block().unwrap_or_default().to_string(),
-        availability_zone: s.availability_zone().unwrap_or_default().to_string(),
-        map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
-    };
-    let arn = s.subnet_arn().map(str::to_string).unwrap_or_else(|| {
-        format!(
-            "arn:aws:ec2:{region}:{}:subnet/{subnet_id}",
-            s.owner_id().unwrap_or_default()
-        )
-    });
-    let outputs = [
-        ("id".to_string(), json!(subnet_id)),
-        ("cidr_block".to_string(), json!(attrs.cidr_block)),
-        (
-            "availability_zone".to_string(),
-            json!(attrs.availability_zone),
-        ),
-        ("arn".to_string(), json!(arn)),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: "subnet",
-        physical_id: subnet_id,
-        attrs: json!(attrs),
-        outputs,
-    }
-}
-
-// ---- Shared by the network kinds -------------------------------------------------
-
 /// Names like `us-east-1a` or `us-west-2-lax-1a`: a region, a number, a zone letter.
 fn looks_like_az(s: &str) -> bool {
     let ok_chars = s
@@ -388,6 +350,8 @@ fn looks_like_az(s: &str) -> bool {
 mod tests {
     use super::*;
     use crate::resources::testing::problems;
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
     use aws_sdk_ec2::types::Tag;
 
     const NET: &str = "
@@ -516,23 +480,61 @@ resources:
 
     #[test]
     fn desired_matches_the_shape_read_produces() {
-        let d = Subnet
+        let d = Typed(Subnet)
             .desired("dev", "a", &json!({"vpc": "vpc-1", "cidr_block": "10.0.1.0/24", "availability_zone": "us-east-1a"}))
             .unwrap();
-        let s = AwsSubnet::builder()
-            .subnet_id("subnet-1")
+        let s = subnet("subnet-1", "10.0.1.0/24", &[("Name", "dev-a")]);
+        let o = Subnet.observe(&(s, "us-east-1".to_string()));
+        assert_eq!(d, serde_json::to_value(&o.attrs).unwrap());
+        assert_eq!(o.physical_id, "subnet-1");
+        let arn = o.outputs.iter().find(|(k, _)| *k == "arn").map(|(_, v)| v);
+        assert_eq!(arn, Some(&json!("arn:aws:ec2:us-east-1::subnet/subnet-1")));
+    }
+
+    fn subnet(id: &str, cidr: &str, tags: &[(&str, &str)]) -> AwsSubnet {
+        let mut b = AwsSubnet::builder()
+            .subnet_id(id)
             .vpc_id("vpc-1")
-            .cidr_block("10.0.1.0/24")
+            .cidr_block(cidr)
             .availability_zone("us-east-1a")
-            .map_public_ip_on_launch(false)
-            .tags(Tag::builder().key("Name").value("dev-a").build())
-            .build();
-        let l = live("a".into(), &s, "us-east-1");
-        assert_eq!(d, l.attrs);
-        assert_eq!(
-            l.outputs["arn"],
-            json!("arn:aws:ec2:us-east-1::subnet/subnet-1")
+            .map_public_ip_on_launch(false);
+        for (k, v) in tags {
+            b = b.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        b.build()
+    }
+
+    #[test]
+    fn a_conflict_finds_our_earlier_subnet_or_names_what_is_in_the_way() {
+        let (a, ()) = Subnet
+            .desired(
+                &Site { stack: "dev", id: "a", dir: std::path::Path::new(".") },
+                serde_json::from_value(json!({"vpc": "vpc-1", "cidr_block": "10.0.1.0/24", "availability_zone": "us-east-1a"})).unwrap(),
+            )
+            .unwrap();
+        let theirs = subnet("subnet-9", "10.0.0.0/20", &[("Name", "legacy")]);
+        let ours = subnet(
+            "subnet-1",
+            "10.0.1.0/24",
+            &[("securecart:stack", "dev"), ("securecart:resource", "a")],
         );
+        let unrelated = subnet("subnet-5", "10.0.64.0/24", &[]);
+        let f = meet(&[theirs.clone(), ours], "dev", &a, "us-east-1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.owner.as_deref(), Some("a"));
+        assert_eq!(f.raw.0.subnet_id(), Some("subnet-1"));
+        let Err(e) = meet(&[unrelated.clone(), theirs], "dev", &a, "us-east-1") else {
+            panic!("a foreign subnet in the way must be named");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("10.0.1.0/24 overlaps subnet-9 `legacy` (10.0.0.0/20) in vpc-1"),
+            "{e}"
+        );
+        assert!(meet(&[unrelated], "dev", &a, "us-east-1")
+            .unwrap()
+            .is_none());
     }
 
     #[test]

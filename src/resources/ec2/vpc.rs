@@ -3,21 +3,25 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName, VpcState};
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, Filter, ResourceType, Vpc as AwsVpc, VpcAttributeName, VpcState,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
+use super::{by_id, detach_gateway, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, ec2, parse, Error};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::typed::{Changed, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct Vpc;
 
 /// A VPC.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// IPv4 range of the VPC, /16 to /28. Changing it replaces the VPC.
     cidr_block: String,
     /// Resolve DNS through the Amazon-provided server.
@@ -32,33 +36,35 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Attrs {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attrs {
     name: String,
     cidr_block: String,
     enable_dns_support: bool,
     enable_dns_hostnames: bool,
 }
 
+/// A VPC as read, with what DescribeVpcs does not say: its DNS settings, and the region
+/// its ARN names.
+pub struct Read {
+    vpc: AwsVpc,
+    dns_support: bool,
+    dns_hostnames: bool,
+    region: String,
+}
+
 #[async_trait]
-impl Kind for Vpc {
-    fn name(&self) -> &'static str {
-        "vpc"
-    }
+impl Resource for Vpc {
+    const KIND: &'static str = "vpc";
+    const ATTRIBUTES: &'static [&'static str] = &["id", "cidr_block", "arn"];
+    const REPLACE_ON: &'static [&'static str] = &["cidr_block"];
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["id", "cidr_block", "arn"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    type Raw = Read;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, _cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, _cx: &CheckCx) -> Vec<Issue> {
         match common::parse_cidr(&f.cidr_block) {
             Err(e) => vec![Issue::new("cidr_block", e)],
             Ok(net) if !(16..=28).contains(&net.prefix_len()) => vec![Issue::new(
@@ -69,60 +75,61 @@ impl Kind for Vpc {
         }
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
-        Ok(json!(Attrs {
-            name: format!("{stack}-{id}"),
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
+        let a = Attrs {
+            name: format!("{}-{}", site.stack, site.id),
             cidr_block: f.cidr_block,
             enable_dns_support: f.enable_dns_support,
             enable_dns_hostnames: f.enable_dns_hostnames,
-        }))
+        };
+        Ok((a, ()))
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["cidr_block"]
-    }
-
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
-        let vpcs = aws
-            .ec2
-            .describe_vpcs()
-            .filters(ec2::stack_filter(stack))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeVpcs"))?;
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Read)>, Error> {
         let mut out = Vec::new();
-        for v in vpcs {
-            let Some(id) = ec2::owned_id(v.tags(), stack) else {
-                continue;
-            };
+        for (id, v) in tagged!(aws.ec2.describe_vpcs(), "DescribeVpcs", stack)? {
             let vpc_id = v.vpc_id().unwrap_or_default().to_string();
             // DNS settings have no batched form: one DescribeVpcAttribute per setting.
             let support = dns_attribute(aws, &vpc_id, VpcAttributeName::EnableDnsSupport).await?;
             let hostnames =
                 dns_attribute(aws, &vpc_id, VpcAttributeName::EnableDnsHostnames).await?;
-            let attrs = Attrs {
-                name: ec2::name_tag(v.tags()).unwrap_or_default(),
-                cidr_block: v.cidr_block().unwrap_or_default().to_string(),
-                enable_dns_support: support,
-                enable_dns_hostnames: hostnames,
-            };
-            out.push(live(
+            let region = aws.region.clone();
+            out.push((
                 id,
-                &vpc_id,
-                attrs,
-                &aws.region,
-                v.owner_id().unwrap_or_default(),
+                Read {
+                    vpc: v,
+                    dns_support: support,
+                    dns_hostnames: hostnames,
+                    region,
+                },
             ));
         }
         Ok(out)
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+    fn observe(&self, r: &Read) -> Observed<Attrs> {
+        let vpc_id = r.vpc.vpc_id().unwrap_or_default().to_string();
+        let attrs = Attrs {
+            name: ec2::name_tag(r.vpc.tags()).unwrap_or_default(),
+            cidr_block: r.vpc.cidr_block().unwrap_or_default().to_string(),
+            enable_dns_support: r.dns_support,
+            enable_dns_hostnames: r.dns_hostnames,
+        };
+        Observed {
+            outputs: vec![
+                ("id", json!(vpc_id)),
+                ("cidr_block", json!(attrs.cidr_block)),
+                (
+                    "arn",
+                    json!(super::arn(&r.region, r.vpc.owner_id(), "vpc", &vpc_id)),
+                ),
+            ],
+            physical_id: vpc_id,
+            attrs,
+        }
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, a: &Attrs, _: &()) -> Result<Read, Error> {
         let tags = common::tags(cx.stack, cx.id, &a.name);
         let out = aws
             .ec2
@@ -132,81 +139,57 @@ impl Kind for Vpc {
             .send()
             .await
             .map_err(aws_error("CreateVpc"))?;
-        let vpc = out
+        let vpc_id = out
             .vpc()
-            .ok_or_else(|| Error::Invalid("CreateVpc returned no VPC".into()))?;
-        let vpc_id = vpc.vpc_id().unwrap_or_default().to_string();
-        let owner = vpc.owner_id().unwrap_or_default().to_string();
-        common::wait_for(
+            .and_then(AwsVpc::vpc_id)
+            .ok_or_else(|| Error::Invalid("CreateVpc returned no VPC".into()))?
+            .to_string();
+        let vpc = common::wait_for(
             cx,
             "the VPC to be available",
             Duration::from_secs(300),
             || async {
-                let d = aws
-                    .ec2
-                    .describe_vpcs()
-                    .vpc_ids(&vpc_id)
-                    .send()
-                    .await
-                    .map_err(aws_error("DescribeVpcs"));
-                match d {
-                    // Just-created VPCs can be briefly invisible to Describe.
-                    Err(e) if ec2::not_found(e.code()) => Ok(None),
-                    Err(e) => Err(e),
-                    Ok(d) => Ok(d
-                        .vpcs()
-                        .first()
-                        .filter(|v| v.state() == Some(&VpcState::Available))
-                        .map(|_| ())),
-                }
+                // Just-created VPCs can be briefly invisible to Describe.
+                let vpc = by_id!(
+                    aws.ec2.describe_vpcs().vpc_ids(&vpc_id),
+                    "DescribeVpcs",
+                    vpcs
+                )?;
+                Ok(vpc.filter(|v| v.state() == Some(&VpcState::Available)))
             },
         )
         .await?;
-        set_dns(aws, &vpc_id, &a, true, true).await?;
-        Ok(live(cx.id.to_string(), &vpc_id, a, &aws.region, &owner))
+        set_dns(aws, &vpc_id, a, true, true).await?;
+        Ok(Read {
+            vpc,
+            dns_support: a.enable_dns_support,
+            dns_hostnames: a.enable_dns_hostnames,
+            region: aws.region.clone(),
+        })
     }
 
     async fn update(
         &self,
         aws: &Aws,
-        cx: &OpCx<'_>,
-        live_vpc: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let vpc_id = &live_vpc.physical_id;
-        let has = |f: &str| changed.iter().any(|c| c == f);
+        _cx: &OpCx<'_>,
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<Read>, Error> {
+        let vpc_id = &live.physical_id;
         set_dns(
             aws,
             vpc_id,
-            &a,
-            has("enable_dns_support"),
-            has("enable_dns_hostnames"),
+            a,
+            changed.has("enable_dns_support"),
+            changed.has("enable_dns_hostnames"),
         )
         .await?;
-        if has("name") {
-            aws.ec2
-                .create_tags()
-                .resources(vpc_id)
-                .tags(
-                    aws_sdk_ec2::types::Tag::builder()
-                        .key("Name")
-                        .value(&a.name)
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(aws_error("CreateTags"))?;
+        if changed.has("name") {
+            set_name_tag(aws, vpc_id, &a.name).await?;
         }
-        let owner = live_vpc
-            .outputs
-            .get("arn")
-            .and_then(Json::as_str)
-            .and_then(|s| s.split(':').nth(4))
-            .unwrap_or_default()
-            .to_string();
-        Ok(live(cx.id.to_string(), vpc_id, a, &aws.region, &owner))
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -238,7 +221,7 @@ async fn detach_stack_gateways(aws: &Aws, cx: &OpCx<'_>, vpc_id: &str) -> Result
         .describe_internet_gateways()
         .filters(ec2::stack_filter(cx.stack))
         .filters(
-            aws_sdk_ec2::types::Filter::builder()
+            Filter::builder()
                 .name("attachment.vpc-id")
                 .values(vpc_id)
                 .build(),
@@ -251,20 +234,7 @@ async fn detach_stack_gateways(aws: &Aws, cx: &OpCx<'_>, vpc_id: &str) -> Result
             continue;
         };
         cx.note(format!("detaching internet gateway {id} first"));
-        let r = aws
-            .ec2
-            .detach_internet_gateway()
-            .internet_gateway_id(id)
-            .vpc_id(vpc_id)
-            .send()
-            .await
-            .map_err(aws_error("DetachInternetGateway"));
-        match r {
-            Err(e) if ec2::not_found(e.code()) || e.is_code(&["Gateway.NotAttached"]) => {}
-            other => {
-                other?;
-            }
-        }
+        detach_gateway(aws, cx, id, vpc_id).await?;
     }
     Ok(())
 }
@@ -293,44 +263,79 @@ async fn set_dns(
     support: bool,
     hostnames: bool,
 ) -> Result<(), Error> {
-    let val = |b: bool| AttributeBooleanValue::builder().value(b).build();
-    if support {
-        aws.ec2
-            .modify_vpc_attribute()
-            .vpc_id(vpc_id)
-            .enable_dns_support(val(a.enable_dns_support))
-            .send()
-            .await
-            .map_err(aws_error("ModifyVpcAttribute"))?;
-    }
-    if hostnames {
-        aws.ec2
-            .modify_vpc_attribute()
-            .vpc_id(vpc_id)
-            .enable_dns_hostnames(val(a.enable_dns_hostnames))
-            .send()
-            .await
-            .map_err(aws_error("ModifyVpcAttribute"))?;
+    let val = |b: bool| Some(AttributeBooleanValue::builder().value(b).build());
+    for (set, support, hostnames) in [
+        (support, val(a.enable_dns_support), None),
+        (hostnames, None, val(a.enable_dns_hostnames)),
+    ] {
+        if set {
+            aws.ec2
+                .modify_vpc_attribute()
+                .vpc_id(vpc_id)
+                .set_enable_dns_support(support)
+                .set_enable_dns_hostnames(hostnames)
+                .send()
+                .await
+                .map_err(aws_error("ModifyVpcAttribute"))?;
+        }
     }
     Ok(())
 }
 
-fn live(id: String, vpc_id: &str, a: Attrs, region: &str, owner: &str) -> Live {
-    let outputs = [
-        ("id".to_string(), json!(vpc_id)),
-        ("cidr_block".to_string(), json!(a.cidr_block)),
-        (
-            "arn".to_string(),
-            json!(format!("arn:aws:ec2:{region}:{owner}:vpc/{vpc_id}")),
-        ),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: "vpc",
-        physical_id: vpc_id.to_string(),
-        attrs: json!(a),
-        outputs,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
+    use aws_sdk_ec2::types::Tag;
+
+    #[test]
+    fn desired_matches_the_shape_read_produces() {
+        let d = Typed(Vpc)
+            .desired(
+                "dev",
+                "main",
+                &json!({"cidr_block": "10.0.0.0/16", "enable_dns_hostnames": false}),
+            )
+            .unwrap();
+        let v = AwsVpc::builder()
+            .vpc_id("vpc-1")
+            .owner_id("123")
+            .cidr_block("10.0.0.0/16")
+            .tags(Tag::builder().key("Name").value("dev-main").build())
+            .build();
+        let r = Read {
+            vpc: v,
+            dns_support: true,
+            dns_hostnames: false,
+            region: "us-east-1".into(),
+        };
+        let o = Vpc.observe(&r);
+        assert_eq!(serde_json::to_value(&o.attrs).unwrap(), d);
+        assert_eq!(o.physical_id, "vpc-1");
+        assert_eq!(
+            o.outputs,
+            vec![
+                ("id", json!("vpc-1")),
+                ("cidr_block", json!("10.0.0.0/16")),
+                ("arn", json!("arn:aws:ec2:us-east-1:123:vpc/vpc-1")),
+            ]
+        );
+    }
+
+    #[test]
+    fn blocks_must_be_16_to_28() {
+        let p = crate::resources::testing::problems(
+            "name: t\nresources:\n  v: {type: vpc, cidr_block: 10.0.0.0/8}\n  w: {type: vpc, cidr_block: 10.0.0.1/16}\n",
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("v.cidr_block: a VPC block must be /16 to /28, not /8"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("w.cidr_block") && p[1].contains("host bits"),
+            "{p:?}"
+        );
     }
 }
