@@ -205,16 +205,11 @@ pub trait Resource: Send + Sync + 'static {
 
     /// Everything of this kind tagged for `stack`, as (blueprint id, what was read), with
     /// batched calls.
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error>;
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self>;
 
     /// The resource `desired` names, found by that name, with its owner by tag; only
     /// called when [`Resource::ADOPT`] is not `Never`.
-    async fn find(
-        &self,
-        _aws: &Aws,
-        _stack: &str,
-        _desired: &Self::Attrs,
-    ) -> Result<Option<Found<Self::Raw>>, Error> {
+    async fn find(&self, _aws: &Aws, _stack: &str, _desired: &Self::Attrs) -> Lookup<Self> {
         Ok(None)
     }
 
@@ -246,6 +241,12 @@ pub trait Resource: Send + Sync + 'static {
     /// Deletes and waits until it is gone (a resource already gone is success).
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error>;
 }
+
+/// What [`Resource::list`] returns: (blueprint id, what was read) for each resource.
+pub type Listed<R> = Result<Vec<(String, <R as Resource>::Raw)>, Error>;
+
+/// What [`Resource::find`] returns: the namesake found, if any.
+pub type Lookup<R> = Result<Option<Found<<R as Resource>::Raw>>, Error>;
 
 /// The adapter: any [`Resource`] as a [`Kind`]. The registry holds `&Typed(MyKind)`.
 pub struct Typed<R>(pub R);

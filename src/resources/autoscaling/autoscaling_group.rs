@@ -23,7 +23,9 @@ use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, Error};
 use crate::resources::elbv2::arn_suffix;
 use crate::resources::fields::{check_arn_ref, check_id_ref, has_ref, id_set, ref_key};
-use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+};
 use crate::resources::{Live, OpCx, TAG_STACK};
 
 pub struct AutoscalingGroup;
@@ -330,7 +332,7 @@ impl Resource for AutoscalingGroup {
         }
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let groups: Vec<AwsGroup> = aws
             .autoscaling
             .describe_auto_scaling_groups()
@@ -361,12 +363,7 @@ impl Resource for AutoscalingGroup {
             .await
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<Self::Raw>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let Some(g) = describe(aws, &a.name).await? else {
             return Ok(None);
         };

@@ -14,7 +14,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue, Resource as Declared};
 use crate::resources::common::{self, aws_error, ec2, Error};
 use crate::resources::fields::{check_id_ref, ref_key};
-use crate::resources::typed::{attrs_of, Changed, Observed, Resource, Site};
+use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
 pub struct InternetGateway;
@@ -73,7 +73,7 @@ impl Resource for InternetGateway {
         Ok((a, ()))
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, AwsIgw)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         tagged!(
             aws.ec2.describe_internet_gateways(),
             "DescribeInternetGateways",

@@ -16,7 +16,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue, Resource as Declared};
 use crate::resources::common::{self, aws_error, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
-use crate::resources::typed::{self, Changed, Observed, Resource, Site};
+use crate::resources::typed::{self, Changed, Listed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
 pub struct RouteTable;
@@ -233,7 +233,7 @@ impl Resource for RouteTable {
         Ok((a, ()))
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, AwsRouteTable)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         tagged!(
             aws.ec2.describe_route_tables(),
             "DescribeRouteTables",

@@ -14,7 +14,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, ec2, parse, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
-use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
 pub struct Subnet;
@@ -147,7 +147,7 @@ impl Resource for Subnet {
         format!("a subnet with range {} in {}", a.cidr_block, a.vpc)
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let subnets = tagged!(aws.ec2.describe_subnets(), "DescribeSubnets", stack)?;
         Ok(subnets
             .into_iter()
@@ -157,12 +157,7 @@ impl Resource for Subnet {
 
     /// After a CIDR conflict: the subnets of the VPC, for this stack's subnet of the range
     /// or, failing that, what is in the way.
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<Self::Raw>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let out = aws
             .ec2
             .describe_subnets()

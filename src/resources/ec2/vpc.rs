@@ -13,7 +13,7 @@ use super::{by_id, detach_gateway, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, ec2, Error};
-use crate::resources::typed::{Changed, Observed, Resource, Site};
+use crate::resources::typed::{Changed, Listed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
 pub struct Vpc;
@@ -85,7 +85,7 @@ impl Resource for Vpc {
         Ok((a, ()))
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Read)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let mut out = Vec::new();
         for (id, v) in tagged!(aws.ec2.describe_vpcs(), "DescribeVpcs", stack)? {
             let vpc_id = v.vpc_id().unwrap_or_default().to_string();

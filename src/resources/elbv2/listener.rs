@@ -15,7 +15,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, Error};
 use crate::resources::fields::check_arn_ref;
-use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
 pub struct Listener;
@@ -200,7 +200,7 @@ impl Resource for Listener {
         )
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, AwsListener)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let lbs = stack_load_balancers(aws, stack).await?;
         // DescribeListeners takes one load balancer per call.
         let listeners: Vec<Vec<AwsListener>> = futures::stream::iter(lbs)
@@ -217,12 +217,7 @@ impl Resource for Listener {
         elbv2::owned(aws, stack, listeners, AwsListener::listener_arn).await
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<AwsListener>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let existing = listeners_of(aws, &a.load_balancer).await?;
         let Some(l) = existing.into_iter().find(|l| l.port() == Some(a.port)) else {
             return Ok(None);

@@ -17,7 +17,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, Error};
 use crate::resources::fields::{check_id_ref, id_set, ref_key};
-use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx, Payload};
 
 pub struct LoadBalancer;
@@ -152,7 +152,7 @@ impl Resource for LoadBalancer {
         )]
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let lbs = stack_load_balancers(aws, stack).await?;
         // Deleted between the two calls: left out.
         elbv2::with_each(lbs, AwsLb::load_balancer_arn, lb_gone, |arn| async move {
@@ -161,12 +161,7 @@ impl Resource for LoadBalancer {
         .await
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<Self::Raw>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let by_name = aws.elbv2.describe_load_balancers().names(&a.name);
         let Some(mut lb) = elbv2::one_lb(by_name).await? else {
             return Ok(None);

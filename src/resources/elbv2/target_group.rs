@@ -15,7 +15,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, Error};
 use crate::resources::fields::check_id_ref;
-use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
 pub struct TargetGroup;
@@ -272,7 +272,7 @@ impl Resource for TargetGroup {
         vec![("target group name".into(), elb_name(stack, id))]
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let all: Vec<AwsTg> = aws
             .elbv2
             .describe_target_groups()
@@ -290,12 +290,7 @@ impl Resource for TargetGroup {
         .await
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<Self::Raw>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let r = aws
             .elbv2
             .describe_target_groups()

@@ -9,7 +9,7 @@ use serde_json::{json, Value as Json};
 use super as events;
 use crate::aws::Aws;
 use crate::resources::common::{self, aws_error, Error};
-use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
 pub struct EventBus;
@@ -55,7 +55,7 @@ impl Resource for EventBus {
         format!("an event bus named `{}`", a.name)
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, AwsBus)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let buses = events::stack_buses(aws, stack).await?;
         let found: Vec<Option<(String, AwsBus)>> = futures::stream::iter(buses)
             .map(|b| async move {
@@ -71,12 +71,7 @@ impl Resource for EventBus {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<AwsBus>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let d = match aws
             .events
             .describe_event_bus()

@@ -15,7 +15,9 @@ use crate::blueprint::refs::{self, Piece, Ref};
 use crate::blueprint::{self, CheckCx, Issue};
 use crate::resources::common::{self, aws_error, Error};
 use crate::resources::iam::{self, Grants};
-use crate::resources::typed::{self, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{
+    self, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct EventRule;
@@ -303,7 +305,7 @@ impl Resource for EventRule {
         format!("an EventBridge rule named `{}` on bus `{}`", a.name, a.bus)
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         // Rules live on a bus: the default one, or one of the stack's own.
         let mut buses = vec![DEFAULT_BUS.to_string()];
         buses.extend(
@@ -337,12 +339,7 @@ impl Resource for EventRule {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<Self::Raw>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let Some(rule) = describe_rule(aws, &a.name, &a.bus).await? else {
             return Ok(None);
         };

@@ -10,7 +10,9 @@ use serde_json::{json, Value as Json};
 use super::*;
 use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
-use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct IamRole;
@@ -261,7 +263,7 @@ impl Resource for IamRole {
         format!("an IAM role named `{}`", a.name)
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, RoleRead)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let path = stack_path(stack);
         let roles = list_roles(aws, &path).await?;
         // Tags, attached and inline policies have no batched form: calls per role.
@@ -286,12 +288,7 @@ impl Resource for IamRole {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<RoleRead>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let tags = role_tags(aws, &a.name).await?.unwrap_or_default();
         let Some(role) = get_role(aws, &a.name).await? else {
             return Ok(None);

@@ -28,7 +28,9 @@ use crate::blueprint::{files, CheckCx, Inlined, Issue};
 use crate::resources::common::{self, aws_error, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
-use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct LambdaFunction;
@@ -663,7 +665,7 @@ impl Resource for LambdaFunction {
         format!("a Lambda function named `{}`", a.name)
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let prefix = format!("{stack}-");
         let functions = aws
             .lambda
@@ -701,12 +703,7 @@ impl Resource for LambdaFunction {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<Self::Raw>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let Some(f) = get_configuration(aws, &a.name).await? else {
             return Ok(None);
         };

@@ -13,7 +13,7 @@ use super as logs;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, owned_id, Error};
-use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
 pub struct LogGroupKind;
@@ -149,7 +149,7 @@ impl Resource for LogGroupKind {
         Ok((a, ()))
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let mut groups = Vec::new();
         for for_service in [None, Some(LogsFor::StepFunctions)] {
             let found = aws
@@ -181,12 +181,7 @@ impl Resource for LogGroupKind {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<Self::Raw>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let Some(g) = describe(aws, &a.name).await? else {
             return Ok(None);
         };

@@ -32,7 +32,9 @@ use crate::blueprint::{self, files, CheckCx, FileSource, Inlined, Issue, Problem
 use crate::resources::common::{self, aws_error, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
-use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct StateMachine;
@@ -714,7 +716,7 @@ impl Resource for StateMachine {
         out
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Machine)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let prefix = format!("{stack}-");
         let machines = aws
             .sfn
@@ -748,12 +750,7 @@ impl Resource for StateMachine {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<Machine>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let account = aws.account_id().await?;
         let arn = format!(
             "arn:{}:states:{}:{account}:stateMachine:{}",

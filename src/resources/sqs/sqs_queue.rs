@@ -16,7 +16,9 @@ use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, Error};
-use crate::resources::typed::{self, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{
+    self, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct SqsQueue;
@@ -317,7 +319,7 @@ impl Resource for SqsQueue {
         format!("an SQS queue named `{}`", a.name)
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Queue)>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let urls = aws
             .sqs
             .list_queues()
@@ -348,7 +350,7 @@ impl Resource for SqsQueue {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Result<Option<Found<Queue>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let Some(url) = sqs::queue_url(aws, &a.name).await? else {
             return Ok(None);
         };
