@@ -45,7 +45,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &ec2::subnet::Subnet,
     &ec2::internet_gateway::InternetGateway,
     &ec2::route_table::RouteTable,
-    &ec2::security_group::SecurityGroup,
+    &Typed(ec2::security_group::SecurityGroup),
     &sqs::sqs_queue::SqsQueue,
     &events::event_bus::EventBus,
     &events::event_rule::EventRule,
