@@ -53,7 +53,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &Typed(logs::log_group::LogGroupKind),
     &lambda::lambda_function::LambdaFunction,
     &sfn::state_machine::StateMachine,
-    &ec2::launch_template::LaunchTemplate,
+    &Typed(ec2::launch_template::LaunchTemplate),
     &elbv2::load_balancer::LoadBalancer,
     &elbv2::target_group::TargetGroup,
     &elbv2::listener::Listener,
