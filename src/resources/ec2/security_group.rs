@@ -92,7 +92,7 @@ struct RuleField {
 /// A rule as planned and as read: one peer per rule, canonical protocol ("-1" for all),
 /// ports only where they mean something, so AWS's grouping and order never show as a
 /// change.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Rule {
     protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -408,12 +408,8 @@ fn default_description(id: &str) -> String {
 fn default_egress() -> Vec<Rule> {
     vec![Rule {
         protocol: "-1".into(),
-        from_port: None,
-        to_port: None,
         cidr: Some("0.0.0.0/0".into()),
-        source_security_group: None,
-        prefix_list: None,
-        description: None,
+        ..Rule::default()
     }]
 }
 
@@ -752,17 +748,22 @@ enum Call {
     Describe,
 }
 
-/// Sends one rules call (`$op`, named `$name` in errors) for `$perms` of group `$group`.
-macro_rules! rules_call {
-    ($aws:expr, $op:ident, $name:literal, $group:expr, $perms:expr) => {
-        $aws.ec2
-            .$op()
-            .group_id($group)
-            .set_ip_permissions(Some($perms))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(aws_error($name))
+/// Picks the call for `$which` among `pattern => operation "OperationName"` arms and sends
+/// it for `$perms` of group `$group`: the six calls take the same input.
+macro_rules! send_rules {
+    ($aws:expr, $group:expr, $perms:expr, $which:expr,
+     $($pat:pat => $op:ident $name:literal),+ $(,)?) => {
+        match $which {
+            $($pat => $aws
+                .ec2
+                .$op()
+                .group_id($group)
+                .set_ip_permissions(Some($perms))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error($name)),)+
+        }
     };
 }
 
@@ -796,49 +797,13 @@ impl Direction {
         perms: Vec<IpPermission>,
     ) -> Result<(), Error> {
         use Direction::{Egress, Ingress};
-        match (call, self) {
-            (Call::Authorize, Ingress) => rules_call!(
-                aws,
-                authorize_security_group_ingress,
-                "AuthorizeSecurityGroupIngress",
-                group_id,
-                perms
-            ),
-            (Call::Authorize, Egress) => rules_call!(
-                aws,
-                authorize_security_group_egress,
-                "AuthorizeSecurityGroupEgress",
-                group_id,
-                perms
-            ),
-            (Call::Revoke, Ingress) => rules_call!(
-                aws,
-                revoke_security_group_ingress,
-                "RevokeSecurityGroupIngress",
-                group_id,
-                perms
-            ),
-            (Call::Revoke, Egress) => rules_call!(
-                aws,
-                revoke_security_group_egress,
-                "RevokeSecurityGroupEgress",
-                group_id,
-                perms
-            ),
-            (Call::Describe, Ingress) => rules_call!(
-                aws,
-                update_security_group_rule_descriptions_ingress,
-                "UpdateSecurityGroupRuleDescriptionsIngress",
-                group_id,
-                perms
-            ),
-            (Call::Describe, Egress) => rules_call!(
-                aws,
-                update_security_group_rule_descriptions_egress,
-                "UpdateSecurityGroupRuleDescriptionsEgress",
-                group_id,
-                perms
-            ),
+        send_rules! { aws, group_id, perms, (call, self),
+            (Call::Authorize, Ingress) => authorize_security_group_ingress "AuthorizeSecurityGroupIngress",
+            (Call::Authorize, Egress) => authorize_security_group_egress "AuthorizeSecurityGroupEgress",
+            (Call::Revoke, Ingress) => revoke_security_group_ingress "RevokeSecurityGroupIngress",
+            (Call::Revoke, Egress) => revoke_security_group_egress "RevokeSecurityGroupEgress",
+            (Call::Describe, Ingress) => update_security_group_rule_descriptions_ingress "UpdateSecurityGroupRuleDescriptionsIngress",
+            (Call::Describe, Egress) => update_security_group_rule_descriptions_egress "UpdateSecurityGroupRuleDescriptionsEgress",
         }
     }
 }
@@ -1289,9 +1254,8 @@ resources:
             from_port: Some(22),
             to_port: Some(22),
             cidr: Some("::/0".into()),
-            source_security_group: None,
-            prefix_list: None,
             description: Some("x".into()),
+            ..Rule::default()
         };
         let p = permission(&r.key(), "sg-1");
         assert_eq!(p.ipv6_ranges()[0].cidr_ipv6(), Some("::/0"));
@@ -1349,20 +1313,13 @@ resources:
         )
         .await;
         assert!(r.is_ok(), "{r:?}");
-        let notes = notes.into_inner().unwrap();
-        assert_eq!(notes.len(), 2);
+        let seen = notes.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
         assert!(
-            notes[0].contains("sg-1 is still in use (by eni-1: AWS Lambda VPC ENI"),
-            "{notes:?}"
+            seen[0].contains("sg-1 is still in use (by eni-1: AWS Lambda VPC ENI"),
+            "{seen:?}"
         );
 
-        let quiet = |_: String| {};
-        let cx = OpCx {
-            stack: "dev",
-            id: "web",
-            payload: &crate::resources::Payload::default(),
-            progress: &quiet,
-        };
         let always = || async { Err(dependency("in use")) };
         let err = retry_while_held(
             &cx,
