@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use aws_sdk_ec2::types::{
     InstanceType, LaunchTemplate as AwsTemplate, LaunchTemplateHttpTokensState,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
-    LaunchTemplateInstanceNetworkInterfaceSpecificationRequest, RequestLaunchTemplateData,
-    ResourceType, ResponseLaunchTemplateData,
+    LaunchTemplateInstanceNetworkInterfaceSpecificationRequest, LaunchTemplateVersion,
+    RequestLaunchTemplateData, ResourceType, ResponseLaunchTemplateData,
 };
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -29,8 +29,6 @@ pub struct LaunchTemplate;
 
 /// The Amazon Linux 2023 AMI of the region, as AWS publishes it in SSM.
 pub const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
-const IMDS_BASELINE: &str = "security baseline CKV_AWS_79 / EC2.170";
-const PUBLIC_IP_BASELINE: &str = "security baseline CKV_AWS_88 / EC2.25";
 /// AWS limit on user data, before base64.
 const USER_DATA_MAX: usize = files::USER_DATA_MAX;
 /// Where the version description records the image as the blueprint named it.
@@ -203,12 +201,12 @@ impl Resource for LaunchTemplate {
             ));
         }
         issues.extend(user_data_secret_warnings(id, f, cx));
-        if !f.require_imdsv2 {
-            issues.push(Issue::new("require_imdsv2", imds_warning()).warning());
-        }
-        if f.associate_public_ip_address {
-            issues.push(Issue::new("associate_public_ip_address", public_ip_warning()).warning());
-        }
+        let weakened = baseline(f.require_imdsv2, f.associate_public_ip_address);
+        issues.extend(
+            weakened
+                .into_iter()
+                .map(|(p, m)| Issue::new(p, m).warning()),
+        );
         issues
     }
 
@@ -272,14 +270,8 @@ impl Resource for LaunchTemplate {
     }
 
     fn warnings(&self, a: &Attrs) -> Vec<String> {
-        let mut w = Vec::new();
-        if !a.require_imdsv2 {
-            w.push(imds_warning());
-        }
-        if a.associate_public_ip_address {
-            w.push(public_ip_warning());
-        }
-        w
+        let weakened = baseline(a.require_imdsv2, a.associate_public_ip_address);
+        weakened.into_iter().map(|(_, m)| m.to_string()).collect()
     }
 
     async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Read)>, Error> {
@@ -446,14 +438,21 @@ impl Resource for LaunchTemplate {
     }
 }
 
-fn imds_warning() -> String {
-    format!("require_imdsv2 is off: instances accept IMDSv1 metadata requests — {IMDS_BASELINE}")
-}
+const IMDS_V1: &str = "require_imdsv2 is off: instances accept IMDSv1 metadata requests — \
+    security baseline CKV_AWS_79 / EC2.170";
+const PUBLIC_IP: &str = "associate_public_ip_address is on: instances get public IPv4 addresses \
+    — security baseline CKV_AWS_88 / EC2.25";
 
-fn public_ip_warning() -> String {
-    format!(
-        "associate_public_ip_address is on: instances get public IPv4 addresses — {PUBLIC_IP_BASELINE}"
-    )
+/// The security-baseline findings of the two settings, by field: the blueprint's check
+/// and the plan's warnings say the same.
+fn baseline(require_imdsv2: bool, public_ip: bool) -> Vec<(&'static str, &'static str)> {
+    [
+        (!require_imdsv2, "require_imdsv2", IMDS_V1),
+        (public_ip, "associate_public_ip_address", PUBLIC_IP),
+    ]
+    .into_iter()
+    .filter_map(|(weak, field, msg)| weak.then_some((field, msg)))
+    .collect()
 }
 
 fn gone(e: &Error) -> bool {
@@ -685,13 +684,7 @@ async fn request_data(
     Ok((data, image_id))
 }
 
-struct Version {
-    number: i64,
-    description: Option<String>,
-    data: ResponseLaunchTemplateData,
-}
-
-async fn latest(aws: &Aws, lt_id: &str) -> Result<Option<Version>, Error> {
+async fn latest(aws: &Aws, lt_id: &str) -> Result<Option<LaunchTemplateVersion>, Error> {
     let out = aws
         .ec2
         .describe_launch_template_versions()
@@ -700,25 +693,19 @@ async fn latest(aws: &Aws, lt_id: &str) -> Result<Option<Version>, Error> {
         .send()
         .await
         .map_err(aws_error("DescribeLaunchTemplateVersions"))?;
-    Ok(out.launch_template_versions().first().map(|v| Version {
-        number: v.version_number().unwrap_or_default(),
-        description: v.version_description().map(str::to_string),
-        data: v
-            .launch_template_data()
-            .cloned()
-            .unwrap_or_else(|| ResponseLaunchTemplateData::builder().build()),
-    }))
+    Ok(out.launch_template_versions().first().cloned())
 }
 
 /// What reading a template and its latest version found, in the kind's terms.
-fn read_of(t: &AwsTemplate, v: &Version) -> Read {
-    let d = &v.data;
+fn read_of(t: &AwsTemplate, v: &LaunchTemplateVersion) -> Read {
+    let none = ResponseLaunchTemplateData::builder().build();
+    let d = v.launch_template_data().unwrap_or(&none);
+    let number = v.version_number().unwrap_or_default();
     let image_id = d.image_id().unwrap_or_default().to_string();
     // The image as the blueprint named it, recorded when the version was made; an AMI
     // changed outside securecart shows as itself.
     let noted = v
-        .description
-        .as_deref()
+        .version_description()
         .and_then(|s| s.strip_prefix(IMAGE_NOTE))
         .filter(|n| n.starts_with("ssm:") || *n == image_id);
     let nic = d
@@ -757,8 +744,8 @@ fn read_of(t: &AwsTemplate, v: &Version) -> Read {
     Read {
         id: t.launch_template_id().unwrap_or_default().to_string(),
         name: attrs.name.clone(),
-        latest: v.number,
-        default: t.default_version_number().unwrap_or(v.number),
+        latest: number,
+        default: t.default_version_number().unwrap_or(number),
         image_id,
         attrs,
     }
@@ -938,20 +925,17 @@ resources:
                     .build(),
             )
             .build();
-        let v = Version {
-            number: 3,
-            description: Some(format!("{IMAGE_NOTE}ssm:{AL2023}")),
-            data,
-        };
+        let mut v = LaunchTemplateVersion::builder()
+            .version_number(3)
+            .version_description(format!("{IMAGE_NOTE}ssm:{AL2023}"))
+            .launch_template_data(data)
+            .build();
         let o = LaunchTemplate.observe(&read_of(&t, &v));
         assert_eq!(d, json!(o.attrs));
         assert!(o.outputs.contains(&("latest_version", json!(3))));
         assert!(o.outputs.contains(&("image_id", json!("ami-0123"))));
         // An AMI set outside securecart is seen as itself.
-        let v = Version {
-            description: Some(format!("{IMAGE_NOTE}ami-0999")),
-            ..v
-        };
+        v.version_description = Some(format!("{IMAGE_NOTE}ami-0999"));
         assert_eq!(read_of(&t, &v).attrs.image, "ami-0123");
     }
 }
