@@ -2,16 +2,15 @@
 //! security groups and metadata settings Auto Scaling launches instances with. A change
 //! is a new template version (made the default), never a replacement.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{LazyLock, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
     InstanceType, LaunchTemplate as AwsTemplate, LaunchTemplateHttpTokensState,
     LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
-    LaunchTemplateInstanceNetworkInterfaceSpecificationRequest, RequestLaunchTemplateData,
-    ResourceType, ResponseLaunchTemplateData,
+    LaunchTemplateInstanceNetworkInterfaceSpecificationRequest, LaunchTemplateVersion,
+    RequestLaunchTemplateData, ResourceType, ResponseLaunchTemplateData,
 };
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -21,17 +20,15 @@ use sha2::{Digest, Sha256};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
-use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::resources::common::{self, aws_error, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, id_set};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct LaunchTemplate;
 
-const KIND: &str = "launch_template";
 /// The Amazon Linux 2023 AMI of the region, as AWS publishes it in SSM.
 pub const AL2023: &str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
-const IMDS_BASELINE: &str = "security baseline CKV_AWS_79 / EC2.170";
-const PUBLIC_IP_BASELINE: &str = "security baseline CKV_AWS_88 / EC2.25";
 /// AWS limit on user data, before base64.
 const USER_DATA_MAX: usize = files::USER_DATA_MAX;
 /// Where the version description records the image as the blueprint named it.
@@ -40,7 +37,7 @@ const IMAGE_NOTE: &str = "securecart image=";
 /// A launch template for the instances of an Auto Scaling group.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// The AMI: an id (`ami-…`), or the path of an SSM parameter holding one, resolved
     /// when apply creates a template version (default: Amazon Linux 2023,
     /// `/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64`). A newer
@@ -89,7 +86,7 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     /// `ami-…`, or `ssm:/path` for an AMI from an SSM parameter.
     image: String,
@@ -100,35 +97,48 @@ struct Attrs {
     associate_public_ip_address: bool,
 }
 
-/// User data texts by SHA-256: attributes carry the hash, create and update need the
-/// text. Filled by [`Kind::desired_in`], which the executor runs right before them.
-static USER_DATA: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
+/// A template as read, or as a create or update just made it: ids, version numbers, the
+/// AMI its latest version launches and that version's settings as attributes.
+pub struct Read {
+    id: String,
+    name: String,
+    latest: i64,
+    default: i64,
+    image_id: String,
+    attrs: Attrs,
+}
 
 #[async_trait]
-impl Kind for LaunchTemplate {
-    fn name(&self) -> &'static str {
-        KIND
-    }
+impl Resource for LaunchTemplate {
+    const KIND: &'static str = "launch_template";
+    const ATTRIBUTES: &'static [&'static str] = &[
+        "id",
+        "name",
+        "latest_version",
+        "default_version",
+        "image_id",
+    ];
+    const REPLACE_ON: &'static [&'static str] = &["name"];
+    const VOLATILE_OUTPUTS: &'static [&'static str] =
+        &["latest_version", "default_version", "image_id"];
+    const DERIVED: &'static [(&'static str, &'static [&'static str])] = &[(
+        "user_data_sha256",
+        &["user_data", "user_data_file", "user_data_vars"],
+    )];
+    // Names are unique per account and region: a copy made first takes the other name.
+    const CREATE_BEFORE_DELETE: bool = true;
+    const UNIQUE_NAME: Option<(&'static str, usize)> = Some(("name", 128));
+    // A re-run after an interrupted apply: our own template is brought up to date with a
+    // new version; anyone else's is left alone.
+    const ADOPT: Adopt = Adopt::OnCodes(&["InvalidLaunchTemplateName.AlreadyExistsException"]);
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &[
-            "id",
-            "name",
-            "latest_version",
-            "default_version",
-            "image_id",
-        ]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    /// The user data script as sent (the attributes carry only its SHA-256).
+    type Payload = Option<String>;
+    type Raw = Read;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         if !has_ref(&f.image) {
             if let Err(e) = image_attr(&f.image) {
@@ -190,13 +200,13 @@ impl Kind for LaunchTemplate {
                 "sg-",
             ));
         }
-        issues.extend(user_data_secret_warnings(id, &f, cx));
-        if !f.require_imdsv2 {
-            issues.push(Issue::new("require_imdsv2", imds_warning()).warning());
-        }
-        if f.associate_public_ip_address {
-            issues.push(Issue::new("associate_public_ip_address", public_ip_warning()).warning());
-        }
+        issues.extend(user_data_secret_warnings(id, f, cx));
+        let weakened = baseline(f.require_imdsv2, f.associate_public_ip_address);
+        issues.extend(
+            weakened
+                .into_iter()
+                .map(|(p, m)| Issue::new(p, m).warning()),
+        );
         issues
     }
 
@@ -215,101 +225,56 @@ impl Kind for LaunchTemplate {
         Inlined::default()
     }
 
-    fn desired_in(
-        &self,
-        stack: &str,
-        id: &str,
-        config: &Json,
-        dir: &Path,
-    ) -> Result<crate::resources::Desired, String> {
-        let attrs = (|| -> Result<Json, String> {
-            let f: Fields = parse(config).map_err(|i| i.message)?;
-            let image = if common::unknown(&f.image) {
-                f.image.clone()
-            } else {
-                image_attr(&f.image)?
-            };
-            let script = match (&f.user_data, &f.user_data_file) {
-                (Some(u), _) => Some(u.clone()),
-                (None, Some(file)) => Some(
-                    read_user_data_file(dir, file).map_err(|e| format!("user_data_file: {e}"))?,
-                ),
-                (None, None) => None,
-            };
-            let user_data_sha256 = match script {
-                None => None,
-                Some(s) if common::unknown(&s) => Some(UNKNOWN.to_string()),
-                Some(s) => match with_vars(&s, &f.user_data_vars)? {
-                    None => Some(UNKNOWN.to_string()),
-                    Some(text) => {
-                        if text.len() > USER_DATA_MAX {
-                            return Err(format!(
-                                "the user data is {} bytes, more than AWS takes ({USER_DATA_MAX})",
-                                text.len()
-                            ));
-                        }
-                        let sha = sha256(text.as_bytes());
-                        USER_DATA
-                            .lock()
-                            .expect("user data cache")
-                            .insert(sha.clone(), text);
-                        Some(sha)
-                    }
-                },
-            };
-            Ok(json!(Attrs {
-                name: template_name(stack, id),
-                image,
-                instance_type: f.instance_type,
-                user_data_sha256,
-                security_groups: id_set(f.security_groups),
-                require_imdsv2: f.require_imdsv2,
-                associate_public_ip_address: f.associate_public_ip_address,
-            }))
-        })()?;
-        Ok(crate::resources::Desired::plain(attrs))
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, Option<String>), String> {
+        let image = if common::unknown(&f.image) {
+            f.image.clone()
+        } else {
+            image_attr(&f.image)?
+        };
+        let script = match (&f.user_data, &f.user_data_file) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(file)) => Some(
+                read_user_data_file(site.dir, file).map_err(|e| format!("user_data_file: {e}"))?,
+            ),
+            (None, None) => None,
+        };
+        let text = match &script {
+            Some(s) if !common::unknown(s) => with_vars(s, &f.user_data_vars)?,
+            _ => None,
+        };
+        if let Some(t) = text.as_ref().filter(|t| t.len() > USER_DATA_MAX) {
+            return Err(format!(
+                "the user data is {} bytes, more than AWS takes ({USER_DATA_MAX})",
+                t.len()
+            ));
+        }
+        let user_data_sha256 = match (&script, &text) {
+            (None, _) => None,
+            (Some(_), Some(t)) => Some(sha256(t.as_bytes())),
+            (Some(_), None) => Some(UNKNOWN.to_string()),
+        };
+        let a = Attrs {
+            name: template_name(site.stack, site.id),
+            image,
+            instance_type: f.instance_type,
+            user_data_sha256,
+            security_groups: id_set(f.security_groups),
+            require_imdsv2: f.require_imdsv2,
+            associate_public_ip_address: f.associate_public_ip_address,
+        };
+        Ok((a, text))
     }
 
-    fn volatile_outputs(&self) -> &'static [&'static str] {
-        &["latest_version", "default_version", "image_id"]
-    }
-
-    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+    fn physical_names(&self, stack: &str, id: &str, _: &Fields) -> Vec<(String, String)> {
         vec![("launch template name".into(), template_name(stack, id))]
     }
 
-    fn derived_attributes(&self) -> &'static [(&'static str, &'static [&'static str])] {
-        &[(
-            "user_data_sha256",
-            &["user_data", "user_data_file", "user_data_vars"],
-        )]
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
+        let weakened = baseline(a.require_imdsv2, a.associate_public_ip_address);
+        weakened.into_iter().map(|(_, m)| m.to_string()).collect()
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["name"]
-    }
-
-    // Names are unique per account and region: a copy made first takes the other name.
-    fn create_before_delete(&self) -> bool {
-        true
-    }
-
-    fn unique_name(&self) -> Option<(&'static str, usize)> {
-        Some(("name", 128))
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
-        let mut w = Vec::new();
-        if desired.get("require_imdsv2") == Some(&Json::Bool(false)) {
-            w.push(imds_warning());
-        }
-        if desired.get("associate_public_ip_address") == Some(&Json::Bool(true)) {
-            w.push(public_ip_warning());
-        }
-        w
-    }
-
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Read)>, Error> {
         let templates = aws
             .ec2
             .describe_launch_templates()
@@ -326,91 +291,100 @@ impl Kind for LaunchTemplate {
             .collect();
         // Template data has no batched form for chosen templates: one
         // DescribeLaunchTemplateVersions ($Latest) each.
-        let mut out: Vec<Live> = futures::stream::iter(ours)
+        let found: Vec<Option<(String, Read)>> = futures::stream::iter(ours)
             .map(|(id, t)| async move {
-                let lt_id = t.launch_template_id().unwrap_or_default();
-                match latest(aws, lt_id).await {
-                    Ok(Some(v)) => Ok(Some(live(id, &t, &v))),
-                    Ok(None) => Ok(None),
+                match latest(aws, t.launch_template_id().unwrap_or_default()).await {
+                    Ok(v) => Ok(v.map(|v| (id, read_of(&t, &v)))),
                     Err(e) if gone(&e) => Ok(None),
                     Err(e) => Err(e),
                 }
             })
             .buffer_unordered(8)
-            .try_collect::<Vec<_>>()
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        out.sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
-        Ok(out)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let (data, image_id) = request_data(aws, cx, &a).await?;
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Result<Option<Found<Read>>, Error> {
+        let found = aws
+            .ec2
+            .describe_launch_templates()
+            .launch_template_names(&a.name)
+            .send()
+            .await
+            .map_err(aws_error("DescribeLaunchTemplates"))?;
+        let Some(t) = found.launch_templates().first() else {
+            return Ok(None);
+        };
+        let v = latest(aws, t.launch_template_id().unwrap_or_default())
+            .await?
+            .ok_or_else(|| Error::Invalid("the launch template has no version".into()))?;
+        Ok(Some(Found {
+            owner: ec2::owned_id(t.tags(), stack),
+            raw: read_of(t, &v),
+        }))
+    }
+
+    fn observe(&self, r: &Read) -> Observed<Attrs> {
+        Observed {
+            physical_id: r.id.clone(),
+            attrs: r.attrs.clone(),
+            outputs: vec![
+                ("id", json!(r.id)),
+                ("name", json!(r.name)),
+                ("latest_version", json!(r.latest)),
+                ("default_version", json!(r.default)),
+                ("image_id", json!(r.image_id)),
+            ],
+        }
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        user_data: &Option<String>,
+    ) -> Result<Read, Error> {
+        let (data, image_id) = request_data(aws, cx, a, user_data).await?;
         let tags = common::tags(cx.stack, cx.id, &a.name);
-        let created = aws
+        let out = aws
             .ec2
             .create_launch_template()
             .launch_template_name(&a.name)
-            .client_token(common::client_token(cx.stack, cx.id, desired))
+            .client_token(common::client_token(cx.stack, cx.id, &json!(a)))
             .version_description(format!("{IMAGE_NOTE}{}", a.image))
             .launch_template_data(data)
             .tag_specifications(ec2::tag_spec(ResourceType::LaunchTemplate, &tags))
             .send()
             .await
-            .map_err(aws_error("CreateLaunchTemplate"));
-        match created {
-            Ok(out) => {
-                let t = out.launch_template().ok_or_else(|| {
-                    Error::Invalid("CreateLaunchTemplate returned no template".into())
-                })?;
-                let version = t.latest_version_number().unwrap_or(1);
-                let mut l = outputs_live(cx.id, t, version, version, &image_id);
-                l.attrs = json!(a);
-                Ok(l)
-            }
-            // A re-run after an interrupted apply: our own template is brought up to
-            // date with a new version; anyone else's is left alone.
-            Err(e) if e.is_code(&["InvalidLaunchTemplateName.AlreadyExistsException"]) => {
-                let found = aws
-                    .ec2
-                    .describe_launch_templates()
-                    .launch_template_names(&a.name)
-                    .send()
-                    .await
-                    .map_err(aws_error("DescribeLaunchTemplates"))?;
-                let t = found.launch_templates().first().cloned().ok_or(e)?;
-                if ec2::owned_id(t.tags(), cx.stack).as_deref() != Some(cx.id) {
-                    return Err(common::name_taken("a launch template", &a.name, cx));
-                }
-                cx.note("found the launch template an earlier run created");
-                let v = latest(aws, t.launch_template_id().unwrap_or_default())
-                    .await?
-                    .ok_or_else(|| Error::Invalid("the launch template has no version".into()))?;
-                let now = live(cx.id.to_string(), &t, &v);
-                let changed = crate::diff::changed_attributes(desired, &now.attrs);
-                if changed.is_empty() {
-                    return Ok(now);
-                }
-                self.update(aws, cx, &now, desired, &changed).await
-            }
-            Err(e) => Err(e),
-        }
+            .map_err(aws_error("CreateLaunchTemplate"))?;
+        let t = out
+            .launch_template()
+            .ok_or_else(|| Error::Invalid("CreateLaunchTemplate returned no template".into()))?;
+        let version = t.latest_version_number().unwrap_or(1);
+        Ok(Read {
+            id: t.launch_template_id().unwrap_or_default().to_string(),
+            name: t.launch_template_name().unwrap_or_default().to_string(),
+            latest: version,
+            default: version,
+            image_id,
+            attrs: a.clone(),
+        })
     }
 
+    /// Every change is a new version, made the default.
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_lt: &Live,
-        desired: &Json,
-        _changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let (data, image_id) = request_data(aws, cx, &a).await?;
-        let lt_id = &live_lt.physical_id;
+        live: &Live,
+        a: &Attrs,
+        user_data: &Option<String>,
+        _: Changed<'_>,
+    ) -> Result<Option<Read>, Error> {
+        let (data, image_id) = request_data(aws, cx, a, user_data).await?;
+        let lt_id = &live.physical_id;
         let out = aws
             .ec2
             .create_launch_template_version()
@@ -418,7 +392,7 @@ impl Kind for LaunchTemplate {
             .client_token(common::client_token(
                 cx.stack,
                 cx.id,
-                &json!([desired, live_lt.outputs.get("latest_version")]),
+                &json!([a, live.outputs.get("latest_version")]),
             ))
             .version_description(format!("{IMAGE_NOTE}{}", a.image))
             .launch_template_data(data)
@@ -439,13 +413,14 @@ impl Kind for LaunchTemplate {
             .await
             .map_err(aws_error("ModifyLaunchTemplate"))?;
         cx.note(format!("version {version} is the default now"));
-        let mut l = live_lt.clone();
-        l.id = cx.id.to_string();
-        l.attrs = json!(a);
-        l.outputs.insert("latest_version".into(), json!(version));
-        l.outputs.insert("default_version".into(), json!(version));
-        l.outputs.insert("image_id".into(), json!(image_id));
-        Ok(l)
+        Ok(Some(Read {
+            id: lt_id.clone(),
+            name: a.name.clone(),
+            latest: version,
+            default: version,
+            image_id,
+            attrs: a.clone(),
+        }))
     }
 
     async fn delete(&self, aws: &Aws, _cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -463,14 +438,21 @@ impl Kind for LaunchTemplate {
     }
 }
 
-fn imds_warning() -> String {
-    format!("require_imdsv2 is off: instances accept IMDSv1 metadata requests — {IMDS_BASELINE}")
-}
+const IMDS_V1: &str = "require_imdsv2 is off: instances accept IMDSv1 metadata requests — \
+    security baseline CKV_AWS_79 / EC2.170";
+const PUBLIC_IP: &str = "associate_public_ip_address is on: instances get public IPv4 addresses \
+    — security baseline CKV_AWS_88 / EC2.25";
 
-fn public_ip_warning() -> String {
-    format!(
-        "associate_public_ip_address is on: instances get public IPv4 addresses — {PUBLIC_IP_BASELINE}"
-    )
+/// The security-baseline findings of the two settings, by field: the blueprint's check
+/// and the plan's warnings say the same.
+fn baseline(require_imdsv2: bool, public_ip: bool) -> Vec<(&'static str, &'static str)> {
+    [
+        (!require_imdsv2, "require_imdsv2", IMDS_V1),
+        (public_ip, "associate_public_ip_address", PUBLIC_IP),
+    ]
+    .into_iter()
+    .filter_map(|(weak, field, msg)| weak.then_some((field, msg)))
+    .collect()
 }
 
 fn gone(e: &Error) -> bool {
@@ -529,9 +511,6 @@ fn valid_var(k: &str) -> bool {
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The script with `export NAME='value'` lines after its `#!` line; `None` while a
-/// value is only known after apply.
-/// The user data script through the blueprint's confined loader, capped at what EC2 takes.
 /// Secrets in user data: "user data is not protected by authentication or cryptographic
 /// methods" — anyone allowed ec2:DescribeLaunchTemplateVersions reads it, and so does any
 /// process on the instance through the instance metadata service (EC2 User Guide, "Run
@@ -593,6 +572,7 @@ fn user_data_secret_warnings(id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
     out
 }
 
+/// The user data script through the blueprint's confined loader, capped at what EC2 takes.
 fn read_user_data_file(dir: &Path, file: &str) -> Result<String, String> {
     files::read_text(
         dir,
@@ -602,6 +582,8 @@ fn read_user_data_file(dir: &Path, file: &str) -> Result<String, String> {
     )
 }
 
+/// The script with `export NAME='value'` lines after its `#!` line; `None` while a
+/// value is only known after apply.
 fn with_vars(script: &str, vars: &BTreeMap<String, Json>) -> Result<Option<String>, String> {
     if vars.is_empty() {
         return Ok(Some(script.to_string()));
@@ -635,11 +617,12 @@ fn sha256(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-/// The template data for `a`, with the image resolved (and that AMI id).
+/// The template data for `a` and its user data, with the image resolved (and that AMI id).
 async fn request_data(
     aws: &Aws,
     cx: &OpCx<'_>,
     a: &Attrs,
+    user_data: &Option<String>,
 ) -> Result<(RequestLaunchTemplateData, String), Error> {
     let image_id = match a.image.strip_prefix("ssm:") {
         None => a.image.clone(),
@@ -666,18 +649,13 @@ async fn request_data(
             ami
         }
     };
-    let user_data = match &a.user_data_sha256 {
-        None => None,
-        Some(sha) => {
-            let text = USER_DATA
-                .lock()
-                .expect("user data cache")
-                .get(sha)
-                .cloned()
-                .ok_or_else(|| {
-                    Error::Invalid(format!("the user data with SHA-256 {sha} was not loaded"))
-                })?;
-            Some(aws_smithy_types::base64::encode(text.as_bytes()))
+    let user_data = match (&a.user_data_sha256, user_data) {
+        (None, _) => None,
+        (Some(_), Some(text)) => Some(aws_smithy_types::base64::encode(text.as_bytes())),
+        (Some(sha), None) => {
+            return Err(Error::Invalid(format!(
+                "the user data with SHA-256 {sha} was not loaded"
+            )))
         }
     };
     let data = RequestLaunchTemplateData::builder()
@@ -706,13 +684,7 @@ async fn request_data(
     Ok((data, image_id))
 }
 
-struct Version {
-    number: i64,
-    description: Option<String>,
-    data: ResponseLaunchTemplateData,
-}
-
-async fn latest(aws: &Aws, lt_id: &str) -> Result<Option<Version>, Error> {
+async fn latest(aws: &Aws, lt_id: &str) -> Result<Option<LaunchTemplateVersion>, Error> {
     let out = aws
         .ec2
         .describe_launch_template_versions()
@@ -721,24 +693,19 @@ async fn latest(aws: &Aws, lt_id: &str) -> Result<Option<Version>, Error> {
         .send()
         .await
         .map_err(aws_error("DescribeLaunchTemplateVersions"))?;
-    Ok(out.launch_template_versions().first().map(|v| Version {
-        number: v.version_number().unwrap_or_default(),
-        description: v.version_description().map(str::to_string),
-        data: v
-            .launch_template_data()
-            .cloned()
-            .unwrap_or_else(|| ResponseLaunchTemplateData::builder().build()),
-    }))
+    Ok(out.launch_template_versions().first().cloned())
 }
 
-fn live(id: String, t: &AwsTemplate, v: &Version) -> Live {
-    let d = &v.data;
+/// What reading a template and its latest version found, in the kind's terms.
+fn read_of(t: &AwsTemplate, v: &LaunchTemplateVersion) -> Read {
+    let none = ResponseLaunchTemplateData::builder().build();
+    let d = v.launch_template_data().unwrap_or(&none);
+    let number = v.version_number().unwrap_or_default();
     let image_id = d.image_id().unwrap_or_default().to_string();
     // The image as the blueprint named it, recorded when the version was made; an AMI
     // changed outside securecart shows as itself.
     let noted = v
-        .description
-        .as_deref()
+        .version_description()
         .and_then(|s| s.strip_prefix(IMAGE_NOTE))
         .filter(|n| n.starts_with("ssm:") || *n == image_id);
     let nic = d
@@ -774,30 +741,13 @@ fn live(id: String, t: &AwsTemplate, v: &Version) -> Live {
             .and_then(|n| n.associate_public_ip_address())
             .unwrap_or(false),
     };
-    let default = t.default_version_number().unwrap_or(v.number);
-    let mut l = outputs_live(&id, t, v.number, default, &image_id);
-    l.attrs = json!(attrs);
-    l
-}
-
-fn outputs_live(id: &str, t: &AwsTemplate, latest: i64, default: i64, image_id: &str) -> Live {
-    let lt_id = t.launch_template_id().unwrap_or_default().to_string();
-    let outputs = [
-        ("id", json!(lt_id)),
-        ("name", json!(t.launch_template_name().unwrap_or_default())),
-        ("latest_version", json!(latest)),
-        ("default_version", json!(default)),
-        ("image_id", json!(image_id)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    Live {
-        id: id.to_string(),
-        kind: KIND,
-        physical_id: lt_id,
-        attrs: Json::Null,
-        outputs,
+    Read {
+        id: t.launch_template_id().unwrap_or_default().to_string(),
+        name: attrs.name.clone(),
+        latest: number,
+        default: t.default_version_number().unwrap_or(number),
+        image_id,
+        attrs,
     }
 }
 
@@ -805,9 +755,13 @@ fn outputs_live(id: &str, t: &AwsTemplate, latest: i64, default: i64, image_id: 
 mod tests {
     use super::*;
     use crate::resources::testing::problems;
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
     use aws_sdk_ec2::types::{
         LaunchTemplateInstanceMetadataOptions, LaunchTemplateInstanceNetworkInterfaceSpecification,
     };
+
+    const K: Typed<LaunchTemplate> = Typed(LaunchTemplate);
 
     fn lt(body: &str) -> Vec<String> {
         problems(&format!(
@@ -855,11 +809,11 @@ resources:
     fn defaults_pass_the_baseline() {
         let p = lt("    security_groups: [\"${sg}\"]\n");
         assert!(p.is_empty(), "{p:?}");
-        let d = LaunchTemplate.desired("dev", "lt", &json!({})).unwrap();
+        let d = K.desired("dev", "lt", &json!({})).unwrap();
         assert_eq!(d["image"], json!(format!("ssm:{AL2023}")));
         assert_eq!(d["require_imdsv2"], json!(true));
         assert_eq!(d["associate_public_ip_address"], json!(false));
-        assert!(LaunchTemplate.warnings(&d).is_empty());
+        assert!(K.warnings(&d).is_empty());
     }
 
     #[test]
@@ -874,10 +828,10 @@ resources:
             p[1].starts_with("Warning") && p[1].contains("CKV_AWS_88 / EC2.25"),
             "{p:?}"
         );
-        let d = LaunchTemplate
+        let d = K
             .desired("dev", "lt", &json!({"require_imdsv2": false}))
             .unwrap();
-        assert!(LaunchTemplate.warnings(&d)[0].contains("CKV_AWS_79 / EC2.170"));
+        assert!(K.warnings(&d)[0].contains("CKV_AWS_79 / EC2.170"));
     }
 
     #[test]
@@ -912,20 +866,19 @@ resources:
         )
         .unwrap();
         let cfg = json!({"user_data_file": "web.sh", "user_data_vars": {"DB_HOST": "db.example", "PORT": 5432, "Q": "it's"}});
-        let d = LaunchTemplate
-            .desired_in("dev", "lt", &cfg, dir.path())
-            .map(|d| d.attrs)
-            .unwrap();
+        let d = K.desired_in("dev", "lt", &cfg, dir.path()).unwrap();
         let want = "#!/bin/bash\nexport DB_HOST='db.example'\nexport PORT='5432'\nexport Q='it'\\''s'\necho \"$DB_HOST\"\n";
-        assert_eq!(d["user_data_sha256"], json!(sha256(want.as_bytes())));
-        assert_eq!(USER_DATA.lock().unwrap()[&sha256(want.as_bytes())], want);
+        assert_eq!(d.attrs["user_data_sha256"], json!(sha256(want.as_bytes())));
+        // The text itself travels as the payload, for create and update to send.
+        assert_eq!(
+            d.payload.get::<Option<String>>(),
+            Some(&Some(want.to_string()))
+        );
         let cfg = json!({"user_data_file": "web.sh", "user_data_vars": {"DB_HOST": UNKNOWN}});
-        let d = LaunchTemplate
-            .desired_in("dev", "lt", &cfg, dir.path())
-            .map(|d| d.attrs)
-            .unwrap();
-        assert_eq!(d["user_data_sha256"], json!(UNKNOWN));
-        let e = LaunchTemplate
+        let d = K.desired_in("dev", "lt", &cfg, dir.path()).unwrap();
+        assert_eq!(d.attrs["user_data_sha256"], json!(UNKNOWN));
+        assert_eq!(d.payload.get::<Option<String>>(), Some(&None));
+        let e = K
             .desired_in(
                 "dev",
                 "lt",
@@ -945,7 +898,7 @@ resources:
 
     #[test]
     fn read_shape_matches_desired() {
-        let d = LaunchTemplate
+        let d = K
             .desired("dev", "lt", &json!({"instance_type": "t3.small", "user_data": "#!/bin/sh\n", "security_groups": ["sg-2", "sg-1"]}))
             .unwrap();
         let t = AwsTemplate::builder()
@@ -972,20 +925,17 @@ resources:
                     .build(),
             )
             .build();
-        let v = Version {
-            number: 3,
-            description: Some(format!("{IMAGE_NOTE}ssm:{AL2023}")),
-            data,
-        };
-        let l = live("lt".into(), &t, &v);
-        assert_eq!(d, l.attrs);
-        assert_eq!(l.outputs["latest_version"], json!(3));
-        assert_eq!(l.outputs["image_id"], json!("ami-0123"));
+        let mut v = LaunchTemplateVersion::builder()
+            .version_number(3)
+            .version_description(format!("{IMAGE_NOTE}ssm:{AL2023}"))
+            .launch_template_data(data)
+            .build();
+        let o = LaunchTemplate.observe(&read_of(&t, &v));
+        assert_eq!(d, json!(o.attrs));
+        assert!(o.outputs.contains(&("latest_version", json!(3))));
+        assert!(o.outputs.contains(&("image_id", json!("ami-0123"))));
         // An AMI set outside securecart is seen as itself.
-        let v = Version {
-            description: Some(format!("{IMAGE_NOTE}ami-0999")),
-            ..v
-        };
-        assert_eq!(live("lt".into(), &t, &v).attrs["image"], json!("ami-0123"));
+        v.version_description = Some(format!("{IMAGE_NOTE}ami-0999"));
+        assert_eq!(read_of(&t, &v).attrs.image, "ami-0123");
     }
 }

@@ -1,5 +1,5 @@
-//! `security_group`: a VPC security group and its ingress and egress rules. Also the
-//! delete retry the network kinds share for resources held by network interfaces.
+//! `security_group`: a VPC security group and its ingress and egress rules, changed in
+//! place by adding and revoking only the difference.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,9 +15,10 @@ use serde_json::{json, Value as Json};
 use super::{delete_while_in_use, set_name_tag};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::resources::common::{self, aws_error, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct SecurityGroup;
 
@@ -25,7 +26,7 @@ pub struct SecurityGroup;
 /// leave (egress) the network interfaces that use it.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// What the group is for, shown in the AWS console. Up to 255 characters: letters,
     /// digits, spaces and `._-:/()#,@[]+=&;{}!$*`. AWS cannot change a description, so
     /// changing it replaces the group. Default: `<id> (managed by securecart)`.
@@ -91,7 +92,7 @@ struct RuleField {
 /// A rule as planned and as read: one peer per rule, canonical protocol ("-1" for all),
 /// ports only where they mean something, so AWS's grouping and order never show as a
 /// change.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Rule {
     protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,7 +121,7 @@ impl Rule {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     /// The Name tag (changes in place).
     name: String,
     /// The group name AWS keeps unique within the VPC (cannot change).
@@ -148,24 +149,24 @@ const BASELINE: &str = "security baseline CKV_AWS_24/25/277 / EC2.19";
 const SELF: &str = "self";
 
 #[async_trait]
-impl Kind for SecurityGroup {
-    fn name(&self) -> &'static str {
-        "security_group"
-    }
+impl Resource for SecurityGroup {
+    const KIND: &'static str = "security_group";
+    const ATTRIBUTES: &'static [&'static str] = &["id", "arn", "name"];
+    const REPLACE_ON: &'static [&'static str] = &["group_name", "vpc", "description"];
+    // Group names are unique within a VPC: a copy made first takes the other name.
+    const CREATE_BEFORE_DELETE: bool = true;
+    const UNIQUE_NAME: Option<(&'static str, usize)> = Some(("group_name", 255));
+    // No ClientToken on CreateSecurityGroup: the group name is unique per VPC, so a second
+    // try fails with InvalidGroup.Duplicate and the group carrying our tags is the first one.
+    const ADOPT: Adopt = Adopt::OnCodes(&["InvalidGroup.Duplicate"]);
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["id", "arn", "name"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    /// The group and its ARN.
+    type Raw = (AwsGroup, String);
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         issues.extend(check_id_ref("vpc", &f.vpc, cx, "vpc", "vpc-"));
         if let Some(d) = &f.description {
@@ -200,8 +201,7 @@ impl Kind for SecurityGroup {
         issues
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
         let rules = |list: &[RuleField]| -> Result<Vec<Rule>, String> {
             let mut v = list.iter().map(to_rule).collect::<Result<Vec<_>, _>>()?;
             v.sort();
@@ -212,50 +212,39 @@ impl Kind for SecurityGroup {
             Some(e) => rules(e)?,
             None => default_egress(),
         };
-        Ok(json!(Attrs {
-            name: format!("{stack}-{id}"),
-            group_name: group_name(stack, id),
+        let a = Attrs {
+            name: format!("{}-{}", site.stack, site.id),
+            group_name: group_name(site.stack, site.id),
             vpc: f.vpc,
-            description: f.description.unwrap_or_else(|| default_description(id)),
+            description: f
+                .description
+                .unwrap_or_else(|| default_description(site.id)),
             ingress: rules(&f.ingress)?,
             egress,
-        }))
+        };
+        Ok((a, ()))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {
-        let vpc = config.get("vpc").and_then(Json::as_str).unwrap_or_default();
+    fn physical_names(&self, stack: &str, id: &str, f: &Fields) -> Vec<(String, String)> {
         vec![(
-            format!("security group name in `{vpc}`"),
+            format!("security group name in `{}`", f.vpc),
             group_name(stack, id),
         )]
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["group_name", "vpc", "description"]
-    }
-
-    // Group names are unique within a VPC: a copy made first takes the other name.
-    fn create_before_delete(&self) -> bool {
-        true
-    }
-
-    fn unique_name(&self) -> Option<(&'static str, usize)> {
-        Some(("group_name", 255))
-    }
-
-    fn warnings(&self, desired: &Json) -> Vec<String> {
-        let rules: Vec<Rule> = desired
-            .get("ingress")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
-        rules
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
+        a.ingress
             .iter()
             .filter_map(exposure_message)
             .map(|m| format!("ingress {m}"))
             .collect()
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    fn label(&self, a: &Attrs) -> String {
+        format!("a security group named `{}` in {}", a.group_name, a.vpc)
+    }
+
+    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
         let groups = aws
             .ec2
             .describe_security_groups()
@@ -267,43 +256,87 @@ impl Kind for SecurityGroup {
             .await
             .map_err(aws_error("DescribeSecurityGroups"))?;
         Ok(groups
-            .iter()
+            .into_iter()
             .filter_map(|g| {
                 let id = ec2::owned_id(g.tags(), stack)?;
-                Some(live(id, g, &aws.region))
+                let arn = arn_of(&g, &aws.region);
+                Some((id, (g, arn)))
             })
             .collect())
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+    /// The group named so in the VPC, after InvalidGroup.Duplicate.
+    async fn find(
+        &self,
+        aws: &Aws,
+        stack: &str,
+        a: &Attrs,
+    ) -> Result<Option<Found<Self::Raw>>, Error> {
+        let out = aws
+            .ec2
+            .describe_security_groups()
+            .filters(
+                Filter::builder()
+                    .name("group-name")
+                    .values(&a.group_name)
+                    .build(),
+            )
+            .filters(Filter::builder().name("vpc-id").values(&a.vpc).build())
+            .send()
+            .await
+            .map_err(aws_error("DescribeSecurityGroups"))?;
+        Ok(out.security_groups().first().map(|g| Found {
+            owner: ec2::owned_id(g.tags(), stack),
+            raw: (g.clone(), arn_of(g, &aws.region)),
+        }))
+    }
+
+    fn observe(&self, (g, arn): &Self::Raw) -> Observed<Attrs> {
+        let group_id = g.group_id().unwrap_or_default().to_string();
+        let group_name = g.group_name().unwrap_or_default().to_string();
+        Observed {
+            outputs: vec![
+                ("id", json!(group_id)),
+                ("arn", json!(arn)),
+                ("name", json!(group_name)),
+            ],
+            attrs: Attrs {
+                name: ec2::name_tag(g.tags()).unwrap_or_default(),
+                group_name,
+                vpc: g.vpc_id().unwrap_or_default().to_string(),
+                description: g.description().unwrap_or_default().to_string(),
+                ingress: rules_of(g.ip_permissions(), &group_id),
+                egress: rules_of(g.ip_permissions_egress(), &group_id),
+            },
+            physical_id: group_id,
+        }
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        _: &(),
+    ) -> Result<Self::Raw, Error> {
         let tags = common::tags(cx.stack, cx.id, &a.name);
-        let group_name = &a.group_name;
-        // No ClientToken here: the group name is unique per VPC, so a second try fails
-        // with InvalidGroup.Duplicate and the group carrying our tags is the first one.
-        let created = aws
+        let out = aws
             .ec2
             .create_security_group()
-            .group_name(group_name)
+            .group_name(&a.group_name)
             .description(&a.description)
             .vpc_id(&a.vpc)
             .tag_specifications(ec2::tag_spec(ResourceType::SecurityGroup, &tags))
             .send()
             .await
-            .map_err(aws_error("CreateSecurityGroup"));
-        let group_id = match created {
-            Ok(out) => out
-                .group_id()
-                .ok_or_else(|| Error::Invalid("CreateSecurityGroup returned no group id".into()))?
-                .to_string(),
-            Err(e) if e.is_code(&["InvalidGroup.Duplicate"]) => {
-                adopt(aws, cx, group_name, &a.vpc, e).await?
-            }
-            Err(e) => return Err(e),
-        };
+            .map_err(aws_error("CreateSecurityGroup"))?;
+        let group_id = out
+            .group_id()
+            .ok_or_else(|| Error::Invalid("CreateSecurityGroup returned no group id".into()))?
+            .to_string();
         // The rules AWS starts with (the default egress) come from AWS itself, not from
         // an assumption: then the converge below is the same code update runs.
-        let group = common::wait_for(
+        let mut group = common::wait_for(
             cx,
             "the security group to be visible",
             Duration::from_secs(120),
@@ -315,64 +348,38 @@ impl Kind for SecurityGroup {
             },
         )
         .await?;
-        let now = live(cx.id.to_string(), &group, &aws.region);
-        let now_attrs: Attrs = common::from_desired(&now.attrs)?;
-        converge_rules(
-            aws,
-            cx,
-            &group_id,
-            Direction::Ingress,
-            &now_attrs.ingress,
-            &a.ingress,
-        )
-        .await?;
-        converge_rules(
-            aws,
-            cx,
-            &group_id,
-            Direction::Egress,
-            &now_attrs.egress,
-            &a.egress,
-        )
-        .await?;
-        let mut l = now;
-        l.attrs = json!(a);
-        Ok(l)
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let now = rules_of(dir.permissions(&group), &group_id);
+            converge_rules(aws, cx, &group_id, dir, &now, dir.rules(a)).await?;
+        }
+        // The group as the converge left it: exactly the desired rules (not read again).
+        let perms = |rules: &[Rule]| rules.iter().map(|r| permission(r, &group_id)).collect();
+        group.ip_permissions = Some(perms(&a.ingress));
+        group.ip_permissions_egress = Some(perms(&a.egress));
+        let arn = arn_of(&group, &aws.region);
+        Ok((group, arn))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_sg: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let now: Attrs = common::from_desired(&live_sg.attrs)?;
-        let group_id = &live_sg.physical_id;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        if has("ingress") {
-            converge_rules(
-                aws,
-                cx,
-                group_id,
-                Direction::Ingress,
-                &now.ingress,
-                &a.ingress,
-            )
-            .await?;
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<Self::Raw>, Error> {
+        let now = attrs_of::<Self>(live)?;
+        let group_id = &live.physical_id;
+        for dir in [Direction::Ingress, Direction::Egress] {
+            if changed.has(dir.name()) {
+                converge_rules(aws, cx, group_id, dir, dir.rules(&now), dir.rules(a)).await?;
+            }
         }
-        if has("egress") {
-            converge_rules(aws, cx, group_id, Direction::Egress, &now.egress, &a.egress).await?;
-        }
-        if has("name") {
+        if changed.has("name") {
             set_name_tag(aws, group_id, &a.name).await?;
         }
-        let mut l = live_sg.clone();
-        l.id = cx.id.to_string();
-        l.attrs = json!(a);
-        Ok(l)
+        Ok(None)
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -401,12 +408,8 @@ fn default_description(id: &str) -> String {
 fn default_egress() -> Vec<Rule> {
     vec![Rule {
         protocol: "-1".into(),
-        from_port: None,
-        to_port: None,
         cidr: Some("0.0.0.0/0".into()),
-        source_security_group: None,
-        prefix_list: None,
-        description: None,
+        ..Rule::default()
     }]
 }
 
@@ -736,6 +739,34 @@ enum Direction {
     Egress,
 }
 
+/// The three calls that change a group's rules; each has an ingress and an egress form
+/// taking the same input.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Authorize,
+    Revoke,
+    Describe,
+}
+
+/// Picks the call for `$which` among `pattern => operation "OperationName"` arms and sends
+/// it for `$perms` of group `$group`: the six calls take the same input.
+macro_rules! send_rules {
+    ($aws:expr, $group:expr, $perms:expr, $which:expr,
+     $($pat:pat => $op:ident $name:literal),+ $(,)?) => {
+        match $which {
+            $($pat => $aws
+                .ec2
+                .$op()
+                .group_id($group)
+                .set_ip_permissions(Some($perms))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws_error($name)),)+
+        }
+    };
+}
+
 impl Direction {
     fn name(self) -> &'static str {
         match self {
@@ -744,90 +775,35 @@ impl Direction {
         }
     }
 
-    async fn authorize(
-        self,
-        aws: &Aws,
-        group_id: &str,
-        perms: Vec<IpPermission>,
-    ) -> Result<(), Error> {
-        let perms = Some(perms);
+    fn rules(self, a: &Attrs) -> &[Rule] {
         match self {
-            Direction::Ingress => aws
-                .ec2
-                .authorize_security_group_ingress()
-                .group_id(group_id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("AuthorizeSecurityGroupIngress")),
-            Direction::Egress => aws
-                .ec2
-                .authorize_security_group_egress()
-                .group_id(group_id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("AuthorizeSecurityGroupEgress")),
+            Direction::Ingress => &a.ingress,
+            Direction::Egress => &a.egress,
         }
     }
 
-    async fn revoke(
-        self,
-        aws: &Aws,
-        group_id: &str,
-        perms: Vec<IpPermission>,
-    ) -> Result<(), Error> {
-        let perms = Some(perms);
+    fn permissions(self, g: &AwsGroup) -> &[IpPermission] {
         match self {
-            Direction::Ingress => aws
-                .ec2
-                .revoke_security_group_ingress()
-                .group_id(group_id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("RevokeSecurityGroupIngress")),
-            Direction::Egress => aws
-                .ec2
-                .revoke_security_group_egress()
-                .group_id(group_id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("RevokeSecurityGroupEgress")),
+            Direction::Ingress => g.ip_permissions(),
+            Direction::Egress => g.ip_permissions_egress(),
         }
     }
 
-    async fn describe_rules(
+    async fn send(
         self,
         aws: &Aws,
+        call: Call,
         group_id: &str,
         perms: Vec<IpPermission>,
     ) -> Result<(), Error> {
-        let perms = Some(perms);
-        match self {
-            Direction::Ingress => aws
-                .ec2
-                .update_security_group_rule_descriptions_ingress()
-                .group_id(group_id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("UpdateSecurityGroupRuleDescriptionsIngress")),
-            Direction::Egress => aws
-                .ec2
-                .update_security_group_rule_descriptions_egress()
-                .group_id(group_id)
-                .set_ip_permissions(perms)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("UpdateSecurityGroupRuleDescriptionsEgress")),
+        use Direction::{Egress, Ingress};
+        send_rules! { aws, group_id, perms, (call, self),
+            (Call::Authorize, Ingress) => authorize_security_group_ingress "AuthorizeSecurityGroupIngress",
+            (Call::Authorize, Egress) => authorize_security_group_egress "AuthorizeSecurityGroupEgress",
+            (Call::Revoke, Ingress) => revoke_security_group_ingress "RevokeSecurityGroupIngress",
+            (Call::Revoke, Egress) => revoke_security_group_egress "RevokeSecurityGroupEgress",
+            (Call::Describe, Ingress) => update_security_group_rule_descriptions_ingress "UpdateSecurityGroupRuleDescriptionsIngress",
+            (Call::Describe, Egress) => update_security_group_rule_descriptions_egress "UpdateSecurityGroupRuleDescriptionsEgress",
         }
     }
 }
@@ -865,75 +841,71 @@ async fn converge_rules(
         .map(|(_, r)| *r)
         .collect();
     let what = dir.name();
-
     if !add.is_empty() {
         cx.note(format!("adding {} {what} rule(s)", add.len()));
-        match dir
-            .authorize(
-                aws,
-                group_id,
-                add.iter().map(|r| permission(r, group_id)).collect(),
-            )
-            .await
-        {
-            Ok(()) => {}
-            // Some were added by an earlier, interrupted attempt: add the rest one by
-            // one, and make the description of the existing ones right.
-            Err(e) if e.is_code(&["InvalidPermission.Duplicate"]) => {
-                for r in &add {
-                    match dir
-                        .authorize(aws, group_id, vec![permission(r, group_id)])
-                        .await
-                    {
-                        Err(e) if e.is_code(&["InvalidPermission.Duplicate"]) => {
-                            dir.describe_rules(aws, group_id, vec![permission(r, group_id)])
-                                .await?
-                        }
-                        other => other?,
-                    }
-                }
-            }
-            Err(e) => return Err(e),
-        }
+        // Some were added by an earlier, interrupted attempt: add the rest one by one,
+        // and make the description of the existing ones right.
+        let dup = ["InvalidPermission.Duplicate"];
+        rules_or_each(
+            aws,
+            group_id,
+            dir,
+            Call::Authorize,
+            &add,
+            &dup,
+            Some(Call::Describe),
+        )
+        .await?;
     }
     if !redescribe.is_empty() {
         cx.note(format!(
             "updating the description of {} {what} rule(s)",
             redescribe.len()
         ));
-        dir.describe_rules(
-            aws,
-            group_id,
-            redescribe.iter().map(|r| permission(r, group_id)).collect(),
-        )
-        .await?;
+        let perms = redescribe.iter().map(|r| permission(r, group_id)).collect();
+        dir.send(aws, Call::Describe, group_id, perms).await?;
     }
     if !remove.is_empty() {
         cx.note(format!("removing {} {what} rule(s)", remove.len()));
-        // With the description AWS has: some implementations match on it.
-        let perms = |rs: &[&Rule]| {
-            rs.iter()
-                .map(|r| permission(r, group_id))
-                .collect::<Vec<_>>()
-        };
         // Already gone: revoked by an earlier attempt, or (InvalidGroup.NotFound) it
         // pointed at a group that was replaced, whose delete took the rule with it. Our
-        // own group being gone would have failed the authorize above already.
+        // own group being gone would have failed the authorize above already. Rules go
+        // with the description AWS has: some implementations match on it.
         let gone = ["InvalidPermission.NotFound", "InvalidGroup.NotFound"];
-        match dir.revoke(aws, group_id, perms(&remove)).await {
-            Ok(()) => {}
-            Err(e) if e.is_code(&gone) => {
-                for r in &remove {
-                    match dir.revoke(aws, group_id, perms(&[r])).await {
-                        Err(e) if e.is_code(&gone) => {}
-                        other => other?,
-                    }
-                }
-            }
-            Err(e) => return Err(e),
-        }
+        rules_or_each(aws, group_id, dir, Call::Revoke, &remove, &gone, None).await?;
     }
     Ok(())
+}
+
+/// `call` for all of `rules` in one request; when AWS refuses it with one of `codes`
+/// (an earlier, interrupted attempt did part of it), one rule at a time, answering each
+/// rule refused so with `then` (or nothing).
+async fn rules_or_each(
+    aws: &Aws,
+    group_id: &str,
+    dir: Direction,
+    call: Call,
+    rules: &[&Rule],
+    codes: &[&str],
+    then: Option<Call>,
+) -> Result<(), Error> {
+    let perms = |rs: &[&Rule]| rs.iter().map(|r| permission(r, group_id)).collect();
+    match dir.send(aws, call, group_id, perms(rules)).await {
+        Err(e) if e.is_code(codes) => {
+            for r in rules.chunks(1) {
+                match dir.send(aws, call, group_id, perms(r)).await {
+                    Err(e) if e.is_code(codes) => {
+                        if let Some(then) = then {
+                            dir.send(aws, then, group_id, perms(r)).await?;
+                        }
+                    }
+                    other => other?,
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Revokes the rules of this stack's other groups that point at `group_id`. AWS refuses
@@ -965,11 +937,7 @@ async fn release_references(aws: &Aws, cx: &OpCx<'_>, group_id: &str) -> Result<
             if other == group_id {
                 continue;
             }
-            let perms = match dir {
-                Direction::Ingress => g.ip_permissions(),
-                Direction::Egress => g.ip_permissions_egress(),
-            };
-            let refs: Vec<IpPermission> = rules_of(perms, other)
+            let refs: Vec<IpPermission> = rules_of(dir.permissions(g), other)
                 .iter()
                 .filter(|r| r.source_security_group.as_deref() == Some(group_id))
                 .map(|r| permission(r, other))
@@ -977,7 +945,7 @@ async fn release_references(aws: &Aws, cx: &OpCx<'_>, group_id: &str) -> Result<
             if refs.is_empty() {
                 continue;
             }
-            match dir.revoke(aws, other, refs).await {
+            match dir.send(aws, Call::Revoke, other, refs).await {
                 Err(e) if e.is_code(&["InvalidPermission.NotFound"]) || ec2::not_found(e.code()) => {}
                 Err(e) => return Err(e),
                 Ok(()) => cx.note(format!(
@@ -1001,86 +969,28 @@ async fn describe(aws: &Aws, group_id: &str) -> Result<Option<AwsGroup>, Error> 
     Ok(out.security_groups().first().cloned())
 }
 
-/// After InvalidGroup.Duplicate: the group an earlier attempt made is adopted; a group
-/// that only has the same name is not ours, and is left alone.
-async fn adopt(
-    aws: &Aws,
-    cx: &OpCx<'_>,
-    group_name: &str,
-    vpc: &str,
-    err: Error,
-) -> Result<String, Error> {
-    let out = aws
-        .ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .values(group_name)
-                .build(),
-        )
-        .filters(Filter::builder().name("vpc-id").values(vpc).build())
-        .send()
-        .await
-        .map_err(aws_error("DescribeSecurityGroups"))?;
-    let Some(g) = out.security_groups().first() else {
-        return Err(err);
-    };
-    let gid = g.group_id().unwrap_or_default();
-    if ec2::owned_id(g.tags(), cx.stack).as_deref() == Some(cx.id) {
-        cx.note("found the security group an earlier attempt created");
-        return Ok(gid.to_string());
-    }
-    Err(Error::Conflict(format!(
-        "a security group named `{group_name}` already exists in {vpc} ({gid}) and this stack does not manage it; rename or delete it, or use another stack name"
-    )))
-}
-
-fn live(id: String, g: &AwsGroup, region: &str) -> Live {
-    let group_id = g.group_id().unwrap_or_default().to_string();
-    let attrs = Attrs {
-        name: ec2::name_tag(g.tags()).unwrap_or_default(),
-        group_name: g.group_name().unwrap_or_default().to_string(),
-        vpc: g.vpc_id().unwrap_or_default().to_string(),
-        description: g.description().unwrap_or_default().to_string(),
-        ingress: rules_of(g.ip_permissions(), &group_id),
-        egress: rules_of(g.ip_permissions_egress(), &group_id),
-    };
-    let arn = g
-        .security_group_arn()
+/// The group's ARN; built from its owner where AWS's answer has none.
+fn arn_of(g: &AwsGroup, region: &str) -> String {
+    g.security_group_arn()
         .map(str::to_string)
         .unwrap_or_else(|| {
             format!(
-                "arn:aws:ec2:{region}:{}:security-group/{group_id}",
-                g.owner_id().unwrap_or_default()
+                "arn:aws:ec2:{region}:{}:security-group/{}",
+                g.owner_id().unwrap_or_default(),
+                g.group_id().unwrap_or_default()
             )
-        });
-    let outputs = [
-        ("id".to_string(), json!(group_id)),
-        ("arn".to_string(), json!(arn)),
-        (
-            "name".to_string(),
-            json!(g.group_name().unwrap_or_default()),
-        ),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: "security_group",
-        physical_id: group_id,
-        attrs: json!(attrs),
-        outputs,
-    }
+        })
 }
-
-// ---- Deleting what network interfaces still hold -------------------------------------
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::ec2::retry_while_held;
     use crate::resources::testing::problems;
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
+
+    const K: Typed<SecurityGroup> = Typed(SecurityGroup);
 
     fn sg(body: &str) -> Vec<String> {
         problems(&format!(
@@ -1210,16 +1120,16 @@ resources:
             "{p:?}"
         );
         assert!(p[2].contains("every port"), "{p:?}");
-        let d = SecurityGroup
+        let d = K
             .desired("dev", "web", &json!({"vpc": "vpc-1", "ingress": [{"port": 22, "cidr": "0.0.0.0/0"}, {"port": 22, "cidr": "10.0.0.0/8"}]}))
             .unwrap();
-        let w = SecurityGroup.warnings(&d);
+        let w = K.warnings(&d);
         assert_eq!(w, vec!["ingress opens port 22 (SSH) to the whole internet (0.0.0.0/0) — security baseline CKV_AWS_24/25/277 / EC2.19"]);
     }
 
     #[test]
     fn desired_is_normalised_and_sorted() {
-        let d = SecurityGroup
+        let d = K
             .desired(
                 "dev",
                 "web",
@@ -1246,7 +1156,7 @@ resources:
                 "egress": [{"protocol": "-1", "cidr": "0.0.0.0/0"}],
             })
         );
-        let none = SecurityGroup
+        let none = K
             .desired("dev", "web", &json!({"vpc": "vpc-1", "egress": []}))
             .unwrap();
         assert_eq!(none["egress"], json!([]));
@@ -1254,7 +1164,7 @@ resources:
 
     #[test]
     fn aws_permissions_expand_to_the_same_rules() {
-        let want = SecurityGroup
+        let want = K
             .desired(
                 "dev",
                 "web",
@@ -1324,9 +1234,11 @@ resources:
                     .build(),
             )
             .build();
-        let l = live("web".into(), &g, "us-east-1");
-        assert_eq!(want, l.attrs);
-        assert_eq!(l.outputs["name"], json!("dev-web"));
+        let arn = arn_of(&g, "us-east-1");
+        assert_eq!(arn, "arn:aws:ec2:us-east-1::security-group/sg-web");
+        let o = SecurityGroup.observe(&(g, arn));
+        assert_eq!(want, json!(o.attrs));
+        assert!(o.outputs.contains(&("name", json!("dev-web"))));
     }
 
     #[test]
@@ -1342,9 +1254,8 @@ resources:
             from_port: Some(22),
             to_port: Some(22),
             cidr: Some("::/0".into()),
-            source_security_group: None,
-            prefix_list: None,
             description: Some("x".into()),
+            ..Rule::default()
         };
         let p = permission(&r.key(), "sg-1");
         assert_eq!(p.ipv6_ranges()[0].cidr_ipv6(), Some("::/0"));
@@ -1402,20 +1313,13 @@ resources:
         )
         .await;
         assert!(r.is_ok(), "{r:?}");
-        let notes = notes.into_inner().unwrap();
-        assert_eq!(notes.len(), 2);
+        let seen = notes.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
         assert!(
-            notes[0].contains("sg-1 is still in use (by eni-1: AWS Lambda VPC ENI"),
-            "{notes:?}"
+            seen[0].contains("sg-1 is still in use (by eni-1: AWS Lambda VPC ENI"),
+            "{seen:?}"
         );
 
-        let quiet = |_: String| {};
-        let cx = OpCx {
-            stack: "dev",
-            id: "web",
-            payload: &crate::resources::Payload::default(),
-            progress: &quiet,
-        };
         let always = || async { Err(dependency("in use")) };
         let err = retry_while_held(
             &cx,
