@@ -17,12 +17,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
 
+use super::tagged;
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
 use crate::resources::common::{self, aws_error, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, id_set};
-use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
 pub struct LaunchTemplate;
@@ -274,21 +275,12 @@ impl Resource for LaunchTemplate {
         weakened.into_iter().map(|(_, m)| m.to_string()).collect()
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Read)>, Error> {
-        let templates = aws
-            .ec2
-            .describe_launch_templates()
-            .filters(ec2::stack_filter(stack))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeLaunchTemplates"))?;
-        let ours: Vec<(String, AwsTemplate)> = templates
-            .into_iter()
-            .filter_map(|t| Some((ec2::owned_id(t.tags(), stack)?, t)))
-            .collect();
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
+        let ours = tagged!(
+            aws.ec2.describe_launch_templates(),
+            "DescribeLaunchTemplates",
+            stack
+        )?;
         // Template data has no batched form for chosen templates: one
         // DescribeLaunchTemplateVersions ($Latest) each.
         let found: Vec<Option<(String, Read)>> = futures::stream::iter(ours)
@@ -305,7 +297,7 @@ impl Resource for LaunchTemplate {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Result<Option<Found<Read>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let found = aws
             .ec2
             .describe_launch_templates()

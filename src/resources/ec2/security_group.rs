@@ -12,12 +12,14 @@ use aws_sdk_ec2::types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
-use super::{delete_while_in_use, set_name_tag};
+use super::{arn, delete_while_in_use, found, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
-use crate::resources::typed::{attrs_of, Adopt, Changed, Found, Observed, Resource, Site};
+use crate::resources::typed::{
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct SecurityGroup;
@@ -244,34 +246,23 @@ impl Resource for SecurityGroup {
         format!("a security group named `{}` in {}", a.group_name, a.vpc)
     }
 
-    async fn list(&self, aws: &Aws, stack: &str) -> Result<Vec<(String, Self::Raw)>, Error> {
-        let groups = aws
-            .ec2
-            .describe_security_groups()
-            .filters(ec2::stack_filter(stack))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeSecurityGroups"))?;
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
+        let groups = tagged!(
+            aws.ec2.describe_security_groups(),
+            "DescribeSecurityGroups",
+            stack
+        )?;
         Ok(groups
             .into_iter()
-            .filter_map(|g| {
-                let id = ec2::owned_id(g.tags(), stack)?;
+            .map(|(id, g)| {
                 let arn = arn_of(&g, &aws.region);
-                Some((id, (g, arn)))
+                (id, (g, arn))
             })
             .collect())
     }
 
     /// The group named so in the VPC, after InvalidGroup.Duplicate.
-    async fn find(
-        &self,
-        aws: &Aws,
-        stack: &str,
-        a: &Attrs,
-    ) -> Result<Option<Found<Self::Raw>>, Error> {
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let out = aws
             .ec2
             .describe_security_groups()
@@ -340,12 +331,7 @@ impl Resource for SecurityGroup {
             cx,
             "the security group to be visible",
             Duration::from_secs(120),
-            || async {
-                match describe(aws, &group_id).await {
-                    Err(e) if ec2::not_found(e.code()) => Ok(None),
-                    other => other,
-                }
-            },
+            || async { found(describe(aws, &group_id).await).map(Option::flatten) },
         )
         .await?;
         for dir in [Direction::Ingress, Direction::Egress] {
@@ -974,11 +960,8 @@ fn arn_of(g: &AwsGroup, region: &str) -> String {
     g.security_group_arn()
         .map(str::to_string)
         .unwrap_or_else(|| {
-            format!(
-                "arn:aws:ec2:{region}:{}:security-group/{}",
-                g.owner_id().unwrap_or_default(),
-                g.group_id().unwrap_or_default()
-            )
+            let id = g.group_id().unwrap_or_default();
+            arn(region, g.owner_id(), "security-group", id)
         })
 }
 
