@@ -29,8 +29,8 @@ pub struct Fields {
     /// IPv4 range of the subnet, /16 to /28, inside the VPC's range and not overlapping
     /// the VPC's other subnets. Changing it replaces the subnet.
     cidr_block: String,
-    /// Availability zone, like `us-east-1a` or `${stack.region}a`. Changing it replaces
-    /// the subnet.
+    /// Availability zone: `${stack.zones[0]}` (the region's first zone, so the blueprint
+    /// works in any region), or a name like `us-east-1a`. Changing it replaces the subnet.
     availability_zone: String,
     /// Give instances launched here a public IPv4 address. Only for public subnets
     /// (security baseline: CKV_AWS_88 / EC2.25 want none on application instances).
@@ -68,7 +68,7 @@ impl Resource for Subnet {
         if !has_ref(&f.availability_zone) && !looks_like_az(&f.availability_zone) {
             issues.push(
                 Issue::new("availability_zone", format!("`{}` is not an availability zone name", f.availability_zone))
-                    .help("use a zone name like `us-east-1a`, or `${stack.region}a` to follow the stack's region"),
+                    .help("use `${stack.zones[0]}` (the region's first zone, whatever its letter), or a zone name like `us-east-1a`"),
             );
         }
         if has_ref(&f.cidr_block) {

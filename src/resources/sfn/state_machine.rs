@@ -582,6 +582,30 @@ impl Resource for StateMachine {
                                     )
                                     .help(format!("use `${{{}.arn}}`", r.target)),
                                 );
+                            } else if res.config.get("for").and_then(Json::as_str)
+                                != Some("step_functions")
+                            {
+                                // Log delivery adds the group to the account's CloudWatch
+                                // Logs resource policy (5,120 characters at most) unless it
+                                // is under /aws/vendedlogs/, which one wildcard covers:
+                                // https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html
+                                out.push(
+                                    Issue::new(
+                                        "logging.log_group",
+                                        format!(
+                                            "`{}` is not named for Step Functions: each state \
+                                             machine logging outside /aws/vendedlogs/ grows the \
+                                             account's log resource policy, which is limited to \
+                                             5,120 characters",
+                                            r.target
+                                        ),
+                                    )
+                                    .help(format!(
+                                        "add `for: step_functions` to `{}`",
+                                        r.target
+                                    ))
+                                    .warning(),
+                                );
                             }
                         }
                     }
@@ -1082,7 +1106,7 @@ mod tests {
     }
 
     const FLOW: &str = concat!(
-        "  logs: {type: log_group}\n",
+        "  logs: {type: log_group, for: step_functions}\n",
         "  support: {type: sqs_queue}\n",
         "  pay: {type: lambda_function, code: f, runtime: python3.12, handler: h.h}\n",
         "  flow:\n",
@@ -1111,6 +1135,16 @@ mod tests {
     fn a_valid_workflow_has_no_problems() {
         let p = problems(FLOW);
         assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn logging_to_a_group_not_named_for_step_functions_is_a_warning() {
+        let p = problems(&FLOW.replace(", for: step_functions", ""));
+        assert_eq!(p.len(), 1, "{p:?}");
+        let (sev, path, msg, _) = &p[0];
+        assert_eq!(*sev, Severity::Warning);
+        assert_eq!(path, "resources.flow.logging.log_group");
+        assert!(msg.contains("5,120 characters"), "{msg}");
     }
 
     #[test]
