@@ -58,9 +58,9 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &elbv2::target_group::TargetGroup,
     &elbv2::listener::Listener,
     &autoscaling::autoscaling_group::AutoscalingGroup,
-    &rds::db_subnet_group::DbSubnetGroup,
+    &Typed(rds::db_subnet_group::DbSubnetGroup),
     &rds::db_instance::DbInstance,
-    &rds::db_read_replica::DbReadReplica,
+    &Typed(rds::db_read_replica::DbReadReplica),
 ];
 
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {

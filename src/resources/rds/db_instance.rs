@@ -330,7 +330,7 @@ impl Kind for DbInstance {
             deletion_protection: f.deletion_protection,
             final_snapshot: f.final_snapshot,
             db_subnet_group: lower_known(&f.db_subnet_group),
-            security_groups: f.security_groups.map(sorted),
+            security_groups: f.security_groups.map(crate::resources::fields::id_set),
             master_username: f.master_username,
             master_password_source: source.to_string(),
             master_password,
@@ -783,7 +783,10 @@ fn live(id: String, db: &AwsInstance) -> Live {
         db_name: db.db_name().map(str::to_string),
         status: status(db),
     };
-    let mut outputs = instance_outputs(db);
+    let mut outputs: BTreeMap<String, Json> = instance_outputs(db)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     outputs.insert(
         "master_user_secret_arn".into(),
         json!(db
