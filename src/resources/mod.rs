@@ -59,7 +59,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &elbv2::listener::Listener,
     &autoscaling::autoscaling_group::AutoscalingGroup,
     &Typed(rds::db_subnet_group::DbSubnetGroup),
-    &rds::db_instance::DbInstance,
+    &Typed(rds::db_instance::DbInstance),
     &Typed(rds::db_read_replica::DbReadReplica),
 ];
 
@@ -179,6 +179,14 @@ pub trait Kind: Send + Sync {
     /// compares without case is given in lower case. Kinds without such names: none.
     fn physical_names(&self, _stack: &str, _id: &str, _config: &Json) -> Vec<(String, String)> {
         Vec::new()
+    }
+
+    /// `desired` adjusted against the live copy it is compared with, for what only the
+    /// pair can tell (whether a write-only password matches the record kept of it): the
+    /// planner calls it once per matched resource before `check_change`, the diff and
+    /// `warnings`, and the executor before an update. As it is by default.
+    fn against_live(&self, desired: &Json, _payload: &Payload, _live: &Json) -> Json {
+        desired.clone()
     }
 
     /// Security-baseline findings of the desired attributes, shown as plan warnings.

@@ -363,24 +363,24 @@ impl Resource for DbReadReplica {
             .modify_db_instance()
             .db_instance_identifier(ident)
             .apply_immediately(true);
-        if changed.has("name") {
+        let mut modify = false;
+        let mut set = |f: &str| {
+            modify |= changed.has(f);
+            changed.has(f)
+        };
+        if set("name") {
             req = req.new_db_instance_identifier(&a.name);
         }
-        if changed.has("instance_class") {
+        if set("instance_class") {
             req = req.db_instance_class(&a.instance_class);
         }
-        if changed.has("publicly_accessible") {
+        if set("publicly_accessible") {
             req = req.publicly_accessible(a.publicly_accessible);
         }
-        if changed.has("security_groups") {
+        if set("security_groups") {
             req = req.set_vpc_security_group_ids(a.security_groups.clone());
         }
-        if changed.any(&[
-            "name",
-            "instance_class",
-            "publicly_accessible",
-            "security_groups",
-        ]) {
+        if modify {
             req.send().await.map_err(aws_error("ModifyDBInstance"))?;
             cx.note("RDS is applying the changes (minutes on AWS)");
             db = wait_ready(
