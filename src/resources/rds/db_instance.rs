@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use aws_sdk_rds::types::DbInstance as AwsInstance;
+use aws_sdk_ssm::operation::put_parameter::builders::PutParameterFluentBuilder;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
@@ -14,7 +15,7 @@ use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, owned_id, Error};
-use crate::resources::fields::id_set;
+use crate::resources::fields::{check_id_ref, id_set};
 use crate::resources::typed::{attrs_of, Changed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
@@ -308,15 +309,8 @@ impl Resource for DbInstance {
             "the name of an existing DB subnet group",
         ));
         for (i, sg) in f.security_groups.iter().flatten().enumerate() {
-            issues.extend(check_ref(
-                &format!("security_groups[{i}]"),
-                sg,
-                cx,
-                "security_group",
-                &["id"],
-                |s| s.starts_with("sg-"),
-                "a security group id (`sg-…`)",
-            ));
+            let path = format!("security_groups[{i}]");
+            issues.extend(check_id_ref(&path, sg, cx, "security_group", "sg-"));
         }
         issues.extend(check_username(f.engine, &f.master_username));
         if let Some(p) = f.master_password.as_deref().filter(|p| *p != GENERATED) {
@@ -1093,34 +1087,15 @@ async fn read_record(aws: &Aws, stack: &str, id: &str) -> Result<Seen, Error> {
 }
 
 /// Writes the record of `password` for the resource of `cx`. A new parameter gets its
-/// tags; an existing one (ours: checked) is overwritten, without tags, since SSM refuses
-/// Tags together with Overwrite (terraform-provider-aws #18550; PutParameter:
-/// <https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html>).
+/// tags; an existing one (ours: checked) is overwritten, without tags (see [`put_new`]).
 async fn write_record(aws: &Aws, cx: &OpCx<'_>, password: &str) -> Result<Record, Error> {
+    const WHAT: &str = "Salted digest of an RDS master password, for securecart's change detection";
     let name = digest_parameter(cx.stack, cx.id);
     let made = Record::new(password)?;
     let record = made.encode();
     crate::secrets::register(&record);
-    let put = || {
-        aws.ssm
-            .put_parameter()
-            .name(&name)
-            .description(
-                "Salted digest of an RDS master password, for securecart's change detection",
-            )
-            .value(&record)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-    };
-    let tags = ssm_tags(cx, &name)?;
-    match put()
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .map_err(aws_error("PutParameter"))
-    {
-        Ok(_) => return Ok(made),
-        Err(e) if e.is_code(&["ParameterAlreadyExists"]) => {}
-        Err(e) => return Err(e),
+    if put_new(aws, cx, &name, WHAT, &record).await? {
+        return Ok(made);
     }
     match parameter_owner(aws, &name, cx.stack).await? {
         Some(Some(r)) if r == cx.id => {}
@@ -1131,7 +1106,7 @@ async fn write_record(aws: &Aws, cx: &OpCx<'_>, password: &str) -> Result<Record
             )))
         }
     }
-    put()
+    put_secure(aws, &name, WHAT, &record)
         .overwrite(true)
         .send()
         .await
@@ -1139,12 +1114,43 @@ async fn write_record(aws: &Aws, cx: &OpCx<'_>, password: &str) -> Result<Record
     Ok(made)
 }
 
-fn ssm_tags(cx: &OpCx<'_>, name: &str) -> Result<Vec<aws_sdk_ssm::types::Tag>, Error> {
-    common::tags(cx.stack, cx.id, name)
+/// PutParameter of a SecureString (encrypted with the account's `aws/ssm` key).
+fn put_secure(aws: &Aws, name: &str, what: &str, value: &str) -> PutParameterFluentBuilder {
+    aws.ssm
+        .put_parameter()
+        .name(name)
+        .description(what)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+}
+
+/// Stores a new SecureString tagged as the resource of `cx`; false when a parameter is
+/// already there. No `Overwrite` at all (it defaults to false, so an existing value is
+/// never replaced): SSM refuses Tags together with the Overwrite flag ("tags and
+/// overwrite can't be used together", terraform-provider-aws #18550; PutParameter:
+/// <https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html>).
+async fn put_new(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    name: &str,
+    what: &str,
+    value: &str,
+) -> Result<bool, Error> {
+    let tags = common::tags(cx.stack, cx.id, name)
         .into_iter()
         .map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Invalid(format!("cannot tag {name}: {e}")))
+        .map_err(|e| Error::Invalid(format!("cannot tag {name}: {e}")))?;
+    match put_secure(aws, name, what, value)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(aws_error("PutParameter"))
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_code(&["ParameterAlreadyExists"]) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes `name` if it is tagged as resource `id` of `stack`; gone is success, and one
@@ -1308,29 +1314,10 @@ async fn stored_password(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<String,
         }
         let password = generate_password()?;
         crate::secrets::register(&password);
-        let tags = ssm_tags(cx, name)?;
-        // Overwrite false (the default, said anyway): an existing value is never replaced.
-        let put = aws
-            .ssm
-            .put_parameter()
-            .name(name)
-            .description("Master password of an RDS instance, generated by securecart")
-            .value(&password)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            // No `Overwrite` at all (it defaults to false, so an existing parameter is
-            // refused): SSM refuses Tags together with the Overwrite flag ("tags and
-            // overwrite can't be used together", terraform-provider-aws #18550).
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(aws_error("PutParameter"));
-        match put {
-            Ok(_) => {
-                cx.note(format!("generated the master password into {name}"));
-                return Ok(password);
-            }
-            Err(e) if e.is_code(&["ParameterAlreadyExists"]) => continue,
-            Err(e) => return Err(e),
+        let what = "Master password of an RDS instance, generated by securecart";
+        if put_new(aws, cx, name, what, &password).await? {
+            cx.note(format!("generated the master password into {name}"));
+            return Ok(password);
         }
     }
     Err(Error::Conflict(format!(

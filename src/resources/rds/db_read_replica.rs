@@ -16,7 +16,7 @@ use super::{
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, Error};
-use crate::resources::fields::id_set;
+use crate::resources::fields::{check_id_ref, id_set};
 use crate::resources::typed::{attrs_of, Changed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
@@ -116,15 +116,8 @@ impl Resource for DbReadReplica {
             issues.extend(check_zone("availability_zone", az));
         }
         for (i, sg) in f.security_groups.iter().flatten().enumerate() {
-            issues.extend(check_ref(
-                &format!("security_groups[{i}]"),
-                sg,
-                cx,
-                "security_group",
-                &["id"],
-                |s| s.starts_with("sg-"),
-                "a security group id (`sg-…`)",
-            ));
+            let path = format!("security_groups[{i}]");
+            issues.extend(check_id_ref(&path, sg, cx, "security_group", "sg-"));
         }
         if let Some(primary) = cx.referenced(&f.source).filter(|r| r.kind == "db_instance") {
             let retention = primary

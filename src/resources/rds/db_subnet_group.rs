@@ -9,12 +9,12 @@ use aws_sdk_rds::types::DbSubnetGroup as AwsGroup;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{check_ref, has_ref, rds_name, rds_tags, tag_map};
+use super::{has_ref, rds_name, rds_tags, tag_map};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, owned_id, Error};
-use crate::resources::fields::{id_set, ref_key};
+use crate::resources::fields::{check_id_ref, id_set, ref_key};
 use crate::resources::typed::{Adopt, Changed, Found, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
@@ -57,14 +57,12 @@ impl Resource for DbSubnetGroup {
     fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         for (i, s) in f.subnets.iter().enumerate() {
-            issues.extend(check_ref(
+            issues.extend(check_id_ref(
                 &format!("subnets[{i}]"),
                 s,
                 cx,
                 "subnet",
-                &["id"],
-                |s| s.starts_with("subnet-"),
-                "a subnet id (`subnet-…`)",
+                "subnet-",
             ));
         }
         let keys: Vec<String> = f.subnets.iter().map(|s| ref_key(s)).collect();
