@@ -509,7 +509,11 @@ impl Executor<'_> {
             (Some(o), Op::Create) if a.create_before_delete => {
                 plan::replacement_name(kind, &desired, &o.attrs)
             }
-            (Some(o), Op::Update) => plan::keep_live_name(kind, &desired, &o.attrs),
+            (Some(o), Op::Update) => kind.against_live(
+                &plan::keep_live_name(kind, &desired, &o.attrs),
+                &payload,
+                &o.attrs,
+            ),
             _ => desired,
         };
         // A replaced resource is created afresh (beside the old copy, or after it went).

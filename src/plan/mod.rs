@@ -293,8 +293,8 @@ pub fn plan(
         };
         let lookup = |rf: &Ref| resolve_ref(rf, stack, &outputs, kind_of, &kinds);
         let config = refs::substitute(&r.config, &lookup);
-        let desired = match kind.desired_in(&stack.name, &id, &config, &bp.dir) {
-            Ok(d) => d.attrs,
+        let (desired, payload) = match kind.desired_in(&stack.name, &id, &config, &bp.dir) {
+            Ok(d) => (d.attrs, d.payload),
             Err(e) => {
                 errors.push(Warning {
                     id: id.clone(),
@@ -304,12 +304,6 @@ pub fn plan(
                 continue;
             }
         };
-        for w in kind.warnings(&desired) {
-            warnings.push(Warning {
-                id: id.clone(),
-                message: w,
-            });
-        }
         let mut deps: Vec<String> = r.dependencies().into_iter().collect();
         deps.sort();
         let candidates: Vec<usize> = by_id
@@ -329,6 +323,19 @@ pub fn plan(
             let forcing = changes.iter().filter(|c| c.forces_replacement).count();
             (forcing, changes.len(), !referenced[i], i)
         });
+        let desired = match ranked {
+            Some(li) => {
+                let l = &live[li].attrs;
+                kind.against_live(&keep_live_name(kind, &desired, l), &payload, l)
+            }
+            None => desired,
+        };
+        for w in kind.warnings(&desired) {
+            warnings.push(Warning {
+                id: id.clone(),
+                message: w,
+            });
+        }
         let Some(li) = ranked else {
             actions.push(PlannedAction {
                 id: id.clone(),
@@ -346,7 +353,6 @@ pub fn plan(
         };
         claimed[li] = true;
         let l = &live[li];
-        let desired = keep_live_name(kind, &desired, &l.attrs);
         if let Err(e) = kind.check_change(&l.attrs, &desired) {
             errors.push(Warning {
                 id: id.clone(),

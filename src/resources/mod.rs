@@ -58,9 +58,9 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &Typed(elbv2::target_group::TargetGroup),
     &Typed(elbv2::listener::Listener),
     &Typed(autoscaling::autoscaling_group::AutoscalingGroup),
-    &rds::db_subnet_group::DbSubnetGroup,
-    &rds::db_instance::DbInstance,
-    &rds::db_read_replica::DbReadReplica,
+    &Typed(rds::db_subnet_group::DbSubnetGroup),
+    &Typed(rds::db_instance::DbInstance),
+    &Typed(rds::db_read_replica::DbReadReplica),
 ];
 
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
@@ -181,6 +181,14 @@ pub trait Kind: Send + Sync {
         Vec::new()
     }
 
+    /// `desired` adjusted against the live copy it is compared with, for what only the
+    /// pair can tell (whether a write-only password matches the record kept of it): the
+    /// planner calls it once per matched resource before `check_change`, the diff and
+    /// `warnings`, and the executor before an update. As it is by default.
+    fn against_live(&self, desired: &Json, _payload: &Payload, _live: &Json) -> Json {
+        desired.clone()
+    }
+
     /// Security-baseline findings of the desired attributes, shown as plan warnings.
     fn warnings(&self, _desired: &Json) -> Vec<String> {
         Vec::new()
@@ -288,7 +296,7 @@ mod layout_tests {
             for f in std::fs::read_dir(&svc).expect("service folder") {
                 let f = f.expect("entry").path();
                 let text = std::fs::read_to_string(&f).expect("source");
-                if (text.contains("impl Kind for ") || text.contains("impl Resource for "))
+                if text.contains("impl Resource for ")
                     && f.file_name().is_some_and(|n| n != "mod.rs")
                 {
                     kinds.push((f, text));
@@ -321,6 +329,41 @@ mod layout_tests {
             found.is_empty(),
             "kinds importing another kind (move the shared code into the service's mod.rs): {found:?}"
         );
+    }
+
+    /// One way to write a kind (the typed contract), and no process-global state: what a
+    /// kind computes for a create travels as its payload, what a read found as attributes.
+    #[test]
+    fn kinds_are_typed_and_hold_no_global_state() {
+        let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src/resources")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).expect("dir") {
+                let f = e.expect("entry").path();
+                if f.is_dir() {
+                    stack.push(f);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&f).expect("source");
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for banned in [
+                    "impl Kind for",
+                    "static ",
+                    "OnceLock",
+                    "LazyLock",
+                    "thread_local!",
+                ] {
+                    let hit = code.lines().any(|l| {
+                        let l = l.trim_start();
+                        // The registry is a constant table, not state.
+                        !l.starts_with("//")
+                            && l.contains(banned)
+                            && !l.contains("'static")
+                            && !l.starts_with("pub static REGISTRY")
+                    });
+                    assert!(!hit, "{} has `{banned}`", f.display());
+                }
+            }
+        }
     }
 
     /// No cycles: kinds do not reach into the planner (the diff they share is `crate::diff`),

@@ -189,6 +189,17 @@ pub trait Resource: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// `desired` adjusted against the live copy (see [`Kind::against_live`]); `None`
+    /// keeps it as it is.
+    fn against_live(
+        &self,
+        _desired: &Self::Attrs,
+        _payload: &Self::Payload,
+        _live: &Self::Attrs,
+    ) -> Option<Self::Attrs> {
+        None
+    }
+
     /// Security-baseline findings, shown as plan warnings.
     fn warnings(&self, _desired: &Self::Attrs) -> Vec<String> {
         Vec::new()
@@ -438,6 +449,20 @@ impl<R: Resource> Kind for Typed<R> {
             Ok(f) => self.0.physical_names(stack, id, &f),
             Err(_) => Vec::new(),
         }
+    }
+
+    fn against_live(&self, desired: &Json, payload: &Payload, live: &Json) -> Json {
+        let adjusted = match (
+            serde_json::from_value::<R::Attrs>(desired.clone()),
+            serde_json::from_value::<R::Attrs>(live.clone()),
+            payload.get::<R::Payload>(),
+        ) {
+            (Ok(d), Ok(l), Some(p)) => self.0.against_live(&d, p, &l),
+            _ => None,
+        };
+        adjusted
+            .and_then(|a| serde_json::to_value(a).ok())
+            .unwrap_or_else(|| desired.clone())
     }
 
     fn warnings(&self, desired: &Json) -> Vec<String> {

@@ -1,12 +1,12 @@
-//! `db_instance`: an Amazon RDS DB instance (PostgreSQL or MySQL). Also home of what the
-//! RDS kinds share: identifiers, tags, reference checks, waiting for an instance and
-//! deleting one.
+//! `db_instance`: an Amazon RDS DB instance (PostgreSQL or MySQL), and its master
+//! password: generated into SSM, taken from the blueprint (with a salted digest in SSM so
+//! a change shows in the plan) or left to Secrets Manager.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use aws_sdk_rds::types::DbInstance as AwsInstance;
+use aws_sdk_ssm::operation::put_parameter::builders::PutParameterFluentBuilder;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
@@ -14,8 +14,10 @@ use super::*;
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, parse, Error};
-use crate::resources::{Kind, Live, OpCx, TAG_RESOURCE, TAG_STACK};
+use crate::resources::common::{self, aws_error, owned_id, Error};
+use crate::resources::fields::{check_id_ref, id_set};
+use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct DbInstance;
 
@@ -32,7 +34,7 @@ const TAG_PASSWORD_PARAMETER: &str = "securecart:master-password-parameter";
 /// An RDS DB instance.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// Database engine: `postgres` or `mysql`. Changing it replaces the instance (its
     /// data is lost unless you migrate it).
     engine: Engine,
@@ -159,7 +161,7 @@ fn default_username() -> String {
 /// The normalised attributes: what `desired` produces and `read` reads back. Optional
 /// ones are compared only when the blueprint sets them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Attrs {
+pub struct Db {
     name: String,
     engine: String,
     engine_version: String,
@@ -181,9 +183,9 @@ struct Attrs {
     /// `secrets_manager`, `generated` or `blueprint` — never the password.
     master_password_source: String,
     /// A password from the blueprint, as far as plan can compare it: [`PASSWORD_SAME`]
-    /// when it matches the stack's record of it, [`PASSWORD_CHANGED`] when it does not;
-    /// absent when there is nothing to compare (see "The blueprint's master password").
-    /// Never the password or its digest.
+    /// when it matches the stack's record of it, [`PASSWORD_CHANGED`] when it does not
+    /// (set by `against_live`); absent when there is nothing to compare (see "The
+    /// blueprint's master password"). Never the password or its digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     master_password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,35 +193,75 @@ struct Attrs {
     /// [`READY`] once the instance has its endpoint, else its RDS status (`creating`):
     /// see [`status`].
     status: String,
+    /// Live: what `read` found of the record of a blueprint password. Desired: its state
+    /// when there is no record to compare with (the same as live's, so never a change;
+    /// `warnings` and `check_change` read it). Never compared, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_record: Option<Seen>,
+}
+
+/// The compared attributes of an instance, or of a parameter a killed run left (see
+/// "Leftover parameters"), which `read` reports as a resource of this kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Attrs {
+    Instance(Box<Db>),
+    Leftover {
+        leftover_parameter: String,
+        db_instance_id: String,
+    },
+}
+
+/// What create and update send besides the attributes: a password from the blueprint
+/// (`None` for a generated one, which lives in SSM, and for Secrets Manager's). Never
+/// printed: no `Debug`.
+pub struct Password(Option<String>);
+
+/// What `read` finds: an instance with what was found of its password record (only a
+/// blueprint password has one), or a leftover parameter with the instance id it is for.
+pub enum Raw {
+    Instance(Box<AwsInstance>, Option<Seen>),
+    Leftover { name: String, owner: String },
+}
+
+/// The instance's attributes; a leftover parameter's are an internal error here.
+fn instance(a: &Attrs) -> Result<&Db, Error> {
+    match a {
+        Attrs::Instance(db) => Ok(db),
+        Attrs::Leftover {
+            leftover_parameter, ..
+        } => Err(Error::Invalid(format!(
+            "internal error: {leftover_parameter} is a leftover parameter, not a DB instance"
+        ))),
+    }
 }
 
 #[async_trait]
-impl Kind for DbInstance {
-    fn name(&self) -> &'static str {
-        "db_instance"
-    }
+impl Resource for DbInstance {
+    const KIND: &'static str = "db_instance";
+    const ATTRIBUTES: &'static [&'static str] = &[
+        "id",
+        "arn",
+        "endpoint",
+        "port",
+        "master_user_secret_arn",
+        "resource_id",
+        "master_password_parameter",
+    ];
+    const REPLACE_ON: &'static [&'static str] = &[
+        "engine",
+        "storage_encrypted",
+        "availability_zone",
+        "master_username",
+        "db_name",
+    ];
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &[
-            "id",
-            "arn",
-            "endpoint",
-            "port",
-            "master_user_secret_arn",
-            "resource_id",
-            "master_password_parameter",
-        ]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = Password;
+    type Raw = Raw;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         if let Some(i) = check_version(f.engine, &f.engine_version) {
             issues.push(i);
@@ -267,15 +309,8 @@ impl Kind for DbInstance {
             "the name of an existing DB subnet group",
         ));
         for (i, sg) in f.security_groups.iter().flatten().enumerate() {
-            issues.extend(check_ref(
-                &format!("security_groups[{i}]"),
-                sg,
-                cx,
-                "security_group",
-                &["id"],
-                |s| s.starts_with("sg-"),
-                "a security group id (`sg-…`)",
-            ));
+            let path = format!("security_groups[{i}]");
+            issues.extend(check_id_ref(&path, sg, cx, "security_group", "sg-"));
         }
         issues.extend(check_username(f.engine, &f.master_username));
         if let Some(p) = f.master_password.as_deref().filter(|p| *p != GENERATED) {
@@ -301,22 +336,22 @@ impl Kind for DbInstance {
         issues
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
-        let name = identifier(stack, id);
-        wanted().lock().map(|mut w| w.insert(name.clone())).ok();
-        let mut master_password = None;
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, Password), String> {
+        let mut password = None;
         let source = match f.master_password.as_deref() {
             Some(GENERATED) => GENERATED,
             Some(p) => {
-                remember_password(stack, id, p);
-                master_password = compare_with_record(&name, p)?;
+                if p != UNKNOWN {
+                    // A password written in plain text is still a password: never printed either.
+                    crate::secrets::register(p);
+                    password = Some(p.to_string());
+                }
                 FROM_BLUEPRINT
             }
             None => MANAGED,
         };
-        Ok(json!(Attrs {
-            name,
+        let db = Db {
+            name: identifier(site.stack, site.id),
             engine: f.engine.as_str().to_string(),
             engine_version: f.engine_version.trim().to_string(),
             instance_class: f.instance_class.trim().to_ascii_lowercase(),
@@ -330,73 +365,93 @@ impl Kind for DbInstance {
             deletion_protection: f.deletion_protection,
             final_snapshot: f.final_snapshot,
             db_subnet_group: lower_known(&f.db_subnet_group),
-            security_groups: f.security_groups.map(sorted),
+            security_groups: f.security_groups.map(id_set),
             master_username: f.master_username,
             master_password_source: source.to_string(),
-            master_password,
+            master_password: None,
             db_name: f.db_name,
             status: READY.to_string(),
-        }))
+            password_record: None,
+        };
+        Ok((Attrs::Instance(Box::new(db)), Password(password)))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+    /// A blueprint password against the record `read` found: the verdict in
+    /// `master_password`, or the record's state when there is nothing to compare with.
+    /// One PBKDF2 per instance per plan (the planner calls this once per match).
+    fn against_live(&self, desired: &Attrs, password: &Password, live: &Attrs) -> Option<Attrs> {
+        let (Attrs::Instance(d), Attrs::Instance(l)) = (desired, live) else {
+            return None;
+        };
+        if d.master_password_source != FROM_BLUEPRINT {
+            return None;
+        }
+        let mut d = d.clone();
+        match (&l.password_record, password.0.as_deref()) {
+            (Some(Seen::Record(r)), Some(p)) => {
+                let same = r.matches(p);
+                d.master_password = Some(
+                    if same {
+                        PASSWORD_SAME
+                    } else {
+                        PASSWORD_CHANGED
+                    }
+                    .to_string(),
+                );
+            }
+            (Some(Seen::Foreign), Some(_)) => d.password_record = Some(Seen::Foreign),
+            (Some(s @ (Seen::Missing | Seen::Unreadable)), _) => {
+                d.password_record = Some(s.clone())
+            }
+            _ => return None,
+        }
+        Some(Attrs::Instance(d))
+    }
+
+    fn physical_names(&self, stack: &str, id: &str, _: &Fields) -> Vec<(String, String)> {
         vec![("RDS identifier".into(), identifier(stack, id))]
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &[
-            "engine",
-            "storage_encrypted",
-            "availability_zone",
-            "master_username",
-            "db_name",
-        ]
-    }
-
-    fn check_change(&self, live: &Json, desired: &Json) -> Result<(), String> {
+    fn check_change(&self, live: &Attrs, desired: &Attrs) -> Result<(), String> {
+        let (Attrs::Instance(l), Attrs::Instance(d)) = (live, desired) else {
+            return Ok(());
+        };
+        if matches!(d.password_record, Some(Seen::Foreign)) {
+            return Err("an SSM parameter exists where securecart keeps the digest of this instance's master password, but it is not tagged as this resource's; securecart does not read or overwrite it: delete or rename it".into());
+        }
         // A replacement starts afresh: only in-place changes have limits.
-        let replaced = self
-            .replace_on()
+        let (lj, dj) = (json!(l), json!(d));
+        let replaced = Self::REPLACE_ON
             .iter()
-            .any(|k| desired.get(*k).is_some_and(|d| live.get(*k) != Some(d)));
+            .any(|k| dj.get(*k).is_some_and(|v| lj.get(*k) != Some(v)));
         if replaced {
             return Ok(());
         }
-        let num = |v: &Json, k: &str| v.get(k).and_then(Json::as_i64);
-        if let (Some(was), Some(want)) = (
-            num(live, "allocated_storage"),
-            num(desired, "allocated_storage"),
-        ) {
-            if want < was {
-                return Err(format!(
-                    "allocated_storage cannot shrink from {was} to {want} GiB: RDS only grows storage. Keep {was} or more, or move the data to a new instance"
-                ));
-            }
-            // RDS refuses increases below 10 % ("at least 10 percent greater").
-            if want > was && want * 10 < was * 11 {
-                return Err(format!(
-                    "allocated_storage can grow from {was} GiB only by at least 10 %: ask for {} GiB or more",
-                    (was * 11 + 9) / 10
-                ));
-            }
+        let (was, want) = (l.allocated_storage, d.allocated_storage);
+        if want < was {
+            return Err(format!(
+                "allocated_storage cannot shrink from {was} to {want} GiB: RDS only grows storage. Keep {was} or more, or move the data to a new instance"
+            ));
         }
-        let text = |v: &Json, k: &str| v.get(k).and_then(Json::as_str).map(str::to_string);
-        if let (Some(was), Some(want)) = (
-            text(live, "engine_version"),
-            text(desired, "engine_version"),
-        ) {
-            if version_lower(&want, &was) {
-                return Err(format!(
-                    "engine_version cannot go down from {was} to {want}: RDS only upgrades. \
-                     If RDS upgraded the minor version itself (auto minor version upgrade), write `{was}` or just the major version"
-                ));
-            }
+        // RDS refuses increases below 10 % ("at least 10 percent greater").
+        if want > was && want * 10 < was * 11 {
+            return Err(format!(
+                "allocated_storage can grow from {was} GiB only by at least 10 %: ask for {} GiB or more",
+                (was * 11 + 9) / 10
+            ));
+        }
+        let (was, want) = (&l.engine_version, &d.engine_version);
+        if version_lower(want, was) {
+            return Err(format!(
+                "engine_version cannot go down from {was} to {want}: RDS only upgrades. \
+                 If RDS upgraded the minor version itself (auto minor version upgrade), write `{was}` or just the major version"
+            ));
         }
         Ok(())
     }
 
-    fn warnings(&self, desired: &Json) -> Vec<String> {
-        let Ok(a) = serde_json::from_value::<Attrs>(desired.clone()) else {
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
+        let Attrs::Instance(a) = a else {
             return Vec::new();
         };
         let mut w = Vec::new();
@@ -410,9 +465,9 @@ impl Kind for DbInstance {
             w.push("automated backups are off (checkov CKV_AWS_133, trivy AWS-0077, cfn-nag W75, Security Hub RDS.11), and without them the instance can have no read replicas: set `backup_retention` to 1 or more".to_string());
         }
         if a.master_password_source == FROM_BLUEPRINT && a.master_password.is_none() {
-            let why = match found(&a.name) {
-                Some(Found::Missing) => "has no record of its master password (it was created before securecart kept one, or the record was deleted)",
-                Some(Found::Unreadable) => "has a record of its master password that securecart cannot read",
+            let why = match a.password_record {
+                Some(Seen::Missing) => "has no record of its master password (it was created before securecart kept one, or the record was deleted)",
+                Some(Seen::Unreadable) => "has a record of its master password that securecart cannot read",
                 _ => "",
             };
             if !why.is_empty() {
@@ -427,55 +482,62 @@ impl Kind for DbInstance {
         w
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
-        let dbs = stack_instances(aws, stack, "db_instance").await?;
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
+        let dbs = stack_instances(aws, stack, Self::KIND).await?;
         let owners: BTreeSet<String> = dbs.iter().map(|(id, _)| id.clone()).collect();
         let reads = dbs.into_iter().map(|(id, db)| async move {
-            let mut l = live(id, &db);
-            if l.attrs["master_password_source"] == FROM_BLUEPRINT {
-                let f = read_record(aws, stack, &l.id).await?;
-                if matches!(f, Found::Record(_)) {
-                    l.attrs["master_password"] = json!(PASSWORD_SAME);
-                }
-                set_found(&l.physical_id, f);
-            }
-            Ok::<_, Error>(l)
+            // Only a blueprint password has a record to compare with.
+            let record = match source_of(&db) {
+                FROM_BLUEPRINT => Some(read_record(aws, stack, &id).await?),
+                _ => None,
+            };
+            Ok::<_, Error>((id, Raw::Instance(Box::new(db), record)))
         });
         let mut out = futures::future::try_join_all(reads).await?;
         out.extend(leftover_parameters(aws, stack, &owners).await?);
         Ok(out)
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+    fn observe(&self, raw: &Raw) -> Observed<Attrs> {
+        match raw {
+            Raw::Instance(db, record) => observe_instance(db, record),
+            Raw::Leftover { name, owner } => Observed {
+                physical_id: name.clone(),
+                attrs: Attrs::Leftover {
+                    leftover_parameter: name.clone(),
+                    db_instance_id: owner.clone(),
+                },
+                outputs: Vec::new(),
+            },
+        }
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        password: &Password,
+    ) -> Result<Raw, Error> {
+        let a = instance(a)?;
         let mut extra = vec![
             (TAG_KIND, "db_instance".to_string()),
             (TAG_FINAL_SNAPSHOT, a.final_snapshot.to_string()),
             (TAG_ENGINE_VERSION, a.engine_version.clone()),
         ];
-        // Held until RDS has the instance: a leftover parameter of this id is not
-        // removed in between (see "Leftover parameters").
-        let lock = match a.master_password_source.as_str() {
-            GENERATED => Some(parameter_lock(&password_parameter(cx.stack, cx.id))),
-            FROM_BLUEPRINT => Some(parameter_lock(&digest_parameter(cx.stack, cx.id))),
-            _ => None,
-        };
-        let held = match &lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
         // Whether an instance an earlier attempt made may have another password than
         // the blueprint's (for a blueprint password: unless its record says the same).
         let mut unsure = false;
+        let mut record = None;
         let password = match a.master_password_source.as_str() {
             FROM_BLUEPRINT => {
-                let p = recall_password(cx.stack, cx.id)?;
+                let p = recall(password)?;
                 // Recorded before RDS sees it: see "The blueprint's master password".
                 unsure = match read_record(aws, cx.stack, cx.id).await? {
-                    Found::Record(r) => !r.matches(&p),
+                    Seen::Record(r) => !r.matches(&p),
                     _ => true,
                 };
-                write_record(aws, cx, &p).await?;
+                record = Some(Seen::Record(write_record(aws, cx, &p).await?));
                 Some(p)
             }
             GENERATED => {
@@ -520,7 +582,6 @@ impl Kind for DbInstance {
                 .map_err(aws_error("CreateDBInstance"))
         };
         let adopted = create_or_adopt(aws, cx, &a.name, send).await?;
-        drop(held);
         cx.note("RDS is creating the instance (5–10 minutes on AWS)");
         let mut db = wait_ready(
             aws,
@@ -536,25 +597,23 @@ impl Kind for DbInstance {
             cx.note("setting the master password of the instance an earlier attempt created");
             db = set_password(aws, cx, &a.name, p).await?;
         }
-        let mut l = live(cx.id.to_string(), &db);
-        if a.master_password_source == FROM_BLUEPRINT {
-            l.attrs["master_password"] = json!(PASSWORD_SAME);
-        }
-        Ok(l)
+        Ok(Raw::Instance(Box::new(db), record))
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_db: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let was: Attrs = common::from_desired(&live_db.attrs)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        let ident = live_db.physical_id.clone();
+        live: &Live,
+        a: &Attrs,
+        password: &Password,
+        changed: Changed<'_>,
+    ) -> Result<Option<Raw>, Error> {
+        let a = instance(a)?;
+        let was = attrs_of::<Self>(live)?;
+        let was = instance(&was)?;
+        let has = |f: &str| changed.has(f);
+        let ident = live.physical_id.clone();
         if has("status") {
             wait_created(aws, cx, &ident).await?;
         }
@@ -563,54 +622,48 @@ impl Kind for DbInstance {
             .modify_db_instance()
             .db_instance_identifier(&ident)
             .apply_immediately(true);
+        // Whether ModifyDBInstance has something to send: each changed field sets it.
         let mut modify = false;
-        if has("name") {
+        let mut set = |f: &str| {
+            modify |= changed.has(f);
+            changed.has(f)
+        };
+        if set("name") {
             req = req.new_db_instance_identifier(&a.name);
-            modify = true;
         }
-        if has("instance_class") {
+        if set("instance_class") {
             req = req.db_instance_class(&a.instance_class);
-            modify = true;
         }
-        if has("allocated_storage") {
+        if set("allocated_storage") {
             req = req.allocated_storage(api_int("allocated_storage", a.allocated_storage)?);
-            modify = true;
         }
-        if has("storage_type") {
+        if set("storage_type") {
             req = req.storage_type(&a.storage_type);
-            modify = true;
         }
-        if has("publicly_accessible") {
+        if set("publicly_accessible") {
             req = req.publicly_accessible(a.publicly_accessible);
-            modify = true;
         }
-        if has("multi_az") {
+        if set("multi_az") {
             req = req.multi_az(a.multi_az);
-            modify = true;
         }
-        if has("backup_retention") {
+        if set("backup_retention") {
             req = req.backup_retention_period(api_int("backup_retention", a.backup_retention)?);
-            modify = true;
         }
-        if has("deletion_protection") {
+        if set("deletion_protection") {
             req = req.deletion_protection(a.deletion_protection);
-            modify = true;
         }
-        if has("db_subnet_group") {
+        if set("db_subnet_group") {
             req = req.db_subnet_group_name(&a.db_subnet_group);
-            modify = true;
         }
-        if has("security_groups") {
+        if set("security_groups") {
             req = req.set_vpc_security_group_ids(a.security_groups.clone());
-            modify = true;
         }
-        if has("engine_version") {
+        if set("engine_version") {
             req = req
                 .engine_version(&a.engine_version)
                 .allow_major_version_upgrade(
                     major(&a.engine_version) != major(&was.engine_version),
                 );
-            modify = true;
         }
         let parameter = password_parameter(cx.stack, cx.id);
         let password_source =
@@ -619,12 +672,12 @@ impl Kind for DbInstance {
         // along with any other modification when there is no record to tell.
         let mut record = password_source == Some(FROM_BLUEPRINT);
         if password_source.is_none() && a.master_password_source == FROM_BLUEPRINT {
-            let unrecorded = matches!(found(&ident), Some(Found::Missing | Found::Unreadable));
+            let unrecorded = matches!(was.password_record, Some(Seen::Missing | Seen::Unreadable));
             if has("master_password") || (modify && unrecorded) {
                 // ModifyDBInstance, MasterUserPassword: "doesn't result in an outage and the
                 // change is asynchronously applied as soon as possible"; it stays in
                 // PendingModifiedValues until then, which `applied` waits out.
-                req = req.master_user_password(recall_password(cx.stack, cx.id)?);
+                req = req.master_user_password(recall(password)?);
                 modify = true;
                 record = true;
             }
@@ -636,7 +689,7 @@ impl Kind for DbInstance {
             req = match source {
                 FROM_BLUEPRINT => req
                     .set_manage_master_user_password(turn_off)
-                    .master_user_password(recall_password(cx.stack, cx.id)?),
+                    .master_user_password(recall(password)?),
                 GENERATED => req
                     .set_manage_master_user_password(turn_off)
                     .master_user_password(stored_password(aws, cx, &parameter).await?),
@@ -684,40 +737,31 @@ impl Kind for DbInstance {
             _ => {}
         }
         // The record follows the password too: after ModifyDBInstance succeeded.
+        let mut seen = (a.master_password_source == FROM_BLUEPRINT)
+            .then(|| was.password_record.clone())
+            .flatten();
         if record {
-            write_record(aws, cx, &recall_password(cx.stack, cx.id)?).await?;
+            seen = Some(Seen::Record(
+                write_record(aws, cx, &recall(password)?).await?,
+            ));
         } else if password_source.is_some() && was.master_password_source == FROM_BLUEPRINT {
             // No longer a blueprint password: its record describes nothing.
             let name = digest_parameter(cx.stack, cx.id);
             delete_owned_parameter(aws, cx.stack, cx.id, &name).await?;
         }
-        let db = describe(aws, &a.name)
-            .await?
-            .ok_or_else(|| Error::Conflict(format!("DB instance {} disappeared", a.name)))?;
-        let mut l = live(cx.id.to_string(), &db);
-        if a.master_password_source == FROM_BLUEPRINT {
-            l.attrs["master_password"] = if record {
-                json!(PASSWORD_SAME)
-            } else {
-                live_db
-                    .attrs
-                    .get("master_password")
-                    .cloned()
-                    .unwrap_or(Json::Null)
-            };
-        }
-        Ok(l)
+        let db = described(aws, &a.name).await?;
+        Ok(Some(Raw::Instance(Box::new(db), seen)))
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
-        if live.attrs.get(LEFTOVER).is_some() {
-            return delete_leftover(aws, cx, live).await;
-        }
-        let snapshot = live
-            .attrs
-            .get("final_snapshot")
-            .and_then(Json::as_bool)
-            .unwrap_or(true)
+        let a = match attrs_of::<Self>(live)? {
+            Attrs::Instance(a) => a,
+            Attrs::Leftover { db_instance_id, .. } => {
+                return delete_leftover(aws, cx, &live.physical_id, &db_instance_id).await
+            }
+        };
+        let snapshot = a
+            .final_snapshot
             .then(|| final_snapshot_name(&live.physical_id));
         delete_instance(aws, cx, &live.physical_id, snapshot).await?;
         // Only once the instance is gone: until then the password still opens it.
@@ -741,7 +785,18 @@ impl Kind for DbInstance {
     }
 }
 
-fn live(id: String, db: &AwsInstance) -> Live {
+/// Where the master password comes from, as far as AWS can tell.
+fn source_of(db: &AwsInstance) -> &'static str {
+    if db.master_user_secret().is_some() {
+        MANAGED
+    } else if tag_map(db.tag_list()).contains_key(TAG_PASSWORD_PARAMETER) {
+        GENERATED
+    } else {
+        FROM_BLUEPRINT
+    }
+}
+
+fn observe_instance(db: &AwsInstance, record: &Option<Seen>) -> Observed<Attrs> {
     let tags = tag_map(db.tag_list());
     let actual_version = db.engine_version().unwrap_or_default();
     // The blueprint's `16` stays `16` while AWS runs 16.4; `16.3` against 16.4 shows.
@@ -749,7 +804,7 @@ fn live(id: String, db: &AwsInstance) -> Live {
         Some(v) if version_matches(actual_version, v) => v.clone(),
         _ => actual_version.to_string(),
     };
-    let attrs = Attrs {
+    let attrs = Db {
         name: db.db_instance_identifier().unwrap_or_default().to_string(),
         engine: db.engine().unwrap_or_default().to_string(),
         engine_version,
@@ -770,43 +825,37 @@ fn live(id: String, db: &AwsInstance) -> Live {
             .to_string(),
         security_groups: Some(security_group_ids(db)),
         master_username: db.master_username().unwrap_or_default().to_string(),
-        master_password_source: if db.master_user_secret().is_some() {
-            MANAGED
-        } else if tags.contains_key(TAG_PASSWORD_PARAMETER) {
-            GENERATED
-        } else {
-            FROM_BLUEPRINT
-        }
-        .to_string(),
-        // Filled in by `read`, which looks for the stack's record of the password.
-        master_password: None,
+        master_password_source: source_of(db).to_string(),
+        // `read` looked for the stack's record of a blueprint password.
+        master_password: matches!(record, Some(Seen::Record(_))).then(|| PASSWORD_SAME.into()),
         db_name: db.db_name().map(str::to_string),
         status: status(db),
+        password_record: record.clone(),
     };
     let mut outputs = instance_outputs(db);
-    outputs.insert(
-        "master_user_secret_arn".into(),
-        json!(db
-            .master_user_secret()
-            .and_then(|s| s.secret_arn())
-            .unwrap_or_default()),
-    );
-    outputs.insert(
-        "resource_id".into(),
-        json!(db.dbi_resource_id().unwrap_or_default()),
-    );
-    outputs.insert(
-        "master_password_parameter".into(),
-        json!(tags
-            .get(TAG_PASSWORD_PARAMETER)
-            .map(String::as_str)
-            .unwrap_or_default()),
-    );
-    Live {
-        id,
-        kind: "db_instance",
+    outputs.extend([
+        (
+            "master_user_secret_arn",
+            json!(db
+                .master_user_secret()
+                .and_then(|s| s.secret_arn())
+                .unwrap_or_default()),
+        ),
+        (
+            "resource_id",
+            json!(db.dbi_resource_id().unwrap_or_default()),
+        ),
+        (
+            "master_password_parameter",
+            json!(tags
+                .get(TAG_PASSWORD_PARAMETER)
+                .map(String::as_str)
+                .unwrap_or_default()),
+        ),
+    ]);
+    Observed {
         physical_id: attrs.name.clone(),
-        attrs: json!(attrs),
+        attrs: Attrs::Instance(Box::new(attrs)),
         outputs,
     }
 }
@@ -814,30 +863,13 @@ fn live(id: String, db: &AwsInstance) -> Live {
 // ---- The master password ----------------------------------------------------------
 //
 // AWS never returns a password, so it cannot be part of the compared attributes; and it
-// must never appear in a plan. `desired` keeps it here, in this process only, for the
-// create or update that follows in the same run; the attributes say only where it comes
-// from.
+// must never appear in a plan. `desired` hands it to the create or update of the same
+// run as the payload ([`Password`]); the attributes say only where it comes from.
 
-fn passwords() -> &'static Mutex<HashMap<(String, String), String>> {
-    static P: OnceLock<Mutex<HashMap<(String, String), String>>> = OnceLock::new();
-    P.get_or_init(Default::default)
-}
-
-fn remember_password(stack: &str, id: &str, password: &str) {
-    if password != UNKNOWN {
-        // A password written in plain text is still a password: never printed either.
-        crate::secrets::register(password);
-        if let Ok(mut p) = passwords().lock() {
-            p.insert((stack.to_string(), id.to_string()), password.to_string());
-        }
-    }
-}
-
-fn recall_password(stack: &str, id: &str) -> Result<String, Error> {
-    passwords()
-        .lock()
-        .ok()
-        .and_then(|p| p.get(&(stack.to_string(), id.to_string())).cloned())
+fn recall(password: &Password) -> Result<String, Error> {
+    password
+        .0
+        .clone()
         .ok_or_else(|| Error::Invalid("the master password is not known in this run".into()))
 }
 
@@ -870,9 +902,14 @@ fn recall_password(stack: &str, id: &str) -> Result<String, Error> {
 //   killed in between leaves the old record, so the next plan shows the change again —
 //   never "unchanged" for a password the instance does not have).
 // - Who compares: `read` has AWS but not the blueprint, `desired` the password but not
-//   AWS. `read` leaves what it found in [`records`] (keyed by identifier), `desired`
-//   compares, and the attributes carry only the verdict ([`PASSWORD_SAME`] /
-//   [`PASSWORD_CHANGED`]) — never the password, the digest or the salt.
+//   AWS. `read` puts what it found in the live attributes (`password_record`: the record,
+//   or that it is missing, unreadable or someone else's); `against_live`, which the
+//   planner and the executor call with the desired attributes, the payload holding the
+//   password and the live attributes, compares, so the plan is a pure function of the
+//   blueprint and what was read. The compared attributes carry only the verdict
+//   ([`PASSWORD_SAME`] / [`PASSWORD_CHANGED`]) — never the password, the digest or the
+//   salt; `password_record` is never compared (desired holds at most its state) and the
+//   record is registered as a secret, masked wherever text is printed.
 // - No record for an instance that exists (made before securecart kept one, or the
 //   parameter was deleted): securecart cannot tell, so it plans no blind change; a plan
 //   warning says so, and the next ModifyDBInstance securecart sends to the instance for
@@ -897,8 +934,9 @@ const KDF_ROUNDS: u32 = 600_000;
 const SALT_LEN: usize = 16;
 
 /// A salted digest of a master password: `pbkdf2-sha256$ROUNDS$SALT$DIGEST` (hex).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Record {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Record {
     rounds: u32,
     salt: Vec<u8>,
     digest: [u8; 32],
@@ -951,13 +989,28 @@ impl Record {
     }
 }
 
+impl From<Record> for String {
+    fn from(r: Record) -> String {
+        r.encode()
+    }
+}
+
+impl TryFrom<String> for Record {
+    type Error = &'static str;
+
+    fn try_from(text: String) -> Result<Record, Self::Error> {
+        Record::decode(&text).ok_or("not a password record")
+    }
+}
+
 fn kdf(password: &str, salt: &[u8], rounds: u32) -> [u8; 32] {
     pbkdf2::pbkdf2_hmac_array::<sha2::Sha256, 32>(password.as_bytes(), salt, rounds)
 }
 
 /// What `read` found of an instance's password record.
-#[derive(Debug, Clone)]
-enum Found {
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seen {
     Record(Record),
     /// No parameter (an instance made before securecart kept records, or it was deleted).
     Missing,
@@ -967,51 +1020,13 @@ enum Found {
     Foreign,
 }
 
-/// What `read` found, by instance identifier, for `desired` and `warnings` of this run.
-fn records() -> &'static Mutex<HashMap<String, Found>> {
-    static R: OnceLock<Mutex<HashMap<String, Found>>> = OnceLock::new();
-    R.get_or_init(Default::default)
-}
-
-fn found(ident: &str) -> Option<Found> {
-    records().lock().ok()?.get(ident).cloned()
-}
-
-fn set_found(ident: &str, f: Found) {
-    if let Ok(mut r) = records().lock() {
-        r.insert(ident.to_string(), f);
-    }
-}
-
-/// The `master_password` attribute `desired` gives a blueprint password.
-fn compare_with_record(ident: &str, password: &str) -> Result<Option<String>, String> {
-    if password == UNKNOWN {
-        return Ok(None);
-    }
-    Ok(match found(ident) {
-        Some(Found::Record(r)) => Some(
-            if r.matches(password) {
-                PASSWORD_SAME
-            } else {
-                PASSWORD_CHANGED
-            }
-            .to_string(),
-        ),
-        Some(Found::Foreign) => {
-            return Err(
-                "an SSM parameter exists where securecart keeps the digest of this instance's master password, but it is not tagged as this resource's; securecart does not read or overwrite it: delete or rename it"
-                    .to_string(),
-            )
-        }
-        _ => None,
-    })
-}
-
-/// The stack's tags on an SSM parameter: `None` when it does not exist.
+/// Whose an SSM parameter is: `None` when it does not exist, else the blueprint id its
+/// tags give it in `stack` (`Some(None)`: not one of the stack's).
 async fn parameter_owner(
     aws: &Aws,
     name: &str,
-) -> Result<Option<(Option<String>, Option<String>)>, Error> {
+    stack: &str,
+) -> Result<Option<Option<String>>, Error> {
     let tags = aws
         .ssm
         .list_tags_for_resource()
@@ -1025,22 +1040,21 @@ async fn parameter_owner(
         Err(e) if e.is_code(&["InvalidResourceId", "ParameterNotFound"]) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let tag = |k: &str| {
-        tags.tag_list()
-            .iter()
-            .find(|t| t.key() == k)
-            .map(|t| t.value().to_string())
-    };
-    Ok(Some((tag(TAG_STACK), tag(TAG_RESOURCE))))
+    let tags: BTreeMap<String, String> = tags
+        .tag_list()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    Ok(Some(owned_id(&tags, stack)))
 }
 
-/// The record of DB instance `id` of `stack`, as `read` finds it.
-async fn read_record(aws: &Aws, stack: &str, id: &str) -> Result<Found, Error> {
-    let name = digest_parameter(stack, id);
+/// A SecureString's value, decrypted; `None` when there is no such parameter. Whatever it
+/// turns out to be, it is registered as a secret: never printed.
+async fn secure_value(aws: &Aws, name: &str) -> Result<Option<String>, Error> {
     let got = aws
         .ssm
         .get_parameter()
-        .name(&name)
+        .name(name)
         .with_decryption(true)
         .send()
         .await
@@ -1051,58 +1065,40 @@ async fn read_record(aws: &Aws, stack: &str, id: &str) -> Result<Found, Error> {
             .and_then(|p| p.value())
             .unwrap_or_default()
             .to_string(),
-        Err(e) if e.is_code(&["ParameterNotFound"]) => return Ok(Found::Missing),
+        Err(e) if e.is_code(&["ParameterNotFound"]) => return Ok(None),
         Err(e) => return Err(e),
     };
-    // Masked by value wherever text is printed: the digest is for comparing, not showing.
     crate::secrets::register(&value);
-    match parameter_owner(aws, &name).await? {
-        None => return Ok(Found::Missing),
-        Some((s, r)) if s.as_deref() != Some(stack) || r.as_deref() != Some(id) => {
-            return Ok(Found::Foreign)
-        }
-        Some(_) => {}
+    Ok(Some(value))
+}
+
+/// The record of DB instance `id` of `stack`, as `read` finds it.
+async fn read_record(aws: &Aws, stack: &str, id: &str) -> Result<Seen, Error> {
+    let name = digest_parameter(stack, id);
+    // Masked by value wherever text is printed: the digest is for comparing, not showing.
+    let Some(value) = secure_value(aws, &name).await? else {
+        return Ok(Seen::Missing);
+    };
+    match parameter_owner(aws, &name, stack).await? {
+        None => Ok(Seen::Missing),
+        Some(owner) if owner.as_deref() != Some(id) => Ok(Seen::Foreign),
+        Some(_) => Ok(Record::decode(&value).map_or(Seen::Unreadable, Seen::Record)),
     }
-    Ok(Record::decode(&value).map_or(Found::Unreadable, Found::Record))
 }
 
 /// Writes the record of `password` for the resource of `cx`. A new parameter gets its
-/// tags; an existing one (ours: checked) is overwritten, without tags, since SSM refuses
-/// Tags together with Overwrite (terraform-provider-aws #18550; PutParameter:
-/// <https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html>).
-async fn write_record(aws: &Aws, cx: &OpCx<'_>, password: &str) -> Result<(), Error> {
+/// tags; an existing one (ours: checked) is overwritten, without tags (see [`put_new`]).
+async fn write_record(aws: &Aws, cx: &OpCx<'_>, password: &str) -> Result<Record, Error> {
+    const WHAT: &str = "Salted digest of an RDS master password, for securecart's change detection";
     let name = digest_parameter(cx.stack, cx.id);
     let made = Record::new(password)?;
     let record = made.encode();
     crate::secrets::register(&record);
-    // What a later plan in this process compares with (`read` would find the same).
-    let remember = || set_found(&identifier(cx.stack, cx.id), Found::Record(made.clone()));
-    let put = || {
-        aws.ssm
-            .put_parameter()
-            .name(&name)
-            .description(
-                "Salted digest of an RDS master password, for securecart's change detection",
-            )
-            .value(&record)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-    };
-    let tags = ssm_tags(cx, &name)?;
-    match put()
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .map_err(aws_error("PutParameter"))
-    {
-        Ok(_) => {
-            remember();
-            return Ok(());
-        }
-        Err(e) if e.is_code(&["ParameterAlreadyExists"]) => {}
-        Err(e) => return Err(e),
+    if put_new(aws, cx, &name, WHAT, &record).await? {
+        return Ok(made);
     }
-    match parameter_owner(aws, &name).await? {
-        Some((Some(s), Some(r))) if s == cx.stack && r == cx.id => {}
+    match parameter_owner(aws, &name, cx.stack).await? {
+        Some(Some(r)) if r == cx.id => {}
         _ => {
             return Err(Error::Conflict(format!(
                 "the SSM parameter {name} exists but is not tagged as the password record of `{}` of stack `{}`; securecart does not overwrite it: delete it or rename the resource",
@@ -1110,21 +1106,51 @@ async fn write_record(aws: &Aws, cx: &OpCx<'_>, password: &str) -> Result<(), Er
             )))
         }
     }
-    put()
+    put_secure(aws, &name, WHAT, &record)
         .overwrite(true)
         .send()
         .await
         .map_err(aws_error("PutParameter"))?;
-    remember();
-    Ok(())
+    Ok(made)
 }
 
-fn ssm_tags(cx: &OpCx<'_>, name: &str) -> Result<Vec<aws_sdk_ssm::types::Tag>, Error> {
-    common::tags(cx.stack, cx.id, name)
+/// PutParameter of a SecureString (encrypted with the account's `aws/ssm` key).
+fn put_secure(aws: &Aws, name: &str, what: &str, value: &str) -> PutParameterFluentBuilder {
+    aws.ssm
+        .put_parameter()
+        .name(name)
+        .description(what)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+}
+
+/// Stores a new SecureString tagged as the resource of `cx`; false when a parameter is
+/// already there. No `Overwrite` at all (it defaults to false, so an existing value is
+/// never replaced): SSM refuses Tags together with the Overwrite flag ("tags and
+/// overwrite can't be used together", terraform-provider-aws #18550; PutParameter:
+/// <https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_PutParameter.html>).
+async fn put_new(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    name: &str,
+    what: &str,
+    value: &str,
+) -> Result<bool, Error> {
+    let tags = common::tags(cx.stack, cx.id, name)
         .into_iter()
         .map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Invalid(format!("cannot tag {name}: {e}")))
+        .map_err(|e| Error::Invalid(format!("cannot tag {name}: {e}")))?;
+    match put_secure(aws, name, what, value)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(aws_error("PutParameter"))
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_code(&["ParameterAlreadyExists"]) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes `name` if it is tagged as resource `id` of `stack`; gone is success, and one
@@ -1135,25 +1161,14 @@ async fn delete_owned_parameter(
     id: &str,
     name: &str,
 ) -> Result<bool, Error> {
-    match parameter_owner(aws, name).await? {
+    match parameter_owner(aws, name, stack).await? {
         None => Ok(true),
-        Some((s, r)) if s.as_deref() == Some(stack) && r.as_deref() == Some(id) => {
+        Some(Some(r)) if r == id => {
             delete_password_parameter(aws, name).await?;
             Ok(true)
         }
         Some(_) => Ok(false),
     }
-}
-
-/// One lock per parameter name: a create that reads or writes the parameter and sends
-/// CreateDBInstance, and the removal of that parameter as a leftover, never interleave.
-fn parameter_lock(name: &str) -> Arc<tokio::sync::Mutex<()>> {
-    static L: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
-    let mut locks = L
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    locks.entry(name.to_string()).or_default().clone()
 }
 
 /// Sets the master password of `ident` and waits until RDS has applied it.
@@ -1189,9 +1204,12 @@ async fn set_password(
 // parameter of the stack as a resource of its own (`ID/master-password`, kind
 // `db_instance`), so destroy deletes it; only parameters named like securecart's and
 // tagged with the stack and a resource id that has no DB instance count — anything else
-// under `/securecart/STACK/` is left alone. In an apply whose blueprint still has that
-// instance the parameter is the one to create it with, so its delete step keeps it (the
-// planner, which knows nothing of SSM, still lists it as a delete).
+// under `/securecart/STACK/` is left alone. While the blueprint has that instance the
+// plan keeps the parameter as a part of it (`plan`: `OWNER/part` ids), and the instance's
+// create takes it up; so one apply never both creates an instance and removes its
+// parameter, and nothing has to serialise the two. A parameter is removed only when the
+// plan says so (a destroy, or a blueprint without the instance), and even then not if
+// an instance has appeared since (another run made it).
 
 /// The parameter leaves securecart writes for a DB instance.
 const PARAMETER_LEAVES: &[&str] = &["master-password", "master-password-digest"];
@@ -1202,7 +1220,7 @@ async fn leftover_parameters(
     aws: &Aws,
     stack: &str,
     owners: &BTreeSet<String>,
-) -> Result<Vec<Live>, Error> {
+) -> Result<Vec<(String, Raw)>, Error> {
     let prefix = format!("/securecart/{stack}/");
     let listed = aws
         .ssm
@@ -1236,52 +1254,25 @@ async fn leftover_parameters(
         if !PARAMETER_LEAVES.contains(&leaf) || owners.contains(id) {
             continue;
         }
-        match parameter_owner(aws, name).await? {
-            Some((Some(s), Some(r))) if s == stack && r == id => {}
+        match parameter_owner(aws, name, stack).await? {
+            Some(Some(r)) if r == id => {}
             _ => continue,
         }
-        out.push(Live {
-            id: format!("{id}/{leaf}"),
-            kind: "db_instance",
-            physical_id: name.to_string(),
-            attrs: json!({ LEFTOVER: name, "db_instance_id": id }),
-            outputs: BTreeMap::new(),
-        });
+        out.push((
+            format!("{id}/{leaf}"),
+            Raw::Leftover {
+                name: name.to_string(),
+                owner: id.to_string(),
+            },
+        ));
     }
     Ok(out)
 }
 
-/// The instances the blueprint of this run wants (by identifier), as `desired` saw them.
-fn wanted() -> &'static Mutex<BTreeSet<String>> {
-    static W: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
-    W.get_or_init(Default::default)
-}
-
-/// Attribute of a leftover parameter's [`Live`]: its name.
-const LEFTOVER: &str = "leftover_parameter";
-
-/// Deletes a leftover parameter, unless its instance appeared since the plan (this same
-/// apply created it, or another run did): then it is that instance's again.
-async fn delete_leftover(aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
-    let name = live.physical_id.as_str();
-    let id = live
-        .attrs
-        .get("db_instance_id")
-        .and_then(Json::as_str)
-        .unwrap_or_default();
-    let lock = parameter_lock(name);
-    let _held = lock.lock().await;
-    let ident = identifier(cx.stack, id);
-    // An apply whose blueprint still has the instance creates it with this very
-    // parameter (a password stored before an interrupted CreateDBInstance must be the
-    // one RDS gets): only a destroy, or a blueprint without it, removes it.
-    if wanted().lock().is_ok_and(|w| w.contains(&ident)) {
-        cx.note(format!(
-            "{name} is kept: `{id}` of the blueprint is created with it"
-        ));
-        return Ok(());
-    }
-    if describe(aws, &ident).await?.is_some() {
+/// Deletes leftover parameter `name` of DB instance `id`, unless that instance appeared
+/// since the plan (another run created it): then it is that instance's again.
+async fn delete_leftover(aws: &Aws, cx: &OpCx<'_>, name: &str, id: &str) -> Result<(), Error> {
+    if describe(aws, &identifier(cx.stack, id)).await?.is_some() {
         cx.note(format!("{name} belongs to DB instance `{id}` again; kept"));
         return Ok(());
     }
@@ -1323,33 +1314,10 @@ async fn stored_password(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<String,
         }
         let password = generate_password()?;
         crate::secrets::register(&password);
-        let tags = common::tags(cx.stack, cx.id, name)
-            .into_iter()
-            .map(|(k, v)| aws_sdk_ssm::types::Tag::builder().key(k).value(v).build())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::Invalid(format!("cannot tag {name}: {e}")))?;
-        // Overwrite false (the default, said anyway): an existing value is never replaced.
-        let put = aws
-            .ssm
-            .put_parameter()
-            .name(name)
-            .description("Master password of an RDS instance, generated by securecart")
-            .value(&password)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            // No `Overwrite` at all (it defaults to false, so an existing parameter is
-            // refused): SSM refuses Tags together with the Overwrite flag ("tags and
-            // overwrite can't be used together", terraform-provider-aws #18550).
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(aws_error("PutParameter"));
-        match put {
-            Ok(_) => {
-                cx.note(format!("generated the master password into {name}"));
-                return Ok(password);
-            }
-            Err(e) if e.is_code(&["ParameterAlreadyExists"]) => continue,
-            Err(e) => return Err(e),
+        let what = "Master password of an RDS instance, generated by securecart";
+        if put_new(aws, cx, name, what, &password).await? {
+            cx.note(format!("generated the master password into {name}"));
+            return Ok(password);
         }
     }
     Err(Error::Conflict(format!(
@@ -1359,46 +1327,18 @@ async fn stored_password(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<String,
 
 /// The stored password, if `name` exists; an error if it is not this resource's.
 async fn read_password(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result<Option<String>, Error> {
-    let got = aws
-        .ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .map_err(aws_error("GetParameter"));
-    let value = match got {
-        Ok(out) => out
-            .parameter()
-            .and_then(|p| p.value())
-            .unwrap_or_default()
-            .to_string(),
-        Err(e) if e.is_code(&["ParameterNotFound"]) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(value) = secure_value(aws, name).await? else {
+        return Ok(None);
     };
-    // Whatever it turns out to be, it is never printed.
-    crate::secrets::register(&value);
-    let tags = aws
-        .ssm
-        .list_tags_for_resource()
-        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
-        .resource_id(name)
-        .send()
-        .await
-        .map_err(aws_error("ListTagsForResource"))?;
-    let tag = |k: &str| {
-        tags.tag_list()
-            .iter()
-            .find(|t| t.key() == k)
-            .map(|t| t.value().to_string())
-    };
-    if tag(TAG_STACK).as_deref() != Some(cx.stack) || tag(TAG_RESOURCE).as_deref() != Some(cx.id) {
-        return Err(Error::Conflict(format!(
+    match parameter_owner(aws, name, cx.stack).await? {
+        // Gone since: generated anew.
+        None => Ok(None),
+        Some(Some(r)) if r == cx.id => Ok(Some(value)),
+        Some(_) => Err(Error::Conflict(format!(
             "the SSM parameter {name} exists but is not tagged as the master password of `{}` of stack `{}`; securecart does not use or overwrite it: delete it or rename the resource",
             cx.id, cx.stack
-        )));
+        ))),
     }
-    Ok(Some(value))
 }
 
 /// Deletes the stored password; already gone is success.
@@ -1451,7 +1391,7 @@ fn os_random(buf: &mut [u8]) -> Result<(), Error> {
     })
 }
 
-// ---- Shared by the RDS kinds ------------------------------------------------------
+// ---- Requests ----------------------------------------------------------------------
 
 /// A checked number as the 32-bit integer the RDS API takes (never wrapped around).
 fn api_int(field: &str, v: i64) -> Result<i32, Error> {
@@ -1469,7 +1409,7 @@ async fn remove_tag(aws: &Aws, arn: &str, key: &str) -> Result<(), Error> {
         .map_err(aws_error("RemoveTagsFromResource"))
 }
 
-// ---- Checks shared by the RDS kinds ------------------------------------------------
+// ---- Checks ------------------------------------------------------------------------
 
 fn check_version(engine: Engine, v: &str) -> Option<Issue> {
     let parts: Vec<&str> = v.trim().split('.').collect();
@@ -1596,9 +1536,28 @@ fn version_lower(want: &str, was: &str) -> bool {
 mod tests {
     use super::*;
     use crate::resources::testing::problems;
+    use crate::resources::typed::Typed;
+    use crate::resources::{Desired, Kind, TAG_RESOURCE, TAG_STACK};
     use aws_sdk_rds::types::{
-        DbSubnetGroup, Endpoint, MasterUserSecret, VpcSecurityGroupMembership,
+        DbSubnetGroup, Endpoint, MasterUserSecret, Tag, VpcSecurityGroupMembership,
     };
+    use std::path::Path;
+
+    const K: Typed<DbInstance> = Typed(DbInstance);
+
+    /// What `read` makes of an instance (with `record` found of its password record):
+    /// attributes as JSON, and outputs.
+    fn read(db: &AwsInstance, record: Option<Seen>) -> (Json, BTreeMap<&'static str, Json>) {
+        let o = DbInstance.observe(&Raw::Instance(Box::new(db.clone()), record));
+        (
+            serde_json::to_value(o.attrs).unwrap(),
+            o.outputs.into_iter().collect(),
+        )
+    }
+
+    fn desired_in(stack: &str, id: &str, c: &Json) -> Desired {
+        K.desired_in(stack, id, c, Path::new(".")).unwrap()
+    }
 
     #[test]
     fn identifiers_follow_rds_rules() {
@@ -1701,44 +1660,42 @@ mod tests {
 
     #[test]
     fn desired_matches_the_shape_read_produces() {
-        let d = DbInstance.desired("dev", "primary", &config()).unwrap();
-        let l = live(
-            "primary".into(),
+        let d = K.desired("dev", "primary", &config()).unwrap();
+        let (l, out) = read(
             &aws_instance(&[
                 (TAG_STACK, "dev"),
                 (TAG_RESOURCE, "primary"),
                 (TAG_ENGINE_VERSION, "16"),
             ]),
+            None,
         );
-        assert_eq!(
-            crate::diff::diff(&d, &l.attrs, &[], &Default::default()),
-            vec![]
-        );
-        assert_eq!(
-            l.outputs["endpoint"],
-            json!("dev-primary.x.rds.amazonaws.com")
-        );
-        assert_eq!(l.outputs["port"], json!(5432));
-        assert_eq!(l.outputs["master_user_secret_arn"], json!("arn:secret"));
+        assert_eq!(crate::diff::diff(&d, &l, &[], &Default::default()), vec![]);
+        assert_eq!(out["endpoint"], json!("dev-primary.x.rds.amazonaws.com"));
+        assert_eq!(out["port"], json!(5432));
+        assert_eq!(out["master_user_secret_arn"], json!("arn:secret"));
         // Without the version tag, AWS's exact version shows.
-        let l = live("primary".into(), &aws_instance(&[]));
-        assert_eq!(l.attrs["engine_version"], json!("16.4"));
-        assert_eq!(l.attrs["final_snapshot"], json!(true));
+        let (l, _) = read(&aws_instance(&[]), None);
+        assert_eq!(l["engine_version"], json!("16.4"));
+        assert_eq!(l["final_snapshot"], json!(true));
     }
 
     #[test]
     fn the_password_never_enters_the_attributes() {
         let mut c = config();
         c["master_password"] = json!("correct-horse-battery");
-        let d = DbInstance.desired("pwtest", "primary", &c).unwrap();
-        assert!(!d.to_string().contains("correct-horse"), "{d}");
-        assert_eq!(d["master_password_source"], json!("blueprint"));
-        assert_eq!(
-            recall_password("pwtest", "primary").unwrap(),
-            "correct-horse-battery"
+        let d = desired_in("pwtest", "primary", &c);
+        assert!(
+            !d.attrs.to_string().contains("correct-horse"),
+            "{}",
+            d.attrs
         );
+        assert_eq!(d.attrs["master_password_source"], json!("blueprint"));
+        // The payload carries it to create and update, and never prints it.
+        let p = d.payload.get::<Password>().expect("the password payload");
+        assert_eq!(recall(p).unwrap(), "correct-horse-battery");
+        assert!(!format!("{d:?}").contains("correct-horse"));
         assert_eq!(
-            DbInstance.desired("pwtest", "other", &config()).unwrap()["master_password_source"],
+            K.desired("pwtest", "other", &config()).unwrap()["master_password_source"],
             json!("secrets_manager")
         );
     }
@@ -1747,10 +1704,10 @@ mod tests {
     fn a_generated_password_is_named_but_never_held() {
         let mut c = config();
         c["master_password"] = json!(GENERATED);
-        let d = DbInstance.desired("gentest", "primary", &c).unwrap();
-        assert_eq!(d["master_password_source"], json!("generated"));
-        // Nothing to remember: create and update read it from (or put it into) SSM.
-        assert!(recall_password("gentest", "primary").is_err());
+        let d = desired_in("gentest", "primary", &c);
+        assert_eq!(d.attrs["master_password_source"], json!("generated"));
+        // Nothing to carry: create and update read it from (or put it into) SSM.
+        assert!(recall(d.payload.get::<Password>().unwrap()).is_err());
         // Read back: the parameter tag, and no Secrets Manager secret, say `generated`.
         let name = password_parameter("dev", "primary");
         assert_eq!(name, "/securecart/dev/primary/master-password");
@@ -1761,21 +1718,15 @@ mod tests {
             (TAG_PASSWORD_PARAMETER, &name),
         ]);
         db.master_user_secret = None;
-        let l = live("primary".into(), &db);
-        let d = DbInstance.desired("dev", "primary", &c).unwrap();
-        assert_eq!(
-            crate::diff::diff(&d, &l.attrs, &[], &Default::default()),
-            vec![]
-        );
-        assert_eq!(l.outputs["master_password_parameter"], json!(name));
+        let (l, out) = read(&db, None);
+        let d = K.desired("dev", "primary", &c).unwrap();
+        assert_eq!(crate::diff::diff(&d, &l, &[], &Default::default()), vec![]);
+        assert_eq!(out["master_password_parameter"], json!(name));
         // Switching from Secrets Manager is an in-place change of the source alone.
-        let managed = live(
-            "primary".into(),
-            &aws_instance(&[(TAG_ENGINE_VERSION, "16")]),
-        );
-        assert_eq!(managed.outputs["master_password_parameter"], json!(""));
+        let (managed, out) = read(&aws_instance(&[(TAG_ENGINE_VERSION, "16")]), None);
+        assert_eq!(out["master_password_parameter"], json!(""));
         assert_eq!(
-            crate::diff::changed_attributes(&d, &managed.attrs),
+            crate::diff::changed_attributes(&d, &managed),
             ["master_password_source"]
         );
         // `generated` is a keyword, not a password: no length error, no plain-text warning.
@@ -1802,6 +1753,17 @@ mod tests {
             "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc49ca9cccf179b645991664b39d77ef317c71b845b1e30bd509112041d3a19783"
         );
         assert_eq!(KDF_ROUNDS, 600_000);
+        // As live attributes carry it: the encoded text, which only a record decodes from.
+        let seen = serde_json::to_value(Seen::Record(r.clone())).unwrap();
+        assert_eq!(seen, json!({ "record": text }));
+        assert_eq!(
+            serde_json::from_value::<Seen>(seen).unwrap(),
+            Seen::Record(r)
+        );
+        assert_eq!(json!(Seen::Missing), json!("missing"));
+        assert!(
+            serde_json::from_value::<Seen>(json!({"record": "pbkdf2-sha256$1$00$00"})).is_err()
+        );
         for bad in [
             "",
             "sha256$1$00$00",
@@ -1817,56 +1779,60 @@ mod tests {
     fn the_plan_compares_a_blueprint_password_with_its_record() {
         let mut c = config();
         c["master_password"] = json!("first-password-1");
-        let ident = identifier("cmptest", "primary");
-        let want = |c: &Json| DbInstance.desired("cmptest", "primary", c).unwrap();
+        let want = |c: &Json| desired_in("cmptest", "primary", c);
+        // What the planner and the executor compare: desired against the live copy.
+        let against = |d: &Desired, l: &Json| K.against_live(&d.attrs, &d.payload, l);
         // Nothing read (a create): nothing to compare, and no note.
-        assert!(want(&c).get("master_password").is_none());
-        assert!(DbInstance.warnings(&want(&c)).is_empty());
+        let d = want(&c);
+        assert!(d.attrs.get("master_password").is_none());
+        assert!(K.warnings(&d.attrs).is_empty());
+        // An instance with a blueprint password, as `read` finds it with its record.
+        let mut db = aws_instance(&[(TAG_STACK, "cmptest"), (TAG_ENGINE_VERSION, "16")]);
+        db.master_user_secret = None;
+        db.db_instance_identifier = Some(identifier("cmptest", "primary"));
+        let live = |seen: Seen| read(&db, Some(seen)).0;
         // The record matches: the same token `read` gives the live instance.
         let record = Record::with_rounds("first-password-1", 1_000).unwrap();
         let r_salt = record.salt.clone();
-        set_found(&ident, Found::Record(record));
-        let d = want(&c);
+        let l = live(Seen::Record(record));
+        assert_eq!(l["master_password"], json!(PASSWORD_SAME));
+        let d = against(&want(&c), &l);
         assert_eq!(d["master_password"], json!(PASSWORD_SAME));
-        let mut l = live(
-            "primary".into(),
-            &aws_instance(&[(TAG_STACK, "cmptest"), (TAG_ENGINE_VERSION, "16")]),
-        );
-        l.attrs["master_password_source"] = json!(FROM_BLUEPRINT);
-        l.attrs["master_password"] = json!(PASSWORD_SAME);
-        l.attrs["name"] = json!(ident);
         assert_eq!(
-            crate::diff::changed_attributes(&d, &l.attrs),
+            crate::diff::changed_attributes(&d, &l),
             Vec::<String>::new()
         );
         // Another password: an in-place change, shown as sensitive when it is a secret.
         c["master_password"] = json!("second-password-2");
-        let d = want(&c);
+        let d = against(&want(&c), &l);
         assert_eq!(d["master_password"], json!(PASSWORD_CHANGED));
-        let changes = crate::diff::diff(&d, &l.attrs, DbInstance.replace_on(), &Default::default());
+        let changes = crate::diff::diff(&d, &l, K.replace_on(), &Default::default());
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].attribute, "master_password");
         assert!(!changes[0].forces_replacement);
-        // Even unmasked, neither side holds anything of the password or its record.
-        let shown = serde_json::to_string(&changes).unwrap();
+        // Even unmasked, neither side holds anything of the password or its record, and
+        // the desired attributes carry none of the record either.
+        let shown = serde_json::to_string(&changes).unwrap() + &d.to_string();
         assert!(
             !shown.contains("second-password") && !shown.contains("pbkdf2"),
             "{shown}"
         );
         assert!(!shown.contains(&hex::encode(&r_salt)), "{shown}");
         // No record for an instance that exists: no blind change, one note.
-        set_found(&ident, Found::Missing);
-        let d = want(&c);
+        let l = live(Seen::Missing);
+        let d = against(&want(&c), &l);
         assert!(d.get("master_password").is_none());
-        let w = DbInstance.warnings(&d).join("\n");
+        assert!(crate::diff::changed_attributes(&d, &l).is_empty());
+        let w = K.warnings(&d).join("\n");
         assert!(w.contains("no record of its master password"), "{w}");
         // A parameter someone else owns at the record's name: a plan error, never used.
-        set_found(&ident, Found::Foreign);
-        let e = DbInstance.desired("cmptest", "primary", &c).unwrap_err();
+        let l = live(Seen::Foreign);
+        let e = K.check_change(&l, &against(&want(&c), &l)).unwrap_err();
         assert!(e.contains("not tagged as this resource's"), "{e}");
         // Other sources are not compared.
         c["master_password"] = json!(GENERATED);
-        assert!(want(&c).get("master_password").is_none());
+        let l = live(Seen::Record(Record::with_rounds("x", 1_000).unwrap()));
+        assert!(against(&want(&c), &l).get("master_password").is_none());
     }
 
     #[test]
@@ -1898,10 +1864,10 @@ mod tests {
         let mut db = aws_instance(&tags);
         db.endpoint = None;
         db.db_instance_status = Some("creating".into());
-        let l = live("primary".into(), &db);
-        assert!(!l.outputs.contains_key("endpoint"));
-        let d = DbInstance.desired("dev", "primary", &config()).unwrap();
-        let changes = crate::diff::diff(&d, &l.attrs, DbInstance.replace_on(), &Default::default());
+        let (l, out) = read(&db, None);
+        assert!(!out.contains_key("endpoint"));
+        let d = K.desired("dev", "primary", &config()).unwrap();
+        let changes = crate::diff::diff(&d, &l, K.replace_on(), &Default::default());
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].attribute, "status");
         assert_eq!(changes[0].before, json!("creating"));
@@ -1910,59 +1876,46 @@ mod tests {
         // `backing-up` right after creation has its endpoint: nothing to wait for.
         let mut db = aws_instance(&tags);
         db.db_instance_status = Some("backing-up".into());
-        assert_eq!(
-            live("primary".into(), &db).attrs["status"],
-            json!("available")
-        );
+        assert_eq!(read(&db, None).0["status"], json!("available"));
     }
 
     #[test]
     fn storage_only_grows_and_versions_only_rise() {
-        let live = json!({"allocated_storage": 100, "engine_version": "16.4"});
-        let shrink = DbInstance
-            .check_change(
-                &live,
-                &json!({"allocated_storage": 50, "engine_version": "16"}),
-            )
+        let at = |engine: &str, storage: i64, version: &str| {
+            let mut c = config();
+            c["engine"] = json!(engine);
+            c["allocated_storage"] = json!(storage);
+            c["engine_version"] = json!(version);
+            K.desired("dev", "p", &c).unwrap()
+        };
+        let live = at("postgres", 100, "16.4");
+        let shrink = K
+            .check_change(&live, &at("postgres", 50, "16"))
             .unwrap_err();
         assert!(shrink.contains("cannot shrink from 100 to 50"), "{shrink}");
-        let small = DbInstance
-            .check_change(&live, &json!({"allocated_storage": 105}))
+        let small = K
+            .check_change(&live, &at("postgres", 105, "16.4"))
             .unwrap_err();
         assert!(small.contains("110 GiB"), "{small}");
-        assert!(DbInstance
-            .check_change(
-                &live,
-                &json!({"allocated_storage": 110, "engine_version": "17"})
-            )
-            .is_ok());
-        let down = DbInstance
-            .check_change(&live, &json!({"engine_version": "16.2"}))
+        assert!(K.check_change(&live, &at("postgres", 110, "17")).is_ok());
+        let down = K
+            .check_change(&live, &at("postgres", 100, "16.2"))
             .unwrap_err();
         assert!(down.contains("cannot go down"), "{down}");
         // Another engine replaces the instance: its version and size start afresh.
-        let live =
-            json!({"engine": "postgres", "allocated_storage": 100, "engine_version": "16.4"});
-        assert!(DbInstance
-            .check_change(
-                &live,
-                &json!({"engine": "mysql", "allocated_storage": 20, "engine_version": "8.0"})
-            )
-            .is_ok());
+        assert!(K.check_change(&live, &at("mysql", 20, "8.0")).is_ok());
     }
 
     #[test]
     fn weakened_defaults_are_named() {
         let mut c = config();
-        let d = DbInstance.desired("dev", "p", &c).unwrap();
-        assert!(DbInstance.warnings(&d).is_empty());
+        let d = K.desired("dev", "p", &c).unwrap();
+        assert!(K.warnings(&d).is_empty());
         c["storage_encrypted"] = json!(false);
         c["publicly_accessible"] = json!(true);
         c["backup_retention"] = json!(0);
         c["final_snapshot"] = json!(false);
-        let w = DbInstance
-            .warnings(&DbInstance.desired("dev", "p", &c).unwrap())
-            .join("\n");
+        let w = K.warnings(&K.desired("dev", "p", &c).unwrap()).join("\n");
         for id in ["CKV_AWS_16", "RDS.2", "CKV_AWS_133", "RDS.8"] {
             assert!(w.contains(id), "{id} missing in {w}");
         }

@@ -5,18 +5,20 @@
 use async_trait::async_trait;
 use aws_sdk_rds::types::DbInstance as AwsInstance;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 
 use super::{
     add_tags, applied, check_class, check_ref, check_zone, create_or_adopt, delete_instance,
-    describe, final_snapshot_name, identifier, instance_outputs, lower_known, rds_tags,
-    security_group_ids, sorted, stack_instances, status, tag_map, wait_created, wait_ready,
-    CREATE_TIMEOUT, GENERATED, MODIFY_TIMEOUT, READY, TAG_FINAL_SNAPSHOT, TAG_KIND,
+    describe, described, final_snapshot_name, identifier, instance_outputs, lower_known, rds_tags,
+    security_group_ids, stack_instances, status, tag_map, wait_created, wait_ready, CREATE_TIMEOUT,
+    GENERATED, MODIFY_TIMEOUT, READY, TAG_FINAL_SNAPSHOT, TAG_KIND,
 };
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, parse, Error};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::common::{self, aws_error, Error};
+use crate::resources::fields::{check_id_ref, id_set};
+use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct DbReadReplica;
 
@@ -28,7 +30,7 @@ const TAG_SOURCE: &str = "securecart:source";
 /// A read replica of a DB instance.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// The primary: a reference like `${primary}` to a `db_instance` with backups on
     /// (`backup_retention` ≥ 1) and a master password RDS may copy: `generated` or a
     /// parameter, not Secrets Manager's (the default). It must be available first,
@@ -68,7 +70,7 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     source: String,
     instance_class: String,
@@ -84,24 +86,17 @@ struct Attrs {
 }
 
 #[async_trait]
-impl Kind for DbReadReplica {
-    fn name(&self) -> &'static str {
-        "db_read_replica"
-    }
+impl Resource for DbReadReplica {
+    const KIND: &'static str = "db_read_replica";
+    const ATTRIBUTES: &'static [&'static str] = &["id", "arn", "endpoint", "port"];
+    const REPLACE_ON: &'static [&'static str] = &["source", "availability_zone"];
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["id", "arn", "endpoint", "port"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    type Raw = AwsInstance;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         issues.extend(check_ref(
             "source",
@@ -121,15 +116,8 @@ impl Kind for DbReadReplica {
             issues.extend(check_zone("availability_zone", az));
         }
         for (i, sg) in f.security_groups.iter().flatten().enumerate() {
-            issues.extend(check_ref(
-                &format!("security_groups[{i}]"),
-                sg,
-                cx,
-                "security_group",
-                &["id"],
-                |s| s.starts_with("sg-"),
-                "a security group id (`sg-…`)",
-            ));
+            let path = format!("security_groups[{i}]");
+            issues.extend(check_id_ref(&path, sg, cx, "security_group", "sg-"));
         }
         if let Some(primary) = cx.referenced(&f.source).filter(|r| r.kind == "db_instance") {
             let retention = primary
@@ -192,32 +180,27 @@ impl Kind for DbReadReplica {
         issues
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
-        Ok(json!(Attrs {
-            name: identifier(stack, id),
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
+        let a = Attrs {
+            name: identifier(site.stack, site.id),
             source: lower_known(&f.source),
             instance_class: f.instance_class.trim().to_ascii_lowercase(),
             availability_zone: f.availability_zone,
-            security_groups: f.security_groups.map(sorted),
+            security_groups: f.security_groups.map(id_set),
             publicly_accessible: f.publicly_accessible,
             promoted: f.promote,
             final_snapshot: f.final_snapshot,
             status: READY.to_string(),
-        }))
+        };
+        Ok((a, ()))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+    fn physical_names(&self, stack: &str, id: &str, _: &Fields) -> Vec<(String, String)> {
         vec![("RDS identifier".into(), identifier(stack, id))]
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &["source", "availability_zone"]
-    }
-
-    fn check_change(&self, live: &Json, desired: &Json) -> Result<(), String> {
-        let promoted = |v: &Json| v.get("promoted").and_then(Json::as_bool);
-        if promoted(live) == Some(true) && promoted(desired) == Some(false) {
+    fn check_change(&self, live: &Attrs, desired: &Attrs) -> Result<(), String> {
+        if live.promoted && !desired.promoted {
             return Err(
                 "this replica was promoted to a standalone instance and cannot become a replica again: keep `promote: true`, or rename the resource to create a new replica".into(),
             );
@@ -225,24 +208,51 @@ impl Kind for DbReadReplica {
         Ok(())
     }
 
-    fn warnings(&self, desired: &Json) -> Vec<String> {
+    fn warnings(&self, a: &Attrs) -> Vec<String> {
         let mut w = Vec::new();
-        if desired.get("publicly_accessible") == Some(&json!(true)) {
+        if a.publicly_accessible {
             w.push("the replica is publicly accessible (checkov CKV_AWS_17, trivy AWS-0180, cfn-nag F22, Security Hub RDS.2): leave `publicly_accessible` at its default, false".to_string());
         }
         w
     }
 
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
-        Ok(stack_instances(aws, stack, "db_read_replica")
-            .await?
-            .into_iter()
-            .map(|(id, db)| live(id, &db))
-            .collect())
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
+        stack_instances(aws, stack, Self::KIND).await
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+    fn observe(&self, db: &AwsInstance) -> Observed<Attrs> {
+        let tags = tag_map(db.tag_list());
+        let reported = db.read_replica_source_db_instance_identifier();
+        let name = db.db_instance_identifier().unwrap_or_default().to_string();
+        Observed {
+            physical_id: name.clone(),
+            outputs: instance_outputs(db),
+            attrs: Attrs {
+                name,
+                // Kept after promotion (AWS forgets it), so the plan stays quiet and
+                // destroy still deletes the replica before its primary.
+                source: reported
+                    .map(str::to_string)
+                    .or_else(|| tags.get(TAG_SOURCE).cloned())
+                    .unwrap_or_default(),
+                instance_class: db.db_instance_class().unwrap_or_default().to_string(),
+                availability_zone: db.availability_zone().map(str::to_string),
+                security_groups: Some(security_group_ids(db)),
+                publicly_accessible: db.publicly_accessible().unwrap_or(false),
+                promoted: promoted_tag(db) || reported.is_none(),
+                final_snapshot: tags.get(TAG_FINAL_SNAPSHOT).map(String::as_str) != Some("false"),
+                status: status(db),
+            },
+        }
+    }
+
+    async fn create(
+        &self,
+        aws: &Aws,
+        cx: &OpCx<'_>,
+        a: &Attrs,
+        _: &(),
+    ) -> Result<AwsInstance, Error> {
         let source = describe(aws, &a.source).await?.ok_or_else(|| {
             Error::Conflict(format!(
                 "the source DB instance {} does not exist",
@@ -320,51 +330,48 @@ impl Kind for DbReadReplica {
         if a.promoted {
             db = promote(aws, cx, &db).await?;
         }
-        Ok(live(cx.id.to_string(), &db))
+        Ok(db)
     }
 
     async fn update(
         &self,
         aws: &Aws,
         cx: &OpCx<'_>,
-        live_db: &Live,
-        desired: &Json,
-        changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
-        let has = |f: &str| changed.iter().any(|c| c == f);
-        let ident = live_db.physical_id.clone();
-        let mut db = if has("status") {
-            wait_created(aws, cx, &ident).await?
+        live: &Live,
+        a: &Attrs,
+        _: &(),
+        changed: Changed<'_>,
+    ) -> Result<Option<AwsInstance>, Error> {
+        let ident = live.physical_id.as_str();
+        let mut db = if changed.has("status") {
+            wait_created(aws, cx, ident).await?
         } else {
-            describe(aws, &ident)
-                .await?
-                .ok_or_else(|| Error::Conflict(format!("DB instance {ident} no longer exists")))?
+            described(aws, ident).await?
         };
-        if has("promoted") && a.promoted {
+        if changed.has("promoted") && a.promoted {
             db = promote(aws, cx, &db).await?;
         }
         let mut req = aws
             .rds
             .modify_db_instance()
-            .db_instance_identifier(&ident)
+            .db_instance_identifier(ident)
             .apply_immediately(true);
         let mut modify = false;
-        if has("name") {
+        let mut set = |f: &str| {
+            modify |= changed.has(f);
+            changed.has(f)
+        };
+        if set("name") {
             req = req.new_db_instance_identifier(&a.name);
-            modify = true;
         }
-        if has("instance_class") {
+        if set("instance_class") {
             req = req.db_instance_class(&a.instance_class);
-            modify = true;
         }
-        if has("publicly_accessible") {
+        if set("publicly_accessible") {
             req = req.publicly_accessible(a.publicly_accessible);
-            modify = true;
         }
-        if has("security_groups") {
+        if set("security_groups") {
             req = req.set_vpc_security_group_ids(a.security_groups.clone());
-            modify = true;
         }
         if modify {
             req.send().await.map_err(aws_error("ModifyDBInstance"))?;
@@ -379,25 +386,23 @@ impl Kind for DbReadReplica {
             )
             .await?;
         }
-        if has("final_snapshot") {
+        if changed.has("final_snapshot") {
             add_tags(
                 aws,
                 db.db_instance_arn().unwrap_or_default(),
                 &[(TAG_FINAL_SNAPSHOT, a.final_snapshot.to_string())],
             )
             .await?;
-            db = describe(aws, &a.name)
-                .await?
-                .ok_or_else(|| Error::Conflict(format!("DB instance {} disappeared", a.name)))?;
+            db = described(aws, &a.name).await?;
         }
-        Ok(live(cx.id.to_string(), &db))
+        Ok(Some(db))
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
-        let attr = |k: &str| live.attrs.get(k).and_then(Json::as_bool);
+        let a = attrs_of::<Self>(live)?;
         // RDS takes no final snapshot of a replica; a promoted one is a database of its own.
-        let snapshot = (attr("promoted") == Some(true) && attr("final_snapshot") != Some(false))
-            .then(|| final_snapshot_name(&live.physical_id));
+        let snapshot =
+            (a.promoted && a.final_snapshot).then(|| final_snapshot_name(&live.physical_id));
         delete_instance(aws, cx, &live.physical_id, snapshot).await
     }
 }
@@ -431,49 +436,28 @@ async fn promote(aws: &Aws, cx: &OpCx<'_>, db: &AwsInstance) -> Result<AwsInstan
         &[(TAG_PROMOTED, "true".to_string())],
     )
     .await?;
-    describe(aws, &ident)
-        .await?
-        .ok_or_else(|| Error::Conflict(format!("DB instance {ident} disappeared")))
+    described(aws, &ident).await
 }
 
 fn promoted_tag(db: &AwsInstance) -> bool {
     tag_map(db.tag_list()).get(TAG_PROMOTED).map(String::as_str) == Some("true")
 }
 
-fn live(id: String, db: &AwsInstance) -> Live {
-    let tags = tag_map(db.tag_list());
-    let reported = db.read_replica_source_db_instance_identifier();
-    let attrs = Attrs {
-        name: db.db_instance_identifier().unwrap_or_default().to_string(),
-        // Kept after promotion (AWS forgets it), so the plan stays quiet and destroy
-        // still deletes the replica before its primary.
-        source: reported
-            .map(str::to_string)
-            .or_else(|| tags.get(TAG_SOURCE).cloned())
-            .unwrap_or_default(),
-        instance_class: db.db_instance_class().unwrap_or_default().to_string(),
-        availability_zone: db.availability_zone().map(str::to_string),
-        security_groups: Some(security_group_ids(db)),
-        publicly_accessible: db.publicly_accessible().unwrap_or(false),
-        promoted: promoted_tag(db) || reported.is_none(),
-        final_snapshot: tags.get(TAG_FINAL_SNAPSHOT).map(String::as_str) != Some("false"),
-        status: status(db),
-    };
-    Live {
-        id,
-        kind: "db_read_replica",
-        physical_id: attrs.name.clone(),
-        attrs: json!(attrs),
-        outputs: instance_outputs(db),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::testing::problems;
-    use crate::resources::{TAG_RESOURCE, TAG_STACK};
+    use crate::resources::typed::Typed;
+    use crate::resources::{Kind, TAG_RESOURCE, TAG_STACK};
     use aws_sdk_rds::types::{Endpoint, Tag};
+    use serde_json::json;
+
+    const K: Typed<DbReadReplica> = Typed(DbReadReplica);
+
+    /// The attributes `read` gives a replica, as JSON.
+    fn attrs(db: &AwsInstance) -> Json {
+        serde_json::to_value(DbReadReplica.observe(db).attrs).unwrap()
+    }
 
     const BASE: &str = "
 name: t
@@ -561,13 +545,17 @@ resources:
 
     #[test]
     fn demoting_is_refused() {
-        let e = DbReadReplica
-            .check_change(&json!({"promoted": true}), &json!({"promoted": false}))
-            .unwrap_err();
+        let cfg = |promote: bool| {
+            K.desired(
+                "dev",
+                "r1",
+                &json!({"source": "dev-primary", "instance_class": "db.t4g.micro", "promote": promote}),
+            )
+            .unwrap()
+        };
+        let e = K.check_change(&cfg(true), &cfg(false)).unwrap_err();
         assert!(e.contains("cannot become a replica again"), "{e}");
-        assert!(DbReadReplica
-            .check_change(&json!({"promoted": false}), &json!({"promoted": true}))
-            .is_ok());
+        assert!(K.check_change(&cfg(false), &cfg(true)).is_ok());
     }
 
     fn replica(source: Option<&str>, tags: &[(&str, &str)]) -> AwsInstance {
@@ -593,22 +581,14 @@ resources:
             (TAG_SOURCE, "dev-primary"),
         ];
         let cfg = json!({"source": "dev-primary", "instance_class": "db.t4g.micro", "availability_zone": "us-east-1b"});
-        let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
-        let l = live("r1".into(), &replica(Some("dev-primary"), &tags));
-        assert_eq!(
-            crate::diff::diff(&d, &l.attrs, &[], &Default::default()),
-            vec![]
-        );
+        let d = K.desired("dev", "r1", &cfg).unwrap();
+        let l = attrs(&replica(Some("dev-primary"), &tags));
+        assert_eq!(crate::diff::diff(&d, &l, &[], &Default::default()), vec![]);
 
         let mut cfg = cfg;
         cfg["promote"] = json!(true);
-        let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
-        let changes = crate::diff::diff(
-            &d,
-            &l.attrs,
-            DbReadReplica.replace_on(),
-            &Default::default(),
-        );
+        let d = K.desired("dev", "r1", &cfg).unwrap();
+        let changes = crate::diff::diff(&d, &l, K.replace_on(), &Default::default());
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].attribute, "promoted");
         assert!(!changes[0].forces_replacement);
@@ -620,9 +600,8 @@ resources:
                 &[tags[0], tags[1], tags[2], (TAG_PROMOTED, "true")],
             ),
         ] {
-            let l = live("r1".into(), &after);
             assert_eq!(
-                crate::diff::diff(&d, &l.attrs, &[], &Default::default()),
+                crate::diff::diff(&d, &attrs(&after), &[], &Default::default()),
                 vec![]
             );
         }
@@ -634,16 +613,11 @@ resources:
         let mut db = replica(Some("dev-primary"), &tags);
         db.endpoint = None;
         db.db_instance_status = Some("creating".into());
-        let l = live("r1".into(), &db);
-        assert!(!l.outputs.contains_key("endpoint"));
+        let o = DbReadReplica.observe(&db);
+        assert!(!o.outputs.iter().any(|(k, _)| *k == "endpoint"));
         let cfg = json!({"source": "dev-primary", "instance_class": "db.t4g.micro", "availability_zone": "us-east-1b"});
-        let d = DbReadReplica.desired("dev", "r1", &cfg).unwrap();
-        let changes = crate::diff::diff(
-            &d,
-            &l.attrs,
-            DbReadReplica.replace_on(),
-            &Default::default(),
-        );
+        let d = K.desired("dev", "r1", &cfg).unwrap();
+        let changes = crate::diff::diff(&d, &attrs(&db), K.replace_on(), &Default::default());
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(
             (
@@ -667,7 +641,18 @@ resources:
                 .into_iter()
                 .collect(),
         };
-        let r = live("r1".into(), &replica(None, &[(TAG_SOURCE, "dev-primary")]));
+        let o = DbReadReplica.observe(&replica(None, &[(TAG_SOURCE, "dev-primary")]));
+        let r = Live {
+            id: "r1".into(),
+            kind: "db_read_replica",
+            physical_id: o.physical_id,
+            attrs: serde_json::to_value(o.attrs).unwrap(),
+            outputs: o
+                .outputs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        };
         let deps = crate::plan::live_dependencies(&[primary, r]);
         assert!(deps[1].contains(&0), "{deps:?}");
         assert!(deps[0].is_empty(), "{deps:?}");

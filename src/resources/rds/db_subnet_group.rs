@@ -7,21 +7,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_rds::types::DbSubnetGroup as AwsGroup;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value as Json};
+use serde_json::json;
 
-use super::{check_ref, has_ref, owned_id, rds_name, rds_tags, sorted};
+use super::{has_ref, rds_name, rds_tags, tag_map};
 use crate::aws::Aws;
-use crate::blueprint::refs::{self, Piece, UNKNOWN};
+use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, parse, Error};
-use crate::resources::{Kind, Live, OpCx};
+use crate::resources::common::{self, aws_error, owned_id, Error};
+use crate::resources::fields::{check_id_ref, id_set, ref_key};
+use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::{Live, OpCx};
 
 pub struct DbSubnetGroup;
 
 /// A DB subnet group.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Fields {
+pub struct Fields {
     /// Subnets of one VPC, covering at least two availability zones: references like
     /// `${db_a}` or subnet ids (`subnet-…`). Changed in place.
     subnets: Vec<String>,
@@ -31,44 +33,39 @@ struct Fields {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Attrs {
+pub struct Attrs {
     name: String,
     description: String,
     subnets: Vec<String>,
 }
 
 #[async_trait]
-impl Kind for DbSubnetGroup {
-    fn name(&self) -> &'static str {
-        "db_subnet_group"
-    }
+impl Resource for DbSubnetGroup {
+    const KIND: &'static str = "db_subnet_group";
+    const ATTRIBUTES: &'static [&'static str] = &["name", "arn", "vpc_id"];
+    const REPLACE_ON: &'static [&'static str] = &[];
+    const ADOPT: Adopt = Adopt::OnCodes(&[
+        "DBSubnetGroupAlreadyExists",
+        "DBSubnetGroupAlreadyExistsFault",
+    ]);
 
-    fn attributes(&self) -> &'static [&'static str] {
-        &["name", "arn", "vpc_id"]
-    }
+    type Fields = Fields;
+    type Attrs = Attrs;
+    type Payload = ();
+    type Raw = AwsGroup;
 
-    fn schema(&self) -> Json {
-        common::schema_of::<Fields>()
-    }
-
-    fn check(&self, _id: &str, config: &Json, cx: &CheckCx) -> Vec<Issue> {
-        let f: Fields = match parse(config) {
-            Ok(f) => f,
-            Err(i) => return vec![i],
-        };
+    fn check(&self, _id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         for (i, s) in f.subnets.iter().enumerate() {
-            issues.extend(check_ref(
+            issues.extend(check_id_ref(
                 &format!("subnets[{i}]"),
                 s,
                 cx,
                 "subnet",
-                &["id"],
-                |s| s.starts_with("subnet-"),
-                "a subnet id (`subnet-…`)",
+                "subnet-",
             ));
         }
-        let keys: Vec<String> = f.subnets.iter().map(|s| target_key(s)).collect();
+        let keys: Vec<String> = f.subnets.iter().map(|s| ref_key(s)).collect();
         let distinct: BTreeSet<&String> = keys.iter().collect();
         if distinct.len() < keys.len() {
             issues.push(Issue::new("subnets", "a subnet is listed twice"));
@@ -116,26 +113,22 @@ impl Kind for DbSubnetGroup {
         issues
     }
 
-    fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        let f: Fields = parse(config).map_err(|i| i.message)?;
-        Ok(json!(Attrs {
-            name: group_name(stack, id),
+    fn desired(&self, site: &Site, f: Fields) -> Result<(Attrs, ()), String> {
+        let a = Attrs {
+            name: group_name(site.stack, site.id),
             description: f
                 .description
-                .unwrap_or_else(|| format!("{id} (managed by securecart)")),
-            subnets: sorted(f.subnets),
-        }))
+                .unwrap_or_else(|| format!("{} (managed by securecart)", site.id)),
+            subnets: id_set(f.subnets),
+        };
+        Ok((a, ()))
     }
 
-    fn physical_names(&self, stack: &str, id: &str, _config: &Json) -> Vec<(String, String)> {
+    fn physical_names(&self, stack: &str, id: &str, _: &Fields) -> Vec<(String, String)> {
         vec![("DB subnet group name".into(), group_name(stack, id))]
     }
 
-    fn replace_on(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    async fn read(&self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+    async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let groups = aws
             .rds
             .describe_db_subnet_groups()
@@ -158,17 +151,51 @@ impl Kind for DbSubnetGroup {
                 continue;
             };
             if let Some(id) = owned_id(&tags_of(aws, arn).await?, stack) {
-                out.push(live(id, &g));
+                out.push((id, g));
             }
         }
         Ok(out)
     }
 
-    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, desired: &Json) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+    async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
+        let Some(g) = describe(aws, &a.name).await? else {
+            return Ok(None);
+        };
+        let tags = tags_of(aws, g.db_subnet_group_arn().unwrap_or_default()).await?;
+        Ok(Some(Found {
+            owner: owned_id(&tags, stack),
+            raw: g,
+        }))
+    }
+
+    fn observe(&self, g: &AwsGroup) -> Observed<Attrs> {
+        let name = g.db_subnet_group_name().unwrap_or_default().to_string();
+        Observed {
+            physical_id: name.clone(),
+            outputs: vec![
+                ("name", json!(name)),
+                ("arn", json!(g.db_subnet_group_arn().unwrap_or_default())),
+                ("vpc_id", json!(g.vpc_id().unwrap_or_default())),
+            ],
+            attrs: Attrs {
+                name,
+                description: g
+                    .db_subnet_group_description()
+                    .unwrap_or_default()
+                    .to_string(),
+                subnets: id_set(
+                    g.subnets()
+                        .iter()
+                        .filter_map(|s| s.subnet_identifier().map(str::to_string))
+                        .collect(),
+                ),
+            },
+        }
+    }
+
+    async fn create(&self, aws: &Aws, cx: &OpCx<'_>, a: &Attrs, _: &()) -> Result<AwsGroup, Error> {
         check_zones(aws, &a.subnets).await?;
-        let created = aws
-            .rds
+        aws.rds
             .create_db_subnet_group()
             .db_subnet_group_name(&a.name)
             .db_subnet_group_description(&a.description)
@@ -176,47 +203,34 @@ impl Kind for DbSubnetGroup {
             .set_tags(Some(rds_tags(cx.stack, cx.id, &a.name, &[])))
             .send()
             .await
-            .map_err(aws_error("CreateDBSubnetGroup"));
-        let group = match created {
-            Ok(out) => out
-                .db_subnet_group()
-                .cloned()
-                .ok_or_else(|| Error::Invalid("CreateDBSubnetGroup returned no group".into()))?,
-            Err(e)
-                if e.is_code(&[
-                    "DBSubnetGroupAlreadyExists",
-                    "DBSubnetGroupAlreadyExistsFault",
-                ]) =>
-            {
-                // Ours from an interrupted run: bring it to the blueprint; anyone else's: say so.
-                let g = describe(aws, &a.name).await?.ok_or(e.clone())?;
-                let arn = g.db_subnet_group_arn().unwrap_or_default();
-                if owned_id(&tags_of(aws, arn).await?, cx.stack).as_deref() != Some(cx.id) {
-                    return Err(Error::Conflict(format!(
-                        "a DB subnet group named {} already exists and is not this stack's `{}`; securecart does not adopt it ({e})",
-                        a.name, cx.id
-                    )));
-                }
-                cx.note("found the subnet group an earlier attempt created");
-                modify(aws, &a).await?
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(live(cx.id.to_string(), &group))
+            .map_err(aws_error("CreateDBSubnetGroup"))?
+            .db_subnet_group()
+            .cloned()
+            .ok_or_else(|| Error::Invalid("CreateDBSubnetGroup returned no group".into()))
     }
 
     async fn update(
         &self,
         aws: &Aws,
-        cx: &OpCx<'_>,
+        _cx: &OpCx<'_>,
         _live: &Live,
-        desired: &Json,
-        _changed: &[String],
-    ) -> Result<Live, Error> {
-        let a: Attrs = common::from_desired(desired)?;
+        a: &Attrs,
+        _: &(),
+        _changed: Changed<'_>,
+    ) -> Result<Option<AwsGroup>, Error> {
         check_zones(aws, &a.subnets).await?;
-        let group = modify(aws, &a).await?;
-        Ok(live(cx.id.to_string(), &group))
+        aws.rds
+            .modify_db_subnet_group()
+            .db_subnet_group_name(&a.name)
+            .db_subnet_group_description(&a.description)
+            .set_subnet_ids(Some(a.subnets.clone()))
+            .send()
+            .await
+            .map_err(aws_error("ModifyDBSubnetGroup"))?
+            .db_subnet_group()
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| Error::Invalid("ModifyDBSubnetGroup returned no group".into()))
     }
 
     async fn delete(&self, aws: &Aws, cx: &OpCx<'_>, live: &Live) -> Result<(), Error> {
@@ -240,11 +254,13 @@ impl Kind for DbSubnetGroup {
         )
         .await;
         match r {
-            Err(e) if e.is_code(&["DBSubnetGroupNotFoundFault", "DBSubnetGroupNotFound"]) => Ok(()),
+            Err(e) if e.is_code(NOT_FOUND) => Ok(()),
             other => other,
         }
     }
 }
+
+const NOT_FOUND: &[&str] = &["DBSubnetGroupNotFoundFault", "DBSubnetGroupNotFound"];
 
 /// The group's name: like an instance identifier (lower-case; RDS lower-cases it anyway).
 fn group_name(stack: &str, id: &str) -> String {
@@ -257,24 +273,19 @@ fn name_prefix(stack: &str) -> String {
     n[..n.len() - 1].to_string()
 }
 
-/// What a subnet entry points at: the referenced resource, or the literal id.
-fn target_key(s: &str) -> String {
-    match refs::scan(s).ok().as_deref() {
-        Some([Piece::Ref(r)]) => format!("${{{}}}", r.target),
-        _ => s.to_string(),
-    }
-}
-
-async fn tags_of(aws: &Aws, arn: &str) -> Result<Vec<aws_sdk_rds::types::Tag>, Error> {
-    Ok(aws
+/// A group's tags (they do not come with DescribeDBSubnetGroups).
+async fn tags_of(
+    aws: &Aws,
+    arn: &str,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let out = aws
         .rds
         .list_tags_for_resource()
         .resource_name(arn)
         .send()
         .await
-        .map_err(aws_error("ListTagsForResource"))?
-        .tag_list()
-        .to_vec())
+        .map_err(aws_error("ListTagsForResource"))?;
+    Ok(tag_map(out.tag_list()))
 }
 
 async fn describe(aws: &Aws, name: &str) -> Result<Option<AwsGroup>, Error> {
@@ -287,23 +298,9 @@ async fn describe(aws: &Aws, name: &str) -> Result<Option<AwsGroup>, Error> {
         .map_err(aws_error("DescribeDBSubnetGroups"))
     {
         Ok(o) => Ok(o.db_subnet_groups().first().cloned()),
-        Err(e) if e.is_code(&["DBSubnetGroupNotFoundFault", "DBSubnetGroupNotFound"]) => Ok(None),
+        Err(e) if e.is_code(NOT_FOUND) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-async fn modify(aws: &Aws, a: &Attrs) -> Result<AwsGroup, Error> {
-    aws.rds
-        .modify_db_subnet_group()
-        .db_subnet_group_name(&a.name)
-        .db_subnet_group_description(&a.description)
-        .set_subnet_ids(Some(a.subnets.clone()))
-        .send()
-        .await
-        .map_err(aws_error("ModifyDBSubnetGroup"))?
-        .db_subnet_group()
-        .cloned()
-        .ok_or_else(|| Error::Invalid("ModifyDBSubnetGroup returned no group".into()))
 }
 
 /// RDS refuses a group in fewer than two zones; the emulator does not, so say it here,
@@ -338,45 +335,14 @@ async fn check_zones(aws: &Aws, subnets: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-fn live(id: String, g: &AwsGroup) -> Live {
-    let name = g.db_subnet_group_name().unwrap_or_default().to_string();
-    let attrs = Attrs {
-        name: name.clone(),
-        description: g
-            .db_subnet_group_description()
-            .unwrap_or_default()
-            .to_string(),
-        subnets: sorted(
-            g.subnets()
-                .iter()
-                .filter_map(|s| s.subnet_identifier().map(str::to_string))
-                .collect(),
-        ),
-    };
-    let outputs = [
-        ("name".to_string(), json!(name)),
-        (
-            "arn".to_string(),
-            json!(g.db_subnet_group_arn().unwrap_or_default()),
-        ),
-        ("vpc_id".to_string(), json!(g.vpc_id().unwrap_or_default())),
-    ]
-    .into_iter()
-    .collect();
-    Live {
-        id,
-        kind: "db_subnet_group",
-        physical_id: name,
-        attrs: json!(attrs),
-        outputs,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::testing::problems;
+    use crate::resources::typed::Typed;
+    use crate::resources::Kind;
     use aws_sdk_rds::types::Subnet;
+    use serde_json::Value as Json;
 
     const NET: &str = "
 name: t
@@ -430,7 +396,7 @@ resources:
 
     #[test]
     fn desired_matches_the_shape_read_produces() {
-        let d = DbSubnetGroup
+        let d = Typed(DbSubnetGroup)
             .desired(
                 "Dev",
                 "db_subnets",
@@ -445,9 +411,15 @@ resources:
             .subnets(Subnet::builder().subnet_identifier("subnet-a").build())
             .subnets(Subnet::builder().subnet_identifier("subnet-b").build())
             .build();
-        let l = live("db_subnets".into(), &g);
-        assert_eq!(d, l.attrs);
-        assert_eq!(l.outputs["vpc_id"], json!("vpc-1"));
+        let o = DbSubnetGroup.observe(&g);
+        assert_eq!(d, serde_json::to_value(&o.attrs).unwrap());
+        assert_eq!(o.physical_id, "dev-db-subnets");
+        let vpc: Option<&Json> = o
+            .outputs
+            .iter()
+            .find(|(k, _)| *k == "vpc_id")
+            .map(|(_, v)| v);
+        assert_eq!(vpc, Some(&json!("vpc-1")));
         assert_eq!(name_prefix("Dev"), "dev-");
         assert_eq!(name_prefix("1x"), "db-1x-");
     }

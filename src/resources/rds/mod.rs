@@ -8,7 +8,8 @@ pub mod db_subnet_group;
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, aws_error, owned_id, Error};
+use crate::resources::fields::id_set;
 use crate::resources::{OpCx, TAG_RESOURCE, TAG_STACK};
 use aws_sdk_rds::types::{DbInstance as AwsInstance, Tag};
 use serde_json::{json, Value as Json};
@@ -146,8 +147,8 @@ where
     let Some(db) = describe(aws, ident).await? else {
         return send().await.map(|_| false);
     };
-    if owned_id(db.tag_list(), cx.stack).as_deref() != Some(cx.id) {
-        let owner = tag_map(db.tag_list());
+    let owner = tag_map(db.tag_list());
+    if owned_id(&owner, cx.stack).as_deref() != Some(cx.id) {
         let whose = match (owner.get(TAG_STACK), owner.get(TAG_RESOURCE)) {
             (Some(s), Some(r)) => format!("it belongs to `{r}` of stack `{s}`"),
             _ => "it is not managed by securecart".to_string(),
@@ -226,6 +227,13 @@ pub(super) async fn describe(aws: &Aws, ident: &str) -> Result<Option<AwsInstanc
     }
 }
 
+/// [`describe`] of an instance that must be there (just created, changed or waited for).
+pub(super) async fn described(aws: &Aws, ident: &str) -> Result<AwsInstance, Error> {
+    describe(aws, ident)
+        .await?
+        .ok_or_else(|| Error::Conflict(format!("DB instance {ident} no longer exists")))
+}
+
 /// `<identifier>-final-<UTC yyyymmdd-hhmmss>`: a valid, unique snapshot identifier.
 pub(super) fn final_snapshot_name(ident: &str) -> String {
     let secs = SystemTime::now()
@@ -242,23 +250,18 @@ pub(super) fn identifier(stack: &str, id: &str) -> String {
 }
 
 /// Outputs every DB instance has: identifier, ARN, endpoint address and port.
-pub(super) fn instance_outputs(db: &AwsInstance) -> BTreeMap<String, Json> {
-    let mut o = BTreeMap::new();
-    o.insert(
-        "id".into(),
-        json!(db.db_instance_identifier().unwrap_or_default()),
-    );
-    o.insert(
-        "arn".into(),
-        json!(db.db_instance_arn().unwrap_or_default()),
-    );
+pub(super) fn instance_outputs(db: &AwsInstance) -> Vec<(&'static str, Json)> {
+    let mut o = vec![
+        ("id", json!(db.db_instance_identifier().unwrap_or_default())),
+        ("arn", json!(db.db_instance_arn().unwrap_or_default())),
+    ];
     // No endpoint before the instance is available: `(known after apply)` until then.
     if let Some(e) = db.endpoint() {
         if let Some(addr) = e.address() {
-            o.insert("endpoint".into(), json!(addr));
+            o.push(("endpoint", json!(addr)));
         }
         if let Some(port) = e.port().or(db.db_instance_port()) {
-            o.insert("port".into(), json!(port));
+            o.push(("port", json!(port)));
         }
     }
     o
@@ -283,19 +286,12 @@ pub(super) fn rds_tags(stack: &str, id: &str, name: &str, extra: &[(&str, String
 }
 
 pub(super) fn security_group_ids(db: &AwsInstance) -> Vec<String> {
-    sorted(
+    id_set(
         db.vpc_security_groups()
             .iter()
             .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
             .collect(),
     )
-}
-
-/// Sorted without duplicates (placeholders for values known after apply all stay).
-pub(super) fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v.dedup_by(|a, b| a == b && a != UNKNOWN);
-    v
 }
 
 /// The DB instances of `stack` that are of securecart kind `kind`, with their blueprint
@@ -323,7 +319,7 @@ pub(super) async fn stack_instances(
         // One being deleted is on its way out: plan treats it as gone (create waits for it).
         .filter(|db| db.db_instance_status() != Some("deleting"))
         .filter_map(|db| {
-            let id = owned_id(db.tag_list(), stack)?;
+            let id = owned_id(&tag_map(db.tag_list()), stack)?;
             (kind_of(db) == kind).then(|| (id, db.clone()))
         })
         .collect())
@@ -445,14 +441,6 @@ pub(super) const TAG_KIND: &str = "securecart:kind";
 /// True when the value holds a `${...}` reference to a resource (not `${stack.*}`).
 pub(super) fn has_ref(value: &str) -> bool {
     matches!(refs::scan(value), Ok(p) if p.iter().any(|p| matches!(p, Piece::Ref(r) if r.target != refs::STACK)))
-}
-
-/// The blueprint id of a resource tagged for `stack`, if it is one of ours.
-pub(super) fn owned_id(tags: &[Tag], stack: &str) -> Option<String> {
-    let m = tag_map(tags);
-    (m.get(TAG_STACK).map(String::as_str) == Some(stack))
-        .then(|| m.get(TAG_RESOURCE).cloned())
-        .flatten()
 }
 
 /// Like [`identifier`] within `max` characters (DB subnet groups allow 255).
