@@ -166,7 +166,8 @@ impl<'a> Session<'a> {
         } else {
             None
         };
-        let zones = if uses("zones") {
+        let zones_named = bp.is_some_and(|b| !plan::literal_zones(b, &resources::kind).is_empty());
+        let zones = if uses("zones") || zones_named {
             aws.availability_zones()
                 .await
                 .map_err(|source| read_error(aws, "availability zones", source))?
@@ -182,10 +183,6 @@ impl<'a> Session<'a> {
             account_id,
             zones,
         };
-        if let Some(bp) = bp {
-            info.check_zones(bp)
-                .map_err(|d| Error::Blueprint(LoadError::Invalid(d)))?;
-        }
         Ok(info)
     }
 
@@ -195,8 +192,12 @@ impl<'a> Session<'a> {
         let bp = self.load(path)?;
         let name = self.stack_name(Some(&bp))?;
         let aws = self.connect().await?;
-        let live = self.read_live(&aws, &name).await?;
+        // Zones first: a zone the region lacks is an error before the (longer) read.
         let info = self.stack_info(&aws, &name, Some(&bp)).await?;
+        let mut bp = bp;
+        info.place_zones(&mut bp, &resources::kind)
+            .map_err(|d| Error::Blueprint(LoadError::Invalid(d)))?;
+        let live = self.read_live(&aws, &name).await?;
         Ok(Loaded {
             bp,
             aws,

@@ -130,9 +130,15 @@ impl StackInfo {
         Some(Resolved::Known(Json::String(v)))
     }
 
-    /// Checks every `${stack.zones[N]}` of the blueprint against the region's zones: a
-    /// position past the last zone is an error at that place, naming the zones there are.
-    pub fn check_zones(&self, bp: &Blueprint) -> Result<(), Diagnostics> {
+    /// Checks every zone the blueprint names against the region's zones and puts names in
+    /// place of zone IDs (`use1-az1` → the name it has in this account): a
+    /// `${stack.zones[N]}` past the last zone, or a name or ID the region lacks, is an
+    /// error at that place naming the zones there are.
+    pub fn place_zones(
+        &self,
+        bp: &mut Blueprint,
+        kind_of: &dyn Fn(&str) -> Option<&'static dyn Kind>,
+    ) -> Result<(), Diagnostics> {
         let listed = self
             .zones
             .iter()
@@ -140,32 +146,58 @@ impl StackInfo {
             .map(|(i, z)| format!("[{i}] {} ({})", z.name, z.id))
             .collect::<Vec<_>>()
             .join(", ");
-        let problems: Vec<Problem> = bp
-            .stack_references()
-            .into_iter()
-            .filter_map(|(path, r)| {
-                let (_, i) = refs::split_index(r.attribute.as_deref()?)
-                    .filter(|(name, _)| *name == "zones")?;
-                (i >= self.zones.len()).then(|| {
-                    let message = format!(
-                        "`{r}`: region {} has {} availability zone(s) this account can use",
-                        self.region,
-                        self.zones.len()
-                    );
-                    let help = if self.zones.is_empty() {
-                        "no zone is available without opting in: try another region".to_string()
-                    } else {
-                        format!(
-                            "the zones are {listed}; use a position from 0 to {}",
-                            self.zones.len() - 1
-                        )
-                    };
+        let help = || {
+            if self.zones.is_empty() {
+                "no zone is available without opting in: try another region".to_string()
+            } else {
+                format!(
+                    "the zones are {listed}; `${{stack.zones[N]}}` takes a position from 0 to {}",
+                    self.zones.len() - 1
+                )
+            }
+        };
+        let mut problems = Vec::new();
+        for (path, r) in bp.stack_references() {
+            let Some((_, i)) = r
+                .attribute
+                .as_deref()
+                .and_then(refs::split_index)
+                .filter(|(name, _)| *name == "zones")
+            else {
+                continue;
+            };
+            if i >= self.zones.len() {
+                let message = format!(
+                    "`{r}`: region {} has {} availability zone(s) this account can use",
+                    self.region,
+                    self.zones.len()
+                );
+                problems.push(
                     Problem::error(message)
-                        .with_help(Some(help))
-                        .at(&bp.source, &path, false)
-                })
-            })
-            .collect();
+                        .with_help(Some(help()))
+                        .at(&bp.source, &path, false),
+                );
+            }
+        }
+        for (id, field, value) in literal_zones(bp, kind_of) {
+            let path = format!("resources.{id}.{field}");
+            match self.zones.iter().find(|z| z.name == value || z.id == value) {
+                Some(z) if z.id == value => {
+                    if let Some(r) = bp.resources.get_mut(&id) {
+                        r.config[field] = Json::String(z.name.clone());
+                    }
+                }
+                Some(_) => {}
+                None => problems.push(
+                    Problem::error(format!(
+                        "`{value}` is not an availability zone of {} that this account can use",
+                        self.region
+                    ))
+                    .with_help(Some(help()))
+                    .at(&bp.source, &path, false),
+                ),
+            }
+        }
         if problems.is_empty() {
             return Ok(());
         }
@@ -175,6 +207,30 @@ impl StackInfo {
             secrets: bp.secrets.clone(),
         })
     }
+}
+
+/// Zones written out (names or IDs) in the blueprint's zone fields, as (resource, field,
+/// value); references are left to [`StackInfo::place_zones`]'s other check.
+pub fn literal_zones(
+    bp: &Blueprint,
+    kind_of: &dyn Fn(&str) -> Option<&'static dyn Kind>,
+) -> Vec<(String, &'static str, String)> {
+    let mut out = Vec::new();
+    for r in bp.resources.values() {
+        let Some(kind) = kind_of(&r.kind) else {
+            continue;
+        };
+        for &field in kind.zone_fields() {
+            let Some(v) = r.config.get(field).and_then(Json::as_str) else {
+                continue;
+            };
+            let written = matches!(refs::scan(v), Ok(p) if p.iter().all(|p| matches!(p, refs::Piece::Lit(_))));
+            if written {
+                out.push((r.id.clone(), field, v.to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// The value a reference takes, given the outputs known so far and the default

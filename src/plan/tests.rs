@@ -494,7 +494,7 @@ fn a_part_kept_beside_a_resource_of_the_blueprint_is_not_deleted() {
 #[test]
 fn zone_positions_resolve_and_past_the_last_is_a_located_error() {
     let text = "name: shop\nresources:\n  net: {type: vpc, cidr_block: 10.0.0.0/16}\n  a:\n    type: subnet\n    vpc: ${net}\n    cidr_block: 10.0.1.0/24\n    availability_zone: ${stack.zones[0]}\n  c:\n    type: subnet\n    vpc: ${net}\n    cidr_block: 10.0.2.0/24\n    availability_zone: ${stack.zones[2]}\n";
-    let b = bp(text);
+    let mut b = bp(text);
     let zone = |n: &str, id: &str| super::Zone {
         name: n.into(),
         id: id.into(),
@@ -506,7 +506,7 @@ fn zone_positions_resolve_and_past_the_last_is_a_located_error() {
         zone("ap-northeast-1c", "apne1-az1"),
         zone("ap-northeast-1d", "apne1-az2"),
     ];
-    assert!(info.check_zones(&b).is_ok());
+    assert!(info.place_zones(&mut b, &resources::kind).is_ok());
     let p = plan(&info, &b, &[], &resources::kind);
     let zone_of = |id: &str| {
         p.actions
@@ -523,7 +523,7 @@ fn zone_positions_resolve_and_past_the_last_is_a_located_error() {
     assert_eq!(zone_of("c"), Some(serde_json::json!("ap-northeast-1d")));
 
     info.zones.truncate(2);
-    let d = info.check_zones(&b).unwrap_err();
+    let d = info.place_zones(&mut b, &resources::kind).unwrap_err();
     assert_eq!(d.problems.len(), 1);
     let p = &d.problems[0];
     assert_eq!((p.line, p.column), (Some(13), Some(24)));
@@ -534,4 +534,41 @@ fn zone_positions_resolve_and_past_the_last_is_a_located_error() {
     );
     let help = p.help.as_deref().unwrap_or_default();
     assert!(help.contains("[1] ap-northeast-1c (apne1-az1)"), "{help}");
+}
+
+#[test]
+fn zone_ids_become_names_and_unknown_zones_are_located_errors() {
+    let text = "name: shop\nresources:\n  net: {type: vpc, cidr_block: 10.0.0.0/16}\n  a:\n    type: subnet\n    vpc: ${net}\n    cidr_block: 10.0.1.0/24\n    availability_zone: apne1-az1\n  b:\n    type: subnet\n    vpc: ${net}\n    cidr_block: 10.0.2.0/24\n    availability_zone: ap-northeast-1d\n";
+    let mut info = stack();
+    info.region = "ap-northeast-1".into();
+    info.zones = vec![
+        super::Zone {
+            name: "ap-northeast-1a".into(),
+            id: "apne1-az4".into(),
+        },
+        super::Zone {
+            name: "ap-northeast-1c".into(),
+            id: "apne1-az1".into(),
+        },
+    ];
+    let mut b = bp(text);
+    let d = info.place_zones(&mut b, &resources::kind).unwrap_err();
+    assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
+    let p = &d.problems[0];
+    assert_eq!((p.line, p.column), (Some(13), Some(24)));
+    assert!(p
+        .message
+        .contains("`ap-northeast-1d` is not an availability zone of ap-northeast-1"));
+    assert_eq!(
+        b.resources["a"].config["availability_zone"],
+        "ap-northeast-1c"
+    );
+
+    let mut b = bp(&text.replace("ap-northeast-1d", "apne1-az4"));
+    info.place_zones(&mut b, &resources::kind)
+        .expect("known zones");
+    assert_eq!(
+        b.resources["b"].config["availability_zone"],
+        "ap-northeast-1a"
+    );
 }

@@ -123,3 +123,29 @@ pub fn id_set(mut v: Vec<String>) -> Vec<String> {
     v.dedup_by(|a, b| a == b && !common::unknown(a));
     v
 }
+
+/// A zone's name (`us-east-1a`, `us-west-2-lax-1b`) or its ID (`use1-az1`, the same data
+/// centre in every account). Plan checks it against the region's zones; here only its form.
+pub fn looks_like_zone(s: &str) -> bool {
+    let ok_chars = s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let mut rev = s.chars().rev();
+    let name = rev.next().is_some_and(|c| c.is_ascii_lowercase())
+        && rev.next().is_some_and(|c| c.is_ascii_digit());
+    let id = s
+        .rsplit_once("-az")
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    ok_chars && s.contains('-') && (name || id)
+}
+
+/// Checks a field that names an availability zone: a zone name or ID, or a reference
+/// (`${stack.zones[0]}`), which plan resolves and checks.
+pub fn check_zone(path: &str, value: &str) -> Option<Issue> {
+    (!has_ref(value) && !looks_like_zone(value)).then(|| {
+        Issue::new(path, format!("`{value}` is not an availability zone")).help(
+            "use `${stack.zones[0]}` (the region's first zone, whatever its letter), a zone \
+             name like `us-east-1a` or a zone ID like `use1-az1`",
+        )
+    })
+}

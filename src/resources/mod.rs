@@ -189,6 +189,12 @@ pub trait Kind: Send + Sync {
         desired.clone()
     }
 
+    /// Top-level fields that name an availability zone: plan checks a name or ID written
+    /// there against the region's zones and puts the zone's name in place of an ID.
+    fn zone_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Security-baseline findings of the desired attributes, shown as plan warnings.
     fn warnings(&self, _desired: &Json) -> Vec<String> {
         Vec::new()

@@ -140,6 +140,8 @@ pub trait Resource: Send + Sync + 'static {
     const CREATE_BEFORE_DELETE: bool = false;
     /// See [`Kind::unique_name`].
     const UNIQUE_NAME: Option<(&'static str, usize)> = None;
+    /// See [`Kind::zone_fields`].
+    const ZONE_FIELDS: &'static [&'static str] = &[];
     /// How a leftover of an interrupted run is met (see [`Adopt`]).
     const ADOPT: Adopt = Adopt::Never;
     /// Whether adopting a leftover calls `update` even when nothing differs: for a kind
@@ -442,6 +444,10 @@ impl<R: Resource> Kind for Typed<R> {
 
     fn unique_name(&self) -> Option<(&'static str, usize)> {
         R::UNIQUE_NAME
+    }
+
+    fn zone_fields(&self) -> &'static [&'static str] {
+        R::ZONE_FIELDS
     }
 
     fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {

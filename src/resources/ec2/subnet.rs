@@ -13,7 +13,7 @@ use super::{by_id, earlier, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, aws_error, ec2, parse, Error};
-use crate::resources::fields::{check_id_ref, has_ref, ref_key};
+use crate::resources::fields::{check_id_ref, check_zone, has_ref, ref_key};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
@@ -50,6 +50,7 @@ pub struct Attrs {
 #[async_trait]
 impl Resource for Subnet {
     const KIND: &'static str = "subnet";
+    const ZONE_FIELDS: &'static [&'static str] = &["availability_zone"];
     const ATTRIBUTES: &'static [&'static str] = &["id", "cidr_block", "availability_zone", "arn"];
     const REPLACE_ON: &'static [&'static str] = &["vpc", "cidr_block", "availability_zone"];
     /// CreateSubnet takes no ClientToken; a second try fails with a CIDR conflict, and a
@@ -65,12 +66,7 @@ impl Resource for Subnet {
     fn check(&self, id: &str, f: &Fields, cx: &CheckCx) -> Vec<Issue> {
         let mut issues = Vec::new();
         issues.extend(check_id_ref("vpc", &f.vpc, cx, "vpc", "vpc-"));
-        if !has_ref(&f.availability_zone) && !looks_like_az(&f.availability_zone) {
-            issues.push(
-                Issue::new("availability_zone", format!("`{}` is not an availability zone name", f.availability_zone))
-                    .help("use `${stack.zones[0]}` (the region's first zone, whatever its letter), or a zone name like `us-east-1a`"),
-            );
-        }
+        issues.extend(check_zone("availability_zone", &f.availability_zone));
         if has_ref(&f.cidr_block) {
             return issues;
         }
@@ -330,17 +326,6 @@ async fn set_map_public_ip(aws: &Aws, subnet_id: &str, on: bool) -> Result<(), E
         .map_err(aws_error("ModifySubnetAttribute"))
 }
 
-/// Names like `us-east-1a` or `us-west-2-lax-1a`: a region, a number, a zone letter.
-fn looks_like_az(s: &str) -> bool {
-    let ok_chars = s
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    let mut rev = s.chars().rev();
-    let letter = rev.next().is_some_and(|c| c.is_ascii_lowercase());
-    let digit = rev.next().is_some_and(|c| c.is_ascii_digit());
-    ok_chars && letter && digit && s.contains('-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,10 +518,12 @@ resources:
     }
 
     #[test]
-    fn zone_names() {
-        assert!(looks_like_az("us-east-1a"));
-        assert!(looks_like_az("us-west-2-lax-1b"));
-        assert!(!looks_like_az("us-east-1"));
-        assert!(!looks_like_az("use1-az1"));
+    fn zone_names_and_ids() {
+        use crate::resources::fields::looks_like_zone;
+        assert!(looks_like_zone("us-east-1a"));
+        assert!(looks_like_zone("us-west-2-lax-1b"));
+        assert!(looks_like_zone("use1-az1") && looks_like_zone("apne1-az4"));
+        assert!(!looks_like_zone("us-east-1") && !looks_like_zone("use1-az"));
+        assert!(!looks_like_zone("US-EAST-1A"));
     }
 }

@@ -239,6 +239,7 @@ fn instance(a: &Attrs) -> Result<&Db, Error> {
 #[async_trait]
 impl Resource for DbInstance {
     const KIND: &'static str = "db_instance";
+    const ZONE_FIELDS: &'static [&'static str] = &["availability_zone"];
     const ATTRIBUTES: &'static [&'static str] = &[
         "id",
         "arn",

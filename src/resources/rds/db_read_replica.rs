@@ -88,6 +88,7 @@ pub struct Attrs {
 #[async_trait]
 impl Resource for DbReadReplica {
     const KIND: &'static str = "db_read_replica";
+    const ZONE_FIELDS: &'static [&'static str] = &["availability_zone"];
     const ATTRIBUTES: &'static [&'static str] = &["id", "arn", "endpoint", "port"];
     const REPLACE_ON: &'static [&'static str] = &["source", "availability_zone"];
 

@@ -106,25 +106,7 @@ pub(super) fn check_ref(
     }
 }
 
-/// A zone name like `us-east-1a`, or one built from `${stack.region}`.
-pub(super) fn check_zone(path: &str, value: &str) -> Option<Issue> {
-    let Ok(pieces) = refs::scan(value) else {
-        return None;
-    };
-    if pieces.iter().any(|p| matches!(p, Piece::Ref(_))) {
-        return None;
-    }
-    let ok = value
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && value.ends_with(|c: char| c.is_ascii_lowercase())
-        && value.contains('-');
-    (!ok).then(|| {
-        Issue::new(path, format!("`{value}` is not an availability zone name")).help(
-            "use a zone name like `us-east-1b`, or `${stack.region}b` to follow the stack's region",
-        )
-    })
-}
+pub(super) use crate::resources::fields::check_zone;
 
 /// Runs a create call; when the identifier is taken by this very resource (an earlier,
 /// interrupted run), carries on with that instance; when by anything else, says so.
