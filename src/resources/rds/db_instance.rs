@@ -63,7 +63,7 @@ pub struct Fields {
     /// Changed in place. Cannot be combined with `availability_zone`.
     #[serde(default)]
     multi_az: bool,
-    /// Zone of a single-AZ instance, like `${stack.region}a`; left out, RDS picks one of
+    /// Zone of a single-AZ instance, like `${stack.zones[0]}`; left out, RDS picks one of
     /// the subnet group's zones. Changing it replaces the instance.
     #[serde(default)]
     availability_zone: Option<String>,

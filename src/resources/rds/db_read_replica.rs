@@ -40,7 +40,7 @@ pub struct Fields {
     source: String,
     /// Instance class, like `db.t4g.micro`. Changed in place.
     instance_class: String,
-    /// Zone of the replica, like `${stack.region}b`: another zone than the primary's
+    /// Zone of the replica, like `${stack.zones[1]}` or a zone ID: another zone than the primary's
     /// keeps a reader up when that zone fails. Left out, RDS picks one of the subnet
     /// group's zones. Changing it replaces the replica.
     #[serde(default)]

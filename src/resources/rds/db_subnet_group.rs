@@ -76,7 +76,7 @@ impl Resource for DbSubnetGroup {
                     "subnets",
                     "a DB subnet group needs subnets in at least two availability zones",
                 )
-                .help("add a subnet in another zone, like `${stack.region}b`"),
+                .help("add a subnet in another zone, like `${stack.zones[1]}`"),
             );
             return issues;
         }
