@@ -197,6 +197,23 @@ where
     }
 }
 
+/// Runs `read` on every item with at most 8 in flight — for the calls that have no
+/// batched form (tags of one resource, its policies) — keeping what it found.
+pub async fn read_each<I, T, F, Fut>(items: I, read: F) -> Result<Vec<T>, Error>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future<Output = Result<Option<T>, Error>>,
+{
+    use futures::{StreamExt, TryStreamExt};
+    let found: Vec<Option<T>> = futures::stream::iter(items)
+        .map(read)
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
 /// Parses a CIDR block, insisting on the network address (10.0.0.0/16, not 10.0.0.5/16).
 pub fn parse_cidr(s: &str) -> Result<ipnet::Ipv4Net, String> {
     let net: ipnet::Ipv4Net = s

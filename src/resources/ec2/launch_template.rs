@@ -12,7 +12,6 @@ use aws_sdk_ec2::types::{
     LaunchTemplateInstanceNetworkInterfaceSpecificationRequest, LaunchTemplateVersion,
     RequestLaunchTemplateData, ResourceType, ResponseLaunchTemplateData,
 };
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
@@ -283,18 +282,14 @@ impl Resource for LaunchTemplate {
         )?;
         // Template data has no batched form for chosen templates: one
         // DescribeLaunchTemplateVersions ($Latest) each.
-        let found: Vec<Option<(String, Read)>> = futures::stream::iter(ours)
-            .map(|(id, t)| async move {
-                match latest(aws, t.launch_template_id().unwrap_or_default()).await {
-                    Ok(v) => Ok(v.map(|v| (id, read_of(&t, &v)))),
-                    Err(e) if gone(&e) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+        common::read_each(ours, |(id, t)| async move {
+            match latest(aws, t.launch_template_id().unwrap_or_default()).await {
+                Ok(v) => Ok(v.map(|v| (id, read_of(&t, &v)))),
+                Err(e) if gone(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {

@@ -144,18 +144,14 @@ where
     Fut: Future<Output = Result<A, Error>>,
 {
     let read = &read;
-    let found: Vec<Option<(String, (T, A))>> = futures::stream::iter(items)
-        .map(|(id, t)| async move {
-            match read(arn(&t).unwrap_or_default().to_string()).await {
-                Ok(a) => Ok(Some((id, (t, a)))),
-                Err(e) if gone(&e) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
-    Ok(found.into_iter().flatten().collect())
+    common::read_each(items, |(id, t)| async move {
+        match read(arn(&t).unwrap_or_default().to_string()).await {
+            Ok(a) => Ok(Some((id, (t, a)))),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .await
 }
 
 /// The stack's application load balancers with their blueprint ids: every load

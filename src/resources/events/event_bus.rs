@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::EventBus as AwsBus;
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
@@ -57,18 +56,14 @@ impl Resource for EventBus {
 
     async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let buses = events::stack_buses(aws, stack).await?;
-        let found: Vec<Option<(String, AwsBus)>> = futures::stream::iter(buses)
-            .map(|b| async move {
-                let (Some(_), Some(arn)) = (b.name(), b.arn()) else {
-                    return Ok(None);
-                };
-                let owner = events::owner(aws, stack, arn).await?;
-                Ok::<_, Error>(owner.map(|id| (id, b)))
-            })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+        common::read_each(buses, |b| async move {
+            let (Some(_), Some(arn)) = (b.name(), b.arn()) else {
+                return Ok(None);
+            };
+            let owner = events::owner(aws, stack, arn).await?;
+            Ok::<_, Error>(owner.map(|id| (id, b)))
+        })
+        .await
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {

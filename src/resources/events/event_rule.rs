@@ -321,22 +321,17 @@ impl Resource for EventRule {
             .try_collect()
             .await?;
         // Tags and targets have no batched form: one call of each per rule.
-        let found: Vec<Option<(String, Self::Raw)>> =
-            futures::stream::iter(per_bus.into_iter().flatten())
-                .map(|r| async move {
-                    // Rules that other AWS services manage on our buses are theirs.
-                    let (None, Some(_), Some(arn)) = (r.managed_by(), r.name(), r.arn()) else {
-                        return Ok(None);
-                    };
-                    let Some(id) = events::owner(aws, stack, arn).await? else {
-                        return Ok(None);
-                    };
-                    Ok::<_, Error>(read(aws, stack, &r).await?.map(|raw| (id, raw)))
-                })
-                .buffer_unordered(8)
-                .try_collect()
-                .await?;
-        Ok(found.into_iter().flatten().collect())
+        common::read_each(per_bus.into_iter().flatten(), |r| async move {
+            // Rules that other AWS services manage on our buses are theirs.
+            let (None, Some(_), Some(arn)) = (r.managed_by(), r.name(), r.arn()) else {
+                return Ok(None);
+            };
+            let Some(id) = events::owner(aws, stack, arn).await? else {
+                return Ok(None);
+            };
+            Ok::<_, Error>(read(aws, stack, &r).await?.map(|raw| (id, raw)))
+        })
+        .await
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {

@@ -267,25 +267,23 @@ impl Resource for IamRole {
         let path = stack_path(stack);
         let roles = list_roles(aws, &path).await?;
         // Tags, attached and inline policies have no batched form: calls per role.
-        let found: Vec<Option<(String, RoleRead)>> =
-            futures::stream::iter(roles.into_iter().filter(|r| r.path() == path))
-                .map(|r| async move {
-                    let Some(tags) = role_tags(aws, r.role_name()).await? else {
-                        return Ok(None);
-                    };
-                    let Some(id) = common::owned_id(&tags, stack) else {
-                        return Ok(None);
-                    };
-                    match read_policies(aws, r).await {
-                        Ok(read) => Ok(Some((id, read))),
-                        Err(e) if gone(&e) => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                })
-                .buffer_unordered(8)
-                .try_collect()
-                .await?;
-        Ok(found.into_iter().flatten().collect())
+        common::read_each(
+            roles.into_iter().filter(|r| r.path() == path),
+            |r| async move {
+                let Some(tags) = role_tags(aws, r.role_name()).await? else {
+                    return Ok(None);
+                };
+                let Some(id) = common::owned_id(&tags, stack) else {
+                    return Ok(None);
+                };
+                match read_policies(aws, r).await {
+                    Ok(read) => Ok(Some((id, read))),
+                    Err(e) if gone(&e) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            },
+        )
+        .await
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {

@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_iam::types::{Role, Tag};
-use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Map, Value as Json};
 
 use crate::aws::Aws;

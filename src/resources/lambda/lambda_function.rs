@@ -17,7 +17,6 @@ use aws_sdk_lambda::types::{
     Runtime, State, TracingConfig, TracingMode,
 };
 use aws_smithy_types::Blob;
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
@@ -679,28 +678,25 @@ impl Resource for LambdaFunction {
             .map_err(aws_error("ListFunctions"))?;
         // Tags (and the automatic role's policy) have no batched form: calls per function
         // whose name could be ours.
-        let found: Vec<Option<(String, Self::Raw)>> = futures::stream::iter(
+        common::read_each(
             functions
                 .into_iter()
                 .filter(|f| f.function_name().is_some_and(|n| n.starts_with(&prefix))),
+            |f| async move {
+                let Some(arn) = f.function_arn() else {
+                    return Ok(None);
+                };
+                let Some(tags) = list_tags(aws, arn).await? else {
+                    return Ok(None);
+                };
+                let Some(id) = common::owned_id(&tags, stack) else {
+                    return Ok(None);
+                };
+                let role = ExecRole::read(aws, stack, f.role().unwrap_or_default()).await?;
+                Ok::<_, Error>(Some((id, (f, role))))
+            },
         )
-        .map(|f| async move {
-            let Some(arn) = f.function_arn() else {
-                return Ok(None);
-            };
-            let Some(tags) = list_tags(aws, arn).await? else {
-                return Ok(None);
-            };
-            let Some(id) = common::owned_id(&tags, stack) else {
-                return Ok(None);
-            };
-            let role = ExecRole::read(aws, stack, f.role().unwrap_or_default()).await?;
-            Ok::<_, Error>(Some((id, (f, role))))
-        })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
-        Ok(found.into_iter().flatten().collect())
+        .await
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {

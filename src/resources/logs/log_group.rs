@@ -5,7 +5,6 @@
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::types::LogGroup;
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
@@ -165,20 +164,16 @@ impl Resource for LogGroupKind {
             groups.extend(found);
         }
         // Tags have no batched form: one call per group.
-        let found: Vec<Option<(String, Self::Raw)>> = futures::stream::iter(groups)
-            .map(|g| async move {
-                let Some(arn) = arn_of(&g) else {
-                    return Ok(None);
-                };
-                let owner = logs::tags_of(aws, &arn)
-                    .await?
-                    .and_then(|t| owned_id(&t, stack));
-                Ok::<_, Error>(owner.map(|id| (id, (g, arn))))
-            })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+        common::read_each(groups, |g| async move {
+            let Some(arn) = arn_of(&g) else {
+                return Ok(None);
+            };
+            let owner = logs::tags_of(aws, &arn)
+                .await?
+                .and_then(|t| owned_id(&t, stack));
+            Ok::<_, Error>(owner.map(|id| (id, (g, arn))))
+        })
+        .await
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {

@@ -20,7 +20,6 @@ use aws_sdk_sfn::types::{
     CloudWatchLogsLogGroup, LogDestination, LogLevel, LoggingConfiguration, StateMachineType, Tag,
     TracingConfiguration,
 };
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value as Json};
 
@@ -753,25 +752,22 @@ impl Resource for StateMachine {
             .map_err(aws_error("ListStateMachines"))?;
         // Tags and definitions have no batched form: calls per state machine whose name
         // could be ours.
-        let found: Vec<Option<(String, Machine)>> = futures::stream::iter(
+        common::read_each(
             machines
                 .into_iter()
                 .filter(|m| m.name().starts_with(&prefix))
                 .map(|m| m.state_machine_arn().to_string()),
+            |arn| async move {
+                let Some(tags) = tags_of(aws, &arn).await? else {
+                    return Ok(None);
+                };
+                let Some(id) = common::owned_id(&tags, stack) else {
+                    return Ok(None);
+                };
+                Ok(describe(aws, stack, &arn, tags).await?.map(|m| (id, m)))
+            },
         )
-        .map(|arn| async move {
-            let Some(tags) = tags_of(aws, &arn).await? else {
-                return Ok(None);
-            };
-            let Some(id) = common::owned_id(&tags, stack) else {
-                return Ok(None);
-            };
-            Ok(describe(aws, stack, &arn, tags).await?.map(|m| (id, m)))
-        })
-        .buffer_unordered(8)
-        .try_collect()
-        .await?;
-        Ok(found.into_iter().flatten().collect())
+        .await
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName as Q;
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value as Json};
 
@@ -333,21 +332,17 @@ impl Resource for SqsQueue {
             .map_err(aws_error("ListQueues"))?;
         // SQS has no batched form of either call: one ListQueueTags per queue, then
         // GetQueueAttributes only for the queues that are ours.
-        let found: Vec<Option<(String, Queue)>> = futures::stream::iter(urls)
-            .map(|url| async move {
-                let Some(tags) = sqs::tags_of(aws, &url).await? else {
-                    return Ok(None);
-                };
-                let Some(id) = common::owned_id(&tags, stack) else {
-                    return Ok(None);
-                };
-                let read = sqs::unless_gone(sqs::get_attributes(aws, &url).await)?;
-                read.map(|m| Ok((id, Queue::read(url, &m)?))).transpose()
-            })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+        common::read_each(urls, |url| async move {
+            let Some(tags) = sqs::tags_of(aws, &url).await? else {
+                return Ok(None);
+            };
+            let Some(id) = common::owned_id(&tags, stack) else {
+                return Ok(None);
+            };
+            let read = sqs::unless_gone(sqs::get_attributes(aws, &url).await)?;
+            read.map(|m| Ok((id, Queue::read(url, &m)?))).transpose()
+        })
+        .await
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
