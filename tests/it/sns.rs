@@ -2,7 +2,7 @@
 //! left is brought up to date (not duplicated), a no-change plan after every apply, an
 //! in-place update (display name, encryption off), a replacement when `fifo` changes,
 //! look-alike topics (same name prefix; another stack's tags; a namesake the blueprint
-//! wants) never touched, and destroy.
+//! wants) never touched, destroy, and an apply right after it (SNS's `StaleTag`).
 
 use std::collections::HashMap;
 
@@ -198,8 +198,18 @@ fn sns_topic_lifecycle() {
     );
     std::fs::write(&bp, text).expect("write");
 
+    // Destroyed, then applied again at once: SNS refuses tags on the name of a topic
+    // deleted a moment ago (`StaleTag`, strict rule 6b) and the create waits it out. The
+    // re-apply meets the refusal when it starts within the `sns` window (its creates then
+    // take a retry's second); a slower start finds the window passed.
     let (code, out, err) = run_json(&["destroy", "--yes"], &stack);
     assert_eq!(code, 0, "{out:#}\n{err}");
+    let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    assert_no_changes(&["plan", bp_s], &stack);
+    let (code, out, err) = run_json(&["destroy", "--yes"], &stack);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+
     let t = rt().block_on(topics(&stack));
     let mut left: Vec<&String> = t.keys().collect();
     left.sort();
