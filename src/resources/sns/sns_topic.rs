@@ -288,18 +288,13 @@ impl Resource for SnsTopic {
         }
         // By its documentation CreateTopic returns a namesake the account already has
         // without making anything: only the tags say whether that one is ours (a topic
-        // someone else made keeps its own, and is never changed here).
-        let tags = sns::tags_of(aws, &arn).await?.unwrap_or_default();
+        // someone else made keeps its own, and is never changed here). A topic made just now
+        // may be unknown to SNS's other calls for a moment: both reads wait that out.
+        let tags = sns::settling(cx, || sns::tags(aws, &arn)).await?;
         if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
             return Err(common::name_taken("an SNS topic", &a.name, cx));
         }
-        let attributes = sns::attributes_of(aws, &arn)
-            .await?
-            .ok_or_else(|| Error::Aws {
-                operation: "GetTopicAttributes".into(),
-                code: None,
-                message: format!("topic `{}` is not there after creating it", a.name),
-            })?;
+        let attributes = sns::settling(cx, || sns::attributes(aws, &arn)).await?;
         Ok(Topic { arn, attributes })
     }
 
