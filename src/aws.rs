@@ -359,6 +359,7 @@ impl Intercept for Counter {
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub sfn: aws_sdk_sfn::Client,
     pub lambda: aws_sdk_lambda::Client,
@@ -444,6 +445,7 @@ impl Aws {
         Ok(Aws {
             ec2: client!(aws_sdk_ec2, &sdk, icpt, reach, partition),
             sqs: client!(aws_sdk_sqs, &sdk, icpt, reach, partition),
+            sns: client!(aws_sdk_sns, &sdk, icpt, reach, partition),
             events: client!(aws_sdk_eventbridge, &sdk, icpt, reach, partition),
             sfn: client!(aws_sdk_sfn, &sdk, icpt, reach, partition),
             lambda: client!(aws_sdk_lambda, &sdk, icpt, reach, partition),

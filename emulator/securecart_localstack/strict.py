@@ -5,7 +5,7 @@ before the service answers) and a response handler (sees what was created) to Lo
 chain. Every rule, its AWS source and its window are listed in ``emulator/README.md``.
 
 ``SECURECART_STRICT`` (read once at start): ``off`` disables the layer; otherwise a comma list of
-``key=value`` overriding the defaults below, e.g. ``iam=2,sqs=1,rds=3,eni=3,lt=1,page=2,throttle=0``.
+``key=value`` overriding the defaults below, e.g. ``iam=2,sqs=1,rds=3,eni=3,lt=1,sns=1,page=2,throttle=0``.
 State is in memory and guarded by one lock: LocalStack serves requests on several threads.
 """
 
@@ -21,7 +21,7 @@ LOG = logging.getLogger(__name__)
 
 ENV = "SECURECART_STRICT"
 # Windows in seconds, the page size injected into List/Describe calls, and the fraction of calls throttled.
-DEFAULTS = {"iam": 2.0, "sqs": 1.0, "rds": 3.0, "eni": 3.0, "lt": 1.0, "page": 2, "throttle": 0.0}
+DEFAULTS = {"iam": 2.0, "sqs": 1.0, "rds": 3.0, "eni": 3.0, "lt": 1.0, "sns": 1.0, "page": 2, "throttle": 0.0}
 
 
 class SettingsError(ValueError):
@@ -95,6 +95,8 @@ class _State:
         self.templates: dict = {}
         # (account, region, lower-case DB instance id) -> created at
         self.databases: dict = {}
+        # (account, region, topic name) -> when a topic of that name was deleted
+        self.deleted_topics: dict = {}
         # interfaces of deleted load balancers / DB instances: dicts with until, account, region,
         # owner, vpc, subnets, groups, public
         self.lingering: list = []
@@ -368,6 +370,42 @@ def _check_sqs(context, req):
         raise QueueDoesNotExist("The specified queue does not exist.")
 
 
+def _topic_exists(context, arn) -> bool:
+    try:
+        from localstack.services.sns.models import sns_stores
+
+        return arn in sns_stores[context.account_id][context.region].topics
+    except Exception:  # noqa: BLE001 - unknown store layout: no window
+        return False
+
+
+def _remember_topic_before_delete(context, req):
+    # Recorded when DeleteTopic succeeds (on_response): only a topic that existed leaves tags behind.
+    arn = str(req.get("TopicArn") or "")
+    if _topic_exists(context, arn):
+        context.securecart_deleted_topic = arn.rsplit(":", 1)[-1]
+
+
+def _check_stale_tag(context, req):
+    # https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html and API_TagResource.html, Errors:
+    # "StaleTag: A tag has been added to a resource with the same ARN as a deleted resource. Wait a
+    # short while and then retry the operation."
+    if context.operation.name == "CreateTopic":
+        if not req.get("Tags"):
+            return
+        name = str(req.get("Name") or "")
+    else:
+        name = str(req.get("ResourceArn") or "").rsplit(":", 1)[-1]
+    with STATE.lock:
+        deleted = STATE.deleted_topics.get((context.account_id, context.region, name))
+    if _young(deleted, SETTINGS.sns):
+        raise _error(
+            "StaleTag",
+            "A tag has been added to a resource with the same ARN as a deleted resource. "
+            "Wait a short while and then retry the operation.",
+        )
+
+
 def _check_delete_security_group(context, req):
     ec2 = _ec2(context)
     group = ec2.get_security_group_by_name_or_id(req.get("GroupId") or req.get("GroupName"))
@@ -465,6 +503,9 @@ CHECKS = {
     ("rds", "DeleteDBInstance"): _remember_interfaces_before_delete,
     ("autoscaling", "CreateAutoScalingGroup"): _check_asg,
     ("autoscaling", "UpdateAutoScalingGroup"): _check_asg,
+    ("sns", "DeleteTopic"): _remember_topic_before_delete,
+    ("sns", "CreateTopic"): _check_stale_tag,
+    ("sns", "TagResource"): _check_stale_tag,
 }
 
 # --- pagination ------------------------------------------------------------------------------------
@@ -572,6 +613,10 @@ def on_response(chain, context, response):
     elif service == "rds" and op in ("CreateDBInstance", "CreateDBInstanceReadReplica"):
         with STATE.lock:
             STATE.databases[key + (_db_id(req.get("DBInstanceIdentifier")),)] = now
+    deleted_topic = getattr(context, "securecart_deleted_topic", None)
+    if deleted_topic is not None:
+        with STATE.lock:
+            STATE.deleted_topics[key + (deleted_topic,)] = now
     lingering = getattr(context, "securecart_lingering", None)
     if lingering is not None:
         with STATE.lock:

@@ -180,7 +180,7 @@ impl LocalStatus {
             serde_json::Value::Number(n) => n.as_f64().map_or(n.to_string(), |f| f.to_string()),
             _ => "?".into(),
         };
-        let windows = ["iam", "sqs", "rds", "eni", "lt"]
+        let windows = ["iam", "sqs", "rds", "eni", "lt", "sns"]
             .map(|k| format!("{k}={} s", value(k)))
             .join(", ");
         format!(
@@ -595,11 +595,11 @@ mod tests {
         assert!(st.strict_summary().starts_with("off"));
         st.strict = Some(
             serde_json::json!({"enabled": true, "iam": 2.0, "sqs": 1.0, "rds": 3.0,
-            "eni": 3.0, "lt": 1.0, "page": 2, "throttle": 0.2}),
+            "eni": 3.0, "lt": 1.0, "sns": 1.0, "page": 2, "throttle": 0.2}),
         );
         assert_eq!(
             st.strict_summary(),
-            "on (iam=2 s, sqs=1 s, rds=3 s, eni=3 s, lt=1 s, page=2, throttle=0.2); \
+            "on (iam=2 s, sqs=1 s, rds=3 s, eni=3 s, lt=1 s, sns=1 s, page=2, throttle=0.2); \
              tune or turn off with SECURECART_STRICT"
         );
     }

@@ -16,6 +16,7 @@ mod lambda;
 mod logs;
 mod rds;
 mod sfn;
+mod sns;
 mod sqs;
 
 mod fields;
@@ -47,6 +48,7 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &Typed(ec2::route_table::RouteTable),
     &Typed(ec2::security_group::SecurityGroup),
     &Typed(sqs::sqs_queue::SqsQueue),
+    &Typed(sns::sns_topic::SnsTopic),
     &Typed(events::event_bus::EventBus),
     &Typed(events::event_rule::EventRule),
     &Typed(iam::iam_role::IamRole),

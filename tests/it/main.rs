@@ -13,6 +13,7 @@ mod rds;
 mod regions;
 mod replace;
 mod secrets;
+mod sns;
 mod strict;
 mod validate;
 mod web;

@@ -527,6 +527,85 @@ fn a_new_sqs_queue_does_not_exist_for_a_moment() {
 }
 
 #[test]
+fn sns_refuses_tags_on_the_name_of_a_topic_deleted_moments_ago() {
+    use aws_sdk_sns::types::Tag;
+
+    let sns_window = window("sns");
+    rt().block_on(async {
+        let sns = aws_sdk_sns::Client::new(&sdk().await);
+        let name = unique("sns");
+        let tag = Tag::builder().key("k").value("v").build().expect("tag");
+        let create = |tagged: bool| {
+            let mut req = sns.create_topic().name(&name);
+            if tagged {
+                req = req.tags(tag.clone());
+            }
+            req.send()
+        };
+        let arn = create(true)
+            .await
+            .expect("create topic")
+            .topic_arn()
+            .expect("arn")
+            .to_string();
+        // Deleting a topic that does not exist leaves no tags behind: no window.
+        let other = format!("{name}-never");
+        sns.delete_topic()
+            .topic_arn(arn.replace(&name, &other))
+            .send()
+            .await
+            .expect("DeleteTopic of a missing topic succeeds");
+        sns.delete_topic()
+            .topic_arn(&arn)
+            .send()
+            .await
+            .expect("delete");
+        let deleted = Instant::now();
+
+        let (code, message) = refusal(create(true).await);
+        assert_eq!(code, "StaleTag");
+        assert_eq!(
+            message,
+            "A tag has been added to a resource with the same ARN as a deleted resource. \
+             Wait a short while and then retry the operation."
+        );
+        // The same for tags added afterwards to a topic made without them.
+        let untagged = create(false).await.expect("a topic without tags is made");
+        let (code, _) = refusal(
+            sns.tag_resource()
+                .resource_arn(untagged.topic_arn().expect("arn"))
+                .tags(tag.clone())
+                .send()
+                .await,
+        );
+        assert_eq!(code, "StaleTag");
+        sns.delete_topic()
+            .topic_arn(&arn)
+            .send()
+            .await
+            .expect("delete");
+        let deleted_again = Instant::now();
+        // Another name is not affected.
+        sns.create_topic()
+            .name(&other)
+            .tags(tag.clone())
+            .send()
+            .await
+            .expect("a topic of another name is tagged at once");
+
+        succeeds_within(sns_window + Duration::from_secs(5), || create(true)).await;
+        assert!(deleted_again.elapsed() >= sns_window && deleted.elapsed() >= sns_window);
+        for n in [&name, &other] {
+            sns.delete_topic()
+                .topic_arn(arn.replace(&name, n))
+                .send()
+                .await
+                .expect("delete");
+        }
+    });
+}
+
+#[test]
 fn auto_scaling_does_not_see_a_new_launch_template_yet() {
     use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
     use aws_sdk_ec2::types::RequestLaunchTemplateData;
