@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sns::types::Tag;
-use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -184,21 +183,17 @@ impl Resource for SnsTopic {
             .filter(|arn| name_of(arn).starts_with(&prefix));
         // SNS has no batched form of either call: one ListTagsForResource per topic, then
         // GetTopicAttributes only for the topics that are ours.
-        let found: Vec<Option<(String, Topic)>> = futures::stream::iter(arns)
-            .map(|arn| async move {
-                let Some(tags) = sns::tags_of(aws, &arn).await? else {
-                    return Ok(None);
-                };
-                let Some(id) = common::owned_id(&tags, stack) else {
-                    return Ok(None);
-                };
-                let read = sns::attributes_of(aws, &arn).await?;
-                Ok::<_, Error>(read.map(|attributes| (id, Topic { arn, attributes })))
-            })
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        Ok(found.into_iter().flatten().collect())
+        common::read_each(arns, |arn| async move {
+            let Some(tags) = sns::tags_of(aws, &arn).await? else {
+                return Ok(None);
+            };
+            let Some(id) = common::owned_id(&tags, stack) else {
+                return Ok(None);
+            };
+            let read = sns::attributes_of(aws, &arn).await?;
+            Ok(read.map(|attributes| (id, Topic { arn, attributes })))
+        })
+        .await
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
