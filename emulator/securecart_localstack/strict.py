@@ -767,8 +767,47 @@ def install(settings: Settings):
 from localstack.runtime import hooks  # noqa: E402 - plux only; cheap to import while listing plugins
 
 
+# The moto modules behind the services securecart calls, imported once at start-up. Lazily,
+# the first requests import them on many threads at once, and Python's import locks can then
+# report a deadlock (`deadlock detected by _ModuleLock('moto.s3.exceptions')`) that leaves the
+# module half-imported: every later call needing it answers 500 for the life of the process
+# (seen on a cold start under the parallel integration tests: logs.DescribeLogGroups).
+WARM_MODULES = [
+    "moto.s3.exceptions",
+    "moto.s3.models",
+    "moto.logs.models",
+    "moto.events.models",
+    "moto.ec2.models",
+    "moto.elb.models",
+    "moto.elbv2.models",
+    "moto.autoscaling.models",
+    "moto.rds.models",
+    "moto.iam.models",
+    "moto.sts.models",
+    "moto.sns.models",
+    "moto.sqs.models",
+    "moto.ssm.models",
+    "moto.secretsmanager.models",
+    "moto.kms.models",
+    "moto.stepfunctions.models",
+    "moto.awslambda.models",
+    "moto.resourcegroupstaggingapi.models",
+]
+
+
+def warm_imports():
+    import importlib
+
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a module this moto lacks is not ours to fail on
+            sys.stderr.write(f"securecart: not pre-imported {name}: {e}\n")
+
+
 @hooks.on_infra_start()
 def securecart_strict():
+    warm_imports()
     try:
         settings = parse_settings(os.environ.get(ENV))
     except SettingsError as e:
