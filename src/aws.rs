@@ -369,16 +369,25 @@ pub struct Aws {
     pub rds: aws_sdk_rds::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Only for the stack lock (`lock.rs`): securecart manages no S3 resources.
+    pub s3: aws_sdk_s3::Client,
     sts: aws_sdk_sts::Client,
     pub region: String,
     pub local: bool,
     pub stats: Arc<Stats>,
     reach: Arc<Reach>,
-    account: Arc<OnceCell<String>>,
+    identity: Arc<OnceCell<Identity>>,
     reads: Arc<Mutex<HashMap<String, SharedRead>>>,
 }
 
 type SharedRead = Arc<OnceCell<Arc<dyn Any + Send + Sync>>>;
+
+/// Who the credentials belong to (`sts:GetCallerIdentity`, which needs no permission).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub account: String,
+    pub arn: String,
+}
 
 macro_rules! client {
     ($krate:ident, $sdk:expr, $icpt:expr, $reach:expr, $partition:expr) => {
@@ -455,12 +464,24 @@ impl Aws {
             rds: client!(aws_sdk_rds, &sdk, icpt, reach, partition),
             ssm: client!(aws_sdk_ssm, &sdk, icpt, reach, partition),
             logs: client!(aws_sdk_cloudwatchlogs, &sdk, icpt, reach, partition),
+            // Path-style addressing for a custom endpoint (the emulator, a proxy): a virtual
+            // host `BUCKET.127.0.0.1` does not resolve. AWS itself gets virtual hosts.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(s.endpoint_url.is_some())
+                    .interceptor(icpt.clone())
+                    .interceptor(ReachWatch(reach.clone()))
+                    .retry_classifier(NoRetryBeforeAnswer(reach.clone()))
+                    .retry_classifier(QuotaIsNotThrottling)
+                    .retry_partition(partition.clone())
+                    .build(),
+            ),
             sts: client!(aws_sdk_sts, &sdk, icpt, reach, partition),
             region,
             local: s.local,
             stats,
             reach,
-            account: Arc::new(OnceCell::new()),
+            identity: Arc::new(OnceCell::new()),
             reads: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -494,6 +515,12 @@ impl Aws {
             .map_err(|_| Error::Invalid("a shared read was used with two types".into()))
     }
 
+    /// Forgets the shared reads, so that the next read of live state asks AWS again (after
+    /// waiting for the stack lock, when another run may have changed the stack).
+    pub fn forget_reads(&self) {
+        self.reads.lock().expect("reads lock").clear();
+    }
+
     /// The endpoint that could not be reached, when no endpoint has answered in this
     /// command: the plain reason behind whatever error a call then returned.
     pub fn unreachable(&self) -> Option<Unreachable> {
@@ -502,15 +529,18 @@ impl Aws {
 
     /// The caller's account id (one STS call, made only when something needs it).
     pub async fn account_id(&self) -> Result<String, Error> {
-        self.account
+        Ok(self.identity().await?.account)
+    }
+
+    /// The caller's account and ARN, from one STS call per command.
+    pub async fn identity(&self) -> Result<Identity, Error> {
+        self.identity
             .get_or_try_init(|| async {
-                let out = self
-                    .sts
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(aws_error("GetCallerIdentity"))?;
-                Ok(out.account().unwrap_or_default().to_string())
+                let out = self.sts.get_caller_identity().send().await?;
+                Ok(Identity {
+                    account: out.account().unwrap_or_default().to_string(),
+                    arn: out.arn().unwrap_or_default().to_string(),
+                })
             })
             .await
             .cloned()

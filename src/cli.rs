@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = "Provision the SecureCart architecture on AWS from YAML blueprints.\n\n\
         plan compares a blueprint with what exists in AWS (found by tags and names: there is no state file); \
         apply makes AWS match, in dependency order and in parallel; destroy removes everything of a stack.",
-    after_help = "Exit codes: 0 success (plan: no changes), 1 error, 2 plan has changes, 64 usage error, 130 interrupted."
+    after_help = "Exit codes: 0 success (plan: no changes), 1 error (also: the stack is locked by another run), 2 plan has changes, 64 usage error, 130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -69,9 +69,11 @@ pub enum Command {
     /// Show what apply would change (exit 2 when there are changes).
     Plan(PlanArgs),
     /// Make AWS match the blueprint.
-    Apply(BlueprintArg),
+    Apply(ApplyArgs),
     /// Delete every resource of the stack.
     Destroy(DestroyArgs),
+    /// Force the stack lock free (when the run that holds it is gone).
+    Unlock(UnlockArgs),
     /// Print the dependency graph.
     Graph(GraphArgs),
     /// Print the blueprint's outputs, read from AWS.
@@ -91,6 +93,29 @@ pub enum Command {
 pub struct BlueprintArg {
     /// A blueprint file, or a folder holding blueprint.yaml.
     pub blueprint: PathBuf,
+}
+
+/// The stack lock that apply and destroy take.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// How long to wait for another run's lock on the stack (e.g. 30s, 10m, 1h) before
+    /// failing with its holder. Default: fail at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub lock_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A blueprint file, or a folder holding blueprint.yaml.
+    pub blueprint: PathBuf,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The blueprint whose stack to unlock (optional with --stack).
+    pub blueprint: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +151,8 @@ pub struct DestroyArgs {
     /// look like a successful destroy.
     #[arg(long)]
     pub allow_empty: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -160,4 +187,43 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         return Err(format!("`{s}` has an empty key"));
     }
     Ok((k.to_string(), v.to_string()))
+}
+
+/// `30s`, `10m`, `1h`, or bare seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s, 10m or 1h"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("`{s}`: the unit must be s, m or h")),
+    };
+    n.checked_mul(scale)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn lock_timeouts() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("1.5m").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
 }

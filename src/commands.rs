@@ -12,14 +12,16 @@ use crate::apply::{ApplyResult, Executor};
 use crate::aws::Aws;
 use crate::blueprint::{self, refs, Blueprint, LoadError};
 use crate::cli::{
-    BlueprintArg, Command, DestroyArgs, GraphArgs, GraphFormat, LocalAction, PlanArgs, RunArgs,
+    ApplyArgs, Command, DestroyArgs, GraphArgs, GraphFormat, LocalAction, PlanArgs, RunArgs,
+    UnlockArgs,
 };
 use crate::error::{Error, ExitCode};
 use crate::local;
+use crate::lock::{self, Lock, LockError, Seen, Unreleased};
 use crate::plan::{self, Plan, StackInfo};
 use crate::render::{
     self,
-    views::{ApplyDoc, DestroyDoc, RunDoc, RunStats},
+    views::{ApplyDoc, DestroyDoc, LockDoc, RunDoc, RunStats, UnlockDoc},
     View,
 };
 use crate::report::{Event, Reporter, Silent};
@@ -135,10 +137,19 @@ impl<'a> Session<'a> {
     }
 
     async fn read_live(&mut self, aws: &Aws, stack: &str) -> Result<Vec<Live>, Error> {
+        self.read_live_as(aws, stack, "read").await
+    }
+
+    async fn read_live_as(
+        &mut self,
+        aws: &Aws,
+        stack: &str,
+        phase: &'static str,
+    ) -> Result<Vec<Live>, Error> {
         let reads = resources::REGISTRY
             .iter()
             .map(|k| async move { (k.name(), k.read(aws, stack).await) });
-        let results = self.phase("read", futures::future::join_all(reads)).await;
+        let results = self.phase(phase, futures::future::join_all(reads)).await;
         let mut live = Vec::new();
         for (kind, r) in results {
             live.extend(r.map_err(|source| read_error(aws, kind, source))?);
@@ -235,25 +246,122 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn execute(
+    /// Takes the stack lock (see `lock.rs`), waiting up to `timeout` for another run.
+    async fn lock(
         &mut self,
         aws: &Aws,
-        stack: &StackInfo,
-        bp: Option<&Blueprint>,
-        plan: &Plan,
-        live: &[Live],
-        phase: &'static str,
-    ) -> ApplyResult {
-        let exec = Executor {
-            aws,
-            kinds: &resources::kind,
-            stack,
-            blueprint: bp,
-            parallelism: self.s.parallelism,
-            reporter: self.reporter.clone(),
+        stack: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<(Lock, LockDoc), Error> {
+        let reporter = self.reporter.clone();
+        let settings = self.s.lock.clone();
+        let (lock, how) = self
+            .phase(
+                "lock",
+                lock::acquire(aws, stack, command, &settings, timeout, reporter.as_ref()),
+            )
+            .await?;
+        let doc = LockDoc {
+            object: lock.object(),
+            waited: how.waited,
+            took_over: how.took_over,
+            replanned: false,
         };
-        self.phase(phase, exec.run(plan, live)).await
+        Ok((lock, doc))
     }
+}
+
+/// What apply and destroy did under the stack lock.
+struct UnderLock {
+    plan: Plan,
+    live: Vec<Live>,
+    result: Option<ApplyResult>,
+    lock: LockDoc,
+}
+
+/// Apply and destroy once the user said yes to `first`: take the stack lock, read live
+/// state again under it and plan again (another run may have changed the stack since the
+/// first read — the run this one waited for, or one that ended just before it looked: a
+/// plan from before the lock could create a second copy of everything), show and confirm
+/// the new plan if it differs, run it while the lease is renewed, then free the lock.
+/// `desired` is the blueprint to plan for; `None` plans the stack's deletion.
+#[allow(clippy::too_many_arguments)]
+async fn run_locked(
+    ss: &mut Session<'_>,
+    aws: &Aws,
+    info: &StackInfo,
+    desired: Option<&Blueprint>,
+    first: &Plan,
+    command: &'static str,
+    timeout: Duration,
+    question: &str,
+) -> Result<UnderLock, Error> {
+    let (lock, mut doc) = ss.lock(aws, &info.name, command, timeout).await?;
+    let view = ss.view.clone();
+    let outcome = async {
+        aws.forget_reads();
+        let live = ss.read_live_as(aws, &info.name, "read under lock").await?;
+        let plan = match desired {
+            Some(bp) => ss.plan(info, bp, &live),
+            None => plan::destroy_plan(&info.name, &live),
+        };
+        if !same_plan(first, &plan) {
+            doc.replanned = true;
+            view.replanned(&aws.region, &plan);
+            if !plan.errors.is_empty() {
+                return Err(Error::Refused(
+                    "the plan made under the stack lock has errors: nothing was changed".into(),
+                ));
+            }
+            if plan.summary.has_changes() {
+                ss.confirm(question)?;
+            }
+        }
+        let result = if plan.summary.has_changes() {
+            let exec = Executor {
+                aws,
+                kinds: &resources::kind,
+                stack: info,
+                blueprint: desired,
+                parallelism: ss.s.parallelism,
+                reporter: ss.reporter.clone(),
+            };
+            Some(
+                ss.phase(command, exec.run_until(&plan, &live, lock.lost()))
+                    .await,
+            )
+        } else {
+            None
+        };
+        Ok((plan, live, result))
+    }
+    .await;
+    let released = lock.release().await;
+    let (plan, live, mut result) = outcome?;
+    match released {
+        Ok(()) => {}
+        // Taken from this run after its last step started: its changes may have overlapped
+        // another run's, so the run is not a success.
+        Err(Unreleased::Lost(why)) => {
+            if let Some(r) = result.as_mut() {
+                r.stopped.get_or_insert(why);
+            }
+        }
+        Err(Unreleased::Failed(why)) => ss.reporter.event(Event::Note { message: &why }),
+    }
+    Ok(UnderLock {
+        plan,
+        live,
+        result,
+        lock: doc,
+    })
+}
+
+/// The same actions with the same changes: what the user confirmed is what runs.
+fn same_plan(a: &Plan, b: &Plan) -> bool {
+    a.errors.len() == b.errors.len()
+        && serde_json::to_value(&a.actions).ok() == serde_json::to_value(&b.actions).ok()
 }
 
 pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
@@ -266,6 +374,7 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
         Command::Plan(a) => plan_cmd(&mut ss, a).await,
         Command::Apply(a) => apply_cmd(&mut ss, a).await,
         Command::Destroy(a) => destroy_cmd(&mut ss, a).await,
+        Command::Unlock(a) => unlock_cmd(&mut ss, a).await,
         Command::Graph(a) => graph_cmd(&mut ss, a),
         Command::Outputs(a) => {
             let Loaded { bp, live, info, .. } = ss.load_stack(&a.blueprint).await?;
@@ -305,8 +414,8 @@ async fn plan_cmd(ss: &mut Session<'_>, a: PlanArgs) -> Result<ExitCode, Error> 
     })
 }
 
-/// `apply`: the plan, a confirmation, the executor, and the outputs.
-async fn apply_cmd(ss: &mut Session<'_>, a: BlueprintArg) -> Result<ExitCode, Error> {
+/// `apply`: the plan, a confirmation, the stack lock, the executor, and the outputs.
+async fn apply_cmd(ss: &mut Session<'_>, a: ApplyArgs) -> Result<ExitCode, Error> {
     let view = ss.view.clone();
     let Loaded {
         bp,
@@ -321,17 +430,32 @@ async fn apply_cmd(ss: &mut Session<'_>, a: BlueprintArg) -> Result<ExitCode, Er
             "the plan has errors: nothing was changed".into(),
         ));
     }
-    let result = if plan.summary.has_changes() {
-        ss.confirm(&format!(
+    // No changes, no lock: a no-change apply makes no mutating call at all.
+    let done = if plan.summary.has_changes() {
+        let question = format!(
             "Apply these changes to stack `{}` in {}?",
             info.name, aws.region
-        ))?;
+        );
+        ss.confirm(&question)?;
         Some(
-            ss.execute(&aws, &info, Some(&bp), &plan, &live, "apply")
-                .await,
+            run_locked(
+                ss,
+                &aws,
+                &info,
+                Some(&bp),
+                &plan,
+                "apply",
+                a.lock.lock_timeout,
+                &question,
+            )
+            .await?,
         )
     } else {
         None
+    };
+    let (plan, live, result, lock) = match done {
+        Some(u) => (u.plan, u.live, u.result, Some(u.lock)),
+        None => (plan, live, None, None),
     };
     let outputs = match &result {
         Some(r) => resolve_outputs(&bp, &info, &r.resources),
@@ -342,6 +466,7 @@ async fn apply_cmd(ss: &mut Session<'_>, a: BlueprintArg) -> Result<ExitCode, Er
         plan: &plan,
         apply: result.as_ref(),
         outputs: &outputs,
+        lock: lock.as_ref(),
         stats: &ss.stats(&aws),
     });
     Ok(step_code(result.as_ref()))
@@ -366,22 +491,92 @@ async fn destroy_cmd(ss: &mut Session<'_>, a: DestroyArgs) -> Result<ExitCode, E
     let info = ss.stack_info(&aws, &name, None).await?;
     let plan = plan::destroy_plan(&name, &live);
     view.proposed(&aws.region, &plan);
-    let result = if plan.summary.has_changes() {
-        ss.confirm(&format!(
+    let done = if plan.summary.has_changes() {
+        let question = format!(
             "Delete all {} resource(s) of stack `{name}` in {}?",
             plan.summary.delete, aws.region
-        ))?;
-        Some(ss.execute(&aws, &info, None, &plan, &live, "destroy").await)
+        );
+        ss.confirm(&question)?;
+        Some(
+            run_locked(
+                ss,
+                &aws,
+                &info,
+                None,
+                &plan,
+                "destroy",
+                a.lock.lock_timeout,
+                &question,
+            )
+            .await?,
+        )
     } else {
         None
+    };
+    let (plan, result, lock) = match done {
+        Some(u) => (u.plan, u.result, Some(u.lock)),
+        None => (plan, None, None),
     };
     view.destroyed(&DestroyDoc {
         region: &aws.region,
         plan: &plan,
         destroy: result.as_ref(),
+        lock: lock.as_ref(),
         stats: &ss.stats(&aws),
     });
     Ok(step_code(result.as_ref()))
+}
+
+/// `unlock`: forces the stack lock free, after saying whose it is and asking.
+async fn unlock_cmd(ss: &mut Session<'_>, a: UnlockArgs) -> Result<ExitCode, Error> {
+    let view = ss.view.clone();
+    let bp = match &a.blueprint {
+        Some(p) => Some(ss.load(p)?),
+        None => None,
+    };
+    let name = ss.stack_name(bp.as_ref())?;
+    let aws = ss.connect().await?;
+    let store = lock::Store::open(&aws, &name).await?;
+    let seen = match store.read().await {
+        Ok(seen) => Some(seen),
+        // Not a record securecart can read: overwritten (after asking) all the same.
+        Err(LockError::Unreadable { why, .. }) => {
+            view.unlock_warning(&name, &format!("something unreadable ({why})"), false);
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (holder, expired) = match &seen {
+        None => (Some("an unreadable record".to_string()), false),
+        Some(Seen::Absent | Seen::Released { .. }) => (None, false),
+        Some(Seen::Held { record, age, .. }) => (Some(lock::describe(record, *age)), false),
+        Some(Seen::Expired { record, age, .. }) => (Some(lock::describe(record, *age)), true),
+    };
+    let mut doc = UnlockDoc {
+        stack: name.clone(),
+        object: store.place.uri(),
+        holder,
+        expired,
+        unlocked: false,
+    };
+    if doc.holder.is_none() {
+        view.unlocked(&doc);
+        return Ok(ExitCode::Ok);
+    }
+    if let (Some(h), Some(_)) = (&doc.holder, &seen) {
+        view.unlock_warning(&name, h, expired);
+    }
+    ss.confirm(&format!(
+        "Force the lock of stack `{name}` in {} free?",
+        aws.region
+    ))?;
+    match &seen {
+        Some(seen) => store.force_release(seen).await?,
+        None => store.overwrite_released().await?,
+    }
+    doc.unlocked = true;
+    view.unlocked(&doc);
+    Ok(ExitCode::Ok)
 }
 
 /// `graph`: the blueprint's dependency graph as DOT or Mermaid.

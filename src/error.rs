@@ -9,7 +9,8 @@ pub enum ExitCode {
     /// Success; for `plan`, also "no changes".
     Ok = 0,
     /// Any error: invalid blueprint, AWS failure or unreachable endpoint, failed or
-    /// refused apply, a destroy that found nothing of the stack.
+    /// refused apply, a destroy that found nothing of the stack, a stack locked by
+    /// another run (or a lock lost mid-run).
     Error = 1,
     /// `plan` found changes to make.
     Changes = 2,
@@ -40,6 +41,9 @@ pub enum Error {
     },
     #[error(transparent)]
     Local(#[from] crate::local::LocalError),
+    /// Another run holds the stack, or the lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]

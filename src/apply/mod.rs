@@ -36,6 +36,10 @@ pub struct StepResult {
 pub struct ApplyResult {
     pub steps: Vec<StepResult>,
     pub interrupted: bool,
+    /// Why the run stopped starting steps before the end, other than Ctrl-C: it lost the
+    /// stack lock (see `lock.rs`), so another run may be changing the stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     /// The most steps that were in flight at once.
     pub peak_in_flight: usize,
     /// Attributes of every resource of the stack after the run (for outputs).
@@ -52,6 +56,7 @@ impl ApplyResult {
 
     pub fn ok(&self) -> bool {
         !self.interrupted
+            && self.stopped.is_none()
             && self
                 .steps
                 .iter()
@@ -228,6 +233,18 @@ enum State {
 
 impl Executor<'_> {
     pub async fn run(&self, plan: &Plan, live: &[Live]) -> ApplyResult {
+        self.run_until(plan, live, std::future::pending()).await
+    }
+
+    /// `run`, but once `stop` resolves (the stack lock's lease was lost) nothing new
+    /// starts, as after a Ctrl-C: steps in flight finish, the rest is skipped with the
+    /// reason `stop` gave.
+    pub async fn run_until(
+        &self,
+        plan: &Plan,
+        live: &[Live],
+        stop: impl std::future::Future<Output = String>,
+    ) -> ApplyResult {
         let (steps, waits) = steps_of(plan, live);
         let mut known: HashMap<String, Option<BTreeMap<String, Json>>> = HashMap::new();
         for a in &plan.actions {
@@ -253,6 +270,8 @@ impl Executor<'_> {
         let mut started: Vec<Option<Instant>> = vec![None; steps.len()];
         let t0 = Instant::now();
         let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+        let mut stop = Box::pin(stop);
+        let mut stopped: Option<String> = None;
 
         loop {
             // Skip everything downstream of a failure, then start what is ready.
@@ -267,7 +286,9 @@ impl Executor<'_> {
                         .iter()
                         .find(|&&w| state[w] == State::Finished(false));
                     if let Some(&w) = blocked {
-                        let why = if interrupted {
+                        let why = if let Some(why) = &stopped {
+                            why.clone()
+                        } else if interrupted {
                             "the run was interrupted".to_string()
                         } else {
                             let b = &plan.actions[steps[w].action];
@@ -287,7 +308,7 @@ impl Executor<'_> {
                     }
                 }
             }
-            if !interrupted {
+            if !interrupted && stopped.is_none() {
                 for s in 0..steps.len() {
                     if tasks.len() >= self.parallelism.max(1) {
                         break;
@@ -338,7 +359,9 @@ impl Executor<'_> {
             }
             if tasks.is_empty() {
                 // Whatever still waits can never start: its dependencies will not finish.
-                let because = if interrupted {
+                let because = if let Some(why) = &stopped {
+                    why.as_str()
+                } else if interrupted {
                     "the run was interrupted"
                 } else {
                     "a dependency could not run"
@@ -374,6 +397,11 @@ impl Executor<'_> {
                             state[s] = State::Finished(false);
                         }
                     }
+                }
+                why = &mut stop, if stopped.is_none() => {
+                    let message = format!("{why}: starting nothing new, waiting for the steps in progress");
+                    self.reporter.event(Event::Note { message: &message });
+                    stopped = Some(why);
                 }
                 _ = &mut ctrl_c => {
                     // Listen again: the next Ctrl-C is a new signal.
@@ -414,6 +442,7 @@ impl Executor<'_> {
         ApplyResult {
             steps: results.into_iter().flatten().collect(),
             interrupted,
+            stopped,
             peak_in_flight,
             resources,
         }

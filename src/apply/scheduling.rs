@@ -160,6 +160,24 @@ async fn apply_reporting(
     parallelism: usize,
     reporter: Arc<dyn crate::report::Reporter>,
 ) -> ApplyResult {
+    apply_until(
+        fake,
+        resources,
+        parallelism,
+        reporter,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// `apply_reporting` that stops starting steps once `stop` resolves (a lost stack lock).
+async fn apply_until(
+    fake: &'static Fake,
+    resources: &str,
+    parallelism: usize,
+    reporter: Arc<dyn crate::report::Reporter>,
+    stop: impl std::future::Future<Output = String>,
+) -> ApplyResult {
     let text = format!("name: shop\nresources:\n{resources}");
     let file = SourceFile::new("t.yaml".into(), PathBuf::from("t.yaml"), text);
     let b = blueprint::parse(file, PathBuf::from("."), &[], &FakeCatalog).expect("blueprint");
@@ -181,7 +199,7 @@ async fn apply_reporting(
         parallelism,
         reporter,
     };
-    ex.run(&p, &[]).await
+    ex.run_until(&p, &[], stop).await
 }
 
 fn outcome<'a>(r: &'a ApplyResult, id: &str) -> &'a Outcome {
@@ -300,6 +318,50 @@ async fn a_first_ctrl_c_lets_running_steps_finish_and_starts_nothing_new() {
     );
     match outcome(&r, "second") {
         Outcome::Skipped { because } => assert!(because.contains("interrupted"), "{because}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.events(), ["start first", "done first"]);
+}
+
+/// A run that loses the stack lock stops as after a Ctrl-C: what is in flight finishes,
+/// nothing new starts, and the rest is skipped with the reason.
+#[tokio::test]
+async fn a_lost_lock_lets_running_steps_finish_and_starts_nothing_new() {
+    // Every executor listens for Ctrl-C: a signal another test sends must not reach this one.
+    let _one_at_a_time = super::tests::SIGNALS.lock().await;
+    let fake = Fake {
+        delay: Duration::from_millis(600),
+        ..Default::default()
+    }
+    .leak();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reporter = Arc::new(super::tests::Started(Mutex::new(Some(tx))));
+    let lost = async {
+        rx.await.expect("a step started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        "the stack lock was taken from this run".to_string()
+    };
+    let r = apply_until(
+        fake,
+        "  first: {type: fake}\n  second: {type: fake, after: '${first}'}\n",
+        2,
+        reporter,
+        lost,
+    )
+    .await;
+    assert!(!r.interrupted);
+    assert!(!r.ok());
+    assert_eq!(
+        r.stopped.as_deref(),
+        Some("the stack lock was taken from this run")
+    );
+    assert!(
+        matches!(outcome(&r, "first"), Outcome::Done),
+        "{:?}",
+        r.steps
+    );
+    match outcome(&r, "second") {
+        Outcome::Skipped { because } => assert!(because.contains("stack lock"), "{because}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(fake.events(), ["start first", "done first"]);

@@ -254,7 +254,9 @@ pub fn apply_summary(r: &ApplyResult, verb: &str) -> String {
         );
         return s;
     }
-    let head = if r.interrupted {
+    let head = if r.stopped.is_some() {
+        "stopped (the stack lock was lost)"
+    } else if r.interrupted {
         "interrupted"
     } else {
         "failed"

@@ -80,6 +80,7 @@ fn failed_apply_summary_names_failures_and_skips() {
             ),
         ],
         interrupted: false,
+        stopped: None,
         peak_in_flight: 1,
         resources: Default::default(),
     };
@@ -299,6 +300,7 @@ fn apply_json_document() {
             elapsed_ms: 10,
         }],
         interrupted: false,
+        stopped: None,
         peak_in_flight: 1,
         resources: Default::default(),
     };
@@ -309,6 +311,7 @@ fn apply_json_document() {
         plan: &p,
         apply: Some(&r),
         outputs: &outputs,
+        lock: None,
         stats: &sample_stats(),
     });
     let (out, err) = recorded(&rec);
@@ -348,6 +351,7 @@ fn text_views_of_apply_with_outputs_and_stats() {
         plan: &mixed_plan(),
         apply: None,
         outputs: &outputs,
+        lock: None,
         stats: &sample_stats(),
     });
     let (out, err) = recorded(&rec);

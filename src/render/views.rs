@@ -76,7 +76,40 @@ pub struct ApplyDoc<'a> {
     /// `null` when there was nothing to do.
     pub apply: Option<&'a ApplyResult>,
     pub outputs: &'a BTreeMap<String, Json>,
+    /// The stack lock the changes were made under (absent: nothing to change, no lock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<&'a LockDoc>,
     pub stats: &'a RunStats,
+}
+
+/// How apply or destroy got the stack lock.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockDoc {
+    /// `s3://BUCKET/KEY` of the lock record.
+    pub object: String,
+    /// Another run held the stack when this one first looked.
+    pub waited: bool,
+    /// The expired lease this run took over, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_over: Option<String>,
+    /// Live state was read again under the lock and the plan differed from the one shown
+    /// first (another run changed the stack in between); the plan in this document is the
+    /// one made under the lock.
+    pub replanned: bool,
+}
+
+/// `unlock`: what held the stack, and whether it was forced free.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnlockDoc {
+    pub stack: String,
+    /// `s3://BUCKET/KEY` of the lock record.
+    pub object: String,
+    /// The holder in words; absent when the stack was not locked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// The holder's lease had run out already.
+    pub expired: bool,
+    pub unlocked: bool,
 }
 
 #[derive(Serialize)]
@@ -85,6 +118,8 @@ pub struct DestroyDoc<'a> {
     pub plan: &'a Plan,
     /// `null` when there was nothing to delete.
     pub destroy: Option<&'a ApplyResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<&'a LockDoc>,
     pub stats: &'a RunStats,
 }
 
@@ -277,6 +312,47 @@ impl View {
                 self.out(&super::apply_summary(r, "destroy"));
             }
             self.stats_text(doc.stats);
+        }
+    }
+
+    /// Live state moved while this run waited for the stack lock: the plan it now
+    /// applies, made under the lock.
+    pub fn replanned(&self, region: &str, plan: &Plan) {
+        if !self.json {
+            self.err("The stack changed while waiting for its lock (another run); the plan made under the lock:\n");
+            self.out(&super::plan_text(plan, region, false));
+        }
+    }
+
+    /// `unlock`, before asking: whose lock is about to be forced, and what that risks.
+    pub fn unlock_warning(&self, stack: &str, holder: &str, expired: bool) {
+        if self.json {
+            return;
+        }
+        let state = if expired {
+            "an expired lease (its run is most likely gone)"
+        } else {
+            "a live lease: that run is still renewing it"
+        };
+        self.err(&format!(
+            "{} stack `{stack}` is locked by {holder}: {state}.\n  Forcing it lets another apply or destroy start while that run may still change the stack; the run that held it stops starting changes when it notices.\n",
+            console::Style::new().yellow().bold().apply_to("warning:")
+        ));
+    }
+
+    pub fn unlocked(&self, doc: &UnlockDoc) {
+        if self.json {
+            self.out(&pretty(doc));
+        } else if doc.unlocked {
+            self.out(&format!(
+                "Stack `{}` is unlocked ({}).\n",
+                doc.stack, doc.object
+            ));
+        } else {
+            self.out(&format!(
+                "Stack `{}` is not locked ({}): nothing to do.\n",
+                doc.stack, doc.object
+            ));
         }
     }
 

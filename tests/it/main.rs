@@ -7,6 +7,7 @@ mod common;
 mod emulator_lifecycle;
 mod fuzz;
 mod interrupt;
+mod lock;
 mod lookalike;
 mod network;
 mod rds;
