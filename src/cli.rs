@@ -68,7 +68,7 @@ pub enum Command {
     Validate(BlueprintArg),
     /// Show what apply would change (exit 2 when there are changes).
     Plan(PlanArgs),
-    /// Make AWS match the blueprint.
+    /// Make AWS match the blueprint, or apply a plan saved by `plan --out`.
     Apply(ApplyArgs),
     /// Delete every resource of the stack.
     Destroy(DestroyArgs),
@@ -106,7 +106,7 @@ pub struct LockArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// A blueprint file, or a folder holding blueprint.yaml.
+    /// A blueprint file, a folder holding blueprint.yaml, or a plan saved by `plan --out`.
     pub blueprint: PathBuf,
     #[command(flatten)]
     pub lock: LockArgs,
@@ -125,6 +125,10 @@ pub struct PlanArgs {
     /// Also list the resources that do not change.
     #[arg(long)]
     pub all: bool,
+    /// Save the plan to FILE; `securecart apply FILE` then applies exactly it, refusing
+    /// if the blueprint or the live resources changed meanwhile. Holds no secrets.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -46,6 +46,9 @@ pub enum Error {
     Lock(#[from] crate::lock::LockError),
     #[error("{0}")]
     Refused(String),
+    /// A saved plan (`plan --out`) that cannot be written, read or applied as it is.
+    #[error("{path}: {why}")]
+    PlanFile { path: String, why: String },
     #[error("{0}")]
     Usage(String),
     #[error("cannot write output: {0}")]
