@@ -115,6 +115,16 @@ impl<'a> Session<'a> {
         Ok(name)
     }
 
+    /// The stack a command without a live blueprint works on: `--stack`, or the name of
+    /// the blueprint given (loaded, so that a broken one is reported as such).
+    fn named_stack(&mut self, blueprint: Option<&Path>) -> Result<String, Error> {
+        let bp = match blueprint {
+            Some(p) => Some(self.load(p)?),
+            None => None,
+        };
+        self.stack_name(bp.as_ref())
+    }
+
     async fn connect(&mut self) -> Result<Aws, Error> {
         let mut aws = self.s.aws.clone();
         if aws.local {
@@ -635,11 +645,7 @@ fn unix_now() -> u64 {
 /// `destroy`: everything tagged with the stack, found without a blueprint if need be.
 async fn destroy_cmd(ss: &mut Session<'_>, a: DestroyArgs) -> Result<ExitCode, Error> {
     let view = ss.view.clone();
-    let bp = match &a.blueprint {
-        Some(p) => Some(ss.load(p)?),
-        None => None,
-    };
-    let name = ss.stack_name(bp.as_ref())?;
+    let name = ss.named_stack(a.blueprint.as_deref())?;
     let aws = ss.connect().await?;
     let live = ss.read_live(&aws, &name).await?;
     if live.is_empty() && !a.allow_empty {
@@ -690,11 +696,7 @@ async fn destroy_cmd(ss: &mut Session<'_>, a: DestroyArgs) -> Result<ExitCode, E
 /// `unlock`: forces the stack lock free, after saying whose it is and asking.
 async fn unlock_cmd(ss: &mut Session<'_>, a: UnlockArgs) -> Result<ExitCode, Error> {
     let view = ss.view.clone();
-    let bp = match &a.blueprint {
-        Some(p) => Some(ss.load(p)?),
-        None => None,
-    };
-    let name = ss.stack_name(bp.as_ref())?;
+    let name = ss.named_stack(a.blueprint.as_deref())?;
     let aws = ss.connect().await?;
     let store = lock::Store::open(&aws, &name).await?;
     let seen = match store.read().await {

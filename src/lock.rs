@@ -356,16 +356,8 @@ impl<'a> Store<'a> {
         record: &Record,
         expect: Option<&str>,
     ) -> Result<Option<String>, LockError> {
-        let mut req = self
-            .aws
-            .s3
-            .put_object()
-            .bucket(&self.place.bucket)
-            .key(&self.place.key)
-            .expected_bucket_owner(&self.place.owner)
-            .content_type("application/json")
-            .body(ByteStream::from(record.to_json()));
-        req = match expect {
+        let req = self.put_request(record);
+        let req = match expect {
             Some(etag) => req.if_match(etag),
             None => req.if_none_match("*"),
         };
@@ -374,6 +366,21 @@ impl<'a> Store<'a> {
             Err(e) if lost_race(&e) => Ok(None),
             Err(e) => Err(self.bucket_error(e)),
         }
+    }
+
+    /// An unconditional write of `record` to the lock object.
+    fn put_request(
+        &self,
+        record: &Record,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        self.aws
+            .s3
+            .put_object()
+            .bucket(&self.place.bucket)
+            .key(&self.place.key)
+            .expected_bucket_owner(&self.place.owner)
+            .content_type("application/json")
+            .body(ByteStream::from(record.to_json()))
     }
 
     /// S3 answers a bucket of another account (`ExpectedBucketOwner` mismatch) and a
@@ -490,14 +497,7 @@ impl<'a> Store<'a> {
             lease_seconds: 0,
             released: true,
         };
-        self.aws
-            .s3
-            .put_object()
-            .bucket(&self.place.bucket)
-            .key(&self.place.key)
-            .expected_bucket_owner(&self.place.owner)
-            .content_type("application/json")
-            .body(ByteStream::from(record.to_json()))
+        self.put_request(&record)
             .send()
             .await
             .map_err(|e| self.bucket_error(e.into()))?;
