@@ -24,6 +24,9 @@ fn apply_killed_midway_then_rerun_makes_no_duplicates() {
         ])
         .arg(&bp)
         .env("NO_COLOR", "1")
+        // The killed run leaves its stack lock behind: a short lease lets the re-run take
+        // it over within seconds instead of the default minute.
+        .env("SECURECART_LOCK_LEASE_SECONDS", "2")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -55,8 +58,21 @@ fn apply_killed_midway_then_rerun_makes_no_duplicates() {
         "everything was already created; the kill came too late"
     );
 
-    let (code, out, err) = run_json(&["apply", bp.to_str().expect("utf-8"), "--yes"], &stack);
+    let (code, out, err) = run_json(
+        &[
+            "apply",
+            bp.to_str().expect("utf-8"),
+            "--yes",
+            "--lock-timeout",
+            "1m",
+        ],
+        &stack,
+    );
     assert_eq!(code, 0, "re-run failed: {out:#}\n{err}");
+    assert!(
+        out["lock"]["took_over"].is_string(),
+        "the killed run's lock was not taken over: {out:#}"
+    );
     assert_eq!(
         network_census(&stack),
         expected_network_census(),

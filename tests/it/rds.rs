@@ -578,6 +578,14 @@ fn a_rerun_waits_for_the_primary_a_killed_apply_left_creating() {
         assert!(!dbs.contains_key("replica_b") && !dbs.contains_key("replica_c"));
     });
 
+    // The killed run still holds the stack lock (its lease runs a minute): force it free
+    // at once, while the primary is still `creating`.
+    let (code, out, _) = run_json(&["unlock", "--yes"], &stack);
+    assert_eq!(
+        (code, &out["unlocked"]),
+        (0, &serde_json::json!(true)),
+        "{out:#}"
+    );
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "re-run failed: {out:#}\n{err}");
     // The re-run saw the primary still `creating`: an update that waits, not a failure
