@@ -616,6 +616,8 @@ impl Job {
     }
 }
 
+pub mod estimate;
+
 #[cfg(test)]
 mod tests;
 
