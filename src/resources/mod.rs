@@ -6,6 +6,7 @@
 //! is in `common` and `fields`. A kind never imports another kind (a test checks). Adding a
 //! kind means a file in its service's folder and a line in the registry.
 
+pub mod access;
 mod autoscaling;
 pub mod common;
 mod ec2;
@@ -196,6 +197,9 @@ pub trait Kind: Send + Sync {
     fn zone_fields(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// The IAM actions the kind calls (see [`access::Access`]), for `securecart permissions`.
+    fn access(&self) -> &'static [&'static [access::Access]];
 
     /// Security-baseline findings of the desired attributes, shown as plan warnings.
     fn warnings(&self, _desired: &Json) -> Vec<String> {
@@ -518,4 +522,16 @@ mod registry_tests {
             }
         }
     }
+}
+
+/// Names as the ELB kinds make them, for the permissions tests.
+#[cfg(test)]
+pub(crate) fn elbv2_name_for_tests(stack: &str, id: &str) -> String {
+    elbv2::elb_name(stack, id)
+}
+
+/// DB instance identifiers as the RDS kinds make them, for the permissions tests.
+#[cfg(test)]
+pub(crate) fn rds_name_for_tests(stack: &str, id: &str) -> String {
+    rds::rds_name(stack, id, 63)
 }

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::access::Access;
 use super::common::{self, Error};
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
@@ -148,6 +149,10 @@ pub trait Resource: Send + Sync + 'static {
     /// whose update also waits until the resource is usable (an Auto Scaling group's
     /// instances InService), which the leftover of an interrupted create may not be yet.
     const UPDATE_ADOPTED: bool = false;
+    /// The IAM actions the kind calls, by phase, with their resource scope and conditions
+    /// (see [`Access`]): what `securecart permissions` grants. Groups of entries, so a
+    /// kind can name what its service shares (`iam::AUTO_ROLES`) beside its own.
+    const ACCESS: &'static [&'static [Access]];
 
     /// The blueprint fields; their doc comments are the schema's descriptions.
     type Fields: DeserializeOwned + schemars::JsonSchema;
@@ -448,6 +453,10 @@ impl<R: Resource> Kind for Typed<R> {
 
     fn zone_fields(&self) -> &'static [&'static str] {
         R::ZONE_FIELDS
+    }
+
+    fn access(&self) -> &'static [&'static [Access]] {
+        R::ACCESS
     }
 
     fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {

@@ -2,6 +2,8 @@
 //! replication, usually in another availability zone. `promote: true` turns it into a
 //! standalone instance.
 
+use super::{DB_ARN, DEFAULT_GROUPS, SERVICE_LINKED_ROLE, SUBNET_GROUP_ARN};
+use crate::resources::access::Access;
 use async_trait::async_trait;
 use aws_sdk_rds::types::DbInstance as AwsInstance;
 use serde::{Deserialize, Serialize};
@@ -88,6 +90,27 @@ pub struct Attrs {
 #[async_trait]
 impl Resource for DbReadReplica {
     const KIND: &'static str = "db_read_replica";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["rds:DescribeDBInstances"]),
+        Access::read_on(&["rds:ListTagsForResource"], &[DB_ARN]),
+        Access::change(
+            &[
+                "rds:CreateDBInstanceReadReplica",
+                "rds:ModifyDBInstance",
+                "rds:PromoteReadReplica",
+                "rds:AddTagsToResource",
+            ],
+            &[
+                DB_ARN,
+                SUBNET_GROUP_ARN,
+                DEFAULT_GROUPS[0],
+                DEFAULT_GROUPS[1],
+                DEFAULT_GROUPS[2],
+            ],
+        ),
+        SERVICE_LINKED_ROLE,
+        Access::delete(&["rds:DeleteDBInstance"], &[DB_ARN]),
+    ]];
     const ZONE_FIELDS: &'static [&'static str] = &["availability_zone"];
     const ATTRIBUTES: &'static [&'static str] = &["id", "arn", "endpoint", "port"];
     const REPLACE_ON: &'static [&'static str] = &["source", "availability_zone"];

@@ -9,6 +9,7 @@
 //! events on, `states:StartExecution` on the state machines it starts, plus log delivery
 //! when logging is on and X-Ray when tracing is on.
 
+use crate::resources::access::{Access, When};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -478,10 +479,57 @@ pub struct Machine {
     tags: BTreeMap<String, String>,
     role: ExecRole,
 }
+/// The stack's state machines, named `STACK-ID`.
+const MACHINE_ARN: &str = "arn:{partition}:states:{region}:{account}:stateMachine:{name}*";
 
 #[async_trait]
 impl Resource for StateMachine {
     const KIND: &'static str = "state_machine";
+    const ACCESS: &'static [&'static [Access]] = &[
+        iam::AUTO_ROLES,
+        &[
+            Access::read(&["states:ListStateMachines"]),
+            Access::read_on(
+                &["states:DescribeStateMachine", "states:ListTagsForResource"],
+                &[MACHINE_ARN],
+            ),
+            Access::change(
+                &[
+                    "states:CreateStateMachine",
+                    "states:UpdateStateMachine",
+                    "states:TagResource",
+                ],
+                &[MACHINE_ARN],
+            ),
+            Access::change(&["iam:PassRole"], &[iam::STACK_ROLES])
+                .when(When::PassedTo(&["states.amazonaws.com"])),
+            // Logging to CloudWatch Logs is a vended log delivery the caller sets up; these
+            // actions have no resource-level permissions
+            // (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).
+            Access::change(
+                &[
+                    "logs:CreateLogDelivery",
+                    "logs:GetLogDelivery",
+                    "logs:UpdateLogDelivery",
+                    "logs:DeleteLogDelivery",
+                    "logs:ListLogDeliveries",
+                    "logs:PutResourcePolicy",
+                    "logs:DescribeResourcePolicies",
+                    "logs:DescribeLogGroups",
+                ],
+                &["*"],
+            ),
+            Access::delete(&["states:DeleteStateMachine"], &[MACHINE_ARN]),
+            Access::delete(
+                &[
+                    "logs:GetLogDelivery",
+                    "logs:DeleteLogDelivery",
+                    "logs:ListLogDeliveries",
+                ],
+                &["*"],
+            ),
+        ],
+    ];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name", "workflow_type"];
     /// CreateStateMachine answers with an existing machine of the same name and
