@@ -32,7 +32,7 @@ use serde_json::Value as Json;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Inlined, Issue};
 
-pub use common::{aws_error, Error};
+pub use common::Error;
 use typed::Typed;
 pub use typed::{Desired, Payload};
 

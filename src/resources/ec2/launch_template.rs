@@ -22,7 +22,7 @@ use super::tagged;
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
-use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, id_set};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -301,11 +301,7 @@ impl Resource for LaunchTemplate {
     }
 
     async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
-        let ours = tagged!(
-            aws.ec2.describe_launch_templates(),
-            "DescribeLaunchTemplates",
-            stack
-        )?;
+        let ours = tagged!(aws.ec2.describe_launch_templates(), stack)?;
         // Template data has no batched form for chosen templates: one
         // DescribeLaunchTemplateVersions ($Latest) each.
         common::read_each(ours, |(id, t)| async move {
@@ -324,8 +320,7 @@ impl Resource for LaunchTemplate {
             .describe_launch_templates()
             .launch_template_names(&a.name)
             .send()
-            .await
-            .map_err(aws_error("DescribeLaunchTemplates"))?;
+            .await?;
         let Some(t) = found.launch_templates().first() else {
             return Ok(None);
         };
@@ -370,8 +365,7 @@ impl Resource for LaunchTemplate {
             .launch_template_data(data)
             .tag_specifications(ec2::tag_spec(ResourceType::LaunchTemplate, &tags))
             .send()
-            .await
-            .map_err(aws_error("CreateLaunchTemplate"))?;
+            .await?;
         let t = out
             .launch_template()
             .ok_or_else(|| Error::Invalid("CreateLaunchTemplate returned no template".into()))?;
@@ -410,8 +404,7 @@ impl Resource for LaunchTemplate {
             .version_description(format!("{IMAGE_NOTE}{}", a.image))
             .launch_template_data(data)
             .send()
-            .await
-            .map_err(aws_error("CreateLaunchTemplateVersion"))?;
+            .await?;
         let version = out
             .launch_template_version()
             .and_then(|v| v.version_number())
@@ -423,8 +416,7 @@ impl Resource for LaunchTemplate {
             .launch_template_id(lt_id)
             .default_version(version.to_string())
             .send()
-            .await
-            .map_err(aws_error("ModifyLaunchTemplate"))?;
+            .await?;
         cx.note(format!("version {version} is the default now"));
         Ok(Some(Read {
             id: lt_id.clone(),
@@ -443,7 +435,7 @@ impl Resource for LaunchTemplate {
             .launch_template_id(&live.physical_id)
             .send()
             .await
-            .map_err(aws_error("DeleteLaunchTemplate"));
+            .map_err(Error::from);
         match r {
             Err(e) if gone(&e) => Ok(()),
             other => other.map(|_| ()),
@@ -646,7 +638,7 @@ async fn request_data(
                 .name(path)
                 .send()
                 .await
-                .map_err(aws_error("GetParameter"))
+                .map_err(Error::from)
                 .map_err(|e| match e.code() {
                     Some("ParameterNotFound") => Error::Invalid(format!(
                         "the SSM parameter `{path}` does not exist in this region: {e}"
@@ -704,8 +696,7 @@ async fn latest(aws: &Aws, lt_id: &str) -> Result<Option<LaunchTemplateVersion>,
         .launch_template_id(lt_id)
         .versions("$Latest")
         .send()
-        .await
-        .map_err(aws_error("DescribeLaunchTemplateVersions"))?;
+        .await?;
     Ok(out.launch_template_versions().first().cloned())
 }
 

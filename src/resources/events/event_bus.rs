@@ -8,7 +8,7 @@ use serde_json::{json, Value as Json};
 
 use super as events;
 use crate::aws::Aws;
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
@@ -85,7 +85,7 @@ impl Resource for EventBus {
             .name(&a.name)
             .send()
             .await
-            .map_err(aws_error("DescribeEventBus"))
+            .map_err(Error::from)
         {
             Err(e) if events::not_found(&e) => return Ok(None),
             other => other?,
@@ -115,8 +115,7 @@ impl Resource for EventBus {
             .name(&a.name)
             .set_tags(Some(events::tag_list(cx.stack, cx.id, &a.name)?))
             .send()
-            .await
-            .map_err(aws_error("CreateEventBus"))?;
+            .await?;
         Ok(bus(&a.name, out.event_bus_arn().unwrap_or_default()))
     }
 
@@ -137,8 +136,7 @@ impl Resource for EventBus {
             .resource_arn(arn.unwrap_or_default())
             .set_tags(Some(events::tag_list(cx.stack, cx.id, &a.name)?))
             .send()
-            .await
-            .map_err(aws_error("TagResource"))?;
+            .await?;
         Ok(None)
     }
 
@@ -149,7 +147,7 @@ impl Resource for EventBus {
                 .name(&live.physical_id)
                 .send()
                 .await
-                .map_err(aws_error("DeleteEventBus")),
+                .map_err(Error::from),
         )
     }
 }

@@ -29,7 +29,7 @@ use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::source::Pos;
 use crate::blueprint::{self, files, CheckCx, FileSource, Inlined, Issue, Problem, SourceFile};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
 use crate::resources::typed::{
@@ -796,8 +796,7 @@ impl Resource for StateMachine {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("ListStateMachines"))?;
+            .await?;
         // Tags and definitions have no batched form: calls per state machine whose name
         // could be ours.
         common::read_each(
@@ -902,7 +901,7 @@ impl Resource for StateMachine {
                 for (k, v) in &tags {
                     req = req.tags(Tag::builder().key(k).value(v).build());
                 }
-                req.send().await.map_err(aws_error("CreateStateMachine"))
+                req.send().await.map_err(Error::from)
             })
             .await?;
         // CreateStateMachine answers the ARN and date only: the machine is what was sent.
@@ -967,7 +966,7 @@ impl Resource for StateMachine {
                 if changed.has("tracing") {
                     req = req.tracing_configuration(tracing_configuration(a));
                 }
-                req.send().await.map_err(aws_error("UpdateStateMachine"))
+                req.send().await.map_err(Error::from)
             })
             .await?;
             if changed.has("tracing") {
@@ -981,8 +980,7 @@ impl Resource for StateMachine {
                             .build(),
                     )
                     .send()
-                    .await
-                    .map_err(aws_error("TagResource"))?;
+                    .await?;
             }
         }
         ROLE.drop_unused_auto_role(aws, cx, &old.role, &a.role)
@@ -1004,7 +1002,7 @@ impl Resource for StateMachine {
             .state_machine_arn(arn)
             .send()
             .await
-            .map_err(aws_error("DeleteStateMachine"))
+            .map_err(Error::from)
         {
             Err(e) if gone(&e) => return Ok(()),
             other => other.map(|_| ())?,
@@ -1021,7 +1019,7 @@ impl Resource for StateMachine {
                     .state_machine_arn(arn)
                     .send()
                     .await
-                    .map_err(aws_error("DescribeStateMachine"))
+                    .map_err(Error::from)
                 {
                     Err(e) if gone(&e) => Ok(Some(())),
                     Err(e) => Err(e),
@@ -1080,7 +1078,7 @@ async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>
         .resource_arn(arn)
         .send()
         .await
-        .map_err(aws_error("ListTagsForResource"))
+        .map_err(Error::from)
     {
         Ok(o) => Ok(Some(
             o.tags()
@@ -1112,7 +1110,7 @@ async fn describe(
         .state_machine_arn(arn)
         .send()
         .await
-        .map_err(aws_error("DescribeStateMachine"))
+        .map_err(Error::from)
     {
         Err(e) if gone(&e) => return Ok(None),
         other => other?,
