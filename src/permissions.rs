@@ -458,6 +458,62 @@ pub fn iam_prefix(sdk_service: &str) -> Option<&'static str> {
     })
 }
 
+/// The IAM service prefix of an SDK crate (`aws_sdk_ec2`), for naming the action of a
+/// failed call by its error type.
+pub fn iam_prefix_of_crate(krate: &str) -> Option<&'static str> {
+    Some(match krate {
+        "aws_sdk_ec2" => "ec2",
+        "aws_sdk_sqs" => "sqs",
+        "aws_sdk_sns" => "sns",
+        "aws_sdk_eventbridge" => "events",
+        "aws_sdk_sfn" => "states",
+        "aws_sdk_lambda" => "lambda",
+        "aws_sdk_iam" => "iam",
+        "aws_sdk_elasticloadbalancingv2" => "elasticloadbalancing",
+        "aws_sdk_autoscaling" => "autoscaling",
+        "aws_sdk_rds" => "rds",
+        "aws_sdk_ssm" => "ssm",
+        "aws_sdk_cloudwatchlogs" => "logs",
+        "aws_sdk_sts" => "sts",
+        "aws_sdk_resourcegroupstagging" => "tag",
+        _ => return None,
+    })
+}
+
+/// Error codes AWS answers a call the identity may not make with: IAM, STS, SQS, ELB and
+/// RDS (`AccessDenied`), the JSON services (`AccessDeniedException`), EC2
+/// (`UnauthorizedOperation`), SNS (`AuthorizationError`).
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html
+pub const ACCESS_DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthorizationError",
+    "UnauthorizedAccess",
+];
+
+/// What to add to an access-denied message: the action and resource AWS names ("User: … is
+/// not authorized to perform: ec2:CreateVpc on resource: arn:… because …"), else the
+/// action of the call (`fallback`), and where the policy comes from.
+pub fn access_denied_hint(message: &str, fallback: Option<&str>) -> String {
+    let after = |marker: &str| {
+        let i = message.find(marker)? + marker.len();
+        let word = message[i..].split_whitespace().next()?;
+        Some(word.trim_end_matches(['.', ',', ';']).to_string())
+    };
+    let action = after("not authorized to perform: ").or_else(|| fallback.map(String::from));
+    let resource = after(" on resource: ");
+    let what = match (&action, &resource) {
+        (Some(a), Some(r)) => format!("the identity may not call `{a}` on `{r}`; "),
+        (Some(a), None) => format!("the identity may not call `{a}`; "),
+        _ => String::new(),
+    };
+    format!(
+        "{what}`securecart permissions BLUEPRINT` prints the IAM policy that plan, apply and \
+         destroy of the blueprint need (README, Real AWS)"
+    )
+}
+
 /// Whether an IAM action pattern (`ec2:Describe*`) matches an action, as IAM compares
 /// them: without regard to case, `*` any run of characters, `?` one.
 pub fn action_matches(pattern: &str, action: &str) -> bool {
@@ -656,6 +712,26 @@ mod tests {
             let plain = crate::resources::common::physical_name(stack, "orders", 80, |_| true, "");
             assert!(plain.starts_with(&t.expand("{name}")));
         }
+    }
+
+    #[test]
+    fn access_denied_names_the_action_and_resource() {
+        let ec2 = "You are not authorized to perform this operation. User: arn:aws:iam::123456789012:user/dev is not authorized to perform: ec2:CreateVpc on resource: arn:aws:ec2:eu-west-1:123456789012:vpc/* because no identity-based policy allows the ec2:CreateVpc action. Encoded authorization failure message: AbC";
+        assert_eq!(
+            access_denied_hint(ec2, Some("ec2:CreateVpc")),
+            "the identity may not call `ec2:CreateVpc` on `arn:aws:ec2:eu-west-1:123456789012:vpc/*`; `securecart permissions BLUEPRINT` prints the IAM policy that plan, apply and destroy of the blueprint need (README, Real AWS)"
+        );
+        // SNS spells the service in capitals; a message without them falls back to the call.
+        let sns = "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: SNS:CreateTopic on resource: arn:aws:sns:us-east-1:1:shop-orders because no identity-based policy allows the SNS:CreateTopic action";
+        assert!(access_denied_hint(sns, None).starts_with(
+            "the identity may not call `SNS:CreateTopic` on `arn:aws:sns:us-east-1:1:shop-orders`;"
+        ));
+        assert!(
+            access_denied_hint("Access Denied", Some("rds:CreateDBInstance")).starts_with(
+                "the identity may not call `rds:CreateDBInstance`; `securecart permissions"
+            )
+        );
+        assert!(access_denied_hint("Access Denied", None).starts_with("`securecart permissions"));
     }
 
     #[test]
