@@ -170,7 +170,7 @@ const FUNCTIONS: &str = "arn:{partition}:lambda:{region}:{account}:function:{nam
 impl Resource for EventRule {
     const KIND: &'static str = "event_rule";
     const ACCESS: &'static [&'static [Access]] = &[
-        iam::AUTO_ROLES,
+        iam::STACK_ROLE_ACCESS,
         &[
             Access::read(&["events:ListEventBuses", "events:ListRules"]),
             Access::read_on(

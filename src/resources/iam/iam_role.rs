@@ -1,7 +1,7 @@
 //! `iam_role`: an IAM role that an AWS service assumes, with managed and inline policies.
 //! The IAM code other kinds share (policies, automatic roles) is in the service module.
 
-use super::STACK_ROLES;
+use super::{STACK_ROLES, STACK_ROLE_ACCESS};
 use crate::resources::access::Access;
 use std::collections::BTreeMap;
 
@@ -113,40 +113,10 @@ pub type RoleRead = (Role, Vec<String>, BTreeMap<String, Json>);
 #[async_trait]
 impl Resource for IamRole {
     const KIND: &'static str = "iam_role";
-    const ACCESS: &'static [&'static [Access]] = &[&[
-        Access::read(&["iam:ListRoles"]),
-        Access::read_on(
-            &[
-                "iam:GetRole",
-                "iam:GetRolePolicy",
-                "iam:ListRolePolicies",
-                "iam:ListAttachedRolePolicies",
-                "iam:ListRoleTags",
-            ],
-            &[STACK_ROLES],
-        ),
-        Access::change(
-            &[
-                "iam:CreateRole",
-                "iam:TagRole",
-                "iam:UpdateRole",
-                "iam:UpdateAssumeRolePolicy",
-                "iam:PutRolePolicy",
-                "iam:DeleteRolePolicy",
-                "iam:AttachRolePolicy",
-                "iam:DetachRolePolicy",
-            ],
-            &[STACK_ROLES],
-        ),
-        Access::delete(
-            &[
-                "iam:DeleteRolePolicy",
-                "iam:DetachRolePolicy",
-                "iam:DeleteRole",
-            ],
-            &[STACK_ROLES],
-        ),
-    ]];
+    const ACCESS: &'static [&'static [Access]] = &[
+        STACK_ROLE_ACCESS,
+        &[Access::change(&["iam:UpdateRole"], &[STACK_ROLES])],
+    ];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
     const ADOPT: Adopt = Adopt::OnCodes(&["EntityAlreadyExists"]);

@@ -1010,9 +1010,10 @@ pub(super) fn check_role(role: &str, service: &str, cx: &CheckCx, out: &mut Vec<
 /// The stack's roles: blueprint `iam_role`s and automatic roles, all under its path.
 pub(super) const STACK_ROLES: &str = "arn:{partition}:iam::{account}:role/securecart/{stack}/*";
 
-/// What a kind owning an automatic role (`role: auto`) calls on it. CreateRole with tags
-/// also needs iam:TagRole (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags_roles.html).
-pub(super) const AUTO_ROLES: &[Access] = &[
+/// What managing the stack's roles calls: `iam_role`, and the kinds owning an automatic
+/// role (`role: auto`). CreateRole with tags also needs iam:TagRole
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags_roles.html).
+pub(super) const STACK_ROLE_ACCESS: &[Access] = &[
     Access::read(&["iam:ListRoles"]),
     Access::read_on(
         &[

@@ -430,7 +430,7 @@ const FUNCTION_ARN: &str = "arn:{partition}:lambda:{region}:{account}:function:{
 impl Resource for LambdaFunction {
     const KIND: &'static str = "lambda_function";
     const ACCESS: &'static [&'static [Access]] = &[
-        iam::AUTO_ROLES,
+        iam::STACK_ROLE_ACCESS,
         &[
             Access::read(&["lambda:ListFunctions"]),
             Access::read_on(

@@ -2,7 +2,7 @@
 //! password: generated into SSM, taken from the blueprint (with a salted digest in SSM so
 //! a change shows in the plan) or left to Secrets Manager.
 
-use super::{DB_ARN, DEFAULT_GROUPS, SERVICE_LINKED_ROLE, SUBNET_GROUP_ARN};
+use super::{DB_ARN, INSTANCE_SCOPE, SERVICE_LINKED_ROLE};
 use crate::resources::access::{Access, When};
 use std::collections::BTreeSet;
 
@@ -267,13 +267,7 @@ impl Resource for DbInstance {
                 "rds:AddTagsToResource",
                 "rds:RemoveTagsFromResource",
             ],
-            &[
-                DB_ARN,
-                SUBNET_GROUP_ARN,
-                DEFAULT_GROUPS[0],
-                DEFAULT_GROUPS[1],
-                DEFAULT_GROUPS[2],
-            ],
+            INSTANCE_SCOPE,
         ),
         // PutParameter with tags also needs AddTagsToResource
         // (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).

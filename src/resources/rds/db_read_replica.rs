@@ -2,7 +2,7 @@
 //! replication, usually in another availability zone. `promote: true` turns it into a
 //! standalone instance.
 
-use super::{DB_ARN, DEFAULT_GROUPS, SERVICE_LINKED_ROLE, SUBNET_GROUP_ARN};
+use super::{DB_ARN, INSTANCE_SCOPE, SERVICE_LINKED_ROLE};
 use crate::resources::access::Access;
 use async_trait::async_trait;
 use aws_sdk_rds::types::DbInstance as AwsInstance;
@@ -100,13 +100,7 @@ impl Resource for DbReadReplica {
                 "rds:PromoteReadReplica",
                 "rds:AddTagsToResource",
             ],
-            &[
-                DB_ARN,
-                SUBNET_GROUP_ARN,
-                DEFAULT_GROUPS[0],
-                DEFAULT_GROUPS[1],
-                DEFAULT_GROUPS[2],
-            ],
+            INSTANCE_SCOPE,
         ),
         SERVICE_LINKED_ROLE,
         Access::delete(&["rds:DeleteDBInstance"], &[DB_ARN]),

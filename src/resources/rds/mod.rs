@@ -525,8 +525,11 @@ async fn wait_gone(aws: &Aws, cx: &OpCx<'_>, ident: &str) -> Result<(), Error> {
 /// ARNs of the stack's DB instances and subnet groups (identifiers from [`rds_name`]).
 pub(super) const DB_ARN: &str = "arn:{partition}:rds:{region}:{account}:db:{rds}*";
 pub(super) const SUBNET_GROUP_ARN: &str = "arn:{partition}:rds:{region}:{account}:subgrp:{rds}*";
-/// Default parameter and option groups and security groups a create or modify names.
-pub(super) const DEFAULT_GROUPS: [&str; 3] = [
+/// What creating or changing a DB instance is authorized on: the instance, its subnet group,
+/// and the (default) parameter, option and security groups it names.
+pub(super) const INSTANCE_SCOPE: &[&str] = &[
+    DB_ARN,
+    SUBNET_GROUP_ARN,
     "arn:{partition}:rds:{region}:{account}:pg:*",
     "arn:{partition}:rds:{region}:{account}:og:*",
     "arn:{partition}:rds:{region}:{account}:secgrp:*",

@@ -423,16 +423,7 @@ fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
     }
     if logging {
         // CloudWatch Logs delivery APIs take no resource (AWS documents `*` for them).
-        for a in [
-            "logs:CreateLogDelivery",
-            "logs:GetLogDelivery",
-            "logs:UpdateLogDelivery",
-            "logs:DeleteLogDelivery",
-            "logs:ListLogDeliveries",
-            "logs:PutResourcePolicy",
-            "logs:DescribeResourcePolicies",
-            "logs:DescribeLogGroups",
-        ] {
+        for a in LOG_DELIVERY {
             g.allow(a, "*");
         }
     }
@@ -479,6 +470,20 @@ pub struct Machine {
     tags: BTreeMap<String, String>,
     role: ExecRole,
 }
+/// What setting up a state machine's log delivery to CloudWatch Logs calls: its role needs
+/// them, and so does whoever creates or updates it with logging. AWS documents `*` for them
+/// (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).
+const LOG_DELIVERY: &[&str] = &[
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+];
+
 /// The stack's state machines, named `STACK-ID`.
 const MACHINE_ARN: &str = "arn:{partition}:states:{region}:{account}:stateMachine:{name}*";
 
@@ -486,7 +491,7 @@ const MACHINE_ARN: &str = "arn:{partition}:states:{region}:{account}:stateMachin
 impl Resource for StateMachine {
     const KIND: &'static str = "state_machine";
     const ACCESS: &'static [&'static [Access]] = &[
-        iam::AUTO_ROLES,
+        iam::STACK_ROLE_ACCESS,
         &[
             Access::read(&["states:ListStateMachines"]),
             Access::read_on(
@@ -506,19 +511,7 @@ impl Resource for StateMachine {
             // Logging to CloudWatch Logs is a vended log delivery the caller sets up; these
             // actions have no resource-level permissions
             // (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).
-            Access::change(
-                &[
-                    "logs:CreateLogDelivery",
-                    "logs:GetLogDelivery",
-                    "logs:UpdateLogDelivery",
-                    "logs:DeleteLogDelivery",
-                    "logs:ListLogDeliveries",
-                    "logs:PutResourcePolicy",
-                    "logs:DescribeResourcePolicies",
-                    "logs:DescribeLogGroups",
-                ],
-                &["*"],
-            ),
+            Access::change(LOG_DELIVERY, &["*"]),
             Access::delete(&["states:DeleteStateMachine"], &[MACHINE_ARN]),
             Access::delete(
                 &[
