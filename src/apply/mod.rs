@@ -587,6 +587,8 @@ impl Job {
     }
 }
 
+pub mod estimate;
+
 #[cfg(test)]
 mod tests;
 

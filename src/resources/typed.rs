@@ -15,6 +15,7 @@ use serde_json::Value as Json;
 
 use super::access::Access;
 use super::common::{self, Error};
+pub use super::Typical;
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Inlined, Issue};
@@ -151,8 +152,11 @@ pub trait Resource: Send + Sync + 'static {
     const UPDATE_ADOPTED: bool = false;
     /// The IAM actions the kind calls, by phase, with their resource scope and conditions
     /// (see [`Access`]): what `securecart permissions` grants. Groups of entries, so a
-    /// kind can name what its service shares (`iam::AUTO_ROLES`) beside its own.
+    /// kind can name what its service shares (`iam::STACK_ROLE_ACCESS`) beside its own.
     const ACCESS: &'static [&'static [Access]];
+    /// How long a create, update and delete typically take on AWS, with where the figures
+    /// come from in a comment: no default, every kind says.
+    const TYPICAL: Typical;
 
     /// The blueprint fields; their doc comments are the schema's descriptions.
     type Fields: DeserializeOwned + schemars::JsonSchema;
@@ -457,6 +461,10 @@ impl<R: Resource> Kind for Typed<R> {
 
     fn access(&self) -> &'static [&'static [Access]] {
         R::ACCESS
+    }
+
+    fn typical(&self) -> Typical {
+        R::TYPICAL
     }
 
     fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {

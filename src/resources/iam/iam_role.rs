@@ -13,7 +13,7 @@ use super::*;
 use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::typed::{
-    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
 };
 use crate::resources::{Live, OpCx};
 
@@ -120,6 +120,14 @@ impl Resource for IamRole {
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
     const ADOPT: Adopt = Adopt::OnCodes(&["EntityAlreadyExists"]);
+
+    /// Typical time on AWS: IAM calls are immediate; a new role is usable after ~2 s of
+    /// propagation (shared/notes/aws-behaviour.md "Eventual consistency").
+    const TYPICAL: Typical = Typical {
+        create: 5,
+        update: 3,
+        delete: 3,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

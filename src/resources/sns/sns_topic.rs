@@ -16,7 +16,9 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, Error};
 use crate::resources::iam::partition_of;
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct SnsTopic;
@@ -122,6 +124,9 @@ impl Resource for SnsTopic {
     // up by name: ours is converged, anyone else's refused. When no namesake exists the
     // error was about the request itself and is reported as it is.
     const ADOPT: Adopt = Adopt::OnCodes(&["InvalidParameter"]);
+
+    /// Typical time on AWS: One SNS call each.
+    const TYPICAL: Typical = Typical::API_CALL;
 
     type Fields = Fields;
     type Attrs = Attrs;
