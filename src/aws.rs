@@ -653,6 +653,13 @@ fn operation_of<E>() -> &'static str {
     last.strip_suffix("Error").unwrap_or(last)
 }
 
+/// The IAM action of a call, `ec2:CreateVpc`, from its SDK crate (the first segment of
+/// the error type, `aws_sdk_ec2::operation::create_vpc::CreateVpcError`) and operation.
+fn iam_action_of<E>(operation: &str) -> Option<String> {
+    let krate = std::any::type_name::<E>().split("::").next()?;
+    crate::permissions::iam_prefix_of_crate(krate).map(|p| format!("{p}:{operation}"))
+}
+
 /// Maps an SDK error to [`Error`], keeping the service's error code and message.
 pub fn aws_error<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
 where
@@ -692,6 +699,18 @@ where
             Some(c) if QUOTA_CODES.contains(&c) => format!(
                 "{message} (an account quota, not throttling: raise it in Service Quotas or \
                  remove resources you no longer use)"
+            ),
+            _ => message,
+        };
+        // Denied: say which action (and resource) the identity lacks and where the policy
+        // that has it comes from.
+        let message = match code.as_deref() {
+            Some(c) if crate::permissions::ACCESS_DENIED_CODES.contains(&c) => format!(
+                "{message} ({})",
+                crate::permissions::access_denied_hint(
+                    &message,
+                    iam_action_of::<E>(operation).as_deref()
+                )
             ),
             _ => message,
         };
@@ -766,6 +785,15 @@ mod tests {
     /// number (the SDK's `amz-sdk-request: attempt=N` header) reaches `ok_from`, then
     /// succeeds. Counts the requests it answered.
     async fn sts_answering(error_code: &'static str, ok_from: u32) -> (String, Arc<AtomicU64>) {
+        sts_answering_with(error_code, "stand-in", ok_from).await
+    }
+
+    /// [`sts_answering`] with the error's message.
+    async fn sts_answering_with(
+        error_code: &'static str,
+        error_message: &'static str,
+        ok_from: u32,
+    ) -> (String, Arc<AtomicU64>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -817,7 +845,7 @@ mod tests {
                     let (status, body) = if attempt >= ok_from {
                         ("200 OK", "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/t</Arn><UserId>T</UserId><Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></GetCallerIdentityResponse>".to_string())
                     } else {
-                        ("400 Bad Request", format!("<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{error_code}</Code><Message>stand-in</Message></Error><RequestId>r</RequestId></ErrorResponse>"))
+                        ("400 Bad Request", format!("<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{error_code}</Code><Message>{error_message}</Message></Error><RequestId>r</RequestId></ErrorResponse>"))
                     };
                     let reply = format!(
                         "HTTP/1.1 {status}\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -852,6 +880,37 @@ mod tests {
         let failed = results.iter().filter(|r| r.is_err()).count();
         assert_eq!(failed, 0, "{:?}", results.iter().find(|r| r.is_err()));
         assert_eq!(served.load(Ordering::SeqCst), 900);
+    }
+
+    /// Denied: the error names the action and resource AWS's message names, or else the
+    /// call's own action, and points to `securecart permissions`; one call, no retry.
+    #[tokio::test]
+    async fn access_denied_names_the_action_and_the_permissions_command() {
+        let denied = "User: arn:aws:iam::123456789012:user/t is not authorized to perform: sts:GetCallerIdentity on resource: arn:aws:iam::123456789012:user/t because no identity-based policy allows the sts:GetCallerIdentity action";
+        for (code, message, says) in [
+            ("AccessDenied", denied, Some("the identity may not call `sts:GetCallerIdentity` on `arn:aws:iam::123456789012:user/t`; `securecart permissions BLUEPRINT` prints the IAM policy")),
+            ("AccessDenied", "Access Denied", Some("Access Denied (the identity may not call `sts:GetCallerIdentity`; `securecart permissions BLUEPRINT`")),
+            ("AuthorizationError", denied, Some("`sts:GetCallerIdentity` on `arn:aws:iam::123456789012:user/t`; `securecart permissions")),
+            // Other errors get no such hint.
+            ("InvalidClientTokenId", denied, None),
+        ] {
+            let (url, served) = sts_answering_with(code, message, 99).await;
+            let e = connect(url)
+                .await
+                .sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(Error::from)
+                .expect_err("refused")
+                .to_string();
+            assert_eq!(served.load(Ordering::SeqCst), 1, "{code} was retried");
+            assert!(e.starts_with("GetCallerIdentity failed: "), "{e}");
+            match says {
+                Some(says) => assert!(e.contains(says), "{e}"),
+                None => assert!(!e.contains("securecart permissions"), "{e}"),
+            }
+        }
     }
 
     /// A quota is not throttling: one call, and the error says what to do.

@@ -87,6 +87,8 @@ pub enum Command {
     },
     /// Print the JSON Schema of blueprints (for editor completion and checks).
     Schema,
+    /// Print the least-privilege IAM policy that plan, apply and destroy of a blueprint need.
+    Permissions(PermissionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +159,35 @@ pub struct DestroyArgs {
     pub allow_empty: bool,
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PermissionsArgs {
+    /// A blueprint file, or a folder holding blueprint.yaml.
+    pub blueprint: PathBuf,
+    /// Only what these commands need (comma-separated or repeated; default: all three).
+    /// `plan` is the read-only subset.
+    #[arg(
+        long = "for",
+        value_enum,
+        value_delimiter = ',',
+        value_name = "COMMAND"
+    )]
+    pub commands: Vec<PermissionsFor>,
+    /// Also the actions of this kind (repeatable, or `all`): a stack still holding
+    /// resources of a kind the blueprint no longer declares needs its delete actions.
+    #[arg(long = "kind", value_name = "KIND")]
+    pub kinds: Vec<String>,
+    /// The 12-digit account id to put in the ARNs (default `*`: any account).
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PermissionsFor {
+    Plan,
+    Apply,
+    Destroy,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

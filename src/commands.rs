@@ -1,7 +1,7 @@
 //! One function per command: load, read live state, plan, apply, and hand the results
 //! to `render`. Phases are timed here for `--stats`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,15 +12,17 @@ use crate::apply::{estimate::estimate, ApplyResult, Executor};
 use crate::aws::Aws;
 use crate::blueprint::{self, refs, Blueprint, LoadError};
 use crate::cli::{
-    ApplyArgs, Command, DestroyArgs, GraphArgs, GraphFormat, LocalAction, PlanArgs, RunArgs,
-    UnlockArgs,
+    ApplyArgs, Command, DestroyArgs, GraphArgs, GraphFormat, LocalAction, PermissionsArgs,
+    PermissionsFor, PlanArgs, RunArgs, UnlockArgs,
 };
 use crate::error::{Error, ExitCode};
 use crate::local;
 use crate::lock::{self, Lock, LockError, Seen, Unreleased};
+use crate::permissions;
 use crate::plan::{self, saved::SavedPlan, Plan, StackInfo};
 use crate::render::{
     self,
+    policy::{PermissionsDoc, SizedPolicy, MANAGED_POLICY_LIMIT},
     views::{ApplyDoc, DestroyDoc, LockDoc, RunDoc, RunStats, UnlockDoc},
     View,
 };
@@ -174,21 +176,12 @@ impl<'a> Session<'a> {
         name: &str,
         bp: Option<&Blueprint>,
     ) -> Result<StackInfo, Error> {
-        let used = bp.map(Blueprint::stack_references).unwrap_or_default();
-        let uses = |attribute: &str| {
-            used.iter().any(|(_, r)| {
-                r.attribute
-                    .as_deref()
-                    .is_some_and(|a| a == attribute || a.starts_with(&format!("{attribute}[")))
-            })
-        };
-        let account_id = if uses("account_id") {
+        let account_id = if bp.is_some_and(|b| uses_stack(b, "account_id")) {
             aws.account_id().await.ok()
         } else {
             None
         };
-        let zones_named = bp.is_some_and(|b| !plan::literal_zones(b, &resources::kind).is_empty());
-        let zones = if uses("zones") || zones_named {
+        let zones = if bp.is_some_and(names_zones) {
             aws.availability_zones()
                 .await
                 .map_err(|source| read_error(aws, "availability zones", source))?
@@ -388,6 +381,21 @@ fn same_plan(a: &Plan, b: &Plan) -> bool {
         && serde_json::to_value(&a.actions).ok() == serde_json::to_value(&b.actions).ok()
 }
 
+/// Whether the blueprint refers to `${stack.ATTRIBUTE}` (or an element of it).
+fn uses_stack(bp: &Blueprint, attribute: &str) -> bool {
+    bp.stack_references().iter().any(|(_, r)| {
+        r.attribute
+            .as_deref()
+            .is_some_and(|a| a == attribute || a.starts_with(&format!("{attribute}[")))
+    })
+}
+
+/// Whether a run of the blueprint reads the region's zones: `${stack.zones[N]}`, or a
+/// zone written in a zone field, which plan checks against the region's list.
+fn names_zones(bp: &Blueprint) -> bool {
+    uses_stack(bp, "zones") || !plan::literal_zones(bp, &resources::kind).is_empty()
+}
+
 pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
     let mut ss = Session::new(s);
     match cmd {
@@ -409,6 +417,7 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
         }
         Command::Run(a) => run_workflow(&mut ss, &a).await,
         Command::Local { action } => local_cmd(&mut ss, s, action).await,
+        Command::Permissions(a) => permissions_cmd(&mut ss, a),
         Command::Schema => {
             ss.view
                 .clone()
@@ -416,6 +425,93 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
             Ok(ExitCode::Ok)
         }
     }
+}
+
+/// `permissions`: the IAM policy the blueprint's runs need, made without calling AWS.
+fn permissions_cmd(ss: &mut Session<'_>, a: PermissionsArgs) -> Result<ExitCode, Error> {
+    let bp = ss.load(&a.blueprint)?;
+    let stack = ss.stack_name(Some(&bp))?;
+    if let Some(id) = &a.account {
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::Usage(format!(
+                "--account {id}: an AWS account id is 12 digits"
+            )));
+        }
+    }
+    let mut wanted: BTreeSet<&str> = bp.resources.values().map(|r| r.kind.as_str()).collect();
+    for k in &a.kinds {
+        if k == "all" {
+            wanted.extend(resources::REGISTRY.iter().map(|k| k.name()));
+        } else if resources::kind(k).is_some() {
+            wanted.insert(k);
+        } else {
+            return Err(Error::Usage(format!(
+                "--kind {k}: no such kind (one of: all, {})",
+                resources::REGISTRY
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    // In the registry's order, so the policy does not depend on the blueprint's.
+    let kinds: Vec<&'static dyn resources::Kind> = resources::REGISTRY
+        .iter()
+        .copied()
+        .filter(|k| wanted.contains(k.name()))
+        .collect();
+    let mut commands: Vec<permissions::For> = a
+        .commands
+        .iter()
+        .map(|c| match c {
+            PermissionsFor::Plan => permissions::For::Plan,
+            PermissionsFor::Apply => permissions::For::Apply,
+            PermissionsFor::Destroy => permissions::For::Destroy,
+        })
+        .collect();
+    if commands.is_empty() {
+        commands = vec![
+            permissions::For::Plan,
+            permissions::For::Apply,
+            permissions::For::Destroy,
+        ];
+    }
+    commands.sort();
+    commands.dedup();
+    let target = permissions::Target {
+        stack,
+        region: ss.s.region.clone(),
+        account: a.account.clone(),
+    };
+    let statements = permissions::statements(
+        &permissions::entries(&permissions::Request {
+            target: &target,
+            commands: &commands,
+            kinds: &kinds,
+            // Every run reads every kind (see `read_live`).
+            read_kinds: resources::REGISTRY,
+            zones: names_zones(&bp),
+        }),
+        &target,
+    );
+    let policies = permissions::split(statements)
+        .into_iter()
+        .map(|document| SizedPolicy {
+            characters: document.characters(),
+            document,
+        })
+        .collect();
+    ss.view.clone().permissions(&PermissionsDoc {
+        region: target.region.clone().unwrap_or_else(|| "*".into()),
+        account: target.account.clone().unwrap_or_else(|| "*".into()),
+        stack: target.stack,
+        commands: commands.iter().map(|c| c.name()).collect(),
+        kinds: kinds.iter().map(|k| k.name()).collect(),
+        policies,
+        limit: MANAGED_POLICY_LIMIT,
+    });
+    Ok(ExitCode::Ok)
 }
 
 /// `plan`: exit 2 when there are changes, 1 when the plan has errors; `--out` saves it.

@@ -11,6 +11,9 @@ use crate::lock::LockSettings;
 pub struct Settings {
     pub stack: Option<String>,
     pub aws: AwsSettings,
+    /// The region as the AWS CLI would take it without a profile (`--region`,
+    /// `AWS_REGION`, `AWS_DEFAULT_REGION`): for what is made without calling AWS.
+    pub region: Option<String>,
     pub local_port: Option<u16>,
     pub vars: Vec<(String, String)>,
     pub parallelism: usize,
@@ -143,6 +146,12 @@ impl Settings {
                 },
                 local: g.local,
             },
+            region: g
+                .region
+                .clone()
+                .or_else(|| env("AWS_REGION"))
+                .or_else(|| env("AWS_DEFAULT_REGION"))
+                .filter(|r| !r.is_empty()),
             local_port: g.local_port,
             vars: g.vars.clone(),
             parallelism: g.parallelism as usize,

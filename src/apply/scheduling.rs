@@ -74,6 +74,10 @@ impl Kind for Fake {
         &[]
     }
 
+    fn access(&self) -> &'static [&'static [crate::resources::access::Access]] {
+        &[]
+    }
+
     async fn read(&self, _aws: &Aws, _stack: &str) -> Result<Vec<Live>, Error> {
         Ok(Vec::new())
     }

@@ -4,6 +4,7 @@
 //! colours, indicatif, stdout or stderr.
 
 mod out;
+pub mod policy;
 mod progress;
 pub mod views;
 

@@ -474,6 +474,51 @@ fn annotated_diagnostics_mask_a_long_secret_before_wrapping() {
     assert!(!shown.contains("x7x7"), "{shown}");
 }
 
+/// `permissions`: the document alone on stdout (what `file://` takes), the note on stderr;
+/// split documents as an array, and the note says so.
+#[test]
+fn permissions_views() {
+    use super::policy::{PermissionsDoc, PolicyDocument, SizedPolicy, Statement};
+    let statement = |sid: &str, action: &str| Statement {
+        sid: sid.into(),
+        effect: "Allow",
+        action: vec![action.into()],
+        resource: vec!["arn:aws:sqs:eu-west-1:*:shop-*".into()],
+        condition: Default::default(),
+    };
+    let doc = |policies: Vec<PolicyDocument>| PermissionsDoc {
+        stack: "shop".into(),
+        region: "eu-west-1".into(),
+        account: "*".into(),
+        commands: vec!["plan", "apply", "destroy"],
+        kinds: vec!["sqs_queue"],
+        policies: policies
+            .into_iter()
+            .map(|document| SizedPolicy {
+                characters: document.characters(),
+                document,
+            })
+            .collect(),
+        limit: 6144,
+    };
+    let one = doc(vec![PolicyDocument::new(vec![statement(
+        "SqsStack",
+        "sqs:CreateQueue",
+    )])]);
+    let two = doc(vec![
+        PolicyDocument::new(vec![statement("SqsStack", "sqs:CreateQueue")]),
+        PolicyDocument::new(vec![statement("SqsStack2", "sqs:DeleteQueue")]),
+    ]);
+    let mut shown = String::new();
+    for (json, d) in [(false, &one), (false, &two), (true, &one)] {
+        let (view, rec) = View::recording(json, false);
+        view.permissions(d);
+        let (out, err) = recorded(&rec);
+        shown += &format!("--- json: {json}, stdout:\n{out}--- stderr:\n{err}");
+    }
+    insta::assert_snapshot!(shown);
+}
+
 #[test]
 fn the_estimate_reads_as_time_and_a_chain() {
     let e = crate::plan::Estimate {

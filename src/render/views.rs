@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::out::stderr_is_terminal;
+use super::policy::PermissionsDoc;
 use crate::apply::ApplyResult;
 use crate::aws::{Aws, CallCount};
 use crate::blueprint::diagnostic::Problem;
@@ -255,6 +256,70 @@ impl View {
         if !self.json && !d.problems.is_empty() {
             self.err(&super::diagnostics(d, false));
         }
+    }
+
+    /// `permissions`: the policy document on stdout, ready for `aws iam create-policy
+    /// --policy-document file://…`; what it covers and its size on stderr.
+    pub fn permissions(&self, doc: &PermissionsDoc) {
+        if self.json {
+            self.out(&pretty(doc));
+            return;
+        }
+        let fmt = |n: usize| {
+            let s = n.to_string();
+            match s.len() {
+                4.. => format!("{},{}", &s[..s.len() - 3], &s[s.len() - 3..]),
+                _ => s,
+            }
+        };
+        match doc.policies.as_slice() {
+            [one] => self.out(&pretty(&one.document)),
+            many => self.out(&pretty(
+                &many.iter().map(|p| &p.document).collect::<Vec<_>>(),
+            )),
+        }
+        let mut note = format!(
+            "IAM policy for {} of stack `{}` (kinds: {}), region {}, account {}.\n",
+            doc.commands.join(", "),
+            doc.stack,
+            doc.kinds.join(", "),
+            doc.region,
+            doc.account
+        );
+        let sizes: Vec<String> = doc.policies.iter().map(|p| fmt(p.characters)).collect();
+        if doc.policies.len() == 1 {
+            note += &format!(
+                "{} of the {} characters AWS allows in a managed policy. Create it with: aws iam create-policy --policy-name securecart-{} --policy-document file://policy.json\n",
+                sizes[0],
+                fmt(doc.limit),
+                doc.stack
+            );
+        } else {
+            note += &format!(
+                "Too large for one managed policy ({} characters at most): split into {} documents ({} characters), printed as a JSON array; create one policy per element (`securecart permissions … | jq '.[0]'`) and attach them all.\n",
+                fmt(doc.limit),
+                doc.policies.len(),
+                sizes.join(", ")
+            );
+        }
+        if let Some(p) = doc.policies.iter().find(|p| p.characters > doc.limit) {
+            note += &format!(
+                "warning: one statement alone has {} characters, more than AWS allows in a managed policy; IAM will refuse it\n",
+                fmt(p.characters)
+            );
+        }
+        let unpinned: Vec<&str> = [("--region", &doc.region), ("--account", &doc.account)]
+            .into_iter()
+            .filter(|(_, v)| v.as_str() == "*")
+            .map(|(flag, _)| flag)
+            .collect();
+        if !unpinned.is_empty() {
+            note += &format!(
+                "ARNs hold `*` for what is not known: pass {} to pin them.\n",
+                unpinned.join(" and ")
+            );
+        }
+        self.err(&note);
     }
 
     pub fn validate(&self, bp: &Blueprint) {

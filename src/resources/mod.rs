@@ -6,6 +6,7 @@
 //! is in `common` and `fields`. A kind never imports another kind (a test checks). Adding a
 //! kind means a file in its service's folder and a line in the registry.
 
+pub mod access;
 mod autoscaling;
 pub mod common;
 mod ec2;
@@ -216,6 +217,9 @@ pub trait Kind: Send + Sync {
     fn zone_fields(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// The IAM actions the kind calls (see [`access::Access`]), for `securecart permissions`.
+    fn access(&self) -> &'static [&'static [access::Access]];
 
     /// How long its create, update and delete typically take on AWS (see [`Typical`]).
     fn typical(&self) -> Typical {
@@ -543,4 +547,16 @@ mod registry_tests {
             }
         }
     }
+}
+
+/// Names as the ELB kinds make them, for the permissions tests.
+#[cfg(test)]
+pub(crate) fn elbv2_name_for_tests(stack: &str, id: &str) -> String {
+    elbv2::elb_name(stack, id)
+}
+
+/// DB instance identifiers as the RDS kinds make them, for the permissions tests.
+#[cfg(test)]
+pub(crate) fn rds_name_for_tests(stack: &str, id: &str) -> String {
+    rds::rds_name(stack, id, 63)
 }

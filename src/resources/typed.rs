@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::access::Access;
 use super::common::{self, Error};
 pub use super::Typical;
 use super::{Kind, Live, OpCx};
@@ -149,6 +150,10 @@ pub trait Resource: Send + Sync + 'static {
     /// whose update also waits until the resource is usable (an Auto Scaling group's
     /// instances InService), which the leftover of an interrupted create may not be yet.
     const UPDATE_ADOPTED: bool = false;
+    /// The IAM actions the kind calls, by phase, with their resource scope and conditions
+    /// (see [`Access`]): what `securecart permissions` grants. Groups of entries, so a
+    /// kind can name what its service shares (`iam::STACK_ROLE_ACCESS`) beside its own.
+    const ACCESS: &'static [&'static [Access]];
     /// How long a create, update and delete typically take on AWS, with where the figures
     /// come from in a comment: no default, every kind says.
     const TYPICAL: Typical;
@@ -452,6 +457,10 @@ impl<R: Resource> Kind for Typed<R> {
 
     fn zone_fields(&self) -> &'static [&'static str] {
         R::ZONE_FIELDS
+    }
+
+    fn access(&self) -> &'static [&'static [Access]] {
+        R::ACCESS
     }
 
     fn typical(&self) -> Typical {

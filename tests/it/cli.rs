@@ -1,6 +1,7 @@
 //! Command-line outcomes that must not mislead: an endpoint that cannot be reached fails
 //! within seconds in one sentence naming it, a destroy that finds nothing of its stack is
-//! an error unless `--allow-empty`, and a bad `--stack` is a command-line error (64).
+//! an error unless `--allow-empty`, a bad `--stack` is a command-line error (64), and
+//! `permissions` makes its policy without AWS.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -317,4 +318,68 @@ fn a_secret_in_a_plan_never_reaches_stdout() {
             assert!(doc["plan"]["actions"].is_array(), "{doc:#}");
         }
     }
+}
+
+/// `permissions` needs no AWS (a black-hole endpoint is never called): the document alone
+/// on stdout, `--for plan` only reads, and a wrong `--kind` or `--account` is a command-line
+/// error naming what is allowed.
+#[test]
+fn permissions_are_made_without_aws() {
+    let run = |args: &[&str]| {
+        let out = cli()
+            .arg("permissions")
+            .args(args)
+            .args([
+                "--endpoint-url",
+                "http://127.0.0.1:9",
+                "--region",
+                "ca-central-1",
+            ])
+            .output()
+            .expect("run securecart");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let lab = repo().join("labs/01");
+    let lab = lab.to_str().expect("utf-8");
+    let (code, stdout, stderr) = run(&[lab, "--for", "plan", "--stack", "ci-1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("a policy document");
+    assert_eq!(doc["Version"], "2012-10-17");
+    let actions: Vec<&str> = doc["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(|s| s["Action"].as_array().expect("actions"))
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(actions.contains(&"sqs:ListQueues"), "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .all(|a| !securecart::aws::is_mutating(a.split(':').nth(1).unwrap_or(a))),
+        "plan is granted a change: {actions:?}"
+    );
+    // Scoped to the stack and region given.
+    assert!(
+        stdout.contains("arn:aws:sqs:ca-central-1:*:ci-1-*"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("pass --account to pin them"), "{stderr}");
+
+    let (code, _, stderr) = run(&[lab, "--kind", "vpcs"]);
+    assert_eq!(code, Some(64));
+    assert!(
+        stderr.contains("--kind vpcs: no such kind (one of: all, vpc, subnet"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&[lab, "--account", "1234"]);
+    assert_eq!(code, Some(64));
+    assert!(
+        stderr.contains("an AWS account id is 12 digits"),
+        "{stderr}"
+    );
 }

@@ -146,3 +146,78 @@ pub fn assert_no_changes(args: &[&str], stack: &str) {
     let (code, out, _) = run_json(args, stack);
     assert_eq!(code, 0, "changes remain: {:?}", changes(&out["plan"]));
 }
+
+/// Checks that `securecart permissions` covers a run: every AWS operation that `out` (the
+/// `--json` output of `args`, e.g. `["apply", blueprint, "--yes"]`) records in its stats is
+/// an action the blueprint's policy for that command allows. `args` may add flags of
+/// `permissions` (`--kind event_rule`). Only actions are checked: the emulator does not
+/// evaluate IAM, so resource scoping and conditions are not.
+pub fn assert_permitted(args: &[&str], stack: &str, out: &serde_json::Value) {
+    let missing = missing_permissions(args, stack, out);
+    assert!(
+        missing.is_empty(),
+        "`securecart permissions {}` for {} lacks {missing:?}, which the run called",
+        args[1],
+        args[0]
+    );
+}
+
+/// The actions a run called (see [`assert_permitted`]) that its policy lacks.
+pub fn missing_permissions(args: &[&str], stack: &str, out: &serde_json::Value) -> Vec<String> {
+    let command = args[0];
+    assert!(
+        ["plan", "apply", "destroy"].contains(&command),
+        "no policy is made for `{command}`"
+    );
+    // The blueprint and its --var flags, without the run's own flags.
+    let mut rest: Vec<&str> = args[1..]
+        .iter()
+        .copied()
+        .filter(|a| !["--yes", "-y", "--allow-empty", "--all"].contains(a))
+        .collect();
+    assert!(
+        rest.first().is_some_and(|b| !b.starts_with('-')),
+        "{args:?}: a blueprint is needed to make its policy"
+    );
+    rest.extend(["--for", command, "--stack", stack, "--json"]);
+    let policy = cli()
+        .arg("permissions")
+        .args(&rest)
+        .output()
+        .expect("run securecart permissions");
+    assert!(
+        policy.status.success(),
+        "permissions {rest:?} failed: {}",
+        String::from_utf8_lossy(&policy.stderr)
+    );
+    let policy: serde_json::Value = serde_json::from_slice(&policy.stdout).expect("policy JSON");
+    let allowed: Vec<&str> = policy["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .flat_map(|p| p["document"]["Statement"].as_array().expect("statements"))
+        .flat_map(|s| s["Action"].as_array().expect("actions"))
+        .filter_map(|a| a.as_str())
+        .collect();
+    let calls = out["stats"]["calls"].as_array().expect("stats.calls");
+    assert!(!calls.is_empty(), "{args:?} recorded no calls");
+    let mut missing = Vec::new();
+    for c in calls {
+        let service = c["service"].as_str().expect("service");
+        let operation = c["operation"].as_str().expect("operation");
+        let prefix = securecart::permissions::iam_prefix(service)
+            .unwrap_or_else(|| panic!("no IAM prefix known for the SDK service `{service}`"));
+        // "No permissions are required to perform this operation" (STS API reference).
+        if (prefix, operation) == ("sts", "GetCallerIdentity") {
+            continue;
+        }
+        let action = format!("{prefix}:{operation}");
+        if !allowed
+            .iter()
+            .any(|p| securecart::permissions::action_matches(p, &action))
+        {
+            missing.push(action);
+        }
+    }
+    missing
+}

@@ -148,6 +148,7 @@ fn network_lifecycle() {
 
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "apply failed: {out:#}\n{err}");
+    assert_permitted(&["apply", bp_s], &stack, &out);
     assert_eq!(network_census(&stack), expected_network_census());
 
     // Right after apply: nothing to do, and no mutating call to find that out.
@@ -158,6 +159,7 @@ fn network_lifecycle() {
         "plan after apply shows changes: {:?}",
         changes(&out["plan"])
     );
+    assert_permitted(&["plan", bp_s], &stack, &out);
     assert_eq!(mutating_calls(&out), 0);
     // One batched read per kind, plus per-resource detail reads only where the API has
     // no batched form (VPC DNS attributes, queue attributes and tags, rule targets, bus and rule tags).
@@ -232,6 +234,13 @@ fn network_lifecycle() {
 
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "apply of the edit failed: {out:#}\n{err}");
+    // The blueprint has no rule left, the stack still has one to delete: its kind's actions
+    // come with `--kind` (README, Real AWS); without it the policy lacks them.
+    assert_permitted(&["apply", bp_s, "--kind", "event_rule"], &stack, &out);
+    assert_eq!(
+        missing_permissions(&["apply", bp_s], &stack, &out),
+        ["events:DeleteRule", "events:RemoveTargets"]
+    );
     assert_no_changes(&["plan", bp_s], &stack);
 
     // Checked straight with the SDK.
@@ -282,6 +291,7 @@ fn network_lifecycle() {
 
     let (code, out, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
+    assert_permitted(&["destroy", bp_s], &stack, &out);
     assert_nothing_left(&stack);
     // A second destroy finds nothing: an error unless an empty stack is expected.
     let (code, _, _) = run_json(&["destroy", bp_s, "--yes"], &stack);

@@ -153,6 +153,7 @@ fn rds_read_replicas_lab() {
 
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "apply failed: {out:#}\n{err}");
+    assert_permitted(&["apply", bp_s], &stack, &out);
     for o in ["primary_endpoint", "reader_b_endpoint", "reader_c_endpoint"] {
         let v = out["outputs"][o].as_str().unwrap_or_default();
         assert!(v.contains(".rds."), "output {o} = {v:?}");
@@ -251,6 +252,7 @@ fn rds_read_replicas_lab() {
 
     // Right after apply: nothing to do, found without a mutating call.
     let (code, out, _) = run_json(&["plan", bp_s], &stack);
+    assert_permitted(&["plan", bp_s], &stack, &out);
     assert_eq!(
         code, 0,
         "plan after apply shows changes: {:#}",
@@ -345,6 +347,7 @@ fn rds_read_replicas_lab() {
     assert_eq!(action["changes"][0]["after"], true);
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "promotion failed: {out:#}\n{err}");
+    assert_permitted(&["apply", bp_s], &stack, &out);
     let promoted = out["stats"]["calls"]
         .as_array()
         .expect("calls")
@@ -362,6 +365,7 @@ fn rds_read_replicas_lab() {
     // Destroy: nothing of the stack is left, checked with the SDK.
     let (code, out, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
+    assert_permitted(&["destroy", bp_s], &stack, &out);
     rt().block_on(async {
         assert!(instances(&stack).await.is_empty(), "DB instances remain");
         assert!(

@@ -105,6 +105,7 @@ fn sns_topic_lifecycle() {
 
     let (code, out, _) = run_json(&["plan", bp_s], &stack);
     assert_eq!(code, 2, "{out:#}");
+    assert_permitted(&["plan", bp_s], &stack, &out);
     assert_eq!(
         changes(&out["plan"]),
         [
@@ -116,6 +117,7 @@ fn sns_topic_lifecycle() {
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "{out:#}\n{err}");
     let t = rt().block_on(topics(&stack));
+    assert_permitted(&["apply", bp_s], &stack, &out);
     let (o, _) = t.get(&orders).expect("the standard topic");
     let attr = |m: &HashMap<String, String>, k: &str| m.get(k).cloned().unwrap_or_default();
     assert_eq!(
@@ -209,6 +211,8 @@ fn sns_topic_lifecycle() {
     assert_no_changes(&["plan", bp_s], &stack);
     let (code, out, err) = run_json(&["destroy", "--yes"], &stack);
     assert_eq!(code, 0, "{out:#}\n{err}");
+    // Destroy without the blueprint reads and deletes what the blueprint's policy allows.
+    assert_permitted(&["destroy", bp_s], &stack, &out);
 
     let t = rt().block_on(topics(&stack));
     let mut left: Vec<&String> = t.keys().collect();

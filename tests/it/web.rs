@@ -179,6 +179,7 @@ fn web_tier_lifecycle() {
 
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "apply failed: {out:#}\n{err}");
+    assert_permitted(&["apply", bp_s], &stack, &out);
 
     rt().block_on(async {
         let cfg = sdk().await;
@@ -366,6 +367,7 @@ fn web_tier_lifecycle() {
     // Right after apply: nothing to do, found with one batched read per kind.
     let (code, out, _) = run_json(&["plan", bp_s], &stack);
     assert_eq!(code, 0, "plan after apply shows changes: {:#}", out["plan"]);
+    assert_permitted(&["plan", bp_s], &stack, &out);
     assert_eq!(mutating_calls(&out), 0);
     let calls = out["stats"]["calls"].as_array().expect("calls");
     let count = |op: &str| {
@@ -425,6 +427,7 @@ fn web_tier_lifecycle() {
 
     let (code, out, err) = run_json(&["apply", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "apply of the edit failed: {out:#}\n{err}");
+    assert_permitted(&["apply", bp_s], &stack, &out);
     assert_no_changes(&["plan", bp_s], &stack);
     rt().block_on(async {
         let cfg = sdk().await;
@@ -542,6 +545,7 @@ fn web_tier_lifecycle() {
     let (code, out, err) = run_json(&["destroy", bp_s, "--yes"], &stack);
     assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
     let left = rt().block_on(leftovers(&stack));
+    assert_permitted(&["destroy", bp_s], &stack, &out);
     assert!(left.is_empty(), "resources of {stack} remain: {left:?}");
 }
 

@@ -219,12 +219,14 @@ fn order_workflow_lifecycle() {
     let (code, out, err) = run_json(&["apply", lab_s, "--yes"], &stack);
     assert_eq!(code, 0, "apply failed: {out:#}\n{err}");
     eprintln!("apply of labs/01: {:.1}s", t.elapsed().as_secs_f64());
+    assert_permitted(&["apply", lab_s], &stack, &out);
 
     // Right after apply: nothing to do (policies, definitions and code hashes read back
     // equal), found without a mutating call.
     let (code, out, _) = run_json(&["plan", lab_s], &stack);
     assert_eq!(code, 0, "plan after apply: {:?}", changes(&out["plan"]));
     assert_eq!(mutating_calls(&out), 0);
+    assert_permitted(&["plan", lab_s], &stack, &out);
 
     let rt = rt();
     let cfg = rt.block_on(sdk());
@@ -434,6 +436,7 @@ fn order_workflow_lifecycle() {
     // their roles, queues, the bus and the log groups.
     let (code, out, err) = run_json(&["destroy", lab_s, "--yes"], &stack);
     assert_eq!(code, 0, "destroy failed: {out:#}\n{err}");
+    assert_permitted(&["destroy", lab_s], &stack, &out);
     let left = rt.block_on(leftovers(&stack));
     assert!(left.is_empty(), "left after destroy: {left:?}");
     // A second destroy finds nothing: an error unless an empty stack is expected.

@@ -1,6 +1,7 @@
 //! `autoscaling_group`: an EC2 Auto Scaling group launched from a launch template,
 //! registered in target groups, with an optional target-tracking scaling policy.
 
+use crate::resources::access::{Access, When};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -136,10 +137,55 @@ pub struct Attrs {
     health_check_grace_period: i32,
     scaling_policy: Option<Policy>,
 }
+/// The stack's groups, named `STACK-ID`.
+const GROUP_ARN: &str = "arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{name}*";
 
 #[async_trait]
 impl Resource for AutoscalingGroup {
     const KIND: &'static str = "autoscaling_group";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&[
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribePolicies",
+            "autoscaling:DescribeScalingActivities",
+            "ec2:DescribeInstances",
+        ]),
+        Access::change(
+            &[
+                "autoscaling:CreateAutoScalingGroup",
+                "autoscaling:UpdateAutoScalingGroup",
+                "autoscaling:CreateOrUpdateTags",
+                "autoscaling:AttachLoadBalancerTargetGroups",
+                "autoscaling:DetachLoadBalancerTargetGroups",
+                "autoscaling:PutScalingPolicy",
+                "autoscaling:DeletePolicy",
+                "autoscaling:StartInstanceRefresh",
+            ],
+            &[GROUP_ARN],
+        ),
+        // Creating or updating a group from a launch template checks that the caller may
+        // launch its instances and tag them on launch; the first group of an account also
+        // creates Auto Scaling's service-linked role
+        // (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-api-permissions.html).
+        Access::change(&["ec2:RunInstances"], &["*"]).when(When::FromLaunchTemplate),
+        Access::change(
+            &["ec2:CreateTags"],
+            &[
+                "arn:{partition}:ec2:{region}:{account}:instance/*",
+                "arn:{partition}:ec2:{region}:{account}:volume/*",
+            ],
+        )
+        .when(When::TagOnCreate(&["RunInstances"])),
+        Access::change(
+            &["iam:CreateServiceLinkedRole"],
+            &["arn:{partition}:iam::{account}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"],
+        )
+        .when(When::ServiceLinked("autoscaling.amazonaws.com")),
+        Access::delete(
+            &["autoscaling:DeleteAutoScalingGroup", "autoscaling:DeletePolicy"],
+            &[GROUP_ARN],
+        ),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["name", "arn"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
     // A re-run after an interrupted apply finds the group the first run made (AWS would

@@ -1,5 +1,7 @@
 //! `internet_gateway`: an internet gateway attached to a VPC (what public subnets route to).
 
+use super::{IGW_ARN, VPC_ARN};
+use crate::resources::access::{Access, When};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,6 +41,26 @@ pub struct Attrs {
 #[async_trait]
 impl Resource for InternetGateway {
     const KIND: &'static str = "internet_gateway";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["ec2:DescribeInternetGateways"]),
+        Access::change(&["ec2:CreateInternetGateway"], &[IGW_ARN]).when(When::RequestTagged),
+        Access::change(&["ec2:CreateTags"], &[IGW_ARN])
+            .when(When::TagOnCreate(&["CreateInternetGateway"])),
+        Access::change(
+            &[
+                "ec2:AttachInternetGateway",
+                "ec2:DetachInternetGateway",
+                "ec2:CreateTags",
+            ],
+            &[IGW_ARN, VPC_ARN],
+        )
+        .when(When::ResourceTagged),
+        Access::delete(
+            &["ec2:DetachInternetGateway", "ec2:DeleteInternetGateway"],
+            &[IGW_ARN, VPC_ARN],
+        )
+        .when(When::ResourceTagged),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["id"];
     const REPLACE_ON: &'static [&'static str] = &[];
 

@@ -2,6 +2,8 @@
 //! security groups and metadata settings Auto Scaling launches instances with. A change
 //! is a new template version (made the default), never a replacement.
 
+use super::LT_ARN;
+use crate::resources::access::{Access, When};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -113,6 +115,30 @@ pub struct Read {
 #[async_trait]
 impl Resource for LaunchTemplate {
     const KIND: &'static str = "launch_template";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&[
+            "ec2:DescribeLaunchTemplates",
+            "ec2:DescribeLaunchTemplateVersions",
+        ]),
+        // `image` as an SSM parameter: AWS's public AMI parameters, which have no account
+        // in their ARN (https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-public-parameters-ami.html).
+        Access::read_on(
+            &["ssm:GetParameter"],
+            &["arn:{partition}:ssm:{region}::parameter/aws/service/*"],
+        ),
+        Access::change(&["ec2:CreateLaunchTemplate"], &[LT_ARN]).when(When::RequestTagged),
+        Access::change(&["ec2:CreateTags"], &[LT_ARN])
+            .when(When::TagOnCreate(&["CreateLaunchTemplate"])),
+        Access::change(
+            &[
+                "ec2:CreateLaunchTemplateVersion",
+                "ec2:ModifyLaunchTemplate",
+            ],
+            &[LT_ARN],
+        )
+        .when(When::ResourceTagged),
+        Access::delete(&["ec2:DeleteLaunchTemplate"], &[LT_ARN]).when(When::ResourceTagged),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &[
         "id",
         "name",

@@ -10,6 +10,7 @@ pub mod security_group;
 pub mod subnet;
 pub mod vpc;
 
+use crate::resources::access::{Access, When};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -289,3 +290,20 @@ async fn holders(aws: &Aws, eni_filter: &str, id: &str) -> String {
         format!("by {}", found.join("; "))
     }
 }
+
+// ---- IAM scope of the EC2 kinds (for `securecart permissions`) ---------------------------
+
+/// EC2 resource ARNs by type; EC2 names them by id, so the stack is told by its tag:
+/// creates carry `aws:RequestTag/securecart:stack`, everything after acts on resources
+/// with `aws:ResourceTag/securecart:stack` (EC2 supports both on these types:
+/// https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html).
+pub(super) const VPC_ARN: &str = "arn:{partition}:ec2:{region}:{account}:vpc/*";
+pub(super) const SUBNET_ARN: &str = "arn:{partition}:ec2:{region}:{account}:subnet/*";
+pub(super) const IGW_ARN: &str = "arn:{partition}:ec2:{region}:{account}:internet-gateway/*";
+pub(super) const RTB_ARN: &str = "arn:{partition}:ec2:{region}:{account}:route-table/*";
+pub(super) const SG_ARN: &str = "arn:{partition}:ec2:{region}:{account}:security-group/*";
+pub(super) const LT_ARN: &str = "arn:{partition}:ec2:{region}:{account}:launch-template/*";
+
+/// A create inside one of the stack's VPCs: the VPC is a resource of the call too
+/// (CreateSubnet, CreateSecurityGroup, CreateRouteTable), authorized by its tag.
+pub(super) const IN_STACK_VPC: Access = Access::change(&[], &[VPC_ARN]).when(When::ResourceTagged);

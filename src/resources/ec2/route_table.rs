@@ -1,5 +1,7 @@
 //! `route_table`: a VPC route table with its routes and the subnets that use it.
 
+use super::{IGW_ARN, IN_STACK_VPC, RTB_ARN, SUBNET_ARN, VPC_ARN};
+use crate::resources::access::{Access, When};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -101,6 +103,36 @@ pub struct Attrs {
 #[async_trait]
 impl Resource for RouteTable {
     const KIND: &'static str = "route_table";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["ec2:DescribeRouteTables"]),
+        Access::change(&["ec2:CreateRouteTable"], &[RTB_ARN]).when(When::RequestTagged),
+        Access {
+            actions: &["ec2:CreateRouteTable"],
+            ..IN_STACK_VPC
+        },
+        Access::change(&["ec2:CreateTags"], &[RTB_ARN])
+            .when(When::TagOnCreate(&["CreateRouteTable"])),
+        // Routes and associations name the table, the subnet and the gateway: all the
+        // stack's, so all tagged.
+        Access::change(
+            &[
+                "ec2:CreateRoute",
+                "ec2:ReplaceRoute",
+                "ec2:DeleteRoute",
+                "ec2:AssociateRouteTable",
+                "ec2:DisassociateRouteTable",
+                "ec2:ReplaceRouteTableAssociation",
+                "ec2:CreateTags",
+            ],
+            &[RTB_ARN, SUBNET_ARN, IGW_ARN, VPC_ARN],
+        )
+        .when(When::ResourceTagged),
+        Access::delete(
+            &["ec2:DisassociateRouteTable", "ec2:DeleteRouteTable"],
+            &[RTB_ARN, SUBNET_ARN],
+        )
+        .when(When::ResourceTagged),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["id"];
     const REPLACE_ON: &'static [&'static str] = &["vpc"];
 

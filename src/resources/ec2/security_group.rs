@@ -1,6 +1,8 @@
 //! `security_group`: a VPC security group and its ingress and egress rules, changed in
 //! place by adding and revoking only the difference.
 
+use super::{IN_STACK_VPC, SG_ARN};
+use crate::resources::access::{Access, When};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -153,6 +155,31 @@ const SELF: &str = "self";
 #[async_trait]
 impl Resource for SecurityGroup {
     const KIND: &'static str = "security_group";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&[
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribeNetworkInterfaces",
+        ]),
+        Access::change(&["ec2:CreateSecurityGroup"], &[SG_ARN]).when(When::RequestTagged),
+        Access {
+            actions: &["ec2:CreateSecurityGroup"],
+            ..IN_STACK_VPC
+        },
+        Access::change(&["ec2:CreateTags"], &[SG_ARN])
+            .when(When::TagOnCreate(&["CreateSecurityGroup"])),
+        Access::change(
+            &[
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:CreateTags",
+            ],
+            &[SG_ARN],
+        )
+        .when(When::ResourceTagged),
+        Access::delete(&["ec2:DeleteSecurityGroup"], &[SG_ARN]).when(When::ResourceTagged),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["id", "arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["group_name", "vpc", "description"];
     // Group names are unique within a VPC: a copy made first takes the other name.

@@ -1,5 +1,7 @@
 //! `subnet`: an IPv4 range of a VPC in one availability zone.
 
+use super::{IN_STACK_VPC, SUBNET_ARN};
+use crate::resources::access::{Access, When};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -52,6 +54,22 @@ pub struct Attrs {
 #[async_trait]
 impl Resource for Subnet {
     const KIND: &'static str = "subnet";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["ec2:DescribeSubnets", "ec2:DescribeNetworkInterfaces"]),
+        Access::change(&["ec2:CreateSubnet"], &[SUBNET_ARN]).when(When::RequestTagged),
+        Access {
+            actions: &["ec2:CreateSubnet"],
+            ..IN_STACK_VPC
+        },
+        Access::change(&["ec2:CreateTags"], &[SUBNET_ARN])
+            .when(When::TagOnCreate(&["CreateSubnet"])),
+        Access::change(
+            &["ec2:ModifySubnetAttribute", "ec2:CreateTags"],
+            &[SUBNET_ARN],
+        )
+        .when(When::ResourceTagged),
+        Access::delete(&["ec2:DeleteSubnet"], &[SUBNET_ARN]).when(When::ResourceTagged),
+    ]];
     const ZONE_FIELDS: &'static [&'static str] = &["availability_zone"];
     const ATTRIBUTES: &'static [&'static str] = &["id", "cidr_block", "availability_zone", "arn"];
     const REPLACE_ON: &'static [&'static str] = &["vpc", "cidr_block", "availability_zone"];

@@ -1,5 +1,7 @@
 //! `vpc`: an Amazon VPC with its IPv4 CIDR block and DNS settings.
 
+use super::VPC_ARN;
+use crate::resources::access::{Access, When};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,6 +58,18 @@ pub struct Read {
 #[async_trait]
 impl Resource for Vpc {
     const KIND: &'static str = "vpc";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&[
+            "ec2:DescribeVpcs",
+            "ec2:DescribeVpcAttribute",
+            "ec2:DescribeInternetGateways",
+        ]),
+        Access::change(&["ec2:CreateVpc"], &[VPC_ARN]).when(When::RequestTagged),
+        Access::change(&["ec2:CreateTags"], &[VPC_ARN]).when(When::TagOnCreate(&["CreateVpc"])),
+        Access::change(&["ec2:ModifyVpcAttribute", "ec2:CreateTags"], &[VPC_ARN])
+            .when(When::ResourceTagged),
+        Access::delete(&["ec2:DeleteVpc"], &[VPC_ARN]).when(When::ResourceTagged),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["id", "cidr_block", "arn"];
     const REPLACE_ON: &'static [&'static str] = &["cidr_block"];
 

@@ -1,6 +1,8 @@
 //! `listener`: a port and protocol of an Application Load Balancer with its default
 //! action: forward to a target group, or redirect HTTP to HTTPS.
 
+use super::{LB_ARN, LISTENER_ARN, READS};
+use crate::resources::access::{Access, When};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, Listener as AwsListener, ProtocolEnum,
@@ -91,6 +93,20 @@ macro_rules! with_settings {
 #[async_trait]
 impl Resource for Listener {
     const KIND: &'static str = "listener";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        READS,
+        Access::read(&["elasticloadbalancing:DescribeListeners"]),
+        Access::change(
+            &[
+                "elasticloadbalancing:CreateListener",
+                "elasticloadbalancing:ModifyListener",
+            ],
+            &[LISTENER_ARN, LB_ARN],
+        ),
+        Access::change(&["elasticloadbalancing:AddTags"], &[LISTENER_ARN])
+            .when(When::TagOnCreate(&["CreateListener"])),
+        Access::delete(&["elasticloadbalancing:DeleteListener"], &[LISTENER_ARN]),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["arn"];
     const REPLACE_ON: &'static [&'static str] = &["load_balancer"];
     // A port holds one listener: a re-run finds the one an earlier run made.

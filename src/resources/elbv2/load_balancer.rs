@@ -1,6 +1,8 @@
 //! `load_balancer`: an Application Load Balancer in two or more zones, dropping invalid
 //! HTTP headers by default.
 
+use super::{LB_ARN, READS};
+use crate::resources::access::{Access, When};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -85,6 +87,29 @@ pub struct Attrs {
 #[async_trait]
 impl Resource for LoadBalancer {
     const KIND: &'static str = "load_balancer";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        READS,
+        Access::read(&["elasticloadbalancing:DescribeLoadBalancerAttributes"]),
+        Access::change(
+            &[
+                "elasticloadbalancing:CreateLoadBalancer",
+                "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                "elasticloadbalancing:SetSecurityGroups",
+                "elasticloadbalancing:SetSubnets",
+            ],
+            &[LB_ARN],
+        ),
+        // Tags given to a create are authorized as AddTags
+        // (https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/tagging-resources-during-creation.html).
+        Access::change(&["elasticloadbalancing:AddTags"], &[LB_ARN])
+            .when(When::TagOnCreate(&["CreateLoadBalancer"])),
+        Access::change(
+            &["iam:CreateServiceLinkedRole"],
+            &["arn:{partition}:iam::{account}:role/aws-service-role/elasticloadbalancing.amazonaws.com/AWSServiceRoleForElasticLoadBalancing"],
+        )
+        .when(When::ServiceLinked("elasticloadbalancing.amazonaws.com")),
+        Access::delete(&["elasticloadbalancing:DeleteLoadBalancer"], &[LB_ARN]),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "dns_name", "zone_id", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name", "scheme"];
     // Names are unique per account and region: a copy made first takes the other name.

@@ -5,6 +5,7 @@ pub mod listener;
 pub mod load_balancer;
 pub mod target_group;
 
+use crate::resources::access::Access;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 
@@ -211,3 +212,20 @@ pub fn arn_suffix(arn: &str) -> Option<&str> {
     let resource = arn.splitn(6, ':').nth(5)?;
     Some(resource.strip_prefix("loadbalancer/").unwrap_or(resource))
 }
+
+// ---- IAM scope (for `securecart permissions`) -----------------------------------------
+
+/// ARNs of the stack's load balancers, target groups and listeners (named by
+/// [`elb_name`], which starts with the stack's name within 32 characters).
+pub(super) const LB_ARN: &str =
+    "arn:{partition}:elasticloadbalancing:{region}:{account}:loadbalancer/app/{elb}*/*";
+pub(super) const TG_ARN: &str =
+    "arn:{partition}:elasticloadbalancing:{region}:{account}:targetgroup/{elb}*/*";
+pub(super) const LISTENER_ARN: &str =
+    "arn:{partition}:elasticloadbalancing:{region}:{account}:listener/app/{elb}*/*/*";
+
+/// The reads every ELB kind makes (one shared listing, tags in batches).
+pub(super) const READS: Access = Access::read(&[
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeTags",
+]);

@@ -1,6 +1,8 @@
 //! `target_group`: an Elastic Load Balancing target group of EC2 instances (or IP
 //! addresses) with its health check.
 
+use super::{READS, TG_ARN};
+use crate::resources::access::{Access, When};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -147,6 +149,24 @@ macro_rules! with_health_check {
 #[async_trait]
 impl Resource for TargetGroup {
     const KIND: &'static str = "target_group";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        READS,
+        Access::read(&[
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetGroupAttributes",
+        ]),
+        Access::change(
+            &[
+                "elasticloadbalancing:CreateTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroupAttributes",
+            ],
+            &[TG_ARN],
+        ),
+        Access::change(&["elasticloadbalancing:AddTags"], &[TG_ARN])
+            .when(When::TagOnCreate(&["CreateTargetGroup"])),
+        Access::delete(&["elasticloadbalancing:DeleteTargetGroup"], &[TG_ARN]),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name", "protocol", "port", "vpc", "target_type"];
     // Names are unique per account and region: a copy made first takes the other name.

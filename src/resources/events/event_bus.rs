@@ -1,5 +1,6 @@
 //! `event_bus`: a custom Amazon EventBridge event bus, which rules name in their `bus`.
 
+use crate::resources::access::Access;
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::EventBus as AwsBus;
 use serde::{Deserialize, Serialize};
@@ -28,10 +29,21 @@ pub struct Attrs {
 fn bus_name(stack: &str, id: &str) -> String {
     common::physical_name(stack, id, 256, events::bus_char, "")
 }
+/// The stack's buses, named `STACK-ID`.
+const BUS_ARN: &str = "arn:{partition}:events:{region}:{account}:event-bus/{name}*";
 
 #[async_trait]
 impl Resource for EventBus {
     const KIND: &'static str = "event_bus";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["events:ListEventBuses"]),
+        Access::read_on(
+            &["events:DescribeEventBus", "events:ListTagsForResource"],
+            &[BUS_ARN],
+        ),
+        Access::change(&["events:CreateEventBus", "events:TagResource"], &[BUS_ARN]),
+        Access::delete(&["events:DeleteEventBus"], &[BUS_ARN]),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
     // A re-run after an interrupted apply finds its own bus; anyone else's stays untouched.

@@ -1,6 +1,7 @@
 //! `event_rule`: an Amazon EventBridge rule (an event pattern or a schedule) on the
 //! default bus or a custom one, with the targets it delivers to.
 
+use crate::resources::access::{Access, When};
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -157,10 +158,49 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 fn target_id_ok(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.chars().all(bus_char)
 }
+/// The stack's rules, named `STACK-ID`, on the default bus or on a bus of the stack.
+const RULE_ARNS: [&str; 2] = [
+    "arn:{partition}:events:{region}:{account}:rule/{name}*",
+    "arn:{partition}:events:{region}:{account}:rule/{name}*/{name}*",
+];
+/// The stack's functions a rule may target.
+const FUNCTIONS: &str = "arn:{partition}:lambda:{region}:{account}:function:{name}*";
 
 #[async_trait]
 impl Resource for EventRule {
     const KIND: &'static str = "event_rule";
+    const ACCESS: &'static [&'static [Access]] = &[
+        iam::STACK_ROLE_ACCESS,
+        &[
+            Access::read(&["events:ListEventBuses", "events:ListRules"]),
+            Access::read_on(
+                &[
+                    "events:DescribeRule",
+                    "events:ListTargetsByRule",
+                    "events:ListTagsForResource",
+                ],
+                &RULE_ARNS,
+            ),
+            Access::change(
+                &[
+                    "events:PutRule",
+                    "events:TagResource",
+                    "events:PutTargets",
+                    "events:RemoveTargets",
+                ],
+                &RULE_ARNS,
+            ),
+            // A Lambda target: the rule allows itself to invoke the stack's function.
+            Access::change(
+                &["lambda:AddPermission", "lambda:RemovePermission"],
+                &[FUNCTIONS],
+            ),
+            Access::change(&["iam:PassRole"], &[iam::STACK_ROLES])
+                .when(When::PassedTo(&["events.amazonaws.com"])),
+            Access::delete(&["events:RemoveTargets", "events:DeleteRule"], &RULE_ARNS),
+            Access::delete(&["lambda:RemovePermission"], &[FUNCTIONS]),
+        ],
+    ];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["bus", "name"];
     // PutRule would silently overwrite a same-named rule: look first, and touch it only if

@@ -1,6 +1,8 @@
 //! `iam_role`: an IAM role that an AWS service assumes, with managed and inline policies.
 //! The IAM code other kinds share (policies, automatic roles) is in the service module.
 
+use super::{STACK_ROLES, STACK_ROLE_ACCESS};
+use crate::resources::access::Access;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -111,6 +113,10 @@ pub type RoleRead = (Role, Vec<String>, BTreeMap<String, Json>);
 #[async_trait]
 impl Resource for IamRole {
     const KIND: &'static str = "iam_role";
+    const ACCESS: &'static [&'static [Access]] = &[
+        STACK_ROLE_ACCESS,
+        &[Access::change(&["iam:UpdateRole"], &[STACK_ROLES])],
+    ];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
     const ADOPT: Adopt = Adopt::OnCodes(&["EntityAlreadyExists"]);

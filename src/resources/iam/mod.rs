@@ -11,6 +11,7 @@
 
 pub mod iam_role;
 
+use crate::resources::access::Access;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -1003,6 +1004,49 @@ pub(super) fn check_role(role: &str, service: &str, cx: &CheckCx, out: &mut Vec<
         );
     }
 }
+
+// ---- IAM scope (for `securecart permissions`) -----------------------------------------
+
+/// The stack's roles: blueprint `iam_role`s and automatic roles, all under its path.
+pub(super) const STACK_ROLES: &str = "arn:{partition}:iam::{account}:role/securecart/{stack}/*";
+
+/// What managing the stack's roles calls: `iam_role`, and the kinds owning an automatic
+/// role (`role: auto`). CreateRole with tags also needs iam:TagRole
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags_roles.html).
+pub(super) const STACK_ROLE_ACCESS: &[Access] = &[
+    Access::read(&["iam:ListRoles"]),
+    Access::read_on(
+        &[
+            "iam:GetRole",
+            "iam:GetRolePolicy",
+            "iam:ListRolePolicies",
+            "iam:ListAttachedRolePolicies",
+            "iam:ListRoleTags",
+        ],
+        &[STACK_ROLES],
+    ),
+    Access::change(
+        &[
+            "iam:CreateRole",
+            "iam:TagRole",
+            "iam:PutRolePolicy",
+            "iam:UpdateAssumeRolePolicy",
+            "iam:AttachRolePolicy",
+            "iam:DetachRolePolicy",
+            "iam:DeleteRolePolicy",
+        ],
+        &[STACK_ROLES],
+    ),
+    Access::delete(
+        &[
+            "iam:DeleteRolePolicy",
+            "iam:DetachRolePolicy",
+            "iam:ListRolePolicies",
+            "iam:DeleteRole",
+        ],
+        &[STACK_ROLES],
+    ),
+];
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 //! `STACK-ID-role`, derived from what its environment refers to; it is created, updated and
 //! deleted with the function, and its policy is an attribute, so a change shows in plan.
 
+use crate::resources::access::{Access, When};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
@@ -422,10 +423,34 @@ const RESERVED_ENV: &[&str] = &[
     "LAMBDA_TASK_ROOT",
     "LAMBDA_RUNTIME_DIR",
 ];
+/// The stack's functions, named `STACK-ID`.
+const FUNCTION_ARN: &str = "arn:{partition}:lambda:{region}:{account}:function:{name}*";
 
 #[async_trait]
 impl Resource for LambdaFunction {
     const KIND: &'static str = "lambda_function";
+    const ACCESS: &'static [&'static [Access]] = &[
+        iam::STACK_ROLE_ACCESS,
+        &[
+            Access::read(&["lambda:ListFunctions"]),
+            Access::read_on(
+                &["lambda:GetFunctionConfiguration", "lambda:ListTags"],
+                &[FUNCTION_ARN],
+            ),
+            Access::change(
+                &[
+                    "lambda:CreateFunction",
+                    "lambda:UpdateFunctionCode",
+                    "lambda:UpdateFunctionConfiguration",
+                    "lambda:TagResource",
+                ],
+                &[FUNCTION_ARN],
+            ),
+            Access::change(&["iam:PassRole"], &[iam::STACK_ROLES])
+                .when(When::PassedTo(&["lambda.amazonaws.com"])),
+            Access::delete(&["lambda:DeleteFunction"], &[FUNCTION_ARN]),
+        ],
+    ];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
     /// Look before creating: CreateFunction answers a taken name with

@@ -3,6 +3,7 @@
 //! `/aws/vendedlogs/states/securecart/STACK/ID`, so one DescribeLogGroups call per prefix
 //! finds every log group of a stack.
 
+use crate::resources::access::Access;
 use async_trait::async_trait;
 use aws_sdk_cloudwatchlogs::types::LogGroup;
 use serde::{Deserialize, Serialize};
@@ -113,10 +114,31 @@ fn retention_of(v: &Json) -> Result<Option<u32>, String> {
         )),
     }
 }
+/// The stack's log groups, under both prefixes (see [`prefix`]).
+const GROUP_ARNS: [&str; 2] = [
+    "arn:{partition}:logs:{region}:{account}:log-group:/securecart/{stack}/*",
+    "arn:{partition}:logs:{region}:{account}:log-group:/aws/vendedlogs/states/securecart/{stack}/*",
+];
 
 #[async_trait]
 impl Resource for LogGroupKind {
     const KIND: &'static str = "log_group";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["logs:DescribeLogGroups"]),
+        Access::read_on(&["logs:ListTagsForResource"], &GROUP_ARNS),
+        // CreateLogGroup with tags also needs TagResource
+        // (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_CreateLogGroup.html).
+        Access::change(
+            &[
+                "logs:CreateLogGroup",
+                "logs:TagResource",
+                "logs:PutRetentionPolicy",
+                "logs:DeleteRetentionPolicy",
+            ],
+            &GROUP_ARNS,
+        ),
+        Access::delete(&["logs:DeleteLogGroup"], &GROUP_ARNS),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
     const ADOPT: Adopt = Adopt::OnCodes(&["ResourceAlreadyExistsException"]);

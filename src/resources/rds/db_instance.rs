@@ -2,6 +2,8 @@
 //! password: generated into SSM, taken from the blueprint (with a salted digest in SSM so
 //! a change shows in the plan) or left to Secrets Manager.
 
+use super::{DB_ARN, INSTANCE_SCOPE, SERVICE_LINKED_ROLE};
+use crate::resources::access::{Access, When};
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
@@ -235,10 +237,60 @@ fn instance(a: &Attrs) -> Result<&Db, Error> {
         ))),
     }
 }
+/// The stack's password records (see `password_parameter`).
+const PARAMETERS: &str = "arn:{partition}:ssm:{region}:{account}:parameter/securecart/{stack}/*";
+/// GetParametersByPath is authorized on the path itself.
+const PARAMETER_PATH: &str = "arn:{partition}:ssm:{region}:{account}:parameter/securecart/{stack}";
 
 #[async_trait]
 impl Resource for DbInstance {
     const KIND: &'static str = "db_instance";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["rds:DescribeDBInstances"]),
+        Access::read_on(&["rds:ListTagsForResource"], &[DB_ARN]),
+        // Password records: SecureStrings under the stack's path, encrypted with the AWS
+        // managed key `aws/ssm`, which "grants Decrypt permission to all IAM principals in
+        // the AWS account": no KMS grant needed
+        // (https://docs.aws.amazon.com/systems-manager/latest/userguide/ps-restrict-decryption.html).
+        Access::read_on(
+            &[
+                "ssm:GetParameter",
+                "ssm:GetParametersByPath",
+                "ssm:ListTagsForResource",
+            ],
+            &[PARAMETERS, PARAMETER_PATH],
+        ),
+        Access::change(
+            &[
+                "rds:CreateDBInstance",
+                "rds:ModifyDBInstance",
+                "rds:AddTagsToResource",
+                "rds:RemoveTagsFromResource",
+            ],
+            INSTANCE_SCOPE,
+        ),
+        // PutParameter with tags also needs AddTagsToResource
+        // (https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
+        Access::change(
+            &["ssm:PutParameter", "ssm:AddTagsToResource"],
+            &[PARAMETERS],
+        ),
+        // `master_password` left out: RDS keeps it in a Secrets Manager secret it creates
+        // (named `rds!…`) with the caller's permissions
+        // (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-secrets-manager.html#rds-secrets-manager-permissions).
+        Access::change(
+            &["secretsmanager:CreateSecret", "secretsmanager:TagResource"],
+            &["arn:{partition}:secretsmanager:{region}:{account}:secret:rds!*"],
+        ),
+        Access::change(
+            &["kms:DescribeKey", "kms:GenerateDataKey", "kms:Decrypt"],
+            &["arn:{partition}:kms:{region}:{account}:key/*"],
+        )
+        .when(When::ViaService("secretsmanager")),
+        SERVICE_LINKED_ROLE,
+        Access::delete(&["rds:DeleteDBInstance"], &[DB_ARN]),
+        Access::delete(&["ssm:DeleteParameter"], &[PARAMETERS]),
+    ]];
     const ZONE_FIELDS: &'static [&'static str] = &["availability_zone"];
     const ATTRIBUTES: &'static [&'static str] = &[
         "id",

@@ -2,6 +2,8 @@
 //! replication, usually in another availability zone. `promote: true` turns it into a
 //! standalone instance.
 
+use super::{DB_ARN, INSTANCE_SCOPE, SERVICE_LINKED_ROLE};
+use crate::resources::access::Access;
 use async_trait::async_trait;
 use aws_sdk_rds::types::DbInstance as AwsInstance;
 use serde::{Deserialize, Serialize};
@@ -88,6 +90,21 @@ pub struct Attrs {
 #[async_trait]
 impl Resource for DbReadReplica {
     const KIND: &'static str = "db_read_replica";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["rds:DescribeDBInstances"]),
+        Access::read_on(&["rds:ListTagsForResource"], &[DB_ARN]),
+        Access::change(
+            &[
+                "rds:CreateDBInstanceReadReplica",
+                "rds:ModifyDBInstance",
+                "rds:PromoteReadReplica",
+                "rds:AddTagsToResource",
+            ],
+            INSTANCE_SCOPE,
+        ),
+        SERVICE_LINKED_ROLE,
+        Access::delete(&["rds:DeleteDBInstance"], &[DB_ARN]),
+    ]];
     const ZONE_FIELDS: &'static [&'static str] = &["availability_zone"];
     const ATTRIBUTES: &'static [&'static str] = &["id", "arn", "endpoint", "port"];
     const REPLACE_ON: &'static [&'static str] = &["source", "availability_zone"];

@@ -1,6 +1,8 @@
 //! `db_subnet_group`: the subnets (in at least two availability zones) that RDS may
 //! place a DB instance and its replicas or standby in.
 
+use super::SUBNET_GROUP_ARN;
+use crate::resources::access::Access;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -44,6 +46,19 @@ pub struct Attrs {
 #[async_trait]
 impl Resource for DbSubnetGroup {
     const KIND: &'static str = "db_subnet_group";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["rds:DescribeDBSubnetGroups", "ec2:DescribeSubnets"]),
+        Access::read_on(&["rds:ListTagsForResource"], &[SUBNET_GROUP_ARN]),
+        Access::change(
+            &[
+                "rds:CreateDBSubnetGroup",
+                "rds:ModifyDBSubnetGroup",
+                "rds:AddTagsToResource",
+            ],
+            &[SUBNET_GROUP_ARN],
+        ),
+        Access::delete(&["rds:DeleteDBSubnetGroup"], &[SUBNET_GROUP_ARN]),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["name", "arn", "vpc_id"];
     const REPLACE_ON: &'static [&'static str] = &[];
     const ADOPT: Adopt = Adopt::OnCodes(&[

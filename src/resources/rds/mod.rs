@@ -8,6 +8,7 @@ pub mod db_subnet_group;
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::{CheckCx, Issue};
+use crate::resources::access::{Access, When};
 use crate::resources::common::{self, owned_id, Error};
 use crate::resources::fields::id_set;
 use crate::resources::{OpCx, TAG_RESOURCE, TAG_STACK};
@@ -518,3 +519,26 @@ async fn wait_gone(aws: &Aws, cx: &OpCx<'_>, ident: &str) -> Result<(), Error> {
     )
     .await
 }
+
+// ---- IAM scope (for `securecart permissions`) -----------------------------------------
+
+/// ARNs of the stack's DB instances and subnet groups (identifiers from [`rds_name`]).
+pub(super) const DB_ARN: &str = "arn:{partition}:rds:{region}:{account}:db:{rds}*";
+pub(super) const SUBNET_GROUP_ARN: &str = "arn:{partition}:rds:{region}:{account}:subgrp:{rds}*";
+/// What creating or changing a DB instance is authorized on: the instance, its subnet group,
+/// and the (default) parameter, option and security groups it names.
+pub(super) const INSTANCE_SCOPE: &[&str] = &[
+    DB_ARN,
+    SUBNET_GROUP_ARN,
+    "arn:{partition}:rds:{region}:{account}:pg:*",
+    "arn:{partition}:rds:{region}:{account}:og:*",
+    "arn:{partition}:rds:{region}:{account}:secgrp:*",
+];
+
+/// The first DB instance of an account creates RDS's service-linked role
+/// (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAM.ServiceLinkedRoles.html).
+pub(super) const SERVICE_LINKED_ROLE: Access = Access::change(
+    &["iam:CreateServiceLinkedRole"],
+    &["arn:{partition}:iam::{account}:role/aws-service-role/rds.amazonaws.com/AWSServiceRoleForRDS"],
+)
+.when(When::ServiceLinked("rds.amazonaws.com"));

@@ -9,6 +9,7 @@
 //! events on, `states:StartExecution` on the state machines it starts, plus log delivery
 //! when logging is on and X-Ray when tracing is on.
 
+use crate::resources::access::{Access, When};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -422,16 +423,7 @@ fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
     }
     if logging {
         // CloudWatch Logs delivery APIs take no resource (AWS documents `*` for them).
-        for a in [
-            "logs:CreateLogDelivery",
-            "logs:GetLogDelivery",
-            "logs:UpdateLogDelivery",
-            "logs:DeleteLogDelivery",
-            "logs:ListLogDeliveries",
-            "logs:PutResourcePolicy",
-            "logs:DescribeResourcePolicies",
-            "logs:DescribeLogGroups",
-        ] {
+        for a in LOG_DELIVERY {
             g.allow(a, "*");
         }
     }
@@ -478,10 +470,59 @@ pub struct Machine {
     tags: BTreeMap<String, String>,
     role: ExecRole,
 }
+/// What setting up a state machine's log delivery to CloudWatch Logs calls: its role needs
+/// them, and so does whoever creates or updates it with logging. AWS documents `*` for them
+/// (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).
+const LOG_DELIVERY: &[&str] = &[
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+];
+
+/// The stack's state machines, named `STACK-ID`.
+const MACHINE_ARN: &str = "arn:{partition}:states:{region}:{account}:stateMachine:{name}*";
 
 #[async_trait]
 impl Resource for StateMachine {
     const KIND: &'static str = "state_machine";
+    const ACCESS: &'static [&'static [Access]] = &[
+        iam::STACK_ROLE_ACCESS,
+        &[
+            Access::read(&["states:ListStateMachines"]),
+            Access::read_on(
+                &["states:DescribeStateMachine", "states:ListTagsForResource"],
+                &[MACHINE_ARN],
+            ),
+            Access::change(
+                &[
+                    "states:CreateStateMachine",
+                    "states:UpdateStateMachine",
+                    "states:TagResource",
+                ],
+                &[MACHINE_ARN],
+            ),
+            Access::change(&["iam:PassRole"], &[iam::STACK_ROLES])
+                .when(When::PassedTo(&["states.amazonaws.com"])),
+            // Logging to CloudWatch Logs is a vended log delivery the caller sets up; these
+            // actions have no resource-level permissions
+            // (https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html).
+            Access::change(LOG_DELIVERY, &["*"]),
+            Access::delete(&["states:DeleteStateMachine"], &[MACHINE_ARN]),
+            Access::delete(
+                &[
+                    "logs:GetLogDelivery",
+                    "logs:DeleteLogDelivery",
+                    "logs:ListLogDeliveries",
+                ],
+                &["*"],
+            ),
+        ],
+    ];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name", "workflow_type"];
     /// CreateStateMachine answers with an existing machine of the same name and

@@ -2,6 +2,7 @@
 //! (the AWS managed key `alias/aws/sns` unless the blueprint names another or turns it
 //! off), named `STACK-ID` (`.fifo` for FIFO). Subscriptions are not part of this kind.
 
+use crate::resources::access::Access;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -86,10 +87,30 @@ fn kms_key_of(field: &str) -> Option<String> {
     let k = field.trim();
     (k != "none").then(|| k.to_string())
 }
+/// The stack's topics, named `STACK-ID`.
+const TOPIC_ARN: &str = "arn:{partition}:sns:{region}:{account}:{name}*";
 
 #[async_trait]
 impl Resource for SnsTopic {
     const KIND: &'static str = "sns_topic";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["sns:ListTopics"]),
+        Access::read_on(
+            &["sns:GetTopicAttributes", "sns:ListTagsForResource"],
+            &[TOPIC_ARN],
+        ),
+        // CreateTopic with tags also needs TagResource
+        // (https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html).
+        Access::change(
+            &[
+                "sns:CreateTopic",
+                "sns:TagResource",
+                "sns:SetTopicAttributes",
+            ],
+            &[TOPIC_ARN],
+        ),
+        Access::delete(&["sns:DeleteTopic"], &[TOPIC_ARN]),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["fifo", "name"];
     // CreateTopic "is idempotent, so if the requester already owns a topic with the

@@ -1,6 +1,7 @@
 //! `sqs_queue`: an Amazon SQS queue (standard or FIFO) with its dead-letter redrive,
 //! at-rest encryption and the AWS services allowed to send to it.
 
+use crate::resources::access::Access;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -209,10 +210,30 @@ impl Fields {
         ]
     }
 }
+/// The stack's queues, named `STACK-ID`.
+const QUEUE_ARN: &str = "arn:{partition}:sqs:{region}:{account}:{name}*";
 
 #[async_trait]
 impl Resource for SqsQueue {
     const KIND: &'static str = "sqs_queue";
+    const ACCESS: &'static [&'static [Access]] = &[&[
+        Access::read(&["sqs:ListQueues"]),
+        Access::read_on(
+            &[
+                "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl",
+                "sqs:ListQueueTags",
+            ],
+            &[QUEUE_ARN],
+        ),
+        // CreateQueue with tags also needs TagQueue
+        // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html).
+        Access::change(
+            &["sqs:CreateQueue", "sqs:TagQueue", "sqs:SetQueueAttributes"],
+            &[QUEUE_ARN],
+        ),
+        Access::delete(&["sqs:DeleteQueue"], &[QUEUE_ARN]),
+    ]];
     const ATTRIBUTES: &'static [&'static str] = &["arn", "url", "name"];
     const REPLACE_ON: &'static [&'static str] = &["fifo", "name"];
     // Looked up by name first: CreateQueue answers with the URL of an existing queue whose
