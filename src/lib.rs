@@ -14,6 +14,7 @@ pub mod diff;
 pub mod error;
 pub mod graph;
 pub mod local;
+pub mod partition;
 pub mod plan;
 pub mod render;
 pub mod report;

@@ -626,7 +626,7 @@ fn web_kinds_create_twice_without_duplicates() {
             };
             let kind = securecart::resources::kind(kind_name).expect("kind");
             let want = kind
-                .desired_in(&stack, id, &config, std::path::Path::new("."))
+                .desired_in(&stack, "us-east-1", id, &config, std::path::Path::new("."))
                 .expect("desired");
             let desired = want.attrs.clone();
             let cx = securecart::resources::OpCx {
@@ -664,6 +664,7 @@ fn web_kinds_create_twice_without_duplicates() {
         let want = kind
             .desired_in(
                 &stack,
+                "us-east-1",
                 "taken",
                 &serde_json::json!({"vpc": vpc, "port": 80}),
                 std::path::Path::new("."),
