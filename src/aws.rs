@@ -610,6 +610,25 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// `?` on an SDK call: the operation is named by the error type, as each SDK operation has
+/// its own (`aws_sdk_rds::operation::create_db_instance::CreateDBInstanceError` belongs to
+/// `CreateDBInstance`), so no call site spells the name and none can misspell it.
+impl<E> From<SdkError<E, HttpResponse>> for Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn from(e: SdkError<E, HttpResponse>) -> Self {
+        aws_error(operation_of::<E>())(e)
+    }
+}
+
+/// `CreateDBInstance` from `aws_sdk_rds::operation::create_db_instance::CreateDBInstanceError`.
+fn operation_of<E>() -> &'static str {
+    let name = std::any::type_name::<E>();
+    let last = name.rsplit("::").next().unwrap_or(name);
+    last.strip_suffix("Error").unwrap_or(last)
+}
+
 /// Maps an SDK error to [`Error`], keeping the service's error code and message.
 pub fn aws_error<E>(operation: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> Error
 where
@@ -670,6 +689,19 @@ mod tests {
     use std::sync::atomic::AtomicU64;
 
     use super::*;
+
+    #[test]
+    fn names_the_operation_by_its_error_type() {
+        use aws_sdk_ec2::operation::create_subnet::CreateSubnetError;
+        use aws_sdk_rds::operation::create_db_instance_read_replica::CreateDBInstanceReadReplicaError;
+        assert_eq!(operation_of::<CreateSubnetError>(), "CreateSubnet");
+        assert_eq!(
+            operation_of::<CreateDBInstanceReadReplicaError>(),
+            "CreateDBInstanceReadReplica"
+        );
+        let e: Error = SdkError::<CreateSubnetError, HttpResponse>::timeout_error("slow").into();
+        assert_eq!(e.to_string(), "CreateSubnet failed: the request timed out");
+    }
 
     #[test]
     fn classifies_mutating_operations() {

@@ -68,8 +68,8 @@ pub enum Command {
     Validate(BlueprintArg),
     /// Show what apply would change (exit 2 when there are changes).
     Plan(PlanArgs),
-    /// Make AWS match the blueprint.
-    Apply(BlueprintArg),
+    /// Make AWS match the blueprint, or apply a plan saved by `plan --out`.
+    Apply(ApplyArgs),
     /// Delete every resource of the stack.
     Destroy(DestroyArgs),
     /// Print the dependency graph.
@@ -94,12 +94,22 @@ pub struct BlueprintArg {
 }
 
 #[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A blueprint file, a folder holding blueprint.yaml, or a plan saved by `plan --out`.
+    pub blueprint: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct PlanArgs {
     /// A blueprint file, or a folder holding blueprint.yaml.
     pub blueprint: PathBuf,
     /// Also list the resources that do not change.
     #[arg(long)]
     pub all: bool,
+    /// Save the plan to FILE; `securecart apply FILE` then applies exactly it, refusing
+    /// if the blueprint or the live resources changed meanwhile. Holds no secrets.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

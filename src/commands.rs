@@ -12,11 +12,11 @@ use crate::apply::{ApplyResult, Executor};
 use crate::aws::Aws;
 use crate::blueprint::{self, refs, Blueprint, LoadError};
 use crate::cli::{
-    BlueprintArg, Command, DestroyArgs, GraphArgs, GraphFormat, LocalAction, PlanArgs, RunArgs,
+    ApplyArgs, Command, DestroyArgs, GraphArgs, GraphFormat, LocalAction, PlanArgs, RunArgs,
 };
 use crate::error::{Error, ExitCode};
 use crate::local;
-use crate::plan::{self, Plan, StackInfo};
+use crate::plan::{self, saved::SavedPlan, Plan, StackInfo};
 use crate::render::{
     self,
     views::{ApplyDoc, DestroyDoc, RunDoc, RunStats},
@@ -287,7 +287,7 @@ pub async fn dispatch(cmd: Command, s: &Settings) -> Result<ExitCode, Error> {
     }
 }
 
-/// `plan`: exit 2 when there are changes, 1 when the plan has errors.
+/// `plan`: exit 2 when there are changes, 1 when the plan has errors; `--out` saves it.
 async fn plan_cmd(ss: &mut Session<'_>, a: PlanArgs) -> Result<ExitCode, Error> {
     let view = ss.view.clone();
     let Loaded {
@@ -297,7 +297,34 @@ async fn plan_cmd(ss: &mut Session<'_>, a: PlanArgs) -> Result<ExitCode, Error> 
         info,
     } = ss.load_stack(&a.blueprint).await?;
     let plan = ss.plan(&info, &bp, &live);
-    view.plan(&aws.region, &plan, a.all, &ss.stats(&aws));
+    let l = Loaded {
+        bp,
+        aws,
+        live,
+        info,
+    };
+    let saved_to = match &a.out {
+        Some(out) if plan.errors.is_empty() => {
+            let account = l
+                .aws
+                .account_id()
+                .await
+                .map_err(|e| read_error(&l.aws, "account", e))?;
+            let vars =
+                ss.s.vars
+                    .iter()
+                    .filter(|(k, _)| l.bp.parameters.get(k).is_some_and(|p| !p.secret))
+                    .cloned()
+                    .collect();
+            let (name, json) = (a.blueprint.display().to_string(), plan_json(&plan));
+            let saved = SavedPlan::new(&saved_now(&name, &l, &account, &json), vars, unix_now());
+            write_plan(out, &saved)?;
+            Some(out.display().to_string())
+        }
+        _ => None,
+    };
+    let stats = ss.stats(&l.aws);
+    view.plan(&l.aws.region, &plan, a.all, saved_to.as_deref(), &stats);
     Ok(if !plan.errors.is_empty() {
         ExitCode::Error
     } else if plan.summary.has_changes() {
@@ -307,46 +334,159 @@ async fn plan_cmd(ss: &mut Session<'_>, a: PlanArgs) -> Result<ExitCode, Error> 
     })
 }
 
-/// `apply`: the plan, a confirmation, the executor, and the outputs.
-async fn apply_cmd(ss: &mut Session<'_>, a: BlueprintArg) -> Result<ExitCode, Error> {
-    let view = ss.view.clone();
-    let Loaded {
-        bp,
-        aws,
-        live,
-        info,
-    } = ss.load_stack(&a.blueprint).await?;
-    let plan = ss.plan(&info, &bp, &live);
-    view.proposed(&aws.region, &plan);
-    if !plan.errors.is_empty() {
-        return Err(Error::Refused(
-            "the plan has errors: nothing was changed".into(),
-        ));
+/// `apply`: the plan, a confirmation, the executor, and the outputs; or a saved plan,
+/// checked against the world and applied without asking again.
+async fn apply_cmd(ss: &mut Session<'_>, a: ApplyArgs) -> Result<ExitCode, Error> {
+    if let Some(saved) = saved_plan(&a.blueprint)? {
+        return apply_saved(ss.s, &a.blueprint, saved).await;
     }
-    let result = if plan.summary.has_changes() {
+    let loaded = ss.load_stack(&a.blueprint).await?;
+    let plan = ss.plan(&loaded.info, &loaded.bp, &loaded.live);
+    ss.view.proposed(&loaded.aws.region, &plan);
+    refuse_errors(&plan)?;
+    if plan.summary.has_changes() {
         ss.confirm(&format!(
             "Apply these changes to stack `{}` in {}?",
-            info.name, aws.region
+            loaded.info.name, loaded.aws.region
         ))?;
+    }
+    apply_plan(ss, loaded, plan).await
+}
+
+fn refuse_errors(plan: &Plan) -> Result<(), Error> {
+    if plan.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Refused(
+            "the plan has errors: nothing was changed".into(),
+        ))
+    }
+}
+
+/// Runs a plan that was shown (and confirmed, or saved and reviewed), then the outputs.
+async fn apply_plan(ss: &mut Session<'_>, l: Loaded, plan: Plan) -> Result<ExitCode, Error> {
+    let result = if plan.summary.has_changes() {
         Some(
-            ss.execute(&aws, &info, Some(&bp), &plan, &live, "apply")
+            ss.execute(&l.aws, &l.info, Some(&l.bp), &plan, &l.live, "apply")
                 .await,
         )
     } else {
         None
     };
     let outputs = match &result {
-        Some(r) => resolve_outputs(&bp, &info, &r.resources),
-        None => resolve_outputs(&bp, &info, &live_outputs(&live)),
+        Some(r) => resolve_outputs(&l.bp, &l.info, &r.resources),
+        None => resolve_outputs(&l.bp, &l.info, &live_outputs(&l.live)),
     };
-    view.applied(&ApplyDoc {
-        region: &aws.region,
+    ss.view.clone().applied(&ApplyDoc {
+        region: &l.aws.region,
         plan: &plan,
         apply: result.as_ref(),
         outputs: &outputs,
-        stats: &ss.stats(&aws),
+        stats: &ss.stats(&l.aws),
     });
     Ok(step_code(result.as_ref()))
+}
+
+/// `path` read as a saved plan, or `None` when it is a blueprint (or a folder).
+fn saved_plan(path: &Path) -> Result<Option<SavedPlan>, Error> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    match SavedPlan::parse(&text) {
+        None => Ok(None),
+        Some(Ok(saved)) => Ok(Some(saved)),
+        Some(Err(why)) => Err(Error::PlanFile {
+            path: path.display().to_string(),
+            why,
+        }),
+    }
+}
+
+/// `apply FILE`: the blueprint, stack, region and non-secret parameters come from the
+/// file; the blueprint and live state are read again and must be what the plan was made
+/// from (as `terraform apply PLANFILE` refuses a stale plan), and the plan computed now
+/// must be the saved one. Then it runs without asking: the plan was the question.
+async fn apply_saved(s: &Settings, path: &Path, saved: SavedPlan) -> Result<ExitCode, Error> {
+    let file = |why: String| Error::PlanFile {
+        path: path.display().to_string(),
+        why,
+    };
+    let mut vars = s.vars.clone();
+    for (k, v) in &saved.vars {
+        match s.vars.iter().find(|(n, _)| n == k) {
+            Some((_, given)) if given != v => {
+                return Err(file(format!(
+                "the plan was made with --var {k}=… of another value: drop --var {k} or plan again"
+            )))
+            }
+            Some(_) => {}
+            None => vars.push((k.clone(), v.clone())),
+        }
+    }
+    let mut settings = s.clone();
+    settings.vars = vars;
+    settings.stack = s.stack.clone().or(Some(saved.stack.clone()));
+    settings.aws.region = s.aws.region.clone().or(Some(saved.region.clone()));
+    let mut ss = Session::new(&settings);
+    let bp_path = Path::new(&saved.blueprint);
+    let loaded = ss.load_stack(bp_path).await?;
+    let account = loaded
+        .aws
+        .account_id()
+        .await
+        .map_err(|e| read_error(&loaded.aws, "account", e))?;
+    let plan = ss.plan(&loaded.info, &loaded.bp, &loaded.live);
+    let json = plan_json(&plan);
+    let now = saved_now(&saved.blueprint, &loaded, &account, &json);
+    saved.check(&now).map_err(|e| file(e.to_string()))?;
+    ss.view.proposed(&loaded.aws.region, &plan);
+    refuse_errors(&plan)?;
+    apply_plan(&mut ss, loaded, plan).await
+}
+
+/// The facts a saved plan records and is checked against.
+fn saved_now<'a>(
+    blueprint: &'a str,
+    l: &'a Loaded,
+    account: &'a str,
+    plan_json: &'a Json,
+) -> plan::saved::Now<'a> {
+    plan::saved::Now {
+        securecart: env!("CARGO_PKG_VERSION"),
+        blueprint_text: &l.bp.source.text,
+        blueprint,
+        stack: &l.info.name,
+        region: &l.aws.region,
+        account: Some(account),
+        live: &l.live,
+        plan: plan_json,
+    }
+}
+
+/// The plan as `plan --json` shows it, secrets masked: what a saved plan holds.
+fn plan_json(plan: &Plan) -> Json {
+    let text = serde_json::to_string(plan).unwrap_or_default();
+    serde_json::from_str(&secrets::redact(&text)).unwrap_or_default()
+}
+
+fn write_plan(out: &Path, saved: &SavedPlan) -> Result<(), Error> {
+    let fail = |e: std::io::Error| Error::PlanFile {
+        path: out.display().to_string(),
+        why: format!("cannot write the plan: {e}"),
+    };
+    let text = serde_json::to_string_pretty(saved).unwrap_or_default();
+    // Written beside and renamed: a reader never sees half a plan.
+    let tmp = out.with_extension("securecart-tmp");
+    std::fs::write(&tmp, secrets::redact(&text).as_bytes()).map_err(fail)?;
+    std::fs::rename(&tmp, out).map_err(fail)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// `destroy`: everything tagged with the stack, found without a blueprint if need be.

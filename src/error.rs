@@ -42,6 +42,9 @@ pub enum Error {
     Local(#[from] crate::local::LocalError),
     #[error("{0}")]
     Refused(String),
+    /// A saved plan (`plan --out`) that cannot be written, read or applied as it is.
+    #[error("{path}: {why}")]
+    PlanFile { path: String, why: String },
     #[error("{0}")]
     Usage(String),
     #[error("cannot write output: {0}")]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::report::{Event, Reporter};
-use crate::resources::{aws_error, Error};
+use crate::resources::Error;
 
 /// A finished (or given-up-on) execution, as `run` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -49,8 +49,7 @@ pub async fn watch(
         .name(&name)
         .input(input)
         .send()
-        .await
-        .map_err(aws_error("StartExecution"))?;
+        .await?;
     let arn = started.execution_arn().to_string();
     reporter.event(Event::Note {
         message: &format!("started execution {name}"),
@@ -64,8 +63,7 @@ pub async fn watch(
             .describe_execution()
             .execution_arn(&arn)
             .send()
-            .await
-            .map_err(aws_error("DescribeExecution"))?;
+            .await?;
         let status = d.status().as_str().to_string();
         let done = status != "RUNNING";
         let events = history(aws, &arn).await?;
@@ -116,8 +114,7 @@ async fn history(aws: &Aws, arn: &str) -> Result<Vec<HistEvent>, Error> {
         .items()
         .send()
         .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws_error("GetExecutionHistory"))?;
+        .await?;
     Ok(pages
         .into_iter()
         .map(|e| {

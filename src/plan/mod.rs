@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+pub mod saved;
+
 use serde::Serialize;
 use serde_json::Value as Json;
 

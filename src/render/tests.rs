@@ -234,7 +234,7 @@ fn no_view_shows_a_registered_secret() {
             crate::blueprint::LoadError::Invalid(d.clone()),
         ));
         view.warnings(&d);
-        view.plan("eu-west-1", &plan, true, &stats);
+        view.plan("eu-west-1", &plan, true, Some("saved.plan"), &stats);
         view.error(&crate::Error::Refused(format!(
             "AWS said: the value {SECRET} is not allowed"
         )));
@@ -242,6 +242,8 @@ fn no_view_shows_a_registered_secret() {
         let both = format!("{out}{err}");
         assert!(both.contains("(sensitive)"), "json={json}: {both}");
         assert!(!both.contains("Zq7"), "json={json}: {both}");
+        // Where `plan --out` saved it, in words or as `saved_to`.
+        assert!(out.contains("saved.plan"), "json={json}: {out}");
     }
 }
 

@@ -66,6 +66,9 @@ pub struct ValidateDoc<'a> {
 pub struct PlanDoc<'a> {
     pub region: &'a str,
     pub plan: &'a Plan,
+    /// Where `plan --out` saved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_to: Option<&'a str>,
     pub stats: &'a RunStats,
 }
 
@@ -237,15 +240,29 @@ impl View {
         }
     }
 
-    pub fn plan(&self, region: &str, plan: &Plan, show_unchanged: bool, stats: &RunStats) {
+    pub fn plan(
+        &self,
+        region: &str,
+        plan: &Plan,
+        show_unchanged: bool,
+        saved_to: Option<&str>,
+        stats: &RunStats,
+    ) {
         if self.json {
             self.out(&pretty(&PlanDoc {
                 region,
                 plan,
+                saved_to,
                 stats,
             }));
         } else {
             self.out(&super::plan_text(plan, region, show_unchanged));
+            if let Some(path) = saved_to {
+                self.out(&format!(
+                    "\nSaved this plan to {path}. `securecart apply {path}` applies exactly it \
+                     (secret parameters must be given again).\n"
+                ));
+            }
             self.stats_text(stats);
         }
     }

@@ -12,7 +12,7 @@ use super::{OpCx, TAG_RESOURCE, TAG_STACK};
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::Issue;
 
-pub use crate::aws::{aws_error, Error};
+pub use crate::aws::Error;
 
 /// A deterministic physical name `stack-id`, within `max` characters (including
 /// `suffix`), using only characters `ok` accepts; too long → shortened with a hash.

@@ -31,7 +31,7 @@ use serde_json::Value as Json;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Inlined, Issue};
 
-pub use common::{aws_error, Error};
+pub use common::Error;
 pub use iam::claim_legacy_roles;
 use typed::Typed;
 pub use typed::{Desired, Payload};

@@ -13,6 +13,7 @@ mod network;
 mod rds;
 mod regions;
 mod replace;
+mod saved_plan;
 mod secrets;
 mod sns;
 mod strict;

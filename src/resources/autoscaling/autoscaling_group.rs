@@ -20,7 +20,7 @@ use super::{
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::elbv2::arn_suffix;
 use crate::resources::fields::{check_arn_ref, check_id_ref, has_ref, id_set, ref_key};
 use crate::resources::typed::{
@@ -346,8 +346,7 @@ impl Resource for AutoscalingGroup {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeAutoScalingGroups"))?;
+            .await?;
         let ours: Vec<(String, AwsGroup)> = groups
             .into_iter()
             .filter_map(|g| Some((owned_id(&g, stack)?, g)))
@@ -453,10 +452,7 @@ impl Resource for AutoscalingGroup {
             );
         }
         with_template_retry(cx, || async {
-            req.clone()
-                .send()
-                .await
-                .map_err(aws_error("CreateAutoScalingGroup"))
+            req.clone().send().await.map_err(Error::from)
         })
         .await?;
         if let Some(p) = &a.scaling_policy {
@@ -504,7 +500,7 @@ impl Resource for AutoscalingGroup {
                     .health_check_grace_period(a.health_check_grace_period)
                     .send()
                     .await
-                    .map_err(aws_error("UpdateAutoScalingGroup"))
+                    .map_err(Error::from)
             })
             .await?;
         }
@@ -517,8 +513,7 @@ impl Resource for AutoscalingGroup {
                     .auto_scaling_group_name(&a.name)
                     .set_target_group_arns(Some(added))
                     .send()
-                    .await
-                    .map_err(aws_error("AttachLoadBalancerTargetGroups"))?;
+                    .await?;
             }
             if !removed.is_empty() {
                 aws.autoscaling
@@ -526,8 +521,7 @@ impl Resource for AutoscalingGroup {
                     .auto_scaling_group_name(&a.name)
                     .set_target_group_arns(Some(removed))
                     .send()
-                    .await
-                    .map_err(aws_error("DetachLoadBalancerTargetGroups"))?;
+                    .await?;
             }
         }
         let pname = policy_name(cx.stack, cx.id);
@@ -565,9 +559,8 @@ impl Resource for AutoscalingGroup {
                     .auto_scaling_group_name(name)
                     .force_delete(true)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(aws_error("DeleteAutoScalingGroup"))
+                    .await?;
+                Ok(())
             },
         )
         .await;
@@ -736,8 +729,7 @@ async fn read_policy(aws: &Aws, g: &AwsGroup, name: &str) -> Result<Option<Polic
         .auto_scaling_group_name(g.auto_scaling_group_name().unwrap_or_default())
         .policy_names(name)
         .send()
-        .await
-        .map_err(aws_error("DescribePolicies"))?;
+        .await?;
     Ok(out
         .scaling_policies()
         .iter()
@@ -775,9 +767,8 @@ async fn put_policy(aws: &Aws, group: &str, name: &str, p: &Policy) -> Result<()
         .policy_type("TargetTrackingScaling")
         .target_tracking_configuration(config)
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("PutScalingPolicy"))
+        .await?;
+    Ok(())
 }
 
 async fn delete_policy(aws: &Aws, group: &str, name: &str) -> Result<(), Error> {
@@ -788,7 +779,7 @@ async fn delete_policy(aws: &Aws, group: &str, name: &str) -> Result<(), Error> 
         .policy_name(name)
         .send()
         .await
-        .map_err(aws_error("DeletePolicy"));
+        .map_err(Error::from);
     match r {
         Err(e) if group_gone(&e) => Ok(()),
         other => other.map(|_| ()),
@@ -812,7 +803,7 @@ async fn refresh_instances(aws: &Aws, cx: &OpCx<'_>, a: &Attrs) -> Result<(), Er
         )
         .send()
         .await
-        .map_err(aws_error("StartInstanceRefresh"));
+        .map_err(Error::from);
     match r {
         Ok(out) => {
             cx.note(format!(

@@ -13,7 +13,7 @@ use aws_sdk_autoscaling::types::{
 };
 
 use crate::aws::Aws;
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::{OpCx, TAG_RESOURCE, TAG_STACK};
 
 /// Instances may take minutes to boot and pass their lifecycle hooks.
@@ -44,8 +44,7 @@ pub async fn describe(aws: &Aws, name: &str) -> Result<Option<AwsGroup>, Error> 
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(name)
         .send()
-        .await
-        .map_err(aws_error("DescribeAutoScalingGroups"))?;
+        .await?;
     Ok(out.auto_scaling_groups().first().cloned())
 }
 
@@ -192,8 +191,7 @@ async fn recent_activities(aws: &Aws, name: &str) -> Result<Vec<Activity>, Error
         .auto_scaling_group_name(name)
         .max_records(100)
         .send()
-        .await
-        .map_err(aws_error("DescribeScalingActivities"))?
+        .await?
         .activities()
         .to_vec())
 }
@@ -268,8 +266,7 @@ pub async fn wait_instances_gone(aws: &Aws, cx: &OpCx<'_>, name: &str) -> Result
                 .items()
                 .send()
                 .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(aws_error("DescribeInstances"))?;
+                .await?;
             let n: usize = left.iter().map(|r| r.instances().len()).sum();
             if n == 0 {
                 return Ok(Some(()));

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{by_id, detach_gateway, earlier, named_vpc, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue, Resource as Declared};
-use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::{check_id_ref, ref_key};
 use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -74,11 +74,7 @@ impl Resource for InternetGateway {
     }
 
     async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
-        tagged!(
-            aws.ec2.describe_internet_gateways(),
-            "DescribeInternetGateways",
-            stack
-        )
+        tagged!(aws.ec2.describe_internet_gateways(), stack)
     }
 
     fn observe(&self, g: &AwsIgw) -> Observed<Attrs> {
@@ -105,8 +101,7 @@ impl Resource for InternetGateway {
             .create_internet_gateway()
             .tag_specifications(tags.clone())
             .send()
-            .await
-            .map_err(aws_error("CreateInternetGateway"))?;
+            .await?;
         let igw_id = out
             .internet_gateway()
             .and_then(AwsIgw::internet_gateway_id)
@@ -162,9 +157,8 @@ impl Resource for InternetGateway {
                     .delete_internet_gateway()
                     .internet_gateway_id(igw_id)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(aws_error("DeleteInternetGateway"))
+                    .await?;
+                Ok(())
             },
         )
         .await
@@ -192,7 +186,7 @@ async fn describe(aws: &Aws, igw_id: &str) -> Result<Option<AwsIgw>, Error> {
         .ec2
         .describe_internet_gateways()
         .internet_gateway_ids(igw_id);
-    by_id!(req, "DescribeInternetGateways", internet_gateways)
+    by_id!(req, internet_gateways)
 }
 
 /// Moves the gateway from the VPC it is attached to (if any) to the one wanted.
@@ -227,9 +221,8 @@ async fn attach(aws: &Aws, cx: &OpCx<'_>, igw_id: &str, vpc: &str) -> Result<(),
                 .internet_gateway_id(igw_id)
                 .vpc_id(vpc)
                 .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("AttachInternetGateway"))
+                .await?;
+            Ok(())
         },
     )
     .await;

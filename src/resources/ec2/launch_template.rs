@@ -20,7 +20,7 @@ use super::tagged;
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
-use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, id_set};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -275,11 +275,7 @@ impl Resource for LaunchTemplate {
     }
 
     async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
-        let ours = tagged!(
-            aws.ec2.describe_launch_templates(),
-            "DescribeLaunchTemplates",
-            stack
-        )?;
+        let ours = tagged!(aws.ec2.describe_launch_templates(), stack)?;
         // Template data has no batched form for chosen templates: one
         // DescribeLaunchTemplateVersions ($Latest) each.
         common::read_each(ours, |(id, t)| async move {
@@ -298,8 +294,7 @@ impl Resource for LaunchTemplate {
             .describe_launch_templates()
             .launch_template_names(&a.name)
             .send()
-            .await
-            .map_err(aws_error("DescribeLaunchTemplates"))?;
+            .await?;
         let Some(t) = found.launch_templates().first() else {
             return Ok(None);
         };
@@ -344,8 +339,7 @@ impl Resource for LaunchTemplate {
             .launch_template_data(data)
             .tag_specifications(ec2::tag_spec(ResourceType::LaunchTemplate, &tags))
             .send()
-            .await
-            .map_err(aws_error("CreateLaunchTemplate"))?;
+            .await?;
         let t = out
             .launch_template()
             .ok_or_else(|| Error::Invalid("CreateLaunchTemplate returned no template".into()))?;
@@ -384,8 +378,7 @@ impl Resource for LaunchTemplate {
             .version_description(format!("{IMAGE_NOTE}{}", a.image))
             .launch_template_data(data)
             .send()
-            .await
-            .map_err(aws_error("CreateLaunchTemplateVersion"))?;
+            .await?;
         let version = out
             .launch_template_version()
             .and_then(|v| v.version_number())
@@ -397,8 +390,7 @@ impl Resource for LaunchTemplate {
             .launch_template_id(lt_id)
             .default_version(version.to_string())
             .send()
-            .await
-            .map_err(aws_error("ModifyLaunchTemplate"))?;
+            .await?;
         cx.note(format!("version {version} is the default now"));
         Ok(Some(Read {
             id: lt_id.clone(),
@@ -417,7 +409,7 @@ impl Resource for LaunchTemplate {
             .launch_template_id(&live.physical_id)
             .send()
             .await
-            .map_err(aws_error("DeleteLaunchTemplate"));
+            .map_err(Error::from);
         match r {
             Err(e) if gone(&e) => Ok(()),
             other => other.map(|_| ()),
@@ -620,7 +612,7 @@ async fn request_data(
                 .name(path)
                 .send()
                 .await
-                .map_err(aws_error("GetParameter"))
+                .map_err(Error::from)
                 .map_err(|e| match e.code() {
                     Some("ParameterNotFound") => Error::Invalid(format!(
                         "the SSM parameter `{path}` does not exist in this region: {e}"
@@ -678,8 +670,7 @@ async fn latest(aws: &Aws, lt_id: &str) -> Result<Option<LaunchTemplateVersion>,
         .launch_template_id(lt_id)
         .versions("$Latest")
         .send()
-        .await
-        .map_err(aws_error("DescribeLaunchTemplateVersions"))?;
+        .await?;
     Ok(out.launch_template_versions().first().cloned())
 }
 

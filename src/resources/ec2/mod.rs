@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Resource as Declared};
 use crate::partition;
-use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::ref_key;
 use crate::resources::OpCx;
 
@@ -30,17 +30,16 @@ pub async fn set_name_tag(aws: &Aws, resource_id: &str, name: &str) -> Result<()
         .resources(resource_id)
         .tags(Tag::builder().key("Name").value(name).build())
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("CreateTags"))
+        .await?;
+    Ok(())
 }
 
-/// Everything one paginated EC2 Describe request (`$request`, named `$operation` in
-/// errors) finds under the stack's tag filter, each with the blueprint id its tags give it;
-/// what the filter lets through but is not this stack's by [`ec2::owned_id`] is left out.
+/// Everything one paginated EC2 Describe request (`$request`) finds under the stack's tag
+/// filter, each with the blueprint id its tags give it; what the filter lets through but is
+/// not this stack's by [`ec2::owned_id`] is left out.
 /// A macro because every Describe call has its own request, paginator and item types.
 macro_rules! tagged {
-    ($request:expr, $operation:literal, $stack:expr) => {{
+    ($request:expr, $stack:expr) => {{
         let stack: &str = $stack;
         $request
             .filters($crate::resources::common::ec2::stack_filter(stack))
@@ -49,7 +48,7 @@ macro_rules! tagged {
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err($crate::resources::common::aws_error($operation))
+            .map_err($crate::resources::common::Error::from)
             .map(|all| {
                 all.into_iter()
                     .filter_map(|x| {
@@ -64,16 +63,16 @@ macro_rules! tagged {
 }
 pub(crate) use tagged;
 
-/// The resource an EC2 Describe request by id (`$request`, named `$operation` in errors)
-/// answers with, the first of its list `$items`; `None` when it is gone or, just made,
-/// not visible yet (see [`found`]). The find-by-id of terraform-provider-aws's `find.go`.
+/// The resource an EC2 Describe request by id (`$request`) answers with, the first of its
+/// list `$items`; `None` when it is gone or, just made, not visible yet (see [`found`]).
+/// The find-by-id of terraform-provider-aws's `find.go`.
 macro_rules! by_id {
-    ($request:expr, $operation:literal, $items:ident) => {
+    ($request:expr, $items:ident) => {
         $crate::resources::ec2::found(
             $request
                 .send()
                 .await
-                .map_err($crate::resources::common::aws_error($operation)),
+                .map_err($crate::resources::common::Error::from),
         )
         .map(|out| out.and_then(|o| o.$items().first().cloned()))
     };
@@ -146,9 +145,8 @@ pub async fn detach_gateway(
                 .internet_gateway_id(igw_id)
                 .vpc_id(vpc)
                 .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("DetachInternetGateway"))
+                .await?;
+            Ok(())
         },
     )
     .await;

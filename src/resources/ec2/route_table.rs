@@ -14,7 +14,7 @@ use serde_json::{json, Value as Json};
 use super::{by_id, earlier, found, named_vpc, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue, Resource as Declared};
-use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
 use crate::resources::typed::{self, Changed, Listed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -234,11 +234,7 @@ impl Resource for RouteTable {
     }
 
     async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
-        tagged!(
-            aws.ec2.describe_route_tables(),
-            "DescribeRouteTables",
-            stack
-        )
+        tagged!(aws.ec2.describe_route_tables(), stack)
     }
 
     fn observe(&self, t: &AwsRouteTable) -> Observed<Attrs> {
@@ -290,8 +286,7 @@ impl Resource for RouteTable {
             .client_token(token)
             .tag_specifications(tags.clone())
             .send()
-            .await
-            .map_err(aws_error("CreateRouteTable"))?;
+            .await?;
         let rtb_id = out
             .route_table()
             .and_then(AwsRouteTable::route_table_id)
@@ -351,9 +346,8 @@ impl Resource for RouteTable {
                     .delete_route_table()
                     .route_table_id(rtb_id)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(aws_error("DeleteRouteTable"))
+                    .await?;
+                Ok(())
             },
         )
         .await
@@ -428,7 +422,7 @@ async fn converge_routes(
         let r = with_destination!(aws.ec2.delete_route().route_table_id(rtb_id), n.destination)
             .send()
             .await
-            .map_err(aws_error("DeleteRoute"));
+            .map_err(Error::from);
         if found(r)?.is_some() {
             cx.note(format!("removed the route to {}", n.destination));
         }
@@ -448,11 +442,8 @@ async fn create_route(aws: &Aws, cx: &OpCx<'_>, rtb_id: &str, r: &Route) -> Resu
         "the new route table or its target is not visible yet",
         || async {
             let b = with_destination!(aws.ec2.create_route().route_table_id(rtb_id), r.destination);
-            with_target!(b, r)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("CreateRoute"))
+            with_target!(b, r).send().await?;
+            Ok(())
         },
     )
     .await;
@@ -468,11 +459,8 @@ async fn replace_route(aws: &Aws, rtb_id: &str, r: &Route) -> Result<(), Error> 
         aws.ec2.replace_route().route_table_id(rtb_id),
         r.destination
     );
-    with_target!(b, r)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("ReplaceRoute"))
+    with_target!(b, r).send().await?;
+    Ok(())
 }
 
 /// Associates the wanted subnets and disassociates the others. `now` maps each
@@ -496,9 +484,8 @@ async fn converge_subnets(
                     .route_table_id(rtb_id)
                     .subnet_id(s)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(aws_error("AssociateRouteTable"))
+                    .await?;
+                Ok(())
             },
         )
         .await;
@@ -516,7 +503,7 @@ async fn converge_subnets(
             .association_id(assoc)
             .send()
             .await
-            .map_err(aws_error("DisassociateRouteTable"));
+            .map_err(Error::from);
         if found(r)?.is_some() {
             cx.note(format!("disassociated {s}"));
         }
@@ -543,8 +530,7 @@ async fn take_over(
                 .build(),
         )
         .send()
-        .await
-        .map_err(aws_error("DescribeRouteTables"))?;
+        .await?;
     for t in out.route_tables() {
         let Some(assoc) = t
             .associations()
@@ -571,8 +557,7 @@ async fn take_over(
             .association_id(assoc)
             .route_table_id(rtb_id)
             .send()
-            .await
-            .map_err(aws_error("ReplaceRouteTableAssociation"))?;
+            .await?;
         cx.note(format!("moved {subnet} over from {other}"));
         return Ok(());
     }
@@ -602,7 +587,7 @@ fn as_made(rtb_id: &str, tags: Option<Vec<Tag>>, a: &Attrs) -> AwsRouteTable {
 
 async fn describe(aws: &Aws, rtb_id: &str) -> Result<Option<AwsRouteTable>, Error> {
     let req = aws.ec2.describe_route_tables().route_table_ids(rtb_id);
-    by_id!(req, "DescribeRouteTables", route_tables)
+    by_id!(req, route_tables)
 }
 
 /// The explicit subnet associations in effect.

@@ -15,7 +15,7 @@ use serde_json::{json, Value as Json};
 use super::{arn, delete_while_in_use, found, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
 use crate::resources::typed::{
     attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
@@ -247,11 +247,7 @@ impl Resource for SecurityGroup {
     }
 
     async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
-        let groups = tagged!(
-            aws.ec2.describe_security_groups(),
-            "DescribeSecurityGroups",
-            stack
-        )?;
+        let groups = tagged!(aws.ec2.describe_security_groups(), stack)?;
         Ok(groups
             .into_iter()
             .map(|(id, g)| {
@@ -274,8 +270,7 @@ impl Resource for SecurityGroup {
             )
             .filters(Filter::builder().name("vpc-id").values(&a.vpc).build())
             .send()
-            .await
-            .map_err(aws_error("DescribeSecurityGroups"))?;
+            .await?;
         Ok(out.security_groups().first().map(|g| Found {
             owner: ec2::owned_id(g.tags(), stack),
             raw: (g.clone(), arn_of(g, &aws.region)),
@@ -319,8 +314,7 @@ impl Resource for SecurityGroup {
             .vpc_id(&a.vpc)
             .tag_specifications(ec2::tag_spec(ResourceType::SecurityGroup, &tags))
             .send()
-            .await
-            .map_err(aws_error("CreateSecurityGroup"))?;
+            .await?;
         let group_id = out
             .group_id()
             .ok_or_else(|| Error::Invalid("CreateSecurityGroup returned no group id".into()))?
@@ -376,9 +370,8 @@ impl Resource for SecurityGroup {
                 .delete_security_group()
                 .group_id(group_id)
                 .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("DeleteSecurityGroup"))
+                .await?;
+            Ok(())
         })
         .await
     }
@@ -734,11 +727,11 @@ enum Call {
     Describe,
 }
 
-/// Picks the call for `$which` among `pattern => operation "OperationName"` arms and sends
+/// Picks the call for `$which` among `pattern => operation` arms and sends
 /// it for `$perms` of group `$group`: the six calls take the same input.
 macro_rules! send_rules {
     ($aws:expr, $group:expr, $perms:expr, $which:expr,
-     $($pat:pat => $op:ident $name:literal),+ $(,)?) => {
+     $($pat:pat => $op:ident),+ $(,)?) => {
         match $which {
             $($pat => $aws
                 .ec2
@@ -748,7 +741,7 @@ macro_rules! send_rules {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(aws_error($name)),)+
+                .map_err(Error::from),)+
         }
     };
 }
@@ -784,12 +777,12 @@ impl Direction {
     ) -> Result<(), Error> {
         use Direction::{Egress, Ingress};
         send_rules! { aws, group_id, perms, (call, self),
-            (Call::Authorize, Ingress) => authorize_security_group_ingress "AuthorizeSecurityGroupIngress",
-            (Call::Authorize, Egress) => authorize_security_group_egress "AuthorizeSecurityGroupEgress",
-            (Call::Revoke, Ingress) => revoke_security_group_ingress "RevokeSecurityGroupIngress",
-            (Call::Revoke, Egress) => revoke_security_group_egress "RevokeSecurityGroupEgress",
-            (Call::Describe, Ingress) => update_security_group_rule_descriptions_ingress "UpdateSecurityGroupRuleDescriptionsIngress",
-            (Call::Describe, Egress) => update_security_group_rule_descriptions_egress "UpdateSecurityGroupRuleDescriptionsEgress",
+            (Call::Authorize, Ingress) => authorize_security_group_ingress,
+            (Call::Authorize, Egress) => authorize_security_group_egress,
+            (Call::Revoke, Ingress) => revoke_security_group_ingress,
+            (Call::Revoke, Egress) => revoke_security_group_egress,
+            (Call::Describe, Ingress) => update_security_group_rule_descriptions_ingress,
+            (Call::Describe, Egress) => update_security_group_rule_descriptions_egress,
         }
     }
 }
@@ -913,8 +906,7 @@ async fn release_references(aws: &Aws, cx: &OpCx<'_>, group_id: &str) -> Result<
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeSecurityGroups"))?;
+            .await?;
         for g in &groups {
             let (Some(other), Some(owner)) = (g.group_id(), ec2::owned_id(g.tags(), cx.stack))
             else {
@@ -950,8 +942,7 @@ async fn describe(aws: &Aws, group_id: &str) -> Result<Option<AwsGroup>, Error> 
         .describe_security_groups()
         .group_ids(group_id)
         .send()
-        .await
-        .map_err(aws_error("DescribeSecurityGroups"))?;
+        .await?;
     Ok(out.security_groups().first().cloned())
 }
 

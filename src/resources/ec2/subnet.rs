@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 use super::{by_id, earlier, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, ec2, parse, Error};
+use crate::resources::common::{self, ec2, parse, Error};
 use crate::resources::fields::{check_id_ref, check_zone, has_ref, ref_key};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -144,7 +144,7 @@ impl Resource for Subnet {
     }
 
     async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
-        let subnets = tagged!(aws.ec2.describe_subnets(), "DescribeSubnets", stack)?;
+        let subnets = tagged!(aws.ec2.describe_subnets(), stack)?;
         Ok(subnets
             .into_iter()
             .map(|(id, s)| (id, (s, aws.region.clone())))
@@ -159,8 +159,7 @@ impl Resource for Subnet {
             .describe_subnets()
             .filters(Filter::builder().name("vpc-id").values(&a.vpc).build())
             .send()
-            .await
-            .map_err(aws_error("DescribeSubnets"))?;
+            .await?;
         meet(out.subnets(), stack, a, &aws.region)
     }
 
@@ -203,8 +202,7 @@ impl Resource for Subnet {
             .availability_zone(&a.availability_zone)
             .tag_specifications(ec2::tag_spec(ResourceType::Subnet, &tags))
             .send()
-            .await
-            .map_err(aws_error("CreateSubnet"))?;
+            .await?;
         let subnet_id = out
             .subnet()
             .and_then(AwsSubnet::subnet_id)
@@ -217,7 +215,7 @@ impl Resource for Subnet {
             || async {
                 // Just-created subnets can be briefly invisible to Describe.
                 let req = aws.ec2.describe_subnets().subnet_ids(&subnet_id);
-                let subnet = by_id!(req, "DescribeSubnets", subnets)?;
+                let subnet = by_id!(req, subnets)?;
                 Ok(subnet.filter(|s| s.state() != Some(&SubnetState::Pending)))
             },
         )
@@ -265,9 +263,8 @@ impl Resource for Subnet {
                     .delete_subnet()
                     .subnet_id(&live.physical_id)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(aws_error("DeleteSubnet"))
+                    .await?;
+                Ok(())
             },
         )
         .await
@@ -321,9 +318,8 @@ async fn set_map_public_ip(aws: &Aws, subnet_id: &str, on: bool) -> Result<(), E
         .subnet_id(subnet_id)
         .map_public_ip_on_launch(AttributeBooleanValue::builder().value(on).build())
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("ModifySubnetAttribute"))
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

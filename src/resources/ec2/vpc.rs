@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{by_id, detach_gateway, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, ec2, Error};
+use crate::resources::common::{self, ec2, Error};
 use crate::resources::typed::{Changed, Listed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
@@ -87,7 +87,7 @@ impl Resource for Vpc {
 
     async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
         let mut out = Vec::new();
-        for (id, v) in tagged!(aws.ec2.describe_vpcs(), "DescribeVpcs", stack)? {
+        for (id, v) in tagged!(aws.ec2.describe_vpcs(), stack)? {
             let vpc_id = v.vpc_id().unwrap_or_default().to_string();
             // DNS settings have no batched form: one DescribeVpcAttribute per setting.
             let support = dns_attribute(aws, &vpc_id, VpcAttributeName::EnableDnsSupport).await?;
@@ -137,8 +137,7 @@ impl Resource for Vpc {
             .cidr_block(&a.cidr_block)
             .tag_specifications(ec2::tag_spec(ResourceType::Vpc, &tags))
             .send()
-            .await
-            .map_err(aws_error("CreateVpc"))?;
+            .await?;
         let vpc_id = out
             .vpc()
             .and_then(AwsVpc::vpc_id)
@@ -150,11 +149,7 @@ impl Resource for Vpc {
             Duration::from_secs(300),
             || async {
                 // Just-created VPCs can be briefly invisible to Describe.
-                let vpc = by_id!(
-                    aws.ec2.describe_vpcs().vpc_ids(&vpc_id),
-                    "DescribeVpcs",
-                    vpcs
-                )?;
+                let vpc = by_id!(aws.ec2.describe_vpcs().vpc_ids(&vpc_id), vpcs)?;
                 Ok(vpc.filter(|v| v.state() == Some(&VpcState::Available)))
             },
         )
@@ -203,9 +198,8 @@ impl Resource for Vpc {
                     .delete_vpc()
                     .vpc_id(&live.physical_id)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(aws_error("DeleteVpc"))
+                    .await?;
+                Ok(())
             },
         )
         .await
@@ -227,8 +221,7 @@ async fn detach_stack_gateways(aws: &Aws, cx: &OpCx<'_>, vpc_id: &str) -> Result
                 .build(),
         )
         .send()
-        .await
-        .map_err(aws_error("DescribeInternetGateways"))?;
+        .await?;
     for igw in igws.internet_gateways() {
         let Some(id) = igw.internet_gateway_id() else {
             continue;
@@ -246,8 +239,7 @@ async fn dns_attribute(aws: &Aws, vpc_id: &str, attr: VpcAttributeName) -> Resul
         .vpc_id(vpc_id)
         .attribute(attr.clone())
         .send()
-        .await
-        .map_err(aws_error("DescribeVpcAttribute"))?;
+        .await?;
     let v = match attr {
         VpcAttributeName::EnableDnsHostnames => out.enable_dns_hostnames(),
         _ => out.enable_dns_support(),
@@ -275,8 +267,7 @@ async fn set_dns(
                 .set_enable_dns_support(support)
                 .set_enable_dns_hostnames(hostnames)
                 .send()
-                .await
-                .map_err(aws_error("ModifyVpcAttribute"))?;
+                .await?;
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{self as elbv2, lb_gone, listener_gone, stack_load_balancers, tag_list, Protocol};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::fields::check_arn_ref;
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -269,7 +269,7 @@ impl Resource for Listener {
         for t in tag_list(cx.stack, cx.id, &format!("{}-{}", cx.stack, cx.id)) {
             req = req.tags(t);
         }
-        let out = req.send().await.map_err(aws_error("CreateListener"))?;
+        let out = req.send().await.map_err(Error::from)?;
         out.listeners()
             .first()
             .cloned()
@@ -287,10 +287,7 @@ impl Resource for Listener {
         _changed: Changed<'_>,
     ) -> Result<Option<AwsListener>, Error> {
         let req = aws.elbv2.modify_listener().listener_arn(&live.physical_id);
-        with_settings!(req, a)
-            .send()
-            .await
-            .map_err(aws_error("ModifyListener"))?;
+        with_settings!(req, a).send().await?;
         Ok(None)
     }
 
@@ -301,7 +298,7 @@ impl Resource for Listener {
             .listener_arn(&live.physical_id)
             .send()
             .await
-            .map_err(aws_error("DeleteListener"));
+            .map_err(Error::from);
         match r {
             Err(e) if listener_gone(&e) => Ok(()),
             other => other.map(|_| ()),
@@ -319,7 +316,7 @@ async fn listeners_of(aws: &Aws, lb_arn: &str) -> Result<Vec<AwsListener>, Error
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .map_err(aws_error("DescribeListeners"))
+        .map_err(Error::from)
 }
 
 fn http_forward_warning() -> String {

@@ -15,7 +15,7 @@ use serde_json::{json, Value as Json};
 use super::{self as elbv2, elb_name, lb_gone, stack_load_balancers, tag_list};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::fields::{check_id_ref, id_set, ref_key};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx, Payload};
@@ -236,7 +236,7 @@ impl Resource for LoadBalancer {
         for t in tag_list(cx.stack, cx.id, &a.name) {
             req = req.tags(t);
         }
-        let out = req.send().await.map_err(aws_error("CreateLoadBalancer"))?;
+        let out = req.send().await.map_err(Error::from)?;
         let arn = out
             .load_balancers()
             .first()
@@ -268,8 +268,7 @@ impl Resource for LoadBalancer {
                 .load_balancer_arn(arn)
                 .set_subnets(Some(a.subnets.clone()))
                 .send()
-                .await
-                .map_err(aws_error("SetSubnets"))?;
+                .await?;
         }
         if changed.has("security_groups") {
             aws.elbv2
@@ -277,8 +276,7 @@ impl Resource for LoadBalancer {
                 .load_balancer_arn(arn)
                 .set_security_groups(Some(a.security_groups.clone()))
                 .send()
-                .await
-                .map_err(aws_error("SetSecurityGroups"))?;
+                .await?;
         }
         if changed.has("drop_invalid_header_fields") {
             set_drop_invalid(aws, arn, a.drop_invalid_header_fields).await?;
@@ -294,7 +292,7 @@ impl Resource for LoadBalancer {
             .load_balancer_arn(arn)
             .send()
             .await
-            .map_err(aws_error("DeleteLoadBalancer"));
+            .map_err(Error::from);
         match r {
             Err(e) if lb_gone(&e) => return Ok(()),
             other => other?,
@@ -351,8 +349,7 @@ async fn drop_invalid(aws: &Aws, arn: &str) -> Result<bool, Error> {
         .describe_load_balancer_attributes()
         .load_balancer_arn(arn)
         .send()
-        .await
-        .map_err(aws_error("DescribeLoadBalancerAttributes"))?;
+        .await?;
     Ok(out
         .attributes()
         .iter()
@@ -370,9 +367,8 @@ async fn set_drop_invalid(aws: &Aws, arn: &str, on: bool) -> Result<(), Error> {
                 .build(),
         )
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("ModifyLoadBalancerAttributes"))
+        .await?;
+    Ok(())
 }
 
 /// Zones of the subnets, where the blueprint says them: fewer than two known-distinct

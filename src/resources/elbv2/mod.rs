@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::aws::Aws;
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 
 // How a listener takes requests and how a target group reaches its targets (no doc
 // comment: the fields that use it describe it in the schema).
@@ -78,8 +78,7 @@ pub async fn tags_of(
                 .describe_tags()
                 .set_resource_arns(Some(chunk))
                 .send()
-                .await
-                .map_err(aws_error("DescribeTags"))?;
+                .await?;
             Ok::<_, Error>(
                 out.tag_descriptions()
                     .iter()
@@ -173,8 +172,7 @@ async fn read_stack_load_balancers(aws: &Aws, stack: &str) -> Result<Vec<(String
         .items()
         .send()
         .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws_error("DescribeLoadBalancers"))?;
+        .await?;
     let all: Vec<AwsLb> = all
         .into_iter()
         .filter(|l| l.r#type() == Some(&LoadBalancerTypeEnum::Application))
@@ -185,7 +183,7 @@ async fn read_stack_load_balancers(aws: &Aws, stack: &str) -> Result<Vec<(String
 /// The one load balancer a DescribeLoadBalancers by name or ARN answers, `None` when
 /// there is none.
 pub async fn one_lb(req: DescribeLoadBalancersFluentBuilder) -> Result<Option<AwsLb>, Error> {
-    match req.send().await.map_err(aws_error("DescribeLoadBalancers")) {
+    match req.send().await.map_err(Error::from) {
         Ok(out) => Ok(out.load_balancers().first().cloned()),
         Err(e) if lb_gone(&e) => Ok(None),
         Err(e) => Err(e),

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{self as elbv2, elb_name, tag_list, tg_gone, Protocol};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::fields::check_id_ref;
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -280,8 +280,7 @@ impl Resource for TargetGroup {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeTargetGroups"))?;
+            .await?;
         let ours = elbv2::owned(aws, stack, all, AwsTg::target_group_arn).await?;
         // Deleted between the calls: left out.
         elbv2::with_each(ours, AwsTg::target_group_arn, tg_gone, |arn| async move {
@@ -297,7 +296,7 @@ impl Resource for TargetGroup {
             .names(&a.name)
             .send()
             .await
-            .map_err(aws_error("DescribeTargetGroups"));
+            .map_err(Error::from);
         let tg = match r {
             Ok(out) => out.target_groups().first().cloned(),
             Err(e) if tg_gone(&e) => None,
@@ -373,7 +372,7 @@ impl Resource for TargetGroup {
         for t in tag_list(cx.stack, cx.id, &a.name) {
             req = req.tags(t);
         }
-        let out = req.send().await.map_err(aws_error("CreateTargetGroup"))?;
+        let out = req.send().await.map_err(Error::from)?;
         let tg =
             out.target_groups().first().cloned().ok_or_else(|| {
                 Error::Invalid("CreateTargetGroup returned no target group".into())
@@ -399,10 +398,7 @@ impl Resource for TargetGroup {
         let arn = &live.physical_id;
         if changed.has("health_check") {
             let req = aws.elbv2.modify_target_group().target_group_arn(arn);
-            with_health_check!(req, &a.health_check)
-                .send()
-                .await
-                .map_err(aws_error("ModifyTargetGroup"))?;
+            with_health_check!(req, &a.health_check).send().await?;
         }
         if changed.has("deregistration_delay") {
             set_deregistration_delay(aws, arn, a.deregistration_delay).await?;
@@ -422,9 +418,8 @@ impl Resource for TargetGroup {
                     .delete_target_group()
                     .target_group_arn(arn)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(aws_error("DeleteTargetGroup"))
+                    .await?;
+                Ok(())
             },
         )
         .await;
@@ -445,8 +440,7 @@ async fn deregistration_delay(aws: &Aws, arn: &str) -> Result<i32, Error> {
         .describe_target_group_attributes()
         .target_group_arn(arn)
         .send()
-        .await
-        .map_err(aws_error("DescribeTargetGroupAttributes"))?;
+        .await?;
     Ok(out
         .attributes()
         .iter()
@@ -467,9 +461,8 @@ async fn set_deregistration_delay(aws: &Aws, arn: &str, secs: i32) -> Result<(),
                 .build(),
         )
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("ModifyTargetGroupAttributes"))
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde_json::{json, Value as Json};
 
 use super as events;
 use crate::aws::Aws;
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
@@ -73,7 +73,7 @@ impl Resource for EventBus {
             .name(&a.name)
             .send()
             .await
-            .map_err(aws_error("DescribeEventBus"))
+            .map_err(Error::from)
         {
             Err(e) if events::not_found(&e) => return Ok(None),
             other => other?,
@@ -103,8 +103,7 @@ impl Resource for EventBus {
             .name(&a.name)
             .set_tags(Some(events::tag_list(cx.stack, cx.id, &a.name)?))
             .send()
-            .await
-            .map_err(aws_error("CreateEventBus"))?;
+            .await?;
         Ok(bus(&a.name, out.event_bus_arn().unwrap_or_default()))
     }
 
@@ -125,8 +124,7 @@ impl Resource for EventBus {
             .resource_arn(arn.unwrap_or_default())
             .set_tags(Some(events::tag_list(cx.stack, cx.id, &a.name)?))
             .send()
-            .await
-            .map_err(aws_error("TagResource"))?;
+            .await?;
         Ok(None)
     }
 
@@ -137,7 +135,7 @@ impl Resource for EventBus {
                 .name(&live.physical_id)
                 .send()
                 .await
-                .map_err(aws_error("DeleteEventBus")),
+                .map_err(Error::from),
         )
     }
 }

@@ -13,7 +13,7 @@ use super::{self as events, bus_char};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, Ref};
 use crate::blueprint::{self, CheckCx, Issue};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::iam::{self, Grants};
 use crate::resources::typed::{
     self, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
@@ -465,7 +465,7 @@ impl Resource for EventRule {
                 .event_bus_name(&a.bus)
                 .send()
                 .await
-                .map_err(aws_error("DeleteRule")),
+                .map_err(Error::from),
         )
     }
 }
@@ -526,7 +526,7 @@ async fn list_rules(aws: &Aws, bus: String, prefix: &str) -> Result<Vec<Rule>, E
             .set_next_token(token)
             .send()
             .await
-            .map_err(aws_error("ListRules"))
+            .map_err(Error::from)
         {
             // The bus went away between listing buses and listing its rules.
             Err(e) if events::not_found(&e) => return Ok((Vec::new(), None)),
@@ -553,8 +553,7 @@ async fn list_targets(aws: &Aws, rule: &str, bus: &str) -> Result<Option<Vec<Tar
             .limit(100)
             .set_next_token(token)
             .send()
-            .await
-            .map_err(aws_error("ListTargetsByRule"))?;
+            .await?;
         Ok((
             page.targets().to_vec(),
             page.next_token().map(str::to_string),
@@ -576,7 +575,7 @@ async fn describe_rule(aws: &Aws, name: &str, bus: &str) -> Result<Option<Rule>,
         .event_bus_name(bus)
         .send()
         .await
-        .map_err(aws_error("DescribeRule"))
+        .map_err(Error::from)
     {
         Err(e) if events::not_found(&e) => return Ok(None),
         other => other?,
@@ -621,7 +620,7 @@ async fn put_rule(aws: &Aws, a: &Attrs, tags: Vec<Tag>) -> Result<String, Error>
     for t in tags {
         req = req.tags(t);
     }
-    let out = req.send().await.map_err(aws_error("PutRule"))?;
+    let out = req.send().await.map_err(Error::from)?;
     Ok(out.rule_arn().unwrap_or_default().to_string())
 }
 
@@ -679,8 +678,7 @@ async fn put_targets(aws: &Aws, a: &Attrs, targets: &[TargetAttrs]) -> Result<()
                 chunk.iter().map(aws_target).collect::<Result<_, _>>()?,
             ))
             .send()
-            .await
-            .map_err(aws_error("PutTargets"))?;
+            .await?;
         let failed = out.failed_entries().iter();
         let failed: Vec<_> = failed
             .map(|f| (f.target_id(), f.error_code(), f.error_message()))
@@ -699,8 +697,7 @@ async fn remove_targets(aws: &Aws, rule: &str, bus: &str, ids: &[String]) -> Res
             .event_bus_name(bus)
             .set_ids(Some(chunk.to_vec()))
             .send()
-            .await
-            .map_err(aws_error("RemoveTargets"))?;
+            .await?;
         let failed = out.failed_entries().iter();
         let failed: Vec<_> = failed
             .map(|f| (f.target_id(), f.error_code(), f.error_message()))
@@ -1020,7 +1017,7 @@ async fn allow_invoke<'a>(
             .source_arn(rule_arn)
             .send()
             .await
-            .map_err(aws_error("AddPermission"))
+            .map_err(Error::from)
         {
             // Already there from an earlier run.
             Err(e) if e.is_code(&["ResourceConflictException"]) => {}
@@ -1044,7 +1041,7 @@ async fn revoke_invoke<'a>(
             .statement_id(permission_id(rule, &t.id))
             .send()
             .await
-            .map_err(aws_error("RemovePermission"))
+            .map_err(Error::from)
         {
             Err(e) if e.is_code(&["ResourceNotFoundException"]) => {}
             other => other.map(|_| ())?,

@@ -10,7 +10,7 @@ use std::future::Future;
 use aws_sdk_eventbridge::types::{EventBus as AwsBus, Tag};
 
 use crate::aws::Aws;
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 
 pub fn bus_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-'
@@ -51,7 +51,7 @@ pub async fn owner(aws: &Aws, stack: &str, arn: &str) -> Result<Option<String>, 
         .resource_arn(arn)
         .send()
         .await;
-    match out.map_err(aws_error("ListTagsForResource")) {
+    match out.map_err(Error::from) {
         Ok(o) => {
             let tags: BTreeMap<String, String> = o
                 .tags()
@@ -103,8 +103,7 @@ async fn read_stack_buses(aws: &Aws, stack: &str) -> Result<Vec<AwsBus>, Error> 
             .limit(100)
             .set_next_token(token)
             .send()
-            .await
-            .map_err(aws_error("ListEventBuses"))?;
+            .await?;
         let buses = page
             .event_buses()
             .iter()

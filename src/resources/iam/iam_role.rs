@@ -397,8 +397,7 @@ impl Resource for IamRole {
                 .role_name(&a.name)
                 .description(a.description.clone().unwrap_or_default())
                 .send()
-                .await
-                .map_err(aws_error("UpdateRole"))?;
+                .await?;
         }
         if changed.has("trust_policy") {
             cx.note("updating the trust policy");
@@ -458,8 +457,7 @@ async fn read_policies(aws: &Aws, role: Role) -> Result<RoleRead, Error> {
             .role_name(&name)
             .policy_name(&p)
             .send()
-            .await
-            .map_err(aws_error("GetRolePolicy"))?;
+            .await?;
         policies.insert(p, parse_policy_text(doc.policy_document()));
     }
     Ok((role, managed, policies))

@@ -29,7 +29,7 @@ use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
 use crate::partition;
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::OpCx;
 
@@ -393,7 +393,7 @@ pub(super) async fn auto_role_policy(aws: &Aws, role_arn: &str) -> Result<Option
         .policy_name(AUTO_POLICY)
         .send()
         .await
-        .map_err(aws_error("GetRolePolicy"))
+        .map_err(Error::from)
     {
         Ok(o) => Ok(Some(parse_policy_text(o.policy_document()))),
         Err(e) if gone(&e) => Ok(None),
@@ -845,7 +845,7 @@ async fn list_roles(aws: &Aws, path: &str) -> Result<Vec<Role>, Error> {
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .map_err(aws_error("ListRoles"))
+        .map_err(Error::from)
 }
 
 async fn get_role(aws: &Aws, name: &str) -> Result<Option<Role>, Error> {
@@ -855,7 +855,7 @@ async fn get_role(aws: &Aws, name: &str) -> Result<Option<Role>, Error> {
         .role_name(name)
         .send()
         .await
-        .map_err(aws_error("GetRole"))
+        .map_err(Error::from)
     {
         Ok(o) => Ok(o.role().cloned()),
         Err(e) if gone(&e) => Ok(None),
@@ -875,7 +875,7 @@ async fn role_tags(aws: &Aws, name: &str) -> Result<Option<BTreeMap<String, Stri
             .set_marker(marker.clone())
             .send()
             .await
-            .map_err(aws_error("ListRoleTags"))
+            .map_err(Error::from)
         {
             Err(e) if gone(&e) => return Ok(None),
             other => other?,
@@ -901,8 +901,7 @@ async fn attached_policies(aws: &Aws, role: &str) -> Result<Vec<String>, Error> 
         .items()
         .send()
         .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws_error("ListAttachedRolePolicies"))?;
+        .await?;
     Ok(items
         .iter()
         .filter_map(|p| p.policy_arn().map(str::to_string))
@@ -920,7 +919,7 @@ async fn inline_policy_names(aws: &Aws, role: &str) -> Result<Vec<String>, Error
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .map_err(aws_error("ListRolePolicies"))
+        .map_err(Error::from)
 }
 
 async fn create_role_call(
@@ -949,7 +948,7 @@ async fn create_role_call(
                 .map_err(|e| Error::Invalid(e.to_string()))?,
         );
     }
-    let out = req.send().await.map_err(aws_error("CreateRole"))?;
+    let out = req.send().await.map_err(Error::from)?;
     out.role().cloned().ok_or_else(|| Error::Aws {
         operation: "CreateRole".into(),
         code: None,
@@ -963,9 +962,8 @@ async fn update_trust(aws: &Aws, name: &str, trust: &Json) -> Result<(), Error> 
         .role_name(name)
         .policy_document(trust.to_string())
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("UpdateAssumeRolePolicy"))
+        .await?;
+    Ok(())
 }
 
 /// Runs a call on a role that may be seconds old: a role just created can be missing for
@@ -1009,9 +1007,8 @@ async fn put_policy(
             .policy_name(name)
             .policy_document(doc.to_string())
             .send()
-            .await
-            .map(|_| ())
-            .map_err(aws_error("PutRolePolicy"))
+            .await?;
+        Ok(())
     })
     .await
 }
@@ -1024,7 +1021,7 @@ async fn delete_policy(aws: &Aws, role: &str, name: &str) -> Result<(), Error> {
         .policy_name(name)
         .send()
         .await;
-    done_if_gone(r.map_err(aws_error("DeleteRolePolicy")))
+    done_if_gone(r.map_err(Error::from))
 }
 
 async fn attach(aws: &Aws, cx: &OpCx<'_>, role: &str, policy: &str) -> Result<(), Error> {
@@ -1035,9 +1032,8 @@ async fn attach(aws: &Aws, cx: &OpCx<'_>, role: &str, policy: &str) -> Result<()
             .role_name(role)
             .policy_arn(policy)
             .send()
-            .await
-            .map(|_| ())
-            .map_err(aws_error("AttachRolePolicy"))
+            .await?;
+        Ok(())
     })
     .await
 }
@@ -1050,7 +1046,7 @@ async fn detach(aws: &Aws, role: &str, policy: &str) -> Result<(), Error> {
         .policy_arn(policy)
         .send()
         .await;
-    done_if_gone(r.map_err(aws_error("DetachRolePolicy")))
+    done_if_gone(r.map_err(Error::from))
 }
 
 /// Detaches and deletes every policy of the role, then the role (already gone is fine).
@@ -1070,7 +1066,7 @@ async fn delete_role(aws: &Aws, name: &str) -> Result<(), Error> {
         delete_policy(aws, name, &p).await?;
     }
     let r = aws.iam.delete_role().role_name(name).send().await;
-    done_if_gone(r.map_err(aws_error("DeleteRole")))
+    done_if_gone(r.map_err(Error::from))
 }
 
 /// `role: auto`: the resource gets a least-privilege role derived from what it refers to.

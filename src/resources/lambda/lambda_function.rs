@@ -25,7 +25,7 @@ use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
 use crate::partition::{self, Partition};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
 use crate::resources::typed::{
@@ -669,8 +669,7 @@ impl Resource for LambdaFunction {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("ListFunctions"))?;
+            .await?;
         // Tags (and the automatic role's policy) have no batched form: calls per function
         // whose name could be ours.
         common::read_each(
@@ -788,7 +787,7 @@ impl Resource for LambdaFunction {
             for (k, v) in &tags {
                 req = req.tags(k, v);
             }
-            req.send().await.map_err(aws_error("CreateFunction"))
+            req.send().await.map_err(Error::from)
         })
         .await?;
         let f = wait_ready(aws, cx, &a.name, "the function to become Active").await?;
@@ -839,7 +838,7 @@ impl Resource for LambdaFunction {
                     .zip_file(Blob::new(zip.clone()))
                     .send()
                     .await
-                    .map_err(aws_error("UpdateFunctionCode"))
+                    .map_err(Error::from)
             })
             .await?;
             wait_ready(aws, cx, &a.name, "the code update to finish").await?;
@@ -862,7 +861,7 @@ impl Resource for LambdaFunction {
                     .description(a.description.clone().unwrap_or_default())
                     .send()
                     .await
-                    .map_err(aws_error("UpdateFunctionConfiguration"))
+                    .map_err(Error::from)
             })
             .await?;
             wait_ready(aws, cx, &a.name, "the configuration update to finish").await?;
@@ -885,7 +884,7 @@ impl Resource for LambdaFunction {
             .function_name(&old.name)
             .send()
             .await
-            .map_err(aws_error("DeleteFunction"))
+            .map_err(Error::from)
         {
             Err(e) if e.is_code(&["ResourceNotFoundException"]) => Ok(()),
             other => other.map(|_| ()),
@@ -979,7 +978,7 @@ async fn get_configuration(aws: &Aws, name: &str) -> Result<Option<FunctionConfi
         .function_name(name)
         .send()
         .await
-        .map_err(aws_error("GetFunctionConfiguration"))
+        .map_err(Error::from)
     {
         Ok(o) => Ok(Some(
             FunctionConfiguration::builder()
@@ -1016,7 +1015,7 @@ async fn list_tags(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, Strin
         .resource(arn)
         .send()
         .await
-        .map_err(aws_error("ListTags"))
+        .map_err(Error::from)
     {
         Ok(o) => Ok(Some(
             o.tags()

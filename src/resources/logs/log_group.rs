@@ -11,7 +11,7 @@ use serde_json::{json, Value as Json};
 use super as logs;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, owned_id, Error};
+use crate::resources::common::{self, owned_id, Error};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
@@ -159,8 +159,7 @@ impl Resource for LogGroupKind {
                 .items()
                 .send()
                 .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(aws_error("DescribeLogGroups"))?;
+                .await?;
             groups.extend(found);
         }
         // Tags have no batched form: one call per group.
@@ -211,7 +210,7 @@ impl Resource for LogGroupKind {
         for (k, v) in common::tags(cx.stack, cx.id, &a.name) {
             req = req.tags(k, v);
         }
-        req.send().await.map_err(aws_error("CreateLogGroup"))?;
+        req.send().await.map_err(Error::from)?;
         if let Some(d) = a.retention_days {
             set_retention(aws, &a.name, Some(d)).await?;
         }
@@ -247,7 +246,7 @@ impl Resource for LogGroupKind {
             .log_group_name(&live.physical_id)
             .send()
             .await
-            .map_err(aws_error("DeleteLogGroup"))
+            .map_err(Error::from)
         {
             Err(e) if e.is_code(&["ResourceNotFoundException"]) => Ok(()),
             other => other.map(|_| ()),
@@ -268,8 +267,7 @@ async fn describe(aws: &Aws, name: &str) -> Result<Option<LogGroup>, Error> {
         .describe_log_groups()
         .log_group_name_prefix(name)
         .send()
-        .await
-        .map_err(aws_error("DescribeLogGroups"))?;
+        .await?;
     Ok(out
         .log_groups()
         .iter()
@@ -290,7 +288,7 @@ async fn set_retention(aws: &Aws, name: &str, days: Option<u32>) -> Result<(), E
             .send()
             .await
             .map(|_| ())
-            .map_err(aws_error("PutRetentionPolicy")),
+            .map_err(Error::from),
         None => aws
             .logs
             .delete_retention_policy()
@@ -298,7 +296,7 @@ async fn set_retention(aws: &Aws, name: &str, days: Option<u32>) -> Result<(), E
             .send()
             .await
             .map(|_| ())
-            .map_err(aws_error("DeleteRetentionPolicy")),
+            .map_err(Error::from),
     }
 }
 

@@ -5,7 +5,7 @@ pub mod log_group;
 use std::collections::BTreeMap;
 
 use crate::aws::Aws;
-use crate::resources::common::{aws_error, Error};
+use crate::resources::common::Error;
 
 /// A log group's tags (by its ARN without `:*`), or `None` when it is gone.
 pub async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
@@ -15,7 +15,7 @@ pub async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, Str
         .resource_arn(arn)
         .send()
         .await
-        .map_err(aws_error("ListTagsForResource"))
+        .map_err(Error::from)
     {
         Ok(o) => Ok(Some(
             o.tags()

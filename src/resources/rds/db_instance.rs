@@ -14,7 +14,7 @@ use super::*;
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, owned_id, Error};
+use crate::resources::common::{self, owned_id, Error};
 use crate::resources::fields::{check_id_ref, id_set};
 use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -577,10 +577,7 @@ impl Resource for DbInstance {
                 Some(p) => req.master_user_password(p),
                 None => req.manage_master_user_password(true),
             };
-            req.send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("CreateDBInstance"))
+            req.send().await.map(|_| ()).map_err(Error::from)
         };
         let adopted = create_or_adopt(aws, cx, &a.name, send).await?;
         cx.note("RDS is creating the instance (5–10 minutes on AWS)");
@@ -699,7 +696,7 @@ impl Resource for DbInstance {
             modify = true;
         }
         if modify {
-            req.send().await.map_err(aws_error("ModifyDBInstance"))?;
+            req.send().await.map_err(Error::from)?;
             cx.note(
                 "RDS is applying the changes (minutes on AWS; a class change reboots the instance)",
             );
@@ -1035,7 +1032,7 @@ async fn parameter_owner(
         .resource_id(name)
         .send()
         .await
-        .map_err(aws_error("ListTagsForResource"));
+        .map_err(Error::from);
     let tags = match tags {
         Ok(t) => t,
         Err(e) if e.is_code(&["InvalidResourceId", "ParameterNotFound"]) => return Ok(None),
@@ -1059,7 +1056,7 @@ async fn secure_value(aws: &Aws, name: &str) -> Result<Option<String>, Error> {
         .with_decryption(true)
         .send()
         .await
-        .map_err(aws_error("GetParameter"));
+        .map_err(Error::from);
     let value = match got {
         Ok(out) => out
             .parameter()
@@ -1110,8 +1107,7 @@ async fn write_record(aws: &Aws, cx: &OpCx<'_>, password: &str) -> Result<Record
     put_secure(aws, &name, WHAT, &record)
         .overwrite(true)
         .send()
-        .await
-        .map_err(aws_error("PutParameter"))?;
+        .await?;
     Ok(made)
 }
 
@@ -1146,7 +1142,7 @@ async fn put_new(
         .set_tags(Some(tags))
         .send()
         .await
-        .map_err(aws_error("PutParameter"))
+        .map_err(Error::from)
     {
         Ok(_) => Ok(true),
         Err(e) if e.is_code(&["ParameterAlreadyExists"]) => Ok(false),
@@ -1185,8 +1181,7 @@ async fn set_password(
         .master_user_password(password)
         .apply_immediately(true)
         .send()
-        .await
-        .map_err(aws_error("ModifyDBInstance"))?;
+        .await?;
     wait_ready(
         aws,
         cx,
@@ -1233,7 +1228,7 @@ async fn leftover_parameters(
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .map_err(aws_error("GetParametersByPath"));
+        .map_err(Error::from);
     let listed: Vec<_> = match listed {
         Ok(pages) => pages
             .into_iter()
@@ -1350,7 +1345,7 @@ async fn delete_password_parameter(aws: &Aws, name: &str) -> Result<(), Error> {
         .name(name)
         .send()
         .await
-        .map_err(aws_error("DeleteParameter"))
+        .map_err(Error::from)
     {
         Err(e) if !e.is_code(&["ParameterNotFound"]) => Err(e),
         _ => Ok(()),
@@ -1405,9 +1400,8 @@ async fn remove_tag(aws: &Aws, arn: &str, key: &str) -> Result<(), Error> {
         .resource_name(arn)
         .tag_keys(key)
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("RemoveTagsFromResource"))
+        .await?;
+    Ok(())
 }
 
 // ---- Checks ------------------------------------------------------------------------

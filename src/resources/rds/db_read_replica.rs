@@ -15,7 +15,7 @@ use super::{
 };
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::fields::{check_id_ref, id_set};
 use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -301,9 +301,8 @@ impl Resource for DbReadReplica {
                 .copy_tags_to_snapshot(true)
                 .set_tags(Some(tags.clone()))
                 .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("CreateDBInstanceReadReplica"))
+                .await?;
+            Ok(())
         };
         let send = || {
             common::retry_on(
@@ -375,7 +374,7 @@ impl Resource for DbReadReplica {
             req = req.set_vpc_security_group_ids(a.security_groups.clone());
         }
         if modify {
-            req.send().await.map_err(aws_error("ModifyDBInstance"))?;
+            req.send().await.map_err(Error::from)?;
             cx.note("RDS is applying the changes (minutes on AWS)");
             db = wait_ready(
                 aws,
@@ -416,8 +415,7 @@ async fn promote(aws: &Aws, cx: &OpCx<'_>, db: &AwsInstance) -> Result<AwsInstan
             .promote_read_replica()
             .db_instance_identifier(&ident)
             .send()
-            .await
-            .map_err(aws_error("PromoteReadReplica"))?;
+            .await?;
         cx.note("RDS is promoting the replica (it reboots; minutes on AWS)");
     }
     // AWS drops the source once promotion is done; the emulator never does.

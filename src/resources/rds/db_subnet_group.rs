@@ -13,7 +13,7 @@ use super::{has_ref, rds_name, rds_tags, tag_map};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, owned_id, Error};
+use crate::resources::common::{self, owned_id, Error};
 use crate::resources::fields::{check_id_ref, id_set, ref_key};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
@@ -136,8 +136,7 @@ impl Resource for DbSubnetGroup {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("DescribeDBSubnetGroups"))?;
+            .await?;
         // Subnet groups come without tags: only names that could be ours get a
         // ListTagsForResource, and only tags decide.
         let prefix = name_prefix(stack);
@@ -202,8 +201,7 @@ impl Resource for DbSubnetGroup {
             .set_subnet_ids(Some(a.subnets.clone()))
             .set_tags(Some(rds_tags(cx.stack, cx.id, &a.name, &[])))
             .send()
-            .await
-            .map_err(aws_error("CreateDBSubnetGroup"))?
+            .await?
             .db_subnet_group()
             .cloned()
             .ok_or_else(|| Error::Invalid("CreateDBSubnetGroup returned no group".into()))
@@ -225,8 +223,7 @@ impl Resource for DbSubnetGroup {
             .db_subnet_group_description(&a.description)
             .set_subnet_ids(Some(a.subnets.clone()))
             .send()
-            .await
-            .map_err(aws_error("ModifyDBSubnetGroup"))?
+            .await?
             .db_subnet_group()
             .cloned()
             .map(Some)
@@ -247,9 +244,8 @@ impl Resource for DbSubnetGroup {
                     .delete_db_subnet_group()
                     .db_subnet_group_name(&live.physical_id)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(aws_error("DeleteDBSubnetGroup"))
+                    .await?;
+                Ok(())
             },
         )
         .await;
@@ -283,8 +279,7 @@ async fn tags_of(
         .list_tags_for_resource()
         .resource_name(arn)
         .send()
-        .await
-        .map_err(aws_error("ListTagsForResource"))?;
+        .await?;
     Ok(tag_map(out.tag_list()))
 }
 
@@ -295,7 +290,7 @@ async fn describe(aws: &Aws, name: &str) -> Result<Option<AwsGroup>, Error> {
         .db_subnet_group_name(name)
         .send()
         .await
-        .map_err(aws_error("DescribeDBSubnetGroups"))
+        .map_err(Error::from)
     {
         Ok(o) => Ok(o.db_subnet_groups().first().cloned()),
         Err(e) if e.is_code(NOT_FOUND) => Ok(None),
@@ -314,8 +309,7 @@ async fn check_zones(aws: &Aws, subnets: &[String]) -> Result<(), Error> {
         .describe_subnets()
         .set_subnet_ids(Some(subnets.to_vec()))
         .send()
-        .await
-        .map_err(aws_error("DescribeSubnets"))?;
+        .await?;
     let zones: BTreeSet<&str> = out
         .subnets()
         .iter()

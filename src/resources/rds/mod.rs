@@ -8,7 +8,7 @@ pub mod db_subnet_group;
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, owned_id, Error};
+use crate::resources::common::{self, owned_id, Error};
 use crate::resources::fields::id_set;
 use crate::resources::{OpCx, TAG_RESOURCE, TAG_STACK};
 use aws_sdk_rds::types::{DbInstance as AwsInstance, Tag};
@@ -27,9 +27,8 @@ pub(super) async fn add_tags(aws: &Aws, arn: &str, tags: &[(&str, String)]) -> R
                 .collect(),
         ))
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("AddTagsToResource"))
+        .await?;
+    Ok(())
 }
 
 /// No modification is pending any more. Right after ModifyDBInstance the status can
@@ -171,10 +170,7 @@ pub(super) async fn delete_instance(
                     .final_db_snapshot_identifier(s),
                 None => req.skip_final_snapshot(true),
             };
-            req.send()
-                .await
-                .map(|_| ())
-                .map_err(aws_error("DeleteDBInstance"))
+            req.send().await.map(|_| ()).map_err(Error::from)
         },
     )
     .await;
@@ -201,7 +197,7 @@ pub(super) async fn describe(aws: &Aws, ident: &str) -> Result<Option<AwsInstanc
         .db_instance_identifier(ident)
         .send()
         .await
-        .map_err(aws_error("DescribeDBInstances"))
+        .map_err(Error::from)
     {
         Ok(out) => Ok(out.db_instances().first().cloned()),
         Err(e) if instance_not_found(&e) => Ok(None),
@@ -293,7 +289,7 @@ pub(super) async fn stack_instances(
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(aws_error("DescribeDBInstances"))
+                .map_err(Error::from)
         })
         .await?;
     Ok(all

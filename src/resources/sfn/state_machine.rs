@@ -29,7 +29,7 @@ use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::source::Pos;
 use crate::blueprint::{self, files, CheckCx, FileSource, Inlined, Issue, Problem, SourceFile};
 use crate::partition::{self, Partition};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
 use crate::resources::typed::{
@@ -758,8 +758,7 @@ impl Resource for StateMachine {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("ListStateMachines"))?;
+            .await?;
         // Tags and definitions have no batched form: calls per state machine whose name
         // could be ours.
         common::read_each(
@@ -864,7 +863,7 @@ impl Resource for StateMachine {
                 for (k, v) in &tags {
                     req = req.tags(Tag::builder().key(k).value(v).build());
                 }
-                req.send().await.map_err(aws_error("CreateStateMachine"))
+                req.send().await.map_err(Error::from)
             })
             .await?;
         // CreateStateMachine answers the ARN and date only: the machine is what was sent.
@@ -929,7 +928,7 @@ impl Resource for StateMachine {
                 if changed.has("tracing") {
                     req = req.tracing_configuration(tracing_configuration(a));
                 }
-                req.send().await.map_err(aws_error("UpdateStateMachine"))
+                req.send().await.map_err(Error::from)
             })
             .await?;
             if changed.has("tracing") {
@@ -943,8 +942,7 @@ impl Resource for StateMachine {
                             .build(),
                     )
                     .send()
-                    .await
-                    .map_err(aws_error("TagResource"))?;
+                    .await?;
             }
         }
         ROLE.drop_unused_auto_role(aws, cx, &old.role, &a.role)
@@ -966,7 +964,7 @@ impl Resource for StateMachine {
             .state_machine_arn(arn)
             .send()
             .await
-            .map_err(aws_error("DeleteStateMachine"))
+            .map_err(Error::from)
         {
             Err(e) if gone(&e) => return Ok(()),
             other => other.map(|_| ())?,
@@ -983,7 +981,7 @@ impl Resource for StateMachine {
                     .state_machine_arn(arn)
                     .send()
                     .await
-                    .map_err(aws_error("DescribeStateMachine"))
+                    .map_err(Error::from)
                 {
                     Err(e) if gone(&e) => Ok(Some(())),
                     Err(e) => Err(e),
@@ -1042,7 +1040,7 @@ async fn tags_of(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, String>
         .resource_arn(arn)
         .send()
         .await
-        .map_err(aws_error("ListTagsForResource"))
+        .map_err(Error::from)
     {
         Ok(o) => Ok(Some(
             o.tags()
@@ -1074,7 +1072,7 @@ async fn describe(
         .state_machine_arn(arn)
         .send()
         .await
-        .map_err(aws_error("DescribeStateMachine"))
+        .map_err(Error::from)
     {
         Err(e) if gone(&e) => return Ok(None),
         other => other?,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::aws::Aws;
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::OpCx;
 
 /// How long a topic just created may still be unknown to SNS's other calls. AWS documents
@@ -47,7 +47,7 @@ where
 pub async fn attributes(aws: &Aws, arn: &str) -> Result<HashMap<String, String>, Error> {
     let out = aws.sns.get_topic_attributes().topic_arn(arn).send().await;
     out.map(|o| o.attributes().cloned().unwrap_or_default())
-        .map_err(aws_error("GetTopicAttributes"))
+        .map_err(Error::from)
 }
 
 /// Every attribute of the topic (`None` when it does not exist).
@@ -69,7 +69,7 @@ pub async fn tags(aws: &Aws, arn: &str) -> Result<BTreeMap<String, String>, Erro
             .map(|t| (t.key().to_string(), t.value().to_string()))
             .collect()
     })
-    .map_err(aws_error("ListTagsForResource"))
+    .map_err(Error::from)
 }
 
 /// The topic's tags (`None` when it does not exist).
@@ -85,9 +85,8 @@ pub async fn set_attribute(aws: &Aws, arn: &str, name: &str, value: &str) -> Res
         .attribute_name(name)
         .attribute_value(value)
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("SetTopicAttributes"))
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

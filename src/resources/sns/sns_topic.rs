@@ -13,7 +13,7 @@ use serde_json::json;
 use super as sns;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
 use crate::resources::{Live, OpCx};
 
@@ -171,8 +171,7 @@ impl Resource for SnsTopic {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("ListTopics"))?;
+            .await?;
         // ListTopics has no name filter: the stack's names all start `STACK-` (as
         // `topic_name` makes them), which keeps the per-topic calls to this stack's.
         let prefix = topic_name(stack, "", false);
@@ -263,7 +262,7 @@ impl Resource for SnsTopic {
                     .set_tags(Some(tags.clone()))
                     .send()
                     .await
-                    .map_err(aws_error("CreateTopic"))
+                    .map_err(Error::from)
             },
         )
         .await?;
@@ -321,7 +320,7 @@ impl Resource for SnsTopic {
             .topic_arn(&live.physical_id)
             .send()
             .await;
-        sns::unless_gone(out.map_err(aws_error("DeleteTopic"))).map(|_| ())
+        sns::unless_gone(out.map_err(Error::from)).map(|_| ())
     }
 }
 

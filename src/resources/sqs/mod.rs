@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName as Q;
 
 use crate::aws::Aws;
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::OpCx;
 
 /// CreateQueue of a name whose queue was deleted less than 60 s ago.
@@ -80,15 +80,13 @@ where
 /// The URL of the queue called `name`, if there is one.
 pub async fn queue_url(aws: &Aws, name: &str) -> Result<Option<String>, Error> {
     let out = aws.sqs.get_queue_url().queue_name(name).send().await;
-    Ok(unless_gone(out.map_err(aws_error("GetQueueUrl")))?
-        .and_then(|o| o.queue_url().map(str::to_string)))
+    Ok(unless_gone(out.map_err(Error::from))?.and_then(|o| o.queue_url().map(str::to_string)))
 }
 
 /// The queue's tags (`None` when it does not exist).
 pub async fn tags_of(aws: &Aws, url: &str) -> Result<Option<HashMap<String, String>>, Error> {
     let out = aws.sqs.list_queue_tags().queue_url(url).send().await;
-    Ok(unless_gone(out.map_err(aws_error("ListQueueTags")))?
-        .map(|o| o.tags().cloned().unwrap_or_default()))
+    Ok(unless_gone(out.map_err(Error::from))?.map(|o| o.tags().cloned().unwrap_or_default()))
 }
 
 /// Every attribute of the queue.
@@ -100,7 +98,7 @@ pub async fn get_attributes(aws: &Aws, url: &str) -> Result<HashMap<Q, String>, 
         .send()
         .await
         .map(|o| o.attributes().cloned().unwrap_or_default())
-        .map_err(aws_error("GetQueueAttributes"))
+        .map_err(Error::from)
 }
 
 pub async fn set_attributes(aws: &Aws, url: &str, attrs: Vec<(Q, String)>) -> Result<(), Error> {
@@ -109,9 +107,8 @@ pub async fn set_attributes(aws: &Aws, url: &str, attrs: Vec<(Q, String)>) -> Re
         .queue_url(url)
         .set_attributes(Some(attrs.into_iter().collect()))
         .send()
-        .await
-        .map(|_| ())
-        .map_err(aws_error("SetQueueAttributes"))
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super as sqs;
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
-use crate::resources::common::{self, aws_error, Error};
+use crate::resources::common::{self, Error};
 use crate::resources::typed::{
     self, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
 };
@@ -328,8 +328,7 @@ impl Resource for SqsQueue {
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws_error("ListQueues"))?;
+            .await?;
         // SQS has no batched form of either call: one ListQueueTags per queue, then
         // GetQueueAttributes only for the queues that are ours.
         common::read_each(urls, |url| async move {
@@ -392,7 +391,7 @@ impl Resource for SqsQueue {
                         .set_tags(Some(tags.clone().into_iter().collect()))
                         .send()
                         .await
-                        .map_err(aws_error("CreateQueue"))
+                        .map_err(Error::from)
                 })
             },
         )
@@ -419,7 +418,7 @@ impl Resource for SqsQueue {
         let tags = sqs::settling(cx, || async {
             let out = aws.sqs.list_queue_tags().queue_url(&url).send().await;
             out.map(|o| o.tags().cloned().unwrap_or_default())
-                .map_err(aws_error("ListQueueTags"))
+                .map_err(Error::from)
         })
         .await?;
         if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id) {
@@ -500,7 +499,7 @@ impl Resource for SqsQueue {
             .queue_url(&live.physical_id)
             .send()
             .await;
-        sqs::unless_gone(out.map_err(aws_error("DeleteQueue"))).map(|_| ())
+        sqs::unless_gone(out.map_err(Error::from)).map(|_| ())
     }
 }
 
