@@ -203,3 +203,81 @@ fn another_regions_role_is_refused_and_an_unused_legacy_role_left_alone() {
         }
     });
 }
+
+/// A role an earlier securecart made (`STACK-runner` under `/securecart/STACK/`, no region
+/// tag) that a state machine of the stack in us-east-1 runs as belongs to us-east-1: its
+/// plan replaces it with `STACK-runner-us-east-1` and re-points the machine, apply deletes
+/// the old role after, and the next plan is empty.
+#[test]
+fn a_legacy_role_moves_to_its_region_where_it_is_used() {
+    let st = stack("iamlegacy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bp = bp(
+        &dir,
+        "name: iam-legacy\nresources:\n  runner:\n    type: iam_role\n    service: states.amazonaws.com\n  flow:\n    type: state_machine\n    role: ${runner.arn}\n    tracing: false\n    definition:\n      StartAt: Hold\n      States:\n        Hold: {Type: Pass, End: true}\n",
+    );
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"states.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let legacy = format!("{st}-runner");
+    rt().block_on(async {
+        let cfg = sdk().await;
+        let iam = iam_in("us-east-1").await;
+        let itag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().expect("tag");
+        let role = iam
+            .create_role()
+            .role_name(&legacy)
+            .path(format!("/securecart/{st}/"))
+            .assume_role_policy_document(trust)
+            .tags(itag("securecart:stack", &st))
+            .tags(itag("securecart:resource", "runner"))
+            .send()
+            .await
+            .expect("CreateRole");
+        let arn = role.role().expect("role").arn().to_string();
+        // The strict emulator refuses a role younger than its IAM window, as AWS may.
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        let sfn = aws_sdk_sfn::Client::new(&cfg);
+        let stag = |k: &str, v: &str| aws_sdk_sfn::types::Tag::builder().key(k).value(v).build();
+        sfn.create_state_machine()
+            .name(format!("{st}-flow"))
+            .role_arn(arn)
+            .definition(r#"{"StartAt":"Hold","States":{"Hold":{"Type":"Pass","End":true}}}"#)
+            .tags(stag("securecart:stack", &st))
+            .tags(stag("securecart:resource", "flow"))
+            .send()
+            .await
+            .expect("CreateStateMachine");
+    });
+    // eu-west-1 has nothing that uses it: not its role.
+    let (code, plan, err) = run_json(&["plan", &bp, "--region", "eu-west-1"], &st);
+    assert_eq!(code, 2, "{plan:#}\n{err}");
+    assert_eq!(
+        changes(&plan["plan"]),
+        vec![
+            ("flow".to_string(), "create".to_string()),
+            ("runner".to_string(), "create".to_string())
+        ]
+    );
+    // us-east-1 runs a machine as it: replaced there, the machine re-pointed.
+    let (code, plan, err) = run_json(&["plan", &bp, "--region", "us-east-1"], &st);
+    assert_eq!(code, 2, "{plan:#}\n{err}");
+    let planned = changes(&plan["plan"]);
+    assert!(
+        planned.contains(&("runner".to_string(), "replace".to_string()))
+            && planned.contains(&("flow".to_string(), "update".to_string())),
+        "{planned:?}"
+    );
+    let (code, out, err) = run_json(&["apply", &bp, "--yes", "--region", "us-east-1"], &st);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    assert_eq!(
+        roles_of(&st, "us-east-1"),
+        BTreeMap::from([(
+            format!("{st}-runner-us-east-1"),
+            Some("us-east-1".to_string())
+        )])
+    );
+    let (code, plan, err) = run_json(&["plan", &bp, "--region", "us-east-1"], &st);
+    assert_eq!(code, 0, "{:?}\n{err}", changes(&plan["plan"]));
+    let (code, out, err) = run_json(&["destroy", &bp, "--yes", "--region", "us-east-1"], &st);
+    assert_eq!(code, 0, "{out:#}\n{err}");
+    assert!(roles_of(&st, "us-east-1").is_empty());
+}
