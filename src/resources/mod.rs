@@ -351,35 +351,44 @@ mod layout_tests {
     /// kind computes for a create travels as its payload, what a read found as attributes.
     #[test]
     fn kinds_are_typed_and_hold_no_global_state() {
+        for (f, code) in resource_code() {
+            for banned in [
+                "impl Kind for",
+                "static ",
+                "OnceLock",
+                "LazyLock",
+                "thread_local!",
+            ] {
+                let hit = code.lines().any(|l| {
+                    let l = l.trim_start();
+                    // The registry is a constant table, not state.
+                    !l.starts_with("//")
+                        && l.contains(banned)
+                        && !l.contains("'static")
+                        && !l.starts_with("pub static REGISTRY")
+                });
+                assert!(!hit, "{} has `{banned}`", f.display());
+            }
+        }
+    }
+
+    /// Every Rust file under `src/resources/` with the code before its unit tests.
+    fn resource_code() -> Vec<(std::path::PathBuf, String)> {
         let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src/resources")];
+        let mut out = Vec::new();
         while let Some(dir) = stack.pop() {
             for e in std::fs::read_dir(&dir).expect("dir") {
                 let f = e.expect("entry").path();
                 if f.is_dir() {
                     stack.push(f);
-                    continue;
-                }
-                let text = std::fs::read_to_string(&f).expect("source");
-                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-                for banned in [
-                    "impl Kind for",
-                    "static ",
-                    "OnceLock",
-                    "LazyLock",
-                    "thread_local!",
-                ] {
-                    let hit = code.lines().any(|l| {
-                        let l = l.trim_start();
-                        // The registry is a constant table, not state.
-                        !l.starts_with("//")
-                            && l.contains(banned)
-                            && !l.contains("'static")
-                            && !l.starts_with("pub static REGISTRY")
-                    });
-                    assert!(!hit, "{} has `{banned}`", f.display());
+                } else if f.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&f).expect("source");
+                    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                    out.push((f.clone(), code.to_string()));
                 }
             }
         }
+        out
     }
 
     /// ARNs take the region's partition (`arn:aws-cn:…` in China, `arn:aws-us-gov:…` in
@@ -387,24 +396,11 @@ mod layout_tests {
     /// included (`crate::partition`). Unit tests may spell ARNs out.
     #[test]
     fn no_arn_is_hard_coded_to_one_partition() {
-        let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src/resources")];
         let mut found = Vec::new();
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).expect("dir") {
-                let f = e.expect("entry").path();
-                if f.is_dir() {
-                    stack.push(f);
-                    continue;
-                }
-                if f.extension().is_none_or(|x| x != "rs") {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&f).expect("source");
-                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-                for (n, l) in code.lines().enumerate() {
-                    if l.contains("arn:aws:") || l.contains("\"arn:aws\"") {
-                        found.push(format!("{}:{}: {}", f.display(), n + 1, l.trim()));
-                    }
+        for (f, code) in resource_code() {
+            for (n, l) in code.lines().enumerate() {
+                if l.contains("arn:aws:") || l.contains("\"arn:aws\"") {
+                    found.push(format!("{}:{}: {}", f.display(), n + 1, l.trim()));
                 }
             }
         }

@@ -69,6 +69,23 @@ fn roles_of(st: &str, seen_from: &str) -> BTreeMap<String, Option<String>> {
     })
 }
 
+/// Creates a role as something other than securecart would: `name` under `path`, trusted by
+/// Step Functions, with these tags; its ARN.
+async fn make_role(name: &str, path: &str, tags: &[(&str, &str)]) -> String {
+    let iam = iam_in("us-east-1").await;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"states.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let mut req = iam
+        .create_role()
+        .role_name(name)
+        .path(path)
+        .assume_role_policy_document(trust);
+    for (k, v) in tags {
+        req = req.tags(Tag::builder().key(*k).value(*v).build().expect("tag"));
+    }
+    let out = req.send().await.expect("CreateRole");
+    out.role().expect("role").arn().to_string()
+}
+
 fn bp(dir: &tempfile::TempDir, text: &str) -> String {
     let p = dir.path().join("blueprint.yaml");
     std::fs::write(&p, text).expect("write blueprint");
@@ -133,31 +150,25 @@ fn another_regions_role_is_refused_and_an_unused_legacy_role_left_alone() {
         &dir,
         "name: iam-clash\nresources:\n  runner:\n    type: iam_role\n    service: states.amazonaws.com\n",
     );
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"states.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().expect("tag");
     rt().block_on(async {
-        let iam = iam_in("us-east-1").await;
         // This region's name, tagged as the stack's role in another region.
-        iam.create_role()
-            .role_name(format!("{st}-runner-eu-west-1"))
-            .path(format!("/securecart/{st}/us-east-1/"))
-            .assume_role_policy_document(trust)
-            .tags(tag("securecart:stack", &st))
-            .tags(tag("securecart:resource", "runner"))
-            .tags(tag("securecart:region", "us-east-1"))
-            .send()
-            .await
-            .expect("CreateRole");
+        make_role(
+            &format!("{st}-runner-eu-west-1"),
+            &format!("/securecart/{st}/us-east-1/"),
+            &[
+                ("securecart:stack", &st),
+                ("securecart:resource", "runner"),
+                ("securecart:region", "us-east-1"),
+            ],
+        )
+        .await;
         // The form an earlier securecart made: no region anywhere.
-        iam.create_role()
-            .role_name(format!("{st}-runner"))
-            .path(format!("/securecart/{st}/"))
-            .assume_role_policy_document(trust)
-            .tags(tag("securecart:stack", &st))
-            .tags(tag("securecart:resource", "runner"))
-            .send()
-            .await
-            .expect("CreateRole");
+        make_role(
+            &format!("{st}-runner"),
+            &format!("/securecart/{st}/"),
+            &[("securecart:stack", &st), ("securecart:resource", "runner")],
+        )
+        .await;
     });
     // Nothing in eu-west-1 uses the legacy role: it is not this region's to replace.
     let (code, plan, err) = run_json(&["plan", &bp, "--region", "eu-west-1"], &st);
@@ -216,23 +227,14 @@ fn a_legacy_role_moves_to_its_region_where_it_is_used() {
         &dir,
         "name: iam-legacy\nresources:\n  runner:\n    type: iam_role\n    service: states.amazonaws.com\n  flow:\n    type: state_machine\n    role: ${runner.arn}\n    tracing: false\n    definition:\n      StartAt: Hold\n      States:\n        Hold: {Type: Pass, End: true}\n",
     );
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"states.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let legacy = format!("{st}-runner");
     rt().block_on(async {
         let cfg = sdk().await;
-        let iam = iam_in("us-east-1").await;
-        let itag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().expect("tag");
-        let role = iam
-            .create_role()
-            .role_name(&legacy)
-            .path(format!("/securecart/{st}/"))
-            .assume_role_policy_document(trust)
-            .tags(itag("securecart:stack", &st))
-            .tags(itag("securecart:resource", "runner"))
-            .send()
-            .await
-            .expect("CreateRole");
-        let arn = role.role().expect("role").arn().to_string();
+        let arn = make_role(
+            &format!("{st}-runner"),
+            &format!("/securecart/{st}/"),
+            &[("securecart:stack", &st), ("securecart:resource", "runner")],
+        )
+        .await;
         // The strict emulator refuses a role younger than its IAM window, as AWS may.
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         let sfn = aws_sdk_sfn::Client::new(&cfg);
