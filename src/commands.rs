@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::apply::{ApplyResult, Executor};
+use crate::apply::{estimate::estimate, ApplyResult, Executor};
 use crate::aws::Aws;
 use crate::blueprint::{self, refs, Blueprint, LoadError};
 use crate::cli::{
@@ -211,7 +211,14 @@ impl<'a> Session<'a> {
     fn plan(&mut self, info: &StackInfo, bp: &Blueprint, live: &[Live]) -> Plan {
         let t = Instant::now();
         let plan = plan::plan(info, bp, live, &resources::kind);
+        let plan = self.estimated(plan, live);
         self.phases.push(("plan".into(), t.elapsed()));
+        plan
+    }
+
+    /// The plan with how long it will take on AWS at this run's parallelism.
+    fn estimated(&self, mut plan: Plan, live: &[Live]) -> Plan {
+        plan.estimate = estimate(&plan, live, &resources::kind, self.s.parallelism);
         plan
     }
 
@@ -506,7 +513,7 @@ async fn destroy_cmd(ss: &mut Session<'_>, a: DestroyArgs) -> Result<ExitCode, E
         });
     }
     let info = ss.stack_info(&aws, &name, None).await?;
-    let plan = plan::destroy_plan(&name, &live);
+    let plan = ss.estimated(plan::destroy_plan(&name, &live), &live);
     view.proposed(&aws.region, &plan);
     let result = if plan.summary.has_changes() {
         ss.confirm(&format!(

@@ -592,6 +592,8 @@ impl Job {
     }
 }
 
+pub mod estimate;
+
 #[cfg(test)]
 mod tests;
 

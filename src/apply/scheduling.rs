@@ -152,6 +152,8 @@ impl blueprint::Catalog for FakeCatalog {
 
 /// Applies `resources` (YAML lines under `resources:`) with `fake` and `parallelism`.
 async fn apply(fake: &'static Fake, resources: &str, parallelism: usize) -> ApplyResult {
+    // Not while another test sends Ctrl-C: this executor would stop too.
+    let _no_signals = super::tests::SIGNALS.read().await;
     apply_reporting(fake, resources, parallelism, Arc::new(Silent)).await
 }
 
@@ -237,8 +239,10 @@ async fn no_more_steps_run_at_once_than_the_parallelism_allows() {
         .map(|i| format!("  r{i}: {{type: fake}}\n"))
         .collect();
     for (bound, expect) in [(1, 1), (2, 2), (8, 6)] {
+        // Long enough that all six start before the first ends even on a loaded
+        // machine (at 40 ms, a descheduled test thread once saw a peak of 5).
         let fake = Fake {
-            delay: Duration::from_millis(40),
+            delay: Duration::from_millis(250),
             ..Default::default()
         }
         .leak();
@@ -273,7 +277,7 @@ async fn a_panicking_kind_fails_its_step_only() {
 
 #[tokio::test]
 async fn a_first_ctrl_c_lets_running_steps_finish_and_starts_nothing_new() {
-    let _one_at_a_time = super::tests::SIGNALS.lock().await;
+    let _one_at_a_time = super::tests::SIGNALS.write().await;
     let fake = Fake {
         delay: Duration::from_millis(600),
         ..Default::default()

@@ -136,9 +136,9 @@ fn replacements_on_a_replaced_vpc_delete_first_without_a_cycle() {
     );
 }
 
-/// Tests that send `SIGINT` to this process take turns: every executor running in it
-/// receives the signal.
-pub(super) static SIGNALS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Every executor running in this process receives a `SIGINT` a test sends: tests that
+/// send one hold this for writing, tests that run an executor for reading.
+pub(super) static SIGNALS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Sends `SIGINT` to this test process (what Ctrl-C does to securecart).
 pub(super) fn ctrl_c() {
@@ -164,7 +164,7 @@ impl crate::report::Reporter for Started {
 
 #[tokio::test]
 async fn a_second_ctrl_c_stops_waiting_for_steps_in_flight() {
-    let _one_at_a_time = SIGNALS.lock().await;
+    let _one_at_a_time = SIGNALS.write().await;
     // An endpoint that accepts connections and never answers: the create waits for the
     // SDK's 120 s attempt timeout, as a long AWS wait would.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -90,6 +90,25 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<Warning>,
     pub summary: Summary,
+    /// How long the apply will take on AWS (set by the caller: `apply::estimate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+}
+
+/// The estimated wall time of an apply from each kind's typical AWS durations, and the
+/// chain of steps that decides it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Estimate {
+    pub seconds: u32,
+    pub critical_path: Vec<PathStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathStep {
+    pub id: String,
+    /// create, update or delete.
+    pub action: &'static str,
+    pub seconds: u32,
 }
 
 impl Plan {
@@ -533,6 +552,7 @@ pub fn plan(
         warnings,
         errors,
         summary,
+        estimate: None,
     }
 }
 
@@ -577,6 +597,7 @@ pub fn destroy_plan(stack: &str, live: &[Live]) -> Plan {
         actions,
         warnings: Vec::new(),
         errors: Vec::new(),
+        estimate: None,
     }
 }
 

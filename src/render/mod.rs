@@ -24,7 +24,7 @@ use crate::aws::CallCount;
 use crate::blueprint::diagnostic::ProblemReport;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::Diagnostics;
-use crate::plan::{Action, Plan, PlannedAction};
+use crate::plan::{Action, Estimate, Plan, PlannedAction};
 use crate::report::Outcome;
 
 /// Turns colours off everywhere (--no-color, NO_COLOR, or not a terminal).
@@ -97,7 +97,44 @@ pub fn plan_text(plan: &Plan, region: &str, show_unchanged: bool) -> String {
         }
     }
     let _ = writeln!(s, "\n{}", summary_line(plan));
+    if let Some(e) = &plan.estimate {
+        let _ = writeln!(s, "{}", dim.apply_to(estimate_line(e)));
+    }
     s
+}
+
+/// "Estimated time on AWS: ≈ 19 min; critical path: vpc → db (9 min) → replica (11 min)".
+pub fn estimate_line(e: &Estimate) -> String {
+    let path: Vec<String> = e
+        .critical_path
+        .iter()
+        .map(|p| {
+            let verb = if p.action == "create" {
+                String::new()
+            } else {
+                format!("{} ", p.action)
+            };
+            if p.seconds >= 60 {
+                format!("{verb}{} ({})", p.id, duration_words(p.seconds))
+            } else {
+                format!("{verb}{}", p.id)
+            }
+        })
+        .collect();
+    format!(
+        "Estimated time on AWS: ≈ {}; critical path: {}",
+        duration_words(e.seconds),
+        path.join(" → ")
+    )
+}
+
+/// Seconds below a minute, whole minutes above.
+fn duration_words(secs: u32) -> String {
+    if secs < 60 {
+        format!("{secs} s")
+    } else {
+        format!("{} min", (secs + 30) / 60)
+    }
 }
 
 fn action_block(s: &mut String, a: &PlannedAction, width: usize) {

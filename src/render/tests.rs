@@ -117,6 +117,7 @@ fn long_values_print_as_indented_json_and_changes_as_a_line_diff() {
             update: 1,
             ..Default::default()
         },
+        estimate: None,
     };
     insta::assert_snapshot!(plan_text(&p, "eu-west-1", false));
 }
@@ -467,4 +468,32 @@ fn annotated_diagnostics_mask_a_long_secret_before_wrapping() {
     let shown = diagnostics(&d, true);
     assert!(shown.contains("(sensitive)"), "{shown}");
     assert!(!shown.contains("x7x7"), "{shown}");
+}
+
+#[test]
+fn the_estimate_reads_as_time_and_a_chain() {
+    let e = crate::plan::Estimate {
+        seconds: 1207,
+        critical_path: vec![
+            crate::plan::PathStep {
+                id: "vpc".into(),
+                action: "create",
+                seconds: 2,
+            },
+            crate::plan::PathStep {
+                id: "db".into(),
+                action: "create",
+                seconds: 540,
+            },
+            crate::plan::PathStep {
+                id: "replica".into(),
+                action: "update",
+                seconds: 660,
+            },
+        ],
+    };
+    assert_eq!(
+        super::estimate_line(&e),
+        "Estimated time on AWS: ≈ 20 min; critical path: vpc → db (9 min) → update replica (11 min)"
+    );
 }

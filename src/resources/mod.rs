@@ -87,6 +87,26 @@ pub struct Live {
     pub outputs: BTreeMap<String, Json>,
 }
 
+/// How long a create, an update and a delete of a kind typically take on AWS, in
+/// seconds, waits included: what plan adds up into the apply's estimated time and
+/// critical path (`apply::estimate`). Each kind declares its own, citing where the
+/// figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Typical {
+    pub create: u32,
+    pub update: u32,
+    pub delete: u32,
+}
+
+impl Typical {
+    /// One API call, no waiter.
+    pub const API_CALL: Typical = Typical {
+        create: 2,
+        update: 2,
+        delete: 2,
+    };
+}
+
 /// Context of one create / update / delete: who it is for, what its desired state
 /// computed besides attributes (see [`Payload`]) and where progress goes.
 pub struct OpCx<'a> {
@@ -203,6 +223,11 @@ pub trait Kind: Send + Sync {
     /// there against the region's zones and puts the zone's name in place of an ID.
     fn zone_fields(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// How long its create, update and delete typically take on AWS (see [`Typical`]).
+    fn typical(&self) -> Typical {
+        Typical::API_CALL
     }
 
     /// Security-baseline findings of the desired attributes, shown as plan warnings.

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use super::common::{self, Error};
+pub use super::Typical;
 use super::{Kind, Live, OpCx};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Inlined, Issue};
@@ -149,6 +150,9 @@ pub trait Resource: Send + Sync + 'static {
     /// whose update also waits until the resource is usable (an Auto Scaling group's
     /// instances InService), which the leftover of an interrupted create may not be yet.
     const UPDATE_ADOPTED: bool = false;
+    /// How long a create, update and delete typically take on AWS, with where the figures
+    /// come from in a comment: no default, every kind says.
+    const TYPICAL: Typical;
 
     /// The blueprint fields; their doc comments are the schema's descriptions.
     type Fields: DeserializeOwned + schemars::JsonSchema;
@@ -458,6 +462,10 @@ impl<R: Resource> Kind for Typed<R> {
 
     fn zone_fields(&self) -> &'static [&'static str] {
         R::ZONE_FIELDS
+    }
+
+    fn typical(&self) -> Typical {
+        R::TYPICAL
     }
 
     fn physical_names(&self, stack: &str, id: &str, config: &Json) -> Vec<(String, String)> {

@@ -24,7 +24,7 @@ use crate::resources::common::{self, Error};
 use crate::resources::elbv2::arn_suffix;
 use crate::resources::fields::{check_arn_ref, check_id_ref, has_ref, id_set, ref_key};
 use crate::resources::typed::{
-    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
 };
 use crate::resources::{Live, OpCx, TAG_STACK};
 
@@ -148,6 +148,15 @@ impl Resource for AutoscalingGroup {
     // The interrupted create may have died waiting for the instances: the update waits
     // for them (and reports a failed launch) even when nothing else is to change.
     const UPDATE_ADOPTED: bool = true;
+
+    /// Typical time on AWS: Create waits until the instances are InService: 1–2 minutes
+    /// (labs/02/README.md); an update starts an instance refresh and does not wait for it;
+    /// delete scales to zero and waits for the instances to terminate, 2–3 minutes.
+    const TYPICAL: Typical = Typical {
+        create: 120,
+        update: 10,
+        delete: 150,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

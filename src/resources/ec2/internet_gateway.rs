@@ -14,7 +14,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue, Resource as Declared};
 use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::{check_id_ref, ref_key};
-use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site};
+use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site, Typical};
 use crate::resources::{Live, OpCx};
 
 pub struct InternetGateway;
@@ -41,6 +41,14 @@ impl Resource for InternetGateway {
     const KIND: &'static str = "internet_gateway";
     const ATTRIBUTES: &'static [&'static str] = &["id"];
     const REPLACE_ON: &'static [&'static str] = &[];
+
+    /// Typical time on AWS: Create and attach; a detach is refused while public addresses are
+    /// still mapped in the VPC and is retried (docs: DetachInternetGateway).
+    const TYPICAL: Typical = Typical {
+        create: 3,
+        update: 3,
+        delete: 10,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

@@ -22,7 +22,9 @@ use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
 use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, id_set};
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct LaunchTemplate;
@@ -131,6 +133,13 @@ impl Resource for LaunchTemplate {
     // A re-run after an interrupted apply: our own template is brought up to date with a
     // new version; anyone else's is left alone.
     const ADOPT: Adopt = Adopt::OnCodes(&["InvalidLaunchTemplateName.AlreadyExistsException"]);
+
+    /// Typical time on AWS: An SSM read for the AMI and one EC2 call (a new version on update).
+    const TYPICAL: Typical = Typical {
+        create: 3,
+        update: 3,
+        delete: 2,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

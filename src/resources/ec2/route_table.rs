@@ -16,7 +16,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue, Resource as Declared};
 use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
-use crate::resources::typed::{self, Changed, Listed, Observed, Resource, Site};
+use crate::resources::typed::{self, Changed, Listed, Observed, Resource, Site, Typical};
 use crate::resources::{Live, OpCx};
 
 pub struct RouteTable;
@@ -103,6 +103,13 @@ impl Resource for RouteTable {
     const KIND: &'static str = "route_table";
     const ATTRIBUTES: &'static [&'static str] = &["id"];
     const REPLACE_ON: &'static [&'static str] = &["vpc"];
+
+    /// Typical time on AWS: A few EC2 calls (routes, associations); no waiter.
+    const TYPICAL: Typical = Typical {
+        create: 3,
+        update: 3,
+        delete: 3,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

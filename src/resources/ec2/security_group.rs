@@ -18,7 +18,7 @@ use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::{check_id_ref, has_ref, ref_key};
 use crate::resources::typed::{
-    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
 };
 use crate::resources::{Live, OpCx};
 
@@ -161,6 +161,15 @@ impl Resource for SecurityGroup {
     // No ClientToken on CreateSecurityGroup: the group name is unique per VPC, so a second
     // try fails with InvalidGroup.Duplicate and the group carrying our tags is the first one.
     const ADOPT: Adopt = Adopt::OnCodes(&["InvalidGroup.Duplicate"]);
+
+    /// Typical time on AWS: Create and authorize are immediate; DeleteSecurityGroup is refused
+    /// with DependencyViolation while ENIs of a deleted load balancer or instance linger,
+    /// usually seconds to a minute (shared/notes/aws-behaviour.md, "Ordering on destroy").
+    const TYPICAL: Typical = Typical {
+        create: 3,
+        update: 2,
+        delete: 30,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

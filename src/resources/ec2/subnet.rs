@@ -14,7 +14,9 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, ec2, parse, Error};
 use crate::resources::fields::{check_id_ref, check_zone, has_ref, ref_key};
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct Subnet;
@@ -56,6 +58,14 @@ impl Resource for Subnet {
     /// CreateSubnet takes no ClientToken; a second try fails with a CIDR conflict, and a
     /// subnet of the range carrying our tags is then the one the first try made.
     const ADOPT: Adopt = Adopt::OnCodes(&["InvalidSubnet.Conflict"]);
+
+    /// Typical time on AWS: CreateSubnet, then a short wait while the new subnet is `pending`;
+    /// a delete may retry briefly on ENIs being released.
+    const TYPICAL: Typical = Typical {
+        create: 3,
+        update: 2,
+        delete: 5,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

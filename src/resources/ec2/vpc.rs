@@ -13,7 +13,7 @@ use super::{by_id, detach_gateway, set_name_tag, tagged};
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, ec2, Error};
-use crate::resources::typed::{Changed, Listed, Observed, Resource, Site};
+use crate::resources::typed::{Changed, Listed, Observed, Resource, Site, Typical};
 use crate::resources::{Live, OpCx};
 
 pub struct Vpc;
@@ -58,6 +58,9 @@ impl Resource for Vpc {
     const KIND: &'static str = "vpc";
     const ATTRIBUTES: &'static [&'static str] = &["id", "cidr_block", "arn"];
     const REPLACE_ON: &'static [&'static str] = &["cidr_block"];
+
+    /// Typical time on AWS: One EC2 call each (plus DNS attribute calls); no waiter.
+    const TYPICAL: Typical = Typical::API_CALL;
 
     type Fields = Fields;
     type Attrs = Attrs;

@@ -15,7 +15,9 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, Error};
 use crate::resources::fields::check_arn_ref;
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct Listener;
@@ -93,6 +95,13 @@ impl Resource for Listener {
     const REPLACE_ON: &'static [&'static str] = &["load_balancer"];
     // A port holds one listener: a re-run finds the one an earlier run made.
     const ADOPT: Adopt = Adopt::LookFirst;
+
+    /// Typical time on AWS: Immediate ELB calls.
+    const TYPICAL: Typical = Typical {
+        create: 2,
+        update: 2,
+        delete: 2,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

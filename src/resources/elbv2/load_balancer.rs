@@ -17,7 +17,9 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, Error};
 use crate::resources::fields::{check_id_ref, id_set, ref_key};
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx, Payload};
 
 pub struct LoadBalancer;
@@ -91,6 +93,15 @@ impl Resource for LoadBalancer {
     // AWS answers a second CreateLoadBalancer with the same settings with the existing
     // one, but not with other settings (nor does every emulator): look first.
     const ADOPT: Adopt = Adopt::LookFirst;
+
+    /// Typical time on AWS: An ALB is `provisioning` for about 2–3 minutes before `active`
+    /// (labs/02/README.md; "ALB active ≤ 5 min usually", shared/notes/aws-behaviour.md "Typical
+    /// real-AWS durations"); deletion returns at once, its ENIs go within about half a minute.
+    const TYPICAL: Typical = Typical {
+        create: 180,
+        update: 5,
+        delete: 30,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

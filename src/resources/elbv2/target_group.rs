@@ -15,7 +15,9 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, Error};
 use crate::resources::fields::check_id_ref;
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct TargetGroup;
@@ -153,6 +155,13 @@ impl Resource for TargetGroup {
     // A re-run after an interrupted apply finds its own group (AWS answers the same
     // settings with the existing group; other settings fail with this code).
     const ADOPT: Adopt = Adopt::OnCodes(&["DuplicateTargetGroupName"]);
+
+    /// Typical time on AWS: Immediate ELB calls.
+    const TYPICAL: Typical = Typical {
+        create: 3,
+        update: 2,
+        delete: 2,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

@@ -8,7 +8,9 @@ use serde_json::{json, Value as Json};
 use super as events;
 use crate::aws::Aws;
 use crate::resources::common::{self, Error};
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct EventBus;
@@ -34,6 +36,9 @@ impl Resource for EventBus {
     const REPLACE_ON: &'static [&'static str] = &["name"];
     // A re-run after an interrupted apply finds its own bus; anyone else's stays untouched.
     const ADOPT: Adopt = Adopt::OnCodes(&["ResourceAlreadyExistsException"]);
+
+    /// Typical time on AWS: One EventBridge call each.
+    const TYPICAL: Typical = Typical::API_CALL;
 
     type Fields = Fields;
     type Attrs = Attrs;

@@ -16,7 +16,7 @@ use crate::blueprint::{self, CheckCx, Issue};
 use crate::resources::common::{self, Error};
 use crate::resources::iam::{self, Grants};
 use crate::resources::typed::{
-    self, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+    self, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
 };
 use crate::resources::{Live, OpCx};
 
@@ -166,6 +166,13 @@ impl Resource for EventRule {
     // PutRule would silently overwrite a same-named rule: look first, and touch it only if
     // it carries this resource's tags (left behind by an interrupted run).
     const ADOPT: Adopt = Adopt::LookFirst;
+
+    /// Typical time on AWS: PutRule and PutTargets (RemoveTargets before DeleteRule).
+    const TYPICAL: Typical = Typical {
+        create: 3,
+        update: 3,
+        delete: 3,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

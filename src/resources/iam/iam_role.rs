@@ -11,7 +11,7 @@ use super::*;
 use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::typed::{
-    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
 };
 use crate::resources::{Live, OpCx};
 
@@ -118,6 +118,14 @@ impl Resource for IamRole {
     /// never clashes with the old one, so the new role is made first and what runs as the
     /// old one is re-pointed before it goes: no function is without a role meanwhile.
     const CREATE_BEFORE_DELETE: bool = true;
+
+    /// Typical time on AWS: IAM calls are immediate; a new role is usable after ~2 s of
+    /// propagation (shared/notes/aws-behaviour.md "Eventual consistency").
+    const TYPICAL: Typical = Typical {
+        create: 5,
+        update: 3,
+        delete: 3,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

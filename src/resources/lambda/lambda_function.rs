@@ -29,7 +29,7 @@ use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
 use crate::resources::typed::{
-    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
 };
 use crate::resources::{Live, OpCx};
 
@@ -426,6 +426,15 @@ impl Resource for LambdaFunction {
     /// ResourceConflictException, which the role retry also waits out as "an update is in
     /// progress".
     const ADOPT: Adopt = Adopt::LookFirst;
+
+    /// Typical time on AWS: Pending → Active takes seconds; a create may retry for up to ~20 s
+    /// while Lambda cannot yet assume a new role (shared/notes/aws-behaviour.md "Eventual
+    /// consistency").
+    const TYPICAL: Typical = Typical {
+        create: 20,
+        update: 10,
+        delete: 2,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

@@ -12,7 +12,9 @@ use super as logs;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, owned_id, Error};
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct LogGroupKind;
@@ -118,6 +120,9 @@ impl Resource for LogGroupKind {
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
     const ADOPT: Adopt = Adopt::OnCodes(&["ResourceAlreadyExistsException"]);
+
+    /// Typical time on AWS: One CloudWatch Logs call each.
+    const TYPICAL: Typical = Typical::API_CALL;
 
     type Fields = Fields;
     type Attrs = Attrs;

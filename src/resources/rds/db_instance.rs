@@ -16,7 +16,7 @@ use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, owned_id, Error};
 use crate::resources::fields::{check_id_ref, id_set};
-use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site};
+use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site, Typical};
 use crate::resources::{Live, OpCx};
 
 pub struct DbInstance;
@@ -256,6 +256,17 @@ impl Resource for DbInstance {
         "master_username",
         "db_name",
     ];
+
+    /// Typical time on AWS: Create until `available`, first backup included: 5–10 minutes,
+    /// often 6–12 for PostgreSQL (shared/notes/aws-behaviour.md "Typical real-AWS durations",
+    /// labs/02/README.md; Terraform's provider allows 40 minutes); a modification applied
+    /// immediately (class, storage) takes a few minutes with a reboot (labs/03/README.md);
+    /// delete without a final snapshot 5–10 minutes.
+    const TYPICAL: Typical = Typical {
+        create: 540,
+        update: 300,
+        delete: 420,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

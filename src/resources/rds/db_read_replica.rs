@@ -17,7 +17,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, Error};
 use crate::resources::fields::{check_id_ref, id_set};
-use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site};
+use crate::resources::typed::{attrs_of, Changed, Listed, Observed, Resource, Site, Typical};
 use crate::resources::{Live, OpCx};
 
 pub struct DbReadReplica;
@@ -91,6 +91,16 @@ impl Resource for DbReadReplica {
     const ZONE_FIELDS: &'static [&'static str] = &["availability_zone"];
     const ATTRIBUTES: &'static [&'static str] = &["id", "arn", "endpoint", "port"];
     const REPLACE_ON: &'static [&'static str] = &["source", "availability_zone"];
+
+    /// Typical time on AWS: A replica is created from a snapshot of the source: 8–15 minutes,
+    /// 10–20 in labs/03/README.md ("primary + read replica ≈ 23 min" in Terraform acceptance
+    /// runs, shared/notes/aws-behaviour.md); promote and class changes reboot it (several
+    /// minutes); delete as an instance.
+    const TYPICAL: Typical = Typical {
+        create: 660,
+        update: 300,
+        delete: 420,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

@@ -15,7 +15,9 @@ use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, owned_id, Error};
 use crate::resources::fields::{check_id_ref, id_set, ref_key};
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct DbSubnetGroup;
@@ -48,6 +50,13 @@ impl Resource for DbSubnetGroup {
         "DBSubnetGroupAlreadyExists",
         "DBSubnetGroupAlreadyExistsFault",
     ]);
+
+    /// Typical time on AWS: Immediate RDS calls.
+    const TYPICAL: Typical = Typical {
+        create: 2,
+        update: 2,
+        delete: 2,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

@@ -33,7 +33,7 @@ use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
 use crate::resources::typed::{
-    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+    attrs_of, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
 };
 use crate::resources::{Live, OpCx};
 
@@ -491,6 +491,14 @@ impl Resource for StateMachine {
     /// CreateStateMachine answers with an existing machine of the same name and
     /// definition whoever owns it: look first.
     const ADOPT: Adopt = Adopt::LookFirst;
+
+    /// Typical time on AWS: Immediate, but a create may retry ~20 s while a new role or its
+    /// log-delivery grant propagates (shared/notes/real-aws-gaps.md row 2).
+    const TYPICAL: Typical = Typical {
+        create: 15,
+        update: 5,
+        delete: 5,
+    };
 
     type Fields = Fields;
     type Attrs = Attrs;

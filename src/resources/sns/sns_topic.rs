@@ -14,7 +14,9 @@ use super as sns;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, Error};
-use crate::resources::typed::{Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site};
+use crate::resources::typed::{
+    Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
+};
 use crate::resources::{Live, OpCx};
 
 pub struct SnsTopic;
@@ -100,6 +102,9 @@ impl Resource for SnsTopic {
     // up by name: ours is converged, anyone else's refused. When no namesake exists the
     // error was about the request itself and is reported as it is.
     const ADOPT: Adopt = Adopt::OnCodes(&["InvalidParameter"]);
+
+    /// Typical time on AWS: One SNS call each.
+    const TYPICAL: Typical = Typical::API_CALL;
 
     type Fields = Fields;
     type Attrs = Attrs;

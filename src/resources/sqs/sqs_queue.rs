@@ -16,7 +16,7 @@ use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, Error};
 use crate::resources::typed::{
-    self, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site,
+    self, Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
 };
 use crate::resources::{Live, OpCx};
 
@@ -218,6 +218,10 @@ impl Resource for SqsQueue {
     // Looked up by name first: CreateQueue answers with the URL of an existing queue whose
     // attributes happen to match, even when it belongs to someone else.
     const ADOPT: Adopt = Adopt::LookFirst;
+
+    /// Typical time on AWS: One SQS call each (a name deleted within 60 s cannot be reused:
+    /// replacements wait, see the kind).
+    const TYPICAL: Typical = Typical::API_CALL;
 
     type Fields = Fields;
     type Attrs = Attrs;
