@@ -486,6 +486,12 @@ impl Aws {
         })
     }
 
+    /// The partition of the region in use: what ARNs begin with, how services are named
+    /// in policies.
+    pub fn partition(&self) -> &'static crate::partition::Partition {
+        crate::partition::of(&self.region)
+    }
+
     /// Runs a whole-kind read once per command and shares its result: two kinds that
     /// come from one API (DB instances and their replicas, load balancers and their
     /// listeners) then cost one call, not two. Only for reading live state, never for

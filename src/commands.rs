@@ -166,6 +166,8 @@ impl<'a> Session<'a> {
         for (kind, r) in results {
             live.extend(r.map_err(|source| read_error(aws, kind, source))?);
         }
+        // IAM is global: roles from before roles were per region count only where used.
+        resources::claim_legacy_roles(&mut live, stack);
         Ok(live)
     }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod graph;
 pub mod local;
 pub mod lock;
+pub mod partition;
 pub mod permissions;
 pub mod plan;
 pub mod render;

@@ -118,19 +118,10 @@ pub fn entries(req: &Request) -> Vec<Access> {
     out
 }
 
-/// The partition of a region's ARNs (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html).
+/// The partition of a region's ARNs (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html),
+/// as the SDK resolves it (`crate::partition`).
 pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else if region.starts_with("us-isob-") {
-        "aws-iso-b"
-    } else if region.starts_with("us-iso-") {
-        "aws-iso"
-    } else {
-        "aws"
-    }
+    crate::partition::of(region).id
 }
 
 /// `STACK-` within names of at most `max` characters: what `common::physical_name` keeps of

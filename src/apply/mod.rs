@@ -530,8 +530,13 @@ impl Executor<'_> {
                 pending.join(", ")
             ));
         }
-        let resources::Desired { attrs, payload } =
-            kind.desired_in(&self.stack.name, &a.id, &config, &bp.dir)?;
+        let resources::Desired { attrs, payload } = kind.desired_in(
+            &self.stack.name,
+            &self.stack.region,
+            &a.id,
+            &config,
+            &bp.dir,
+        )?;
         let desired = attrs;
         let desired = match (&old, step.op) {
             // Made beside the old copy: the other of its two unique names.

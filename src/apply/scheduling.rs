@@ -60,6 +60,7 @@ impl Kind for Fake {
     fn desired_in(
         &self,
         _stack: &str,
+        _region: &str,
         id: &str,
         config: &Json,
         _dir: &Path,

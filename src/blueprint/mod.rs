@@ -1179,8 +1179,8 @@ impl Validator {
                      position, like ${stack.zones[0]}",
                 ),
                 _ => (
-                    matches!(attribute, "name" | "region" | "account_id"),
-                    "use ${stack.name}, ${stack.region}, ${stack.account_id} or \
+                    matches!(attribute, "name" | "region" | "partition" | "account_id"),
+                    "use ${stack.name}, ${stack.region}, ${stack.partition}, ${stack.account_id} or \
                      ${stack.zones[N]} (the region's Nth availability zone, from 0)",
                 ),
             };

@@ -143,6 +143,7 @@ impl StackInfo {
             "name" => self.name.clone(),
             "region" => self.region.clone(),
             "account_id" => self.account_id.clone()?,
+            "partition" => crate::partition::of(&self.region).id.to_string(),
             _ => match refs::split_index(attr) {
                 Some(("zones", i)) => self.zones.get(i)?.name.clone(),
                 _ => return None,
@@ -370,17 +371,18 @@ pub fn plan(
         };
         let lookup = |rf: &Ref| resolve_ref(rf, stack, &outputs, kind_of, &kinds);
         let config = refs::substitute(&r.config, &lookup);
-        let (desired, payload) = match kind.desired_in(&stack.name, &id, &config, &bp.dir) {
-            Ok(d) => (d.attrs, d.payload),
-            Err(e) => {
-                errors.push(Warning {
-                    id: id.clone(),
-                    message: e,
-                });
-                outputs.insert(id.clone(), None);
-                continue;
-            }
-        };
+        let (desired, payload) =
+            match kind.desired_in(&stack.name, &stack.region, &id, &config, &bp.dir) {
+                Ok(d) => (d.attrs, d.payload),
+                Err(e) => {
+                    errors.push(Warning {
+                        id: id.clone(),
+                        message: e,
+                    });
+                    outputs.insert(id.clone(), None);
+                    continue;
+                }
+            };
         let mut deps: Vec<String> = r.dependencies().into_iter().collect();
         deps.sort();
         let candidates: Vec<usize> = by_id

@@ -33,6 +33,7 @@ use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Inlined, Issue};
 
 pub use common::Error;
+pub use iam::claim_legacy_roles;
 use typed::Typed;
 pub use typed::{Desired, Payload};
 
@@ -65,6 +66,9 @@ pub static REGISTRY: &[&dyn Kind] = &[
     &Typed(rds::db_instance::DbInstance),
     &Typed(rds::db_read_replica::DbReadReplica),
 ];
+
+/// The region [`Kind::desired`] computes in.
+pub const TEST_REGION: &str = "us-east-1";
 
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
     REGISTRY.iter().copied().find(|k| k.name() == name)
@@ -138,10 +142,13 @@ pub trait Kind: Send + Sync {
     /// The normalised attributes the resource should have, from its fields with
     /// references resolved (unknown ones hold [`crate::blueprint::refs::UNKNOWN`]), and the
     /// payload its create or update sends; `dir` is the blueprint's folder, for kinds that
-    /// read files beside it (user data, function code). The planner and executor call this.
+    /// read files beside it (user data, function code); `region` is the stack's (names that
+    /// IAM keeps unique across regions carry it, ARNs take its partition). The planner and
+    /// executor call this.
     fn desired_in(
         &self,
         stack: &str,
+        _region: &str,
         id: &str,
         config: &Json,
         _dir: &Path,
@@ -149,9 +156,10 @@ pub trait Kind: Send + Sync {
         self.desired(stack, id, config).map(Desired::plain)
     }
 
-    /// The attributes of [`Kind::desired_in`] for a blueprint in the current folder.
+    /// The attributes of [`Kind::desired_in`] in [`TEST_REGION`] for a blueprint in the
+    /// current folder (what unit tests compare).
     fn desired(&self, stack: &str, id: &str, config: &Json) -> Result<Json, String> {
-        self.desired_in(stack, id, config, Path::new("."))
+        self.desired_in(stack, TEST_REGION, id, config, Path::new("."))
             .map(|d| d.attrs)
     }
 
@@ -372,35 +380,65 @@ mod layout_tests {
     /// kind computes for a create travels as its payload, what a read found as attributes.
     #[test]
     fn kinds_are_typed_and_hold_no_global_state() {
+        for (f, code) in resource_code() {
+            for banned in [
+                "impl Kind for",
+                "static ",
+                "OnceLock",
+                "LazyLock",
+                "thread_local!",
+            ] {
+                let hit = code.lines().any(|l| {
+                    let l = l.trim_start();
+                    // The registry is a constant table, not state.
+                    !l.starts_with("//")
+                        && l.contains(banned)
+                        && !l.contains("'static")
+                        && !l.starts_with("pub static REGISTRY")
+                });
+                assert!(!hit, "{} has `{banned}`", f.display());
+            }
+        }
+    }
+
+    /// Every Rust file under `src/resources/` with the code before its unit tests.
+    fn resource_code() -> Vec<(std::path::PathBuf, String)> {
         let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src/resources")];
+        let mut out = Vec::new();
         while let Some(dir) = stack.pop() {
             for e in std::fs::read_dir(&dir).expect("dir") {
                 let f = e.expect("entry").path();
                 if f.is_dir() {
                     stack.push(f);
-                    continue;
-                }
-                let text = std::fs::read_to_string(&f).expect("source");
-                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-                for banned in [
-                    "impl Kind for",
-                    "static ",
-                    "OnceLock",
-                    "LazyLock",
-                    "thread_local!",
-                ] {
-                    let hit = code.lines().any(|l| {
-                        let l = l.trim_start();
-                        // The registry is a constant table, not state.
-                        !l.starts_with("//")
-                            && l.contains(banned)
-                            && !l.contains("'static")
-                            && !l.starts_with("pub static REGISTRY")
-                    });
-                    assert!(!hit, "{} has `{banned}`", f.display());
+                } else if f.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&f).expect("source");
+                    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                    out.push((f.clone(), code.to_string()));
                 }
             }
         }
+        out
+    }
+
+    /// ARNs take the region's partition (`arn:aws-cn:…` in China, `arn:aws-us-gov:…` in
+    /// GovCloud): no ARN in the kinds' code is written for `aws` alone, managed policies
+    /// included (`crate::partition`). Unit tests may spell ARNs out.
+    #[test]
+    fn no_arn_is_hard_coded_to_one_partition() {
+        let mut found = Vec::new();
+        for (f, code) in resource_code() {
+            for (n, l) in code.lines().enumerate() {
+                if l.contains("arn:aws:") || l.contains("\"arn:aws\"") {
+                    found.push(format!("{}:{}: {}", f.display(), n + 1, l.trim()));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "ARNs written for the `aws` partition only (use `aws.partition()` or \
+             `crate::partition::of(region)`):\n{}",
+            found.join("\n")
+        );
     }
 
     /// No cycles: kinds do not reach into the planner (the diff they share is `crate::diff`),
@@ -446,7 +484,7 @@ mod registry_tests {
 
     use serde_json::{json, Value as Json};
 
-    use super::REGISTRY;
+    use super::{REGISTRY, TEST_REGION};
     use crate::blueprint::refs::{self, Resolved};
 
     #[test]
@@ -492,7 +530,7 @@ mod registry_tests {
             let unknown = |_: &refs::Ref| Some(Resolved::Unknown);
             let config = refs::substitute(config, &unknown);
             let d = kind
-                .desired_in("s", id, &config, dir)
+                .desired_in("s", TEST_REGION, id, &config, dir)
                 .unwrap_or_else(|e| panic!("{}: desired of `{id}`: {e}", kind.name()))
                 .attrs;
             produced

@@ -66,11 +66,12 @@ impl Desired {
     }
 }
 
-/// Where a desired state is computed: the stack, the resource's id and the blueprint's
-/// folder (for files a kind reads, like user data or function code).
+/// Where a desired state is computed: the stack, its region, the resource's id and the
+/// blueprint's folder (for files a kind reads, like user data or function code).
 #[derive(Debug, Clone, Copy)]
 pub struct Site<'a> {
     pub stack: &'a str,
+    pub region: &'a str,
     pub id: &'a str,
     pub dir: &'a Path,
 }
@@ -401,6 +402,7 @@ impl<R: Resource> Kind for Typed<R> {
     fn desired_in(
         &self,
         stack: &str,
+        region: &str,
         id: &str,
         config: &Json,
         dir: &Path,
@@ -412,7 +414,15 @@ impl<R: Resource> Kind for Typed<R> {
                 format!("{}: {}", i.path, i.message)
             }
         })?;
-        let (attrs, payload) = self.0.desired(&Site { stack, id, dir }, fields)?;
+        let (attrs, payload) = self.0.desired(
+            &Site {
+                stack,
+                region,
+                id,
+                dir,
+            },
+            fields,
+        )?;
         Ok(Desired {
             attrs: serde_json::to_value(attrs).map_err(|e| e.to_string())?,
             payload: Payload::new(payload),

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod emulator_lifecycle;
 mod fuzz;
+mod iam_regions;
 mod interrupt;
 mod lock;
 mod lookalike;

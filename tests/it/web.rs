@@ -630,7 +630,7 @@ fn web_kinds_create_twice_without_duplicates() {
             };
             let kind = securecart::resources::kind(kind_name).expect("kind");
             let want = kind
-                .desired_in(&stack, id, &config, std::path::Path::new("."))
+                .desired_in(&stack, "us-east-1", id, &config, std::path::Path::new("."))
                 .expect("desired");
             let desired = want.attrs.clone();
             let cx = securecart::resources::OpCx {
@@ -668,6 +668,7 @@ fn web_kinds_create_twice_without_duplicates() {
         let want = kind
             .desired_in(
                 &stack,
+                "us-east-1",
                 "taken",
                 &serde_json::json!({"vpc": vpc, "port": 80}),
                 std::path::Path::new("."),

@@ -769,7 +769,7 @@ mod tests {
     use super::*;
     use crate::resources::testing::problems;
     use crate::resources::typed::Typed;
-    use crate::resources::Kind;
+    use crate::resources::{Kind, TEST_REGION};
     use aws_sdk_ec2::types::{
         LaunchTemplateInstanceMetadataOptions, LaunchTemplateInstanceNetworkInterfaceSpecification,
     };
@@ -879,7 +879,9 @@ resources:
         )
         .unwrap();
         let cfg = json!({"user_data_file": "web.sh", "user_data_vars": {"DB_HOST": "db.example", "PORT": 5432, "Q": "it's"}});
-        let d = K.desired_in("dev", "lt", &cfg, dir.path()).unwrap();
+        let d = K
+            .desired_in("dev", TEST_REGION, "lt", &cfg, dir.path())
+            .unwrap();
         let want = "#!/bin/bash\nexport DB_HOST='db.example'\nexport PORT='5432'\nexport Q='it'\\''s'\necho \"$DB_HOST\"\n";
         assert_eq!(d.attrs["user_data_sha256"], json!(sha256(want.as_bytes())));
         // The text itself travels as the payload, for create and update to send.
@@ -888,12 +890,15 @@ resources:
             Some(&Some(want.to_string()))
         );
         let cfg = json!({"user_data_file": "web.sh", "user_data_vars": {"DB_HOST": UNKNOWN}});
-        let d = K.desired_in("dev", "lt", &cfg, dir.path()).unwrap();
+        let d = K
+            .desired_in("dev", TEST_REGION, "lt", &cfg, dir.path())
+            .unwrap();
         assert_eq!(d.attrs["user_data_sha256"], json!(UNKNOWN));
         assert_eq!(d.payload.get::<Option<String>>(), Some(&None));
         let e = K
             .desired_in(
                 "dev",
+                TEST_REGION,
                 "lt",
                 &json!({"user_data_file": "nope.sh"}),
                 dir.path(),

@@ -19,6 +19,7 @@ use serde_json::Value as Json;
 
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Resource as Declared};
+use crate::partition;
 use crate::resources::common::{self, ec2, Error};
 use crate::resources::fields::ref_key;
 use crate::resources::OpCx;
@@ -92,9 +93,11 @@ pub fn found<T>(answer: Result<T, Error>) -> Result<Option<T>, Error> {
 /// The ARN of an EC2 resource whose answer carries none (`what` is its ARN's resource
 /// type: `vpc`, `subnet`).
 pub fn arn(region: &str, owner: Option<&str>, what: &str, id: &str) -> String {
-    format!(
-        "arn:aws:ec2:{region}:{}:{what}/{id}",
-        owner.unwrap_or_default()
+    partition::of(region).arn(
+        "ec2",
+        region,
+        owner.unwrap_or_default(),
+        &format!("{what}/{id}"),
     )
 }
 

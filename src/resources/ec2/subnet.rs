@@ -355,7 +355,7 @@ mod tests {
     use super::*;
     use crate::resources::testing::problems;
     use crate::resources::typed::Typed;
-    use crate::resources::Kind;
+    use crate::resources::{Kind, TEST_REGION};
     use aws_sdk_ec2::types::Tag;
 
     const NET: &str = "
@@ -512,7 +512,7 @@ resources:
     fn a_conflict_finds_our_earlier_subnet_or_names_what_is_in_the_way() {
         let (a, ()) = Subnet
             .desired(
-                &Site { stack: "dev", id: "a", dir: std::path::Path::new(".") },
+                &Site { stack: "dev", region: TEST_REGION, id: "a", dir: std::path::Path::new(".") },
                 serde_json::from_value(json!({"vpc": "vpc-1", "cidr_block": "10.0.1.0/24", "availability_zone": "us-east-1a"})).unwrap(),
             )
             .unwrap();

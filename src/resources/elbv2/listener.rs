@@ -158,7 +158,7 @@ impl Resource for Listener {
                     issues.push(
                         Issue::new("certificate_arn", "an HTTPS listener needs a certificate")
                             .help(
-                                "set `certificate_arn` to an ACM certificate ARN (`arn:aws:acm:…`)",
+                                "set `certificate_arn` to an ACM certificate ARN (`arn:PARTITION:acm:…`)",
                             ),
                     );
                 }

@@ -466,6 +466,18 @@ impl Resource for EventRule {
                 allow_invoke(aws, cx, a, &arn, put).await?;
             }
             revoke_invoke(aws, &a.name, gone_fns).await?;
+            // Targets that ran as the rule's automatic role from before roles were per
+            // region and now run as another: that role goes.
+            for o in &old.targets {
+                if let Some(r) = &o.role {
+                    let now = a
+                        .targets
+                        .iter()
+                        .find(|t| t.id == o.id)
+                        .and_then(|t| t.role.as_deref());
+                    iam::drop_legacy_auto_role(aws, cx, r, now.unwrap_or_default()).await?;
+                }
+            }
             if old.role_policy.is_some() && a.role_policy.is_none() {
                 cx.note("deleting the automatic role, which no target uses any more");
                 iam::delete_auto_role(aws, cx.stack, cx.id).await?;
@@ -975,7 +987,7 @@ async fn with_auto_role(aws: &Aws, stack: &str, mut a: Attrs) -> Result<Attrs, E
     let mut auto_arn = None;
     for t in &mut a.targets {
         if let Some(r) = &t.role {
-            if iam::is_auto_role(r, stack) {
+            if iam::is_auto_role(r, stack, &aws.region) {
                 auto_arn = Some(r.clone());
                 t.role = Some(AUTO_ROLE.to_string());
             }

@@ -26,7 +26,7 @@ pub struct Fields {
     /// The AWS service or services that may assume the role, like `lambda.amazonaws.com`.
     service: Services,
     /// ARNs of managed policies to attach, like
-    /// `arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`.
+    /// `arn:${stack.partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`.
     #[serde(default)]
     managed_policies: Vec<String>,
     /// Inline policies: name → policy document, written as YAML
@@ -120,6 +120,10 @@ impl Resource for IamRole {
     const ATTRIBUTES: &'static [&'static str] = &["arn", "name"];
     const REPLACE_ON: &'static [&'static str] = &["name"];
     const ADOPT: Adopt = Adopt::OnCodes(&["EntityAlreadyExists"]);
+    /// A new name (a role from before roles were per region moving to its region's name)
+    /// never clashes with the old one, so the new role is made first and what runs as the
+    /// old one is re-pointed before it goes: no function is without a role meanwhile.
+    const CREATE_BEFORE_DELETE: bool = true;
 
     /// Typical time on AWS: IAM calls are immediate; a new role is usable after ~2 s of
     /// propagation (shared/notes/aws-behaviour.md "Eventual consistency").
@@ -162,7 +166,7 @@ impl Resource for IamRole {
                         format!("`{p}` is not a managed policy ARN"),
                     )
                     .help(
-                        "like `arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`",
+                        "like `arn:${stack.partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole`",
                     ),
                 );
             }
@@ -229,7 +233,7 @@ impl Resource for IamRole {
             .into_iter()
             .collect();
         let a = Attrs {
-            name: role_name(site.stack, site.id),
+            name: role_name(site.stack, site.id, site.region),
             description: f
                 .description
                 .map(|d| d.trim().to_string())
@@ -254,7 +258,7 @@ impl Resource for IamRole {
     fn physical_names(&self, stack: &str, id: &str, _: &Fields) -> Vec<(String, String)> {
         vec![(
             ROLE_NAMESPACE.into(),
-            role_name(stack, id).to_ascii_lowercase(),
+            role_name(stack, id, NAME_CHECK_REGION).to_ascii_lowercase(),
         )]
     }
 
@@ -278,16 +282,31 @@ impl Resource for IamRole {
     }
 
     async fn list(&self, aws: &Aws, stack: &str) -> Listed<Self> {
-        let path = stack_path(stack);
-        let roles = list_roles(aws, &path).await?;
+        let region = aws.region.as_str();
+        let (path, legacy) = (stack_path(stack, region), legacy_path(stack));
+        // One call finds this region's roles and those from before roles were per region
+        // (both under the legacy path as a prefix); other regions' are filtered out by path
+        // here and by tag below.
+        let roles = list_roles(aws, &legacy).await?;
+        let legacy = legacy.as_str();
         // Tags, attached and inline policies have no batched form: calls per role.
         common::read_each(
-            roles.into_iter().filter(|r| r.path() == path),
+            roles
+                .into_iter()
+                .filter(|r| r.path() == path || r.path() == legacy)
+                .collect::<Vec<_>>(),
             |r| async move {
                 let Some(tags) = role_tags(aws, r.role_name()).await? else {
                     return Ok(None);
                 };
-                let Some(id) = common::owned_id(&tags, stack) else {
+                let id = if r.path() == legacy {
+                    // Made before roles were per region: a candidate, kept only where a
+                    // resource of this region uses it (`claim_legacy_roles`).
+                    common::owned_id(&tags, stack).filter(|_| !tags.contains_key(TAG_REGION))
+                } else {
+                    owned_here(&tags, stack, region)
+                };
+                let Some(id) = id else {
                     return Ok(None);
                 };
                 match read_policies(aws, r).await {
@@ -301,12 +320,22 @@ impl Resource for IamRole {
     }
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
+        let region = aws.region.as_str();
         let tags = role_tags(aws, &a.name).await?.unwrap_or_default();
         let Some(role) = get_role(aws, &a.name).await? else {
             return Ok(None);
         };
-        // Ours only under the stack's path (an automatic role is not an `iam_role`).
-        let owner = common::owned_id(&tags, stack).filter(|_| role.path() == stack_path(stack));
+        // Ours only under the stack's path in this region, tagged for it (an automatic role
+        // is not an `iam_role`); the stack's role in another region is refused in words
+        // that say so.
+        let owner =
+            owned_here(&tags, stack, region).filter(|_| role.path() == stack_path(stack, region));
+        if owner.is_none() && tags.get(TAG_REGION).is_some_and(|r| r != region) {
+            return Err(Error::Conflict(format!(
+                "{}: delete it there or use another stack name",
+                not_ours(&a.name, &tags, stack, region)
+            )));
+        }
         if owner.is_none() {
             // Not ours: the refusal needs nothing more of it.
             return Ok(Some(Found {
@@ -345,11 +374,11 @@ impl Resource for IamRole {
     }
 
     async fn create(&self, aws: &Aws, cx: &OpCx<'_>, a: &Attrs, _: &()) -> Result<RoleRead, Error> {
-        let tags = common::tags(cx.stack, cx.id, &a.name);
+        let tags = role_tags_for(cx.stack, cx.id, &a.name, &aws.region);
         let role = create_role_call(
             aws,
             &a.name,
-            &stack_path(cx.stack),
+            &stack_path(cx.stack, &aws.region),
             &a.trust_policy,
             a.description.as_deref(),
             &tags,
@@ -468,7 +497,7 @@ mod tests {
                 }),
             )
             .unwrap();
-        assert_eq!(d["name"], "shop-events_role");
+        assert_eq!(d["name"], "shop-events_role-us-east-1");
         assert_eq!(d["description"], "starts the workflow");
         assert_eq!(
             d["managed_policies"],
@@ -485,10 +514,10 @@ mod tests {
         );
         // What IAM answers for it (re-ordered, URL-encoded) reads back as equal.
         let role = Role::builder()
-            .path("/securecart/shop/")
-            .role_name("shop-events_role")
+            .path("/securecart/shop/us-east-1/")
+            .role_name("shop-events_role-us-east-1")
             .role_id("AROA")
-            .arn("arn:aws:iam::1:role/securecart/shop/shop-events_role")
+            .arn("arn:aws:iam::1:role/securecart/shop/us-east-1/shop-events_role-us-east-1")
             .description("starts the workflow")
             .create_date(aws_smithy_types::DateTime::from_secs(0))
             .assume_role_policy_document(
@@ -509,9 +538,9 @@ mod tests {
         assert_eq!(serde_json::to_value(&o.attrs).unwrap(), d);
         assert_eq!(
             o.physical_id,
-            "arn:aws:iam::1:role/securecart/shop/shop-events_role"
+            "arn:aws:iam::1:role/securecart/shop/us-east-1/shop-events_role-us-east-1"
         );
-        assert_eq!(o.outputs[1], ("name", json!("shop-events_role")));
+        assert_eq!(o.outputs[1], ("name", json!("shop-events_role-us-east-1")));
     }
 
     #[test]
@@ -520,12 +549,13 @@ mod tests {
             .desired(
                 &Site {
                     stack: "shop",
+                    region: "eu-west-1",
                     id: "r",
                     dir: std::path::Path::new("."),
                 },
                 serde_json::from_value(json!({"service": "lambda.amazonaws.com"})).unwrap(),
             )
             .unwrap();
-        assert_eq!(IamRole.label(&a), "an IAM role named `shop-r`");
+        assert_eq!(IamRole.label(&a), "an IAM role named `shop-r-eu-west-1`");
     }
 }

@@ -4,10 +4,17 @@
 //! machine uses its role ([`RoleUser`]: waiting out IAM propagation; [`ExecRole`]: the role
 //! read back in blueprint terms).
 //!
-//! IAM is global: roles are named `STACK-ID` and live under the path `/securecart/STACK/`,
-//! so one `ListRoles` call with that path prefix finds every role of a stack. Automatic roles
-//! live under `/securecart/STACK/auto/`, belong to the resource that uses them (which creates,
-//! updates and deletes them) and are never read as `iam_role` resources.
+//! IAM is global but stacks are regional: the same stack name applied in two regions must
+//! never share, adopt, rewrite or delete the other's roles. So a role carries its region in
+//! its name (`STACK-ID-REGION`), its path (`/securecart/STACK/REGION/`, so one `ListRoles`
+//! call with that prefix finds the region's roles) and a `securecart:region` tag, which
+//! every read checks: a role of another region is not ours. Automatic roles are
+//! `STACK-ID-role-REGION` under `/securecart/STACK/REGION/auto/`, belong to the resource that
+//! uses them (which creates, updates and deletes them) and are never read as `iam_role`s.
+//!
+//! Roles made before roles were per region (`STACK-ID` under `/securecart/STACK/`, no
+//! region tag) belong to the region whose resources use them, and only there: see
+//! [`claim_legacy_roles`].
 
 pub mod iam_role;
 
@@ -22,6 +29,7 @@ use serde_json::{json, Map, Value as Json};
 use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece};
 use crate::blueprint::{CheckCx, Issue};
+use crate::partition;
 use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::OpCx;
@@ -30,6 +38,8 @@ use crate::resources::OpCx;
 pub(super) const AUTO_POLICY: &str = "securecart-auto";
 /// The tag that marks an automatic role with the kind of the resource that owns it.
 const TAG_AUTO_FOR: &str = "securecart:auto-role-for";
+/// The tag that says which region's stack a role belongs to (IAM is global).
+pub(super) const TAG_REGION: &str = "securecart:region";
 /// How long IAM may take to show a just-created role to the other IAM calls.
 const IAM_SETTLE: Duration = Duration::from_secs(30);
 
@@ -37,18 +47,55 @@ pub(super) fn iam_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
 }
 
-fn role_name(stack: &str, id: &str) -> String {
-    common::physical_name(stack, id, 64, iam_char, "")
+/// The name of `iam_role` `id`: `STACK-ID-REGION`, within IAM's 64 characters (the region,
+/// at most 15 characters, is kept whole; `STACK-ID` is shortened with a hash if need be).
+fn role_name(stack: &str, id: &str, region: &str) -> String {
+    common::physical_name(stack, id, 64, iam_char, &format!("-{region}"))
 }
 
-/// The path of the stack's roles.
-fn stack_path(stack: &str) -> String {
+/// The path of the stack's roles in `region` (a path may hold `/` and printable ASCII up to
+/// 512 characters; stack names and regions are letters, digits and `-`).
+fn stack_path(stack: &str, region: &str) -> String {
+    format!("/securecart/{stack}/{region}/")
+}
+
+/// The path of the stack's automatic roles in `region`.
+fn auto_path(stack: &str, region: &str) -> String {
+    format!("/securecart/{stack}/{region}/auto/")
+}
+
+/// Where roles made before roles were per region live: `iam_role`s here, automatic roles
+/// under `auto/`.
+fn legacy_path(stack: &str) -> String {
     format!("/securecart/{stack}/")
 }
 
-/// The path of the stack's automatic roles.
-fn auto_path(stack: &str) -> String {
-    format!("/securecart/{stack}/auto/")
+/// The path of a role in its ARN (`arn:P:iam::ACCOUNT:role/PATH/NAME` → `/PATH/`).
+fn path_of_arn(arn: &str) -> Option<&str> {
+    let rest = arn.split_once(":role/")?.1;
+    let end = rest.rfind('/').map_or(0, |i| i + 1);
+    Some(&arn[arn.len() - rest.len() - 1..arn.len() - rest.len() + end])
+}
+
+/// The blueprint id of a role of `stack` in `region`: its tags name the stack and the region.
+fn owned_here(tags: &BTreeMap<String, String>, stack: &str, region: &str) -> Option<String> {
+    common::owned_id(tags, stack)
+        .filter(|_| tags.get(TAG_REGION).map(String::as_str) == Some(region))
+}
+
+/// Why a role of this stack's name is not this region's, for a refusal: it belongs to the
+/// stack in another region (IAM is global), or it is not the stack's at all.
+fn not_ours(name: &str, tags: &BTreeMap<String, String>, stack: &str, region: &str) -> String {
+    match tags.get(TAG_REGION) {
+        Some(other) if common::owned_id(tags, stack).is_some() && other != region => format!(
+            "an IAM role named `{name}` belongs to stack `{stack}` in region {other} \
+             (tag {TAG_REGION}); IAM roles are global, stacks are regional, and securecart \
+             never shares, adopts or changes another region's role"
+        ),
+        _ => format!(
+            "an IAM role named `{name}` already exists and is not stack `{stack}`'s in region {region}"
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -204,17 +251,6 @@ impl Grants {
     }
 }
 
-/// The AWS partition of a region (`aws`, `aws-cn`, `aws-us-gov`).
-pub(super) fn partition_of(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
-
 /// Parts of an ARN: partition, service, region, account, resource.
 pub(super) fn arn_parts(arn: &str) -> Option<(&str, &str, &str, &str, &str)> {
     let mut p = arn.splitn(6, ':');
@@ -251,8 +287,7 @@ pub(super) fn queue_arn_of_url(url: &str) -> Option<String> {
         }
         _ => return None,
     };
-    let partition = partition_of(&region);
-    Some(format!("arn:{partition}:sqs:{region}:{account}:{name}"))
+    Some(partition::of(&region).arn("sqs", &region, account, name))
 }
 
 /// What an ARN or URL found in a function's environment or a state machine's definition
@@ -297,8 +332,13 @@ fn function_arn_base(arn: &str) -> String {
 // Automatic roles (`role: auto`)
 // ---------------------------------------------------------------------------------------
 
-/// The name of the automatic role of resource `id`: `STACK-ID-role`.
-pub(super) fn auto_role_name(stack: &str, id: &str) -> String {
+/// The name of the automatic role of resource `id` in `region`: `STACK-ID-role-REGION`.
+pub(super) fn auto_role_name(stack: &str, id: &str, region: &str) -> String {
+    common::physical_name(stack, id, 64, iam_char, &format!("-role-{region}"))
+}
+
+/// The name an automatic role had before roles were per region: `STACK-ID-role`.
+fn legacy_auto_role_name(stack: &str, id: &str) -> String {
     common::physical_name(stack, id, 64, iam_char, "-role")
 }
 
@@ -306,26 +346,38 @@ pub(super) fn auto_role_name(stack: &str, id: &str) -> String {
 /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html#reference_iam-quotas-names).
 const ROLE_NAMESPACE: &str = "IAM role name (compared without case)";
 
+/// The region the blueprint's name-collision check names roles in: every role of a stack
+/// has the same region suffix, so which region does not change what collides.
+const NAME_CHECK_REGION: &str = crate::resources::TEST_REGION;
+
 /// The automatic role's name in the IAM namespace, when `role` is `auto`, for the
 /// blueprint's name-collision check.
 pub(super) fn auto_role_key(stack: &str, id: &str, role: &str) -> Option<(String, String)> {
     (role == AUTO).then(|| {
         (
             ROLE_NAMESPACE.into(),
-            auto_role_name(stack, id).to_ascii_lowercase(),
+            auto_role_name(stack, id, NAME_CHECK_REGION).to_ascii_lowercase(),
         )
     })
 }
 
-/// True when `arn` is one of the stack's automatic roles.
-pub(super) fn is_auto_role(arn: &str, stack: &str) -> bool {
-    arn.contains(&format!(":role{}", auto_path(stack)))
+/// True when `arn` is one of the stack's automatic roles in `region`.
+pub(super) fn is_auto_role(arn: &str, stack: &str, region: &str) -> bool {
+    path_of_arn(arn) == Some(auto_path(stack, region).as_str())
+}
+
+/// True when `arn` is the automatic role resource `id` had before roles were per region.
+fn is_legacy_auto_role_of(arn: &str, stack: &str, id: &str) -> bool {
+    path_of_arn(arn) == Some(format!("{}auto/", legacy_path(stack)).as_str())
+        && role_name_of(arn) == legacy_auto_role_name(stack, id)
 }
 
 /// True when `arn` is a role securecart manages for the stack: an `iam_role` of its
-/// blueprint or an automatic role (both live under the stack's IAM path).
+/// blueprint or an automatic role, of any region or from before roles were per region
+/// (all live under `/securecart/STACK/`). Only decides whether a missing permission is
+/// worth waiting for, never ownership.
 pub(super) fn is_stack_role(arn: &str, stack: &str) -> bool {
-    arn.contains(&format!(":role{}", stack_path(stack)))
+    path_of_arn(arn).is_some_and(|p| p.starts_with(&legacy_path(stack)))
 }
 
 fn role_name_of(arn: &str) -> &str {
@@ -360,19 +412,22 @@ pub(super) async fn ensure_auto_role(
     service: &str,
     policy: &Json,
 ) -> Result<(String, bool), Error> {
-    let name = auto_role_name(cx.stack, cx.id);
+    let region = aws.region.as_str();
+    let name = auto_role_name(cx.stack, cx.id, region);
     let trust = trust_policy(&[service.to_string()]);
     let (arn, fresh) = match get_role(aws, &name).await? {
         Some(role) => {
             let tags = role_tags(aws, &name).await?.unwrap_or_default();
-            if common::owned_id(&tags, cx.stack).as_deref() != Some(cx.id)
+            if owned_here(&tags, cx.stack, region).as_deref() != Some(cx.id)
                 || !tags.contains_key(TAG_AUTO_FOR)
-                || role.path() != auto_path(cx.stack)
+                || role.path() != auto_path(cx.stack, region)
             {
                 return Err(Error::Conflict(format!(
-                    "an IAM role named `{name}` already exists and is not the automatic role of `{}` in stack `{}`; \
-                     securecart does not adopt or change it: delete it, or give `{}` a `role`",
-                    cx.id, cx.stack, cx.id
+                    "{}; it is not the automatic role of `{}`: securecart does not adopt or change it: \
+                     delete it, or give `{}` a `role`",
+                    not_ours(&name, &tags, cx.stack, region),
+                    cx.id,
+                    cx.id
                 )));
             }
             let current = role
@@ -386,13 +441,13 @@ pub(super) async fn ensure_auto_role(
             (role.arn().to_string(), false)
         }
         None => {
-            let mut tags = common::tags(cx.stack, cx.id, &name);
+            let mut tags = role_tags_for(cx.stack, cx.id, &name, region);
             tags.push((TAG_AUTO_FOR.to_string(), owner_kind.to_string()));
             cx.note(format!("creating role {name}"));
             let role = create_role_call(
                 aws,
                 &name,
-                &auto_path(cx.stack),
+                &auto_path(cx.stack, region),
                 &trust,
                 Some(&format!(
                     "Least-privilege role of {owner_kind} `{}` in stack `{}`, managed by securecart",
@@ -410,9 +465,16 @@ pub(super) async fn ensure_auto_role(
     Ok((arn, fresh))
 }
 
-/// Deletes the automatic role of `id` (already gone is fine).
+/// The tags of a role of `stack` in `region`: the stack's, and the region's.
+fn role_tags_for(stack: &str, id: &str, name: &str, region: &str) -> Vec<(String, String)> {
+    let mut tags = common::tags(stack, id, name);
+    tags.push((TAG_REGION.to_string(), region.to_string()));
+    tags
+}
+
+/// Deletes the automatic role of `id` in this region (already gone is fine).
 pub(super) async fn delete_auto_role(aws: &Aws, stack: &str, id: &str) -> Result<(), Error> {
-    delete_role(aws, &auto_role_name(stack, id)).await
+    delete_role(aws, &auto_role_name(stack, id, &aws.region)).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -447,8 +509,8 @@ impl ExecRole {
     /// The role ARN read from AWS: the stack's automatic role reads as `auto`, with its
     /// policy; an automatic role whose policy is gone reads as no policy (plan then
     /// restores it).
-    pub fn of(role_arn: &str, stack: &str, auto_policy: Option<Json>) -> Self {
-        if is_auto_role(role_arn, stack) {
+    pub fn of(role_arn: &str, stack: &str, region: &str, auto_policy: Option<Json>) -> Self {
+        if is_auto_role(role_arn, stack, region) {
             ExecRole {
                 role: AUTO.to_string(),
                 policy: Some(auto_policy.unwrap_or(Json::Null)),
@@ -463,12 +525,12 @@ impl ExecRole {
 
     /// Reads the role of a resource: the automatic role's policy costs one call.
     pub(super) async fn read(aws: &Aws, stack: &str, role_arn: &str) -> Result<Self, Error> {
-        let policy = if is_auto_role(role_arn, stack) {
+        let policy = if is_auto_role(role_arn, stack, &aws.region) {
             auto_role_policy(aws, role_arn).await?
         } else {
             None
         };
-        Ok(Self::of(role_arn, stack, policy))
+        Ok(Self::of(role_arn, stack, &aws.region, policy))
     }
 }
 
@@ -547,6 +609,8 @@ impl RoleUser {
     }
 
     /// After an update from `role: auto` to a role of its own: the automatic role goes.
+    /// So does the automatic role from before roles were per region, once the resource has
+    /// moved off it (see [`drop_legacy_auto_role`]).
     pub async fn drop_unused_auto_role(
         &self,
         aws: &Aws,
@@ -561,7 +625,66 @@ impl RoleUser {
             ));
             delete_auto_role(aws, cx.stack, cx.id).await?;
         }
-        Ok(())
+        drop_legacy_auto_role(aws, cx, old, new).await
+    }
+}
+
+/// A resource that ran as its automatic role from before roles were per region (`old`, an
+/// ARN under `/securecart/STACK/auto/`, read as a plain role so plan shows the move to
+/// `auto`) and now runs as another: that role was this region's — its resource here used
+/// it — and nothing of the stack uses it any more, so it goes rather than linger.
+pub(crate) async fn drop_legacy_auto_role(
+    aws: &Aws,
+    cx: &OpCx<'_>,
+    old: &str,
+    new: &str,
+) -> Result<(), Error> {
+    if old != new && is_legacy_auto_role_of(old, cx.stack, cx.id) {
+        let name = role_name_of(old);
+        let tags = role_tags(aws, name).await?.unwrap_or_default();
+        // Only the stack's own untagged-for-region role: one another region has since
+        // claimed (tagged) is not ours to delete.
+        if common::owned_id(&tags, cx.stack).as_deref() == Some(cx.id)
+            && !tags.contains_key(TAG_REGION)
+        {
+            cx.note(format!(
+                "deleting {name}, the automatic role from before roles were per region"
+            ));
+            delete_role(aws, name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Roles made before roles were per region (`/securecart/STACK/`, no region tag), read by
+/// `iam_role` in every region, stay in `live` only where a resource of this region uses
+/// one (names its ARN): that is the region it was made for, which plan then moves to its
+/// own per-region role (a replacement: the name changes) and deletes the old one after
+/// re-pointing what used it. A legacy role no resource here uses is another region's, or
+/// an orphan: never read, changed or deleted from here.
+pub fn claim_legacy_roles(live: &mut Vec<crate::resources::Live>, stack: &str) {
+    let legacy = legacy_path(stack);
+    let is_legacy = |l: &crate::resources::Live| {
+        l.kind == "iam_role" && path_of_arn(&l.physical_id) == Some(legacy.as_str())
+    };
+    let used: BTreeSet<String> = live
+        .iter()
+        .filter(|l| l.kind != "iam_role")
+        .flat_map(|l| {
+            let mut found = Vec::new();
+            strings_in(&l.attrs, &mut found);
+            found
+        })
+        .collect();
+    live.retain(|l| !is_legacy(l) || used.contains(&l.physical_id));
+}
+
+fn strings_in(v: &Json, out: &mut Vec<String>) {
+    match v {
+        Json::String(s) => out.push(s.clone()),
+        Json::Array(a) => a.iter().for_each(|x| strings_in(x, out)),
+        Json::Object(m) => m.values().for_each(|x| strings_in(x, out)),
+        _ => {}
     }
 }
 
@@ -1174,24 +1297,166 @@ mod tests {
     }
 
     #[test]
-    fn automatic_roles_are_recognised() {
+    fn automatic_roles_are_recognised_in_their_region_only() {
         let arn = format!(
             "arn:aws:iam::123456789012:role{}{}",
-            auto_path("shop"),
-            auto_role_name("shop", "orders_rule")
+            auto_path("shop", "eu-west-1"),
+            auto_role_name("shop", "orders_rule", "eu-west-1")
         );
         assert_eq!(
             arn,
-            "arn:aws:iam::123456789012:role/securecart/shop/auto/shop-orders_rule-role"
+            "arn:aws:iam::123456789012:role/securecart/shop/eu-west-1/auto/shop-orders_rule-role-eu-west-1"
         );
-        assert!(is_auto_role(&arn, "shop"));
-        assert!(!is_auto_role(&arn, "sho"));
+        assert!(is_auto_role(&arn, "shop", "eu-west-1"));
+        // The same stack's automatic role of another region is not this region's.
+        assert!(!is_auto_role(&arn, "shop", "us-east-1"));
+        assert!(!is_auto_role(&arn, "sho", "eu-west-1"));
         assert!(!is_auto_role(
-            "arn:aws:iam::123456789012:role/securecart/shop/shop-x",
-            "shop"
+            "arn:aws:iam::123456789012:role/securecart/shop/eu-west-1/shop-x-eu-west-1",
+            "shop",
+            "eu-west-1"
         ));
-        assert!(auto_role_name("shop", &"x".repeat(80)).len() <= 64);
-        assert!(auto_role_name("shop", &"x".repeat(80)).ends_with("-role"));
+        // A stack named like a region cannot pass for another stack's path.
+        assert!(!is_auto_role(&arn, "eu-west-1", "auto"));
+        // The form from before roles were per region is no region's automatic role.
+        let legacy = "arn:aws:iam::1:role/securecart/shop/auto/shop-orders_rule-role";
+        assert!(!is_auto_role(legacy, "shop", "eu-west-1"));
+        assert!(is_legacy_auto_role_of(legacy, "shop", "orders_rule"));
+        assert!(!is_legacy_auto_role_of(legacy, "shop", "orders"));
+        assert!(!is_legacy_auto_role_of(&arn, "shop", "orders_rule"));
+    }
+
+    /// IAM's limits: a role name is at most 64 characters of `[\w+=,.@-]`, a path at most
+    /// 512 (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html). The
+    /// longest stack (40 characters), a long id and the longest region still fit, keep the
+    /// region whole and stay apart by region.
+    #[test]
+    fn role_names_fit_iam_and_differ_by_region() {
+        let stack = "s".repeat(40);
+        let id = "x".repeat(80);
+        for region in [
+            "us-east-1",
+            "us-isof-south-1",
+            "cn-northwest-1",
+            "ap-southeast-5",
+        ] {
+            for name in [
+                role_name(&stack, &id, region),
+                auto_role_name(&stack, &id, region),
+                role_name("shop", "r", region),
+            ] {
+                assert!(name.len() <= 64, "{name}");
+                assert!(name.chars().all(iam_char), "{name}");
+                assert!(name.ends_with(region), "{name}");
+            }
+            assert!(stack_path(&stack, region).len() <= 512);
+        }
+        assert_eq!(role_name("shop", "r", "us-east-1"), "shop-r-us-east-1");
+        assert_ne!(
+            role_name(&stack, &id, "us-east-1"),
+            role_name(&stack, &id, "us-east-2")
+        );
+        assert_ne!(
+            auto_role_name(&stack, &id, "eu-west-1"),
+            auto_role_name(&stack, &format!("{id}y"), "eu-west-1")
+        );
+        assert_eq!(
+            path_of_arn("arn:aws:iam::1:role/securecart/shop/eu-west-1/shop-r-eu-west-1"),
+            Some("/securecart/shop/eu-west-1/")
+        );
+        assert_eq!(path_of_arn("arn:aws:iam::1:role/plain"), Some("/"));
+        assert_eq!(path_of_arn("arn:aws:iam::1:user/u"), None);
+    }
+
+    #[test]
+    fn a_role_of_another_region_is_refused_by_name() {
+        let tags = |region: Option<&str>| {
+            let mut t: BTreeMap<String, String> =
+                common::tags("shop", "r", "n").into_iter().collect();
+            if let Some(r) = region {
+                t.insert(TAG_REGION.into(), r.into());
+            }
+            t
+        };
+        assert_eq!(
+            owned_here(&tags(Some("eu-west-1")), "shop", "eu-west-1").as_deref(),
+            Some("r")
+        );
+        assert_eq!(
+            owned_here(&tags(Some("us-east-1")), "shop", "eu-west-1"),
+            None
+        );
+        assert_eq!(owned_here(&tags(None), "shop", "eu-west-1"), None);
+        let m = not_ours(
+            "shop-r-eu-west-1",
+            &tags(Some("us-east-1")),
+            "shop",
+            "eu-west-1",
+        );
+        assert!(
+            m.contains("belongs to stack `shop` in region us-east-1"),
+            "{m}"
+        );
+        let m = not_ours("shop-r-eu-west-1", &tags(None), "other", "eu-west-1");
+        assert!(
+            m.contains("is not stack `other`'s in region eu-west-1"),
+            "{m}"
+        );
+    }
+
+    /// A role from before roles were per region stays in `live` only where a resource of
+    /// the region runs as it; in a region where nothing uses it, it is not read at all.
+    #[test]
+    fn legacy_roles_belong_to_the_region_that_uses_them() {
+        use crate::resources::Live;
+        let live = |kind: &'static str, id: &str, physical: &str, attrs: Json| Live {
+            id: id.into(),
+            kind,
+            physical_id: physical.into(),
+            attrs,
+            outputs: BTreeMap::new(),
+        };
+        let legacy = "arn:aws:iam::1:role/securecart/shop/shop-runner";
+        let legacy_other = "arn:aws:iam::1:role/securecart/shop/shop-idle";
+        let here = "arn:aws:iam::1:role/securecart/shop/eu-west-1/shop-runner-eu-west-1";
+        let mut all = vec![
+            live("iam_role", "runner", legacy, json!({"name": "shop-runner"})),
+            live(
+                "iam_role",
+                "idle",
+                legacy_other,
+                json!({"name": "shop-idle"}),
+            ),
+            live(
+                "iam_role",
+                "runner",
+                here,
+                json!({"name": "shop-runner-eu-west-1"}),
+            ),
+            live(
+                "state_machine",
+                "flow",
+                "arn:aws:states:eu-west-1:1:stateMachine:shop-flow",
+                json!({"role": legacy, "definition": {"States": {}}}),
+            ),
+        ];
+        claim_legacy_roles(&mut all, "shop");
+        let kept: Vec<&str> = all.iter().map(|l| l.physical_id.as_str()).collect();
+        assert_eq!(
+            kept,
+            vec![
+                legacy,
+                here,
+                "arn:aws:states:eu-west-1:1:stateMachine:shop-flow"
+            ]
+        );
+        // In a region where no resource uses either, neither is read.
+        let mut other = vec![
+            live("iam_role", "runner", legacy, json!({})),
+            live("iam_role", "idle", legacy_other, json!({})),
+        ];
+        claim_legacy_roles(&mut other, "shop");
+        assert!(other.is_empty());
     }
 
     #[test]
@@ -1256,6 +1521,10 @@ mod tests {
     fn managed_roles_are_the_auto_role_and_the_stacks_own() {
         assert!(manages_role(AUTO, "dev"));
         assert!(manages_role(
+            "arn:aws:iam::1:role/securecart/dev/eu-west-1/dev-runner-eu-west-1",
+            "dev"
+        ));
+        assert!(manages_role(
             "arn:aws:iam::1:role/securecart/dev/dev-runner",
             "dev"
         ));
@@ -1272,24 +1541,38 @@ mod tests {
 
     #[test]
     fn a_role_read_from_aws_is_auto_only_when_it_is_the_stacks_automatic_role() {
-        let auto = "arn:aws:iam::1:role/securecart/dev/auto/dev-wf-role";
+        let auto = "arn:aws:iam::1:role/securecart/dev/us-east-1/auto/dev-wf-role-us-east-1";
         let policy = json!({"Version": "2012-10-17"});
         assert_eq!(
-            ExecRole::of(auto, "dev", Some(policy.clone())),
+            ExecRole::of(auto, "dev", "us-east-1", Some(policy.clone())),
             ExecRole {
                 role: AUTO.into(),
                 policy: Some(policy.clone())
             }
         );
         // Its policy gone: no policy, which plan then restores.
-        assert_eq!(ExecRole::of(auto, "dev", None).policy, Some(Json::Null));
-        // Another stack's automatic role is just a role.
         assert_eq!(
-            ExecRole::of(auto, "prod", Some(policy)),
-            ExecRole {
-                role: auto.into(),
-                policy: None
-            }
+            ExecRole::of(auto, "dev", "us-east-1", None).policy,
+            Some(Json::Null)
         );
+        // Another stack's automatic role is just a role, and so is this stack's in
+        // another region, and one from before roles were per region.
+        for (arn, stack, region) in [
+            (auto, "prod", "us-east-1"),
+            (auto, "dev", "eu-west-1"),
+            (
+                "arn:aws:iam::1:role/securecart/dev/auto/dev-wf-role",
+                "dev",
+                "us-east-1",
+            ),
+        ] {
+            assert_eq!(
+                ExecRole::of(arn, stack, region, Some(policy.clone())),
+                ExecRole {
+                    role: arn.into(),
+                    policy: None
+                }
+            );
+        }
     }
 }

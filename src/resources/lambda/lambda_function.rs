@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::aws::Aws;
 use crate::blueprint::refs::UNKNOWN;
 use crate::blueprint::{files, CheckCx, Inlined, Issue};
+use crate::partition::{self, Partition};
 use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
@@ -261,6 +262,7 @@ fn check_python_handler(handler: &str, names: &BTreeSet<String>) -> Result<(), S
 /// The policy of the automatic role: logs, X-Ray, and what the environment refers to.
 /// Unknown until every value it depends on is known.
 fn auto_policy(
+    partition: &Partition,
     name: &str,
     environment: &BTreeMap<String, String>,
     log_group: Option<&str>,
@@ -284,24 +286,16 @@ fn auto_policy(
             g.allow("logs:PutLogEvents", format!("{arn}:*"));
         }
         (None, Some(group)) => {
-            let arn = format!("arn:aws:logs:*:*:log-group:{group}:*");
+            let arn = partition.arn("logs", "*", "*", &format!("log-group:{group}:*"));
             g.allow("logs:CreateLogStream", arn.clone());
             g.allow("logs:PutLogEvents", arn);
         }
         (None, None) => {
             let group = default_log_group(name);
-            g.allow(
-                "logs:CreateLogGroup",
-                format!("arn:aws:logs:*:*:log-group:{group}:*"),
-            );
-            g.allow(
-                "logs:CreateLogStream",
-                format!("arn:aws:logs:*:*:log-group:{group}:*"),
-            );
-            g.allow(
-                "logs:PutLogEvents",
-                format!("arn:aws:logs:*:*:log-group:{group}:*"),
-            );
+            let arn = partition.arn("logs", "*", "*", &format!("log-group:{group}:*"));
+            g.allow("logs:CreateLogGroup", arn.clone());
+            g.allow("logs:CreateLogStream", arn.clone());
+            g.allow("logs:PutLogEvents", arn);
         }
     }
     if tracing {
@@ -338,7 +332,7 @@ fn xray_denied(e: &Error) -> bool {
 /// What a role needs for `tracing: true`.
 const XRAY_HINT: &str = "with `tracing: true` the role needs xray:PutTraceSegments and \
      xray:PutTelemetryRecords (for example the managed policy \
-     arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess); `role: auto` grants them";
+     arn:PARTITION:iam::aws:policy/AWSXRayDaemonWriteAccess); `role: auto` grants them";
 
 /// True when an `iam_role` of the blueprint visibly allows what `tracing: true` needs:
 /// X-Ray's write actions in an inline policy, or AWS's X-Ray write policy attached.
@@ -559,7 +553,7 @@ impl Resource for LambdaFunction {
                          this role allows xray:PutTraceSegments and xray:PutTelemetryRecords",
                     )
                     .help(
-                        "attach arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess to the role, \
+                        "attach arn:${stack.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess to the role, \
                          or use `role: auto`, which grants them",
                     )
                     .warning(),
@@ -653,6 +647,7 @@ impl Resource for LambdaFunction {
         let role = f.role.trim().to_string();
         let role_policy = (role == AUTO).then(|| {
             auto_policy(
+                partition::of(site.region),
                 &name,
                 &environment,
                 log_group.as_deref(),
@@ -1071,13 +1066,14 @@ mod tests {
     use super::*;
     use crate::blueprint::{self, LoadError, Severity, SourceFile};
     use crate::resources::typed::Typed;
-    use crate::resources::Kind;
+    use crate::resources::{Kind, TEST_REGION};
 
     const K: Typed<LambdaFunction> = Typed(LambdaFunction);
 
     /// The desired attributes of function `id` of stack `shop`, with its code in `dir`.
     fn attrs(id: &str, config: &Json, dir: &Path) -> Result<Json, String> {
-        K.desired_in("shop", id, config, dir).map(|d| d.attrs)
+        K.desired_in("shop", TEST_REGION, id, config, dir)
+            .map(|d| d.attrs)
     }
 
     fn problems(resources: &str) -> Vec<(Severity, String, String)> {
@@ -1174,7 +1170,9 @@ mod tests {
             "LIMIT": 5,
         });
         c["log_group"] = json!("arn:aws:logs:eu-west-1:123456789012:log-group:/securecart/shop/fn");
-        let desired = K.desired_in("shop", "pay", &c, d.path()).unwrap();
+        let desired = K
+            .desired_in("shop", TEST_REGION, "pay", &c, d.path())
+            .unwrap();
         let a = desired.attrs;
         assert_eq!(a["name"], "shop-pay");
         assert_eq!(a["role"], "auto");
@@ -1257,7 +1255,7 @@ mod tests {
                     .build(),
             )
             .build();
-        let role = ExecRole::of("arn:aws:iam::1:role/r", "shop", None);
+        let role = ExecRole::of("arn:aws:iam::1:role/r", "shop", TEST_REGION, None);
         let o = LambdaFunction.observe(&(f, role));
         assert_eq!(serde_json::to_value(&o.attrs).unwrap(), want);
         assert_eq!(o.physical_id, "arn:aws:lambda:us-east-1:1:function:shop-f");
@@ -1269,11 +1267,12 @@ mod tests {
                     .log_group("/aws/lambda/shop-f")
                     .build(),
             )
-            .role("arn:aws:iam::1:role/securecart/shop/auto/shop-f-role")
+            .role("arn:aws:iam::1:role/securecart/shop/us-east-1/auto/shop-f-role-us-east-1")
             .build();
         let role = ExecRole::of(
-            "arn:aws:iam::1:role/securecart/shop/auto/shop-f-role",
+            "arn:aws:iam::1:role/securecart/shop/us-east-1/auto/shop-f-role-us-east-1",
             "shop",
+            TEST_REGION,
             Some(json!({"Version": "2012-10-17"})),
         );
         let a = LambdaFunction.observe(&(g, role)).attrs;

@@ -1595,7 +1595,7 @@ mod tests {
     use super::*;
     use crate::resources::testing::problems;
     use crate::resources::typed::Typed;
-    use crate::resources::{Desired, Kind, TAG_RESOURCE, TAG_STACK};
+    use crate::resources::{Desired, Kind, TAG_RESOURCE, TAG_STACK, TEST_REGION};
     use aws_sdk_rds::types::{
         DbSubnetGroup, Endpoint, MasterUserSecret, Tag, VpcSecurityGroupMembership,
     };
@@ -1614,7 +1614,8 @@ mod tests {
     }
 
     fn desired_in(stack: &str, id: &str, c: &Json) -> Desired {
-        K.desired_in(stack, id, c, Path::new(".")).unwrap()
+        K.desired_in(stack, TEST_REGION, id, c, Path::new("."))
+            .unwrap()
     }
 
     #[test]

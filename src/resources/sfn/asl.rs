@@ -319,7 +319,7 @@ fn one_state(state: &Json, sp: &str, names: &BTreeSet<&str>, out: &mut Vec<Issue
             if !s.contains_key("Resource") {
                 out.push(
                     Issue::new(sp, "a Task state needs a `Resource`")
-                        .help("like `arn:aws:states:::lambda:invoke` with `Parameters: {FunctionName: ${my_function.arn}}`"),
+                        .help("like `arn:${stack.partition}:states:::lambda:invoke` with `Parameters: {FunctionName: ${my_function.arn}}`"),
                 );
             } else if !s.get("Resource").is_some_and(Json::is_string) {
                 out.push(Issue::new(format!("{sp}.Resource"), "`Resource` is an ARN"));

@@ -29,6 +29,7 @@ use crate::aws::Aws;
 use crate::blueprint::refs::{self, Piece, UNKNOWN};
 use crate::blueprint::source::Pos;
 use crate::blueprint::{self, files, CheckCx, FileSource, Inlined, Issue, Problem, SourceFile};
+use crate::partition::{self, Partition};
 use crate::resources::common::{self, Error};
 use crate::resources::fields::is_literal;
 use crate::resources::iam::{self, check_role, ExecRole, Grants, RoleUser, AUTO};
@@ -364,7 +365,7 @@ fn check_auto_role(def: &Json, out: &mut Vec<Issue>) {
 
 /// The automatic role's policy, from the resolved definition; unknown while any name it
 /// depends on is.
-fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
+fn auto_policy(partition: &Partition, def: &Json, logging: bool, tracing: bool) -> Json {
     let mut g = Grants::default();
     let mut unknown = false;
     let grant =
@@ -408,9 +409,12 @@ fn auto_policy(def: &Json, logging: bool, tracing: bool) -> Json {
                         Some(b) if b.starts_with("arn:") => g.allow("events:PutEvents", b),
                         Some(b) => g.allow(
                             "events:PutEvents",
-                            format!("arn:aws:events:*:*:event-bus/{b}"),
+                            partition.arn("events", "*", "*", &format!("event-bus/{b}")),
                         ),
-                        None => g.allow("events:PutEvents", "arn:aws:events:*:*:event-bus/default"),
+                        None => g.allow(
+                            "events:PutEvents",
+                            partition.arn("events", "*", "*", "event-bus/default"),
+                        ),
                     }
                 }
             }
@@ -753,8 +757,14 @@ impl Resource for StateMachine {
                 include_execution_data: l.include_execution_data,
             });
         let role = f.role.trim().to_string();
-        let role_policy =
-            (role == AUTO).then(|| auto_policy(&definition, logging.is_some(), f.tracing));
+        let role_policy = (role == AUTO).then(|| {
+            auto_policy(
+                partition::of(site.region),
+                &definition,
+                logging.is_some(),
+                f.tracing,
+            )
+        });
         let a = Attrs {
             name: machine_name(site.stack, site.id),
             workflow_type: f.workflow_type,
@@ -820,11 +830,11 @@ impl Resource for StateMachine {
 
     async fn find(&self, aws: &Aws, stack: &str, a: &Attrs) -> Lookup<Self> {
         let account = aws.account_id().await?;
-        let arn = format!(
-            "arn:{}:states:{}:{account}:stateMachine:{}",
-            iam::partition_of(&aws.region),
-            aws.region,
-            a.name
+        let arn = aws.partition().arn(
+            "states",
+            &aws.region,
+            &account,
+            &format!("stateMachine:{}", a.name),
         );
         let tags = tags_of(aws, &arn).await?.unwrap_or_default();
         let owner = common::owned_id(&tags, stack);
@@ -1128,7 +1138,7 @@ mod tests {
     use super::*;
     use crate::blueprint::{self, LoadError, Severity, SourceFile};
     use crate::resources::typed::Typed;
-    use crate::resources::Kind;
+    use crate::resources::{Kind, TEST_REGION};
 
     const K: Typed<StateMachine> = Typed(StateMachine);
 
@@ -1300,7 +1310,7 @@ mod tests {
         .unwrap();
         let from_file = |file: &str| {
             let config = json!({ "definition_file": file });
-            K.desired_in("shop", "f", &config, dir.path())
+            K.desired_in("shop", TEST_REGION, "f", &config, dir.path())
                 .map(|d| d.attrs)
         };
         let ok = from_file("ok.asl.yaml").unwrap();
@@ -1447,6 +1457,7 @@ mod tests {
             role: ExecRole::of(
                 "arn:aws:iam::1:role/securecart/shop/shop-runner",
                 "shop",
+                TEST_REGION,
                 None,
             ),
         };

@@ -15,7 +15,6 @@ use super as sns;
 use crate::aws::Aws;
 use crate::blueprint::{CheckCx, Issue};
 use crate::resources::common::{self, Error};
-use crate::resources::iam::partition_of;
 use crate::resources::typed::{
     Adopt, Changed, Found, Listed, Lookup, Observed, Resource, Site, Typical,
 };
@@ -225,12 +224,7 @@ impl Resource for SnsTopic {
         // A topic's ARN follows from its name, region and account (SNS API reference,
         // CreateTopic: TopicArn): one GetTopicAttributes instead of listing every topic.
         let account = aws.account_id().await?;
-        let arn = format!(
-            "arn:{}:sns:{}:{account}:{}",
-            partition_of(&aws.region),
-            aws.region,
-            a.name
-        );
+        let arn = aws.partition().arn("sns", &aws.region, &account, &a.name);
         let Some(attributes) = sns::attributes_of(aws, &arn).await? else {
             return Ok(None);
         };

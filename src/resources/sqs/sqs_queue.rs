@@ -896,7 +896,7 @@ fn check_dead_letter(queue: &str, fifo: bool, cx: &CheckCx) -> Vec<Issue> {
             format!("`{s}` is not a queue ARN"),
         )
         .help(
-            "use a reference like `${orders_dlq.arn}` or an ARN (arn:aws:sqs:region:account:name)",
+            "use a reference like `${orders_dlq.arn}` or an ARN (arn:PARTITION:sqs:REGION:ACCOUNT:NAME)",
         )],
         _ => Vec::new(),
     }
